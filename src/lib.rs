@@ -11,3 +11,4 @@ pub mod rng;
 pub mod time;
 
 pub mod relay;
+pub mod experiment;

@@ -1,0 +1,1 @@
+//! Parameter sweeps over many seeds: CSVs, charts and summaries.
