@@ -1,1 +1,24 @@
-fn main() {}
+//! The `resilient-relay` command line: a thin layer over the library.
+
+use clap::{Parser, Subcommand};
+use resilient_relay::experiment;
+
+#[derive(Debug, Parser)]
+#[command(name = "resilient-relay", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a named experiment: sweep parameters over many seeds, write CSVs and charts.
+    Experiment(experiment::ExperimentArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Experiment(args) => experiment::run(&args),
+    }
+}
