@@ -10,5 +10,5 @@
 pub mod rng;
 pub mod time;
 
-pub mod relay;
 pub mod experiment;
+pub mod relay;

@@ -1,0 +1,181 @@
+//! Dead-letter queue: where jobs go when retrying stops, never a silent drop.
+//!
+//! Retries must end somewhere. Dropping a job that exhausted its retries
+//! loses work without a trace; retrying forever lets poison messages clog the
+//! workers. Like SQS dead-letter queues, the relay parks such jobs with
+//! everything needed to understand and replay them: payload, attempts, last
+//! error, times. An operator lists and inspects them, and replays one or all
+//! once the cause is fixed.
+//!
+//! The queue is bounded. When it is full, [`DeadLetterQueue::push`] hands the
+//! letter back: the relay counts it, hands it to its driver to log in full,
+//! and refuses new work until the queue is drained.
+
+use super::config_error::{ensure, ConfigError};
+use super::job::JobId;
+use super::retry::{CallError, GiveUp};
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DlqConfig {
+    /// Letters kept at once.
+    pub capacity: usize,
+}
+
+impl Default for DlqConfig {
+    fn default() -> Self {
+        DlqConfig { capacity: 10_000 }
+    }
+}
+
+impl DlqConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ensure(
+            self.capacity >= 1,
+            "capacity",
+            "dead-letter capacity must be ≥ 1",
+        )?;
+        ensure(
+            self.capacity <= 10_000_000,
+            "capacity",
+            "dead-letter capacity must be ≤ 10,000,000",
+        )
+    }
+}
+
+/// A job whose retries ended without success.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter<K, P> {
+    pub job: JobId,
+    pub key: Option<K>,
+    pub client: u64,
+    pub fingerprint: u64,
+    pub payload: P,
+    pub attempts: u32,
+    pub reason: GiveUp,
+    pub last_error: CallError,
+    pub accepted_at: Time,
+    pub dead_at: Time,
+    /// How many times this payload was replayed from the queue before.
+    pub replays: u32,
+}
+
+/// Letters by job id, which is admission order.
+#[derive(Clone, Debug)]
+pub struct DeadLetterQueue<K, P> {
+    letters: BTreeMap<JobId, DeadLetter<K, P>>,
+    capacity: usize,
+    overflowed: u64,
+}
+
+impl<K, P> DeadLetterQueue<K, P> {
+    pub fn new(cfg: &DlqConfig) -> Self {
+        DeadLetterQueue {
+            letters: BTreeMap::new(),
+            capacity: cfg.capacity.max(1),
+            overflowed: 0,
+        }
+    }
+
+    /// Stores the letter, or hands it back when the queue is full.
+    #[allow(clippy::result_large_err)]
+    pub fn push(&mut self, letter: DeadLetter<K, P>) -> Result<(), DeadLetter<K, P>> {
+        if self.letters.len() >= self.capacity {
+            self.overflowed += 1;
+            return Err(letter);
+        }
+        self.letters.insert(letter.job, letter);
+        debug_assert!(self.letters.len() <= self.capacity);
+        Ok(())
+    }
+
+    /// All letters, oldest job first.
+    pub fn list(&self) -> impl Iterator<Item = &DeadLetter<K, P>> {
+        self.letters.values()
+    }
+
+    pub fn get(&self, job: JobId) -> Option<&DeadLetter<K, P>> {
+        self.letters.get(&job)
+    }
+
+    /// Removes a letter, to replay it.
+    pub fn take(&mut self, job: JobId) -> Option<DeadLetter<K, P>> {
+        self.letters.remove(&job)
+    }
+
+    /// Puts back a letter whose replay could not start.
+    pub fn restore(&mut self, letter: DeadLetter<K, P>) {
+        self.letters.insert(letter.job, letter);
+    }
+
+    /// Ids of all letters, oldest first.
+    pub fn ids(&self) -> Vec<JobId> {
+        self.letters.keys().copied().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.letters.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.letters.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.letters.len() >= self.capacity
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Letters refused because the queue was full.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(job: u64) -> DeadLetter<u64, ()> {
+        DeadLetter {
+            job: JobId(job),
+            key: Some(job),
+            client: 0,
+            fingerprint: 0,
+            payload: (),
+            attempts: 3,
+            reason: GiveUp::AttemptsExhausted,
+            last_error: CallError::ServerError,
+            accepted_at: Time::ZERO,
+            dead_at: Time::from_millis(1),
+            replays: 0,
+        }
+    }
+
+    #[test]
+    fn lists_in_job_order_and_takes_for_replay() {
+        let mut q = DeadLetterQueue::new(&DlqConfig { capacity: 3 });
+        for j in [5, 2, 9] {
+            q.push(letter(j)).expect("room");
+        }
+        assert_eq!(q.list().map(|l| l.job.0).collect::<Vec<_>>(), vec![2, 5, 9]);
+        assert_eq!(q.get(JobId(5)).map(|l| l.attempts), Some(3));
+        assert_eq!(q.take(JobId(5)).map(|l| l.job), Some(JobId(5)));
+        assert_eq!(q.ids(), vec![JobId(2), JobId(9)]);
+    }
+
+    #[test]
+    fn full_queue_hands_the_letter_back_and_counts_it() {
+        let mut q = DeadLetterQueue::new(&DlqConfig { capacity: 1 });
+        q.push(letter(1)).expect("room");
+        let back = q.push(letter(2)).expect_err("full");
+        assert_eq!(back.job, JobId(2));
+        assert_eq!((q.len(), q.overflowed()), (1, 1));
+    }
+}

@@ -1,0 +1,299 @@
+//! Idempotency store: the same request twice has one effect.
+//!
+//! Clients retry when they do not hear back, so a relay sees the same logical
+//! request more than once. Following Stripe's idempotent requests, the client
+//! names each logical request with a key; the store remembers what happened
+//! under that key for a while (24 hours by default):
+//!
+//! - a new key starts a job;
+//! - the same key while its job runs is a conflict (HTTP 409): wait, do not
+//!   start a second job;
+//! - the same key after success replays the stored answer (no second call);
+//! - the same key with a different payload is a client bug (HTTP 422).
+//!
+//! A job that ends in the dead-letter queue releases its key, so the client
+//! may try again. The store is bounded: when full, the oldest completed record
+//! is forgotten early (and counted); if every record is still in flight, new
+//! keys are refused.
+
+use super::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
+use super::job::JobId;
+use crate::time::Time;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::hash::Hash;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencyConfig {
+    /// How long a completed answer is replayed.
+    pub ttl_ms: f64,
+    /// Keys remembered at once, in flight or completed.
+    pub keys_max: usize,
+    /// Refuse requests without a key.
+    pub required: bool,
+    /// Longest key accepted, in bytes.
+    pub key_bytes_max: usize,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        IdempotencyConfig {
+            ttl_ms: 24.0 * 3600.0 * 1000.0,
+            keys_max: 100_000,
+            required: false,
+            key_bytes_max: 255,
+        }
+    }
+}
+
+impl IdempotencyConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ensure_ms(self.ttl_ms, "ttl_ms")?;
+        ensure(self.keys_max >= 1, "keys_max", "must be ≥ 1")?;
+        ensure(
+            self.keys_max <= 100_000_000,
+            "keys_max",
+            "must be ≤ 100,000,000",
+        )?;
+        ensure(self.key_bytes_max >= 1, "key_bytes_max", "must be ≥ 1")
+    }
+}
+
+/// What the store says about a request's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Begin<R> {
+    /// New key: recorded as in flight for the given job.
+    Started,
+    /// The key's job is still running.
+    InFlight(JobId),
+    /// The key completed: here is the stored answer.
+    Replay { job: JobId, response: R },
+    /// The key was used with another payload.
+    Mismatch,
+    /// Every remembered key is still in flight.
+    Full,
+}
+
+#[derive(Clone, Debug)]
+enum Record<R> {
+    InFlight {
+        job: JobId,
+        fingerprint: u64,
+    },
+    Completed {
+        job: JobId,
+        fingerprint: u64,
+        response: R,
+    },
+}
+
+impl<R> Record<R> {
+    fn fingerprint(&self) -> u64 {
+        match self {
+            Record::InFlight { fingerprint, .. } | Record::Completed { fingerprint, .. } => {
+                *fingerprint
+            }
+        }
+    }
+}
+
+/// Key → in flight or completed, with expiry in completion order.
+#[derive(Clone, Debug)]
+pub struct IdempotencyStore<K, R> {
+    records: FxHashMap<K, Record<R>>,
+    /// Completed keys by expiry time. The TTL is fixed and completions come
+    /// in time order, so a FIFO is sorted. Entries whose record has since
+    /// changed are skipped when they surface.
+    expiry: VecDeque<(Time, K, JobId)>,
+    ttl: Duration,
+    keys_max: usize,
+    evicted_early: u64,
+}
+
+impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
+    pub fn new(cfg: &IdempotencyConfig) -> Self {
+        IdempotencyStore {
+            records: FxHashMap::default(),
+            expiry: VecDeque::new(),
+            ttl: Duration::from_nanos(ms_to_nanos(cfg.ttl_ms)),
+            keys_max: cfg.keys_max.max(1),
+            evicted_early: 0,
+        }
+    }
+
+    /// Looks `key` up and, if it is new, records it as in flight for `job`.
+    pub fn begin(&mut self, now: Time, key: &K, fingerprint: u64, job: JobId) -> Begin<R> {
+        self.handle_timeout(now);
+        if let Some(record) = self.records.get(key) {
+            if record.fingerprint() != fingerprint {
+                return Begin::Mismatch;
+            }
+            return match record {
+                Record::InFlight { job, .. } => Begin::InFlight(*job),
+                Record::Completed { job, response, .. } => Begin::Replay {
+                    job: *job,
+                    response: response.clone(),
+                },
+            };
+        }
+        if self.records.len() >= self.keys_max && !self.evict_oldest_completed() {
+            return Begin::Full;
+        }
+        self.records
+            .insert(key.clone(), Record::InFlight { job, fingerprint });
+        debug_assert!(self.records.len() <= self.keys_max);
+        Begin::Started
+    }
+
+    /// The key's job succeeded: remember the answer until `now + ttl`.
+    pub fn complete(&mut self, now: Time, key: &K, response: R) {
+        let Some(record) = self.records.get_mut(key) else {
+            return;
+        };
+        let Record::InFlight { job, fingerprint } = *record else {
+            return;
+        };
+        let expires = now + self.ttl;
+        *record = Record::Completed {
+            job,
+            fingerprint,
+            response,
+        };
+        self.expiry.push_back((expires, key.clone(), job));
+    }
+
+    /// Forgets an in-flight key: its job was refused or dead-lettered.
+    pub fn release(&mut self, key: &K) {
+        if matches!(self.records.get(key), Some(Record::InFlight { .. })) {
+            self.records.remove(key);
+        }
+    }
+
+    /// Drops records whose time is up. Safe to call early or twice.
+    pub fn handle_timeout(&mut self, now: Time) {
+        while self.expiry.front().is_some_and(|(t, _, _)| *t <= now) {
+            self.pop_expiry();
+        }
+    }
+
+    /// When the next record expires.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.expiry.front().map(|(t, _, _)| *t)
+    }
+
+    /// Removes the front expiry entry's record if it is still the same one;
+    /// returns whether a record was removed.
+    fn pop_expiry(&mut self) -> bool {
+        let Some((_, key, job)) = self.expiry.pop_front() else {
+            return false;
+        };
+        if matches!(self.records.get(&key), Some(Record::Completed { job: j, .. }) if *j == job) {
+            self.records.remove(&key);
+            return true;
+        }
+        false
+    }
+
+    fn evict_oldest_completed(&mut self) -> bool {
+        while !self.expiry.is_empty() {
+            if self.pop_expiry() {
+                self.evicted_early += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Completed records forgotten before their TTL because the store was full.
+    pub fn evicted_early(&self) -> u64 {
+        self.evicted_early
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(keys_max: usize) -> IdempotencyStore<&'static str, &'static str> {
+        IdempotencyStore::new(&IdempotencyConfig {
+            ttl_ms: 1000.0,
+            keys_max,
+            ..IdempotencyConfig::default()
+        })
+    }
+
+    const T0: Time = Time::ZERO;
+    const J1: JobId = JobId(1);
+    const J2: JobId = JobId(2);
+
+    #[test]
+    fn in_flight_key_conflicts_then_replays_after_completion() {
+        let mut s = store(10);
+        assert_eq!(s.begin(T0, &"k", 7, J1), Begin::Started);
+        assert_eq!(s.begin(T0, &"k", 7, J2), Begin::InFlight(J1));
+        s.complete(Time::from_millis(5), &"k", "ok");
+        assert_eq!(
+            s.begin(Time::from_millis(6), &"k", 7, J2),
+            Begin::Replay {
+                job: J1,
+                response: "ok"
+            }
+        );
+    }
+
+    #[test]
+    fn other_payload_under_the_same_key_is_a_mismatch() {
+        let mut s = store(10);
+        s.begin(T0, &"k", 7, J1);
+        assert_eq!(s.begin(T0, &"k", 8, J2), Begin::Mismatch);
+        s.complete(T0, &"k", "ok");
+        assert_eq!(s.begin(T0, &"k", 8, J2), Begin::Mismatch);
+    }
+
+    #[test]
+    fn completed_records_expire_after_the_ttl() {
+        let mut s = store(10);
+        s.begin(T0, &"k", 7, J1);
+        s.complete(Time::from_millis(10), &"k", "ok");
+        assert_eq!(s.poll_timeout(), Some(Time::from_millis(1010)));
+        assert!(matches!(
+            s.begin(Time::from_millis(1009), &"k", 7, J2),
+            Begin::Replay { .. }
+        ));
+        assert_eq!(
+            s.begin(Time::from_millis(1010), &"k", 7, J2),
+            Begin::Started
+        );
+    }
+
+    #[test]
+    fn released_keys_start_again() {
+        let mut s = store(10);
+        s.begin(T0, &"k", 7, J1);
+        s.release(&"k");
+        assert_eq!(s.begin(T0, &"k", 7, J2), Begin::Started);
+    }
+
+    #[test]
+    fn full_store_evicts_the_oldest_completed_or_refuses() {
+        let mut s = store(2);
+        s.begin(T0, &"a", 1, J1);
+        s.begin(T0, &"b", 1, J2);
+        assert_eq!(s.begin(T0, &"c", 1, JobId(3)), Begin::Full);
+        s.complete(T0, &"a", "ok");
+        assert_eq!(s.begin(T0, &"c", 1, JobId(3)), Begin::Started);
+        assert_eq!((s.len(), s.evicted_early()), (2, 1));
+        assert_eq!(s.begin(T0, &"a", 1, JobId(4)), Begin::Full);
+    }
+}

@@ -1,0 +1,158 @@
+//! Rate limiter: a token bucket per client.
+//!
+//! One client in a retry loop, or one misbehaving integration, can take the
+//! whole queue and starve everyone else. A per-client token bucket caps each
+//! client at `requests_max` per `window_ms` (bursts up to `requests_max`),
+//! answering 429 with the time until a token is back.
+//!
+//! The bucket is kept in its GCRA form (the "generic cell rate algorithm"):
+//! one integer per client, the theoretical arrival time of its next request,
+//! which is exact, needs no refill timer, and is equivalent to a token bucket.
+
+use super::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
+use crate::time::Time;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests a client may make per window (and in one burst).
+    pub requests_max: u32,
+    pub window_ms: f64,
+    /// Clients tracked at once; beyond it, idle clients are forgotten first.
+    pub clients_max: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            requests_max: 100,
+            window_ms: 1000.0,
+            clients_max: 100_000,
+        }
+    }
+}
+
+impl RateLimitConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ensure(self.requests_max >= 1, "requests_max", "must be ≥ 1")?;
+        ensure_ms(self.window_ms, "window_ms")?;
+        ensure(self.window_ms > 0.0, "window_ms", "must be > 0")?;
+        ensure(self.clients_max >= 1, "clients_max", "must be ≥ 1")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RateLimiter {
+    /// Client → theoretical arrival time of its next conforming request.
+    next_ns: FxHashMap<u64, u64>,
+    interval_ns: u64,
+    tolerance_ns: u64,
+    clients_max: usize,
+    refused_for_room: u64,
+}
+
+impl RateLimiter {
+    pub fn new(cfg: &RateLimitConfig) -> RateLimiter {
+        let interval_ns = (ms_to_nanos(cfg.window_ms) / u64::from(cfg.requests_max.max(1))).max(1);
+        RateLimiter {
+            next_ns: FxHashMap::default(),
+            interval_ns,
+            tolerance_ns: interval_ns * u64::from(cfg.requests_max.max(1) - 1),
+            clients_max: cfg.clients_max.max(1),
+            refused_for_room: 0,
+        }
+    }
+
+    /// Takes a token for `client`, or says how long until one is back.
+    pub fn check(&mut self, now: Time, client: u64) -> Result<(), Duration> {
+        let now_ns = now.as_nanos();
+        if !self.next_ns.contains_key(&client) && !self.make_room(now_ns) {
+            self.refused_for_room += 1;
+            return Err(Duration::from_nanos(self.interval_ns));
+        }
+        let tat = self.next_ns.entry(client).or_insert(now_ns);
+        let start = (*tat).max(now_ns);
+        let ahead = start - now_ns;
+        if ahead > self.tolerance_ns {
+            return Err(Duration::from_nanos(ahead - self.tolerance_ns));
+        }
+        *tat = start + self.interval_ns;
+        Ok(())
+    }
+
+    /// Forgets clients whose bucket is full again (they are as good as new).
+    fn make_room(&mut self, now_ns: u64) -> bool {
+        if self.next_ns.len() < self.clients_max {
+            return true;
+        }
+        self.next_ns.retain(|_, tat| *tat > now_ns);
+        self.next_ns.len() < self.clients_max
+    }
+
+    /// Clients currently tracked.
+    pub fn clients(&self) -> usize {
+        self.next_ns.len()
+    }
+
+    /// Requests refused because `clients_max` busy clients were tracked.
+    pub fn refused_for_room(&self) -> u64 {
+        self.refused_for_room
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(requests_max: u32, window_ms: f64, clients_max: usize) -> RateLimiter {
+        RateLimiter::new(&RateLimitConfig {
+            requests_max,
+            window_ms,
+            clients_max,
+        })
+    }
+
+    #[test]
+    fn allows_a_burst_then_one_per_interval() {
+        let mut l = limiter(3, 300.0, 10);
+        let t0 = Time::ZERO;
+        for _ in 0..3 {
+            assert_eq!(l.check(t0, 1), Ok(()));
+        }
+        assert_eq!(l.check(t0, 1), Err(Duration::from_millis(100)));
+        assert_eq!(
+            l.check(Time::from_millis(99), 1),
+            Err(Duration::from_millis(1))
+        );
+        assert_eq!(l.check(Time::from_millis(100), 1), Ok(()));
+        assert!(l.check(Time::from_millis(100), 1).is_err());
+    }
+
+    #[test]
+    fn clients_have_separate_buckets() {
+        let mut l = limiter(1, 1000.0, 10);
+        assert_eq!(l.check(Time::ZERO, 1), Ok(()));
+        assert!(l.check(Time::ZERO, 1).is_err());
+        assert_eq!(l.check(Time::ZERO, 2), Ok(()));
+    }
+
+    #[test]
+    fn client_table_is_bounded_and_forgets_idle_clients() {
+        let mut l = limiter(1, 1000.0, 2);
+        assert!(l.check(Time::ZERO, 1).is_ok());
+        assert!(l.check(Time::ZERO, 2).is_ok());
+        assert!(
+            l.check(Time::ZERO, 3).is_err(),
+            "table full of busy clients"
+        );
+        assert_eq!(l.refused_for_room(), 1);
+        assert!(
+            l.check(Time::from_millis(1000), 3).is_ok(),
+            "clients 1 and 2 went idle"
+        );
+        assert!(l.clients() <= 2);
+    }
+}

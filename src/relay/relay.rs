@@ -1,0 +1,786 @@
+//! The relay: every pattern composed into one sans-IO state machine.
+//!
+//! A request passes, in order: rate limit → idempotency → admission (bounded
+//! queue, bounded job table) → queue → a worker slot → the breaker → a
+//! downstream attempt with a timeout → on failure the retry policy and its
+//! backoff → at the end, success (answer stored for replays) or the
+//! dead-letter queue. The driver (simulator or server) feeds it requests,
+//! call results and wake-ups, and performs what comes out of
+//! [`Relay::poll_output`]: start a call, report an outcome.
+//!
+//! Invariants asserted here, always on: time never goes backwards, the queue
+//! never exceeds its capacity, calls in flight never exceed the workers, the
+//! job table never exceeds `jobs_max`.
+
+use super::backoff::{Backoff, BackoffState};
+use super::breaker::{Breaker, BreakerState, Permit, Transition};
+use super::config::RelayConfig;
+use super::dlq::{DeadLetter, DeadLetterQueue};
+use super::idempotency::{Begin, IdempotencyStore};
+use super::job::{CallId, JobId, Outcome};
+use super::queue::BoundedQueue;
+use super::rate_limit::RateLimiter;
+use super::retry::{CallError, GiveUp, RetryPolicy};
+use super::stats::{Refusal, Stats};
+use super::workers::WorkerPool;
+use crate::rng::Stream;
+use crate::time::Time;
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use slab::Slab;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::time::Duration;
+
+/// What an idempotency key must be.
+pub trait Key: Clone + Eq + Hash + Debug {}
+impl<T: Clone + Eq + Hash + Debug> Key for T {}
+
+/// What a payload (and a downstream answer) must be.
+pub trait Payload: Clone + Debug {}
+impl<T: Clone + Debug> Payload for T {}
+
+/// A client's request, as the relay sees it.
+#[derive(Clone, Debug)]
+pub struct Request<K, P> {
+    /// Who sent it, for the per-client rate limit.
+    pub client: u64,
+    pub key: Option<K>,
+    /// A hash of the payload, to detect a key reused with another payload.
+    pub fingerprint: u64,
+    pub payload: P,
+}
+
+/// The relay's immediate answer to a request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer<P> {
+    /// 202: queued.
+    Accepted { job: JobId },
+    /// The key already succeeded: its stored answer.
+    Replayed { job: JobId, response: P },
+    /// Not taken; `retry_after` says when trying again makes sense.
+    Refused {
+        why: Refusal,
+        retry_after: Option<Duration>,
+        job: Option<JobId>,
+    },
+}
+
+/// Observations for traces, logs and checkers; nothing to perform.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    AttemptFailed {
+        job: JobId,
+        attempt: u32,
+        error: CallError,
+    },
+    RetryScheduled {
+        job: JobId,
+        retry: u32,
+        at: Time,
+    },
+    Requeued {
+        job: JobId,
+    },
+    LateResult {
+        job: JobId,
+        attempt: u32,
+    },
+    Breaker {
+        from: BreakerState,
+        to: BreakerState,
+    },
+    Replayed {
+        letter: JobId,
+        job: JobId,
+    },
+}
+
+/// What the relay wants its driver to do or know.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output<K, P> {
+    /// Start a downstream attempt; report back with [`Relay::handle_call_result`].
+    Call {
+        call: CallId,
+        key: Option<K>,
+        payload: P,
+        timeout: Option<Duration>,
+    },
+    /// A job ended; `Succeeded` answers are also kept for replays.
+    Finished {
+        job: JobId,
+        key: Option<K>,
+        attempts: u32,
+        latency: Duration,
+        outcome: Outcome<P>,
+    },
+    /// The dead-letter queue was full: this letter is not stored anywhere
+    /// else, so the driver must record it (log it in full, count it).
+    Overflowed(Box<DeadLetter<K, P>>),
+    Event(Event),
+}
+
+/// Where a job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Queued,
+    InFlight { permit: Permit, started: Time },
+    BackingOff { until: Time },
+}
+
+#[derive(Clone, Debug)]
+struct Job<K, P> {
+    id: JobId,
+    key: Option<K>,
+    client: u64,
+    fingerprint: u64,
+    payload: P,
+    accepted_at: Time,
+    attempts: u32,
+    stage: Stage,
+    backoff: BackoffState,
+    last_error: Option<CallError>,
+    replays: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    AttemptDeadline,
+    RetryDue,
+}
+
+/// `(due, seq, job, attempt, kind)`: `seq` keeps equal times in arming order.
+type Timer = Reverse<(Time, u64, JobId, u32, TimerKind)>;
+
+/// A job's state as reported to status look-ups.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobStatus<P> {
+    pub job: JobId,
+    pub state: &'static str,
+    pub attempts: u32,
+    pub accepted_at: Time,
+    pub finished_at: Option<Time>,
+    pub last_error: Option<CallError>,
+    pub response: Option<P>,
+}
+
+/// Why a dead letter could not be replayed (it stays in the queue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplayError {
+    #[error("no dead letter with that id")]
+    NotFound,
+    #[error("its idempotency key is in use by another job")]
+    KeyInUse,
+    #[error("the queue or job table is full; try again later")]
+    Full,
+    #[error("the relay is draining")]
+    Draining,
+}
+
+pub struct Relay<K, P> {
+    backoff: Backoff,
+    attempt_timeout: Option<Duration>,
+    jobs_max: usize,
+    history_max: usize,
+    jobs: Slab<Job<K, P>>,
+    serial: u32,
+    queue: BoundedQueue<JobId>,
+    workers: WorkerPool,
+    retry: RetryPolicy,
+    breaker: Option<Breaker>,
+    limiter: Option<RateLimiter>,
+    idempotency: IdempotencyStore<K, P>,
+    idempotency_required: bool,
+    dlq: DeadLetterQueue<K, P>,
+    timers: BinaryHeap<Timer>,
+    timer_seq: u64,
+    outputs: VecDeque<Output<K, P>>,
+    history: VecDeque<JobId>,
+    finished: FxHashMap<JobId, JobStatus<P>>,
+    rng: Stream,
+    stats: Stats,
+    draining: bool,
+    now: Time,
+}
+
+impl<K: Key, P: Payload> Relay<K, P> {
+    /// Builds a relay from a validated config; `rng` feeds the jitter.
+    pub fn new(cfg: &RelayConfig, rng: Stream) -> Self {
+        debug_assert!(cfg.validate().is_ok(), "config must be validated first");
+        Relay {
+            backoff: Backoff::new(&cfg.retry.backoff),
+            attempt_timeout: cfg.retry.attempt_timeout(),
+            jobs_max: cfg.jobs_max.max(cfg.queue.capacity + cfg.workers),
+            history_max: cfg.history_max,
+            jobs: Slab::with_capacity(cfg.jobs_max.min(1 << 16)),
+            serial: 0,
+            queue: BoundedQueue::new(&cfg.queue),
+            workers: WorkerPool::new(cfg.workers.max(1)),
+            retry: RetryPolicy::new(&cfg.retry),
+            breaker: cfg.breaker.as_ref().map(Breaker::new),
+            limiter: cfg.rate_limit.as_ref().map(RateLimiter::new),
+            idempotency: IdempotencyStore::new(&cfg.idempotency),
+            idempotency_required: cfg.idempotency.required,
+            dlq: DeadLetterQueue::new(&cfg.dlq),
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            outputs: VecDeque::with_capacity(64),
+            history: VecDeque::new(),
+            finished: FxHashMap::default(),
+            rng,
+            stats: Stats::default(),
+            draining: false,
+            now: Time::ZERO,
+        }
+    }
+
+    fn advance(&mut self, now: Time) {
+        assert!(
+            now >= self.now,
+            "time went backwards: {} after {}",
+            now,
+            self.now
+        );
+        self.now = now;
+    }
+
+    /// Answers a request at once: accepted (queued), replayed, or refused.
+    pub fn handle_request(&mut self, now: Time, req: Request<K, P>) -> Answer<P> {
+        self.advance(now);
+        self.stats.requests += 1;
+        let answer = self.admit(now, req);
+        match &answer {
+            Answer::Accepted { .. } => self.stats.accepted += 1,
+            Answer::Replayed { .. } => self.stats.replayed += 1,
+            Answer::Refused { why, .. } => self.stats.refuse(*why),
+        }
+        self.pump(now);
+        answer
+    }
+
+    fn admit(&mut self, now: Time, req: Request<K, P>) -> Answer<P> {
+        let refuse = |why, retry_after| Answer::Refused {
+            why,
+            retry_after,
+            job: None,
+        };
+        if self.draining || self.dlq.is_full() {
+            return refuse(Refusal::Unavailable, Some(self.queue.retry_after()));
+        }
+        if let Some(limiter) = &mut self.limiter {
+            if let Err(wait) = limiter.check(now, req.client) {
+                return refuse(Refusal::RateLimited, Some(wait));
+            }
+        }
+        if req.key.is_none() && self.idempotency_required {
+            return refuse(Refusal::BadKey, None);
+        }
+        let id = JobId::new(self.serial, self.jobs.vacant_key());
+        if let Some(key) = &req.key {
+            match self.idempotency.begin(now, key, req.fingerprint, id) {
+                Begin::Started => {}
+                Begin::InFlight(job) => {
+                    return Answer::Refused {
+                        why: Refusal::Conflict,
+                        retry_after: None,
+                        job: Some(job),
+                    }
+                }
+                Begin::Replay { job, response } => return Answer::Replayed { job, response },
+                Begin::Mismatch => return refuse(Refusal::Mismatch, None),
+                Begin::Full => return refuse(Refusal::KeysFull, Some(self.queue.retry_after())),
+            }
+        }
+        if self.queue.is_full() || self.jobs.len() >= self.jobs_max {
+            if let Some(key) = &req.key {
+                self.idempotency.release(key);
+            }
+            return self.refuse_for_room(now);
+        }
+        self.enqueue_new(now, req.key, req.client, req.fingerprint, req.payload, 0);
+        Answer::Accepted { job: id }
+    }
+
+    /// 429 when the queue is simply full; 503 when it is full because the
+    /// breaker stopped the workers.
+    fn refuse_for_room(&self, now: Time) -> Answer<P> {
+        let hint = self.queue.retry_after();
+        match &self.breaker {
+            Some(b) if b.state() == BreakerState::Open => Answer::Refused {
+                why: Refusal::Unavailable,
+                retry_after: Some(hint.max(b.retry_after(now))),
+                job: None,
+            },
+            _ => Answer::Refused {
+                why: Refusal::Shed,
+                retry_after: Some(hint),
+                job: None,
+            },
+        }
+    }
+
+    fn enqueue_new(
+        &mut self,
+        now: Time,
+        key: Option<K>,
+        client: u64,
+        fingerprint: u64,
+        payload: P,
+        replays: u32,
+    ) -> JobId {
+        let entry = self.jobs.vacant_entry();
+        let id = JobId::new(self.serial, entry.key());
+        self.serial = self.serial.wrapping_add(1);
+        entry.insert(Job {
+            id,
+            key,
+            client,
+            fingerprint,
+            payload,
+            accepted_at: now,
+            attempts: 0,
+            stage: Stage::Queued,
+            backoff: BackoffState::default(),
+            last_error: None,
+            replays,
+        });
+        assert!(self.jobs.len() <= self.jobs_max, "job table over its bound");
+        if self.queue.offer(id).is_err() {
+            unreachable!("caller checked that the queue had room");
+        }
+        id
+    }
+
+    fn job_mut(&mut self, id: JobId) -> Option<&mut Job<K, P>> {
+        self.jobs.get_mut(id.slot()).filter(|j| j.id == id)
+    }
+
+    /// Starts attempts while workers are free, work is queued and the
+    /// breaker allows.
+    fn pump(&mut self, now: Time) {
+        while self.workers.has_free_slot() && !self.queue.is_empty() {
+            let permit = match &mut self.breaker {
+                Some(b) => match b.allow(now) {
+                    Some(p) => p,
+                    None => break,
+                },
+                None => Permit::Normal,
+            };
+            let Some(id) = self.queue.pop() else { break };
+            self.start_attempt(now, id, permit);
+        }
+        self.drain_transitions();
+        self.discard_stale_timers();
+    }
+
+    /// Drops timers at the top of the heap that no longer mean anything (an
+    /// attempt that already ended), so `poll_timeout` does not wake the
+    /// driver for nothing.
+    fn discard_stale_timers(&mut self) {
+        while let Some(Reverse((_, _, id, attempt, kind))) = self.timers.peek().copied() {
+            let live = self.jobs.get(id.slot()).is_some_and(|j| {
+                j.id == id
+                    && j.attempts == attempt
+                    && matches!(
+                        (kind, j.stage),
+                        (TimerKind::AttemptDeadline, Stage::InFlight { .. })
+                            | (TimerKind::RetryDue, Stage::BackingOff { .. })
+                    )
+            });
+            if live {
+                break;
+            }
+            self.timers.pop();
+        }
+    }
+
+    fn start_attempt(&mut self, now: Time, id: JobId, permit: Permit) {
+        let acquired = self.workers.try_acquire();
+        assert!(acquired, "pump checked for a free worker");
+        let timeout = self.attempt_timeout;
+        let Some(job) = self.job_mut(id) else {
+            unreachable!("queued job {id} is missing")
+        };
+        job.attempts += 1;
+        job.stage = Stage::InFlight {
+            permit,
+            started: now,
+        };
+        let attempt = job.attempts;
+        let call = CallId { job: id, attempt };
+        let (key, payload) = (job.key.clone(), job.payload.clone());
+        if let Some(t) = timeout {
+            self.arm(now + t, id, attempt, TimerKind::AttemptDeadline);
+        }
+        self.stats.attempts += 1;
+        self.outputs.push_back(Output::Call {
+            call,
+            key,
+            payload,
+            timeout,
+        });
+    }
+
+    fn arm(&mut self, at: Time, job: JobId, attempt: u32, kind: TimerKind) {
+        self.timer_seq += 1;
+        self.timers
+            .push(Reverse((at, self.timer_seq, job, attempt, kind)));
+    }
+
+    /// The downstream answered attempt `call`. Answers to attempts that
+    /// already timed out are counted and ignored.
+    pub fn handle_call_result(&mut self, now: Time, call: CallId, result: Result<P, CallError>) {
+        self.advance(now);
+        let current = self.job_mut(call.job).is_some_and(|j| {
+            j.attempts == call.attempt && matches!(j.stage, Stage::InFlight { .. })
+        });
+        if !current {
+            self.stats.late_results += 1;
+            self.outputs.push_back(Output::Event(Event::LateResult {
+                job: call.job,
+                attempt: call.attempt,
+            }));
+            return;
+        }
+        self.finish_attempt(now, call.job, result);
+        self.pump(now);
+    }
+
+    fn finish_attempt(&mut self, now: Time, id: JobId, result: Result<P, CallError>) {
+        self.workers.release();
+        let Some(job) = self.job_mut(id) else {
+            unreachable!("in-flight job {id} is missing")
+        };
+        let Stage::InFlight { permit, started } = job.stage else {
+            unreachable!("job {id} was not in flight")
+        };
+        let attempts = job.attempts;
+        if let Some(b) = &mut self.breaker {
+            b.on_result(now, permit, result.is_ok());
+        }
+        self.stats.attempt_latency.record(now.since(started));
+        match result {
+            Ok(response) => {
+                self.retry.on_success();
+                self.succeed(now, id, response);
+            }
+            Err(error) => {
+                self.stats.attempt_failed(error);
+                self.outputs.push_back(Output::Event(Event::AttemptFailed {
+                    job: id,
+                    attempt: attempts,
+                    error,
+                }));
+                match self.retry.on_failure(attempts, error) {
+                    Ok(()) => self.schedule_retry(now, id, error),
+                    Err(why) => self.dead_letter(now, id, why, error),
+                }
+            }
+        }
+    }
+
+    fn schedule_retry(&mut self, now: Time, id: JobId, error: CallError) {
+        let backoff = self.backoff;
+        let Some(job) = self.jobs.get_mut(id.slot()) else {
+            return;
+        };
+        let delay = backoff.delay(job.attempts, &mut job.backoff, &mut self.rng);
+        let at = now + delay;
+        job.stage = Stage::BackingOff { until: at };
+        job.last_error = Some(error);
+        let attempt = job.attempts;
+        self.stats.retries += 1;
+        self.arm(at, id, attempt, TimerKind::RetryDue);
+        self.outputs.push_back(Output::Event(Event::RetryScheduled {
+            job: id,
+            retry: attempt,
+            at,
+        }));
+    }
+
+    fn succeed(&mut self, now: Time, id: JobId, response: P) {
+        let job = self.jobs.remove(id.slot());
+        let latency = now.since(job.accepted_at);
+        if let Some(key) = &job.key {
+            self.idempotency.complete(now, key, response.clone());
+        }
+        self.stats.succeeded += 1;
+        self.stats.job_latency.record(latency);
+        self.remember(now, &job, "succeeded", Some(response.clone()));
+        self.outputs.push_back(Output::Finished {
+            job: id,
+            key: job.key,
+            attempts: job.attempts,
+            latency,
+            outcome: Outcome::Succeeded { response },
+        });
+    }
+
+    fn dead_letter(&mut self, now: Time, id: JobId, reason: GiveUp, last_error: CallError) {
+        let job = self.jobs.remove(id.slot());
+        if let Some(key) = &job.key {
+            self.idempotency.release(key);
+        }
+        self.stats.dead_letter(reason);
+        self.remember(now, &job, "dead-lettered", None);
+        let latency = now.since(job.accepted_at);
+        let (key, attempts) = (job.key.clone(), job.attempts);
+        let letter = DeadLetter {
+            job: id,
+            key: job.key,
+            client: job.client,
+            fingerprint: job.fingerprint,
+            payload: job.payload,
+            attempts,
+            reason,
+            last_error,
+            accepted_at: job.accepted_at,
+            dead_at: now,
+            replays: job.replays,
+        };
+        if let Err(letter) = self.dlq.push(letter) {
+            self.stats.dlq_overflowed += 1;
+            self.outputs.push_back(Output::Overflowed(Box::new(letter)));
+        }
+        let outcome = Outcome::DeadLettered { reason, last_error };
+        self.outputs.push_back(Output::Finished {
+            job: id,
+            key,
+            attempts,
+            latency,
+            outcome,
+        });
+    }
+
+    /// Keeps a finished job's status for look-ups, bounded by `history_max`.
+    fn remember(&mut self, now: Time, job: &Job<K, P>, state: &'static str, response: Option<P>) {
+        if self.history_max == 0 {
+            return;
+        }
+        if self.history.len() >= self.history_max {
+            if let Some(old) = self.history.pop_front() {
+                self.finished.remove(&old);
+            }
+        }
+        let status = JobStatus {
+            job: job.id,
+            state,
+            attempts: job.attempts,
+            accepted_at: job.accepted_at,
+            finished_at: Some(now),
+            last_error: job.last_error,
+            response,
+        };
+        self.history.push_back(job.id);
+        self.finished.insert(job.id, status);
+    }
+
+    /// Fires due timers: attempt deadlines and retry wake-ups. Safe to call
+    /// early or twice: stale timers do nothing.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.advance(now);
+        if let Some(b) = &mut self.breaker {
+            b.handle_timeout(now);
+        }
+        self.idempotency.handle_timeout(now);
+        while let Some(Reverse((at, _, id, attempt, kind))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.fire(now, id, attempt, kind);
+        }
+        self.pump(now);
+    }
+
+    fn fire(&mut self, now: Time, id: JobId, attempt: u32, kind: TimerKind) {
+        let Some(job) = self.job_mut(id) else { return };
+        if job.attempts != attempt {
+            return;
+        }
+        match (kind, job.stage) {
+            (TimerKind::AttemptDeadline, Stage::InFlight { .. }) => {
+                self.finish_attempt(now, id, Err(CallError::Timeout));
+            }
+            (TimerKind::RetryDue, Stage::BackingOff { .. }) => self.requeue(now, id),
+            _ => {}
+        }
+    }
+
+    fn requeue(&mut self, now: Time, id: JobId) {
+        if self.queue.offer(id).is_err() {
+            let last = self
+                .job_mut(id)
+                .and_then(|j| j.last_error)
+                .unwrap_or(CallError::ServerError);
+            self.dead_letter(now, id, GiveUp::QueueFullOnRetry, last);
+            return;
+        }
+        if let Some(job) = self.job_mut(id) {
+            job.stage = Stage::Queued;
+        }
+        self.outputs
+            .push_back(Output::Event(Event::Requeued { job: id }));
+    }
+
+    /// When [`Relay::handle_timeout`] next has work. Idempotency records
+    /// expire lazily (on look-up), so they never wake the driver.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let timer = self.timers.peek().map(|Reverse((at, ..))| *at);
+        let breaker = if self.queue.is_empty() {
+            None
+        } else {
+            self.breaker.as_ref().and_then(Breaker::poll_timeout)
+        };
+        match (timer, breaker) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next thing for the driver to do or know.
+    pub fn poll_output(&mut self) -> Option<Output<K, P>> {
+        self.outputs.pop_front()
+    }
+
+    fn drain_transitions(&mut self) {
+        let Some(b) = &mut self.breaker else { return };
+        while let Some(Transition { from, to, .. }) = b.poll_transition() {
+            self.outputs
+                .push_back(Output::Event(Event::Breaker { from, to }));
+        }
+    }
+
+    /// Replays one dead letter as a new job with the same key and payload.
+    pub fn replay(&mut self, now: Time, letter_id: JobId) -> Result<JobId, ReplayError> {
+        self.advance(now);
+        if self.draining {
+            return Err(ReplayError::Draining);
+        }
+        let letter = self.dlq.take(letter_id).ok_or(ReplayError::NotFound)?;
+        if self.queue.is_full() || self.jobs.len() >= self.jobs_max {
+            self.dlq.restore(letter);
+            return Err(ReplayError::Full);
+        }
+        let id = JobId::new(self.serial, self.jobs.vacant_key());
+        if let Some(key) = &letter.key {
+            if !matches!(
+                self.idempotency.begin(now, key, letter.fingerprint, id),
+                Begin::Started
+            ) {
+                self.dlq.restore(letter);
+                return Err(ReplayError::KeyInUse);
+            }
+        }
+        let job = self.enqueue_new(
+            now,
+            letter.key,
+            letter.client,
+            letter.fingerprint,
+            letter.payload,
+            letter.replays + 1,
+        );
+        self.stats.dlq_replayed += 1;
+        self.outputs.push_back(Output::Event(Event::Replayed {
+            letter: letter_id,
+            job,
+        }));
+        self.pump(now);
+        Ok(job)
+    }
+
+    /// Replays every dead letter, oldest first; each result says what became of it.
+    pub fn replay_all(&mut self, now: Time) -> Vec<(JobId, Result<JobId, ReplayError>)> {
+        self.dlq
+            .ids()
+            .into_iter()
+            .map(|id| (id, self.replay(now, id)))
+            .collect()
+    }
+
+    /// Stops admitting new requests; work already accepted carries on.
+    pub fn start_draining(&mut self) {
+        self.draining = true;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// A job's state: live, in the dead-letter queue, or remembered.
+    pub fn job_status(&self, id: JobId) -> Option<JobStatus<P>> {
+        if let Some(job) = self.jobs.get(id.slot()).filter(|j| j.id == id) {
+            let state = match job.stage {
+                Stage::Queued => "queued",
+                Stage::InFlight { .. } => "in-flight",
+                Stage::BackingOff { .. } => "backing-off",
+            };
+            return Some(JobStatus {
+                job: id,
+                state,
+                attempts: job.attempts,
+                accepted_at: job.accepted_at,
+                finished_at: None,
+                last_error: job.last_error,
+                response: None,
+            });
+        }
+        self.finished.get(&id).cloned()
+    }
+
+    pub fn dead_letters(&self) -> &DeadLetterQueue<K, P> {
+        &self.dlq
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn queue_capacity(&self) -> usize {
+        self.queue.capacity()
+    }
+
+    /// Calls in flight (busy workers).
+    pub fn in_flight(&self) -> usize {
+        self.workers.busy()
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers.slots()
+    }
+
+    /// Jobs accepted and not yet finished.
+    pub fn live_jobs(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn breaker_state(&self) -> Option<BreakerState> {
+        self.breaker.as_ref().map(Breaker::state)
+    }
+
+    pub fn idempotency_keys(&self) -> usize {
+        self.idempotency.len()
+    }
+
+    pub fn retry_budget_tokens(&self) -> Option<f64> {
+        self.retry.budget_tokens()
+    }
+
+    /// Bytes the queue holds right now: its ring buffer plus the job records
+    /// of queued jobs (payload bytes are the caller's to add).
+    pub fn queue_bytes(&self) -> usize {
+        self.queue.len() * (std::mem::size_of::<JobId>() + std::mem::size_of::<Job<K, P>>())
+    }
+
+    pub fn now(&self) -> Time {
+        self.now
+    }
+}

@@ -1,0 +1,296 @@
+//! Retry policy: whether a failed attempt is tried again, and when to stop.
+//!
+//! Retries turn transient failures into successes, but every retry is extra
+//! load on a downstream that may be failing *because* it is overloaded. So a
+//! policy bounds them three ways: a maximum number of attempts per job, a
+//! per-attempt timeout (an attempt that hangs holds a worker), and a retry
+//! budget shared by all jobs (as in gRPC retry throttling and Finagle's
+//! `RetryBudget`): once too many attempts fail, retries stop altogether until
+//! successes refill the budget, so a full outage costs at most a bounded
+//! fraction of extra calls.
+
+use super::backoff::BackoffConfig;
+use super::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How a downstream attempt failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallError {
+    /// No answer before the per-attempt timeout.
+    Timeout,
+    /// 5xx, a reset connection, or a fast failure during an outage.
+    ServerError,
+    /// The downstream asked us to slow down (429).
+    Throttled,
+    /// 4xx other than 429: the request itself is wrong; retrying cannot help.
+    ClientError,
+}
+
+impl CallError {
+    pub const ALL: [CallError; 4] = [
+        CallError::Timeout,
+        CallError::ServerError,
+        CallError::Throttled,
+        CallError::ClientError,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CallError::Timeout => "timeout",
+            CallError::ServerError => "server-error",
+            CallError::Throttled => "throttled",
+            CallError::ClientError => "client-error",
+        }
+    }
+}
+
+/// Options of the gRPC-style retry budget.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryBudgetConfig {
+    /// Size of the token bucket; retries stop when it is half empty.
+    pub tokens_max: f64,
+    /// Tokens a success puts back (a failure takes one).
+    pub tokens_per_success: f64,
+}
+
+impl Default for RetryBudgetConfig {
+    fn default() -> Self {
+        RetryBudgetConfig {
+            tokens_max: 10.0,
+            tokens_per_success: 0.1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts per job, the first included (1 = never retry).
+    pub attempts_max: u32,
+    /// Per-attempt timeout; 0 means none (an attempt may hang its worker).
+    pub attempt_timeout_ms: f64,
+    /// Which failures are retried.
+    pub retry_on: Vec<CallError>,
+    pub backoff: BackoffConfig,
+    /// Retry throttling shared by all jobs; absent means unlimited.
+    pub budget: Option<RetryBudgetConfig>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            attempts_max: 4,
+            attempt_timeout_ms: 5_000.0,
+            retry_on: vec![
+                CallError::Timeout,
+                CallError::ServerError,
+                CallError::Throttled,
+            ],
+            backoff: BackoffConfig::default(),
+            budget: None,
+        }
+    }
+}
+
+/// The most attempts a job may make; bounds every job's retry loop.
+pub const ATTEMPTS_LIMIT: u32 = 100;
+
+impl RetryConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ensure(
+            (1..=ATTEMPTS_LIMIT).contains(&self.attempts_max),
+            "attempts_max",
+            format!(
+                "must be between 1 and {ATTEMPTS_LIMIT}, got {}",
+                self.attempts_max
+            ),
+        )?;
+        ensure_ms(self.attempt_timeout_ms, "attempt_timeout_ms")?;
+        self.backoff.validate().map_err(|e| e.within("backoff"))?;
+        if let Some(b) = &self.budget {
+            ensure(
+                b.tokens_max.is_finite() && b.tokens_max >= 1.0,
+                "budget.tokens_max",
+                "must be ≥ 1",
+            )?;
+            ensure(
+                b.tokens_per_success.is_finite() && b.tokens_per_success > 0.0,
+                "budget.tokens_per_success",
+                "must be > 0",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The per-attempt timeout, if any.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        (self.attempt_timeout_ms > 0.0)
+            .then(|| Duration::from_nanos(ms_to_nanos(self.attempt_timeout_ms)))
+    }
+}
+
+/// Why a job stopped retrying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GiveUp {
+    AttemptsExhausted,
+    NotRetryable,
+    BudgetExhausted,
+    /// The retry found the queue full: retries never grow it past its bound.
+    QueueFullOnRetry,
+}
+
+impl GiveUp {
+    pub fn name(self) -> &'static str {
+        match self {
+            GiveUp::AttemptsExhausted => "attempts-exhausted",
+            GiveUp::NotRetryable => "not-retryable",
+            GiveUp::BudgetExhausted => "budget-exhausted",
+            GiveUp::QueueFullOnRetry => "queue-full-on-retry",
+        }
+    }
+}
+
+/// Token bucket in thousandths of a token, so it is exact and deterministic.
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    milli_tokens: u64,
+    milli_tokens_max: u64,
+    milli_per_success: u64,
+}
+
+/// The policy plus the shared budget's state.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    attempts_max: u32,
+    retry_on: [bool; 4],
+    budget: Option<Budget>,
+}
+
+impl RetryPolicy {
+    pub fn new(cfg: &RetryConfig) -> RetryPolicy {
+        let mut retry_on = [false; 4];
+        for e in &cfg.retry_on {
+            retry_on[*e as usize] = true;
+        }
+        let budget = cfg.budget.map(|b| {
+            let max = (b.tokens_max * 1000.0) as u64;
+            Budget {
+                milli_tokens: max,
+                milli_tokens_max: max,
+                milli_per_success: ((b.tokens_per_success * 1000.0) as u64).max(1),
+            }
+        });
+        RetryPolicy {
+            attempts_max: cfg.attempts_max.clamp(1, ATTEMPTS_LIMIT),
+            retry_on,
+            budget,
+        }
+    }
+
+    /// After attempt number `attempts_made` failed with `error`: retry, or
+    /// give up and say why. A retry is charged to the budget here.
+    pub fn on_failure(&mut self, attempts_made: u32, error: CallError) -> Result<(), GiveUp> {
+        if let Some(b) = &mut self.budget {
+            b.milli_tokens = b.milli_tokens.saturating_sub(1000);
+        }
+        if !self.retry_on[error as usize] {
+            return Err(GiveUp::NotRetryable);
+        }
+        if attempts_made >= self.attempts_max {
+            return Err(GiveUp::AttemptsExhausted);
+        }
+        match &self.budget {
+            Some(b) if b.milli_tokens <= b.milli_tokens_max / 2 => Err(GiveUp::BudgetExhausted),
+            _ => Ok(()),
+        }
+    }
+
+    /// A success refills the budget a little.
+    pub fn on_success(&mut self) {
+        if let Some(b) = &mut self.budget {
+            b.milli_tokens = (b.milli_tokens + b.milli_per_success).min(b.milli_tokens_max);
+        }
+    }
+
+    /// Tokens left in the budget, if there is one.
+    pub fn budget_tokens(&self) -> Option<f64> {
+        self.budget.map(|b| b.milli_tokens as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stops_after_max_attempts() {
+        let mut p = RetryPolicy::new(&RetryConfig {
+            attempts_max: 3,
+            ..RetryConfig::default()
+        });
+        assert_eq!(p.on_failure(1, CallError::ServerError), Ok(()));
+        assert_eq!(p.on_failure(2, CallError::ServerError), Ok(()));
+        assert_eq!(
+            p.on_failure(3, CallError::ServerError),
+            Err(GiveUp::AttemptsExhausted)
+        );
+    }
+
+    #[test]
+    fn client_errors_are_not_retried_by_default() {
+        let mut p = RetryPolicy::new(&RetryConfig::default());
+        assert_eq!(
+            p.on_failure(1, CallError::ClientError),
+            Err(GiveUp::NotRetryable)
+        );
+        assert_eq!(p.on_failure(1, CallError::Timeout), Ok(()));
+    }
+
+    #[test]
+    fn budget_stops_retries_when_half_spent_and_successes_refill_it() {
+        let cfg = RetryConfig {
+            attempts_max: 100,
+            budget: Some(RetryBudgetConfig {
+                tokens_max: 4.0,
+                tokens_per_success: 0.5,
+            }),
+            ..RetryConfig::default()
+        };
+        let mut p = RetryPolicy::new(&cfg);
+        assert_eq!(p.on_failure(1, CallError::ServerError), Ok(())); // 3 left
+        assert_eq!(
+            p.on_failure(1, CallError::ServerError),
+            Err(GiveUp::BudgetExhausted)
+        ); // 2 left
+        for _ in 0..2 {
+            p.on_success();
+        }
+        assert_eq!(p.budget_tokens(), Some(3.0));
+        assert_eq!(
+            p.on_failure(1, CallError::ServerError),
+            Err(GiveUp::BudgetExhausted)
+        );
+    }
+
+    #[test]
+    fn validation_rejects_zero_attempts() {
+        let cfg = RetryConfig {
+            attempts_max: 0,
+            ..RetryConfig::default()
+        };
+        assert_eq!(cfg.validate().unwrap_err().field, "attempts_max");
+        let cfg = RetryConfig {
+            backoff: BackoffConfig {
+                base_ms: 9.0,
+                cap_ms: 1.0,
+                ..BackoffConfig::default()
+            },
+            ..RetryConfig::default()
+        };
+        assert_eq!(cfg.validate().unwrap_err().field, "backoff.cap_ms");
+    }
+}

@@ -1,0 +1,274 @@
+//! RED statistics: rate, errors, duration.
+//!
+//! The RED method asks three questions of every service: how many requests
+//! per second (rate), how many of them fail and how (errors, by kind), and
+//! how long they take (duration, as a distribution, not an average). The
+//! relay counts every outcome here; durations go into HDR histograms so that
+//! p99.9 is as cheap and as exact as p50.
+
+use super::retry::{CallError, GiveUp};
+use crate::time::Time;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Durations from 1 µs to 1 hour, to three significant digits.
+#[derive(Clone, Debug)]
+pub struct LatencyHistogram {
+    histogram: Histogram<u64>,
+}
+
+const LOWEST_NS: u64 = 1_000;
+const HIGHEST_NS: u64 = 3_600_000_000_000;
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram::new()
+    }
+}
+
+impl LatencyHistogram {
+    pub fn new() -> LatencyHistogram {
+        let histogram = Histogram::new_with_bounds(LOWEST_NS, HIGHEST_NS, 3)
+            .expect("constant histogram bounds are valid");
+        LatencyHistogram { histogram }
+    }
+
+    /// Records a duration, clamped into the histogram's range.
+    #[inline]
+    pub fn record(&mut self, d: Duration) {
+        let ns = crate::time::duration_nanos(d).clamp(LOWEST_NS, HIGHEST_NS);
+        self.histogram.saturating_record(ns);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.histogram.len()
+    }
+
+    /// The `q` quantile in milliseconds (0 when empty).
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.histogram.is_empty() {
+            return 0.0;
+        }
+        self.histogram.value_at_quantile(q) as f64 / 1e6
+    }
+
+    pub fn mean_ms(&self) -> f64 {
+        self.histogram.mean() / 1e6
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.histogram.max() as f64 / 1e6
+    }
+
+    pub fn add(&mut self, other: &LatencyHistogram) {
+        self.histogram
+            .add(&other.histogram)
+            .expect("histograms with the same bounds add up");
+    }
+
+    pub fn summary(&self) -> LatencySummary {
+        LatencySummary {
+            count: self.count(),
+            mean_ms: self.mean_ms(),
+            p50_ms: self.quantile_ms(0.50),
+            p90_ms: self.quantile_ms(0.90),
+            p99_ms: self.quantile_ms(0.99),
+            p999_ms: self.quantile_ms(0.999),
+            max_ms: self.max_ms(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Why a request was refused at the door.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refusal {
+    RateLimited,
+    /// Queue full: 429.
+    Shed,
+    /// Breaker open and queue full, dead-letter queue full, or draining: 503.
+    Unavailable,
+    Conflict,
+    Mismatch,
+    /// Every idempotency record is in flight.
+    KeysFull,
+    /// A key is required, or too long.
+    BadKey,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 7] = [
+        Refusal::RateLimited,
+        Refusal::Shed,
+        Refusal::Unavailable,
+        Refusal::Conflict,
+        Refusal::Mismatch,
+        Refusal::KeysFull,
+        Refusal::BadKey,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::RateLimited => "rate-limited",
+            Refusal::Shed => "shed",
+            Refusal::Unavailable => "unavailable",
+            Refusal::Conflict => "conflict",
+            Refusal::Mismatch => "mismatch",
+            Refusal::KeysFull => "keys-full",
+            Refusal::BadKey => "bad-key",
+        }
+    }
+}
+
+/// Every count the relay keeps. Plain integers: cheap to bump, exact to compare.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub requests: u64,
+    pub accepted: u64,
+    pub replayed: u64,
+    pub refused: [u64; 7],
+    pub attempts: u64,
+    pub attempt_errors: [u64; 4],
+    pub retries: u64,
+    pub succeeded: u64,
+    pub dead_lettered: [u64; 4],
+    pub dlq_overflowed: u64,
+    pub late_results: u64,
+    pub dlq_replayed: u64,
+    /// Accepted → success, per job.
+    pub job_latency: LatencyHistogram,
+    /// One downstream attempt, start → outcome.
+    pub attempt_latency: LatencyHistogram,
+}
+
+impl Stats {
+    pub fn refuse(&mut self, why: Refusal) {
+        self.refused[why as usize] += 1;
+    }
+
+    pub fn refused(&self, why: Refusal) -> u64 {
+        self.refused[why as usize]
+    }
+
+    pub fn attempt_failed(&mut self, error: CallError) {
+        self.attempt_errors[error as usize] += 1;
+    }
+
+    pub fn dead_letter(&mut self, why: GiveUp) {
+        self.dead_lettered[why as usize] += 1;
+    }
+
+    pub fn dead_lettered_total(&self) -> u64 {
+        self.dead_lettered.iter().sum()
+    }
+
+    /// A serialisable view, errors keyed by name in a stable order.
+    pub fn snapshot(&self, now: Time) -> StatsSnapshot {
+        let secs = now.as_secs_f64().max(1e-9);
+        let named = |names: &[&'static str], counts: &[u64]| -> BTreeMap<String, u64> {
+            names
+                .iter()
+                .zip(counts)
+                .map(|(n, c)| (n.to_string(), *c))
+                .collect()
+        };
+        StatsSnapshot {
+            requests: self.requests,
+            accepted: self.accepted,
+            replayed: self.replayed,
+            succeeded: self.succeeded,
+            dead_lettered: self.dead_lettered_total(),
+            attempts: self.attempts,
+            retries: self.retries,
+            request_rate_per_s: self.requests as f64 / secs,
+            refused: named(&Refusal::ALL.map(Refusal::name), &self.refused),
+            attempt_errors: named(&CallError::ALL.map(CallError::name), &self.attempt_errors),
+            dead_letter_reasons: named(
+                &[
+                    GiveUp::AttemptsExhausted,
+                    GiveUp::NotRetryable,
+                    GiveUp::BudgetExhausted,
+                    GiveUp::QueueFullOnRetry,
+                ]
+                .map(GiveUp::name),
+                &self.dead_lettered,
+            ),
+            dlq_overflowed: self.dlq_overflowed,
+            late_results: self.late_results,
+            job_latency: self.job_latency.summary(),
+            attempt_latency: self.attempt_latency.summary(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsSnapshot {
+    pub requests: u64,
+    pub accepted: u64,
+    pub replayed: u64,
+    pub succeeded: u64,
+    pub dead_lettered: u64,
+    pub attempts: u64,
+    pub retries: u64,
+    pub request_rate_per_s: f64,
+    pub refused: BTreeMap<String, u64>,
+    pub attempt_errors: BTreeMap<String, u64>,
+    pub dead_letter_reasons: BTreeMap<String, u64>,
+    pub dlq_overflowed: u64,
+    pub late_results: u64,
+    pub job_latency: LatencySummary,
+    pub attempt_latency: LatencySummary,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_out_within_three_significant_digits() {
+        let mut h = LatencyHistogram::new();
+        for ms in 1..=1000u64 {
+            h.record(Duration::from_millis(ms));
+        }
+        let s = h.summary();
+        assert_eq!(s.count, 1000);
+        assert!((s.p50_ms - 500.0).abs() <= 0.5, "{s:?}");
+        assert!((s.p99_ms - 990.0).abs() <= 1.0, "{s:?}");
+        assert!((s.p999_ms - 999.0).abs() <= 1.0, "{s:?}");
+    }
+
+    #[test]
+    fn out_of_range_durations_are_clamped_not_lost() {
+        let mut h = LatencyHistogram::new();
+        h.record(Duration::ZERO);
+        h.record(Duration::from_secs(10 * 3600));
+        assert_eq!(h.count(), 2);
+        assert!(h.max_ms() >= 3_599_000.0);
+    }
+
+    #[test]
+    fn snapshot_names_every_error_kind() {
+        let mut s = Stats::default();
+        s.refuse(Refusal::Shed);
+        s.attempt_failed(CallError::Timeout);
+        s.dead_letter(GiveUp::AttemptsExhausted);
+        let snap = s.snapshot(Time::from_millis(1000));
+        assert_eq!(snap.refused["shed"], 1);
+        assert_eq!(snap.refused.len(), Refusal::ALL.len());
+        assert_eq!(snap.attempt_errors["timeout"], 1);
+        assert_eq!(snap.dead_lettered, 1);
+    }
+}

@@ -1,0 +1,239 @@
+//! The composed relay, driven by hand with a fake clock.
+
+use resilient_relay::relay::breaker::{BreakerConfig, BreakerState, TripConfig};
+use resilient_relay::relay::retry::{CallError, GiveUp};
+use resilient_relay::relay::stats::Refusal;
+use resilient_relay::relay::{
+    Answer, CallId, Outcome, Output, Relay, RelayConfig, ReplayError, Request,
+};
+use resilient_relay::rng::{Domain, Seed};
+use resilient_relay::time::Time;
+
+type TestRelay = Relay<u64, u32>;
+
+fn relay(cfg: RelayConfig) -> TestRelay {
+    cfg.validate().expect("valid test config");
+    Relay::new(&cfg, Seed(1).stream(Domain::Relay, 0))
+}
+
+fn small() -> RelayConfig {
+    let mut cfg = RelayConfig {
+        workers: 1,
+        jobs_max: 10,
+        breaker: None,
+        ..RelayConfig::default()
+    };
+    cfg.queue.capacity = 2;
+    cfg.retry.attempts_max = 2;
+    cfg.retry.attempt_timeout_ms = 100.0;
+    cfg.retry.backoff.base_ms = 10.0;
+    cfg.retry.backoff.kind = resilient_relay::relay::backoff::BackoffKind::Constant;
+    cfg
+}
+
+fn request(key: u64, payload: u32) -> Request<u64, u32> {
+    Request {
+        client: 1,
+        key: Some(key),
+        fingerprint: u64::from(payload),
+        payload,
+    }
+}
+
+fn ms(t: u64) -> Time {
+    Time::from_millis(t)
+}
+
+/// Drains outputs, returning the calls started and the jobs finished.
+fn drain(r: &mut TestRelay) -> (Vec<CallId>, Vec<Outcome<u32>>) {
+    let (mut calls, mut done) = (vec![], vec![]);
+    while let Some(o) = r.poll_output() {
+        match o {
+            Output::Call { call, .. } => calls.push(call),
+            Output::Finished { outcome, .. } => done.push(outcome),
+            _ => {}
+        }
+    }
+    (calls, done)
+}
+
+#[test]
+fn success_is_stored_and_replayed_without_a_second_call() {
+    let mut r = relay(small());
+    let Answer::Accepted { job } = r.handle_request(ms(0), request(7, 1)) else {
+        panic!("not accepted")
+    };
+    let (calls, _) = drain(&mut r);
+    assert_eq!(calls, vec![CallId { job, attempt: 1 }]);
+    assert!(matches!(
+        r.handle_request(ms(1), request(7, 1)),
+        Answer::Refused {
+            why: Refusal::Conflict,
+            ..
+        }
+    ));
+    r.handle_call_result(ms(5), calls[0], Ok(99));
+    let (_, done) = drain(&mut r);
+    assert_eq!(done, vec![Outcome::Succeeded { response: 99 }]);
+    assert_eq!(
+        r.handle_request(ms(6), request(7, 1)),
+        Answer::Replayed { job, response: 99 }
+    );
+    assert!(matches!(
+        r.handle_request(ms(6), request(7, 2)),
+        Answer::Refused {
+            why: Refusal::Mismatch,
+            ..
+        }
+    ));
+    assert_eq!(drain(&mut r).0, vec![], "no second call for a replayed key");
+}
+
+#[test]
+fn full_queue_sheds_with_a_retry_after_hint() {
+    let mut r = relay(small());
+    for k in 0..3 {
+        assert!(matches!(
+            r.handle_request(ms(0), request(k, 1)),
+            Answer::Accepted { .. }
+        ));
+    }
+    assert_eq!((r.in_flight(), r.queue_len()), (1, 2));
+    let answer = r.handle_request(ms(0), request(9, 1));
+    assert!(
+        matches!(
+            answer,
+            Answer::Refused {
+                why: Refusal::Shed,
+                retry_after: Some(_),
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    assert!(
+        matches!(
+            r.handle_request(ms(0), request(9, 1)),
+            Answer::Refused {
+                why: Refusal::Shed,
+                ..
+            }
+        ),
+        "key released"
+    );
+}
+
+#[test]
+fn timeout_retries_after_backoff_then_dead_letters_and_replays() {
+    let mut r = relay(small());
+    let Answer::Accepted { job } = r.handle_request(ms(0), request(1, 1)) else {
+        panic!()
+    };
+    drain(&mut r);
+    assert_eq!(r.poll_timeout(), Some(ms(100)));
+    r.handle_timeout(ms(100));
+    assert_eq!(
+        r.poll_timeout(),
+        Some(ms(110)),
+        "retry after the 10 ms backoff"
+    );
+    r.handle_call_result(ms(105), CallId { job, attempt: 1 }, Ok(5));
+    assert_eq!(r.stats().late_results, 1, "the late answer is ignored");
+    r.handle_timeout(ms(110));
+    let (calls, _) = drain(&mut r);
+    assert_eq!(calls, vec![CallId { job, attempt: 2 }]);
+    r.handle_call_result(ms(120), calls[0], Err(CallError::ServerError));
+    let (_, done) = drain(&mut r);
+    assert_eq!(
+        done,
+        vec![Outcome::DeadLettered {
+            reason: GiveUp::AttemptsExhausted,
+            last_error: CallError::ServerError
+        }]
+    );
+    let letter = r.dead_letters().get(job).expect("in the DLQ");
+    assert_eq!((letter.attempts, letter.key), (2, Some(1)));
+    let new_job = r.replay(ms(200), job).expect("replayed");
+    assert_eq!(r.replay(ms(200), job), Err(ReplayError::NotFound));
+    let (calls, _) = drain(&mut r);
+    assert_eq!(
+        calls,
+        vec![CallId {
+            job: new_job,
+            attempt: 1
+        }]
+    );
+    r.handle_call_result(ms(210), calls[0], Ok(8));
+    assert_eq!(
+        r.handle_request(ms(211), request(1, 1)),
+        Answer::Replayed {
+            job: new_job,
+            response: 8
+        }
+    );
+}
+
+#[test]
+fn open_breaker_holds_the_queue_and_answers_503_when_full() {
+    let mut cfg = small();
+    cfg.retry.attempts_max = 1;
+    cfg.breaker = Some(BreakerConfig {
+        trip: TripConfig::ConsecutiveFailures { failures: 1 },
+        success_threshold: 1,
+        open_ms: 1000.0,
+        half_open_probes_max: 1,
+    });
+    let mut r = relay(cfg);
+    r.handle_request(ms(0), request(1, 1));
+    let (calls, _) = drain(&mut r);
+    r.handle_call_result(ms(1), calls[0], Err(CallError::ServerError));
+    assert_eq!(r.breaker_state(), Some(BreakerState::Open));
+    r.handle_request(ms(2), request(2, 1));
+    r.handle_request(ms(2), request(3, 1));
+    assert_eq!(
+        (r.in_flight(), r.queue_len()),
+        (0, 2),
+        "no calls while open"
+    );
+    let answer = r.handle_request(ms(3), request(4, 1));
+    assert!(
+        matches!(
+            answer,
+            Answer::Refused {
+                why: Refusal::Unavailable,
+                ..
+            }
+        ),
+        "{answer:?}"
+    );
+    assert_eq!(r.poll_timeout(), Some(ms(1001)));
+    r.handle_timeout(ms(1001));
+    assert_eq!(
+        (r.in_flight(), r.breaker_state()),
+        (1, Some(BreakerState::HalfOpen)),
+        "one probe"
+    );
+}
+
+#[test]
+fn a_retry_that_finds_the_queue_full_is_dead_lettered_not_dropped() {
+    let mut r = relay(small());
+    let Answer::Accepted { job } = r.handle_request(ms(0), request(1, 1)) else {
+        panic!()
+    };
+    drain(&mut r);
+    r.handle_call_result(
+        ms(1),
+        CallId { job, attempt: 1 },
+        Err(CallError::ServerError),
+    );
+    r.handle_request(ms(2), request(2, 1));
+    r.handle_request(ms(2), request(3, 1));
+    r.handle_request(ms(2), request(4, 1));
+    assert_eq!(r.queue_len(), 2);
+    r.handle_timeout(ms(11));
+    assert_eq!(
+        r.dead_letters().get(job).map(|l| l.reason),
+        Some(GiveUp::QueueFullOnRetry)
+    );
+}
