@@ -10,5 +10,7 @@
 pub mod rng;
 pub mod time;
 
+pub mod cli;
 pub mod experiment;
 pub mod relay;
+pub mod sim;

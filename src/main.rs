@@ -1,7 +1,7 @@
 //! The `resilient-relay` command line: a thin layer over the library.
 
 use clap::{Parser, Subcommand};
-use resilient_relay::experiment;
+use resilient_relay::{cli, experiment};
 
 #[derive(Debug, Parser)]
 #[command(name = "resilient-relay", version, about, long_about = None)]
@@ -12,6 +12,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run one scenario on virtual time and print what happened.
+    Simulate(cli::simulate::SimulateArgs),
     /// Run a named experiment: sweep parameters over many seeds, write CSVs and charts.
     Experiment(experiment::ExperimentArgs),
 }
@@ -19,6 +21,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Simulate(args) => cli::simulate::run(&args),
         Command::Experiment(args) => experiment::run(&args),
     }
 }

@@ -37,7 +37,7 @@ impl Default for RelayConfig {
             jobs_max: 10_000,
             queue: QueueConfig::default(),
             retry: RetryConfig::default(),
-            breaker: Some(BreakerConfig::default()),
+            breaker: None,
             rate_limit: None,
             idempotency: IdempotencyConfig::default(),
             dlq: DlqConfig::default(),

@@ -744,6 +744,10 @@ impl<K: Key, P: Payload> Relay<K, P> {
         self.queue.len()
     }
 
+    pub fn queue_depth_max_seen(&self) -> usize {
+        self.queue.depth_max_seen()
+    }
+
     pub fn queue_capacity(&self) -> usize {
         self.queue.capacity()
     }
@@ -768,6 +772,11 @@ impl<K: Key, P: Payload> Relay<K, P> {
 
     pub fn idempotency_keys(&self) -> usize {
         self.idempotency.len()
+    }
+
+    /// Completed idempotency records forgotten before their TTL (store full).
+    pub fn idempotency_evicted_early(&self) -> u64 {
+        self.idempotency.evicted_early()
     }
 
     pub fn retry_budget_tokens(&self) -> Option<f64> {

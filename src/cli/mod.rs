@@ -1,0 +1,3 @@
+//! The command line's subcommands, each a thin layer over the library.
+
+pub mod simulate;

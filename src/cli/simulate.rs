@@ -1,0 +1,81 @@
+//! `resilient-relay simulate`: run one scenario, print its summary.
+
+use crate::sim::{simulate, Scenario, SimOptions};
+use anyhow::Context;
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Scenario file (TOML), e.g. experiments/scenarios/outage.toml
+    pub scenario: PathBuf,
+    /// Seed for every random draw (default: the scenario's own `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write the timeline as JSON lines to this file.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Most trace records to keep; the trace says when it was cut.
+    #[arg(long, default_value_t = 5_000_000, value_name = "N")]
+    pub trace_max: usize,
+    /// Print the summary as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    #[serde(flatten)]
+    summary: &'a crate::sim::Summary,
+    wall_s: f64,
+}
+
+pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+    let scenario = Scenario::load(&args.scenario)?;
+    let seed = args.seed.unwrap_or(scenario.seed);
+    let opts = SimOptions {
+        seed,
+        trace_records_max: if args.trace.is_some() {
+            args.trace_max.max(1)
+        } else {
+            0
+        },
+        calls_bucket_ms: None,
+    };
+    #[allow(clippy::disallowed_methods)]
+    // wall time is reported beside the virtual time, never used by the run
+    let started = std::time::Instant::now();
+    let result = simulate(&scenario, &opts).map_err(|failure| {
+        anyhow::anyhow!(
+            "{failure}\nreproduce with: cargo run --release -- simulate {} --seed {seed}",
+            args.scenario.display()
+        )
+    })?;
+    let wall_s = started.elapsed().as_secs_f64();
+    if let (Some(path), Some(trace)) = (&args.trace, &result.trace) {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create trace file {}", path.display()))?;
+        trace
+            .write_jsonl(std::io::BufWriter::new(file))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(
+            &mut out,
+            &JsonReport {
+                summary: &result.summary,
+                wall_s,
+            },
+        )?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{}", result.summary)?;
+        writeln!(out, "  wall clock              {:>12.3} s", wall_s)?;
+        if let Some(path) = &args.trace {
+            writeln!(out, "  trace                   {}", path.display())?;
+        }
+    }
+    Ok(())
+}

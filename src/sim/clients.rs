@@ -1,0 +1,416 @@
+//! Simulated clients: where requests come from and how they retry.
+//!
+//! Two shapes of population. Open-loop sources send at a rate that does not
+//! care how the relay is doing (Poisson arrivals, a piecewise rate schedule
+//! for spikes): the honest model for internet traffic, and the one that
+//! exposes overload. Closed-loop populations have a fixed number of clients
+//! that each wait for an answer, think, and send again: they slow down when
+//! the relay does.
+//!
+//! Either way, a client that hears 429, 503 or 409, times out waiting, or
+//! learns its job was dead-lettered, retries with its own backoff strategy
+//! and the *same* idempotency key: that is what lets the relay turn a retry
+//! into a replay instead of a second side effect.
+
+use crate::relay::backoff::{BackoffConfig, BackoffKind};
+use crate::relay::config_error::{ensure, ensure_ms, ConfigError};
+use crate::relay::retry::ATTEMPTS_LIMIT;
+use crate::rng::{exponential, Stream};
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
+
+/// How a client retries one logical request.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientRetryConfig {
+    /// Sends per logical request, the first included (1 = never retry).
+    pub attempts_max: u32,
+    pub backoff: BackoffConfig,
+    /// Give up waiting for the outcome after this long and send again; 0 waits.
+    pub timeout_ms: f64,
+}
+
+impl Default for ClientRetryConfig {
+    fn default() -> Self {
+        ClientRetryConfig {
+            attempts_max: 1,
+            backoff: BackoffConfig {
+                kind: BackoffKind::FullJitter,
+                base_ms: 100.0,
+                cap_ms: 10_000.0,
+                multiplier: 2.0,
+            },
+            timeout_ms: 0.0,
+        }
+    }
+}
+
+impl ClientRetryConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ensure(
+            (1..=ATTEMPTS_LIMIT).contains(&self.attempts_max),
+            "attempts_max",
+            format!("must be between 1 and {ATTEMPTS_LIMIT}"),
+        )?;
+        ensure_ms(self.timeout_ms, "timeout_ms")?;
+        self.backoff.validate().map_err(|e| e.within("backoff"))
+    }
+}
+
+/// One phase of an open-loop rate schedule: `per_s` until `until_s`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatePhase {
+    pub until_s: f64,
+    pub per_s: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    try_from = "ClientsToml"
+)]
+pub enum ClientsConfig {
+    /// Poisson arrivals at `per_s`, or following `schedule` (the last phase's
+    /// rate holds after its `until_s`).
+    OpenLoop {
+        #[serde(default)]
+        per_s: Option<f64>,
+        #[serde(default)]
+        schedule: Vec<RatePhase>,
+        /// Stop after this many logical requests.
+        #[serde(default)]
+        requests_max: Option<u64>,
+        /// Distinct client ids the requests are spread over (rate limiting).
+        #[serde(default = "one_client")]
+        clients: u32,
+        #[serde(default)]
+        retry: ClientRetryConfig,
+    },
+    /// `population` clients, each sending `requests_per_client` requests one
+    /// after another with exponential think time between them.
+    ClosedLoop {
+        population: u32,
+        #[serde(default)]
+        think_ms: f64,
+        requests_per_client: u32,
+        /// Spread the first sends uniformly over this long.
+        #[serde(default)]
+        start_spread_ms: f64,
+        #[serde(default)]
+        retry: ClientRetryConfig,
+    },
+}
+
+fn one_client() -> u32 {
+    1
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum ClientsKind {
+    OpenLoop,
+    ClosedLoop,
+}
+
+/// `[[clients]]` as written: one flat table, so that a mistyped value is
+/// reported with its exact field path and line (serde cannot see inside
+/// internally tagged enums).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientsToml {
+    kind: ClientsKind,
+    per_s: Option<f64>,
+    #[serde(default)]
+    schedule: Vec<RatePhase>,
+    requests_max: Option<u64>,
+    clients: Option<u32>,
+    population: Option<u32>,
+    think_ms: Option<f64>,
+    requests_per_client: Option<u32>,
+    start_spread_ms: Option<f64>,
+    #[serde(default)]
+    retry: ClientRetryConfig,
+}
+
+impl TryFrom<ClientsToml> for ClientsConfig {
+    type Error = String;
+
+    fn try_from(t: ClientsToml) -> Result<Self, String> {
+        let misplaced = |name: &str, present: bool, kind: &str| {
+            if present {
+                Err(format!("`{name}` does not apply to {kind} clients"))
+            } else {
+                Ok(())
+            }
+        };
+        match t.kind {
+            ClientsKind::OpenLoop => {
+                misplaced("population", t.population.is_some(), "open-loop")?;
+                misplaced("think_ms", t.think_ms.is_some(), "open-loop")?;
+                misplaced(
+                    "requests_per_client",
+                    t.requests_per_client.is_some(),
+                    "open-loop",
+                )?;
+                misplaced("start_spread_ms", t.start_spread_ms.is_some(), "open-loop")?;
+                Ok(ClientsConfig::OpenLoop {
+                    per_s: t.per_s,
+                    schedule: t.schedule,
+                    requests_max: t.requests_max,
+                    clients: t.clients.unwrap_or(1),
+                    retry: t.retry,
+                })
+            }
+            ClientsKind::ClosedLoop => {
+                misplaced("per_s", t.per_s.is_some(), "closed-loop")?;
+                misplaced("schedule", !t.schedule.is_empty(), "closed-loop")?;
+                misplaced("requests_max", t.requests_max.is_some(), "closed-loop")?;
+                misplaced(
+                    "clients",
+                    t.clients.is_some(),
+                    "closed-loop (use `population`)",
+                )?;
+                Ok(ClientsConfig::ClosedLoop {
+                    population: t
+                        .population
+                        .ok_or("closed-loop clients need `population`")?,
+                    think_ms: t.think_ms.unwrap_or(0.0),
+                    requests_per_client: t
+                        .requests_per_client
+                        .ok_or("closed-loop clients need `requests_per_client`")?,
+                    start_spread_ms: t.start_spread_ms.unwrap_or(0.0),
+                    retry: t.retry,
+                })
+            }
+        }
+    }
+}
+
+/// Bounds on a population, so a typo cannot ask for a billion clients.
+pub const POPULATION_MAX: u32 = 10_000_000;
+pub const REQUESTS_MAX: u64 = 100_000_000;
+const PHASES_MAX: usize = 10_000;
+
+impl ClientsConfig {
+    pub fn validate(&self, horizon_s: f64) -> Result<(), ConfigError> {
+        match self {
+            ClientsConfig::OpenLoop {
+                per_s,
+                schedule,
+                requests_max,
+                clients,
+                retry,
+            } => {
+                ensure(
+                    per_s.is_some() == schedule.is_empty(),
+                    "per_s",
+                    "give exactly one of `per_s` or `schedule`",
+                )?;
+                if let Some(r) = per_s {
+                    ensure(r.is_finite() && *r > 0.0, "per_s", "must be > 0")?;
+                }
+                ensure(
+                    schedule.len() <= PHASES_MAX,
+                    "schedule",
+                    format!("at most {PHASES_MAX} phases"),
+                )?;
+                let mut last = 0.0;
+                for (i, p) in schedule.iter().enumerate() {
+                    ensure(
+                        p.until_s > last,
+                        &format!("schedule[{i}].until_s"),
+                        "phases must end in increasing order",
+                    )?;
+                    ensure(
+                        p.per_s.is_finite() && p.per_s >= 0.0,
+                        &format!("schedule[{i}].per_s"),
+                        "must be ≥ 0",
+                    )?;
+                    last = p.until_s;
+                }
+                ensure(
+                    requests_max.is_some() || horizon_s > 0.0,
+                    "requests_max",
+                    "an open-loop source needs `requests_max` or a scenario `horizon_s` to end",
+                )?;
+                ensure(
+                    requests_max.unwrap_or(0) <= REQUESTS_MAX,
+                    "requests_max",
+                    format!("must be ≤ {REQUESTS_MAX}"),
+                )?;
+                ensure(
+                    (1..=POPULATION_MAX).contains(clients),
+                    "clients",
+                    format!("must be 1..={POPULATION_MAX}"),
+                )?;
+                retry.validate().map_err(|e| e.within("retry"))
+            }
+            ClientsConfig::ClosedLoop {
+                population,
+                think_ms,
+                requests_per_client,
+                start_spread_ms,
+                retry,
+            } => {
+                ensure(
+                    (1..=POPULATION_MAX).contains(population),
+                    "population",
+                    format!("must be 1..={POPULATION_MAX}"),
+                )?;
+                ensure_ms(*think_ms, "think_ms")?;
+                ensure_ms(*start_spread_ms, "start_spread_ms")?;
+                ensure(
+                    *requests_per_client >= 1,
+                    "requests_per_client",
+                    "must be ≥ 1",
+                )?;
+                ensure(
+                    u64::from(*population) * u64::from(*requests_per_client) <= REQUESTS_MAX,
+                    "requests_per_client",
+                    format!("population × requests_per_client must be ≤ {REQUESTS_MAX}"),
+                )?;
+                retry.validate().map_err(|e| e.within("retry"))
+            }
+        }
+    }
+
+    pub fn retry(&self) -> &ClientRetryConfig {
+        match self {
+            ClientsConfig::OpenLoop { retry, .. } | ClientsConfig::ClosedLoop { retry, .. } => {
+                retry
+            }
+        }
+    }
+}
+
+/// Poisson arrivals under a piecewise-constant rate. Because the exponential
+/// is memoryless, a draw that crosses a phase boundary is simply redrawn
+/// from the boundary at the next phase's rate: exact, not approximate.
+pub struct Arrivals {
+    phases: Vec<(Time, f64)>,
+    rng: Stream,
+    sent: u64,
+    requests_max: u64,
+}
+
+impl Arrivals {
+    pub fn new(
+        per_s: Option<f64>,
+        schedule: &[RatePhase],
+        requests_max: Option<u64>,
+        rng: Stream,
+    ) -> Arrivals {
+        let phases = match per_s {
+            Some(r) => vec![(Time::NEVER, r)],
+            None => {
+                let mut p: Vec<_> = schedule
+                    .iter()
+                    .map(|p| (Time::from_secs_f64(p.until_s), p.per_s))
+                    .collect();
+                if let Some(last) = p.last_mut() {
+                    last.0 = Time::NEVER;
+                }
+                p
+            }
+        };
+        Arrivals {
+            phases,
+            rng,
+            sent: 0,
+            requests_max: requests_max.unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The next arrival strictly after `now`, or `None` when done.
+    pub fn next_after(&mut self, now: Time) -> Option<Time> {
+        if self.sent >= self.requests_max {
+            return None;
+        }
+        let mut t = now;
+        for &(until, rate) in &self.phases {
+            if t >= until {
+                continue;
+            }
+            if rate <= 0.0 {
+                t = until;
+                continue;
+            }
+            let gap_s = exponential(&mut self.rng, 1.0 / rate);
+            let next = Time::from_nanos(t.as_nanos() + crate::time::secs_to_nanos(gap_s).max(1));
+            if next < until {
+                self.sent += 1;
+                return Some(next);
+            }
+            t = until;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{Domain, Seed};
+
+    #[test]
+    fn schedule_rates_are_followed() {
+        let schedule = [
+            RatePhase {
+                until_s: 10.0,
+                per_s: 100.0,
+            },
+            RatePhase {
+                until_s: 20.0,
+                per_s: 1000.0,
+            },
+        ];
+        let mut a = Arrivals::new(None, &schedule, None, Seed(1).stream(Domain::Arrivals, 0));
+        let (mut t, mut first, mut second) = (Time::ZERO, 0, 0);
+        while let Some(next) = a.next_after(t) {
+            if next >= Time::from_millis(20_000) {
+                break;
+            }
+            t = next;
+            if t < Time::from_millis(10_000) {
+                first += 1;
+            } else {
+                second += 1;
+            }
+        }
+        assert!((900..1100).contains(&first), "{first} in phase one");
+        assert!((9_700..10_300).contains(&second), "{second} in phase two");
+    }
+
+    #[test]
+    fn requests_max_ends_the_source() {
+        let mut a = Arrivals::new(
+            Some(10.0),
+            &[],
+            Some(3),
+            Seed(1).stream(Domain::Arrivals, 0),
+        );
+        let mut t = Time::ZERO;
+        let mut n = 0;
+        while let Some(next) = a.next_after(t) {
+            t = next;
+            n += 1;
+        }
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn open_loop_without_an_end_is_refused() {
+        let c = ClientsConfig::OpenLoop {
+            per_s: Some(1.0),
+            schedule: vec![],
+            requests_max: None,
+            clients: 1,
+            retry: ClientRetryConfig::default(),
+        };
+        assert_eq!(c.validate(0.0).unwrap_err().field, "requests_max");
+        assert!(c.validate(10.0).is_ok());
+    }
+}

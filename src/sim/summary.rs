@@ -1,0 +1,217 @@
+//! What a run amounts to: the numbers `simulate` prints.
+
+use super::downstream::Downstream;
+use crate::relay::stats::{LatencyHistogram, LatencySummary, Refusal};
+use crate::relay::Relay;
+use crate::time::Time;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Counts only the simulator sees.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    pub events: u64,
+    pub arrivals: u64,
+    pub sends: u64,
+    pub model_call_completions: u64,
+    pub client_retries: u64,
+    pub client_timeouts: u64,
+    pub client_succeeded: u64,
+    pub client_abandoned: u64,
+    pub breaker_transitions: u64,
+    pub dlq_overflowed: u64,
+    pub deadline_missed: u64,
+}
+
+/// The run's outcome. Deterministic: same scenario and seed, same bytes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub seed: u64,
+    pub simulated_s: f64,
+    /// Logical requests created by the clients.
+    pub arrivals: u64,
+    /// Requests sent to the relay, client retries included.
+    pub sends: u64,
+    pub accepted: u64,
+    pub replayed: u64,
+    pub shed_429: u64,
+    pub rate_limited_429: u64,
+    pub unavailable_503: u64,
+    pub conflicts_409: u64,
+    pub mismatches_422: u64,
+    pub succeeded: u64,
+    pub dead_lettered: u64,
+    pub dlq_overflowed: u64,
+    pub still_in_flight: u64,
+    pub downstream_calls: u64,
+    pub relay_retries: u64,
+    /// Downstream calls per accepted job.
+    pub retry_amplification: f64,
+    pub side_effects: u64,
+    pub duplicate_side_effects: u64,
+    pub breaker_transitions: u64,
+    pub late_results: u64,
+    pub deadline_missed: u64,
+    pub client_retries: u64,
+    pub client_timeouts: u64,
+    pub client_succeeded: u64,
+    pub client_abandoned: u64,
+    pub client_still_waiting: u64,
+    /// Accepted → success, per job (virtual time).
+    pub latency: LatencySummary,
+    /// First send → final answer, per logical request that succeeded.
+    pub client_latency: LatencySummary,
+    pub queue_depth_max: u64,
+    pub downstream_concurrency_max: u64,
+    /// arrivals + call completions + retry wake-ups (the unit of `bench`).
+    pub model_events: u64,
+    /// Events the scheduler processed, relay wake-ups and client timers included.
+    pub scheduler_events: u64,
+    pub scheduler_depth_max: u64,
+    pub invariant_checks: u64,
+}
+
+impl Summary {
+    #[allow(clippy::too_many_arguments)]
+    pub fn collect(
+        scenario: &str,
+        seed: u64,
+        end: Time,
+        c: &Counters,
+        relay: &Relay<u64, ()>,
+        downstream: &Downstream,
+        client_still_waiting: u64,
+        client_latency: &LatencyHistogram,
+        scheduler_depth_max: usize,
+        invariant_checks: u64,
+    ) -> Summary {
+        let s = relay.stats();
+        let accepted = s.accepted;
+        Summary {
+            scenario: scenario.to_string(),
+            seed,
+            simulated_s: end.as_secs_f64(),
+            arrivals: c.arrivals,
+            sends: c.sends,
+            accepted,
+            replayed: s.replayed,
+            shed_429: s.refused(Refusal::Shed),
+            rate_limited_429: s.refused(Refusal::RateLimited),
+            unavailable_503: s.refused(Refusal::Unavailable),
+            conflicts_409: s.refused(Refusal::Conflict),
+            mismatches_422: s.refused(Refusal::Mismatch),
+            succeeded: s.succeeded,
+            dead_lettered: s.dead_lettered_total(),
+            dlq_overflowed: c.dlq_overflowed,
+            still_in_flight: relay.live_jobs() as u64,
+            downstream_calls: downstream.calls(),
+            relay_retries: s.retries,
+            retry_amplification: if accepted == 0 {
+                0.0
+            } else {
+                downstream.calls() as f64 / accepted as f64
+            },
+            side_effects: downstream.effects_total(),
+            duplicate_side_effects: downstream.duplicates(),
+            breaker_transitions: c.breaker_transitions,
+            late_results: s.late_results,
+            deadline_missed: c.deadline_missed,
+            client_retries: c.client_retries,
+            client_timeouts: c.client_timeouts,
+            client_succeeded: c.client_succeeded,
+            client_abandoned: c.client_abandoned,
+            client_still_waiting,
+            latency: s.job_latency.summary(),
+            client_latency: client_latency.summary(),
+            queue_depth_max: relay.queue_depth_max_seen() as u64,
+            downstream_concurrency_max: u64::from(downstream.in_flight_max_seen()),
+            model_events: c.arrivals + c.model_call_completions + s.retries,
+            scheduler_events: c.events,
+            scheduler_depth_max: scheduler_depth_max as u64,
+            invariant_checks,
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pct = |n: u64, of: u64| {
+            if of == 0 {
+                0.0
+            } else {
+                100.0 * n as f64 / of as f64
+            }
+        };
+        writeln!(f, "scenario {}  seed {}", self.scenario, self.seed)?;
+        writeln!(f, "  simulated               {:>12.3} s", self.simulated_s)?;
+        writeln!(
+            f,
+            "  arrivals                {:>12}   (sends incl. client retries: {})",
+            self.arrivals, self.sends
+        )?;
+        writeln!(
+            f,
+            "  accepted                {:>12}   ({:.1} % of sends)",
+            self.accepted,
+            pct(self.accepted, self.sends)
+        )?;
+        writeln!(f, "  shed (429)              {:>12}", self.shed_429)?;
+        writeln!(f, "  rate-limited (429)      {:>12}", self.rate_limited_429)?;
+        writeln!(f, "  unavailable (503)       {:>12}", self.unavailable_503)?;
+        writeln!(
+            f,
+            "  conflicts (409)         {:>12}   replayed: {}",
+            self.conflicts_409, self.replayed
+        )?;
+        writeln!(f, "  succeeded               {:>12}", self.succeeded)?;
+        writeln!(
+            f,
+            "  dead-lettered           {:>12}   (overflowed: {})",
+            self.dead_lettered, self.dlq_overflowed
+        )?;
+        writeln!(f, "  still in flight         {:>12}", self.still_in_flight)?;
+        writeln!(
+            f,
+            "  downstream calls        {:>12}   (relay retries: {})",
+            self.downstream_calls, self.relay_retries
+        )?;
+        writeln!(
+            f,
+            "  retry amplification     {:>12.3}   calls per accepted job",
+            self.retry_amplification
+        )?;
+        writeln!(
+            f,
+            "  duplicate side effects  {:>12}   of {}",
+            self.duplicate_side_effects, self.side_effects
+        )?;
+        writeln!(
+            f,
+            "  breaker transitions     {:>12}",
+            self.breaker_transitions
+        )?;
+        let l = &self.latency;
+        writeln!(
+            f,
+            "  job latency (ms)        p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+            l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+        )?;
+        let l = &self.client_latency;
+        writeln!(
+            f,
+            "  client latency (ms)     p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+            l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+        )?;
+        writeln!(
+            f,
+            "  clients                 succeeded {}  abandoned {}  still waiting {}  retries {}  timeouts {}",
+            self.client_succeeded, self.client_abandoned, self.client_still_waiting, self.client_retries, self.client_timeouts
+        )?;
+        write!(
+            f,
+            "  events                  {} model, {} scheduled; {} invariant checks",
+            self.model_events, self.scheduler_events, self.invariant_checks
+        )
+    }
+}
