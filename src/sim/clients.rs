@@ -84,7 +84,6 @@ pub enum ClientsConfig {
         #[serde(default)]
         requests_max: Option<u64>,
         /// Distinct client ids the requests are spread over (rate limiting).
-        #[serde(default = "one_client")]
         clients: u32,
         #[serde(default)]
         retry: ClientRetryConfig,
@@ -102,10 +101,6 @@ pub enum ClientsConfig {
         #[serde(default)]
         retry: ClientRetryConfig,
     },
-}
-
-fn one_client() -> u32 {
-    1
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
