@@ -1,3 +1,4 @@
 //! The command line's subcommands, each a thin layer over the library.
 
+pub mod bench;
 pub mod simulate;

@@ -185,16 +185,20 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
     }
 
     /// Removes the front expiry entry's record if it is still the same one;
-    /// returns whether a record was removed.
+    /// returns whether a record was removed. One hash look-up in the common
+    /// case: remove first, put back in the rare case the key was reused.
     fn pop_expiry(&mut self) -> bool {
         let Some((_, key, job)) = self.expiry.pop_front() else {
             return false;
         };
-        if matches!(self.records.get(&key), Some(Record::Completed { job: j, .. }) if *j == job) {
-            self.records.remove(&key);
-            return true;
+        match self.records.remove(&key) {
+            Some(Record::Completed { job: j, .. }) if j == job => true,
+            Some(other) => {
+                self.records.insert(key, other);
+                false
+            }
+            None => false,
         }
-        false
     }
 
     fn evict_oldest_completed(&mut self) -> bool {

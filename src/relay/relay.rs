@@ -205,6 +205,7 @@ pub struct Relay<K, P> {
     stats: Stats,
     draining: bool,
     now: Time,
+    live_jobs_max_seen: usize,
 }
 
 impl<K: Key, P: Payload> Relay<K, P> {
@@ -235,6 +236,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             stats: Stats::default(),
             draining: false,
             now: Time::ZERO,
+            live_jobs_max_seen: 0,
         }
     }
 
@@ -349,6 +351,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             replays,
         });
         assert!(self.jobs.len() <= self.jobs_max, "job table over its bound");
+        self.live_jobs_max_seen = self.live_jobs_max_seen.max(self.jobs.len());
         if self.queue.offer(id).is_err() {
             unreachable!("caller checked that the queue had room");
         }
@@ -764,6 +767,11 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// Jobs accepted and not yet finished.
     pub fn live_jobs(&self) -> usize {
         self.jobs.len()
+    }
+
+    /// The most jobs alive at once so far.
+    pub fn live_jobs_max_seen(&self) -> usize {
+        self.live_jobs_max_seen
     }
 
     pub fn breaker_state(&self) -> Option<BreakerState> {

@@ -15,7 +15,6 @@
 use crate::relay::breaker::BreakerState;
 use crate::relay::job::JobId;
 use crate::time::Time;
-use rustc_hash::FxHashSet;
 use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +30,10 @@ impl fmt::Display for Violation {
 }
 
 pub struct Checker {
-    live: FxHashSet<JobId>,
+    /// Job slot → the live job's id + 1 (0: free). Slots are dense, so this
+    /// is a vector, not a set.
+    live: Vec<u64>,
+    live_count: usize,
     breaker: BreakerState,
     /// Per key (dense request number): 1 + the millisecond its job succeeded.
     succeeded_ms: Vec<u32>,
@@ -48,7 +50,8 @@ fn fail(at: Time, what: String) -> Check {
 impl Checker {
     pub fn new(idempotency_ttl_ms: f64) -> Checker {
         Checker {
-            live: FxHashSet::default(),
+            live: Vec::new(),
+            live_count: 0,
             breaker: BreakerState::Closed,
             succeeded_ms: Vec::new(),
             ttl_ms: idempotency_ttl_ms,
@@ -58,21 +61,37 @@ impl Checker {
 
     pub fn accepted(&mut self, at: Time, job: JobId) -> Check {
         self.checks += 1;
-        if !self.live.insert(job) {
-            return fail(at, format!("job {job} accepted twice"));
+        let i = job.slot();
+        if i >= self.live.len() {
+            self.live.resize((i + 1).max(self.live.len() * 2), 0);
         }
+        if self.live[i] != 0 {
+            return fail(
+                at,
+                format!(
+                    "job {job} accepted while job {} holds its slot",
+                    self.live[i] - 1
+                ),
+            );
+        }
+        self.live[i] = job.0 + 1;
+        self.live_count += 1;
         Ok(())
     }
 
     pub fn finished(&mut self, at: Time, job: JobId) -> Check {
         self.checks += 1;
-        if !self.live.remove(&job) {
-            return fail(
+        match self.live.get_mut(job.slot()) {
+            Some(held) if *held == job.0 + 1 => {
+                *held = 0;
+                self.live_count -= 1;
+                Ok(())
+            }
+            _ => fail(
                 at,
                 format!("job {job} ended but was not live (ended twice, or never accepted)"),
-            );
+            ),
         }
-        Ok(())
     }
 
     pub fn bounds(&mut self, at: Time, queue: (usize, usize), in_flight: (usize, usize)) -> Check {
@@ -142,13 +161,12 @@ impl Checker {
 
     /// At the horizon: the jobs the checker saw live are the relay's.
     pub fn at_end(&mut self, at: Time, relay_live: usize) -> Check {
-        if self.live.len() != relay_live {
+        if self.live_count != relay_live {
             return fail(
                 at,
                 format!(
                     "{} jobs live by the ledger, {} by the relay",
-                    self.live.len(),
-                    relay_live
+                    self.live_count, relay_live
                 ),
             );
         }
@@ -156,7 +174,7 @@ impl Checker {
     }
 
     pub fn live(&self) -> usize {
-        self.live.len()
+        self.live_count
     }
 }
 

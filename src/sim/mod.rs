@@ -10,6 +10,7 @@ pub mod scheduler;
 pub mod simulation;
 pub mod summary;
 pub mod trace;
+pub mod workload;
 
 pub use scenario::Scenario;
 pub use simulation::{simulate, SimFailure, SimOptions, SimResult};

@@ -1,6 +1,7 @@
 //! What a run amounts to: the numbers `simulate` prints.
 
 use super::downstream::Downstream;
+use crate::relay::retry::GiveUp;
 use crate::relay::stats::{LatencyHistogram, LatencySummary, Refusal};
 use crate::relay::Relay;
 use crate::time::Time;
@@ -42,6 +43,8 @@ pub struct Summary {
     pub mismatches_422: u64,
     pub succeeded: u64,
     pub dead_lettered: u64,
+    /// Of those, retries that found the queue full.
+    pub dead_lettered_queue_full: u64,
     pub dlq_overflowed: u64,
     pub still_in_flight: u64,
     pub downstream_calls: u64,
@@ -63,6 +66,7 @@ pub struct Summary {
     /// First send → final answer, per logical request that succeeded.
     pub client_latency: LatencySummary,
     pub queue_depth_max: u64,
+    pub live_jobs_max: u64,
     pub downstream_concurrency_max: u64,
     /// arrivals + call completions + retry wake-ups (the unit of `bench`).
     pub model_events: u64,
@@ -103,6 +107,7 @@ impl Summary {
             mismatches_422: s.refused(Refusal::Mismatch),
             succeeded: s.succeeded,
             dead_lettered: s.dead_lettered_total(),
+            dead_lettered_queue_full: s.dead_lettered[GiveUp::QueueFullOnRetry as usize],
             dlq_overflowed: c.dlq_overflowed,
             still_in_flight: relay.live_jobs() as u64,
             downstream_calls: downstream.calls(),
@@ -125,6 +130,7 @@ impl Summary {
             latency: s.job_latency.summary(),
             client_latency: client_latency.summary(),
             queue_depth_max: relay.queue_depth_max_seen() as u64,
+            live_jobs_max: relay.live_jobs_max_seen() as u64,
             downstream_concurrency_max: u64::from(downstream.in_flight_max_seen()),
             model_events: c.arrivals + c.model_call_completions + s.retries,
             scheduler_events: c.events,
