@@ -2,13 +2,17 @@
 
 use super::retry::{CallError, GiveUp};
 use serde::{Deserialize, Serialize};
+use serde_with::{DeserializeFromStr, SerializeDisplay};
 use std::fmt;
+use std::str::FromStr;
 
-/// A job's id: its slot in the relay's job table in the low 32 bits and the
-/// number of jobs admitted before it in the high 32 bits, so ids are unique
-/// for the life of a relay and still index the table directly.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+/// A job's id: the number of jobs admitted before it in the high 32 bits and
+/// its slot in the relay's job table in the low 32 bits, so ids are unique
+/// for the life of a relay, sort in admission order, and still index the
+/// table directly. Written as `serial-slot` (`"17-3"`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, SerializeDisplay, DeserializeFromStr,
+)]
 pub struct JobId(pub u64);
 
 impl JobId {
@@ -20,11 +24,28 @@ impl JobId {
     pub fn slot(self) -> usize {
         (self.0 & 0xFFFF_FFFF) as usize
     }
+
+    /// How many jobs were admitted before this one.
+    pub fn serial(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
 }
 
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        write!(f, "{}-{}", self.serial(), self.slot())
+    }
+}
+
+impl FromStr for JobId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<JobId, String> {
+        let bad = || format!("`{s}` is not a job id (expected `serial-slot`, e.g. `17-3`)");
+        let (serial, slot) = s.split_once('-').ok_or_else(bad)?;
+        let serial: u32 = serial.parse().map_err(|_| bad())?;
+        let slot: u32 = slot.parse().map_err(|_| bad())?;
+        Ok(JobId::new(serial, slot as usize))
     }
 }
 
@@ -51,5 +72,21 @@ pub enum Outcome<P> {
 impl<P> Outcome<P> {
     pub fn is_success(&self) -> bool {
         matches!(self, Outcome::Succeeded { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_text() {
+        let id = JobId::new(17, 3);
+        assert_eq!((id.serial(), id.slot()), (17, 3));
+        assert_eq!(id.to_string(), "17-3");
+        assert_eq!("17-3".parse::<JobId>(), Ok(id));
+        assert!("17".parse::<JobId>().is_err());
+        assert!("a-3".parse::<JobId>().is_err());
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"17-3\"");
     }
 }

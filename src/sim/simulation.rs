@@ -237,6 +237,7 @@ impl Simulation {
                 break;
             };
             self.c.events += 1;
+            self.integrate_live_jobs(now);
             self.dispatch(now, ev)?;
             self.perform_outputs(now)?;
             self.checker.bounds(
@@ -247,7 +248,17 @@ impl Simulation {
             self.arm_relay_wake(now);
         }
         let end = self.horizon.unwrap_or(self.sched.now());
+        self.integrate_live_jobs(end);
         self.checker.at_end(end, self.relay.live_jobs())
+    }
+
+    /// Accumulates ∫ live jobs dt, for the time-average number in system.
+    fn integrate_live_jobs(&mut self, now: Time) {
+        let dt = now
+            .as_nanos()
+            .saturating_sub(self.c.live_area_until.as_nanos());
+        self.c.live_area_job_ns += self.relay.live_jobs() as f64 * dt as f64;
+        self.c.live_area_until = now;
     }
 
     fn dispatch(&mut self, now: Time, ev: Ev) -> Result<(), Violation> {

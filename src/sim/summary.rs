@@ -22,6 +22,9 @@ pub struct Counters {
     pub breaker_transitions: u64,
     pub dlq_overflowed: u64,
     pub deadline_missed: u64,
+    /// ∫ live jobs dt in job·ns, up to `live_area_until`.
+    pub live_area_job_ns: f64,
+    pub live_area_until: Time,
 }
 
 /// The run's outcome. Deterministic: same scenario and seed, same bytes.
@@ -67,6 +70,8 @@ pub struct Summary {
     pub client_latency: LatencySummary,
     pub queue_depth_max: u64,
     pub live_jobs_max: u64,
+    /// Time-average number of jobs in the relay (queued, in flight, backing off).
+    pub live_jobs_mean: f64,
     pub downstream_concurrency_max: u64,
     /// arrivals + call completions + retry wake-ups (the unit of `bench`).
     pub model_events: u64,
@@ -131,6 +136,11 @@ impl Summary {
             client_latency: client_latency.summary(),
             queue_depth_max: relay.queue_depth_max_seen() as u64,
             live_jobs_max: relay.live_jobs_max_seen() as u64,
+            live_jobs_mean: if end.as_nanos() == 0 {
+                0.0
+            } else {
+                c.live_area_job_ns / end.as_nanos() as f64
+            },
             downstream_concurrency_max: u64::from(downstream.in_flight_max_seen()),
             model_events: c.arrivals + c.model_call_completions + s.retries,
             scheduler_events: c.events,
