@@ -49,6 +49,7 @@ pub struct Summary {
     /// Of those, retries that found the queue full.
     pub dead_lettered_queue_full: u64,
     pub dlq_overflowed: u64,
+    pub dlq_replayed: u64,
     pub still_in_flight: u64,
     pub downstream_calls: u64,
     pub relay_retries: u64,
@@ -82,6 +83,11 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Jobs started by replaying a dead letter (they are not `accepted`).
+    pub fn dlq_replays(&self) -> u64 {
+        self.dlq_replayed
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn collect(
         scenario: &str,
@@ -114,6 +120,7 @@ impl Summary {
             dead_lettered: s.dead_lettered_total(),
             dead_lettered_queue_full: s.dead_lettered[GiveUp::QueueFullOnRetry as usize],
             dlq_overflowed: c.dlq_overflowed,
+            dlq_replayed: s.dlq_replayed,
             still_in_flight: relay.live_jobs() as u64,
             downstream_calls: downstream.calls(),
             relay_retries: s.retries,
