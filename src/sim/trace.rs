@@ -149,8 +149,8 @@ mod tests {
         assert_eq!(
             t.to_jsonl(),
             concat!(
-                "{\"t_ns\":1000000,\"event\":\"call\",\"job\":4,\"attempt\":1}\n",
-                "{\"t_ns\":2000000,\"event\":\"requeued\",\"job\":4}\n",
+                "{\"t_ns\":1000000,\"event\":\"call\",\"job\":\"0-4\",\"attempt\":1}\n",
+                "{\"t_ns\":2000000,\"event\":\"requeued\",\"job\":\"0-4\"}\n",
                 "{\"event\":\"trace-truncated\",\"records_max\":2}\n"
             )
         );
