@@ -1,5 +1,9 @@
 //! Parameter sweeps over many seeds: CSVs, charts and summaries.
 
+pub mod seeds;
+pub mod stats;
+pub mod table;
+
 /// Arguments of `resilient-relay experiment …`.
 #[derive(Debug, clap::Args)]
 pub struct ExperimentArgs {
