@@ -20,10 +20,12 @@
 //! | [`outputs`] | writing it all, `summary.md` and `meta.json` |
 //! | [`runner`] | definition → sweep → files |
 //! | [`cli`] | the `experiment` subcommand |
+//! | [`jitter_comparison`] | backoff and jitter strategies under contention |
 
 pub mod chart;
 pub mod cli;
 pub mod definition;
+pub mod jitter_comparison;
 pub mod outputs;
 pub mod registry;
 pub mod runner;

@@ -110,7 +110,7 @@ pub enum ExperimentError {
 
 /// Every built-in experiment, in the order `list` and `all` use.
 pub fn registry() -> &'static [&'static dyn Experiment] {
-    static EXPERIMENTS: [&dyn Experiment; 0] = [];
+    static EXPERIMENTS: [&dyn Experiment; 1] = [&super::jitter_comparison::JitterComparison];
     &EXPERIMENTS
 }
 
