@@ -191,7 +191,10 @@ fn charts_decode_at_the_expected_size_and_name_every_series() {
         for name in STRATEGIES {
             assert!(texts.contains(&name), "{chart}.svg lacks {name}: {texts:?}");
         }
-        assert!(texts.contains(&"clients"), "{chart}.svg lacks the x label");
+        assert!(
+            texts.contains(&"number of clients"),
+            "{chart}.svg lacks the x label"
+        );
         assert!(
             svg.contains("font-family=\"DejaVu Sans\""),
             "{chart}.svg font"

@@ -19,7 +19,7 @@ Examples:
   cp experiments/jitter-comparison.toml experiments/my-copy.toml   # edit a knob, then:
   resilient-relay experiment run experiments/my-copy.toml          # writes results/my-copy/
 
-Outputs land in <OUT>/<name>/: a raw CSV (one row per parameter set and seed), a
+Outputs land in DIR/<name>/ (see --out): a raw CSV (one row per parameter set and seed), a
 summary CSV (mean and 95% CI), charts as PNG and SVG, summary.md and meta.json.
 Every file but meta.json's `timing` is identical for any --jobs."
 )]
@@ -38,7 +38,7 @@ pub struct ExperimentArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub seeds: Option<u32>,
 
-    /// Directory for results; each experiment writes to <OUT>/<name>/.
+    /// Directory for results; each experiment writes to `DIR/<name>/`.
     #[arg(long, value_name = "DIR", default_value = "results")]
     pub out: PathBuf,
 

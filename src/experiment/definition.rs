@@ -21,14 +21,14 @@
 //!
 //! `experiment`, `seeds` and `quick` belong to the shared plumbing; the other
 //! top-level sections belong to the experiment, which parses them with
-//! [`Resolved::parse`] into its own `#[serde(deny_unknown_fields)]` structs
+//! [`Resolved::options`] into its own `#[serde(deny_unknown_fields)]` structs
 //! (use `toml::Spanned<T>` for fields whose later checks should name a line).
 
+pub use super::checks::{Checks, DefinitionErrors, FieldError};
 use super::seeds::{SeedSet, SEEDS_PER_POINT_MAX};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
@@ -109,7 +109,7 @@ impl Definition {
         quick: bool,
         seeds_override: Option<u32>,
     ) -> Result<Resolved<'_>, DefinitionErrors> {
-        let mut checks = Checks::new(self);
+        let mut checks = Checks::new(self, Vec::new());
         let mut root = match DeTable::parse(&self.source) {
             Ok(root) => root,
             Err(e) => {
@@ -137,7 +137,7 @@ impl Definition {
             quick,
             definition: self,
             body: root,
-            pending: checks.errors,
+            pending: checks.into_errors().errors,
         })
     }
 }
@@ -189,10 +189,7 @@ impl<'a> Resolved<'a> {
 
     /// A collector holding the bad shared values found so far.
     fn checks(&self) -> Checks<'a> {
-        Checks {
-            definition: self.definition,
-            errors: self.pending.clone(),
-        }
+        Checks::new(self.definition, self.pending.clone())
     }
 
     /// The error for an `experiment = "…"` that names no registered model
@@ -315,152 +312,6 @@ fn take_seeds(
 
 fn span_of<T>(value: &Option<Spanned<T>>) -> Range<usize> {
     value.as_ref().map_or(0..0, Spanned::span)
-}
-
-/// One bad value: which field, on which line if known, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    /// Dotted path as written in the file, e.g. `contention.cap_ms`.
-    pub field: String,
-    /// 1-based line in the definition file.
-    pub line: Option<usize>,
-    pub reason: String,
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(line) = self.line {
-            write!(f, "line {line}: ")?;
-        }
-        if !self.field.is_empty() {
-            write!(f, "`{}`: ", self.field)?;
-        }
-        f.write_str(&self.reason)
-    }
-}
-
-/// Every bad value found in one definition.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct DefinitionErrors {
-    /// The file path, or which built-in definition.
-    pub origin: String,
-    pub errors: Vec<FieldError>,
-}
-
-impl DefinitionErrors {
-    /// The error for `field`, if any (tests and callers look errors up by field).
-    pub fn for_field(&self, field: &str) -> Option<&FieldError> {
-        self.errors.iter().find(|e| e.field == field)
-    }
-}
-
-impl fmt::Display for DefinitionErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid experiment definition {}:", self.origin)?;
-        for error in &self.errors {
-            write!(f, "\n  {error}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Collects the bad values of one definition, so a user sees all of them
-/// at once instead of fixing one per run.
-#[derive(Debug)]
-pub struct Checks<'a> {
-    definition: &'a Definition,
-    errors: Vec<FieldError>,
-}
-
-impl<'a> Checks<'a> {
-    fn new(definition: &'a Definition) -> Checks<'a> {
-        Checks {
-            definition,
-            errors: Vec::new(),
-        }
-    }
-
-    /// Records an error for `field` at byte range `span` of the file (an
-    /// empty `0..0` span means "no line").
-    pub fn fail(&mut self, field: &str, span: Range<usize>, reason: impl Into<String>) {
-        let line = (span != (0..0)).then(|| self.line_of(span.start));
-        self.errors.push(FieldError {
-            field: field.to_string(),
-            line,
-            reason: reason.into(),
-        });
-    }
-
-    /// Records an error unless `ok`; returns `ok`.
-    pub fn check(
-        &mut self,
-        ok: bool,
-        field: &str,
-        span: Range<usize>,
-        reason: impl FnOnce() -> String,
-    ) -> bool {
-        if !ok {
-            self.fail(field, span, reason());
-        }
-        ok
-    }
-
-    /// Ok if nothing was recorded.
-    fn finish(self) -> Result<(), DefinitionErrors> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(self.into_errors())
-        }
-    }
-
-    fn into_errors(self) -> DefinitionErrors {
-        DefinitionErrors {
-            origin: self.definition.describe(),
-            errors: self.errors,
-        }
-    }
-
-    /// Records a parse or type error from the TOML reader, naming the field
-    /// by finding which value of `table` the error's span falls in.
-    fn toml_error(&mut self, error: &toml::de::Error, table: Option<&DeTable<'_>>) {
-        let span = error.span().unwrap_or(0..0);
-        let field = table.map(|t| field_at(t, &span)).unwrap_or_default();
-        self.fail(&field, span, error.message().trim_end());
-    }
-
-    fn line_of(&self, byte: usize) -> usize {
-        let source = self.definition.source();
-        let end = byte.min(source.len());
-        source.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
-    }
-}
-
-/// The dotted path of the innermost key or value of `table` whose span
-/// contains `span`; empty if none does. Tables opened by a `[header]` span
-/// only their header, so every table is searched, not just the containing one.
-fn field_at(table: &DeTable<'_>, span: &Range<usize>) -> String {
-    let contains = |outer: Range<usize>| outer.start <= span.start && span.end <= outer.end;
-    for (key, value) in table {
-        let name = key.get_ref();
-        if contains(key.span()) {
-            return name.to_string();
-        }
-        if let DeValue::Table(inner) = value.get_ref() {
-            let path = field_at(inner, span);
-            if !path.is_empty() {
-                return format!("{name}.{path}");
-            }
-        }
-        if contains(value.span()) {
-            return name.to_string();
-        }
-    }
-    String::new()
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@
 //! | module | concept |
 //! |---|---|
 //! | [`registry`] | the [`Experiment`] trait, [`Outputs`], the built-in list |
-//! | [`definition`] | loading and validating definitions (field + line errors) |
+//! | [`definition`] | loading definitions, the `[quick]` overlay, shared keys |
+//! | [`checks`] | every bad value of a definition, with field and line |
 //! | [`seeds`] | the seed set each parameter set runs with |
 //! | [`sweep`] | running every (parameter set, seed) in parallel, sorted |
 //! | [`stats`] | mean and Student-t 95 % confidence intervals |
@@ -23,6 +24,7 @@
 //! | [`jitter_comparison`] | backoff and jitter strategies under contention |
 
 pub mod chart;
+pub mod checks;
 pub mod cli;
 pub mod definition;
 pub mod jitter_comparison;

@@ -106,6 +106,9 @@ pub enum ExperimentError {
     /// the one command that replays it.
     #[error("{reason}\n  reproduce with: {reproduce}")]
     Failed { reason: String, reproduce: String },
+    /// The resolved options could not be turned into JSON for `meta.json`.
+    #[error("cannot record the resolved options: {0}")]
+    Options(#[from] serde_json::Error),
 }
 
 /// Every built-in experiment, in the order `list` and `all` use.

@@ -21,7 +21,7 @@ impl SeedSet {
     /// The seeds in increasing order. `first + count` never overflows: the
     /// definition loader rejects such sets.
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        (0..u64::from(self.count)).map(move |i| self.first + i)
+        (0..u64::from(self.count)).map(move |i| self.first.wrapping_add(i))
     }
 
     pub fn len(&self) -> usize {

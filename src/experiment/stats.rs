@@ -172,8 +172,12 @@ fn ln_beta(a: f64, b: f64) -> f64 {
 /// Stirling's series to the z⁻⁹ term; the first omitted term,
 /// 691 / (360360 z¹¹), is below 3e-16 there.
 fn ln_gamma(x: f64) -> f64 {
+    if x.is_nan() || x <= 0.0 {
+        return f64::NAN;
+    }
     let mut product = 1.0;
     let mut z = x;
+    // At most 15 steps, since x > 0.
     while z < 15.0 {
         product *= z;
         z += 1.0;

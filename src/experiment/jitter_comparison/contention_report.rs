@@ -171,7 +171,7 @@ fn chart(
         name: name.to_string(),
         description: format!("{} vs clients, one line per strategy", title.to_lowercase()),
         title: title.to_string(),
-        x_label: "clients".to_string(),
+        x_label: "number of clients".to_string(),
         y_label: y_label.to_string(),
         y_scale,
         series,
@@ -352,7 +352,9 @@ fn verdict(
         }
     }
     match (checked, broken.is_empty()) {
-        (0, _) => "not checked (needs all these strategies at 50+ clients)".to_string(),
+        (0, _) => {
+            format!("not checked (needs all these strategies at {SHAPE_CLIENTS_MIN}+ clients)")
+        }
         (_, true) => format!("yes, at all {checked} client counts"),
         (_, false) => format!("no, not at {} clients", broken.join(", ")),
     }

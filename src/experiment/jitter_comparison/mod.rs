@@ -3,10 +3,9 @@
 //!
 //! Part (a), [`contention`], reproduces the AWS Architecture Blog study
 //! "Exponential Backoff and Jitter" with a small self-contained model of
-//! clients racing to update one record. A relay-based part, driving the
-//! simulator's clients with the same strategies, is meant to join it here
-//! as a second section of the definition and more tables and charts in the
-//! same [`Outputs`].
+//! clients racing to update one record. Each part is one section of the
+//! definition and adds its own tables and charts to the same [`Outputs`],
+//! so a part that drives the simulator's clients fits beside it.
 
 pub mod contention;
 mod contention_report;
@@ -43,10 +42,7 @@ impl Experiment for JitterComparison {
         let points = contention_points(&options.contention);
         let trials = run_contention(ctx, &options.contention, &points);
         let mut outputs = Outputs {
-            options: serde_json::to_value(&options).map_err(|e| ExperimentError::Failed {
-                reason: format!("cannot record options: {e}"),
-                reproduce: String::new(),
-            })?,
+            options: serde_json::to_value(&options)?,
             ..Outputs::default()
         };
         contention_report::append(&mut outputs, &points, &trials);
