@@ -187,6 +187,13 @@ impl<'a> Resolved<'a> {
         }
     }
 
+    /// Err with the bad shared values, if any. The runner checks this after
+    /// an experiment returns, so one that never asked for its options
+    /// cannot have run with placeholder seeds unnoticed.
+    pub fn ensure_valid(&self) -> Result<(), DefinitionErrors> {
+        self.checks().finish()
+    }
+
     /// A collector holding the bad shared values found so far.
     fn checks(&self) -> Checks<'a> {
         Checks::new(self.definition, self.pending.clone())

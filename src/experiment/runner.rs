@@ -87,6 +87,7 @@ pub fn run_definition(
     let outputs = experiment
         .run(&Context::new(&resolved, &sweep))
         .map_err(|source| failed(experiment, source))?;
+    resolved.ensure_valid()?;
     let provenance = Provenance {
         experiment,
         definition,
