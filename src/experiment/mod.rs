@@ -1,13 +1,41 @@
 //! Parameter sweeps over many seeds: CSVs, charts and summaries.
+//!
+//! Learning which retry strategy, queue size or timeout works needs numbers
+//! from many runs, not one; and numbers are only worth keeping if anyone
+//! can recreate them. So an experiment is a TOML definition under
+//! `experiments/` plus a model that turns (parameter set, seed) into a row;
+//! the shared plumbing here runs every pair on a thread pool, sorts the
+//! rows, and writes raw and summary CSVs, charts, `summary.md` and
+//! `meta.json` that are byte-identical for any thread count.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`registry`] | the [`Experiment`] trait, [`Outputs`], the built-in list |
+//! | [`definition`] | loading definitions, the `[quick]` overlay, shared keys |
+//! | [`checks`] | every bad value of a definition, with field and line |
+//! | [`seeds`] | the seed set each parameter set runs with |
+//! | [`sweep`] | running every (parameter set, seed) in parallel, sorted |
+//! | [`stats`] | mean and Student-t 95 % confidence intervals |
+//! | [`table`] | tables and their deterministic CSV form |
+//! | [`chart`] | line charts as PNG and SVG with the embedded font |
+//! | [`outputs`] | writing it all, `summary.md` and `meta.json` |
+//! | [`runner`] | definition → sweep → files |
+//! | [`cli`] | the `experiment` subcommand |
+//! | [`jitter_comparison`] | backoff and jitter strategies under contention |
 
-/// Arguments of `resilient-relay experiment …`.
-#[derive(Debug, clap::Args)]
-pub struct ExperimentArgs {
-    /// Which experiment to run (`list` shows them).
-    pub name: String,
-}
+pub mod chart;
+pub mod checks;
+pub mod cli;
+pub mod definition;
+pub mod jitter_comparison;
+pub mod outputs;
+pub mod registry;
+pub mod runner;
+pub mod seeds;
+pub mod stats;
+pub mod sweep;
+pub mod table;
 
-/// Runs the `experiment` subcommand.
-pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
-    anyhow::bail!("experiment `{}` is not available yet", args.name)
-}
+pub use cli::{run, ExperimentArgs};
+pub use registry::{Context, Experiment, ExperimentError, Outputs};
+pub use runner::{run_definition, run_named, RunReport, RunSettings};

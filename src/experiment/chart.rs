@@ -1,0 +1,308 @@
+//! Line charts of a sweep, as PNG and SVG.
+//!
+//! A chart is plain data ([`LineChart`]): the experiment says what to draw,
+//! this module decides how. Text is laid out and rasterised only with the
+//! DejaVu Sans bytes embedded in the binary (the `dejavu` crate), registered
+//! with plotters' `ab_glyph` text backend, which never looks for system
+//! fonts, so charts render the same on a machine with no fonts installed.
+//! The SVG names the same family (`DejaVu Sans`); its viewer draws the glyphs.
+
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// The family every text element uses.
+pub const FONT_FAMILY: &str = "DejaVu Sans";
+/// Size of every chart, in pixels (PNG) and user units (SVG).
+pub const CHART_WIDTH_PX: u32 = 1200;
+pub const CHART_HEIGHT_PX: u32 = 750;
+
+/// Okabe–Ito colours: distinguishable with the common colour-vision
+/// deficiencies. Series take them in order.
+const PALETTE: [RGBColor; 7] = [
+    RGBColor(213, 94, 0),
+    RGBColor(0, 114, 178),
+    RGBColor(0, 158, 115),
+    RGBColor(230, 159, 0),
+    RGBColor(204, 121, 167),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+];
+
+/// How the y axis maps values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    Linear,
+    /// For series that differ by orders of magnitude; values must be > 0.
+    Log,
+}
+
+/// One point of a series, with an optional band (e.g. a 95 % CI; NaN = none).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChartPoint {
+    pub x: f64,
+    pub y: f64,
+    pub y_low: f64,
+    pub y_high: f64,
+}
+
+/// One line, named in the legend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<ChartPoint>,
+}
+
+/// A chart: written as `<name>.png` and `<name>.svg`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LineChart {
+    pub name: String,
+    pub description: String,
+    pub title: String,
+    /// Axis labels, with units, e.g. `completion time (ms)`.
+    pub x_label: String,
+    pub y_label: String,
+    pub y_scale: Scale,
+    pub series: Vec<Series>,
+}
+
+/// A chart that could not be drawn.
+#[derive(Debug, thiserror::Error)]
+#[error("chart `{chart}`: {reason}")]
+pub struct ChartError {
+    pub chart: String,
+    pub reason: String,
+}
+
+impl LineChart {
+    /// Draws the chart into a PNG file at `path`.
+    pub fn write_png(&self, path: &Path) -> Result<(), ChartError> {
+        register_fonts().map_err(|reason| self.error(reason))?;
+        let root = BitMapBackend::new(path, (CHART_WIDTH_PX, CHART_HEIGHT_PX)).into_drawing_area();
+        self.draw(&root)?;
+        root.present().map_err(|e| self.error(e))
+    }
+
+    /// The chart as SVG text.
+    pub fn to_svg(&self) -> Result<String, ChartError> {
+        register_fonts().map_err(|reason| self.error(reason))?;
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (CHART_WIDTH_PX, CHART_HEIGHT_PX))
+                .into_drawing_area();
+            self.draw(&root)?;
+            root.present().map_err(|e| self.error(e))?;
+        }
+        Ok(svg)
+    }
+
+    fn error(&self, reason: impl ToString) -> ChartError {
+        ChartError {
+            chart: self.name.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError> {
+        root.fill(&WHITE).map_err(|e| self.error(e))?;
+        let (x_range, (y_low, y_high)) = self.bounds();
+        let mut builder = ChartBuilder::on(root);
+        builder
+            .caption(&self.title, (FONT_FAMILY, 30).into_font())
+            .margin(24)
+            .x_label_area_size(70)
+            .y_label_area_size(100);
+        match self.y_scale {
+            Scale::Linear => self.plot(&mut builder, x_range, y_low..y_high),
+            Scale::Log => self.plot(&mut builder, x_range, (y_low..y_high).log_scale()),
+        }
+    }
+
+    /// Draws mesh, bands, lines, markers and legend on coordinates `y`.
+    fn plot<DB, Y>(
+        &self,
+        builder: &mut ChartBuilder<'_, '_, DB>,
+        x: std::ops::Range<f64>,
+        y: Y,
+    ) -> Result<(), ChartError>
+    where
+        DB: DrawingBackend,
+        Y: AsRangedCoord<Value = f64>,
+        Y::CoordDescType: ValueFormatter<f64>,
+    {
+        let mut chart = builder
+            .build_cartesian_2d(x, y)
+            .map_err(|e| self.error(e))?;
+        let label_font = (FONT_FAMILY, 18).into_font();
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .axis_desc_style((FONT_FAMILY, 22))
+            .label_style(label_font.clone())
+            .x_label_formatter(&|v| format_tick(*v))
+            .y_label_formatter(&|v| format_tick(*v))
+            .light_line_style(RGBColor(0, 0, 0).mix(0.04))
+            .draw()
+            .map_err(|e| self.error(e))?;
+        for (index, series) in self.series.iter().enumerate() {
+            self.draw_series(&mut chart, index, series)?;
+        }
+        chart
+            .configure_series_labels()
+            .label_font(label_font)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK.mix(0.5))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| self.error(e))
+    }
+
+    fn draw_series<DB, Y>(
+        &self,
+        chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, Y>>,
+        index: usize,
+        series: &Series,
+    ) -> Result<(), ChartError>
+    where
+        DB: DrawingBackend,
+        Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+    {
+        let color = PALETTE[index % PALETTE.len()];
+        let band = band_polygon(&series.points);
+        if !band.is_empty() {
+            chart
+                .draw_series(std::iter::once(Polygon::new(band, color.mix(0.15))))
+                .map_err(|e| self.error(e))?;
+        }
+        let line = series.points.iter().map(|p| (p.x, p.y));
+        chart
+            .draw_series(LineSeries::new(line, color.stroke_width(3)))
+            .map_err(|e| self.error(e))?
+            .label(series.name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+            });
+        let markers = series
+            .points
+            .iter()
+            .map(|p| Circle::new((p.x, p.y), 4, color.filled()));
+        chart.draw_series(markers).map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// The x range padded by 3 % each side, and the y range holding every
+    /// value and band (from 0 on a linear axis).
+    fn bounds(&self) -> (std::ops::Range<f64>, (f64, f64)) {
+        let points = || self.series.iter().flat_map(|s| s.points.iter());
+        let finite = |v: &f64| v.is_finite();
+        let xs = points().map(|p| p.x).filter(finite);
+        let (x_min, x_max) = min_max(xs).unwrap_or((0.0, 1.0));
+        let x_pad = ((x_max - x_min) * 0.03).max(0.5);
+        let ys = points()
+            .flat_map(|p| [p.y, p.y_low, p.y_high])
+            .filter(finite)
+            .filter(|v| self.y_scale == Scale::Linear || *v > 0.0);
+        let (y_min, y_max) = min_max(ys).unwrap_or((1.0, 10.0));
+        let y = match self.y_scale {
+            Scale::Linear => (0.0_f64.min(y_min), (y_max * 1.08).max(1.0)),
+            Scale::Log => (y_min / 1.5, (y_max * 1.5).max(y_min * 10.0)),
+        };
+        ((x_min - x_pad)..(x_max + x_pad), y)
+    }
+}
+
+/// The band around a series as one closed outline: upper edge left to
+/// right, then lower edge back.
+fn band_polygon(points: &[ChartPoint]) -> Vec<(f64, f64)> {
+    let defined = |p: &&ChartPoint| p.y_low.is_finite() && p.y_high.is_finite();
+    if points.iter().filter(defined).count() < 2 {
+        return Vec::new();
+    }
+    let upper = points.iter().filter(defined).map(|p| (p.x, p.y_high));
+    let lower = points.iter().filter(defined).rev().map(|p| (p.x, p.y_low));
+    upper.chain(lower).collect()
+}
+
+fn min_max(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values.fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
+}
+
+/// Tick labels without float noise: thousands separated by a thin space,
+/// decimals only when the value has them.
+fn format_tick(v: f64) -> String {
+    let magnitude = v.abs();
+    if magnitude >= 1000.0 || v == v.round() {
+        group_thousands(v.round())
+    } else if magnitude >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn group_thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push('\u{2009}');
+        }
+        out.push(c);
+    }
+    if v < 0.0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// Registers the embedded DejaVu Sans once per process, under its own name
+/// and under `sans-serif`, so that any text plotters draws with its default
+/// family also uses the embedded font.
+fn register_fonts() -> Result<(), String> {
+    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
+            for family in [FONT_FAMILY, "sans-serif"] {
+                register_font(family, FontStyle::Normal, dejavu::sans::regular())
+                    .map_err(|_| format!("embedded font for `{family}` is invalid"))?;
+                register_font(family, FontStyle::Bold, dejavu::sans::bold())
+                    .map_err(|_| format!("embedded bold font for `{family}` is invalid"))?;
+            }
+            Ok(())
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_have_no_float_noise() {
+        assert_eq!(format_tick(20.0), "20");
+        assert_eq!(format_tick(12_500.0), "12\u{2009}500");
+        assert_eq!(format_tick(2.5), "2.5");
+        assert_eq!(format_tick(0.25), "0.25");
+        assert_eq!(format_tick(-1500.0), "-1\u{2009}500");
+    }
+
+    #[test]
+    fn band_goes_out_along_the_top_and_back_along_the_bottom() {
+        let p = |x, lo, hi| ChartPoint {
+            x,
+            y: 0.0,
+            y_low: lo,
+            y_high: hi,
+        };
+        let band = band_polygon(&[p(1.0, 0.0, 2.0), p(2.0, 1.0, 3.0), p(3.0, f64::NAN, 1.0)]);
+        assert_eq!(band, vec![(1.0, 2.0), (2.0, 3.0), (2.0, 1.0), (1.0, 0.0)]);
+    }
+}

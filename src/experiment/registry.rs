@@ -1,0 +1,128 @@
+//! The [`Experiment`] trait and the list of built-in experiments.
+//!
+//! An experiment is a model plus the sweep over its knobs. It receives its
+//! validated definition and a parallel [`Sweep`], and returns everything it
+//! wants written as plain data ([`Outputs`]): tables, charts and the
+//! headline text of `summary.md`. It never touches the file system or a
+//! clock, so it can be tested in memory, and the shared plumbing alone
+//! decides where and how results land.
+
+use super::chart::LineChart;
+use super::definition::{Checks, DefinitionErrors, Resolved};
+use super::seeds::SeedSet;
+use super::sweep::Sweep;
+use super::table::Table;
+use serde::de::DeserializeOwned;
+
+/// One named experiment.
+///
+/// To add one: implement this trait in `src/experiment/<name>/`, write its
+/// definition as `experiments/<name>.toml` (returned by
+/// [`Experiment::default_definition`] through `include_str!`), and list it
+/// in [`registry`].
+pub trait Experiment: Sync {
+    /// Command-line name and output directory, e.g. `jitter-comparison`.
+    fn name(&self) -> &'static str;
+    /// One line for `experiment list` and the top of `summary.md`.
+    fn description(&self) -> &'static str;
+    /// The TOML definition used when the experiment is run by name.
+    fn default_definition(&self) -> &'static str;
+    /// Validates the definition's own sections, runs the sweep and returns
+    /// what to write.
+    fn run(&self, ctx: &Context<'_>) -> Result<Outputs, ExperimentError>;
+}
+
+impl std::fmt::Debug for dyn Experiment + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Experiment")
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+/// What an experiment is handed: its definition and the sweep to run on.
+#[derive(Debug)]
+pub struct Context<'a> {
+    definition: &'a Resolved<'a>,
+    sweep: &'a Sweep,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(definition: &'a Resolved<'a>, sweep: &'a Sweep) -> Context<'a> {
+        Context { definition, sweep }
+    }
+
+    /// Seeds every parameter set runs with (definition, `--quick` and
+    /// `--seeds` applied).
+    pub fn seeds(&self) -> &SeedSet {
+        &self.definition.seeds
+    }
+
+    /// Whether this is a `--quick` run (already applied to the definition).
+    pub fn quick(&self) -> bool {
+        self.definition.quick
+    }
+
+    /// Parses the experiment's sections into `Raw` and lets `build` check
+    /// them into typed options; see [`Resolved::options`]. This is the only
+    /// way to the options, so bad shared values (seeds, …) always stop the
+    /// run, reported together with the experiment's own.
+    pub fn options<Raw, O>(
+        &self,
+        build: impl FnOnce(Raw, &mut Checks<'a>) -> O,
+    ) -> Result<O, DefinitionErrors>
+    where
+        Raw: DeserializeOwned,
+    {
+        self.definition.options(build)
+    }
+
+    pub fn sweep(&self) -> &Sweep {
+        self.sweep
+    }
+}
+
+/// Everything an experiment wants written, as data.
+#[derive(Clone, Debug, Default)]
+pub struct Outputs {
+    /// Every resolved option, as it goes into `meta.json`.
+    pub options: serde_json::Value,
+    /// Each becomes `<name>.csv`; the first should be the raw table (one
+    /// row per parameter set and seed).
+    pub tables: Vec<Table>,
+    /// Each becomes `<name>.png` and `<name>.svg`.
+    pub charts: Vec<LineChart>,
+    /// The experiment's part of `summary.md` (Markdown, generated from the
+    /// results: headline numbers and what they show).
+    pub summary_markdown: String,
+}
+
+/// Why an experiment produced no outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    #[error(transparent)]
+    Definition(#[from] DefinitionErrors),
+    /// A run broke one of the model's own invariants: a bug, reported with
+    /// the one command that replays it.
+    #[error("{reason}\n  reproduce with: {reproduce}")]
+    Failed { reason: String, reproduce: String },
+    /// The resolved options could not be turned into JSON for `meta.json`.
+    #[error("cannot record the resolved options: {0}")]
+    Options(#[from] serde_json::Error),
+}
+
+/// Every built-in experiment, in the order `list` and `all` use.
+pub fn registry() -> &'static [&'static dyn Experiment] {
+    static EXPERIMENTS: [&dyn Experiment; 1] = [&super::jitter_comparison::JitterComparison];
+    &EXPERIMENTS
+}
+
+/// The built-in experiment called `name`.
+pub fn find(name: &str) -> Option<&'static dyn Experiment> {
+    registry().iter().copied().find(|e| e.name() == name)
+}
+
+/// Names of the built-in experiments, for error messages.
+pub fn names() -> Vec<&'static str> {
+    registry().iter().map(|e| e.name()).collect()
+}

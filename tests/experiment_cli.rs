@@ -1,0 +1,179 @@
+//! The `experiment` subcommand as a user runs it: list, help, `all`, an
+//! edited copy of a definition, and the errors a bad definition gets.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_resilient-relay"));
+    command.env("RUST_BACKTRACE", "0");
+    command
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn run(args: &[&str]) -> Output {
+    binary().args(args).output().expect("binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn shipped_definition() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/jitter-comparison.toml");
+    std::fs::read_to_string(path).expect("experiments/jitter-comparison.toml")
+}
+
+/// `text` with the line starting with `key =` replaced by `key = value`.
+fn with_knob(text: &str, key: &str, value: &str) -> String {
+    let prefix = format!("{key} =");
+    assert!(text.lines().any(|l| l.starts_with(&prefix)), "no {key}");
+    text.lines()
+        .map(|l| {
+            if l.starts_with(&prefix) {
+                format!("{key} = {value}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn line_of(text: &str, start: &str) -> usize {
+    text.lines()
+        .position(|l| l.starts_with(start))
+        .map(|i| i + 1)
+        .expect("line present")
+}
+
+#[test]
+fn list_names_the_experiment_and_its_definition() {
+    let out = run(&["experiment", "list"]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("jitter-comparison"), "{stdout}");
+    assert!(
+        stdout.contains("experiments/jitter-comparison.toml"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = run(&["experiment", "--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for flag in [
+        "--seeds", "--out", "--jobs", "--quick", "list", "all", "run",
+    ] {
+        assert!(help.contains(flag), "help lacks {flag}:\n{help}");
+    }
+}
+
+#[test]
+fn an_edited_copy_runs_into_its_own_directory() {
+    let dir = scratch("experiment_cli_copy");
+    let edited = with_knob(&shipped_definition(), "clients", "[5, 15]");
+    let edited = with_knob(&edited, "strategies", r#"["full-jitter", "no-backoff"]"#);
+    let path = dir.join("my-copy.toml");
+    std::fs::write(&path, edited).expect("write copy");
+    let out_dir = dir.join("out");
+    let out = binary()
+        .args(["experiment", "run"])
+        .arg(&path)
+        .args(["--seeds", "3", "--jobs", "2", "--out"])
+        .arg(&out_dir)
+        .output()
+        .expect("binary runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = std::fs::read_to_string(out_dir.join("my-copy/contention.csv")).expect("csv");
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2 * 2 * 3, "{csv}");
+    assert!(rows[0].starts_with("full-jitter,5,1,"), "{csv}");
+    assert!(rows[11].starts_with("no-backoff,15,3,"), "{csv}");
+    let summary = std::fs::read_to_string(out_dir.join("my-copy/summary.md")).expect("md");
+    assert!(summary.contains("experiment run "), "{summary}");
+    assert!(summary.contains("--seeds 3"), "{summary}");
+}
+
+#[test]
+fn a_bad_definition_names_every_bad_field_with_its_line() {
+    let dir = scratch("experiment_cli_bad");
+    let good = shipped_definition();
+    let bad = with_knob(&good, "cap_ms", "1.0");
+    let bad = with_knob(&bad, "latency_ms_sd", "-2.0");
+    let bad = with_knob(&bad, "count", "0");
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, &bad).expect("write");
+    let out = binary()
+        .args(["experiment", "run"])
+        .arg(&path)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .output()
+        .expect("binary runs");
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    for (field, key) in [
+        ("contention.cap_ms", "cap_ms ="),
+        ("contention.latency_ms_sd", "latency_ms_sd ="),
+        ("seeds.count", "count ="),
+    ] {
+        let expected = format!("line {}: `{field}`", line_of(&bad, key));
+        assert!(
+            stderr.contains(&expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    assert!(
+        !dir.join("out").exists(),
+        "a bad definition must write nothing"
+    );
+}
+
+#[test]
+fn a_type_error_names_field_and_line() {
+    let dir = scratch("experiment_cli_type");
+    let bad = with_knob(&shipped_definition(), "base_ms", "\"five\"");
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, &bad).expect("write");
+    let out = binary()
+        .args(["experiment", "run"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    let expected = format!("line {}: `contention.base_ms`", line_of(&bad, "base_ms ="));
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[test]
+fn unknown_names_and_misplaced_files_are_explained() {
+    let out = run(&["experiment", "no-such-thing"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("known: jitter-comparison"));
+    let out = run(&["experiment", "run"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("needs a definition file"));
+}
+
+#[test]
+fn all_runs_every_experiment() {
+    let dir = scratch("experiment_cli_all");
+    let out = binary()
+        .args(["experiment", "all", "--quick", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("binary runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.join("jitter-comparison/contention.csv").exists());
+    assert!(dir.join("jitter-comparison/meta.json").exists());
+}
