@@ -14,3 +14,4 @@ if [ -n "$changed" ]; then
   exit 1
 fi
 echo "results/ are up to date"
+cargo run --locked -- log --check

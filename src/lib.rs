@@ -32,6 +32,7 @@ pub mod rng;
 pub mod time;
 
 pub mod cli;
+pub mod decision_log;
 pub mod experiment;
 pub mod relay;
 pub mod sim;

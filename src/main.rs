@@ -14,6 +14,8 @@ struct Cli {
 enum Command {
     /// Run one scenario on virtual time and print what happened.
     Simulate(cli::simulate::SimulateArgs),
+    /// Refresh the numbers LEARNING_PLAN.md quotes from results/ (or check them with --check).
+    Log(cli::log::LogArgs),
     /// Run a standard workload (relay-std, relay-ovl, relay-scale) and print one JSON line of timings.
     Bench(cli::bench::BenchArgs),
     /// Run a named experiment: sweep parameters over many seeds, write CSVs and charts.
@@ -25,6 +27,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Simulate(args) => cli::simulate::run(&args),
         Command::Bench(args) => cli::bench::run(&args),
+        Command::Log(args) => cli::log::run(&args),
         Command::Experiment(args) => experiment::run(&args),
     }
 }

@@ -1,4 +1,5 @@
 //! The command line's subcommands, each a thin layer over the library.
 
 pub mod bench;
+pub mod log;
 pub mod simulate;
