@@ -86,10 +86,13 @@ enum Ev {
         key: u64,
         send: u32,
     },
+    /// A downstream call answers. Flattened (not a `CallId`) to keep events
+    /// at 24 bytes: the heap holds one per call in flight.
     CallDone {
-        call: CallId,
-        key: u64,
+        job: JobId,
+        attempt: u32,
         ok: bool,
+        key: u64,
     },
     RelayWake,
 }
@@ -112,15 +115,17 @@ struct Logical {
     key: u64,
     source: u16,
     member: u32,
-    client: u64,
+    client: u32,
     created: Time,
     sends: u32,
     backoff: BackoffState,
-    job: Option<JobId>,
+    /// The job this request waits on, or [`NO_JOB`].
+    job: JobId,
 }
 
 const NO_MEMBER: u32 = u32::MAX;
 const NO_OWNER: u32 = u32::MAX;
+const NO_JOB: JobId = JobId(u64::MAX);
 
 pub struct Simulation {
     scenario_name: String,
@@ -265,7 +270,7 @@ impl Simulation {
         match ev {
             Ev::Arrival { source } => {
                 let s = &mut self.sources[usize::from(source)];
-                let client = s.sent % u64::from(s.clients);
+                let client = (s.sent % u64::from(s.clients)) as u32;
                 s.sent += 1;
                 if let Some(next) = s.arrivals.as_mut().and_then(|a| a.next_after(now)) {
                     if self.horizon.is_none_or(|h| next <= h) {
@@ -276,7 +281,7 @@ impl Simulation {
                 self.send(now, slot)
             }
             Ev::Start { source, member } => {
-                let slot = self.new_logical(now, source, member, u64::from(member));
+                let slot = self.new_logical(now, source, member, member);
                 self.send(now, slot)
             }
             Ev::Send { slot, key } => match self.live_slot(slot, key) {
@@ -295,7 +300,13 @@ impl Simulation {
                 self.client_retry(now, slot);
                 Ok(())
             }
-            Ev::CallDone { call, key, ok } => {
+            Ev::CallDone {
+                job,
+                attempt,
+                ok,
+                key,
+            } => {
+                let call = CallId { job, attempt };
                 self.c.model_call_completions += 1;
                 let duplicate = self.downstream.finish(Some(key), ok);
                 self.record(
@@ -335,7 +346,7 @@ impl Simulation {
             .map(|_| slot)
     }
 
-    fn new_logical(&mut self, now: Time, source: u16, member: u32, client: u64) -> usize {
+    fn new_logical(&mut self, now: Time, source: u16, member: u32, client: u32) -> usize {
         self.c.arrivals += 1;
         let key = self.next_key;
         self.next_key += 1;
@@ -347,7 +358,7 @@ impl Simulation {
             created: now,
             sends: 0,
             backoff: BackoffState::default(),
-            job: None,
+            job: NO_JOB,
         })
     }
 
@@ -355,7 +366,7 @@ impl Simulation {
     fn send(&mut self, now: Time, slot: usize) -> Result<(), Violation> {
         let l = &mut self.requests[slot];
         l.sends += 1;
-        let (key, client, send) = (l.key, l.client, l.sends);
+        let (key, client, send) = (l.key, u64::from(l.client), l.sends);
         self.c.sends += 1;
         self.record(
             now,
@@ -387,7 +398,7 @@ impl Simulation {
             Answer::Accepted { job } => {
                 self.checker.accepted(now, job)?;
                 self.own(job, slot);
-                self.requests[slot].job = Some(job);
+                self.requests[slot].job = job;
                 let source = &self.sources[usize::from(self.requests[slot].source)];
                 if let Some(t) = source.timeout {
                     self.sched.schedule(
@@ -536,9 +547,10 @@ impl Simulation {
         self.sched.schedule(
             plan.done_at,
             Ev::CallDone {
-                call,
-                key,
+                job: call.job,
+                attempt: call.attempt,
                 ok: plan.result.is_ok(),
+                key,
             },
         );
         Ok(())
@@ -581,12 +593,12 @@ impl Simulation {
         let waiting = self
             .requests
             .get(owner as usize)
-            .is_some_and(|l| l.job == Some(job));
+            .is_some_and(|l| l.job == job);
         if waiting {
             if success {
                 self.client_done(now, owner as usize, "succeeded");
             } else {
-                self.requests[owner as usize].job = None;
+                self.requests[owner as usize].job = NO_JOB;
                 self.client_retry(now, owner as usize);
             }
         }

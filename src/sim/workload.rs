@@ -102,7 +102,7 @@ impl Workload {
             breaker: None,
             rate_limit: None,
             idempotency: IdempotencyConfig {
-                keys_max: (2 * room).max(100_000),
+                keys_max: (room + room / 10).max(100_000),
                 ..IdempotencyConfig::default()
             },
             dlq: DlqConfig {
