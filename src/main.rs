@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use resilient_relay::{cli, experiment};
+use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
 #[command(name = "resilient-relay", version, about, long_about = None)]
@@ -22,12 +23,20 @@ enum Command {
     Experiment(experiment::ExperimentArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::Simulate(args) => cli::simulate::run(&args),
         Command::Bench(args) => cli::bench::run(&args),
         Command::Log(args) => cli::log::run(&args),
         Command::Experiment(args) => experiment::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole context chain on one line, without a backtrace.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
