@@ -126,6 +126,8 @@ struct Logical {
 const NO_MEMBER: u32 = u32::MAX;
 const NO_OWNER: u32 = u32::MAX;
 const NO_JOB: JobId = JobId(u64::MAX);
+/// A call without an idempotency key (keys are dense request numbers).
+const NO_KEY: u64 = u64::MAX;
 
 pub struct Simulation {
     scenario_name: String,
@@ -308,7 +310,7 @@ impl Simulation {
             } => {
                 let call = CallId { job, attempt };
                 self.c.model_call_completions += 1;
-                let duplicate = self.downstream.finish(Some(key), ok);
+                let duplicate = self.downstream.finish((key != NO_KEY).then_some(key), ok);
                 self.record(
                     now,
                     SimRecord::CallDone {
@@ -524,9 +526,11 @@ impl Simulation {
     }
 
     fn start_call(&mut self, now: Time, call: CallId, key: Option<u64>) -> Result<(), Violation> {
-        let key = key.unwrap_or(u64::MAX);
-        self.checker
-            .call_started(now, key, self.relay.idempotency_evicted_early() > 0)?;
+        let key = key.unwrap_or(NO_KEY);
+        if key != NO_KEY {
+            let evicted = self.relay.idempotency_evicted_early() > 0;
+            self.checker.call_started(now, key, evicted)?;
+        }
         self.record(
             now,
             SimRecord::Call {
