@@ -122,10 +122,26 @@ pub struct Transition {
 }
 
 /// What [`Breaker::allow`] granted; hand it back with the call's result.
+/// It carries the breaker's epoch (bumped on every state change), so the
+/// result of a call that started before the last change is recognised as
+/// stale and ignored: a hung call from before an outage cannot re-open a
+/// breaker that has since closed, nor count as a probe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Permit {
-    Normal,
-    Probe,
+pub struct Permit {
+    probe: bool,
+    epoch: u32,
+}
+
+impl Permit {
+    /// A permit for a breaker-less relay, or a test.
+    pub const UNGUARDED: Permit = Permit {
+        probe: false,
+        epoch: u32::MAX,
+    };
+
+    pub fn is_probe(self) -> bool {
+        self.probe
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,6 +207,8 @@ pub struct Breaker {
     cfg: BreakerConfig,
     open_for: Duration,
     state: State,
+    /// Bumped on every transition; see [`Permit`].
+    epoch: u32,
     window: Window,
     transitions: VecDeque<Transition>,
 }
@@ -207,6 +225,7 @@ impl Breaker {
             state: State::Closed {
                 consecutive_failures: 0,
             },
+            epoch: 0,
             window: Window::new(Duration::from_nanos(ms_to_nanos(window_ms))),
             transitions: VecDeque::with_capacity(4),
         }
@@ -225,7 +244,10 @@ impl Breaker {
     pub fn allow(&mut self, now: Time) -> Option<Permit> {
         self.handle_timeout(now);
         match &mut self.state {
-            State::Closed { .. } => Some(Permit::Normal),
+            State::Closed { .. } => Some(Permit {
+                probe: false,
+                epoch: self.epoch,
+            }),
             State::Open { .. } => None,
             State::HalfOpen {
                 probes_in_flight, ..
@@ -234,7 +256,10 @@ impl Breaker {
                     return None;
                 }
                 *probes_in_flight += 1;
-                Some(Permit::Probe)
+                Some(Permit {
+                    probe: true,
+                    epoch: self.epoch,
+                })
             }
         }
     }
@@ -253,12 +278,15 @@ impl Breaker {
     /// Reports how a permitted call ended. Results of calls that started
     /// before the breaker last changed state do not count.
     pub fn on_result(&mut self, now: Time, permit: Permit, success: bool) {
-        match (&mut self.state, permit) {
+        if permit.epoch != self.epoch {
+            return;
+        }
+        match (&mut self.state, permit.probe) {
             (
                 State::Closed {
                     consecutive_failures,
                 },
-                Permit::Normal,
+                false,
             ) => {
                 *consecutive_failures = if success {
                     0
@@ -281,7 +309,7 @@ impl Breaker {
                     probes_in_flight,
                     successes,
                 },
-                Permit::Probe,
+                true,
             ) => {
                 *probes_in_flight = probes_in_flight.saturating_sub(1);
                 if !success {
@@ -323,6 +351,7 @@ impl Breaker {
     fn go(&mut self, now: Time, to: State) {
         let from = self.state();
         self.state = to;
+        self.epoch = self.epoch.wrapping_add(1);
         let to = self.state();
         debug_assert!(
             from.can_become(to),
@@ -411,9 +440,10 @@ mod tests {
         let mut b = consecutive(1);
         fail(&mut b, ms(0));
         assert_eq!(b.poll_timeout(), Some(ms(100)));
-        assert_eq!(b.allow(ms(100)), Some(Permit::Probe));
+        let probe = b.allow(ms(100)).expect("a probe");
+        assert!(probe.is_probe());
         assert_eq!(b.allow(ms(100)), None, "only one probe at a time");
-        b.on_result(ms(101), Permit::Probe, true);
+        b.on_result(ms(101), probe, true);
         let p = b.allow(ms(102)).expect("second probe");
         b.on_result(ms(103), p, true);
         assert_eq!(b.state(), BreakerState::Closed);
@@ -488,9 +518,45 @@ mod tests {
     #[test]
     fn stale_results_do_not_count() {
         let mut b = consecutive(1);
+        let hung = b.allow(ms(0)).expect("closed");
         fail(&mut b, ms(0));
-        b.on_result(ms(1), Permit::Normal, true);
         assert_eq!(b.state(), BreakerState::Open);
+        // Probes close it again; then the call that hung since t=0 times out.
+        let p = b.allow(ms(100)).expect("probe");
+        b.on_result(ms(101), p, true);
+        let p = b.allow(ms(102)).expect("probe");
+        b.on_result(ms(103), p, true);
+        assert_eq!(b.state(), BreakerState::Closed);
+        b.on_result(ms(5000), hung, false);
+        assert_eq!(
+            b.state(),
+            BreakerState::Closed,
+            "a result from before the outage does not re-open it"
+        );
+    }
+
+    #[test]
+    fn a_late_probe_result_from_an_earlier_half_open_does_not_count() {
+        let mut b = Breaker::new(&BreakerConfig {
+            trip: TripConfig::ConsecutiveFailures { failures: 1 },
+            success_threshold: 2,
+            open_ms: 100.0,
+            half_open_probes_max: 2,
+        });
+        fail(&mut b, ms(0));
+        let a = b.allow(ms(100)).expect("probe a");
+        let late = b.allow(ms(100)).expect("probe b");
+        b.on_result(ms(101), a, false);
+        let c = b.allow(ms(201)).expect("probe c");
+        let _d = b.allow(ms(201)).expect("probe d");
+        b.on_result(ms(202), late, true);
+        assert_eq!(b.allow(ms(202)), None, "still two probes in flight");
+        b.on_result(ms(203), c, true);
+        assert_eq!(
+            b.state(),
+            BreakerState::HalfOpen,
+            "one fresh success is not two"
+        );
     }
 
     #[test]

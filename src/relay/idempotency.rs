@@ -126,18 +126,8 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
 
     /// Looks `key` up and, if it is new, records it as in flight for `job`.
     pub fn begin(&mut self, now: Time, key: &K, fingerprint: u64, job: JobId) -> Begin<R> {
-        self.handle_timeout(now);
-        if let Some(record) = self.records.get(key) {
-            if record.fingerprint() != fingerprint {
-                return Begin::Mismatch;
-            }
-            return match record {
-                Record::InFlight { job, .. } => Begin::InFlight(*job),
-                Record::Completed { job, response, .. } => Begin::Replay {
-                    job: *job,
-                    response: response.clone(),
-                },
-            };
+        if let Some(known) = self.peek(now, key, fingerprint) {
+            return known;
         }
         if self.records.len() >= self.keys_max && !self.evict_oldest_completed() {
             return Begin::Full;
@@ -146,6 +136,23 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
             .insert(key.clone(), Record::InFlight { job, fingerprint });
         debug_assert!(self.records.len() <= self.keys_max);
         Begin::Started
+    }
+
+    /// What the store knows of `key`, without recording anything: `None`
+    /// for a key it does not hold.
+    pub fn peek(&mut self, now: Time, key: &K, fingerprint: u64) -> Option<Begin<R>> {
+        self.handle_timeout(now);
+        let record = self.records.get(key)?;
+        if record.fingerprint() != fingerprint {
+            return Some(Begin::Mismatch);
+        }
+        Some(match record {
+            Record::InFlight { job, .. } => Begin::InFlight(*job),
+            Record::Completed { job, response, .. } => Begin::Replay {
+                job: *job,
+                response: response.clone(),
+            },
+        })
     }
 
     /// The key's job succeeded: remember the answer until `now + ttl`.

@@ -52,6 +52,9 @@ pub struct RateLimiter {
     tolerance_ns: u64,
     clients_max: usize,
     refused_for_room: u64,
+    /// No client can be idle before this (ns): a full table is not swept
+    /// again until then, so a flood of new clients costs O(1) each.
+    sweep_not_before_ns: u64,
 }
 
 impl RateLimiter {
@@ -63,6 +66,7 @@ impl RateLimiter {
             tolerance_ns: interval_ns * u64::from(cfg.requests_max.max(1) - 1),
             clients_max: cfg.clients_max.max(1),
             refused_for_room: 0,
+            sweep_not_before_ns: 0,
         }
     }
 
@@ -88,7 +92,11 @@ impl RateLimiter {
         if self.next_ns.len() < self.clients_max {
             return true;
         }
+        if now_ns < self.sweep_not_before_ns {
+            return false;
+        }
         self.next_ns.retain(|_, tat| *tat > now_ns);
+        self.sweep_not_before_ns = self.next_ns.values().copied().min().unwrap_or(0);
         self.next_ns.len() < self.clients_max
     }
 

@@ -181,6 +181,28 @@ pub enum ReplayError {
     Draining,
 }
 
+fn refused<P>(why: Refusal, retry_after: Option<Duration>) -> Answer<P> {
+    Answer::Refused {
+        why,
+        retry_after,
+        job: None,
+    }
+}
+
+/// The answer for a key the store already knows.
+fn known_key<P>(known: Begin<P>) -> Answer<P> {
+    match known {
+        Begin::InFlight(job) => Answer::Refused {
+            why: Refusal::Conflict,
+            retry_after: None,
+            job: Some(job),
+        },
+        Begin::Replay { job, response } => Answer::Replayed { job, response },
+        Begin::Mismatch => refused(Refusal::Mismatch, None),
+        Begin::Started | Begin::Full => unreachable!("not an answer about a known key"),
+    }
+}
+
 pub struct Relay<K, P> {
     backoff: Backoff,
     attempt_timeout: Option<Duration>,
@@ -265,46 +287,47 @@ impl<K: Key, P: Payload> Relay<K, P> {
     }
 
     fn admit(&mut self, now: Time, req: Request<K, P>) -> Answer<P> {
-        let refuse = |why, retry_after| Answer::Refused {
-            why,
-            retry_after,
-            job: None,
-        };
-        if self.draining || self.dlq.is_full() {
-            return refuse(Refusal::Unavailable, Some(self.queue.retry_after()));
-        }
         if let Some(limiter) = &mut self.limiter {
             if let Err(wait) = limiter.check(now, req.client) {
-                return refuse(Refusal::RateLimited, Some(wait));
+                return refused(Refusal::RateLimited, Some(wait));
             }
         }
         if req.key.is_none() && self.idempotency_required {
-            return refuse(Refusal::BadKey, None);
+            return refused(Refusal::BadKey, None);
+        }
+        // When no job can start, a known key is still answered (replay,
+        // conflict, mismatch), but nothing is recorded or evicted.
+        if let Some(blocked) = self.blocked(now) {
+            let known = req
+                .key
+                .as_ref()
+                .and_then(|k| self.idempotency.peek(now, k, req.fingerprint));
+            return known.map_or(blocked, known_key);
         }
         let id = JobId::new(self.serial, self.jobs.vacant_key());
         if let Some(key) = &req.key {
             match self.idempotency.begin(now, key, req.fingerprint, id) {
                 Begin::Started => {}
-                Begin::InFlight(job) => {
-                    return Answer::Refused {
-                        why: Refusal::Conflict,
-                        retry_after: None,
-                        job: Some(job),
-                    }
-                }
-                Begin::Replay { job, response } => return Answer::Replayed { job, response },
-                Begin::Mismatch => return refuse(Refusal::Mismatch, None),
-                Begin::Full => return refuse(Refusal::KeysFull, Some(self.queue.retry_after())),
+                Begin::Full => return refused(Refusal::KeysFull, Some(self.queue.retry_after())),
+                known => return known_key(known),
             }
-        }
-        if self.queue.is_full() || self.jobs.len() >= self.jobs_max {
-            if let Some(key) = &req.key {
-                self.idempotency.release(key);
-            }
-            return self.refuse_for_room(now);
         }
         self.enqueue_new(now, req.key, req.client, req.fingerprint, req.payload, 0);
         Answer::Accepted { job: id }
+    }
+
+    /// Why a new job cannot start now, if it cannot.
+    fn blocked(&self, now: Time) -> Option<Answer<P>> {
+        if self.draining || self.dlq.is_full() {
+            return Some(refused(
+                Refusal::Unavailable,
+                Some(self.queue.retry_after()),
+            ));
+        }
+        if self.queue.is_full() || self.jobs.len() >= self.jobs_max {
+            return Some(self.refuse_for_room(now));
+        }
+        None
     }
 
     /// 429 when the queue is simply full; 503 when it is full because the
@@ -371,7 +394,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
                     Some(p) => p,
                     None => break,
                 },
-                None => Permit::Normal,
+                None => Permit::UNGUARDED,
             };
             let Some(id) = self.queue.pop() else { break };
             self.start_attempt(now, id, permit);
@@ -385,20 +408,31 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// driver for nothing.
     fn discard_stale_timers(&mut self) {
         while let Some(Reverse((_, _, id, attempt, kind))) = self.timers.peek().copied() {
-            let live = self.jobs.get(id.slot()).is_some_and(|j| {
-                j.id == id
-                    && j.attempts == attempt
-                    && matches!(
-                        (kind, j.stage),
-                        (TimerKind::AttemptDeadline, Stage::InFlight { .. })
-                            | (TimerKind::RetryDue, Stage::BackingOff { .. })
-                    )
-            });
-            if live {
+            if self.timer_is_live(id, attempt, kind) {
                 break;
             }
             self.timers.pop();
         }
+    }
+
+    /// Drops every stale timer; amortised by the bound in `arm`.
+    fn compact_timers(&mut self) {
+        let mut timers = std::mem::take(&mut self.timers).into_vec();
+        timers
+            .retain(|Reverse((_, _, id, attempt, kind))| self.timer_is_live(*id, *attempt, *kind));
+        self.timers = BinaryHeap::from(timers);
+    }
+
+    fn timer_is_live(&self, id: JobId, attempt: u32, kind: TimerKind) -> bool {
+        self.jobs.get(id.slot()).is_some_and(|j| {
+            j.id == id
+                && j.attempts == attempt
+                && matches!(
+                    (kind, j.stage),
+                    (TimerKind::AttemptDeadline, Stage::InFlight { .. })
+                        | (TimerKind::RetryDue, Stage::BackingOff { .. })
+                )
+        })
     }
 
     fn start_attempt(&mut self, now: Time, id: JobId, permit: Permit) {
@@ -429,6 +463,11 @@ impl<K: Key, P: Payload> Relay<K, P> {
     }
 
     fn arm(&mut self, at: Time, job: JobId, attempt: u32, kind: TimerKind) {
+        // Deadlines of attempts that ended early stay in the heap until they
+        // surface; bound them by the live jobs (each has at most two timers).
+        if self.timers.len() >= 4 * self.jobs.len() + 64 {
+            self.compact_timers();
+        }
         self.timer_seq += 1;
         self.timers
             .push(Reverse((at, self.timer_seq, job, attempt, kind)));
@@ -463,7 +502,9 @@ impl<K: Key, P: Payload> Relay<K, P> {
         };
         let attempts = job.attempts;
         if let Some(b) = &mut self.breaker {
-            b.on_result(now, permit, result.is_ok());
+            // A 4xx says the request was bad, not that the downstream is sick.
+            let healthy = matches!(result, Ok(_) | Err(CallError::ClientError));
+            b.on_result(now, permit, healthy);
         }
         self.stats.attempt_latency.record(now.since(started));
         match result {
@@ -473,6 +514,9 @@ impl<K: Key, P: Payload> Relay<K, P> {
             }
             Err(error) => {
                 self.stats.attempt_failed(error);
+                if let Some(job) = self.jobs.get_mut(id.slot()) {
+                    job.last_error = Some(error);
+                }
                 self.outputs.push_back(Output::Event(Event::AttemptFailed {
                     job: id,
                     attempt: attempts,
@@ -671,12 +715,14 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
         let id = JobId::new(self.serial, self.jobs.vacant_key());
         if let Some(key) = &letter.key {
-            if !matches!(
-                self.idempotency.begin(now, key, letter.fingerprint, id),
-                Begin::Started
-            ) {
+            let refusal = match self.idempotency.begin(now, key, letter.fingerprint, id) {
+                Begin::Started => None,
+                Begin::Full => Some(ReplayError::Full),
+                _ => Some(ReplayError::KeyInUse),
+            };
+            if let Some(e) = refusal {
                 self.dlq.restore(letter);
-                return Err(ReplayError::KeyInUse);
+                return Err(e);
             }
         }
         let job = self.enqueue_new(
@@ -732,7 +778,18 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 response: None,
             });
         }
-        self.finished.get(&id).cloned()
+        if let Some(status) = self.finished.get(&id) {
+            return Some(status.clone());
+        }
+        self.dlq.get(id).map(|l| JobStatus {
+            job: id,
+            state: "dead-lettered",
+            attempts: l.attempts,
+            accepted_at: l.accepted_at,
+            finished_at: Some(l.dead_at),
+            last_error: Some(l.last_error),
+            response: None,
+        })
     }
 
     pub fn dead_letters(&self) -> &DeadLetterQueue<K, P> {

@@ -44,6 +44,12 @@ pub struct Summary {
     pub unavailable_503: u64,
     pub conflicts_409: u64,
     pub mismatches_422: u64,
+    /// Refused because every idempotency record was in flight.
+    pub keys_full: u64,
+    /// Refused for a missing key (when keys are required).
+    pub bad_key: u64,
+    /// Completed idempotency records forgotten before their TTL (store full).
+    pub keys_evicted_early: u64,
     pub succeeded: u64,
     pub dead_lettered: u64,
     /// Of those, retries that found the queue full.
@@ -116,6 +122,9 @@ impl Summary {
             unavailable_503: s.refused(Refusal::Unavailable),
             conflicts_409: s.refused(Refusal::Conflict),
             mismatches_422: s.refused(Refusal::Mismatch),
+            keys_full: s.refused(Refusal::KeysFull),
+            bad_key: s.refused(Refusal::BadKey),
+            keys_evicted_early: relay.idempotency_evicted_early(),
             succeeded: s.succeeded,
             dead_lettered: s.dead_lettered_total(),
             dead_lettered_queue_full: s.dead_lettered[GiveUp::QueueFullOnRetry as usize],
@@ -187,6 +196,13 @@ impl fmt::Display for Summary {
             "  conflicts (409)         {:>12}   replayed: {}",
             self.conflicts_409, self.replayed
         )?;
+        if self.mismatches_422 + self.keys_full + self.bad_key + self.keys_evicted_early > 0 {
+            writeln!(
+                f,
+                "  idempotency             mismatches (422) {}  keys full {}  missing key {}  evicted early {}",
+                self.mismatches_422, self.keys_full, self.bad_key, self.keys_evicted_early
+            )?;
+        }
         writeln!(f, "  succeeded               {:>12}", self.succeeded)?;
         writeln!(
             f,
