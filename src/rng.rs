@@ -22,6 +22,8 @@ pub enum Domain {
     Arrivals = 3,
     Client = 4,
     Experiment = 5,
+    /// A member of a closed-loop population (think times, start offset).
+    Member = 6,
 }
 
 /// Number of low bits of a stream id left for the entity index.
@@ -38,6 +40,20 @@ impl Seed {
         debug_assert!(index < 1 << INDEX_BITS, "entity index {index} too large");
         let mut rng = ChaCha8Rng::seed_from_u64(self.0);
         rng.set_stream(((domain as u64) << INDEX_BITS) | (index & ((1 << INDEX_BITS) - 1)));
+        rng
+    }
+}
+
+/// Words of stream reserved for each step of an entity (one send, one
+/// request): every step starts at its own position, so the draws of step `k`
+/// never depend on how many draws earlier steps made.
+const WORDS_PER_STEP: u128 = 64;
+
+impl Seed {
+    /// The stream for step `step` of entity `index` of `domain`.
+    pub fn step_stream(self, domain: Domain, index: u64, step: u64) -> Stream {
+        let mut rng = self.stream(domain, index);
+        rng.set_word_pos(u128::from(step) * WORDS_PER_STEP);
         rng
     }
 }

@@ -111,6 +111,7 @@ pub struct IdempotencyStore<K, R> {
     ttl: Duration,
     keys_max: usize,
     evicted_early: u64,
+    forgotten: Option<K>,
 }
 
 impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
@@ -121,6 +122,7 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
             ttl: Duration::from_nanos(ms_to_nanos(cfg.ttl_ms)),
             keys_max: cfg.keys_max.max(1),
             evicted_early: 0,
+            forgotten: None,
         }
     }
 
@@ -194,28 +196,33 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
     /// Removes the front expiry entry's record if it is still the same one;
     /// returns whether a record was removed. One hash look-up in the common
     /// case: remove first, put back in the rare case the key was reused.
-    fn pop_expiry(&mut self) -> bool {
-        let Some((_, key, job)) = self.expiry.pop_front() else {
-            return false;
-        };
+    fn pop_expiry(&mut self) -> Option<K> {
+        let (_, key, job) = self.expiry.pop_front()?;
         match self.records.remove(&key) {
-            Some(Record::Completed { job: j, .. }) if j == job => true,
+            Some(Record::Completed { job: j, .. }) if j == job => Some(key),
             Some(other) => {
                 self.records.insert(key, other);
-                false
+                None
             }
-            None => false,
+            None => None,
         }
     }
 
     fn evict_oldest_completed(&mut self) -> bool {
         while !self.expiry.is_empty() {
-            if self.pop_expiry() {
+            if let Some(key) = self.pop_expiry() {
                 self.evicted_early += 1;
+                self.forgotten = Some(key);
                 return true;
             }
         }
         false
+    }
+
+    /// The key last forgotten before its TTL, if not yet taken: a repeat of
+    /// it will run again, which observers need to know.
+    pub fn take_forgotten(&mut self) -> Option<K> {
+        self.forgotten.take()
     }
 
     pub fn len(&self) -> usize {

@@ -120,6 +120,11 @@ pub enum Output<K, P> {
     /// The dead-letter queue was full: this letter is not stored anywhere
     /// else, so the driver must record it (log it in full, count it).
     Overflowed(Box<DeadLetter<K, P>>),
+    /// The idempotency store was full and forgot this completed key before
+    /// its TTL: a repeat of it will start a new job.
+    Forgotten {
+        key: K,
+    },
     Event(Event),
 }
 
@@ -306,7 +311,11 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
         let id = JobId::new(self.serial, self.jobs.vacant_key());
         if let Some(key) = &req.key {
-            match self.idempotency.begin(now, key, req.fingerprint, id) {
+            let begun = self.idempotency.begin(now, key, req.fingerprint, id);
+            if let Some(key) = self.idempotency.take_forgotten() {
+                self.outputs.push_back(Output::Forgotten { key });
+            }
+            match begun {
                 Begin::Started => {}
                 Begin::Full => return refused(Refusal::KeysFull, Some(self.queue.retry_after())),
                 known => return known_key(known),
@@ -715,7 +724,11 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
         let id = JobId::new(self.serial, self.jobs.vacant_key());
         if let Some(key) = &letter.key {
-            let refusal = match self.idempotency.begin(now, key, letter.fingerprint, id) {
+            let begun = self.idempotency.begin(now, key, letter.fingerprint, id);
+            if let Some(key) = self.idempotency.take_forgotten() {
+                self.outputs.push_back(Output::Forgotten { key });
+            }
+            let refusal = match begun {
                 Begin::Started => None,
                 Begin::Full => Some(ReplayError::Full),
                 _ => Some(ReplayError::KeyInUse),

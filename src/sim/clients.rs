@@ -73,8 +73,8 @@ pub struct RatePhase {
     try_from = "ClientsToml"
 )]
 pub enum ClientsConfig {
-    /// Poisson arrivals at `per_s`, or following `schedule` (the last phase's
-    /// rate holds after its `until_s`).
+    /// Poisson arrivals at `per_s`, or following `schedule` (traffic ends
+    /// with the last phase).
     OpenLoop {
         #[serde(default)]
         per_s: Option<f64>,
@@ -300,16 +300,10 @@ impl Arrivals {
     ) -> Arrivals {
         let phases = match per_s {
             Some(r) => vec![(Time::NEVER, r)],
-            None => {
-                let mut p: Vec<_> = schedule
-                    .iter()
-                    .map(|p| (Time::from_secs_f64(p.until_s), p.per_s))
-                    .collect();
-                if let Some(last) = p.last_mut() {
-                    last.0 = Time::NEVER;
-                }
-                p
-            }
+            None => schedule
+                .iter()
+                .map(|p| (Time::from_secs_f64(p.until_s), p.per_s))
+                .collect(),
         };
         Arrivals {
             phases,

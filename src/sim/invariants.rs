@@ -35,9 +35,14 @@ pub struct Checker {
     live: Vec<u64>,
     live_count: usize,
     breaker: BreakerState,
-    /// Per key (dense request number): 1 + the millisecond its job succeeded.
-    succeeded_ms: Vec<u32>,
-    ttl_ms: f64,
+    /// Per key (dense request number): 1 + the virtual ns its job succeeded.
+    succeeded_ns: Vec<u64>,
+    ttl_ns: u64,
+    /// Counted from outside: jobs that entered the queue, calls started,
+    /// attempts that ended.
+    queued_in: u64,
+    calls: u64,
+    attempts_ended: u64,
     pub checks: u64,
 }
 
@@ -53,14 +58,28 @@ impl Checker {
             live: Vec::new(),
             live_count: 0,
             breaker: BreakerState::Closed,
-            succeeded_ms: Vec::new(),
-            ttl_ms: idempotency_ttl_ms,
+            succeeded_ns: Vec::new(),
+            ttl_ns: crate::relay::config_error::ms_to_nanos(idempotency_ttl_ms),
+            queued_in: 0,
+            calls: 0,
+            attempts_ended: 0,
             checks: 0,
         }
     }
 
+    /// A job entered the queue: accepted, or put back after its backoff.
+    pub fn enqueued(&mut self) {
+        self.queued_in += 1;
+    }
+
+    /// An attempt ended: it failed (timeout included), or its job succeeded.
+    pub fn attempt_ended(&mut self) {
+        self.attempts_ended += 1;
+    }
+
     pub fn accepted(&mut self, at: Time, job: JobId) -> Check {
         self.checks += 1;
+        self.queued_in += 1;
         let i = job.slot();
         if i >= self.live.len() {
             self.live.resize((i + 1).max(self.live.len() * 2), 0);
@@ -70,7 +89,7 @@ impl Checker {
                 at,
                 format!(
                     "job {job} accepted while job {} holds its slot",
-                    self.live[i] - 1
+                    JobId(self.live[i] - 1)
                 ),
             );
         }
@@ -94,20 +113,36 @@ impl Checker {
         }
     }
 
+    /// Queue length and calls in flight as counted from outside must stay
+    /// within the bounds, and agree with what the relay reports.
     pub fn bounds(&mut self, at: Time, queue: (usize, usize), in_flight: (usize, usize)) -> Check {
         self.checks += 1;
-        if queue.0 > queue.1 {
-            return fail(
-                at,
-                format!("queue holds {} jobs, capacity {}", queue.0, queue.1),
-            );
-        }
-        if in_flight.0 > in_flight.1 {
+        let queued = self.queued_in.saturating_sub(self.calls);
+        let flying = self.calls.saturating_sub(self.attempts_ended);
+        if queued > queue.1 as u64 || self.queued_in < self.calls {
             return fail(
                 at,
                 format!(
-                    "{} calls in flight with {} workers",
-                    in_flight.0, in_flight.1
+                    "{queued} jobs queued (counted outside), capacity {}",
+                    queue.1
+                ),
+            );
+        }
+        if flying > in_flight.1 as u64 || self.calls < self.attempts_ended {
+            return fail(
+                at,
+                format!(
+                    "{flying} calls in flight (counted outside) with {} workers",
+                    in_flight.1
+                ),
+            );
+        }
+        if (queued, flying) != (queue.0 as u64, in_flight.0 as u64) {
+            return fail(
+                at,
+                format!(
+                    "outside count {queued} queued / {flying} in flight, relay says {} / {}",
+                    queue.0, in_flight.0
                 ),
             );
         }
@@ -128,35 +163,52 @@ impl Checker {
 
     pub fn key_succeeded(&mut self, at: Time, key: u64) {
         let Ok(i) = usize::try_from(key) else { return };
-        if i >= self.succeeded_ms.len() {
-            self.succeeded_ms
-                .resize(i.saturating_add(1).max(self.succeeded_ms.len() * 2), 0);
+        if i >= self.succeeded_ns.len() {
+            self.succeeded_ns
+                .resize(i.saturating_add(1).max(self.succeeded_ns.len() * 2), 0);
         }
-        self.succeeded_ms[i] = (at.as_millis_f64() as u32).saturating_add(1);
+        self.succeeded_ns[i] = at.as_nanos().saturating_add(1);
     }
 
-    /// A call for `key` starts. `evicted_early` says whether the store has
-    /// ever forgotten a record before its TTL (then a repeat is allowed).
-    pub fn call_started(&mut self, at: Time, key: u64, evicted_early: bool) -> Check {
+    /// The store forgot `key` early (it was full): a repeat may run again.
+    pub fn key_forgotten(&mut self, key: u64) {
+        if let Some(t) = usize::try_from(key)
+            .ok()
+            .and_then(|i| self.succeeded_ns.get_mut(i))
+        {
+            *t = 0;
+        }
+    }
+
+    /// A call for `key` starts: not allowed while the key's success is
+    /// remembered.
+    pub fn call_started(&mut self, at: Time, key: u64) -> Check {
         self.checks += 1;
+        self.calls += 1;
         let done = usize::try_from(key)
             .ok()
-            .and_then(|i| self.succeeded_ms.get(i))
+            .and_then(|i| self.succeeded_ns.get(i))
             .copied()
             .unwrap_or(0);
-        if done == 0 || evicted_early {
+        if done == 0 {
             return Ok(());
         }
-        let succeeded_ms = f64::from(done - 1);
-        if at.as_millis_f64() + 1.0 < succeeded_ms + self.ttl_ms {
+        let succeeded = done - 1;
+        if at.as_nanos() < succeeded.saturating_add(self.ttl_ns) {
             return fail(
                 at,
                 format!(
-                    "key {key} succeeded at {succeeded_ms} ms and reached the downstream again"
+                    "key {key} succeeded at {} and reached the downstream again",
+                    Time::from_nanos(succeeded)
                 ),
             );
         }
         Ok(())
+    }
+
+    /// A call without a key starts.
+    pub fn call_started_without_key(&mut self) {
+        self.calls += 1;
     }
 
     /// At the horizon: the jobs the checker saw live are the relay's.
@@ -192,11 +244,32 @@ mod tests {
     }
 
     #[test]
-    fn bounds_and_breaker_legality_are_checked() {
+    fn bounds_are_counted_from_outside() {
         let mut c = Checker::new(1000.0);
-        assert!(c.bounds(Time::ZERO, (3, 2), (0, 1)).is_err());
-        assert!(c.bounds(Time::ZERO, (2, 2), (2, 1)).is_err());
-        assert!(c.bounds(Time::ZERO, (2, 2), (1, 1)).is_ok());
+        for j in 0..3 {
+            c.accepted(Time::ZERO, JobId(j)).expect("accepted");
+        }
+        assert!(
+            c.bounds(Time::ZERO, (3, 2), (0, 1)).is_err(),
+            "three queued, capacity two"
+        );
+        c.call_started_without_key();
+        c.call_started_without_key();
+        assert!(
+            c.bounds(Time::ZERO, (1, 2), (2, 1)).is_err(),
+            "two in flight, one worker"
+        );
+        c.attempt_ended();
+        assert!(c.bounds(Time::ZERO, (1, 2), (1, 1)).is_ok());
+        assert!(
+            c.bounds(Time::ZERO, (0, 2), (1, 1)).is_err(),
+            "the relay disagrees with the outside count"
+        );
+    }
+
+    #[test]
+    fn breaker_legality_is_checked() {
+        let mut c = Checker::new(1000.0);
         assert!(c
             .breaker(Time::ZERO, BreakerState::Closed, BreakerState::Open)
             .is_ok());
@@ -209,16 +282,17 @@ mod tests {
     fn a_completed_key_reaching_the_downstream_again_is_caught() {
         let mut c = Checker::new(1000.0);
         c.key_succeeded(Time::from_millis(10), 5);
-        assert!(c.call_started(Time::from_millis(20), 5, false).is_err());
+        assert!(c.call_started(Time::from_millis(20), 5).is_err());
         assert!(
-            c.call_started(Time::from_millis(20), 5, true).is_ok(),
-            "store evicted early"
-        );
-        assert!(
-            c.call_started(Time::from_millis(2000), 5, false).is_ok(),
+            c.call_started(Time::from_millis(2000), 5).is_ok(),
             "record expired"
         );
-        assert!(c.call_started(Time::from_millis(20), 6, false).is_ok());
+        assert!(c.call_started(Time::from_millis(20), 6).is_ok());
+        c.key_forgotten(5);
+        assert!(
+            c.call_started(Time::from_millis(20), 5).is_ok(),
+            "store forgot it early"
+        );
     }
 
     #[test]

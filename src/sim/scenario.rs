@@ -128,35 +128,51 @@ fn line_of(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].matches('\n').count() + 1
 }
 
-/// Best-effort line of a dotted field path such as `relay.retry.backoff.cap_ms`:
-/// the first `cap_ms =` after the deepest section header that names a prefix.
+/// Best-effort line of a dotted field path such as `clients[1].retry.timeout_ms`:
+/// inside the deepest section header that names a prefix of the path (the
+/// i-th one for `[[array]]` tables), the line of the leaf key, or else of the
+/// nearest parent key (for values inside inline tables).
 fn locate(text: &str, field: &str) -> Option<usize> {
-    let parts: Vec<&str> = field
+    let parts: Vec<(&str, usize)> = field
         .split('.')
-        .map(|p| p.split('[').next().unwrap_or(p))
+        .map(|p| match p.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse().unwrap_or(0)),
+            None => (p, 0),
+        })
         .collect();
-    let (leaf, sections) = parts.split_last()?;
-    let mut from = 0;
-    for depth in (1..=sections.len()).rev() {
-        let header = sections[..depth].join(".");
-        let found = text.lines().position(|l| {
-            let l = l.trim();
-            l == format!("[{header}]") || l == format!("[[{header}]]")
-        });
-        if let Some(i) = found {
-            from = i;
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut from, mut depth) = (0, 0);
+    for d in (1..parts.len()).rev() {
+        let header: Vec<&str> = parts[..d].iter().map(|(n, _)| *n).collect();
+        let header = header.join(".");
+        let nth = parts[d - 1].1;
+        let found = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                let l = l.trim();
+                l == format!("[{header}]") || l == format!("[[{header}]]")
+            })
+            .nth(nth);
+        if let Some((i, _)) = found {
+            (from, depth) = (i + 1, d);
             break;
         }
     }
-    text.lines()
-        .enumerate()
-        .skip(from)
-        .find(|(_, l)| {
-            l.trim_start()
-                .strip_prefix(leaf)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
+    let end = lines[from.min(lines.len())..]
+        .iter()
+        .position(|l| l.trim_start().starts_with('['))
+        .map_or(lines.len(), |i| from + i);
+    let key_line = |name: &str| {
+        (from..end).find(|&i| {
+            let rest = lines[i].trim_start().strip_prefix(name);
+            rest.is_some_and(|r| r.trim_start().starts_with('=') || r.starts_with('.'))
         })
-        .map(|(i, _)| i + 1)
+    };
+    (depth..parts.len())
+        .rev()
+        .find_map(|k| key_line(parts[k].0))
+        .map(|i| i + 1)
 }
 
 #[cfg(test)]
@@ -190,6 +206,20 @@ per_s = 10
         let err = Scenario::from_toml(&text, "t.toml").unwrap_err();
         assert_eq!(err.line, Some(11), "{err}");
         assert!(err.message.contains("clients[0].per_s"), "{err}");
+    }
+
+    #[test]
+    fn errors_in_later_array_tables_and_inline_tables_point_at_their_line() {
+        let text = format!("{MINIMAL}\n[[clients]]\nkind = \"open-loop\"\nper_s = -5\n")
+            .replace("cap_ms = 10", "cap_ms = 100");
+        let err = Scenario::from_toml(&text, "t.toml").unwrap_err();
+        assert!(err.message.contains("clients[1].per_s"), "{err}");
+        assert_eq!(err.line, Some(15), "{err}");
+        let text = MINIMAL.replace("cap_ms = 10", "cap_ms = 100")
+            + "\n[relay.breaker]\ntrip = { kind = \"failure-ratio\", ratio = 2.0, window_ms = 10, calls_min = 1 }\n";
+        let err = Scenario::from_toml(&text, "t.toml").unwrap_err();
+        assert!(err.message.contains("relay.breaker.trip.ratio"), "{err}");
+        assert_eq!(err.line, Some(14), "{err}");
     }
 
     #[test]

@@ -15,11 +15,12 @@ use super::scheduler::Scheduler;
 use super::summary::{Counters, Summary};
 use super::trace::{SimRecord, Trace, TraceRecord};
 use crate::relay::backoff::{Backoff, BackoffState};
+use crate::relay::config_error::ms_to_nanos;
 use crate::relay::job::{CallId, JobId, Outcome};
 use crate::relay::retry::CallError;
 use crate::relay::stats::{LatencyHistogram, Refusal};
 use crate::relay::{Answer, Event, Output, Relay, Request};
-use crate::rng::{exponential, unit, Domain, Seed, Stream};
+use crate::rng::{exponential, unit, Domain, Seed};
 use crate::time::Time;
 use slab::Slab;
 use std::time::Duration;
@@ -107,7 +108,7 @@ struct Source {
     think_ms: f64,
     /// Closed loop: logical requests each member still has to send.
     remaining: Vec<u32>,
-    rng: Stream,
+    requests_per_client: u32,
 }
 
 /// A logical request: one key, possibly many sends.
@@ -132,6 +133,9 @@ const NO_KEY: u64 = u64::MAX;
 pub struct Simulation {
     scenario_name: String,
     seed: u64,
+    seed_tree: Seed,
+    /// When the last event that changed anything happened.
+    last_active: Time,
     horizon: Option<Time>,
     deadline: Option<Duration>,
     sched: Scheduler<Ev>,
@@ -168,10 +172,12 @@ impl Simulation {
         let mut sim = Simulation {
             scenario_name: scenario.name.clone(),
             seed: opts.seed,
+            seed_tree: seed,
+            last_active: Time::ZERO,
             horizon: (scenario.horizon_s > 0.0).then(|| Time::from_secs_f64(scenario.horizon_s)),
             deadline: scenario
                 .deadline_ms
-                .map(|d| Duration::from_secs_f64(d / 1e3)),
+                .map(|d| Duration::from_nanos(ms_to_nanos(d))),
             sched: Scheduler::new(),
             relay,
             downstream: Downstream::new(&scenario.downstream, seed.stream(Domain::Downstream, 0)),
@@ -208,7 +214,12 @@ impl Simulation {
                     ..
                 } => {
                     for member in 0..*population {
-                        let at = Time::from_secs_f64(unit(&mut s.rng) * start_spread_ms / 1e3);
+                        let mut rng = self.seed_tree.step_stream(
+                            Domain::Member,
+                            member_index(i as u16, member),
+                            0,
+                        );
+                        let at = Time::from_secs_f64(unit(&mut rng) * start_spread_ms / 1e3);
                         self.sched.schedule(
                             at,
                             Ev::Start {
@@ -254,7 +265,7 @@ impl Simulation {
             )?;
             self.arm_relay_wake(now);
         }
-        let end = self.horizon.unwrap_or(self.sched.now());
+        let end = self.horizon.unwrap_or(self.last_active);
         self.integrate_live_jobs(end);
         self.checker.at_end(end, self.relay.live_jobs())
     }
@@ -279,15 +290,20 @@ impl Simulation {
                         self.sched.schedule(next, Ev::Arrival { source });
                     }
                 }
+                self.last_active = now;
                 let slot = self.new_logical(now, source, NO_MEMBER, client);
                 self.send(now, slot)
             }
             Ev::Start { source, member } => {
+                self.last_active = now;
                 let slot = self.new_logical(now, source, member, member);
                 self.send(now, slot)
             }
             Ev::Send { slot, key } => match self.live_slot(slot, key) {
-                Some(slot) => self.send(now, slot),
+                Some(slot) => {
+                    self.last_active = now;
+                    self.send(now, slot)
+                }
                 None => Ok(()),
             },
             Ev::ClientTimeout { slot, key, send } => {
@@ -297,8 +313,13 @@ impl Simulation {
                 if self.requests[slot].sends != send {
                     return Ok(());
                 }
+                self.last_active = now;
                 self.c.client_timeouts += 1;
                 self.record(now, SimRecord::ClientTimeout { request: key, send });
+                // The client stops waiting on this job: its outcome no longer
+                // reaches the client, whose next send will find it (409 or a
+                // replay). One retry chain per request, never two.
+                self.requests[slot].job = NO_JOB;
                 self.client_retry(now, slot);
                 Ok(())
             }
@@ -309,6 +330,7 @@ impl Simulation {
                 key,
             } => {
                 let call = CallId { job, attempt };
+                self.last_active = now;
                 self.c.model_call_completions += 1;
                 let duplicate = self.downstream.finish((key != NO_KEY).then_some(key), ok);
                 self.record(
@@ -333,6 +355,7 @@ impl Simulation {
                     self.relay_wake = None;
                 }
                 if self.relay.poll_timeout().is_some_and(|t| t <= now) {
+                    self.last_active = now;
                     self.relay.handle_timeout(now);
                 }
                 Ok(())
@@ -368,7 +391,9 @@ impl Simulation {
     fn send(&mut self, now: Time, slot: usize) -> Result<(), Violation> {
         let l = &mut self.requests[slot];
         l.sends += 1;
-        let (key, client, send) = (l.key, u64::from(l.client), l.sends);
+        // Client ids are unique across populations: the population in the high bits.
+        let client = (u64::from(l.source) << 32) | u64::from(l.client);
+        let (key, send) = (l.key, l.sends);
         self.c.sends += 1;
         self.record(
             now,
@@ -440,7 +465,12 @@ impl Simulation {
             self.client_done(now, slot, "abandoned");
             return;
         }
-        let at = now + s.retry_backoff.delay(l.sends, &mut l.backoff, &mut s.rng);
+        // Each logical request draws its jitter from its own stream, at a
+        // position fixed by the send number.
+        let mut rng = self
+            .seed_tree
+            .step_stream(Domain::Client, l.key, u64::from(l.sends));
+        let at = now + s.retry_backoff.delay(l.sends, &mut l.backoff, &mut rng);
         let (key, send) = (l.key, l.sends + 1);
         self.c.client_retries += 1;
         self.record(
@@ -485,7 +515,11 @@ impl Simulation {
         let left = &mut s.remaining[l.member as usize];
         *left = left.saturating_sub(1);
         if *left > 0 {
-            let think = exponential(&mut s.rng, s.think_ms / 1e3);
+            let step = u64::from(s.requests_per_client - *left);
+            let mut rng =
+                self.seed_tree
+                    .step_stream(Domain::Member, member_index(l.source, l.member), step);
+            let think = exponential(&mut rng, s.think_ms / 1e3);
             let at = Time::from_nanos(now.as_nanos() + crate::time::secs_to_nanos(think));
             self.sched.schedule(
                 at,
@@ -513,10 +547,16 @@ impl Simulation {
                     self.c.dlq_overflowed += 1;
                     self.record(now, SimRecord::DlqOverflow { job: letter.job });
                 }
+                Output::Forgotten { key } => self.checker.key_forgotten(key),
                 Output::Event(e) => {
-                    if let Event::Breaker { from, to } = e {
-                        self.checker.breaker(now, from, to)?;
-                        self.c.breaker_transitions += 1;
+                    match e {
+                        Event::Breaker { from, to } => {
+                            self.checker.breaker(now, from, to)?;
+                            self.c.breaker_transitions += 1;
+                        }
+                        Event::AttemptFailed { .. } => self.checker.attempt_ended(),
+                        Event::Requeued { .. } | Event::Replayed { .. } => self.checker.enqueued(),
+                        _ => {}
                     }
                     self.record_relay(now, e);
                 }
@@ -527,9 +567,10 @@ impl Simulation {
 
     fn start_call(&mut self, now: Time, call: CallId, key: Option<u64>) -> Result<(), Violation> {
         let key = key.unwrap_or(NO_KEY);
-        if key != NO_KEY {
-            let evicted = self.relay.idempotency_evicted_early() > 0;
-            self.checker.call_started(now, key, evicted)?;
+        if key == NO_KEY {
+            self.checker.call_started_without_key();
+        } else {
+            self.checker.call_started(now, key)?;
         }
         self.record(
             now,
@@ -572,6 +613,7 @@ impl Simulation {
         self.checker.finished(now, job)?;
         let success = outcome.is_success();
         if success {
+            self.checker.attempt_ended();
             if let Some(k) = key {
                 self.checker.key_succeeded(now, k);
             }
@@ -636,7 +678,7 @@ impl Simulation {
     fn finish(self) -> SimResult {
         let end = match self.horizon {
             Some(h) => h,
-            None => self.sched.now(),
+            None => self.last_active,
         };
         let summary = Summary::collect(
             &self.scenario_name,
@@ -667,18 +709,17 @@ impl Simulation {
 
 fn source(cfg: &ClientsConfig, seed: Seed, index: usize) -> Source {
     let retry = cfg.retry();
-    let rng = seed.stream(Domain::Client, index as u64);
-    let timeout = (retry.timeout_ms > 0.0).then(|| Duration::from_secs_f64(retry.timeout_ms / 1e3));
-    let base = |arrivals, clients, think_ms, remaining| Source {
-        arrivals,
-        clients,
+    let mut source = Source {
+        arrivals: None,
+        clients: 1,
         sent: 0,
         retry_backoff: Backoff::new(&retry.backoff),
         attempts_max: retry.attempts_max,
-        timeout,
-        think_ms,
-        remaining,
-        rng: rng.clone(),
+        timeout: (retry.timeout_ms > 0.0)
+            .then(|| Duration::from_nanos(ms_to_nanos(retry.timeout_ms))),
+        think_ms: 0.0,
+        remaining: Vec::new(),
+        requests_per_client: 0,
     };
     match cfg {
         ClientsConfig::OpenLoop {
@@ -688,26 +729,28 @@ fn source(cfg: &ClientsConfig, seed: Seed, index: usize) -> Source {
             clients,
             ..
         } => {
-            let arrivals = Arrivals::new(
-                *per_s,
-                schedule,
-                *requests_max,
-                seed.stream(Domain::Arrivals, index as u64),
-            );
-            base(Some(arrivals), (*clients).max(1), 0.0, Vec::new())
+            let stream = seed.stream(Domain::Arrivals, index as u64);
+            source.arrivals = Some(Arrivals::new(*per_s, schedule, *requests_max, stream));
+            source.clients = (*clients).max(1);
         }
         ClientsConfig::ClosedLoop {
             population,
             think_ms,
             requests_per_client,
             ..
-        } => base(
-            None,
-            *population,
-            *think_ms,
-            vec![*requests_per_client; *population as usize],
-        ),
+        } => {
+            source.clients = *population;
+            source.think_ms = *think_ms;
+            source.remaining = vec![*requests_per_client; *population as usize];
+            source.requests_per_client = *requests_per_client;
+        }
     }
+    source
+}
+
+/// Stream index of member `member` of population `source`.
+fn member_index(source: u16, member: u32) -> u64 {
+    (u64::from(source) << 32) | u64::from(member)
 }
 
 fn answer_name(a: &Answer<()>) -> (&'static str, Option<JobId>) {
