@@ -5,6 +5,10 @@
 //! client at `requests_max` per `window_ms` (bursts up to `requests_max`),
 //! answering 429 with the time until a token is back.
 //!
+//! A bucket starts full, so a client may send `requests_max` at once and
+//! then one every `window_ms / requests_max`: over any sliding window it can
+//! get up to `2 · requests_max − 1` through (a full burst, then the refill).
+//!
 //! The bucket is kept in its GCRA form (the "generic cell rate algorithm"):
 //! one integer per client, the theoretical arrival time of its next request,
 //! which is exact, needs no refill timer, and is equivalent to a token bucket.

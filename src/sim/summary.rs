@@ -56,6 +56,10 @@ pub struct Summary {
     pub dead_lettered_queue_full: u64,
     pub dlq_overflowed: u64,
     pub dlq_replayed: u64,
+    /// Letters in the dead-letter queue at the end; when it is full the relay
+    /// refuses new work (503) until it is drained.
+    pub dlq_held: u64,
+    pub dlq_full: bool,
     pub still_in_flight: u64,
     pub downstream_calls: u64,
     pub relay_retries: u64,
@@ -130,6 +134,8 @@ impl Summary {
             dead_lettered_queue_full: s.dead_lettered[GiveUp::QueueFullOnRetry as usize],
             dlq_overflowed: c.dlq_overflowed,
             dlq_replayed: s.dlq_replayed,
+            dlq_held: relay.dead_letters().len() as u64,
+            dlq_full: relay.dead_letters().is_full(),
             still_in_flight: relay.live_jobs() as u64,
             downstream_calls: downstream.calls(),
             relay_retries: s.retries,
@@ -206,8 +212,15 @@ impl fmt::Display for Summary {
         writeln!(f, "  succeeded               {:>12}", self.succeeded)?;
         writeln!(
             f,
-            "  dead-lettered           {:>12}   (overflowed: {})",
-            self.dead_lettered, self.dlq_overflowed
+            "  dead-lettered           {:>12}   (held at the end: {}{}, overflowed: {})",
+            self.dead_lettered,
+            self.dlq_held,
+            if self.dlq_full {
+                ", FULL: new work refused"
+            } else {
+                ""
+            },
+            self.dlq_overflowed
         )?;
         writeln!(f, "  still in flight         {:>12}", self.still_in_flight)?;
         writeln!(
