@@ -8,7 +8,7 @@
 //! decides where and how results land.
 
 use super::chart::LineChart;
-use super::definition::{Checks, DefinitionErrors, Resolved};
+use super::definition::{Checks, DefinitionErrors, Origin, Resolved};
 use super::seeds::SeedSet;
 use super::sweep::Sweep;
 use super::table::Table;
@@ -79,6 +79,21 @@ impl<'a> Context<'a> {
 
     pub fn sweep(&self) -> &Sweep {
         self.sweep
+    }
+
+    /// The command that reruns this definition with these seeds, for
+    /// messages about a run that went wrong.
+    pub fn rerun_command(&self) -> String {
+        let mut command = String::from("cargo run --release -- experiment ");
+        match self.definition.definition().origin() {
+            Origin::BuiltIn(name) => command.push_str(name),
+            Origin::File(path) => command.push_str(&format!("run {}", path.display())),
+        }
+        if self.quick() {
+            command.push_str(" --quick");
+        }
+        command.push_str(&format!(" --seeds {}", self.seeds().count));
+        command
     }
 }
 
