@@ -25,6 +25,7 @@
 //! | [`runner`] | definition → sweep → files |
 //! | [`cli`] | the `experiment` subcommand |
 //! | [`jitter_comparison`] | backoff and jitter strategies: contention, then a herd through the relay |
+//! | [`queue_sizing`] | queue capacity under a spike: 429s vs late jobs and memory |
 
 pub mod chart;
 pub mod checks;
@@ -34,6 +35,7 @@ pub mod jitter_comparison;
 pub mod knobs;
 pub mod metrics;
 pub mod outputs;
+pub mod queue_sizing;
 pub mod registry;
 pub mod runner;
 pub mod scenario_runs;

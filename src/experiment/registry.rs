@@ -128,7 +128,10 @@ pub enum ExperimentError {
 
 /// Every built-in experiment, in the order `list` and `all` use.
 pub fn registry() -> &'static [&'static dyn Experiment] {
-    static EXPERIMENTS: [&dyn Experiment; 1] = [&super::jitter_comparison::JitterComparison];
+    static EXPERIMENTS: [&dyn Experiment; 2] = [
+        &super::jitter_comparison::JitterComparison,
+        &super::queue_sizing::QueueSizing,
+    ];
     &EXPERIMENTS
 }
 
