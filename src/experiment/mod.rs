@@ -26,6 +26,7 @@
 //! | [`cli`] | the `experiment` subcommand |
 //! | [`jitter_comparison`] | backoff and jitter strategies: contention, then a herd through the relay |
 //! | [`queue_sizing`] | queue capacity under a spike: 429s vs late jobs and memory |
+//! | [`timeout_tuning`] | per-attempt timeout vs a heavy tail: retries, latency, duplicates |
 
 pub mod chart;
 pub mod checks;
@@ -43,6 +44,7 @@ pub mod seeds;
 pub mod stats;
 pub mod sweep;
 pub mod table;
+pub mod timeout_tuning;
 
 pub use cli::{run, ExperimentArgs};
 pub use registry::{Context, Experiment, ExperimentError, Outputs};

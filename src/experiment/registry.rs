@@ -128,9 +128,10 @@ pub enum ExperimentError {
 
 /// Every built-in experiment, in the order `list` and `all` use.
 pub fn registry() -> &'static [&'static dyn Experiment] {
-    static EXPERIMENTS: [&dyn Experiment; 2] = [
+    static EXPERIMENTS: [&dyn Experiment; 3] = [
         &super::jitter_comparison::JitterComparison,
         &super::queue_sizing::QueueSizing,
+        &super::timeout_tuning::TimeoutTuning,
     ];
     &EXPERIMENTS
 }
