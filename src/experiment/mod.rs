@@ -27,6 +27,7 @@
 //! | [`jitter_comparison`] | backoff and jitter strategies: contention, then a herd through the relay |
 //! | [`queue_sizing`] | queue capacity under a spike: 429s vs late jobs and memory |
 //! | [`timeout_tuning`] | per-attempt timeout vs a heavy tail: retries, latency, duplicates |
+//! | [`worker_pool_sizing`] | pool size: throughput, latency, downstream concurrency, 429s |
 
 pub mod chart;
 pub mod checks;
@@ -45,6 +46,7 @@ pub mod stats;
 pub mod sweep;
 pub mod table;
 pub mod timeout_tuning;
+pub mod worker_pool_sizing;
 
 pub use cli::{run, ExperimentArgs};
 pub use registry::{Context, Experiment, ExperimentError, Outputs};

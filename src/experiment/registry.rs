@@ -128,10 +128,11 @@ pub enum ExperimentError {
 
 /// Every built-in experiment, in the order `list` and `all` use.
 pub fn registry() -> &'static [&'static dyn Experiment] {
-    static EXPERIMENTS: [&dyn Experiment; 3] = [
+    static EXPERIMENTS: [&dyn Experiment; 4] = [
         &super::jitter_comparison::JitterComparison,
         &super::queue_sizing::QueueSizing,
         &super::timeout_tuning::TimeoutTuning,
+        &super::worker_pool_sizing::WorkerPoolSizing,
     ];
     &EXPERIMENTS
 }
