@@ -76,7 +76,8 @@ pub fn run_definition(
     definition: &Definition,
     settings: &RunSettings,
 ) -> Result<RunReport, RunError> {
-    #[allow(clippy::disallowed_methods)] // wall time is recorded in meta.json only, never in results
+    #[allow(clippy::disallowed_methods)]
+    // wall time is recorded in meta.json only, never in results
     let started = Instant::now();
     let resolved = definition.resolve(settings.quick, settings.seeds)?;
     let experiment = registry::find(&resolved.experiment)
