@@ -124,7 +124,7 @@ pub struct PoolOutcome {
     pub latency_p99_ms: f64,
     pub downstream_concurrency_max: u64,
     /// Time-average jobs in the relay (queued, in flight, backing off).
-    pub jobs_in_relay_mean: f64,
+    pub jobs_in_relay_avg: f64,
 }
 
 fn outcome(result: &SimResult) -> PoolOutcome {
@@ -138,7 +138,7 @@ fn outcome(result: &SimResult) -> PoolOutcome {
         latency_p50_ms: defined_if(s.latency.count, s.latency.p50_ms),
         latency_p99_ms: defined_if(s.latency.count, s.latency.p99_ms),
         downstream_concurrency_max: s.downstream_concurrency_max,
-        jobs_in_relay_mean: s.live_jobs_mean,
+        jobs_in_relay_avg: s.live_jobs_mean,
     }
 }
 
@@ -178,9 +178,9 @@ pub const METRICS: [Metric<PoolOutcome>; 7] = [
         value: |o| o.downstream_concurrency_max as f64,
     },
     Metric {
-        name: "jobs_in_relay_mean",
+        name: "jobs_in_relay_avg",
         decimals: 3,
-        value: |o| o.jobs_in_relay_mean,
+        value: |o| o.jobs_in_relay_avg,
     },
     Metric {
         name: "shed_429_pct",

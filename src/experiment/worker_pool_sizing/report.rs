@@ -124,7 +124,7 @@ fn headline(summaries: &[PointSummary<u64>], options: &PoolOptions) -> String {
                 "downstream_concurrency_max",
                 0,
             ),
-            column("jobs in relay (mean)", "jobs_in_relay_mean", 2),
+            column("jobs in relay (mean)", "jobs_in_relay_avg", 2),
             column("429s (% of sends)", "shed_429_pct", 1),
         ],
     ));
