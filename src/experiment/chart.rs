@@ -248,7 +248,12 @@ impl LineChart {
         let (y_min, y_max) = min_max(ys).unwrap_or((1.0, 10.0));
         let y = match self.y_scale {
             Scale::Linear => (0.0_f64.min(y_min), (y_max * 1.08).max(1.0)),
-            Scale::Log => (y_min / 1.5, (y_max * 1.5).max(y_min * 10.0)),
+            // Down to the decade below the smallest value, so that some
+            // labelled tick sits under every line.
+            Scale::Log => (
+                (y_min / 1.5).min(10f64.powf(y_min.log10().floor())),
+                (y_max * 1.5).max(y_min * 10.0),
+            ),
         };
         (x, y)
     }

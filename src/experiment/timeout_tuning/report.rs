@@ -77,7 +77,7 @@ fn timing_only(
 }
 
 fn charts(summaries: &[PointSummary<TimeoutPoint>], options: &TimeoutOptions) -> Vec<LineChart> {
-    let chart = |name: &str, title: &str, y_label: &str, y_scale, series| LineChart {
+    let chart = |name: &str, title: &str, y_label: &str, (y_scale, legend), series| LineChart {
         name: name.to_string(),
         description: format!(
             "{} vs per-attempt timeout (mean, 95% CI)",
@@ -89,7 +89,7 @@ fn charts(summaries: &[PointSummary<TimeoutPoint>], options: &TimeoutOptions) ->
         x_scale: Scale::Linear,
         y_scale,
         markers: true,
-        legend: Legend::UpperRight,
+        legend,
         series,
     };
     let timing = timing_only(summaries, options);
@@ -98,7 +98,7 @@ fn charts(summaries: &[PointSummary<TimeoutPoint>], options: &TimeoutOptions) ->
             "timeout_duplicates",
             "Duplicate side effects by timeout",
             "duplicate side effects per 100 requests",
-            Scale::Linear,
+            (Scale::Linear, Legend::UpperRight),
             metrics::series(
                 summaries,
                 "duplicates_per_100_requests",
@@ -111,7 +111,7 @@ fn charts(summaries: &[PointSummary<TimeoutPoint>], options: &TimeoutOptions) ->
             "timeout_latency",
             "Job latency by timeout",
             "latency, accepted → success (ms, log scale)",
-            Scale::Log,
+            (Scale::Log, Legend::LowerRight),
             metrics::lines(
                 &timing,
                 &[("p50", "latency_p50_ms"), ("p99", "latency_p99_ms")],
@@ -123,7 +123,7 @@ fn charts(summaries: &[PointSummary<TimeoutPoint>], options: &TimeoutOptions) ->
             "timeout_retries",
             "Retries and calls abandoned by timeout",
             "per 100 requests",
-            Scale::Linear,
+            (Scale::Linear, Legend::UpperRight),
             metrics::lines(
                 &timing,
                 &[
