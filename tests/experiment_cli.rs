@@ -58,11 +58,18 @@ fn list_names_the_experiment_and_its_definition() {
     let out = run(&["experiment", "list"]);
     assert!(out.status.success());
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("jitter-comparison"), "{stdout}");
-    assert!(
-        stdout.contains("experiments/jitter-comparison.toml"),
-        "{stdout}"
-    );
+    for name in [
+        "jitter-comparison",
+        "queue-sizing",
+        "timeout-tuning",
+        "worker-pool-sizing",
+    ] {
+        assert!(stdout.contains(name), "{stdout}");
+        assert!(
+            stdout.contains(&format!("experiments/{name}.toml")),
+            "{stdout}"
+        );
+    }
 }
 
 #[test]
@@ -174,6 +181,14 @@ fn all_runs_every_experiment() {
         .output()
         .expect("binary runs");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(dir.join("jitter-comparison/contention.csv").exists());
-    assert!(dir.join("jitter-comparison/meta.json").exists());
+    for file in [
+        "jitter-comparison/contention.csv",
+        "jitter-comparison/relay.csv",
+        "jitter-comparison/meta.json",
+        "queue-sizing/queue_sizing.csv",
+        "timeout-tuning/timeout_tuning.csv",
+        "worker-pool-sizing/worker_pool_sizing.csv",
+    ] {
+        assert!(dir.join(file).exists(), "{file}");
+    }
 }

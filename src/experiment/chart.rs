@@ -7,8 +7,8 @@
 //! fonts, so charts render the same on a machine with no fonts installed.
 //! The SVG names the same family (`DejaVu Sans`); its viewer draws the glyphs.
 
+use plotters::coord::ranged1d::Ranged;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
-use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
@@ -41,6 +41,14 @@ pub enum Scale {
     Log,
 }
 
+/// Corner of the plot the legend is drawn in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Legend {
+    UpperLeft,
+    UpperRight,
+    LowerRight,
+}
+
 /// One point of a series, with an optional band (e.g. a 95 % CI; NaN = none).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ChartPoint {
@@ -66,7 +74,14 @@ pub struct LineChart {
     /// Axis labels, with units, e.g. `completion time (ms)`.
     pub x_label: String,
     pub y_label: String,
+    /// For parameters swept over orders of magnitude (10, 100, 1000).
+    pub x_scale: Scale,
     pub y_scale: Scale,
+    /// A dot at every point; off for dense time series, where the dots
+    /// would hide the line.
+    pub markers: bool,
+    /// Where the legend sits: the corner the data leave free.
+    pub legend: Legend,
     pub series: Vec<Series>,
 }
 
@@ -116,21 +131,28 @@ impl LineChart {
             .margin(24)
             .x_label_area_size(70)
             .y_label_area_size(100);
-        match self.y_scale {
-            Scale::Linear => self.plot(&mut builder, x_range, y_low..y_high),
-            Scale::Log => self.plot(&mut builder, x_range, (y_low..y_high).log_scale()),
+        let y_range = y_low..y_high;
+        match (self.x_scale, self.y_scale) {
+            (Scale::Linear, Scale::Linear) => self.plot(&mut builder, x_range, y_range),
+            (Scale::Linear, Scale::Log) => self.plot(&mut builder, x_range, y_range.log_scale()),
+            (Scale::Log, Scale::Linear) => self.plot(&mut builder, x_range.log_scale(), y_range),
+            (Scale::Log, Scale::Log) => {
+                self.plot(&mut builder, x_range.log_scale(), y_range.log_scale())
+            }
         }
     }
 
     /// Draws mesh, bands, lines, markers and legend on coordinates `y`.
-    fn plot<DB, Y>(
+    fn plot<DB, X, Y>(
         &self,
         builder: &mut ChartBuilder<'_, '_, DB>,
-        x: std::ops::Range<f64>,
+        x: X,
         y: Y,
     ) -> Result<(), ChartError>
     where
         DB: DrawingBackend,
+        X: AsRangedCoord<Value = f64>,
+        X::CoordDescType: ValueFormatter<f64>,
         Y: AsRangedCoord<Value = f64>,
         Y::CoordDescType: ValueFormatter<f64>,
     {
@@ -157,20 +179,25 @@ impl LineChart {
             .label_font(label_font)
             .background_style(WHITE.mix(0.9))
             .border_style(BLACK.mix(0.5))
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(match self.legend {
+                Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
+                Legend::UpperRight => SeriesLabelPosition::UpperRight,
+                Legend::LowerRight => SeriesLabelPosition::LowerRight,
+            })
             .draw()
             .map_err(|e| self.error(e))
     }
 
-    fn draw_series<DB, Y>(
+    fn draw_series<DB, X, Y>(
         &self,
-        chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, Y>>,
+        chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
         index: usize,
         series: &Series,
     ) -> Result<(), ChartError>
     where
         DB: DrawingBackend,
-        Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+        X: Ranged<ValueType = f64>,
+        Y: Ranged<ValueType = f64>,
     {
         let color = PALETTE[index % PALETTE.len()];
         let band = band_polygon(&series.points);
@@ -187,22 +214,33 @@ impl LineChart {
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
             });
-        let markers = series
-            .points
-            .iter()
-            .map(|p| Circle::new((p.x, p.y), 4, color.filled()));
-        chart.draw_series(markers).map_err(|e| self.error(e))?;
+        if self.markers {
+            let markers = series
+                .points
+                .iter()
+                .map(|p| Circle::new((p.x, p.y), 4, color.filled()));
+            chart.draw_series(markers).map_err(|e| self.error(e))?;
+        }
         Ok(())
     }
 
-    /// The x range padded by 3 % each side, and the y range holding every
+    /// The x range padded a little each side, and the y range holding every
     /// value and band (from 0 on a linear axis).
     fn bounds(&self) -> (std::ops::Range<f64>, (f64, f64)) {
         let points = || self.series.iter().flat_map(|s| s.points.iter());
         let finite = |v: &f64| v.is_finite();
-        let xs = points().map(|p| p.x).filter(finite);
-        let (x_min, x_max) = min_max(xs).unwrap_or((0.0, 1.0));
-        let x_pad = ((x_max - x_min) * 0.03).max(0.5);
+        let xs = points()
+            .map(|p| p.x)
+            .filter(finite)
+            .filter(|v| self.x_scale == Scale::Linear || *v > 0.0);
+        let (x_min, x_max) = min_max(xs).unwrap_or((1.0, 10.0));
+        let x = match self.x_scale {
+            Scale::Linear => {
+                let pad = ((x_max - x_min) * 0.03).max(0.5);
+                (x_min - pad)..(x_max + pad)
+            }
+            Scale::Log => (x_min / 1.25)..(x_max * 1.25),
+        };
         let ys = points()
             .flat_map(|p| [p.y, p.y_low, p.y_high])
             .filter(finite)
@@ -210,9 +248,14 @@ impl LineChart {
         let (y_min, y_max) = min_max(ys).unwrap_or((1.0, 10.0));
         let y = match self.y_scale {
             Scale::Linear => (0.0_f64.min(y_min), (y_max * 1.08).max(1.0)),
-            Scale::Log => (y_min / 1.5, (y_max * 1.5).max(y_min * 10.0)),
+            // Down to the decade below the smallest value, so that some
+            // labelled tick sits under every line.
+            Scale::Log => (
+                (y_min / 1.5).min(10f64.powf(y_min.log10().floor())),
+                (y_max * 1.5).max(y_min * 10.0),
+            ),
         };
-        ((x_min - x_pad)..(x_max + x_pad), y)
+        (x, y)
     }
 }
 

@@ -17,24 +17,36 @@
 //! | [`sweep`] | running every (parameter set, seed) in parallel, sorted |
 //! | [`stats`] | mean and Student-t 95 % confidence intervals |
 //! | [`table`] | tables and their deterministic CSV form |
+//! | [`knobs`] | the swept lists of a definition, checked and sorted |
+//! | [`metrics`] | named per-run numbers → raw and summary tables, chart lines |
+//! | [`scenario_runs`] | sweeps whose model is the simulator and the real relay |
 //! | [`chart`] | line charts as PNG and SVG with the embedded font |
 //! | [`outputs`] | writing it all, `summary.md` and `meta.json` |
 //! | [`runner`] | definition → sweep → files |
 //! | [`cli`] | the `experiment` subcommand |
-//! | [`jitter_comparison`] | backoff and jitter strategies under contention |
+//! | [`jitter_comparison`] | backoff and jitter strategies: contention, then a herd through the relay |
+//! | [`queue_sizing`] | queue capacity under a spike: 429s vs late jobs and memory |
+//! | [`timeout_tuning`] | per-attempt timeout vs a heavy tail: retries, latency, duplicates |
+//! | [`worker_pool_sizing`] | pool size: throughput, latency, downstream concurrency, 429s |
 
 pub mod chart;
 pub mod checks;
 pub mod cli;
 pub mod definition;
 pub mod jitter_comparison;
+pub mod knobs;
+pub mod metrics;
 pub mod outputs;
+pub mod queue_sizing;
 pub mod registry;
 pub mod runner;
+pub mod scenario_runs;
 pub mod seeds;
 pub mod stats;
 pub mod sweep;
 pub mod table;
+pub mod timeout_tuning;
+pub mod worker_pool_sizing;
 
 pub use cli::{run, ExperimentArgs};
 pub use registry::{Context, Experiment, ExperimentError, Outputs};

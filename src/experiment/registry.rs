@@ -8,7 +8,7 @@
 //! decides where and how results land.
 
 use super::chart::LineChart;
-use super::definition::{Checks, DefinitionErrors, Resolved};
+use super::definition::{Checks, DefinitionErrors, Origin, Resolved};
 use super::seeds::SeedSet;
 use super::sweep::Sweep;
 use super::table::Table;
@@ -80,6 +80,21 @@ impl<'a> Context<'a> {
     pub fn sweep(&self) -> &Sweep {
         self.sweep
     }
+
+    /// The command that reruns this definition with these seeds, for
+    /// messages about a run that went wrong.
+    pub fn rerun_command(&self) -> String {
+        let mut command = String::from("cargo run --release -- experiment ");
+        match self.definition.definition().origin() {
+            Origin::BuiltIn(name) => command.push_str(name),
+            Origin::File(path) => command.push_str(&format!("run {}", path.display())),
+        }
+        if self.quick() {
+            command.push_str(" --quick");
+        }
+        command.push_str(&format!(" --seeds {}", self.seeds().count));
+        command
+    }
 }
 
 /// Everything an experiment wants written, as data.
@@ -113,7 +128,12 @@ pub enum ExperimentError {
 
 /// Every built-in experiment, in the order `list` and `all` use.
 pub fn registry() -> &'static [&'static dyn Experiment] {
-    static EXPERIMENTS: [&dyn Experiment; 1] = [&super::jitter_comparison::JitterComparison];
+    static EXPERIMENTS: [&dyn Experiment; 4] = [
+        &super::jitter_comparison::JitterComparison,
+        &super::queue_sizing::QueueSizing,
+        &super::timeout_tuning::TimeoutTuning,
+        &super::worker_pool_sizing::WorkerPoolSizing,
+    ];
     &EXPERIMENTS
 }
 

@@ -258,6 +258,8 @@ impl Simulation {
             self.integrate_live_jobs(now);
             self.dispatch(now, ev)?;
             self.perform_outputs(now)?;
+            let queue_bytes = self.relay.queue_bytes() as u64;
+            self.c.queue_bytes_max = self.c.queue_bytes_max.max(queue_bytes);
             self.checker.bounds(
                 now,
                 (self.relay.queue_len(), self.relay.queue_capacity()),
@@ -494,6 +496,7 @@ impl Simulation {
     fn client_done(&mut self, now: Time, slot: usize, outcome: &'static str) {
         let l = self.requests.remove(slot);
         let latency = now.since(l.created);
+        self.c.client_done_last = now;
         if outcome == "abandoned" {
             self.c.client_abandoned += 1;
         } else {

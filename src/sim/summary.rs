@@ -25,6 +25,10 @@ pub struct Counters {
     /// ∫ live jobs dt in job·ns, up to `live_area_until`.
     pub live_area_job_ns: f64,
     pub live_area_until: Time,
+    /// Most bytes the relay's queue held after any event.
+    pub queue_bytes_max: u64,
+    /// When the last logical request got its final answer.
+    pub client_done_last: Time,
 }
 
 /// The run's outcome. Deterministic: same scenario and seed, same bytes.
@@ -80,6 +84,16 @@ pub struct Summary {
     /// First send → final answer, per logical request that succeeded.
     pub client_latency: LatencySummary,
     pub queue_depth_max: u64,
+    /// Most bytes the queue held (ring entries plus the job records of
+    /// queued jobs), sampled from the relay after every event: a measured
+    /// peak, for sizing the queue's memory.
+    #[serde(default)]
+    pub queue_bytes_max: u64,
+    /// Virtual time at which the last logical request got its final answer
+    /// (success or giving up), so an experiment can tell when a backlog was
+    /// gone; 0 if none did.
+    #[serde(default)]
+    pub client_done_last_s: f64,
     pub live_jobs_max: u64,
     /// Time-average number of jobs in the relay (queued, in flight, backing off).
     pub live_jobs_mean: f64,
@@ -157,6 +171,8 @@ impl Summary {
             latency: s.job_latency.summary(),
             client_latency: client_latency.summary(),
             queue_depth_max: relay.queue_depth_max_seen() as u64,
+            queue_bytes_max: c.queue_bytes_max,
+            client_done_last_s: c.client_done_last.as_secs_f64(),
             live_jobs_max: relay.live_jobs_max_seen() as u64,
             live_jobs_mean: if end.as_nanos() == 0 {
                 0.0

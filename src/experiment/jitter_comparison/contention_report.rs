@@ -3,7 +3,7 @@
 use super::contention::Outcome;
 use super::strategy::Strategy;
 use super::ContentionPoint;
-use crate::experiment::chart::{ChartPoint, LineChart, Scale, Series};
+use crate::experiment::chart::{ChartPoint, Legend, LineChart, Scale, Series};
 use crate::experiment::registry::Outputs;
 use crate::experiment::stats::Estimate;
 use crate::experiment::sweep::{by_point, Trial};
@@ -173,7 +173,10 @@ fn chart(
         title: title.to_string(),
         x_label: "number of clients".to_string(),
         y_label: y_label.to_string(),
+        x_scale: Scale::Linear,
         y_scale,
+        markers: true,
+        legend: Legend::UpperLeft,
         series,
     }
 }

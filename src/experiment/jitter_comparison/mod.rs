@@ -3,16 +3,21 @@
 //!
 //! Part (a), [`contention`], reproduces the AWS Architecture Blog study
 //! "Exponential Backoff and Jitter" with a small self-contained model of
-//! clients racing to update one record. Each part is one section of the
-//! definition and adds its own tables and charts to the same [`Outputs`],
-//! so a part that drives the simulator's clients fits beside it.
+//! clients racing to update one record. Part (b), [`herd`], runs the same
+//! strategies through the simulator and the real relay: thousands of
+//! clients retrying through a downstream outage. Each part is one section
+//! of the definition and adds its own tables and charts to the same
+//! [`Outputs`].
 
 pub mod contention;
 mod contention_report;
+pub mod herd;
+mod herd_report;
 pub mod options;
 pub mod strategy;
 
 use crate::experiment::registry::{Context, Experiment, ExperimentError, Outputs};
+use crate::experiment::scenario_runs;
 use crate::experiment::sweep::Trial;
 use contention::{ContentionModel, Outcome};
 use options::ContentionOptions;
@@ -28,9 +33,11 @@ impl Experiment for JitterComparison {
     }
 
     fn description(&self) -> &'static str {
-        "Backoff and jitter strategies under contention: N clients race to update one record \
+        "Backoff and jitter strategies. (a) Contention: N clients race to update one record \
          with optimistic concurrency (after the AWS Architecture Blog study \"Exponential Backoff \
-         and Jitter\"); write calls and completion time per strategy and client count."
+         and Jitter\"); write calls and completion time per strategy and client count. (b) \
+         Through the relay: thousands of clients retry through a downstream outage; calls, \
+         peak calls per 100 ms, time to drain, p99 completion, 429s and duplicates."
     }
 
     fn default_definition(&self) -> &'static str {
@@ -46,6 +53,18 @@ impl Experiment for JitterComparison {
             ..Outputs::default()
         };
         contention_report::append(&mut outputs, &points, &trials);
+        let relay = &options.relay;
+        let herd_seeds = relay.seeds(ctx.seeds());
+        let herd_trials = scenario_runs::run(
+            ctx,
+            "relay",
+            &herd_seeds,
+            &relay.strategies,
+            |strategy| herd::scenario_for(*strategy, &relay.scenario),
+            Some(herd::BUCKET_MS),
+            |_, result| herd::outcome(result, relay.outage_end_s),
+        )?;
+        herd_report::append(&mut outputs, relay, &herd_seeds, &herd_trials);
         Ok(outputs)
     }
 }

@@ -3,7 +3,10 @@
 use super::strategy::Strategy;
 use crate::experiment::definition::{Checks, DefinitionErrors};
 use crate::experiment::registry::Context;
+use crate::experiment::scenario_runs;
+use crate::experiment::seeds::{SeedSet, SEEDS_PER_POINT_MAX};
 use crate::relay::backoff::BackoffConfig;
+use crate::sim::Scenario;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -19,6 +22,7 @@ const MS_MAX: f64 = 3_600_000.0;
 #[serde(deny_unknown_fields)]
 struct RawDefinition {
     contention: RawContention,
+    relay: RawRelay,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,10 +37,35 @@ struct RawContention {
     writes_per_client_max: Spanned<i64>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    strategies: Spanned<Vec<Spanned<String>>>,
+    seeds_max: Spanned<i64>,
+    scenario: Spanned<Scenario>,
+}
+
 /// Every resolved option of the experiment (written to `meta.json`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct JitterOptions {
     pub contention: ContentionOptions,
+    pub relay: RelayOptions,
+}
+
+/// Part (b): clients retrying into the relay through an outage.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RelayOptions {
+    /// In the order given; rows and legends follow it.
+    pub strategies: Vec<Strategy>,
+    /// This part runs the first `min(seeds_max, count)` seeds of the
+    /// definition's set: one of its runs costs as much as hundreds of
+    /// contention runs.
+    pub seeds_max: u32,
+    /// The scenario every strategy runs; each run replaces the backoff kind
+    /// of the relay's retries and of every client population.
+    pub scenario: Scenario,
+    /// When the last outage window ends: time to drain counts from here.
+    pub outage_end_s: f64,
 }
 
 /// Part (a): N clients contending for one record.
@@ -58,6 +87,16 @@ pub struct ContentionOptions {
     pub writes_per_client_max: u32,
 }
 
+impl RelayOptions {
+    /// The seeds this part runs: the first `seeds_max` of `all`.
+    pub fn seeds(&self, all: &SeedSet) -> SeedSet {
+        SeedSet {
+            first: all.first,
+            count: all.count.min(self.seeds_max),
+        }
+    }
+}
+
 impl ContentionOptions {
     /// The backoff policy for `strategy` with these options.
     pub fn backoff_config(&self, strategy: Strategy) -> BackoffConfig {
@@ -74,12 +113,40 @@ impl ContentionOptions {
 pub fn validate(ctx: &Context<'_>) -> Result<JitterOptions, DefinitionErrors> {
     ctx.options(|raw: RawDefinition, checks| JitterOptions {
         contention: contention(&raw.contention, checks),
+        relay: relay(&raw.relay, checks),
     })
+}
+
+fn relay(raw: &RawRelay, checks: &mut Checks<'_>) -> RelayOptions {
+    let scenario = scenario_runs::check(&raw.scenario, "relay.scenario", checks);
+    let outage_end_s = scenario
+        .downstream
+        .outages
+        .iter()
+        .map(|o| o.end_s)
+        .fold(f64::NAN, f64::max);
+    checks.check(
+        outage_end_s.is_finite(),
+        "relay.scenario.downstream.outages",
+        raw.scenario.span(),
+        || "add at least one outage window: time to drain counts from its end".to_string(),
+    );
+    RelayOptions {
+        strategies: strategies(&raw.strategies, "relay.strategies", checks),
+        seeds_max: count(
+            &raw.seeds_max,
+            "relay.seeds_max",
+            i64::from(SEEDS_PER_POINT_MAX),
+            checks,
+        ),
+        scenario,
+        outage_end_s,
+    }
 }
 
 fn contention(raw: &RawContention, checks: &mut Checks<'_>) -> ContentionOptions {
     let options = ContentionOptions {
-        strategies: strategies(&raw.strategies, checks),
+        strategies: strategies(&raw.strategies, "contention.strategies", checks),
         clients: clients(&raw.clients, checks),
         base_ms: *raw.base_ms.get_ref(),
         cap_ms: *raw.cap_ms.get_ref(),
@@ -131,8 +198,11 @@ fn backoff(raw: &RawContention, options: &ContentionOptions, checks: &mut Checks
     }
 }
 
-fn strategies(raw: &Spanned<Vec<Spanned<String>>>, checks: &mut Checks<'_>) -> Vec<Strategy> {
-    let field = "contention.strategies";
+fn strategies(
+    raw: &Spanned<Vec<Spanned<String>>>,
+    field: &str,
+    checks: &mut Checks<'_>,
+) -> Vec<Strategy> {
     checks.check(!raw.get_ref().is_empty(), field, raw.span(), || {
         "name at least one strategy".to_string()
     });
