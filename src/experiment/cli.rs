@@ -55,11 +55,15 @@ pub struct ExperimentArgs {
 /// Runs the `experiment` subcommand.
 pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     match (args.target.as_str(), &args.definition) {
-        ("list", None) => print!("{}", list_text()),
+        ("list", None) => {
+            use std::io::Write;
+            let _ = write!(std::io::stdout().lock(), "{}", list_text());
+        }
         ("all", None) => {
             for report in run_all(&settings(args))? {
                 print_report(&report);
             }
+            refresh_decision_log(args)?;
         }
         ("run", Some(path)) => {
             let definition = Definition::read(path)
@@ -104,8 +108,36 @@ fn settings(args: &ExperimentArgs) -> RunSettings {
     }
 }
 
+/// The decision log quotes the default run: after `experiment all` with
+/// default seeds into `results/`, its generated numbers are refreshed.
+fn refresh_decision_log(args: &ExperimentArgs) -> anyhow::Result<()> {
+    let log = std::path::Path::new(DECISION_LOG);
+    if args.quick
+        || args.seeds.is_some()
+        || args.out != std::path::Path::new("results")
+        || !log.exists()
+    {
+        return Ok(());
+    }
+    let doc =
+        std::fs::read_to_string(log).with_context(|| format!("cannot read {DECISION_LOG}"))?;
+    let fresh = crate::decision_log::refresh(&doc, &args.out)
+        .map_err(|e| anyhow::anyhow!("{DECISION_LOG}: {e}"))?;
+    if fresh != doc {
+        std::fs::write(log, fresh).with_context(|| format!("cannot write {DECISION_LOG}"))?;
+        eprintln!("refreshed the numbers {DECISION_LOG} quotes");
+    }
+    Ok(())
+}
+
+const DECISION_LOG: &str = "LEARNING_PLAN.md";
+
 fn print_report(report: &RunReport) {
-    println!(
+    use std::io::Write;
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
         "{}: wrote {} files to {} in {:.2} s",
         report.experiment,
         report.files.len(),
@@ -113,6 +145,6 @@ fn print_report(report: &RunReport) {
         report.wall.as_secs_f64()
     );
     for file in &report.files {
-        println!("  {file}");
+        let _ = writeln!(out, "  {file}");
     }
 }
