@@ -13,4 +13,5 @@ pub mod time;
 pub mod cli;
 pub mod experiment;
 pub mod relay;
+pub mod server;
 pub mod sim;
