@@ -100,8 +100,11 @@ impl RelayServer {
         let started = tokio::time::Instant::now();
         let _ = self.relay.tell(Command::Drain).await;
         let mut live = self.relay.live_jobs();
-        let waited = tokio::time::timeout(self.drain_deadline, live.wait_for(|n| *n == 0)).await;
-        let drained = matches!(waited, Ok(Ok(_)));
+        // The guard `wait_for` returns is dropped within this statement.
+        let drained = matches!(
+            tokio::time::timeout(self.drain_deadline, live.wait_for(|n| *n == 0)).await,
+            Ok(Ok(_))
+        );
         let waited = started.elapsed();
         if let Some(stop) = self.http_stop.take() {
             let _ = stop.send(());
