@@ -15,9 +15,9 @@ use crate::time::Time;
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// The relay as the server holds it: string keys, byte payloads.
 pub type ServerRelay = Relay<String, Bytes>;
@@ -60,20 +60,14 @@ pub enum Command {
 }
 
 /// Gauges read without asking the task: whether it drains (for `/ready`)
-/// and how many jobs are live (shutdown waits for zero).
-#[derive(Debug)]
+/// and how many jobs are live (shutdown waits for zero). Plain atomics: the
+/// task never waits on a lock that a reader could hold.
+#[derive(Debug, Default)]
 pub struct Gauges {
     pub draining: AtomicBool,
-    pub live_jobs: watch::Sender<usize>,
-}
-
-impl Default for Gauges {
-    fn default() -> Self {
-        Gauges {
-            draining: AtomicBool::new(false),
-            live_jobs: watch::Sender::new(0),
-        }
-    }
+    pub live_jobs: AtomicUsize,
+    /// Woken when the live jobs drop to zero.
+    pub idle: Notify,
 }
 
 /// Work still unfinished when the task ended.
@@ -163,11 +157,10 @@ impl RelayActor {
                 armed = next;
             }
             let live = self.relay.live_jobs();
-            self.gauges.live_jobs.send_if_modified(|n| {
-                let changed = *n != live;
-                *n = live;
-                changed
-            });
+            let before = self.gauges.live_jobs.swap(live, Ordering::Relaxed);
+            if live == 0 && before != 0 {
+                self.gauges.idle.notify_waiters();
+            }
         }
     }
 
@@ -520,8 +513,22 @@ impl RelayHandle {
         self.gauges.draining.load(Ordering::Relaxed)
     }
 
-    /// Watches the number of live jobs (updated after every turn of the task).
-    pub fn live_jobs(&self) -> watch::Receiver<usize> {
-        self.gauges.live_jobs.subscribe()
+    /// Jobs accepted and not finished, as of the task's last turn.
+    pub fn live_jobs(&self) -> usize {
+        self.gauges.live_jobs.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once no job is live.
+    pub async fn idle(&self) {
+        loop {
+            let woken = self.gauges.idle.notified();
+            tokio::pin!(woken);
+            // Registered before the check, so a wake-up in between is not missed.
+            woken.as_mut().enable();
+            if self.live_jobs() == 0 {
+                return;
+            }
+            woken.await;
+        }
     }
 }

@@ -99,12 +99,9 @@ impl RelayServer {
     pub async fn shutdown(mut self) -> DrainReport {
         let started = tokio::time::Instant::now();
         let _ = self.relay.tell(Command::Drain).await;
-        let mut live = self.relay.live_jobs();
-        // The guard `wait_for` returns is dropped within this statement.
-        let drained = matches!(
-            tokio::time::timeout(self.drain_deadline, live.wait_for(|n| *n == 0)).await,
-            Ok(Ok(_))
-        );
+        let drained = tokio::time::timeout(self.drain_deadline, self.relay.idle())
+            .await
+            .is_ok();
         let waited = started.elapsed();
         if let Some(stop) = self.http_stop.take() {
             let _ = stop.send(());

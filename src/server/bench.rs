@@ -1,1 +1,417 @@
-//! placeholder
+//! The accept-path benchmark: the relay's `POST /relay` beside a bare axum
+//! handler, and the relay under a 10x overload. Loopback only, bounded in
+//! time, one JSON line per measurement.
+//!
+//! Absolute numbers drift on a shared machine, so every figure that matters
+//! is a ratio taken in one run: the same in-process load generator (a pooled
+//! hyper client at fixed concurrency for a fixed time) drives first a bare
+//! axum handler that reads the body and answers 202, then the full relay
+//! (correlation id, checks, fingerprint, the relay's task, a zero-latency
+//! built-in downstream so accepted jobs finish and the queue stays open).
+//! The overload run paces requests open-loop at ten times what the
+//! downstream can serve, so the queue is full and nearly every answer is a
+//! 429; it reports their latency, memory before and after, and checks that
+//! every accepted job ended.
+
+use super::client::{uri, HttpClient, Reply};
+use super::config::{DownstreamConfig, Settings};
+use super::flaky::FaultConfig;
+use super::RelayServer;
+use crate::relay::stats::LatencyHistogram;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// `bench_http`'s command line.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "bench_http",
+    about = "Accept-path and overload benchmark of the relay server (loopback only)"
+)]
+pub struct BenchArgs {
+    /// Seconds per accept-path measurement (at most 10).
+    #[arg(long, default_value_t = 5.0)]
+    pub secs: f64,
+    /// Requests in flight at once in the accept-path measurements.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Seconds of overload (at most 30).
+    #[arg(long, default_value_t = 10.0)]
+    pub overload_secs: f64,
+    /// Offered load as a multiple of what the downstream can serve.
+    #[arg(long, default_value_t = 10.0)]
+    pub overload_factor: f64,
+}
+
+/// One closed-loop measurement.
+#[derive(Debug, Serialize)]
+struct Throughput {
+    bench: &'static str,
+    secs: f64,
+    concurrency: usize,
+    requests: u64,
+    rps: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    /// Answers other than 202.
+    other: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Overload {
+    bench: &'static str,
+    secs: f64,
+    capacity_per_s: f64,
+    offered_per_s: f64,
+    sent: u64,
+    /// Ticks skipped because the generator had too many requests open.
+    skipped: u64,
+    accepted: u64,
+    shed: u64,
+    other: u64,
+    p50_429_ms: f64,
+    p99_429_ms: f64,
+    p999_429_ms: f64,
+    max_429_ms: f64,
+    p99_202_ms: f64,
+    rss_kb_before: Option<u64>,
+    rss_kb_after: Option<u64>,
+    rss_kb_max: Option<u64>,
+    /// Accepted jobs that neither succeeded nor were dead-lettered.
+    lost: u64,
+}
+
+/// Runs every measurement and prints one JSON line each.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.secs > 0.0 && args.secs <= 10.0,
+        "--secs must be in (0, 10]"
+    );
+    anyhow::ensure!(
+        args.overload_secs > 0.0 && args.overload_secs <= 30.0,
+        "--overload-secs must be in (0, 30]"
+    );
+    anyhow::ensure!(
+        (1..=1024).contains(&args.concurrency),
+        "--concurrency must be 1 to 1024"
+    );
+    anyhow::ensure!(
+        args.overload_factor >= 1.0 && args.overload_factor <= 100.0,
+        "--overload-factor must be 1 to 100"
+    );
+    super::logging::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let duration = Duration::from_secs_f64(args.secs);
+        let bare = bare_axum(duration, args.concurrency).await?;
+        print_line(&bare);
+        let relay = relay_accept(duration, args.concurrency).await?;
+        print_line(&relay);
+        print_line(&serde_json::json!({
+            "bench": "accept-ratio",
+            "relay_over_bare_rps": relay.rps / bare.rps.max(1e-9),
+            "relay_p50_ms": relay.p50_ms,
+            "relay_p99_ms": relay.p99_ms,
+            "bare_p50_ms": bare.p50_ms,
+            "bare_p99_ms": bare.p99_ms,
+        }));
+        let overload = overload(args).await?;
+        print_line(&overload);
+        Ok(())
+    })
+}
+
+fn print_line(v: &impl Serialize) {
+    println!("{}", serde_json::to_string(v).unwrap_or_default());
+}
+
+/// A bare axum handler on loopback: reads the body, answers 202 with JSON.
+async fn bare_axum(duration: Duration, concurrency: usize) -> anyhow::Result<Throughput> {
+    let app = Router::new().route(
+        "/relay",
+        post(|body: Bytes| async move {
+            let answer = format!(
+                r#"{{"job":{},"status_url":"/relay/0","state":"queued"}}"#,
+                body.len()
+            );
+            (
+                StatusCode::ACCEPTED,
+                [("content-type", "application/json")],
+                answer,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let result = closed_loop(
+        "bare-axum",
+        &format!("http://{addr}"),
+        duration,
+        concurrency,
+    )
+    .await;
+    server.abort();
+    result
+}
+
+/// The relay's accept path, jobs finishing at once behind it.
+async fn relay_accept(duration: Duration, concurrency: usize) -> anyhow::Result<Throughput> {
+    let mut s = Settings::default();
+    s.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    s.relay.workers = 64;
+    s.relay.queue.capacity = 10_000;
+    s.relay.jobs_max = 20_000;
+    s.downstream = DownstreamConfig::Flaky(FaultConfig {
+        latency_ms: 0.0,
+        ..FaultConfig::default()
+    });
+    s.validate()?;
+    let server = RelayServer::start(&s).await?;
+    let result = closed_loop("relay-accept", &server.base_url(), duration, concurrency).await;
+    drop(server);
+    result
+}
+
+/// The request every measurement sends: a small JSON body with a fresh key.
+async fn post_relay(
+    client: &HttpClient,
+    target: &axum::http::Uri,
+    key: String,
+) -> Result<Reply, super::client::CallFailed> {
+    let headers = [(
+        HeaderName::from_static("idempotency-key"),
+        HeaderValue::from_str(&key).unwrap_or(HeaderValue::from_static("k")),
+    )];
+    client
+        .post_json(
+            target,
+            &headers,
+            Bytes::from_static(br#"{"order":42,"amount_cents":1999,"currency":"EUR"}"#),
+        )
+        .await
+}
+
+/// `concurrency` loops, each sending the next request when the last one is answered.
+async fn closed_loop(
+    bench: &'static str,
+    base: &str,
+    duration: Duration,
+    concurrency: usize,
+) -> anyhow::Result<Throughput> {
+    let client = HttpClient::new(64 * 1024);
+    let target = uri(base, "/relay")?;
+    warm_up(&client, &target, bench).await?;
+    let started = now();
+    let until = started + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..concurrency {
+        let (client, target) = (client.clone(), target.clone());
+        tasks.spawn(async move {
+            let mut latency = LatencyHistogram::new();
+            let (mut n, mut other) = (0u64, 0u64);
+            while now() < until {
+                let sent = now();
+                let reply = post_relay(&client, &target, format!("{bench}-{worker}-{n}")).await;
+                latency.record(sent.elapsed());
+                n += 1;
+                if !reply.is_ok_and(|r| r.status == StatusCode::ACCEPTED) {
+                    other += 1;
+                }
+            }
+            (latency, n, other)
+        });
+    }
+    let mut latency = LatencyHistogram::new();
+    let (mut requests, mut other) = (0, 0);
+    for (l, n, o) in tasks.join_all().await {
+        latency.add(&l);
+        requests += n;
+        other += o;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let s = latency.summary();
+    Ok(Throughput {
+        bench,
+        secs,
+        concurrency,
+        requests,
+        rps: requests as f64 / secs,
+        p50_ms: s.p50_ms,
+        p90_ms: s.p90_ms,
+        p99_ms: s.p99_ms,
+        p999_ms: s.p999_ms,
+        other,
+    })
+}
+
+/// One request first, so connection set-up is not measured and a broken
+/// target fails loudly instead of producing a table of errors.
+async fn warm_up(client: &HttpClient, target: &axum::http::Uri, bench: &str) -> anyhow::Result<()> {
+    let reply = post_relay(client, target, format!("{bench}-warm-up")).await?;
+    anyhow::ensure!(
+        reply.status == StatusCode::ACCEPTED,
+        "{bench}: warm-up answered {}",
+        reply.status
+    );
+    Ok(())
+}
+
+/// The bench's clock: load generators measure real time by nature.
+fn now() -> Instant {
+    Instant::now()
+}
+
+/// Requests the overload generator keeps open at most.
+const OPEN_MAX: usize = 512;
+
+/// Open-loop overload at `factor` × the downstream's capacity.
+async fn overload(args: &BenchArgs) -> anyhow::Result<Overload> {
+    let (workers, latency_ms) = (4usize, 20.0);
+    let capacity_per_s = workers as f64 * 1000.0 / latency_ms;
+    let offered_per_s = capacity_per_s * args.overload_factor;
+    let mut s = Settings::default();
+    s.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    s.relay.workers = workers;
+    s.relay.queue.capacity = 100;
+    s.relay.queue.retry_after_ms = 500.0;
+    s.downstream = DownstreamConfig::Flaky(FaultConfig {
+        latency_ms,
+        ..FaultConfig::default()
+    });
+    s.validate()?;
+    let server = RelayServer::start(&s).await?;
+    let client = HttpClient::new(64 * 1024);
+    let target = uri(&server.base_url(), "/relay")?;
+    warm_up(&client, &target, "overload").await?;
+    let rss_kb_before = rss_kb();
+    let run = drive_open_loop(
+        &client,
+        &target,
+        offered_per_s,
+        Duration::from_secs_f64(args.overload_secs),
+    )
+    .await;
+    let rss_kb_after = rss_kb();
+    let lost = wait_and_count_lost(&server, &client).await?;
+    let t = &run.tally;
+    Ok(Overload {
+        bench: "overload-429",
+        secs: args.overload_secs,
+        capacity_per_s,
+        offered_per_s,
+        sent: run.sent,
+        skipped: run.skipped,
+        accepted: t.accepted.count(),
+        shed: t.shed.count(),
+        other: t.other,
+        p50_429_ms: t.shed.quantile_ms(0.5),
+        p99_429_ms: t.shed.quantile_ms(0.99),
+        p999_429_ms: t.shed.quantile_ms(0.999),
+        max_429_ms: t.shed.max_ms(),
+        p99_202_ms: t.accepted.quantile_ms(0.99),
+        rss_kb_before,
+        rss_kb_after,
+        rss_kb_max: run.rss_kb_max,
+        lost,
+    })
+}
+
+/// Answers of the overload run, by kind.
+#[derive(Clone, Debug, Default)]
+struct Tally {
+    shed: LatencyHistogram,
+    accepted: LatencyHistogram,
+    other: u64,
+}
+
+struct OpenLoopRun {
+    tally: Tally,
+    sent: u64,
+    skipped: u64,
+    rss_kb_max: Option<u64>,
+}
+
+/// Sends at a fixed rate for `duration`, whatever the answers, each request
+/// in its own task; samples memory once a second.
+async fn drive_open_loop(
+    client: &HttpClient,
+    target: &axum::http::Uri,
+    per_s: f64,
+    duration: Duration,
+) -> OpenLoopRun {
+    let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
+    let open = Arc::new(tokio::sync::Semaphore::new(OPEN_MAX));
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / per_s));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let (started, mut next_sample) = (now(), now());
+    let (mut sent, mut skipped, mut rss_kb_max) = (0u64, 0u64, rss_kb());
+    while started.elapsed() < duration {
+        ticks.tick().await;
+        if now() >= next_sample {
+            rss_kb_max = rss_kb_max.max(rss_kb());
+            next_sample += Duration::from_secs(1);
+        }
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            skipped += 1;
+            continue;
+        };
+        let (client, target, tally) = (client.clone(), target.clone(), tally.clone());
+        let key = format!("overload-{sent}");
+        sent += 1;
+        tokio::spawn(async move {
+            let t0 = now();
+            let reply = post_relay(&client, &target, key).await;
+            let took = t0.elapsed();
+            let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+            match reply.map(|r| r.status) {
+                Ok(StatusCode::TOO_MANY_REQUESTS) => t.shed.record(took),
+                Ok(StatusCode::ACCEPTED) => t.accepted.record(took),
+                _ => t.other += 1,
+            }
+            drop(permit);
+        });
+    }
+    // Every permit back means every request answered.
+    let all = u32::try_from(OPEN_MAX).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(Duration::from_secs(30), open.acquire_many(all)).await;
+    let tally = tally.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    OpenLoopRun {
+        tally,
+        sent,
+        skipped,
+        rss_kb_max,
+    }
+}
+
+/// Waits for every accepted job to end, then counts those that vanished.
+async fn wait_and_count_lost(server: &RelayServer, client: &HttpClient) -> anyhow::Result<u64> {
+    let idle = tokio::time::timeout(Duration::from_secs(30), server.relay().idle()).await;
+    anyhow::ensure!(
+        idle.is_ok(),
+        "accepted jobs still running 30 s after the overload"
+    );
+    let stats = client
+        .get(&uri(&server.base_url(), "/stats")?)
+        .await?
+        .json();
+    let count = |field: &str| stats[field].as_u64().unwrap_or(0);
+    Ok(count("accepted").saturating_sub(count("succeeded") + count("dead_lettered")))
+}
+
+/// Resident memory of this process, from `/proc/self/status` (Linux only).
+fn rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
