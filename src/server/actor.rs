@@ -19,13 +19,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-/// The relay as the server holds it: string keys, byte payloads.
-pub type ServerRelay = Relay<String, Bytes>;
+/// An idempotency key as the server holds it: shared, so the relay's copies
+/// of it (store, expiry queue, call, outcome) are reference counts, not
+/// allocations.
+pub type Key = Arc<str>;
+
+/// The relay as the server holds it: shared string keys, byte payloads.
+pub type ServerRelay = Relay<Key, Bytes>;
 
 /// A request to the relay's task.
 pub enum Command {
     Submit {
-        request: Request<String, Bytes>,
+        request: Request<Key, Bytes>,
         cid: Arc<str>,
         reply: oneshot::Sender<Answer<Bytes>>,
     },
@@ -232,7 +237,7 @@ impl RelayActor {
 
     fn submit(
         &mut self,
-        request: Request<String, Bytes>,
+        request: Request<Key, Bytes>,
         cid: Arc<str>,
         reply: oneshot::Sender<Answer<Bytes>>,
     ) {
@@ -333,7 +338,7 @@ impl RelayActor {
         }
     }
 
-    fn perform(&mut self, out: Output<String, Bytes>) {
+    fn perform(&mut self, out: Output<Key, Bytes>) {
         match out {
             Output::Call {
                 call,
@@ -380,7 +385,7 @@ impl RelayActor {
     fn finished(
         &mut self,
         job: JobId,
-        key: Option<String>,
+        key: Option<Key>,
         attempts: u32,
         latency: std::time::Duration,
         outcome: Outcome<Bytes>,

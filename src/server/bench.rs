@@ -35,9 +35,12 @@ use tokio::time::Instant;
     about = "Accept-path and overload benchmark of the relay server (loopback only)"
 )]
 pub struct BenchArgs {
-    /// Seconds per accept-path measurement (at most 10).
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds per accept-path measurement (at most 10), split into rounds.
+    #[arg(long, default_value_t = 6.0)]
     pub secs: f64,
+    /// Alternating rounds of the bare handler and the relay.
+    #[arg(long, default_value_t = 6)]
+    pub rounds: usize,
     /// Requests in flight at once in the accept-path measurements.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
@@ -47,6 +50,16 @@ pub struct BenchArgs {
     /// Offered load as a multiple of what the downstream can serve.
     #[arg(long, default_value_t = 10.0)]
     pub overload_factor: f64,
+    /// Run one measurement only (for profiling).
+    #[arg(long, value_enum)]
+    pub only: Option<Only>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Only {
+    Bare,
+    Relay,
+    Overload,
 }
 
 /// One closed-loop measurement.
@@ -104,6 +117,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "--concurrency must be 1 to 1024"
     );
     anyhow::ensure!(
+        (1..=100).contains(&args.rounds),
+        "--rounds must be 1 to 100"
+    );
+    anyhow::ensure!(
         args.overload_factor >= 1.0 && args.overload_factor <= 100.0,
         "--overload-factor must be 1 to 100"
     );
@@ -112,21 +129,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let duration = Duration::from_secs_f64(args.secs);
-        let bare = bare_axum(duration, args.concurrency).await?;
-        print_line(&bare);
-        let relay = relay_accept(duration, args.concurrency).await?;
-        print_line(&relay);
-        print_line(&serde_json::json!({
-            "bench": "accept-ratio",
-            "relay_over_bare_rps": relay.rps / bare.rps.max(1e-9),
-            "relay_p50_ms": relay.p50_ms,
-            "relay_p99_ms": relay.p99_ms,
-            "bare_p50_ms": bare.p50_ms,
-            "bare_p99_ms": bare.p99_ms,
-        }));
-        let overload = overload(args).await?;
-        print_line(&overload);
+        if args.only != Some(Only::Overload) {
+            accept_paths(args).await?;
+        }
+        if args.only.is_none() || args.only == Some(Only::Overload) {
+            print_line(&overload(args).await?);
+        }
         Ok(())
     })
 }
@@ -135,8 +143,79 @@ fn print_line(v: &impl Serialize) {
     println!("{}", serde_json::to_string(v).unwrap_or_default());
 }
 
+/// The bare handler and the relay, in alternating rounds so that a change
+/// in background load hits both alike; prints both and their ratio.
+async fn accept_paths(args: &BenchArgs) -> anyhow::Result<()> {
+    let client = HttpClient::new(64 * 1024);
+    let (bare_addr, bare_task) = start_bare().await?;
+    let relay = start_relay().await?;
+    let bare_uri = uri(&format!("http://{bare_addr}"), "/relay")?;
+    let relay_uri = uri(&relay.base_url(), "/relay")?;
+    warm_up(&client, &bare_uri, "bare-axum").await?;
+    warm_up(&client, &relay_uri, "relay-accept").await?;
+    let per_round = Duration::from_secs_f64(args.secs / args.rounds as f64);
+    let (mut bare, mut accept) = (Loop::default(), Loop::default());
+    let mut ratios = Vec::with_capacity(args.rounds);
+    for round in 0..args.rounds {
+        let run_bare = args.only != Some(Only::Relay);
+        let run_relay = args.only != Some(Only::Bare);
+        let b = if run_bare {
+            closed_loop(
+                &client,
+                &bare_uri,
+                &format!("bare-{round}"),
+                per_round,
+                args.concurrency,
+            )
+            .await
+        } else {
+            Loop::default()
+        };
+        let r = if run_relay {
+            closed_loop(
+                &client,
+                &relay_uri,
+                &format!("relay-{round}"),
+                per_round,
+                args.concurrency,
+            )
+            .await
+        } else {
+            Loop::default()
+        };
+        ratios.push(r.rps() / b.rps().max(1e-9));
+        bare.add(b);
+        accept.add(r);
+    }
+    bare_task.abort();
+    drop(relay);
+    let bare = bare.report("bare-axum", args.concurrency);
+    let accept = accept.report("relay-accept", args.concurrency);
+    if args.only != Some(Only::Relay) {
+        print_line(&bare);
+    }
+    if args.only != Some(Only::Bare) {
+        print_line(&accept);
+    }
+    if args.only.is_none() {
+        ratios.sort_by(f64::total_cmp);
+        print_line(&serde_json::json!({
+            "bench": "accept-ratio",
+            "rounds": args.rounds,
+            "relay_over_bare_rps": accept.rps / bare.rps.max(1e-9),
+            "median_round_ratio": ratios[ratios.len() / 2],
+            "relay_p50_ms": accept.p50_ms,
+            "relay_p99_ms": accept.p99_ms,
+            "bare_p50_ms": bare.p50_ms,
+            "bare_p99_ms": bare.p99_ms,
+        }));
+    }
+    Ok(())
+}
+
 /// A bare axum handler on loopback: reads the body, answers 202 with JSON.
-async fn bare_axum(duration: Duration, concurrency: usize) -> anyhow::Result<Throughput> {
+async fn start_bare() -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)>
+{
     let app = Router::new().route(
         "/relay",
         post(|body: Bytes| async move {
@@ -153,20 +232,15 @@ async fn bare_axum(duration: Duration, concurrency: usize) -> anyhow::Result<Thr
     );
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let addr = listener.local_addr()?;
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let result = closed_loop(
-        "bare-axum",
-        &format!("http://{addr}"),
-        duration,
-        concurrency,
-    )
-    .await;
-    server.abort();
-    result
+    Ok((
+        addr,
+        tokio::spawn(async move { axum::serve(listener, app).await }),
+    ))
 }
 
-/// The relay's accept path, jobs finishing at once behind it.
-async fn relay_accept(duration: Duration, concurrency: usize) -> anyhow::Result<Throughput> {
+/// The relay, its jobs finishing at once behind it (zero-latency built-in
+/// downstream), so the queue never fills and every answer is a 202.
+async fn start_relay() -> anyhow::Result<RelayServer> {
     let mut s = Settings::default();
     s.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     s.relay.workers = 64;
@@ -177,10 +251,7 @@ async fn relay_accept(duration: Duration, concurrency: usize) -> anyhow::Result<
         ..FaultConfig::default()
     });
     s.validate()?;
-    let server = RelayServer::start(&s).await?;
-    let result = closed_loop("relay-accept", &server.base_url(), duration, concurrency).await;
-    drop(server);
-    result
+    RelayServer::start(&s).await
 }
 
 /// The request every measurement sends: a small JSON body with a fresh key.
@@ -202,27 +273,64 @@ async fn post_relay(
         .await
 }
 
+/// What closed loops measured, summed over rounds.
+#[derive(Default)]
+struct Loop {
+    latency: LatencyHistogram,
+    requests: u64,
+    other: u64,
+    secs: f64,
+}
+
+impl Loop {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.secs.max(1e-9)
+    }
+
+    fn add(&mut self, other: Loop) {
+        self.latency.add(&other.latency);
+        self.requests += other.requests;
+        self.other += other.other;
+        self.secs += other.secs;
+    }
+
+    fn report(&self, bench: &'static str, concurrency: usize) -> Throughput {
+        let s = self.latency.summary();
+        Throughput {
+            bench,
+            secs: self.secs,
+            concurrency,
+            requests: self.requests,
+            rps: self.rps(),
+            p50_ms: s.p50_ms,
+            p90_ms: s.p90_ms,
+            p99_ms: s.p99_ms,
+            p999_ms: s.p999_ms,
+            other: self.other,
+        }
+    }
+}
+
 /// `concurrency` loops, each sending the next request when the last one is answered.
 async fn closed_loop(
-    bench: &'static str,
-    base: &str,
+    client: &HttpClient,
+    target: &axum::http::Uri,
+    keys: &str,
     duration: Duration,
     concurrency: usize,
-) -> anyhow::Result<Throughput> {
-    let client = HttpClient::new(64 * 1024);
-    let target = uri(base, "/relay")?;
-    warm_up(&client, &target, bench).await?;
+) -> Loop {
     let started = now();
     let until = started + duration;
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..concurrency {
         let (client, target) = (client.clone(), target.clone());
+        let prefix = format!("{keys}-{worker}");
         tasks.spawn(async move {
             let mut latency = LatencyHistogram::new();
             let (mut n, mut other) = (0u64, 0u64);
             while now() < until {
                 let sent = now();
-                let reply = post_relay(&client, &target, format!("{bench}-{worker}-{n}")).await;
+                let reply = post_relay(&client, &target, format!("{prefix}-{n}")).await;
                 latency.record(sent.elapsed());
                 n += 1;
                 if !reply.is_ok_and(|r| r.status == StatusCode::ACCEPTED) {
@@ -232,27 +340,14 @@ async fn closed_loop(
             (latency, n, other)
         });
     }
-    let mut latency = LatencyHistogram::new();
-    let (mut requests, mut other) = (0, 0);
-    for (l, n, o) in tasks.join_all().await {
-        latency.add(&l);
-        requests += n;
-        other += o;
+    let mut total = Loop::default();
+    for (latency, requests, other) in tasks.join_all().await {
+        total.latency.add(&latency);
+        total.requests += requests;
+        total.other += other;
     }
-    let secs = started.elapsed().as_secs_f64();
-    let s = latency.summary();
-    Ok(Throughput {
-        bench,
-        secs,
-        concurrency,
-        requests,
-        rps: requests as f64 / secs,
-        p50_ms: s.p50_ms,
-        p90_ms: s.p90_ms,
-        p99_ms: s.p99_ms,
-        p999_ms: s.p999_ms,
-        other,
-    })
+    total.secs = started.elapsed().as_secs_f64();
+    total
 }
 
 /// One request first, so connection set-up is not measured and a broken

@@ -33,7 +33,7 @@ pub struct CallDone {
 #[derive(Clone, Debug)]
 pub struct CallRequest {
     pub call: CallId,
-    pub key: Option<String>,
+    pub key: Option<Arc<str>>,
     pub payload: Bytes,
     /// The relay's per-attempt timeout, if any.
     pub timeout: Option<Duration>,
@@ -127,13 +127,12 @@ where
 
 /// The built-in downstream's answer: a small JSON object naming the attempt.
 fn flaky_answer(req: &CallRequest) -> Bytes {
-    let body = serde_json::json!({
-        "ok": true,
-        "job": req.call.job.0,
-        "attempt": req.call.attempt,
-        "payload_bytes": req.payload.len(),
-    });
-    Bytes::from(body.to_string())
+    Bytes::from(format!(
+        r#"{{"ok":true,"job":{},"attempt":{},"payload_bytes":{}}}"#,
+        req.call.job,
+        req.call.attempt,
+        req.payload.len()
+    ))
 }
 
 /// The header naming the idempotency key on calls (same as clients use).

@@ -452,6 +452,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_settings_file_is_valid() {
+        let text = include_str!("../../experiments/server/relay.toml");
+        let s = Settings::from_toml(text, &[]).expect("parses");
+        s.validate().expect("valid");
+        assert!(s.relay.breaker.is_some() && s.relay.rate_limit.is_some());
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let args = ServeArgs {
             workers: Some(2),

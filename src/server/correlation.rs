@@ -16,6 +16,7 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
+use std::fmt::Write;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -41,7 +42,41 @@ fn generate() -> Arc<str> {
         h.finish()
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    Arc::from(format!("{prefix:016x}-{n:x}"))
+    let mut id = IdBuf::default();
+    // Cannot fail: 16 + 1 + at most 16 hex digits fit the buffer.
+    let _ = write!(id, "{prefix:016x}-{n:x}");
+    Arc::from(id.as_str())
+}
+
+/// Room for a generated id on the stack (one allocation per id, the `Arc`).
+struct IdBuf {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl Default for IdBuf {
+    fn default() -> Self {
+        IdBuf {
+            bytes: [0; 40],
+            len: 0,
+        }
+    }
+}
+
+impl IdBuf {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Write for IdBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let room = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// The client's id if it is usable, else a fresh one.
@@ -62,12 +97,9 @@ fn pick(header: Option<&HeaderValue>) -> Arc<str> {
 pub async fn layer(mut request: Request, next: Next) -> Response {
     let cid = pick(request.headers().get(HEADER));
     request.extensions_mut().insert(CorrelationId(cid.clone()));
-    let span = tracing::info_span!(
-        "request",
-        cid = %cid,
-        method = %request.method(),
-        path = %request.uri().path()
-    );
+    // One field keeps the span cheap to open on every request.
+    let span = tracing::info_span!("request", cid = %cid);
+    tracing::debug!(parent: &span, method = %request.method(), path = %request.uri().path(), "request");
     let response = next.run(request).instrument(span.clone()).await;
     let mut response = ensure_problem(response, &cid).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&cid) {

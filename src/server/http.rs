@@ -91,22 +91,24 @@ impl Rejections {
     }
 }
 
-#[derive(Clone)]
 pub struct AppState {
     relay: RelayHandle,
-    policy: Arc<HttpPolicy>,
-    rejections: Arc<Rejections>,
+    policy: HttpPolicy,
+    rejections: Rejections,
 }
+
+/// Shared by every handler; one reference count per request.
+type App = Arc<AppState>;
 
 /// Every route, the 404 and 405 fallbacks, the body limit and the
 /// correlation-id layer.
 pub fn router(relay: RelayHandle, policy: HttpPolicy) -> Router {
     let limit = policy.body_bytes_max;
-    let state = AppState {
+    let state = Arc::new(AppState {
         relay,
-        policy: Arc::new(policy),
-        rejections: Arc::new(Rejections::default()),
-    };
+        policy,
+        rejections: Rejections::default(),
+    });
     Router::new()
         .route("/relay", post(submit))
         .route("/relay/{id}", get(job_status))
@@ -124,14 +126,20 @@ pub fn router(relay: RelayHandle, policy: HttpPolicy) -> Router {
         .with_state(state)
 }
 
-async fn submit(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Extension(CorrelationId(cid)): Extension<CorrelationId>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let request = match app.check(peer, &headers, body) {
+/// `POST /relay`. Takes the request whole: the headers are read in place
+/// rather than copied, since this is the path every job comes through.
+async fn submit(State(app): State<App>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let cid = match parts.extensions.get::<CorrelationId>() {
+        Some(CorrelationId(cid)) => cid.clone(),
+        None => Arc::from("none"),
+    };
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+    let body = read_body(body, app.policy.body_bytes_max).await;
+    let request = match app.check(peer, &parts.headers, body) {
         Ok(r) => r,
         Err(problem) => {
             app.rejections.count(&problem);
@@ -161,10 +169,10 @@ impl AppState {
         &self,
         peer: SocketAddr,
         headers: &HeaderMap,
-        body: Result<Bytes, BytesRejection>,
-    ) -> Result<Request<String, Bytes>, Problem> {
+        body: Result<Bytes, Problem>,
+    ) -> Result<Request<Arc<str>, Bytes>, Problem> {
         require_json(headers)?;
-        let body = body.map_err(body_problem)?;
+        let body = body?;
         if let Some(signer) = &self.policy.signer {
             let header = headers.get(SIGNATURE).map(HeaderValue::as_bytes);
             signer.verify(header, &body).map_err(signature_problem)?;
@@ -193,20 +201,48 @@ impl AppState {
     }
 }
 
-/// `Content-Type` must be JSON: `application/json` or `application/*+json`.
+/// Reads the whole body, up to `limit` bytes (413 beyond).
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Problem> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if c.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            cause = c.source();
+        }
+        Problem::bad_request(
+            "unreadable-body",
+            format!("the body could not be read: {e}"),
+        )
+    })
+}
+
+fn too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body-too-large",
+        "Content too large",
+        "the body is over the server's limit",
+    )
+}
+
+/// `Content-Type` must be JSON: `application/json` or `application/*+json`
+/// (any case, parameters ignored).
 fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
     let media = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
-    let ok = media.as_deref().is_some_and(|m| {
-        m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        .map(|v| v.split(';').next().unwrap_or("").trim());
+    let ok = media.is_some_and(|m| {
+        let starts = |p: &str| m.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+        let ends = |p: &str| {
+            m.len() >= p.len()
+                && m.get(m.len() - p.len()..)
+                    .is_some_and(|t| t.eq_ignore_ascii_case(p))
+        };
+        m.eq_ignore_ascii_case("application/json")
+            || (starts("application/") && ends("+json") && m.len() > "application/+json".len())
     });
     if ok {
         return Ok(());
@@ -217,19 +253,14 @@ fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
         "Unsupported media type",
         format!(
             "the body must be application/json, got {}",
-            media.as_deref().unwrap_or("no Content-Type")
+            media.unwrap_or("no Content-Type")
         ),
     ))
 }
 
 fn body_problem(rejection: BytesRejection) -> Problem {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            "Content too large",
-            "the body is over the server's limit",
-        )
+        too_large()
     } else {
         Problem::bad_request("unreadable-body", rejection.body_text())
     }
@@ -245,7 +276,7 @@ fn signature_problem(e: SignatureError) -> Problem {
 }
 
 /// The `Idempotency-Key`, if any: one header, 1 to `bytes_max` visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap, bytes_max: usize) -> Result<Option<String>, Problem> {
+fn idempotency_key(headers: &HeaderMap, bytes_max: usize) -> Result<Option<Arc<str>>, Problem> {
     let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -266,7 +297,7 @@ fn idempotency_key(headers: &HeaderMap, bytes_max: usize) -> Result<Option<Strin
             "the Idempotency-Key must be visible ASCII characters".into()
         ));
     }
-    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+    Ok(Some(Arc::from(String::from_utf8_lossy(bytes))))
 }
 
 /// Who is asking, for the per-client rate limit: the `X-Client-Id` header
@@ -306,11 +337,14 @@ pub fn fingerprint(body: &[u8]) -> u64 {
 fn answer_response(answer: Answer<Bytes>, cid: &Arc<str>, draining: bool) -> Response {
     match answer {
         Answer::Accepted { job } => {
+            // Written by hand: this answer is the hot path, and its shape is fixed.
             let url = status_url(job);
-            let body = serde_json::json!({"job": job.0, "status_url": url, "state": "queued"});
-            let mut r = (StatusCode::ACCEPTED, Json(body)).into_response();
+            let body = format!(r#"{{"job":{job},"status_url":"{url}","state":"queued"}}"#);
+            let mut r = (StatusCode::ACCEPTED, body).into_response();
+            let headers = r.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             if let Ok(v) = HeaderValue::from_str(&url) {
-                r.headers_mut().insert(LOCATION, v);
+                headers.insert(LOCATION, v);
             }
             r
         }
@@ -371,7 +405,7 @@ fn parse_job(raw: &str) -> Result<JobId, Problem> {
 
 /// Runs `ask` and answers its result as JSON, or a problem.
 async fn reply<T: serde::Serialize>(
-    app: &AppState,
+    app: &App,
     cid: &Arc<str>,
     make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Command,
 ) -> Response {
@@ -382,7 +416,7 @@ async fn reply<T: serde::Serialize>(
 }
 
 async fn job_status(
-    State(app): State<AppState>,
+    State(app): State<App>,
     Extension(CorrelationId(cid)): Extension<CorrelationId>,
     Path(raw): Path<String>,
 ) -> Response {
@@ -430,7 +464,7 @@ fn dlq_query(raw: Option<&str>) -> Result<(Option<JobId>, usize), Problem> {
 }
 
 async fn dlq_list(
-    State(app): State<AppState>,
+    State(app): State<App>,
     Extension(CorrelationId(cid)): Extension<CorrelationId>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -448,7 +482,7 @@ async fn dlq_list(
 }
 
 async fn dlq_get(
-    State(app): State<AppState>,
+    State(app): State<App>,
     Extension(CorrelationId(cid)): Extension<CorrelationId>,
     Path(raw): Path<String>,
 ) -> Response {
@@ -502,7 +536,7 @@ fn replay_body(
 }
 
 async fn dlq_replay(
-    State(app): State<AppState>,
+    State(app): State<App>,
     Extension(CorrelationId(cid)): Extension<CorrelationId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -542,7 +576,7 @@ async fn health() -> Json<serde_json::Value> {
 }
 
 async fn ready(
-    State(app): State<AppState>,
+    State(app): State<App>,
     Extension(CorrelationId(cid)): Extension<CorrelationId>,
 ) -> Response {
     if app.relay.is_draining() {
@@ -567,7 +601,7 @@ impl AppState {
 }
 
 async fn stats(
-    State(app): State<AppState>,
+    State(app): State<App>,
     Extension(CorrelationId(cid)): Extension<CorrelationId>,
 ) -> Response {
     match app.stats_view().await {
@@ -577,7 +611,7 @@ async fn stats(
 }
 
 async fn metrics_text(
-    State(app): State<AppState>,
+    State(app): State<App>,
     Extension(CorrelationId(cid)): Extension<CorrelationId>,
 ) -> Response {
     match app.stats_view().await {

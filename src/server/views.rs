@@ -79,11 +79,11 @@ pub struct LetterView {
 }
 
 impl LetterView {
-    pub fn new(l: &DeadLetter<String, Bytes>, with_payload: bool) -> LetterView {
+    pub fn new(l: &DeadLetter<std::sync::Arc<str>, Bytes>, with_payload: bool) -> LetterView {
         LetterView {
             job: l.job.0,
             url: format!("/dlq/{}", l.job),
-            key: l.key.clone(),
+            key: l.key.as_deref().map(str::to_owned),
             attempts: l.attempts,
             reason: l.reason,
             last_error: l.last_error,
