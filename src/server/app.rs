@@ -95,9 +95,19 @@ impl RelayServer {
         &self.relay
     }
 
+    /// Resolves only if the relay's task ends without being told to (a
+    /// broken invariant panics it): the server then answers 503 to
+    /// everything and should stop. Do not call [`RelayServer::shutdown`] after.
+    pub async fn relay_failed(&mut self) -> String {
+        match (&mut self.actor_task).await {
+            Ok(_) => "the relay's task ended".to_owned(),
+            Err(e) => format!("the relay's task failed: {e}"),
+        }
+    }
+
     /// Drains (up to the deadline), stops, and reports what was left.
     pub async fn shutdown(mut self) -> DrainReport {
-        let started = tokio::time::Instant::now();
+        let started = super::clock::read_monotonic();
         let _ = self.relay.tell(Command::Drain).await;
         let drained = tokio::time::timeout(self.drain_deadline, self.relay.idle())
             .await
@@ -189,7 +199,7 @@ pub fn serve(args: &super::ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let server = RelayServer::start(&settings).await?;
+        let mut server = RelayServer::start(&settings).await?;
         tracing::info!(
             addr = %server.addr,
             workers = settings.relay.workers,
@@ -198,7 +208,13 @@ pub fn serve(args: &super::ServeArgs) -> anyhow::Result<()> {
             signed = settings.server.hmac_secret.is_some(),
             "relay listening"
         );
-        super::shutdown::signal().await;
+        tokio::select! {
+            () = super::shutdown::signal() => {}
+            why = server.relay_failed() => {
+                tracing::error!(reason = %why, "stopping: the relay can no longer work");
+                anyhow::bail!("{why}");
+            }
+        }
         tracing::info!(
             deadline_ms = settings.server.drain_deadline_ms,
             "stopping: draining accepted work"

@@ -98,6 +98,8 @@ struct Overload {
     rss_kb_before: Option<u64>,
     rss_kb_after: Option<u64>,
     rss_kb_max: Option<u64>,
+    /// Resident memory sampled once a second during the overload.
+    rss_kb_per_s: Vec<u64>,
     /// Accepted jobs that neither succeeded nor were dead-lettered.
     lost: u64,
 }
@@ -129,11 +131,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        if args.only != Some(Only::Overload) {
-            accept_paths(args).await?;
-        }
+        // Overload first, so its memory figures start from a fresh process.
         if args.only.is_none() || args.only == Some(Only::Overload) {
             print_line(&overload(args).await?);
+        }
+        if args.only != Some(Only::Overload) {
+            accept_paths(args).await?;
         }
         Ok(())
     })
@@ -362,9 +365,9 @@ async fn warm_up(client: &HttpClient, target: &axum::http::Uri, bench: &str) -> 
     Ok(())
 }
 
-/// The bench's clock: load generators measure real time by nature.
+/// The load generator's clock (the server's one monotonic clock).
 fn now() -> Instant {
-    Instant::now()
+    super::clock::read_monotonic()
 }
 
 /// Requests the overload generator keeps open at most.
@@ -417,7 +420,8 @@ async fn overload(args: &BenchArgs) -> anyhow::Result<Overload> {
         p99_202_ms: t.accepted.quantile_ms(0.99),
         rss_kb_before,
         rss_kb_after,
-        rss_kb_max: run.rss_kb_max,
+        rss_kb_max: run.rss_kb_per_s.iter().copied().max(),
+        rss_kb_per_s: run.rss_kb_per_s,
         lost,
     })
 }
@@ -434,7 +438,7 @@ struct OpenLoopRun {
     tally: Tally,
     sent: u64,
     skipped: u64,
-    rss_kb_max: Option<u64>,
+    rss_kb_per_s: Vec<u64>,
 }
 
 /// Sends at a fixed rate for `duration`, whatever the answers, each request
@@ -450,11 +454,11 @@ async fn drive_open_loop(
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / per_s));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let (started, mut next_sample) = (now(), now());
-    let (mut sent, mut skipped, mut rss_kb_max) = (0u64, 0u64, rss_kb());
+    let (mut sent, mut skipped, mut rss_kb_per_s) = (0u64, 0u64, Vec::new());
     while started.elapsed() < duration {
         ticks.tick().await;
         if now() >= next_sample {
-            rss_kb_max = rss_kb_max.max(rss_kb());
+            rss_kb_per_s.extend(rss_kb());
             next_sample += Duration::from_secs(1);
         }
         let Ok(permit) = open.clone().try_acquire_owned() else {
@@ -485,7 +489,7 @@ async fn drive_open_loop(
         tally,
         sent,
         skipped,
-        rss_kb_max,
+        rss_kb_per_s,
     }
 }
 

@@ -54,9 +54,11 @@ impl Clock {
     }
 }
 
-/// The one real clock read of the server (tokio's monotonic clock, which
-/// tests could pause). Everything else gets time from a [`Clock`].
-fn read_monotonic() -> Instant {
+/// The one real clock read of the server: tokio's monotonic clock (which
+/// tests could pause). Relay time comes from it through a [`Clock`]; the
+/// only other readers measure wall durations for reports (how long a drain
+/// took, the benchmark's latencies), never feed the relay.
+pub fn read_monotonic() -> Instant {
     Instant::now()
 }
 
