@@ -112,6 +112,8 @@ async fn bad_inputs_get_the_right_problem() {
     problem(&twice, 400);
     problem(&h.get("/nowhere").await, 404);
     problem(&h.get("/relay/not-a-number").await, 400);
+    // axum's own rejection (not UTF-8 after decoding) comes out as a problem too.
+    problem(&h.get("/relay/%FF").await, 400);
     problem(&h.get("/relay/123456789").await, 404);
     problem(&h.get("/dlq?limit=0").await, 400);
     problem(&h.get("/dlq/77").await, 404);

@@ -100,12 +100,26 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     // One field keeps the span cheap to open on every request.
     let span = tracing::info_span!("request", cid = %cid);
     tracing::debug!(parent: &span, method = %request.method(), path = %request.uri().path(), "request");
-    let response = next.run(request).instrument(span.clone()).await;
-    let mut response = ensure_problem(response, &cid).instrument(span).await;
+    let mut handled = std::pin::pin!(next.run(request).instrument(span));
+    let mut response = handled.as_mut().await;
+    if needs_problem_body(&response) {
+        let span = handled.span().clone();
+        response = ensure_problem(response, &cid).instrument(span).await;
+    }
     if let Ok(v) = HeaderValue::from_str(&cid) {
         response.headers_mut().insert(HEADER, v);
     }
     response
+}
+
+/// An error answer whose body is not a problem yet.
+fn needs_problem_body(response: &Response) -> bool {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    (status.is_client_error() || status.is_server_error()) && !is_problem
 }
 
 /// Bytes of a non-problem error body quoted in the problem's detail.
@@ -115,13 +129,6 @@ const DETAIL_BYTES_MAX: usize = 512;
 /// a bare status) into one, keeping its status and headers (`Allow`).
 async fn ensure_problem(response: Response, cid: &Arc<str>) -> Response {
     let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
-        return response;
-    }
     let (mut parts, body) = response.into_parts();
     let text = match http_body_util::Limited::new(body, 64 * 1024)
         .collect()
