@@ -172,3 +172,48 @@ async fn a_drain_deadline_reports_the_work_left_unfinished() {
     assert_eq!(report.left.live[0].0.job, job);
     assert!(report.left.live[0].1.is_some(), "with its correlation id");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_downstream_switches_outage_and_brownout_at_runtime() {
+    let mut s = settings();
+    s.relay.retry.attempts_max = 1;
+    let h = Harness::with_downstream(s, fault(0.0, 1.0)).await;
+    let ok = job_of(&h.relay(Some("before"), "{}").await);
+    h.wait_state(ok, "succeeded").await;
+
+    h.downstream_admin(serde_json::json!({"mode": FaultMode::Outage}))
+        .await;
+    let down = job_of(&h.relay(Some("during-outage"), "{}").await);
+    h.wait_state(down, "dead-lettered").await;
+    let letter = h.get(&format!("/dlq/{down}")).await.json();
+    assert_eq!(letter["last_error"], "server-error");
+
+    h.downstream_admin(serde_json::json!({
+        "mode": FaultMode::Brownout,
+        "brownout_failure_rate": 1.0,
+        "brownout_latency_factor": 2.0,
+    }))
+    .await;
+    let admin = h.downstream_get("/admin").await;
+    assert_eq!(admin["fault"]["mode"], "brownout");
+    let slow = job_of(&h.relay(Some("during-brownout"), "{}").await);
+    h.wait_state(slow, "dead-lettered").await;
+
+    let target = h.downstream_url("/admin").parse().expect("uri");
+    let refused = h
+        .client
+        .post_json(&target, &[], r#"{"failure_rate": 7}"#)
+        .await
+        .expect("downstream answers");
+    assert_eq!(refused.status, 400, "invalid fault settings are refused");
+    h.downstream_admin(serde_json::json!({"mode": FaultMode::Normal}))
+        .await;
+    let after = job_of(&h.relay(Some("after"), "{}").await);
+    h.wait_state(after, "succeeded").await;
+    let effects = h.downstream_get("/effects").await;
+    assert_eq!(
+        effects["effects"], 2,
+        "only the calls in normal mode took effect"
+    );
+    assert!(admin["failed"].as_u64() >= Some(1));
+}
