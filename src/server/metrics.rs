@@ -18,91 +18,75 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub fn render(v: &StatsView) -> String {
     let mut out = String::with_capacity(4096);
     let red = &v.red;
-    counter(
-        &mut out,
-        "relay_requests_total",
-        "Requests seen by the relay.",
-        red.requests,
-    );
-    counter(
-        &mut out,
-        "relay_accepted_total",
-        "Requests accepted (202).",
-        red.accepted,
-    );
-    counter(
-        &mut out,
-        "relay_replayed_total",
-        "Requests answered from the idempotency store.",
-        red.replayed,
-    );
-    labelled(
-        &mut out,
-        "relay_refused_total",
-        "Requests refused, by reason.",
-        "reason",
-        &red.refused,
-    );
-    counter(
-        &mut out,
-        "relay_attempts_total",
-        "Downstream attempts started.",
-        red.attempts,
-    );
-    labelled(
-        &mut out,
-        "relay_attempt_errors_total",
-        "Failed downstream attempts, by kind.",
-        "kind",
-        &red.attempt_errors,
-    );
-    counter(
-        &mut out,
-        "relay_retries_total",
-        "Retries scheduled.",
-        red.retries,
-    );
-    counter(
-        &mut out,
-        "relay_succeeded_total",
-        "Jobs that succeeded.",
-        red.succeeded,
-    );
-    labelled(
-        &mut out,
-        "relay_dead_lettered_total",
-        "Jobs dead-lettered, by reason.",
-        "reason",
-        &red.dead_letter_reasons,
-    );
-    counter(
-        &mut out,
-        "relay_dlq_overflowed_total",
-        "Dead letters that found the queue full.",
-        red.dlq_overflowed,
-    );
-    counter(
-        &mut out,
-        "relay_late_results_total",
-        "Downstream answers that came after their attempt timed out.",
-        red.late_results,
-    );
-    let http = serde_json::to_value(&v.http_rejected).unwrap_or_default();
-    let http: BTreeMap<String, u64> = http
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
-                .collect()
-        })
-        .unwrap_or_default();
-    labelled(
-        &mut out,
-        "relay_http_rejected_total",
-        "Requests refused by the HTTP layer, by reason.",
-        "reason",
-        &http,
-    );
+    for (name, help, value) in [
+        (
+            "relay_requests_total",
+            "Requests seen by the relay.",
+            red.requests,
+        ),
+        (
+            "relay_accepted_total",
+            "Requests accepted (202).",
+            red.accepted,
+        ),
+        (
+            "relay_replayed_total",
+            "Requests answered from the idempotency store.",
+            red.replayed,
+        ),
+        (
+            "relay_attempts_total",
+            "Downstream attempts started.",
+            red.attempts,
+        ),
+        ("relay_retries_total", "Retries scheduled.", red.retries),
+        (
+            "relay_succeeded_total",
+            "Jobs that succeeded.",
+            red.succeeded,
+        ),
+        (
+            "relay_dlq_overflowed_total",
+            "Dead letters that found the queue full.",
+            red.dlq_overflowed,
+        ),
+        (
+            "relay_late_results_total",
+            "Downstream answers after their attempt timed out.",
+            red.late_results,
+        ),
+    ] {
+        counter(&mut out, name, help, value);
+    }
+    let http = http_rejections(v);
+    for (name, help, label, values) in [
+        (
+            "relay_refused_total",
+            "Requests refused, by reason.",
+            "reason",
+            &red.refused,
+        ),
+        (
+            "relay_attempt_errors_total",
+            "Failed downstream attempts, by kind.",
+            "kind",
+            &red.attempt_errors,
+        ),
+        (
+            "relay_dead_lettered_total",
+            "Jobs dead-lettered, by reason.",
+            "reason",
+            &red.dead_letter_reasons,
+        ),
+        (
+            "relay_http_rejected_total",
+            "Requests refused by the HTTP layer, by reason.",
+            "reason",
+            &http,
+        ),
+    ] {
+        labelled(&mut out, name, help, label, values);
+    }
     summary(
         &mut out,
         "relay_job_latency_seconds",
@@ -119,56 +103,64 @@ pub fn render(v: &StatsView) -> String {
     out
 }
 
+/// The HTTP layer's refusals by reason, in field order.
+fn http_rejections(v: &StatsView) -> BTreeMap<String, u64> {
+    let json = serde_json::to_value(&v.http_rejected).unwrap_or_default();
+    json.as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn gauges(out: &mut String, v: &StatsView) {
-    gauge(
-        out,
-        "relay_queue_depth",
-        "Jobs waiting for a worker.",
-        v.queue_depth as f64,
-    );
-    gauge(
-        out,
-        "relay_queue_capacity",
-        "Queue capacity.",
-        v.queue_capacity as f64,
-    );
-    gauge(
-        out,
-        "relay_in_flight",
-        "Downstream calls in flight.",
-        v.in_flight as f64,
-    );
-    gauge(out, "relay_workers", "Worker slots.", v.workers as f64);
-    gauge(
-        out,
-        "relay_live_jobs",
-        "Jobs accepted and not finished.",
-        v.live_jobs as f64,
-    );
-    gauge(
-        out,
-        "relay_dlq_size",
-        "Letters in the dead-letter queue.",
-        v.dlq_size as f64,
-    );
-    gauge(
-        out,
-        "relay_idempotency_keys",
-        "Idempotency records held.",
-        v.idempotency_keys as f64,
-    );
-    gauge(
-        out,
-        "relay_draining",
-        "1 while draining for shutdown.",
-        f64::from(u8::from(v.draining)),
-    );
-    gauge(
-        out,
-        "relay_uptime_seconds",
-        "Time since the server started.",
-        v.uptime_s,
-    );
+    for (name, help, value) in [
+        (
+            "relay_queue_depth",
+            "Jobs waiting for a worker.",
+            v.queue_depth as f64,
+        ),
+        (
+            "relay_queue_capacity",
+            "Queue capacity.",
+            v.queue_capacity as f64,
+        ),
+        (
+            "relay_in_flight",
+            "Downstream calls in flight.",
+            v.in_flight as f64,
+        ),
+        ("relay_workers", "Worker slots.", v.workers as f64),
+        (
+            "relay_live_jobs",
+            "Jobs accepted and not finished.",
+            v.live_jobs as f64,
+        ),
+        (
+            "relay_dlq_size",
+            "Letters in the dead-letter queue.",
+            v.dlq_size as f64,
+        ),
+        (
+            "relay_idempotency_keys",
+            "Idempotency records held.",
+            v.idempotency_keys as f64,
+        ),
+        (
+            "relay_draining",
+            "1 while draining for shutdown.",
+            f64::from(u8::from(v.draining)),
+        ),
+        (
+            "relay_uptime_seconds",
+            "Time since the server started.",
+            v.uptime_s,
+        ),
+    ] {
+        gauge(out, name, help, value);
+    }
     if let Some(state) = v.breaker {
         head(
             out,
