@@ -1,7 +1,7 @@
 //! The `resilient-relay` command line: a thin layer over the library.
 
 use clap::{Parser, Subcommand};
-use resilient_relay::{cli, experiment, server};
+use resilient_relay::{cli, experiment};
 
 #[derive(Debug, Parser)]
 #[command(name = "resilient-relay", version, about, long_about = None)]
@@ -17,9 +17,9 @@ enum Command {
     /// Run a named experiment: sweep parameters over many seeds, write CSVs and charts.
     Experiment(experiment::ExperimentArgs),
     /// Serve the relay over HTTP: the same state machines, on real time.
-    Serve(server::ServeArgs),
+    Serve(resilient_relay::server::ServeArgs),
     /// Run a standalone flaky downstream service that counts side effects.
-    Downstream(server::DownstreamArgs),
+    Downstream(resilient_relay::server::DownstreamArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Simulate(args) => cli::simulate::run(&args),
         Command::Experiment(args) => experiment::run(&args),
-        Command::Serve(args) => server::serve(&args),
-        Command::Downstream(args) => server::run_downstream(&args),
+        Command::Serve(args) => resilient_relay::server::serve(&args),
+        Command::Downstream(args) => resilient_relay::server::run_downstream(&args),
     }
 }
