@@ -35,4 +35,5 @@ pub mod cli;
 pub mod decision_log;
 pub mod experiment;
 pub mod relay;
+pub mod server;
 pub mod sim;

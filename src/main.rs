@@ -21,6 +21,10 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Run a named experiment: sweep parameters over many seeds, write CSVs and charts.
     Experiment(experiment::ExperimentArgs),
+    /// Serve the relay over HTTP: the same state machines, on real time.
+    Serve(resilient_relay::server::ServeArgs),
+    /// Run a standalone flaky downstream service that counts side effects.
+    Downstream(resilient_relay::server::DownstreamArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +34,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => cli::bench::run(&args),
         Command::Log(args) => cli::log::run(&args),
         Command::Experiment(args) => experiment::run(&args),
+        Command::Serve(args) => resilient_relay::server::serve(&args),
+        Command::Downstream(args) => resilient_relay::server::run_downstream(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

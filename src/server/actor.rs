@@ -1,0 +1,545 @@
+//! The one task that owns the relay.
+//!
+//! The relay is a single-threaded state machine; rather than lock it, one
+//! task owns it and everything else talks to it by message, as the
+//! simulator's event loop does: feed one input (a request, a downstream
+//! answer, a wake-up), perform every output, keep one timer armed at
+//! `poll_timeout`. Handlers reach it through a bounded inbox with a one-shot
+//! reply each; a full inbox is answered at once (503), never waited on.
+
+use super::calls::{CallDone, CallRequest, Caller};
+use super::clock::Clock;
+use super::views::{DlqPage, JobView, LetterView, ReplayView, StatsView};
+use crate::relay::{Answer, Event, JobId, Outcome, Output, Relay, Request};
+use crate::time::Time;
+use bytes::Bytes;
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// An idempotency key as the server holds it: shared, so the relay's copies
+/// of it (store, expiry queue, call, outcome) are reference counts, not
+/// allocations.
+pub type Key = Arc<str>;
+
+/// The relay as the server holds it: shared string keys, byte payloads.
+pub type ServerRelay = Relay<Key, Bytes>;
+
+/// A request to the relay's task.
+pub enum Command {
+    Submit {
+        request: Request<Key, Bytes>,
+        cid: Arc<str>,
+        reply: oneshot::Sender<Answer<Bytes>>,
+    },
+    Status {
+        job: JobId,
+        reply: oneshot::Sender<Option<JobView>>,
+    },
+    DeadLetters {
+        after: Option<JobId>,
+        limit: usize,
+        reply: oneshot::Sender<DlqPage>,
+    },
+    DeadLetter {
+        job: JobId,
+        reply: oneshot::Sender<Option<LetterView>>,
+    },
+    /// Replay these letters, or all of them.
+    Replay {
+        letters: Option<Vec<JobId>>,
+        cid: Arc<str>,
+        reply: oneshot::Sender<Vec<ReplayView>>,
+    },
+    Stats {
+        reply: oneshot::Sender<StatsView>,
+    },
+    /// Stop admitting; accepted work carries on.
+    Drain,
+    /// End the task and say what was left.
+    Stop {
+        reply: oneshot::Sender<Leftovers>,
+    },
+}
+
+/// Gauges read without asking the task: whether it drains (for `/ready`)
+/// and how many jobs are live (shutdown waits for zero). Plain atomics: the
+/// task never waits on a lock that a reader could hold.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub draining: AtomicBool,
+    pub live_jobs: AtomicUsize,
+    /// Woken when the live jobs drop to zero.
+    pub idle: Notify,
+}
+
+/// Work still unfinished when the task ended.
+#[derive(Clone, Debug, Default)]
+pub struct Leftovers {
+    /// Jobs accepted and not finished: `(job, state, attempts, correlation id)`.
+    pub live: Vec<(JobView, Option<Arc<str>>)>,
+    pub dead_letters: Vec<LetterView>,
+    pub succeeded: u64,
+    pub dead_lettered: u64,
+}
+
+pub struct RelayActor {
+    relay: ServerRelay,
+    clock: Clock,
+    caller: Caller,
+    commands: mpsc::Receiver<Command>,
+    results: mpsc::Receiver<CallDone>,
+    results_tx: mpsc::Sender<CallDone>,
+    /// Answers that came back at once (zero-delay built-in downstream).
+    ready: VecDeque<CallDone>,
+    /// Correlation id of every live job and every dead letter.
+    cids: FxHashMap<JobId, Arc<str>>,
+    gauges: Arc<Gauges>,
+    /// Set by a `Stop` command: answer it and end after this turn.
+    stop: Option<oneshot::Sender<Leftovers>>,
+}
+
+/// Inputs handled before the outputs are performed and the timer re-armed.
+const BATCH_MAX: usize = 64;
+
+impl RelayActor {
+    pub fn new(
+        relay: ServerRelay,
+        caller: Caller,
+        commands: mpsc::Receiver<Command>,
+        results_max: usize,
+        gauges: Arc<Gauges>,
+    ) -> RelayActor {
+        let (results_tx, results) = mpsc::channel(results_max.max(1));
+        RelayActor {
+            relay,
+            clock: Clock::start(),
+            caller,
+            commands,
+            results,
+            results_tx,
+            ready: VecDeque::new(),
+            cids: FxHashMap::default(),
+            gauges,
+            stop: None,
+        }
+    }
+
+    /// Runs until a `Stop` command, or until every handle is gone; returns
+    /// what was left unfinished.
+    pub async fn run(mut self) -> Leftovers {
+        let sleep = tokio::time::sleep_until(self.clock.far_future());
+        tokio::pin!(sleep);
+        let mut armed: Option<Time> = None;
+        loop {
+            tokio::select! {
+                biased;
+                Some(done) = self.results.recv() => self.on_result(done),
+                () = &mut sleep, if armed.is_some() => {
+                    let due = armed.take().unwrap_or(Time::ZERO);
+                    let now = self.clock.now_at_least(due);
+                    self.relay.handle_timeout(now);
+                }
+                command = self.commands.recv() => match command {
+                    Some(c) => self.on_command(c),
+                    None => return self.leftovers(),
+                },
+            }
+            self.absorb_more();
+            self.perform_outputs();
+            if let Some(reply) = self.stop.take() {
+                let left = self.leftovers();
+                let _ = reply.send(left.clone());
+                return left;
+            }
+            let next = self.relay.poll_timeout();
+            if next != armed {
+                if let Some(t) = next {
+                    sleep.as_mut().reset(self.clock.instant_at(t));
+                }
+                armed = next;
+            }
+            let live = self.relay.live_jobs();
+            let before = self.gauges.live_jobs.swap(live, Ordering::Relaxed);
+            if live == 0 && before != 0 {
+                self.gauges.idle.notify_waiters();
+            }
+        }
+    }
+
+    /// Takes whatever else is already waiting, up to a batch, so that a
+    /// burst costs one pass over the outputs instead of one per input.
+    fn absorb_more(&mut self) {
+        for _ in 0..BATCH_MAX {
+            if self.stop.is_some() {
+                return;
+            }
+            if let Ok(done) = self.results.try_recv() {
+                self.on_result(done);
+            } else if let Ok(c) = self.commands.try_recv() {
+                self.on_command(c);
+            } else {
+                return;
+            }
+        }
+    }
+
+    fn on_result(&mut self, done: CallDone) {
+        let now = self.clock.now();
+        self.relay.handle_call_result(now, done.call, done.result);
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Submit {
+                request,
+                cid,
+                reply,
+            } => self.submit(request, cid, reply),
+            Command::Status { job, reply } => {
+                let view = self.relay.job_status(job).as_ref().map(JobView::new);
+                let _ = reply.send(view);
+            }
+            Command::DeadLetters {
+                after,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.dlq_page(after, limit));
+            }
+            Command::DeadLetter { job, reply } => {
+                let letter = self.relay.dead_letters().get(job);
+                let _ = reply.send(letter.map(|l| LetterView::new(l, true)));
+            }
+            Command::Replay {
+                letters,
+                cid,
+                reply,
+            } => {
+                let _ = reply.send(self.replay(letters, &cid));
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.stats());
+            }
+            Command::Drain => {
+                self.relay.start_draining();
+                self.gauges.draining.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    live_jobs = self.relay.live_jobs(),
+                    "draining: no new work admitted"
+                );
+            }
+            Command::Stop { reply } => self.stop = Some(reply),
+        }
+    }
+
+    fn submit(
+        &mut self,
+        request: Request<Key, Bytes>,
+        cid: Arc<str>,
+        reply: oneshot::Sender<Answer<Bytes>>,
+    ) {
+        let now = self.clock.now();
+        let answer = self.relay.handle_request(now, request);
+        if let Answer::Accepted { job } = &answer {
+            self.cids.insert(*job, cid);
+        }
+        // A client that hung up still has its job: the answer is just not read.
+        let _ = reply.send(answer);
+    }
+
+    fn replay(&mut self, letters: Option<Vec<JobId>>, cid: &Arc<str>) -> Vec<ReplayView> {
+        let now = self.clock.now();
+        let results = match letters {
+            Some(ids) => ids
+                .into_iter()
+                .map(|id| (id, self.relay.replay(now, id)))
+                .collect(),
+            None => self.relay.replay_all(now),
+        };
+        for (letter, result) in &results {
+            let old = self.cids.remove(letter);
+            match result {
+                Ok(job) => {
+                    tracing::info!(%letter, %job, replay_cid = %cid, "dead letter replayed");
+                    self.cids.insert(*job, old.unwrap_or_else(|| cid.clone()));
+                }
+                Err(e) => {
+                    if let Some(old) = old {
+                        self.cids.insert(*letter, old);
+                    }
+                    tracing::info!(%letter, error = %e, "dead letter not replayed");
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|(letter, r)| ReplayView::new(letter, r))
+            .collect()
+    }
+
+    fn dlq_page(&self, after: Option<JobId>, limit: usize) -> DlqPage {
+        let dlq = self.relay.dead_letters();
+        let mut letters: Vec<LetterView> = dlq
+            .list()
+            .filter(|l| after.is_none_or(|a| l.job > a))
+            .take(limit.saturating_add(1))
+            .map(|l| LetterView::new(l, false))
+            .collect();
+        let more = letters.len() > limit;
+        letters.truncate(limit);
+        DlqPage {
+            size: dlq.len(),
+            capacity: dlq.capacity(),
+            overflowed: dlq.overflowed(),
+            next_after: if more {
+                letters.last().map(|l| l.job)
+            } else {
+                None
+            },
+            letters,
+        }
+    }
+
+    fn stats(&mut self) -> StatsView {
+        let now = self.clock.now();
+        let r = &self.relay;
+        StatsView {
+            uptime_s: now.as_secs_f64(),
+            red: r.stats().snapshot(now),
+            queue_depth: r.queue_len(),
+            queue_capacity: r.queue_capacity(),
+            queue_depth_max_seen: r.queue_depth_max_seen(),
+            in_flight: r.in_flight(),
+            workers: r.workers(),
+            live_jobs: r.live_jobs(),
+            breaker: r.breaker_state(),
+            dlq_size: r.dead_letters().len(),
+            dlq_capacity: r.dead_letters().capacity(),
+            idempotency_keys: r.idempotency_keys(),
+            draining: r.is_draining(),
+            http_rejected: Default::default(),
+        }
+    }
+
+    /// Performs everything the relay asked for; answers that came back at
+    /// once are fed in and their outputs performed in turn.
+    fn perform_outputs(&mut self) {
+        loop {
+            while let Some(out) = self.relay.poll_output() {
+                self.perform(out);
+            }
+            let Some(done) = self.ready.pop_front() else {
+                return;
+            };
+            self.on_result(done);
+        }
+    }
+
+    fn perform(&mut self, out: Output<Key, Bytes>) {
+        match out {
+            Output::Call {
+                call,
+                key,
+                payload,
+                timeout,
+            } => {
+                let cid = self.cids.get(&call.job).cloned();
+                tracing::debug!(cid = cid.as_deref(), job = %call.job, attempt = call.attempt, "calling downstream");
+                let request = CallRequest {
+                    call,
+                    key,
+                    payload,
+                    timeout,
+                    correlation_id: cid,
+                };
+                if let Some(done) = self.caller.start(request, &self.results_tx) {
+                    self.ready.push_back(done);
+                }
+            }
+            Output::Finished {
+                job,
+                key,
+                attempts,
+                latency,
+                outcome,
+            } => self.finished(job, key, attempts, latency, outcome),
+            Output::Forgotten { key } => {
+                tracing::warn!(
+                    key = &*key,
+                    "idempotency store full: forgot a completed key before its TTL"
+                );
+            }
+            Output::Overflowed(letter) => {
+                let cid = self.cids.remove(&letter.job);
+                tracing::error!(
+                    cid = cid.as_deref(),
+                    job = %letter.job,
+                    key = letter.key.as_deref(),
+                    attempts = letter.attempts,
+                    reason = letter.reason.name(),
+                    payload = %String::from_utf8_lossy(&letter.payload),
+                    "dead-letter queue full: letter kept only in this log line"
+                );
+            }
+            Output::Event(e) => self.event(e),
+        }
+    }
+
+    fn finished(
+        &mut self,
+        job: JobId,
+        key: Option<Key>,
+        attempts: u32,
+        latency: std::time::Duration,
+        outcome: Outcome<Bytes>,
+    ) {
+        let latency_ms = latency.as_secs_f64() * 1e3;
+        match outcome {
+            Outcome::Succeeded { .. } => {
+                let cid = self.cids.remove(&job);
+                tracing::debug!(cid = cid.as_deref(), %job, key = key.as_deref(), attempts, latency_ms, "job succeeded");
+            }
+            Outcome::DeadLettered { reason, last_error } => {
+                // The letter keeps its correlation id while it waits in the queue.
+                let kept = self.relay.dead_letters().get(job).is_some();
+                let cid = if kept {
+                    self.cids.get(&job).cloned()
+                } else {
+                    self.cids.remove(&job)
+                };
+                tracing::warn!(
+                    cid = cid.as_deref(),
+                    %job,
+                    key = key.as_deref(),
+                    attempts,
+                    latency_ms,
+                    reason = reason.name(),
+                    last_error = last_error.name(),
+                    "job dead-lettered"
+                );
+            }
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Breaker { from, to } => {
+                tracing::warn!(?from, ?to, "circuit breaker changed state");
+            }
+            Event::AttemptFailed {
+                job,
+                attempt,
+                error,
+            } => {
+                let cid = self.cids.get(&job);
+                tracing::debug!(cid = cid.map(|c| &**c), %job, attempt, error = error.name(), "attempt failed");
+            }
+            other => tracing::trace!(event = ?other, "relay event"),
+        }
+    }
+
+    /// Everything unfinished, for the shutdown log.
+    fn leftovers(&self) -> Leftovers {
+        let mut live: Vec<(JobView, Option<Arc<str>>)> = self
+            .cids
+            .iter()
+            .filter_map(|(job, cid)| {
+                let status = self.relay.job_status(*job)?;
+                let open = status.finished_at.is_none();
+                open.then(|| (JobView::new(&status), Some(cid.clone())))
+            })
+            .collect();
+        live.sort_by_key(|(v, _)| v.job);
+        let stats = self.relay.stats();
+        Leftovers {
+            live,
+            dead_letters: self
+                .relay
+                .dead_letters()
+                .list()
+                .map(|l| LetterView::new(l, true))
+                .collect(),
+            succeeded: stats.succeeded,
+            dead_lettered: stats.dead_lettered_total(),
+        }
+    }
+}
+
+/// Why the relay's task could not answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    #[error("the relay's inbox is full")]
+    Full,
+    #[error("the relay has stopped")]
+    Stopped,
+}
+
+/// How handlers talk to the relay's task. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RelayHandle {
+    tx: mpsc::Sender<Command>,
+    pub gauges: Arc<Gauges>,
+}
+
+impl RelayHandle {
+    /// A task owning `relay` (not yet spawned) and its handle.
+    pub fn new(
+        relay: ServerRelay,
+        caller: Caller,
+        commands_max: usize,
+        results_max: usize,
+    ) -> (RelayHandle, RelayActor) {
+        let (tx, rx) = mpsc::channel(commands_max.max(1));
+        let gauges = Arc::new(Gauges::default());
+        let actor = RelayActor::new(relay, caller, rx, results_max, gauges.clone());
+        (RelayHandle { tx, gauges }, actor)
+    }
+
+    /// Sends the command `make` builds and waits for its reply. Never waits
+    /// for room in the inbox: a full inbox is an answer.
+    pub async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.try_send(make(reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Unavailable::Full,
+            mpsc::error::TrySendError::Closed(_) => Unavailable::Stopped,
+        })?;
+        answer.await.map_err(|_| Unavailable::Stopped)
+    }
+
+    /// Sends a command that has no reply; waits for room (shutdown only).
+    pub async fn tell(&self, command: Command) -> Result<(), Unavailable> {
+        self.tx
+            .send(command)
+            .await
+            .map_err(|_| Unavailable::Stopped)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.gauges.draining.load(Ordering::Relaxed)
+    }
+
+    /// Jobs accepted and not finished, as of the task's last turn.
+    pub fn live_jobs(&self) -> usize {
+        self.gauges.live_jobs.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once no job is live.
+    pub async fn idle(&self) {
+        loop {
+            let woken = self.gauges.idle.notified();
+            tokio::pin!(woken);
+            // Registered before the check, so a wake-up in between is not missed.
+            woken.as_mut().enable();
+            if self.live_jobs() == 0 {
+                return;
+            }
+            woken.await;
+        }
+    }
+}

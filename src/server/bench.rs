@@ -1,0 +1,524 @@
+//! The accept-path benchmark: the relay's `POST /relay` beside a bare axum
+//! handler, and the relay under a 10x overload. Loopback only, bounded in
+//! time, one JSON line per measurement.
+//!
+//! Absolute numbers drift on a shared machine, so every figure that matters
+//! is a ratio taken in one run: the same in-process load generator (a pooled
+//! hyper client at fixed concurrency for a fixed time) drives first a bare
+//! axum handler that reads the body and answers 202, then the full relay
+//! (correlation id, checks, fingerprint, the relay's task, a zero-latency
+//! built-in downstream so accepted jobs finish and the queue stays open).
+//! The overload run paces requests open-loop at ten times what the
+//! downstream can serve, so the queue is full and nearly every answer is a
+//! 429; it reports their latency, memory before and after, and checks that
+//! every accepted job ended.
+
+use super::client::{uri, HttpClient, Reply};
+use super::config::{DownstreamConfig, Settings};
+use super::flaky::FaultConfig;
+use super::RelayServer;
+use crate::relay::stats::LatencyHistogram;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// `bench_http`'s command line.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "bench_http",
+    about = "Accept-path and overload benchmark of the relay server (loopback only)"
+)]
+pub struct BenchArgs {
+    /// Seconds per accept-path measurement (at most 10), split into rounds.
+    #[arg(long, default_value_t = 6.0)]
+    pub secs: f64,
+    /// Alternating rounds of the bare handler and the relay.
+    #[arg(long, default_value_t = 6)]
+    pub rounds: usize,
+    /// Requests in flight at once in the accept-path measurements.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Seconds of overload (at most 30).
+    #[arg(long, default_value_t = 10.0)]
+    pub overload_secs: f64,
+    /// Offered load as a multiple of what the downstream can serve.
+    #[arg(long, default_value_t = 10.0)]
+    pub overload_factor: f64,
+    /// Run one measurement only (for profiling).
+    #[arg(long, value_enum)]
+    pub only: Option<Only>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Only {
+    Bare,
+    Relay,
+    Overload,
+}
+
+/// One closed-loop measurement.
+#[derive(Debug, Serialize)]
+struct Throughput {
+    bench: &'static str,
+    secs: f64,
+    concurrency: usize,
+    requests: u64,
+    rps: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    /// Answers other than 202.
+    other: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Overload {
+    bench: &'static str,
+    secs: f64,
+    capacity_per_s: f64,
+    offered_per_s: f64,
+    sent: u64,
+    /// Ticks skipped because the generator had too many requests open.
+    skipped: u64,
+    accepted: u64,
+    shed: u64,
+    other: u64,
+    p50_429_ms: f64,
+    p99_429_ms: f64,
+    p999_429_ms: f64,
+    max_429_ms: f64,
+    p99_202_ms: f64,
+    rss_kb_before: Option<u64>,
+    rss_kb_after: Option<u64>,
+    rss_kb_max: Option<u64>,
+    /// Resident memory sampled once a second during the overload.
+    rss_kb_per_s: Vec<u64>,
+    /// Accepted jobs that neither succeeded nor were dead-lettered.
+    lost: u64,
+}
+
+/// Runs every measurement and prints one JSON line each.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.secs > 0.0 && args.secs <= 10.0,
+        "--secs must be in (0, 10]"
+    );
+    anyhow::ensure!(
+        args.overload_secs > 0.0 && args.overload_secs <= 30.0,
+        "--overload-secs must be in (0, 30]"
+    );
+    anyhow::ensure!(
+        (1..=1024).contains(&args.concurrency),
+        "--concurrency must be 1 to 1024"
+    );
+    anyhow::ensure!(
+        (1..=100).contains(&args.rounds),
+        "--rounds must be 1 to 100"
+    );
+    anyhow::ensure!(
+        args.overload_factor >= 1.0 && args.overload_factor <= 100.0,
+        "--overload-factor must be 1 to 100"
+    );
+    super::logging::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        // Overload first, so its memory figures start from a fresh process.
+        if args.only.is_none() || args.only == Some(Only::Overload) {
+            print_line(&overload(args).await?);
+        }
+        if args.only != Some(Only::Overload) {
+            accept_paths(args).await?;
+        }
+        Ok(())
+    })
+}
+
+fn print_line(v: &impl Serialize) {
+    println!("{}", serde_json::to_string(v).unwrap_or_default());
+}
+
+/// The bare handler and the relay, in alternating rounds so that a change
+/// in background load hits both alike; prints both and their ratio.
+async fn accept_paths(args: &BenchArgs) -> anyhow::Result<()> {
+    let client = HttpClient::new(64 * 1024);
+    let (bare_addr, bare_task) = start_bare().await?;
+    let relay = start_relay().await?;
+    let bare_uri = uri(&format!("http://{bare_addr}"), "/relay")?;
+    let relay_uri = uri(&relay.base_url(), "/relay")?;
+    warm_up(&client, &bare_uri, "bare-axum").await?;
+    warm_up(&client, &relay_uri, "relay-accept").await?;
+    let per_round = Duration::from_secs_f64(args.secs / args.rounds as f64);
+    let (mut bare, mut accept) = (Loop::default(), Loop::default());
+    let mut ratios = Vec::with_capacity(args.rounds);
+    for round in 0..args.rounds {
+        let run_bare = args.only != Some(Only::Relay);
+        let run_relay = args.only != Some(Only::Bare);
+        let b = if run_bare {
+            closed_loop(
+                &client,
+                &bare_uri,
+                &format!("bare-{round}"),
+                per_round,
+                args.concurrency,
+            )
+            .await
+        } else {
+            Loop::default()
+        };
+        let r = if run_relay {
+            closed_loop(
+                &client,
+                &relay_uri,
+                &format!("relay-{round}"),
+                per_round,
+                args.concurrency,
+            )
+            .await
+        } else {
+            Loop::default()
+        };
+        ratios.push(r.rps() / b.rps().max(1e-9));
+        bare.add(b);
+        accept.add(r);
+    }
+    bare_task.abort();
+    drop(relay);
+    let bare = bare.report("bare-axum", args.concurrency);
+    let accept = accept.report("relay-accept", args.concurrency);
+    if args.only != Some(Only::Relay) {
+        print_line(&bare);
+    }
+    if args.only != Some(Only::Bare) {
+        print_line(&accept);
+    }
+    if args.only.is_none() {
+        ratios.sort_by(f64::total_cmp);
+        print_line(&serde_json::json!({
+            "bench": "accept-ratio",
+            "rounds": args.rounds,
+            "relay_over_bare_rps": accept.rps / bare.rps.max(1e-9),
+            "median_round_ratio": ratios[ratios.len() / 2],
+            "relay_p50_ms": accept.p50_ms,
+            "relay_p99_ms": accept.p99_ms,
+            "bare_p50_ms": bare.p50_ms,
+            "bare_p99_ms": bare.p99_ms,
+        }));
+    }
+    Ok(())
+}
+
+/// A bare axum handler on loopback: reads the body, answers 202 with JSON.
+async fn start_bare() -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)>
+{
+    let app = Router::new().route(
+        "/relay",
+        post(|body: Bytes| async move {
+            let answer = format!(
+                r#"{{"job":{},"status_url":"/relay/0","state":"queued"}}"#,
+                body.len()
+            );
+            (
+                StatusCode::ACCEPTED,
+                [("content-type", "application/json")],
+                answer,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let addr = listener.local_addr()?;
+    Ok((
+        addr,
+        tokio::spawn(async move { axum::serve(listener, app).await }),
+    ))
+}
+
+/// The relay, its jobs finishing at once behind it (zero-latency built-in
+/// downstream), so the queue never fills and every answer is a 202.
+async fn start_relay() -> anyhow::Result<RelayServer> {
+    let mut s = Settings::default();
+    s.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    s.relay.workers = 64;
+    s.relay.queue.capacity = 10_000;
+    s.relay.jobs_max = 20_000;
+    s.downstream = DownstreamConfig::Flaky(FaultConfig {
+        latency_ms: 0.0,
+        ..FaultConfig::default()
+    });
+    s.validate()?;
+    RelayServer::start(&s).await
+}
+
+/// The request every measurement sends: a small JSON body with a fresh key.
+async fn post_relay(
+    client: &HttpClient,
+    target: &axum::http::Uri,
+    key: String,
+) -> Result<Reply, super::client::CallFailed> {
+    let headers = [(
+        HeaderName::from_static("idempotency-key"),
+        HeaderValue::from_str(&key).unwrap_or(HeaderValue::from_static("k")),
+    )];
+    client
+        .post_json(
+            target,
+            &headers,
+            Bytes::from_static(br#"{"order":42,"amount_cents":1999,"currency":"EUR"}"#),
+        )
+        .await
+}
+
+/// What closed loops measured, summed over rounds.
+#[derive(Default)]
+struct Loop {
+    latency: LatencyHistogram,
+    requests: u64,
+    other: u64,
+    secs: f64,
+}
+
+impl Loop {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.secs.max(1e-9)
+    }
+
+    fn add(&mut self, other: Loop) {
+        self.latency.add(&other.latency);
+        self.requests += other.requests;
+        self.other += other.other;
+        self.secs += other.secs;
+    }
+
+    fn report(&self, bench: &'static str, concurrency: usize) -> Throughput {
+        let s = self.latency.summary();
+        Throughput {
+            bench,
+            secs: self.secs,
+            concurrency,
+            requests: self.requests,
+            rps: self.rps(),
+            p50_ms: s.p50_ms,
+            p90_ms: s.p90_ms,
+            p99_ms: s.p99_ms,
+            p999_ms: s.p999_ms,
+            other: self.other,
+        }
+    }
+}
+
+/// `concurrency` loops, each sending the next request when the last one is answered.
+async fn closed_loop(
+    client: &HttpClient,
+    target: &axum::http::Uri,
+    keys: &str,
+    duration: Duration,
+    concurrency: usize,
+) -> Loop {
+    let started = now();
+    let until = started + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..concurrency {
+        let (client, target) = (client.clone(), target.clone());
+        let prefix = format!("{keys}-{worker}");
+        tasks.spawn(async move {
+            let mut latency = LatencyHistogram::new();
+            let (mut n, mut other) = (0u64, 0u64);
+            while now() < until {
+                let sent = now();
+                let reply = post_relay(&client, &target, format!("{prefix}-{n}")).await;
+                latency.record(sent.elapsed());
+                n += 1;
+                if !reply.is_ok_and(|r| r.status == StatusCode::ACCEPTED) {
+                    other += 1;
+                }
+            }
+            (latency, n, other)
+        });
+    }
+    let mut total = Loop::default();
+    for (latency, requests, other) in tasks.join_all().await {
+        total.latency.add(&latency);
+        total.requests += requests;
+        total.other += other;
+    }
+    total.secs = started.elapsed().as_secs_f64();
+    total
+}
+
+/// One request first, so connection set-up is not measured and a broken
+/// target fails loudly instead of producing a table of errors.
+async fn warm_up(client: &HttpClient, target: &axum::http::Uri, bench: &str) -> anyhow::Result<()> {
+    let reply = post_relay(client, target, format!("{bench}-warm-up")).await?;
+    anyhow::ensure!(
+        reply.status == StatusCode::ACCEPTED,
+        "{bench}: warm-up answered {}",
+        reply.status
+    );
+    Ok(())
+}
+
+/// The load generator's clock (the server's one monotonic clock).
+fn now() -> Instant {
+    super::clock::read_monotonic()
+}
+
+/// Requests the overload generator keeps open at most. Each open request
+/// holds a connection; a small bound keeps the generator's own connection
+/// pool (and its buffers) from growing during a stall, so the memory series
+/// shows the server, not the client.
+const OPEN_MAX: usize = 64;
+
+/// Open-loop overload at `factor` × the downstream's capacity.
+async fn overload(args: &BenchArgs) -> anyhow::Result<Overload> {
+    let (workers, latency_ms) = (4usize, 20.0);
+    let capacity_per_s = workers as f64 * 1000.0 / latency_ms;
+    let offered_per_s = capacity_per_s * args.overload_factor;
+    let mut s = Settings::default();
+    s.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    s.relay.workers = workers;
+    s.relay.queue.capacity = 100;
+    s.relay.queue.retry_after_ms = 500.0;
+    // Accepted jobs leave records behind (idempotency answers, job history),
+    // bounded by these; small bounds reach their plateau within seconds, so
+    // what the memory series shows after that is the cost of refusing.
+    s.relay.idempotency.keys_max = 2_000;
+    s.relay.history_max = 1_000;
+    s.downstream = DownstreamConfig::Flaky(FaultConfig {
+        latency_ms,
+        ..FaultConfig::default()
+    });
+    s.validate()?;
+    let server = RelayServer::start(&s).await?;
+    let client = HttpClient::new(64 * 1024);
+    let target = uri(&server.base_url(), "/relay")?;
+    warm_up(&client, &target, "overload").await?;
+    let rss_kb_before = rss_kb();
+    let run = drive_open_loop(
+        &client,
+        &target,
+        offered_per_s,
+        Duration::from_secs_f64(args.overload_secs),
+    )
+    .await;
+    let rss_kb_after = rss_kb();
+    let lost = wait_and_count_lost(&server, &client).await?;
+    let t = &run.tally;
+    Ok(Overload {
+        bench: "overload-429",
+        secs: args.overload_secs,
+        capacity_per_s,
+        offered_per_s,
+        sent: run.sent,
+        skipped: run.skipped,
+        accepted: t.accepted.count(),
+        shed: t.shed.count(),
+        other: t.other,
+        p50_429_ms: t.shed.quantile_ms(0.5),
+        p99_429_ms: t.shed.quantile_ms(0.99),
+        p999_429_ms: t.shed.quantile_ms(0.999),
+        max_429_ms: t.shed.max_ms(),
+        p99_202_ms: t.accepted.quantile_ms(0.99),
+        rss_kb_before,
+        rss_kb_after,
+        rss_kb_max: run.rss_kb_per_s.iter().copied().max(),
+        rss_kb_per_s: run.rss_kb_per_s,
+        lost,
+    })
+}
+
+/// Answers of the overload run, by kind.
+#[derive(Clone, Debug, Default)]
+struct Tally {
+    shed: LatencyHistogram,
+    accepted: LatencyHistogram,
+    other: u64,
+}
+
+struct OpenLoopRun {
+    tally: Tally,
+    sent: u64,
+    skipped: u64,
+    rss_kb_per_s: Vec<u64>,
+}
+
+/// Sends at a fixed rate for `duration`, whatever the answers, each request
+/// in its own task; samples memory once a second.
+async fn drive_open_loop(
+    client: &HttpClient,
+    target: &axum::http::Uri,
+    per_s: f64,
+    duration: Duration,
+) -> OpenLoopRun {
+    let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
+    let open = Arc::new(tokio::sync::Semaphore::new(OPEN_MAX));
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / per_s));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let (started, mut next_sample) = (now(), now());
+    let (mut sent, mut skipped, mut rss_kb_per_s) = (0u64, 0u64, Vec::new());
+    while started.elapsed() < duration {
+        ticks.tick().await;
+        if now() >= next_sample {
+            rss_kb_per_s.extend(rss_kb());
+            next_sample += Duration::from_secs(1);
+        }
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            skipped += 1;
+            continue;
+        };
+        let (client, target, tally) = (client.clone(), target.clone(), tally.clone());
+        let key = format!("overload-{sent}");
+        sent += 1;
+        tokio::spawn(async move {
+            let t0 = now();
+            let reply = post_relay(&client, &target, key).await;
+            let took = t0.elapsed();
+            let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+            match reply.map(|r| r.status) {
+                Ok(StatusCode::TOO_MANY_REQUESTS) => t.shed.record(took),
+                Ok(StatusCode::ACCEPTED) => t.accepted.record(took),
+                _ => t.other += 1,
+            }
+            drop(permit);
+        });
+    }
+    // Every permit back means every request answered.
+    let all = u32::try_from(OPEN_MAX).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(Duration::from_secs(30), open.acquire_many(all)).await;
+    let tally = tally.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    OpenLoopRun {
+        tally,
+        sent,
+        skipped,
+        rss_kb_per_s,
+    }
+}
+
+/// Waits for every accepted job to end, then counts those that vanished.
+async fn wait_and_count_lost(server: &RelayServer, client: &HttpClient) -> anyhow::Result<u64> {
+    let idle = tokio::time::timeout(Duration::from_secs(30), server.relay().idle()).await;
+    anyhow::ensure!(
+        idle.is_ok(),
+        "accepted jobs still running 30 s after the overload"
+    );
+    let stats = client
+        .get(&uri(&server.base_url(), "/stats")?)
+        .await?
+        .json();
+    let count = |field: &str| stats[field].as_u64().unwrap_or(0);
+    Ok(count("accepted").saturating_sub(count("succeeded") + count("dead_lettered")))
+}
+
+/// Resident memory of this process, from `/proc/self/status` (Linux only).
+fn rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,206 @@
+//! Performing the relay's downstream calls for real.
+//!
+//! The relay says "start attempt `call` with this payload"; something has to
+//! do it and report back with the same [`CallId`], so that the relay can tell
+//! a current answer from a late one. Two callers: the built-in flaky
+//! downstream (draws its fate from a seeded stream and answers after a
+//! sleep, or at once when the delay is zero), and a real HTTP service.
+//!
+//! A call never outlives its bound: the relay's attempt timeout when it has
+//! one (the relay's own timer reports the timeout, so the task just stops),
+//! else `call_timeout_max`, reported here as a timeout.
+
+use super::client::{CallFailed, HttpClient};
+use super::flaky::FaultConfig;
+use crate::relay::job::CallId;
+use crate::relay::retry::CallError;
+use crate::rng::Stream;
+use bytes::Bytes;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{StatusCode, Uri};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// An attempt's result, fed back to the relay.
+#[derive(Debug)]
+pub struct CallDone {
+    pub call: CallId,
+    pub result: Result<Bytes, CallError>,
+}
+
+/// One attempt to perform.
+#[derive(Clone, Debug)]
+pub struct CallRequest {
+    pub call: CallId,
+    pub key: Option<Arc<str>>,
+    pub payload: Bytes,
+    /// The relay's per-attempt timeout, if any.
+    pub timeout: Option<Duration>,
+    pub correlation_id: Option<Arc<str>>,
+}
+
+/// Who performs the calls.
+pub enum Caller {
+    Flaky { fault: FaultConfig, rng: Stream },
+    Http(HttpCaller),
+}
+
+/// Calls to a real downstream at `url`.
+pub struct HttpCaller {
+    pub client: HttpClient,
+    pub url: Uri,
+    /// Bound on a call when the relay sets none.
+    pub call_timeout_max: Duration,
+}
+
+/// Time a call task waits past the relay's own deadline before giving up
+/// quietly: the relay has reported the timeout by then.
+const GRACE: Duration = Duration::from_millis(100);
+
+impl Caller {
+    /// Starts `req`. A zero-delay in-process answer is returned at once (the
+    /// caller feeds it back); every other answer arrives on `done`.
+    pub fn start(&mut self, req: CallRequest, done: &mpsc::Sender<CallDone>) -> Option<CallDone> {
+        match self {
+            Caller::Flaky { fault, rng } => {
+                let fate = fault.draw(rng);
+                let result = if fate.ok {
+                    Ok(flaky_answer(&req))
+                } else {
+                    Err(CallError::ServerError)
+                };
+                if fate.delay.is_zero() {
+                    return Some(CallDone {
+                        call: req.call,
+                        result,
+                    });
+                }
+                let cutoff = req.timeout.map(|t| t + GRACE);
+                spawn_reply(done.clone(), req.call, cutoff, async move {
+                    tokio::time::sleep(fate.delay).await;
+                    result
+                });
+                None
+            }
+            Caller::Http(http) => {
+                let (cutoff, report_timeout) = match req.timeout {
+                    Some(t) => (t + GRACE, false),
+                    None => (http.call_timeout_max, true),
+                };
+                let (client, url) = (http.client.clone(), http.url.clone());
+                let call = req.call;
+                let work = async move { http_call(&client, &url, &req).await };
+                let done = done.clone();
+                tokio::spawn(async move {
+                    let result = match tokio::time::timeout(cutoff, work).await {
+                        Ok(result) => result,
+                        Err(_) if report_timeout => Err(CallError::Timeout),
+                        Err(_) => return,
+                    };
+                    let _ = done.send(CallDone { call, result }).await;
+                });
+                None
+            }
+        }
+    }
+}
+
+/// Runs `work` and sends its result, unless `cutoff` passes first.
+fn spawn_reply<F>(done: mpsc::Sender<CallDone>, call: CallId, cutoff: Option<Duration>, work: F)
+where
+    F: std::future::Future<Output = Result<Bytes, CallError>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let result = match cutoff {
+            Some(c) => match tokio::time::timeout(c, work).await {
+                Ok(r) => r,
+                Err(_) => return,
+            },
+            None => work.await,
+        };
+        // The actor holds the receiver for its whole life; a send fails
+        // only after it stopped, when nobody needs the answer.
+        let _ = done.send(CallDone { call, result }).await;
+    });
+}
+
+/// The built-in downstream's answer: a small JSON object naming the attempt.
+fn flaky_answer(req: &CallRequest) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"ok":true,"job":{},"attempt":{},"payload_bytes":{}}}"#,
+        req.call.job,
+        req.call.attempt,
+        req.payload.len()
+    ))
+}
+
+/// The header naming the idempotency key on calls (same as clients use).
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// The header carrying the correlation id.
+pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+
+/// One POST to the downstream; the status decides the outcome.
+async fn http_call(client: &HttpClient, url: &Uri, req: &CallRequest) -> Result<Bytes, CallError> {
+    let mut headers = Vec::with_capacity(3);
+    // Without a client key the job id names the logical request, so the
+    // downstream can still tell a retry from a new request.
+    let key = match &req.key {
+        Some(k) => HeaderValue::from_str(k).ok(),
+        None => HeaderValue::from_str(&format!("job-{}", req.call.job)).ok(),
+    };
+    if let Some(k) = key {
+        headers.push((IDEMPOTENCY_KEY, k));
+    }
+    if let Some(cid) = req.correlation_id.as_deref() {
+        if let Ok(v) = HeaderValue::from_str(cid) {
+            headers.push((CORRELATION_ID, v));
+        }
+    }
+    let reply = client
+        .post_json(url, &headers, req.payload.clone())
+        .await
+        .map_err(|e: CallFailed| {
+            tracing::debug!(job = %req.call.job, attempt = req.call.attempt, error = %e, "call failed");
+            CallError::ServerError
+        })?;
+    classify(reply.status).map(|()| reply.body)
+}
+
+/// Maps a downstream status onto the relay's outcomes.
+pub fn classify(status: StatusCode) -> Result<(), CallError> {
+    match status.as_u16() {
+        200..=299 => Ok(()),
+        408 => Err(CallError::Timeout),
+        429 => Err(CallError::Throttled),
+        400..=499 => Err(CallError::ClientError),
+        _ => Err(CallError::ServerError),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_onto_outcomes() {
+        assert_eq!(classify(StatusCode::OK), Ok(()));
+        assert_eq!(classify(StatusCode::ACCEPTED), Ok(()));
+        assert_eq!(
+            classify(StatusCode::TOO_MANY_REQUESTS),
+            Err(CallError::Throttled)
+        );
+        assert_eq!(
+            classify(StatusCode::UNPROCESSABLE_ENTITY),
+            Err(CallError::ClientError)
+        );
+        assert_eq!(
+            classify(StatusCode::SERVICE_UNAVAILABLE),
+            Err(CallError::ServerError)
+        );
+        assert_eq!(
+            classify(StatusCode::MOVED_PERMANENTLY),
+            Err(CallError::ServerError)
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! A small HTTP/1 client over loopback: downstream calls, tests, the load generator.
+//!
+//! One pooled hyper client with plain HTTP (the relay talks to services
+//! next to it; TLS belongs to a proxy in front). Answers are read whole, up
+//! to a byte limit, so a misbehaving peer cannot make the caller buffer
+//! without bound.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Idle connections kept per peer.
+const IDLE_PER_HOST_MAX: usize = 256;
+
+/// A whole answer.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallFailed {
+    #[error("bad request: {0}")]
+    Build(String),
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("answer body: {0}")]
+    Body(String),
+}
+
+/// A cloneable pooled client; clones share connections.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: Client<HttpConnector, Full<Bytes>>,
+    body_bytes_max: usize,
+}
+
+impl HttpClient {
+    /// A client that reads answers of at most `body_bytes_max` bytes.
+    pub fn new(body_bytes_max: usize) -> HttpClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(IDLE_PER_HOST_MAX)
+            .build(connector);
+        HttpClient {
+            inner,
+            body_bytes_max,
+        }
+    }
+
+    /// Sends one request and reads the whole answer.
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &Uri,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> Result<Reply, CallFailed> {
+        let mut builder = Request::builder().method(method).uri(uri.clone());
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        let request = builder
+            .body(Full::new(body))
+            .map_err(|e| CallFailed::Build(e.to_string()))?;
+        let response = self
+            .inner
+            .request(request)
+            .await
+            .map_err(|e| CallFailed::Transport(e.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, self.body_bytes_max)
+            .collect()
+            .await
+            .map_err(|e| CallFailed::Body(e.to_string()))?
+            .to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// `GET uri`.
+    pub async fn get(&self, uri: &Uri) -> Result<Reply, CallFailed> {
+        self.send(Method::GET, uri, &[], Bytes::new()).await
+    }
+
+    /// `POST uri` with a JSON body and extra headers.
+    pub async fn post_json(
+        &self,
+        uri: &Uri,
+        headers: &[(HeaderName, HeaderValue)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, CallFailed> {
+        let mut all = Vec::with_capacity(headers.len() + 1);
+        all.push((
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ));
+        all.extend_from_slice(headers);
+        self.send(Method::POST, uri, &all, body.into()).await
+    }
+}
+
+/// Parses `base` + `path` into a URI (`base` like `http://127.0.0.1:3000`).
+pub fn uri(base: &str, path: &str) -> Result<Uri, CallFailed> {
+    format!("{base}{path}")
+        .parse()
+        .map_err(|e: hyper::http::uri::InvalidUri| CallFailed::Build(e.to_string()))
+}

@@ -1,0 +1,720 @@
+//! The HTTP API over the relay's task.
+//!
+//! Handlers are thin: they check what only HTTP can get wrong (media type,
+//! size, signature, JSON syntax, the idempotency key's shape), turn the
+//! request into a relay [`Request`], ask the relay's task, and map its
+//! [`Answer`] onto a status code. Everything about queues, keys, retries and
+//! dead letters is the relay's; nothing here second-guesses it.
+
+use super::actor::{Command, RelayHandle, Unavailable};
+use super::correlation::{self, CorrelationId};
+use super::metrics;
+use super::problem::Problem;
+use super::signature::{SignatureError, Signer};
+use super::views::{body_json, status_url, HttpRejections, StatsView};
+use crate::relay::stats::Refusal;
+use crate::relay::{Answer, JobId, Request};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{middleware, Extension, Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::hash::Hasher;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+pub const SIGNATURE: HeaderName = HeaderName::from_static("x-signature");
+pub const CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
+
+/// Dead letters listed per page, by default and at most.
+const DLQ_PAGE_DEFAULT: usize = 100;
+const DLQ_PAGE_MAX: usize = 1_000;
+/// Ids accepted in one `POST /dlq/replay`.
+const REPLAY_IDS_MAX: usize = 10_000;
+/// Longest `X-Client-Id` honoured.
+const CLIENT_ID_BYTES_MAX: usize = 128;
+
+/// What the HTTP layer checks before the relay sees a request.
+#[derive(Clone, Debug)]
+pub struct HttpPolicy {
+    pub body_bytes_max: usize,
+    pub signer: Option<Signer>,
+    pub key_bytes_max: usize,
+}
+
+/// Counts of requests refused by the HTTP layer itself.
+#[derive(Debug, Default)]
+struct Rejections {
+    malformed: AtomicU64,
+    too_large: AtomicU64,
+    unsupported_media_type: AtomicU64,
+    bad_signature: AtomicU64,
+    bad_key: AtomicU64,
+    busy: AtomicU64,
+}
+
+impl Rejections {
+    fn snapshot(&self) -> HttpRejections {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        HttpRejections {
+            malformed: get(&self.malformed),
+            too_large: get(&self.too_large),
+            unsupported_media_type: get(&self.unsupported_media_type),
+            bad_signature: get(&self.bad_signature),
+            bad_key: get(&self.bad_key),
+            busy: get(&self.busy),
+        }
+    }
+
+    fn count(&self, problem: &Problem) {
+        if problem.slug() == "bad-idempotency-key" {
+            self.bad_key.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let counter = match problem.status() {
+            StatusCode::BAD_REQUEST => &self.malformed,
+            StatusCode::PAYLOAD_TOO_LARGE => &self.too_large,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => &self.unsupported_media_type,
+            StatusCode::UNAUTHORIZED => &self.bad_signature,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub struct AppState {
+    relay: RelayHandle,
+    policy: HttpPolicy,
+    rejections: Rejections,
+}
+
+/// Shared by every handler; one reference count per request.
+type App = Arc<AppState>;
+
+/// Every route, the 404 and 405 fallbacks, the body limit and the
+/// correlation-id layer.
+pub fn router(relay: RelayHandle, policy: HttpPolicy) -> Router {
+    let limit = policy.body_bytes_max;
+    let state = Arc::new(AppState {
+        relay,
+        policy,
+        rejections: Rejections::default(),
+    });
+    Router::new()
+        .route("/relay", post(submit))
+        .route("/relay/{id}", get(job_status))
+        .route("/dlq", get(dlq_list))
+        .route("/dlq/replay", post(dlq_replay))
+        .route("/dlq/{id}", get(dlq_get))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/stats", get(stats))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(correlation::layer))
+        .with_state(state)
+}
+
+/// `POST /relay`. Takes the request whole: the headers are read in place
+/// rather than copied, since this is the path every job comes through.
+async fn submit(State(app): State<App>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let cid = match parts.extensions.get::<CorrelationId>() {
+        Some(CorrelationId(cid)) => cid.clone(),
+        None => Arc::from("none"),
+    };
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+    let body = read_body(body, app.policy.body_bytes_max).await;
+    let request = match app.check(peer, &parts.headers, body) {
+        Ok(r) => r,
+        Err(problem) => {
+            app.rejections.count(&problem);
+            tracing::debug!(status = problem.status().as_u16(), detail = %problem.detail, "refused by the HTTP layer");
+            return problem.correlation_id(&cid).into_response();
+        }
+    };
+    let cid_for_relay = cid.clone();
+    let answer = app
+        .relay
+        .ask(|reply| Command::Submit {
+            request,
+            cid: cid_for_relay,
+            reply,
+        })
+        .await;
+    match answer {
+        Ok(a) => answer_response(a, &cid, app.relay.is_draining()),
+        Err(e) => app.busy(e, &cid),
+    }
+}
+
+impl AppState {
+    /// The HTTP-level checks, in order: media type, size, signature, JSON,
+    /// idempotency key.
+    fn check(
+        &self,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+        body: Result<Bytes, Problem>,
+    ) -> Result<Request<Arc<str>, Bytes>, Problem> {
+        require_json(headers)?;
+        let body = body?;
+        if let Some(signer) = &self.policy.signer {
+            let header = headers.get(SIGNATURE).map(HeaderValue::as_bytes);
+            signer.verify(header, &body).map_err(signature_problem)?;
+        }
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+            return Err(Problem::bad_request(
+                "malformed-json",
+                format!("the body is not valid JSON: {e}"),
+            ));
+        }
+        let key = idempotency_key(headers, self.policy.key_bytes_max)?;
+        Ok(Request {
+            client: client_id(peer, headers),
+            key,
+            fingerprint: fingerprint(&body),
+            payload: body,
+        })
+    }
+
+    fn busy(&self, e: Unavailable, cid: &Arc<str>) -> Response {
+        self.rejections.busy.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(error = %e, "relay task unavailable");
+        Problem::busy(e.to_string())
+            .correlation_id(cid)
+            .into_response()
+    }
+}
+
+/// Reads the whole body, up to `limit` bytes (413 beyond).
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Problem> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if c.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            cause = c.source();
+        }
+        Problem::bad_request(
+            "unreadable-body",
+            format!("the body could not be read: {e}"),
+        )
+    })
+}
+
+fn too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body-too-large",
+        "Content too large",
+        "the body is over the server's limit",
+    )
+}
+
+/// `Content-Type` must be JSON: `application/json` or `application/*+json`
+/// (any case, parameters ignored).
+fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
+    let media = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim());
+    let ok = media.is_some_and(|m| {
+        let starts = |p: &str| m.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+        let ends = |p: &str| {
+            m.len() >= p.len()
+                && m.get(m.len() - p.len()..)
+                    .is_some_and(|t| t.eq_ignore_ascii_case(p))
+        };
+        m.eq_ignore_ascii_case("application/json")
+            || (starts("application/") && ends("+json") && m.len() > "application/+json".len())
+    });
+    if ok {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported media type",
+        format!(
+            "the body must be application/json, got {}",
+            media.unwrap_or("no Content-Type")
+        ),
+    ))
+}
+
+fn body_problem(rejection: BytesRejection) -> Problem {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large()
+    } else {
+        Problem::bad_request("unreadable-body", rejection.body_text())
+    }
+}
+
+fn signature_problem(e: SignatureError) -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "bad-signature",
+        "Unauthorized",
+        e.to_string(),
+    )
+}
+
+/// The `Idempotency-Key`, if any: one header, 1 to `bytes_max` visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap, bytes_max: usize) -> Result<Option<Arc<str>>, Problem> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bad = |detail: String| Problem::bad_request("bad-idempotency-key", detail);
+    if values.next().is_some() {
+        return Err(bad("send one Idempotency-Key header, not several".into()));
+    }
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > bytes_max {
+        return Err(bad(format!(
+            "the Idempotency-Key must be 1 to {bytes_max} bytes, got {}",
+            bytes.len()
+        )));
+    }
+    if !bytes.iter().all(u8::is_ascii_graphic) {
+        return Err(bad(
+            "the Idempotency-Key must be visible ASCII characters".into()
+        ));
+    }
+    Ok(Some(Arc::from(String::from_utf8_lossy(bytes))))
+}
+
+/// Who is asking, for the per-client rate limit: the `X-Client-Id` header
+/// when present, else the peer's IP address (not its port), hashed with a
+/// fixed key so a client keeps its bucket across connections and restarts.
+fn client_id(peer: SocketAddr, headers: &HeaderMap) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    match headers
+        .get(CLIENT_ID)
+        .filter(|v| !v.is_empty() && v.len() <= CLIENT_ID_BYTES_MAX)
+    {
+        Some(v) => {
+            h.write_u8(1);
+            h.write(v.as_bytes());
+        }
+        None => {
+            h.write_u8(0);
+            match peer.ip() {
+                std::net::IpAddr::V4(ip) => h.write(&ip.octets()),
+                std::net::IpAddr::V6(ip) => h.write(&ip.octets()),
+            }
+        }
+    }
+    h.finish()
+}
+
+/// The first 8 bytes of the body's SHA-256: stable across runs and
+/// machines, and no client can make two payloads collide on purpose.
+pub fn fingerprint(body: &[u8]) -> u64 {
+    let digest = Sha256::digest(body);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// Maps the relay's answer onto HTTP.
+fn answer_response(answer: Answer<Bytes>, cid: &Arc<str>, draining: bool) -> Response {
+    match answer {
+        Answer::Accepted { job } => {
+            // Written by hand: this answer is the hot path, and its shape is fixed.
+            let url = status_url(job);
+            let body = format!(r#"{{"job":"{job}","status_url":"{url}","state":"queued"}}"#);
+            let mut r = (StatusCode::ACCEPTED, body).into_response();
+            let headers = r.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Ok(v) = HeaderValue::from_str(&url) {
+                headers.insert(LOCATION, v);
+            }
+            r
+        }
+        Answer::Replayed { job, response } => {
+            let body = serde_json::json!({
+                "job": job,
+                "status_url": status_url(job),
+                "state": "succeeded",
+                "response": body_json(&response),
+            });
+            let mut r = (StatusCode::OK, Json(body)).into_response();
+            r.headers_mut()
+                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+            r
+        }
+        Answer::Refused {
+            why,
+            retry_after,
+            job,
+        } => refusal(why, retry_after, job, draining)
+            .correlation_id(cid)
+            .into_response(),
+    }
+}
+
+fn refusal(
+    why: Refusal,
+    retry_after: Option<Duration>,
+    job: Option<JobId>,
+    draining: bool,
+) -> Problem {
+    use StatusCode as S;
+    let p = match why {
+        Refusal::RateLimited => Problem::new(S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests", "this client is over its rate limit"),
+        Refusal::Shed => Problem::new(S::TOO_MANY_REQUESTS, "queue-full", "Too many requests", "the queue is full"),
+        Refusal::Unavailable if draining => Problem::new(S::SERVICE_UNAVAILABLE, "draining", "Service unavailable", "the relay is shutting down and takes no new work"),
+        Refusal::Unavailable => Problem::new(S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", "the downstream is failing (breaker open) and the queue is full, or the dead-letter queue is full"),
+        Refusal::Conflict => Problem::new(S::CONFLICT, "in-flight", "Conflict", "a request with this Idempotency-Key is still being processed"),
+        Refusal::Mismatch => Problem::new(S::UNPROCESSABLE_ENTITY, "key-reused", "Unprocessable content", "this Idempotency-Key was used with a different body"),
+        Refusal::KeysFull => Problem::new(S::SERVICE_UNAVAILABLE, "keys-full", "Service unavailable", "every idempotency record is in use"),
+        Refusal::BadKey => Problem::bad_request("idempotency-key-required", "this server requires an Idempotency-Key header"),
+    };
+    let p = match retry_after {
+        Some(wait) => p.retry_after(wait),
+        None => p,
+    };
+    match job {
+        Some(j) => p.job(j),
+        None => p,
+    }
+}
+
+fn parse_job(raw: &str) -> Result<JobId, Problem> {
+    raw.parse::<JobId>()
+        .map_err(|e| Problem::bad_request("bad-job-id", e))
+}
+
+/// Runs `ask` and answers its result as JSON, or a problem.
+async fn reply<T: serde::Serialize>(
+    app: &App,
+    cid: &Arc<str>,
+    make: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Command,
+) -> Response {
+    match app.relay.ask(make).await {
+        Ok(value) => Json(value).into_response(),
+        Err(e) => app.busy(e, cid),
+    }
+}
+
+async fn job_status(
+    State(app): State<App>,
+    Extension(CorrelationId(cid)): Extension<CorrelationId>,
+    Path(raw): Path<String>,
+) -> Response {
+    let job = match parse_job(&raw) {
+        Ok(j) => j,
+        Err(p) => return p.correlation_id(&cid).into_response(),
+    };
+    match app.relay.ask(|reply| Command::Status { job, reply }).await {
+        Ok(Some(view)) => Json(view).into_response(),
+        Ok(None) => Problem::not_found(format!("no job {job} (never accepted, or forgotten)"))
+            .correlation_id(&cid)
+            .into_response(),
+        Err(e) => app.busy(e, &cid),
+    }
+}
+
+/// `?after=<job>&limit=<n>` of `GET /dlq`.
+fn dlq_query(raw: Option<&str>) -> Result<(Option<JobId>, usize), Problem> {
+    let (mut after, mut limit) = (None, DLQ_PAGE_DEFAULT);
+    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "after" => after = Some(parse_job(value)?),
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=DLQ_PAGE_MAX).contains(n))
+                    .ok_or_else(|| {
+                        Problem::bad_request(
+                            "bad-query",
+                            format!("limit must be 1 to {DLQ_PAGE_MAX}"),
+                        )
+                    })?;
+            }
+            other => {
+                return Err(Problem::bad_request(
+                    "bad-query",
+                    format!("unknown query parameter `{other}` (after, limit)"),
+                ))
+            }
+        }
+    }
+    Ok((after, limit))
+}
+
+async fn dlq_list(
+    State(app): State<App>,
+    Extension(CorrelationId(cid)): Extension<CorrelationId>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    match dlq_query(query.as_deref()) {
+        Ok((after, limit)) => {
+            reply(&app, &cid, |reply| Command::DeadLetters {
+                after,
+                limit,
+                reply,
+            })
+            .await
+        }
+        Err(p) => p.correlation_id(&cid).into_response(),
+    }
+}
+
+async fn dlq_get(
+    State(app): State<App>,
+    Extension(CorrelationId(cid)): Extension<CorrelationId>,
+    Path(raw): Path<String>,
+) -> Response {
+    let job = match parse_job(&raw) {
+        Ok(j) => j,
+        Err(p) => return p.correlation_id(&cid).into_response(),
+    };
+    match app
+        .relay
+        .ask(|reply| Command::DeadLetter { job, reply })
+        .await
+    {
+        Ok(Some(view)) => Json(view).into_response(),
+        Ok(None) => Problem::not_found(format!("no dead letter {job}"))
+            .correlation_id(&cid)
+            .into_response(),
+        Err(e) => app.busy(e, &cid),
+    }
+}
+
+/// The body of `POST /dlq/replay`: empty or `{}` replays all.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
+    ids: Option<Vec<JobId>>,
+}
+
+fn replay_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Option<Vec<JobId>>, Problem> {
+    let body = body.map_err(body_problem)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    require_json(headers)?;
+    let parsed: ReplayBody = serde_json::from_slice(&body).map_err(|e| {
+        Problem::bad_request(
+            "malformed-json",
+            format!("expected {{\"ids\": [job, …]}}: {e}"),
+        )
+    })?;
+    match parsed.ids {
+        Some(ids) if ids.len() > REPLAY_IDS_MAX => Err(Problem::bad_request(
+            "too-many-ids",
+            format!("at most {REPLAY_IDS_MAX} ids per replay"),
+        )),
+        Some(ids) => Ok(Some(ids)),
+        None => Ok(None),
+    }
+}
+
+async fn dlq_replay(
+    State(app): State<App>,
+    Extension(CorrelationId(cid)): Extension<CorrelationId>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let letters = match replay_body(&headers, body) {
+        Ok(l) => l,
+        Err(p) => {
+            app.rejections.count(&p);
+            return p.correlation_id(&cid).into_response();
+        }
+    };
+    let cid_for_relay = cid.clone();
+    let results = app
+        .relay
+        .ask(|reply| Command::Replay {
+            letters,
+            cid: cid_for_relay,
+            reply,
+        })
+        .await;
+    match results {
+        Ok(results) => {
+            let replayed = results.iter().filter(|r| r.job.is_some()).count();
+            let body = serde_json::json!({
+                "replayed": replayed,
+                "not_replayed": results.len() - replayed,
+                "results": results,
+            });
+            Json(body).into_response()
+        }
+        Err(e) => app.busy(e, &cid),
+    }
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "alive"}))
+}
+
+async fn ready(
+    State(app): State<App>,
+    Extension(CorrelationId(cid)): Extension<CorrelationId>,
+) -> Response {
+    if app.relay.is_draining() {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "Service unavailable",
+            "draining: finishing accepted work, taking no new work",
+        )
+        .correlation_id(&cid)
+        .into_response();
+    }
+    Json(serde_json::json!({"status": "ready"})).into_response()
+}
+
+impl AppState {
+    async fn stats_view(&self) -> Result<StatsView, Unavailable> {
+        let mut view = self.relay.ask(|reply| Command::Stats { reply }).await?;
+        view.http_rejected = self.rejections.snapshot();
+        Ok(view)
+    }
+}
+
+async fn stats(
+    State(app): State<App>,
+    Extension(CorrelationId(cid)): Extension<CorrelationId>,
+) -> Response {
+    match app.stats_view().await {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => app.busy(e, &cid),
+    }
+}
+
+async fn metrics_text(
+    State(app): State<App>,
+    Extension(CorrelationId(cid)): Extension<CorrelationId>,
+) -> Response {
+    match app.stats_view().await {
+        Ok(view) => (
+            [(
+                CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            )],
+            metrics::render(&view),
+        )
+            .into_response(),
+        Err(e) => app.busy(e, &cid),
+    }
+}
+
+async fn not_found(uri: Uri, Extension(CorrelationId(cid)): Extension<CorrelationId>) -> Response {
+    Problem::not_found(format!("no route for {}", uri.path()))
+        .correlation_id(&cid)
+        .into_response()
+}
+
+async fn method_not_allowed(
+    method: Method,
+    uri: Uri,
+    Extension(CorrelationId(cid)): Extension<CorrelationId>,
+) -> Response {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+    .correlation_id(&cid)
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn json_media_types_are_recognised() {
+        assert!(require_json(&headers(&[("content-type", "application/json")])).is_ok());
+        assert!(require_json(&headers(&[(
+            "content-type",
+            "Application/JSON; charset=utf-8"
+        )]))
+        .is_ok());
+        assert!(require_json(&headers(&[("content-type", "application/vnd.x+json")])).is_ok());
+        assert!(require_json(&headers(&[("content-type", "text/plain")])).is_err());
+        assert!(require_json(&headers(&[])).is_err());
+    }
+
+    #[test]
+    fn idempotency_keys_are_checked() {
+        assert_eq!(idempotency_key(&headers(&[]), 8).ok(), Some(None));
+        assert_eq!(
+            idempotency_key(&headers(&[("idempotency-key", "abc")]), 8).ok(),
+            Some(Some("abc".into()))
+        );
+        assert!(idempotency_key(&headers(&[("idempotency-key", "123456789")]), 8).is_err());
+        assert!(idempotency_key(&headers(&[("idempotency-key", "a b")]), 8).is_err());
+        assert!(idempotency_key(
+            &headers(&[("idempotency-key", "a"), ("idempotency-key", "b")]),
+            8
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_clients_are_per_ip() {
+        assert_eq!(fingerprint(b"{}"), fingerprint(b"{}"));
+        assert_ne!(fingerprint(b"{}"), fingerprint(b"[]"));
+        assert_eq!(fingerprint(b"abc"), 0xba78_16bf_8f01_cfea, "SHA-256 prefix");
+        let a: SocketAddr = "127.0.0.1:1000".parse().expect("addr");
+        let b: SocketAddr = "127.0.0.1:2000".parse().expect("addr");
+        let c: SocketAddr = "127.0.0.2:1000".parse().expect("addr");
+        let none = HeaderMap::new();
+        assert_eq!(client_id(a, &none), client_id(b, &none));
+        assert_ne!(client_id(a, &none), client_id(c, &none));
+        let named = headers(&[("x-client-id", "tenant-7")]);
+        assert_eq!(client_id(a, &named), client_id(c, &named));
+    }
+
+    #[test]
+    fn dlq_query_parses_and_refuses() {
+        assert_eq!(dlq_query(None).ok(), Some((None, DLQ_PAGE_DEFAULT)));
+        assert_eq!(
+            dlq_query(Some("after=0-5&limit=2")).ok(),
+            Some((Some(JobId::new(0, 5)), 2))
+        );
+        assert!(dlq_query(Some("limit=0")).is_err());
+        assert!(dlq_query(Some("after=x")).is_err());
+        assert!(dlq_query(Some("foo=1")).is_err());
+    }
+}

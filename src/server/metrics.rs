@@ -1,0 +1,261 @@
+//! `GET /metrics`: the same numbers as `/stats`, in Prometheus text format.
+//!
+//! Dashboards and alerts scrape counters and gauges rather than parse JSON.
+//! Counters end in `_total`; refusals, attempt errors and dead-letter
+//! reasons are one metric each with a label, so a new kind is a new series,
+//! not a new metric. Latency quantiles come out as a summary (quantiles plus
+//! `_sum` and `_count`) straight from the relay's HDR histograms.
+
+use super::views::StatsView;
+use crate::relay::breaker::BreakerState;
+use crate::relay::stats::LatencySummary;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders a stats view as exposition text.
+pub fn render(v: &StatsView) -> String {
+    let mut out = String::with_capacity(4096);
+    let red = &v.red;
+    for (name, help, value) in [
+        (
+            "relay_requests_total",
+            "Requests seen by the relay.",
+            red.requests,
+        ),
+        (
+            "relay_accepted_total",
+            "Requests accepted (202).",
+            red.accepted,
+        ),
+        (
+            "relay_replayed_total",
+            "Requests answered from the idempotency store.",
+            red.replayed,
+        ),
+        (
+            "relay_attempts_total",
+            "Downstream attempts started.",
+            red.attempts,
+        ),
+        ("relay_retries_total", "Retries scheduled.", red.retries),
+        (
+            "relay_succeeded_total",
+            "Jobs that succeeded.",
+            red.succeeded,
+        ),
+        (
+            "relay_dlq_overflowed_total",
+            "Dead letters that found the queue full.",
+            red.dlq_overflowed,
+        ),
+        (
+            "relay_late_results_total",
+            "Downstream answers after their attempt timed out.",
+            red.late_results,
+        ),
+    ] {
+        counter(&mut out, name, help, value);
+    }
+    let http = http_rejections(v);
+    for (name, help, label, values) in [
+        (
+            "relay_refused_total",
+            "Requests refused, by reason.",
+            "reason",
+            &red.refused,
+        ),
+        (
+            "relay_attempt_errors_total",
+            "Failed downstream attempts, by kind.",
+            "kind",
+            &red.attempt_errors,
+        ),
+        (
+            "relay_dead_lettered_total",
+            "Jobs dead-lettered, by reason.",
+            "reason",
+            &red.dead_letter_reasons,
+        ),
+        (
+            "relay_http_rejected_total",
+            "Requests refused by the HTTP layer, by reason.",
+            "reason",
+            &http,
+        ),
+    ] {
+        labelled(&mut out, name, help, label, values);
+    }
+    summary(
+        &mut out,
+        "relay_job_latency_seconds",
+        "Accepted to succeeded, per job.",
+        &red.job_latency,
+    );
+    summary(
+        &mut out,
+        "relay_attempt_latency_seconds",
+        "One downstream attempt.",
+        &red.attempt_latency,
+    );
+    gauges(&mut out, v);
+    out
+}
+
+/// The HTTP layer's refusals by reason, in field order.
+fn http_rejections(v: &StatsView) -> BTreeMap<String, u64> {
+    let json = serde_json::to_value(&v.http_rejected).unwrap_or_default();
+    json.as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn gauges(out: &mut String, v: &StatsView) {
+    for (name, help, value) in [
+        (
+            "relay_queue_depth",
+            "Jobs waiting for a worker.",
+            v.queue_depth as f64,
+        ),
+        (
+            "relay_queue_capacity",
+            "Queue capacity.",
+            v.queue_capacity as f64,
+        ),
+        (
+            "relay_in_flight",
+            "Downstream calls in flight.",
+            v.in_flight as f64,
+        ),
+        ("relay_workers", "Worker slots.", v.workers as f64),
+        (
+            "relay_live_jobs",
+            "Jobs accepted and not finished.",
+            v.live_jobs as f64,
+        ),
+        (
+            "relay_dlq_size",
+            "Letters in the dead-letter queue.",
+            v.dlq_size as f64,
+        ),
+        (
+            "relay_idempotency_keys",
+            "Idempotency records held.",
+            v.idempotency_keys as f64,
+        ),
+        (
+            "relay_draining",
+            "1 while draining for shutdown.",
+            f64::from(u8::from(v.draining)),
+        ),
+        (
+            "relay_uptime_seconds",
+            "Time since the server started.",
+            v.uptime_s,
+        ),
+    ] {
+        gauge(out, name, help, value);
+    }
+    if let Some(state) = v.breaker {
+        head(
+            out,
+            "relay_breaker_state",
+            "Circuit breaker state (1 = current).",
+            "gauge",
+        );
+        for (name, s) in [
+            ("closed", BreakerState::Closed),
+            ("open", BreakerState::Open),
+            ("half-open", BreakerState::HalfOpen),
+        ] {
+            let on = u8::from(state == s);
+            let _ = writeln!(out, "relay_breaker_state{{state=\"{name}\"}} {on}");
+        }
+    }
+}
+
+fn head(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    head(out, name, help, "counter");
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
+    head(out, name, help, "gauge");
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn labelled(out: &mut String, name: &str, help: &str, label: &str, values: &BTreeMap<String, u64>) {
+    head(out, name, help, "counter");
+    for (k, n) in values {
+        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", escape(k));
+    }
+}
+
+fn summary(out: &mut String, name: &str, help: &str, s: &LatencySummary) {
+    head(out, name, help, "summary");
+    for (q, ms) in [
+        ("0.5", s.p50_ms),
+        ("0.9", s.p90_ms),
+        ("0.99", s.p99_ms),
+        ("0.999", s.p999_ms),
+    ] {
+        let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {}", ms / 1e3);
+    }
+    let _ = writeln!(out, "{name}_sum {}", s.mean_ms * s.count as f64 / 1e3);
+    let _ = writeln!(out, "{name}_count {}", s.count);
+}
+
+/// Label values escape backslash, quote and newline.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::stats::Stats;
+    use crate::time::Time;
+
+    #[test]
+    fn every_line_is_a_comment_or_a_sample() {
+        let view = StatsView {
+            uptime_s: 1.0,
+            red: Stats::default().snapshot(Time::from_millis(1000)),
+            queue_depth: 1,
+            queue_capacity: 2,
+            queue_depth_max_seen: 2,
+            in_flight: 0,
+            workers: 1,
+            live_jobs: 1,
+            breaker: Some(BreakerState::Open),
+            dlq_size: 0,
+            dlq_capacity: 10,
+            idempotency_keys: 0,
+            draining: false,
+            http_rejected: Default::default(),
+        };
+        let text = render(&view);
+        assert!(text.contains("relay_refused_total{reason=\"shed\"} 0"));
+        assert!(text.contains("relay_breaker_state{state=\"open\"} 1"));
+        assert!(text.contains("relay_http_rejected_total{reason=\"too_large\"} 0"));
+        for line in text.lines() {
+            let ok = line.starts_with("# HELP ")
+                || line.starts_with("# TYPE ")
+                || line
+                    .rsplit_once(' ')
+                    .is_some_and(|(_, v)| v.parse::<f64>().is_ok());
+            assert!(ok, "bad line: {line}");
+        }
+    }
+}

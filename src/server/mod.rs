@@ -1,0 +1,40 @@
+//! The real-time adapter: the relay behind HTTP, on tokio and axum.
+//!
+//! The very [`Relay`](crate::relay::Relay) the simulator drives, owned by one
+//! task ([`actor`]), fed requests from HTTP handlers ([`http`]), downstream
+//! answers from real calls ([`calls`]) and wake-ups from one timer armed at
+//! `poll_timeout`, on a clock that maps tokio's monotonic time onto relay
+//! time ([`clock`]). No pattern is implemented here a second time.
+//!
+//! - [`config`]: settings file, flags and environment, validated once;
+//! - [`problem`]: RFC 9457 error bodies; [`correlation`]: request ids;
+//!   [`signature`]: HMAC body signatures;
+//! - [`views`], [`metrics`]: what `/stats`, `/metrics` and the job and
+//!   dead-letter endpoints show;
+//! - [`app`]: start, drain and stop;
+//! - [`downstream`], [`flaky`], [`ledger`]: a standalone flaky service
+//!   that counts side effects per idempotency key;
+//! - [`client`]: a small HTTP client; [`bench`]: the accept-path benchmark.
+
+pub mod actor;
+pub mod app;
+pub mod bench;
+pub mod calls;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod correlation;
+pub mod downstream;
+pub mod flaky;
+pub mod http;
+pub mod ledger;
+pub mod logging;
+pub mod metrics;
+pub mod problem;
+pub mod shutdown;
+pub mod signature;
+pub mod views;
+
+pub use app::{serve, DrainReport, RelayServer};
+pub use config::{ServeArgs, Settings};
+pub use downstream::{run_downstream, DownstreamArgs, DownstreamService, DownstreamSettings};
