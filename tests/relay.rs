@@ -237,3 +237,22 @@ fn a_retry_that_finds_the_queue_full_is_dead_lettered_not_dropped() {
         Some(GiveUp::QueueFullOnRetry)
     );
 }
+
+#[test]
+fn unfinished_lists_every_live_job_with_its_payload() {
+    let mut r = relay(small());
+    for k in 0..3 {
+        r.handle_request(ms(0), request(k, 10 + k as u32));
+    }
+    let (calls, _) = drain(&mut r);
+    r.handle_call_result(ms(1), calls[0], Ok(0));
+    let left: Vec<_> = r
+        .unfinished()
+        .into_iter()
+        .map(|(s, k, p)| (s.state, k.copied(), *p))
+        .collect();
+    assert_eq!(
+        left,
+        vec![("in-flight", Some(1), 11), ("queued", Some(2), 12)]
+    );
+}

@@ -805,6 +805,18 @@ impl<K: Key, P: Payload> Relay<K, P> {
         })
     }
 
+    /// Every job not yet finished, oldest first, with its key and payload:
+    /// what a driver must log or persist if it stops before they end.
+    pub fn unfinished(&self) -> Vec<(JobStatus<P>, Option<&K>, &P)> {
+        let mut jobs: Vec<_> = self
+            .jobs
+            .iter()
+            .filter_map(|(_, j)| Some((self.job_status(j.id)?, j.key.as_ref(), &j.payload)))
+            .collect();
+        jobs.sort_by_key(|(s, ..)| s.job);
+        jobs
+    }
+
     pub fn dead_letters(&self) -> &DeadLetterQueue<K, P> {
         &self.dlq
     }

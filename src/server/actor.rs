@@ -79,7 +79,8 @@ pub struct Gauges {
 #[derive(Clone, Debug, Default)]
 pub struct Leftovers {
     /// Jobs accepted and not finished: `(job, state, attempts, correlation id)`.
-    pub live: Vec<(JobView, Option<Arc<str>>)>,
+    /// Unfinished jobs: status, correlation id, payload (lossy UTF-8).
+    pub live: Vec<(JobView, Option<Arc<str>>, String)>,
     pub dead_letters: Vec<LetterView>,
     pub succeeded: u64,
     pub dead_lettered: u64,
@@ -443,16 +444,19 @@ impl RelayActor {
 
     /// Everything unfinished, for the shutdown log.
     fn leftovers(&self) -> Leftovers {
-        let mut live: Vec<(JobView, Option<Arc<str>>)> = self
-            .cids
-            .iter()
-            .filter_map(|(job, cid)| {
-                let status = self.relay.job_status(*job)?;
-                let open = status.finished_at.is_none();
-                open.then(|| (JobView::new(&status), Some(cid.clone())))
+        let live = self
+            .relay
+            .unfinished()
+            .into_iter()
+            .map(|(status, _, payload)| {
+                let cid = self.cids.get(&status.job).cloned();
+                (
+                    JobView::new(&status),
+                    cid,
+                    String::from_utf8_lossy(payload).into_owned(),
+                )
             })
             .collect();
-        live.sort_by_key(|(v, _)| v.job);
         let stats = self.relay.stats();
         Leftovers {
             live,

@@ -168,12 +168,13 @@ pub fn log_report(report: &DrainReport) {
         dead_letters_left = left.dead_letters.len(),
         "relay stopped"
     );
-    for (job, cid) in &left.live {
+    for (job, cid, payload) in &left.live {
         tracing::warn!(
             cid = cid.as_deref(),
             job = %job.job,
             state = job.state,
             attempts = job.attempts,
+            payload = %payload,
             "unfinished at shutdown"
         );
     }
