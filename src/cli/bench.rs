@@ -15,6 +15,12 @@ pub struct BenchArgs {
     /// Override the number of arrivals (default: the workload's 1,000,000).
     #[arg(long)]
     pub arrivals: Option<u64>,
+    /// Idempotency keys the relay remembers (default: 100,000, or 1.1 × the
+    /// workload's queue + workers if larger). Every arrival has a new key, so
+    /// once full each one evicts the oldest: the store's size decides whether
+    /// that eviction hits the cache or memory.
+    #[arg(long)]
+    pub keys_max: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -30,6 +36,7 @@ struct BenchLine {
     scheduler_events: u64,
     peak_rss_kb: u64,
     rss_before_kb: u64,
+    idempotency_keys_max: usize,
     live_jobs_max: u64,
     bytes_per_live_job: f64,
     shed_frac: f64,
@@ -61,7 +68,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         anyhow::ensure!(n >= 1, "--arrivals must be ≥ 1");
         workload.arrivals = n;
     }
-    let scenario = workload.scenario(&args.workload);
+    let mut scenario = workload.scenario(&args.workload);
+    if let Some(keys) = args.keys_max {
+        scenario.relay.idempotency.keys_max = keys;
+    }
     scenario.validate()?;
     let rss_before_kb = rss_kb("VmRSS:");
     #[allow(clippy::disallowed_methods)] // wall time of the run is what a benchmark measures
@@ -88,6 +98,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         scheduler_events: s.scheduler_events,
         peak_rss_kb,
         rss_before_kb,
+        idempotency_keys_max: scenario.relay.idempotency.keys_max,
         live_jobs_max: s.live_jobs_max,
         bytes_per_live_job: (peak_rss_kb.saturating_sub(rss_before_kb) * 1024) as f64
             / s.live_jobs_max.max(1) as f64,
