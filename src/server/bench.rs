@@ -223,7 +223,7 @@ async fn start_bare() -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std
         "/relay",
         post(|body: Bytes| async move {
             let answer = format!(
-                r#"{{"job":{},"status_url":"/relay/0","state":"queued"}}"#,
+                r#"{{"job":"0-{}","status_url":"/relay/0-0","state":"queued"}}"#,
                 body.len()
             );
             (

@@ -128,7 +128,7 @@ where
 /// The built-in downstream's answer: a small JSON object naming the attempt.
 fn flaky_answer(req: &CallRequest) -> Bytes {
     Bytes::from(format!(
-        r#"{{"ok":true,"job":{},"attempt":{},"payload_bytes":{}}}"#,
+        r#"{{"ok":true,"job":"{}","attempt":{},"payload_bytes":{}}}"#,
         req.call.job,
         req.call.attempt,
         req.payload.len()
@@ -181,6 +181,24 @@ pub fn classify(status: StatusCode) -> Result<(), CallError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_built_in_answer_is_json_naming_the_attempt() {
+        let req = CallRequest {
+            call: CallId {
+                job: crate::relay::JobId::new(3, 1),
+                attempt: 2,
+            },
+            key: None,
+            payload: Bytes::from_static(b"{}"),
+            timeout: None,
+            correlation_id: None,
+        };
+        let answer: serde_json::Value =
+            serde_json::from_slice(&flaky_answer(&req)).expect("valid JSON");
+        assert_eq!(answer["job"], "3-1");
+        assert_eq!(answer["attempt"], 2);
+    }
 
     #[test]
     fn statuses_map_onto_outcomes() {
