@@ -21,7 +21,8 @@ const STRATEGIES: [&str; 5] = [
 const HERD_SEEDS: usize = 2;
 const QUICK_SEEDS: usize = 3;
 
-const EXPERIMENTS: [&str; 4] = [
+const EXPERIMENTS: [&str; 5] = [
+    "breaker-tuning",
     "jitter-comparison",
     "queue-sizing",
     "timeout-tuning",
@@ -30,7 +31,7 @@ const EXPERIMENTS: [&str; 4] = [
 
 /// Each experiment's quick run with `jobs` threads, once per test binary.
 fn quick_run(experiment: &str, jobs: usize) -> &'static RunReport {
-    static RUNS: [OnceLock<RunReport>; 8] = [const { OnceLock::new() }; 8];
+    static RUNS: [OnceLock<RunReport>; 10] = [const { OnceLock::new() }; 10];
     let index = EXPERIMENTS
         .iter()
         .position(|e| *e == experiment)
@@ -183,6 +184,108 @@ fn svg_texts(svg: &str) -> Vec<&str> {
             Some(element[start..end].trim())
         })
         .collect()
+}
+
+mod breaker_tuning {
+    use super::*;
+
+    const METRICS: [&str; 9] = [
+        "downstream_calls",
+        "relay_retries",
+        "unavailable_503",
+        "shed_429",
+        "succeeded",
+        "dead_lettered",
+        "breaker_transitions",
+        "latency_p99_ms",
+        "client_latency_p99_ms",
+    ];
+
+    const BREAKERS: [&str; 4] = [
+        "consecutive-failures-5/1000",
+        "consecutive-failures-5/5000",
+        "failure-ratio-0.5-2000ms-20calls/1000",
+        "failure-ratio-0.5-2000ms-20calls/5000",
+    ];
+
+    fn dir() -> &'static Path {
+        &quick_run("breaker-tuning", 1).dir
+    }
+
+    #[test]
+    fn tables_have_the_exact_columns_and_one_row_per_setting_and_seed() {
+        check_tables(
+            dir(),
+            "breaker_tuning",
+            &["trip", "open_ms"],
+            &METRICS,
+            5,
+            QUICK_SEEDS,
+        );
+        let (_, rows) = csv(dir(), "breaker_tuning_summary.csv");
+        let keys: Vec<String> = rows.iter().map(|r| r[..2].join("/")).collect();
+        let mut expected = vec!["none/".to_string()];
+        expected.extend(BREAKERS.iter().map(|b| (*b).to_string()));
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn a_breaker_spares_the_downstream_and_trades_dead_letters_for_503s() {
+        let s = summary(dir(), "breaker_tuning_summary.csv", 2);
+        let get = |key: &str, column: &str| s[key][column];
+        let none = "none/";
+        assert_eq!(get(none, "breaker_transitions_mean"), 0.0);
+        assert_eq!(get(none, "unavailable_503_mean"), 0.0);
+        for b in BREAKERS {
+            assert!(get(b, "breaker_transitions_mean") > 0.0, "{b}");
+            assert!(
+                get(b, "downstream_calls_mean") < 0.5 * get(none, "downstream_calls_mean"),
+                "{b}"
+            );
+            assert!(
+                get(b, "relay_retries_mean") < get(none, "relay_retries_mean"),
+                "{b}"
+            );
+            assert!(
+                get(b, "dead_lettered_mean") < get(none, "dead_lettered_mean"),
+                "{b}"
+            );
+            assert!(get(b, "unavailable_503_mean") > 0.0, "{b}");
+        }
+        // A shorter open period probes (and so re-opens) more often.
+        for trip in ["consecutive-failures-5", "failure-ratio-0.5-2000ms-20calls"] {
+            assert!(
+                get(&format!("{trip}/1000"), "breaker_transitions_mean")
+                    > get(&format!("{trip}/5000"), "breaker_transitions_mean"),
+                "{trip}"
+            );
+        }
+    }
+
+    #[test]
+    fn charts_name_every_line() {
+        let x = "breaker open duration (s)";
+        let trips = [
+            "no breaker",
+            "5 consecutive failures",
+            "failure ratio ≥ 0.5 over 2 s (≥ 20 calls)",
+        ];
+        check_chart(dir(), "breaker_downstream_calls", &trips, x);
+        let refusals: Vec<String> = trips
+            .iter()
+            .flat_map(|t| [format!("{t}: dead-lettered"), format!("{t}: 503s")])
+            .collect();
+        let refusals: Vec<&str> = refusals.iter().map(String::as_str).collect();
+        check_chart(dir(), "breaker_refusals", &refusals, x);
+    }
+
+    #[test]
+    fn quick_summary_csv_snapshot() {
+        insta::assert_snapshot!(
+            "quick_breaker_tuning_summary",
+            read(dir(), "breaker_tuning_summary.csv")
+        );
+    }
 }
 
 mod herd {
@@ -577,6 +680,7 @@ fn outputs_are_byte_identical_for_one_and_two_jobs() {
 #[test]
 fn meta_json_records_each_experiments_options() {
     for (experiment, key) in [
+        ("breaker-tuning", "trips"),
         ("jitter-comparison", "relay"),
         ("queue-sizing", "capacities"),
         ("timeout-tuning", "attempt_timeouts_ms"),

@@ -24,11 +24,13 @@
 //! | [`outputs`] | writing it all, `summary.md` and `meta.json` |
 //! | [`runner`] | definition → sweep → files |
 //! | [`cli`] | the `experiment` subcommand |
+//! | [`breaker_tuning`] | circuit breaker settings during an outage: calls, 503s, dead letters |
 //! | [`jitter_comparison`] | backoff and jitter strategies: contention, then a herd through the relay |
 //! | [`queue_sizing`] | queue capacity under a spike: 429s vs late jobs and memory |
 //! | [`timeout_tuning`] | per-attempt timeout vs a heavy tail: retries, latency, duplicates |
 //! | [`worker_pool_sizing`] | pool size: throughput, latency, downstream concurrency, 429s |
 
+pub mod breaker_tuning;
 pub mod chart;
 pub mod checks;
 pub mod cli;

@@ -128,7 +128,8 @@ pub enum ExperimentError {
 
 /// Every built-in experiment, in the order `list` and `all` use.
 pub fn registry() -> &'static [&'static dyn Experiment] {
-    static EXPERIMENTS: [&dyn Experiment; 4] = [
+    static EXPERIMENTS: [&dyn Experiment; 5] = [
+        &super::breaker_tuning::BreakerTuning,
         &super::jitter_comparison::JitterComparison,
         &super::queue_sizing::QueueSizing,
         &super::timeout_tuning::TimeoutTuning,
