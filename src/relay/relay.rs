@@ -532,22 +532,23 @@ impl<K: Key, P: Payload> Relay<K, P> {
                     error,
                 }));
                 match self.retry.on_failure(attempts, error) {
-                    Ok(()) => self.schedule_retry(now, id, error),
+                    Ok(()) => self.schedule_retry(now, id),
                     Err(why) => self.dead_letter(now, id, why, error),
                 }
             }
         }
     }
 
-    fn schedule_retry(&mut self, now: Time, id: JobId, error: CallError) {
+    /// Arms the retry of a job whose attempt just failed (its `last_error`
+    /// is already set by `finish_attempt`).
+    fn schedule_retry(&mut self, now: Time, id: JobId) {
         let backoff = self.backoff;
-        let Some(job) = self.jobs.get_mut(id.slot()) else {
+        let Some(job) = self.jobs.get_mut(id.slot()).filter(|j| j.id == id) else {
             return;
         };
         let delay = backoff.delay(job.attempts, &mut job.backoff, &mut self.rng);
         let at = now + delay;
         job.stage = Stage::BackingOff { until: at };
-        job.last_error = Some(error);
         let attempt = job.attempts;
         self.stats.retries += 1;
         self.arm(at, id, attempt, TimerKind::RetryDue);
