@@ -72,7 +72,9 @@ impl<'s> TomlDoc<'s> {
             .map(Spanned::into_inner)
             .unwrap_or(DeValue::String(Cow::Borrowed(raw)));
         let mut parts: Vec<&'s str> = path.split('.').collect();
-        let leaf = parts.pop().filter(|l| !l.is_empty() && !parts.contains(&""));
+        let leaf = parts
+            .pop()
+            .filter(|l| !l.is_empty() && !parts.contains(&""));
         let Some(leaf) = leaf else {
             return Err(refuse(path, "name a setting, e.g. `relay.workers=4`"));
         };
@@ -272,7 +274,10 @@ fn join(field: &str, key: &str) -> String {
 fn clean_path(path: &str) -> String {
     let path = path
         .split('.')
-        .map(|p| p.strip_prefix("$__serde_spanned_private_value").unwrap_or(p))
+        .map(|p| {
+            p.strip_prefix("$__serde_spanned_private_value")
+                .unwrap_or(p)
+        })
         .filter(|p| !p.is_empty() && !p.starts_with("$__"))
         .collect::<Vec<_>>()
         .join(".")
@@ -290,13 +295,14 @@ pub fn span_of(table: &DeTable<'_>, field: &str) -> Option<Range<usize>> {
     find(table, field).last().map(|n| n.value.clone())
 }
 
-/// Spans of the key and value of every written prefix of `field`, outermost
-/// first (shorter than the path when the rest is not written).
+/// Spans of the key and value of every written proper prefix of `field`
+/// (a table that holds it), outermost first.
 pub fn ancestry(table: &DeTable<'_>, field: &str) -> Vec<Range<usize>> {
-    find(table, field)
-        .into_iter()
-        .flat_map(|n| [n.key, n.value])
-        .collect()
+    let mut nodes = find(table, field);
+    if nodes.len() == segments(field).len() {
+        nodes.pop();
+    }
+    nodes.into_iter().flat_map(|n| [n.key, n.value]).collect()
 }
 
 /// One written step of a path: where its key and its value are.
@@ -467,10 +473,16 @@ mod tests {
     #[test]
     fn unknown_keys_point_at_the_key_even_inside_tagged_enums() {
         let err = read("[relay]\nworkers = 1\nworkrs = 2\n").expect_err("typo");
-        assert!(err.starts_with("t.toml:3:1: relay.workrs: unknown field `workrs`"), "{err}");
+        assert!(
+            err.starts_with("t.toml:3:1: relay.workrs: unknown field `workrs`"),
+            "{err}"
+        );
         let text = "[relay]\nworkers = 1\n[[clients]]\nkind = \"open\"\nper_s = 1\n[[clients]]\nkind = \"open\"\nperr_s = 2\n";
         let err = read(text).expect_err("typo in the second client");
-        assert!(err.starts_with("t.toml:8:1: clients[1].perr_s: unknown field"), "{err}");
+        assert!(
+            err.starts_with("t.toml:8:1: clients[1].perr_s: unknown field"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -486,7 +498,11 @@ mod tests {
         let e = doc.config_error(&ConfigError::new("clients[1].per_s", "must be ≥ 0"));
         assert_eq!(e.to_string(), "t.toml:8:9: clients[1].per_s: must be ≥ 0");
         let e = doc.config_error(&ConfigError::new("relay.retry.cap_ms", "bad default"));
-        assert_eq!((e.line, e.column), (Some(1), Some(1)), "nearest written parent");
+        assert_eq!(
+            (e.line, e.column),
+            (Some(1), Some(1)),
+            "nearest written parent"
+        );
     }
 
     #[test]
@@ -498,12 +514,18 @@ mod tests {
         let mut doc = TomlDoc::parse("t.toml", "[relay]\nworkers = 1\n").expect("parses");
         doc.set_all(&sets).expect("sets");
         let root: Root = doc.deserialize().expect("valid");
-        assert_eq!((root.relay.workers, root.relay.kind.as_str()), (3, "full-jitter"));
+        assert_eq!(
+            (root.relay.workers, root.relay.kind.as_str()),
+            (3, "full-jitter")
+        );
         assert!(root.clients.is_empty());
         let bad = vec!["relay.workers=many".to_string()];
         let mut doc = TomlDoc::parse("t.toml", "[relay]\nworkers = 1\n").expect("parses");
         doc.set_all(&bad).expect("sets");
-        let err = doc.deserialize::<Root>().expect_err("not a number").to_string();
+        let err = doc
+            .deserialize::<Root>()
+            .expect_err("not a number")
+            .to_string();
         assert_eq!(
             err,
             "--set relay.workers=many: relay.workers: invalid type: string \"many\", expected a whole number ≥ 0"

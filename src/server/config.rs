@@ -13,9 +13,9 @@ use super::flaky::{FaultConfig, LatencyKind};
 use crate::relay::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
 use crate::relay::RelayConfig;
 use crate::toml_doc::{LocatedError, TomlDoc};
+use clap::builder::TypedValueParser;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use clap::builder::TypedValueParser;
 use std::ffi::OsStr;
 use std::fmt;
 use std::marker::PhantomData;
@@ -336,16 +336,66 @@ impl ServeArgs {
     fn given_flags(&self) -> Vec<(&'static str, &'static str, &'static str)> {
         let url = self.downstream_url.is_some();
         [
-            (self.listen.is_some(), "server.listen", "--listen", "RELAY_LISTEN"),
-            (self.body_bytes_max.is_some(), "server.body_bytes_max", "--body-bytes-max", "RELAY_BODY_BYTES_MAX"),
-            (self.hmac_secret.is_some(), "server.hmac_secret", "--hmac-secret", "RELAY_HMAC_SECRET"),
-            (self.drain_deadline_ms.is_some(), "server.drain_deadline_ms", "--drain-deadline-ms", "RELAY_DRAIN_DEADLINE_MS"),
-            (self.workers.is_some(), "relay.workers", "--workers", "RELAY_WORKERS"),
-            (self.queue_capacity.is_some(), "relay.queue.capacity", "--queue-capacity", "RELAY_QUEUE_CAPACITY"),
-            (url, "downstream", "--downstream-url", "RELAY_DOWNSTREAM_URL"),
-            (self.failure_rate.is_some(), "downstream.failure_rate", "--failure-rate", "RELAY_FAILURE_RATE"),
-            (self.latency_ms.is_some(), "downstream.latency_ms", "--latency-ms", "RELAY_LATENCY_MS"),
-            (self.seed.is_some(), "downstream.seed", "--seed", "RELAY_SEED"),
+            (
+                self.listen.is_some(),
+                "server.listen",
+                "--listen",
+                "RELAY_LISTEN",
+            ),
+            (
+                self.body_bytes_max.is_some(),
+                "server.body_bytes_max",
+                "--body-bytes-max",
+                "RELAY_BODY_BYTES_MAX",
+            ),
+            (
+                self.hmac_secret.is_some(),
+                "server.hmac_secret",
+                "--hmac-secret",
+                "RELAY_HMAC_SECRET",
+            ),
+            (
+                self.drain_deadline_ms.is_some(),
+                "server.drain_deadline_ms",
+                "--drain-deadline-ms",
+                "RELAY_DRAIN_DEADLINE_MS",
+            ),
+            (
+                self.workers.is_some(),
+                "relay.workers",
+                "--workers",
+                "RELAY_WORKERS",
+            ),
+            (
+                self.queue_capacity.is_some(),
+                "relay.queue.capacity",
+                "--queue-capacity",
+                "RELAY_QUEUE_CAPACITY",
+            ),
+            (
+                url,
+                "downstream",
+                "--downstream-url",
+                "RELAY_DOWNSTREAM_URL",
+            ),
+            (
+                self.failure_rate.is_some(),
+                "downstream.failure_rate",
+                "--failure-rate",
+                "RELAY_FAILURE_RATE",
+            ),
+            (
+                self.latency_ms.is_some(),
+                "downstream.latency_ms",
+                "--latency-ms",
+                "RELAY_LATENCY_MS",
+            ),
+            (
+                self.seed.is_some(),
+                "downstream.seed",
+                "--seed",
+                "RELAY_SEED",
+            ),
         ]
         .into_iter()
         .filter(|g| g.0)
@@ -444,7 +494,9 @@ impl<T: FromStr + Clone + Send + Sync + 'static> TypedValueParser for Typed<T> {
 /// `--flag`, or `environment variable RELAY_X` when the value is the
 /// variable's and the flag is not on the command line.
 fn source_of_arg(arg: &clap::Arg, value: &OsStr) -> String {
-    let flag = arg.get_long().map_or_else(String::new, |l| format!("--{l}"));
+    let flag = arg
+        .get_long()
+        .map_or_else(String::new, |l| format!("--{l}"));
     match arg.get_env().and_then(OsStr::to_str) {
         Some(env) if std::env::var_os(env).as_deref() == Some(value) && !on_command_line(&flag) => {
             format!("environment variable {env}")
@@ -517,7 +569,9 @@ mod tests {
         let err = Settings::from_toml("[server]\nbody_bytes_maxx = 3\n", &[]).unwrap_err();
         let shown = err.to_string();
         assert!(
-            shown.starts_with("settings:2:1: server.body_bytes_maxx: unknown field `body_bytes_maxx`"),
+            shown.starts_with(
+                "settings:2:1: server.body_bytes_maxx: unknown field `body_bytes_maxx`"
+            ),
             "{shown}"
         );
         assert!(!shown.contains('\n'), "one line: {shown}");

@@ -5,8 +5,8 @@ use super::clients::ClientsConfig;
 use super::downstream::DownstreamConfig;
 use crate::relay::config_error::{ensure, ConfigError};
 use crate::relay::RelayConfig;
-use serde::{Deserialize, Serialize};
 use crate::toml_doc::{LocatedError, TomlDoc};
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -205,7 +205,8 @@ per_s = 10
         let sets = ["relay.workers=0".to_string()];
         let err = Scenario::from_toml_with(&good, "t.toml", &sets).expect_err("override is bad");
         assert!(
-            err.to_string().starts_with("--set relay.workers=0: relay.workers: "),
+            err.to_string()
+                .starts_with("--set relay.workers=0: relay.workers: "),
             "{err}"
         );
         let sets = ["relay.workers=3".to_string()];
