@@ -108,8 +108,7 @@ impl<'s> TomlDoc<'s> {
 
     /// Deserializes the whole document; an error names the field and its position.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, LocatedError> {
-        deserialize(self.root.clone())
-            .map_err(|e| self.error_at(&e.field, e.span, &friendly(e.error.message())))
+        deserialize(self.root.clone()).map_err(|e| self.error_at(&e.field, e.span, &e.message))
     }
 
     /// Deserializes, then checks with `validate`; either error is located.
@@ -215,7 +214,8 @@ pub struct PathError {
     pub field: String,
     /// Where the TOML reader saw the bad value or key, if it knows.
     pub span: Option<Range<usize>>,
-    pub error: toml::de::Error,
+    /// What was wrong, in plain words ([`friendly`]).
+    pub message: String,
 }
 
 /// Deserializes `table`, keeping the path of the field that failed. Serde
@@ -236,7 +236,11 @@ pub fn deserialize<T: DeserializeOwned>(table: Spanned<DeTable<'_>>) -> Result<T
                 }
             }
         }
-        PathError { field, span, error }
+        PathError {
+            field,
+            span,
+            message: friendly(error.message()),
+        }
     })
 }
 

@@ -175,7 +175,7 @@ impl<'a> Checks<'a> {
     pub(super) fn toml_error(&mut self, error: &toml::de::Error, table: Option<&DeTable<'_>>) {
         let span = error.span().unwrap_or(0..0);
         let field = table.map(|t| field_at(t, &span)).unwrap_or_default();
-        self.fail(&field, span, &toml_doc::friendly(error.message()));
+        self.fail(&field, span, toml_doc::friendly(error.message()));
     }
 
     /// Records a deserialization error that knows its field's path.
@@ -186,7 +186,7 @@ impl<'a> Checks<'a> {
         } else {
             error.field.clone()
         };
-        self.fail(&field, span, &toml_doc::friendly(error.error.message()));
+        self.fail(&field, span, error.message.clone());
     }
 }
 

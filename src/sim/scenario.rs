@@ -49,7 +49,7 @@ impl Scenario {
             (0.0..=HORIZON_S_MAX).contains(&self.horizon_s),
             "horizon_s",
             format!(
-                "must be between 0 and {HORIZON_S_MAX} s (a week; 0 runs until no event is left), got {}",
+                "must be between 0 and {HORIZON_S_MAX} s (a week; 0 runs until no event is left), got {:?}",
                 self.horizon_s
             ),
         )?;
