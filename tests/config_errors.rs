@@ -303,6 +303,16 @@ fn a_bad_environment_variable_is_named() {
         .output()
         .expect("runs");
     assert_eq!(errors(out)[0], "--workers: `abc` is not a whole number ≥ 0");
+    let out = binary()
+        .args(["serve", "--print-config"])
+        .env("RELAY_WORKERS", "0")
+        .output()
+        .expect("runs");
+    let e = errors(out);
+    assert!(
+        e[0].starts_with("environment variable RELAY_WORKERS: relay.workers: "),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -325,81 +325,31 @@ impl ServeArgs {
         doc.set_all(&self.set)?;
         let mut settings = Settings::from_doc(&mut doc)?;
         self.apply_flags(&mut settings)?;
-        for (path, flag, env) in self.given_flags() {
-            doc.mark_override(path, source_of(flag, env));
+        for (path, flag) in self.given_flags() {
+            doc.mark_override(path, source_of(flag));
         }
         settings.validate().map_err(|e| doc.config_error(&e))?;
         Ok(settings)
     }
 
-    /// (setting path, flag, variable) of every flag given.
-    fn given_flags(&self) -> Vec<(&'static str, &'static str, &'static str)> {
-        let url = self.downstream_url.is_some();
+    /// (setting path, flag) of every flag given.
+    #[rustfmt::skip] // a table reads best one row per line
+    fn given_flags(&self) -> Vec<(&'static str, &'static str)> {
         [
-            (
-                self.listen.is_some(),
-                "server.listen",
-                "--listen",
-                "RELAY_LISTEN",
-            ),
-            (
-                self.body_bytes_max.is_some(),
-                "server.body_bytes_max",
-                "--body-bytes-max",
-                "RELAY_BODY_BYTES_MAX",
-            ),
-            (
-                self.hmac_secret.is_some(),
-                "server.hmac_secret",
-                "--hmac-secret",
-                "RELAY_HMAC_SECRET",
-            ),
-            (
-                self.drain_deadline_ms.is_some(),
-                "server.drain_deadline_ms",
-                "--drain-deadline-ms",
-                "RELAY_DRAIN_DEADLINE_MS",
-            ),
-            (
-                self.workers.is_some(),
-                "relay.workers",
-                "--workers",
-                "RELAY_WORKERS",
-            ),
-            (
-                self.queue_capacity.is_some(),
-                "relay.queue.capacity",
-                "--queue-capacity",
-                "RELAY_QUEUE_CAPACITY",
-            ),
-            (
-                url,
-                "downstream",
-                "--downstream-url",
-                "RELAY_DOWNSTREAM_URL",
-            ),
-            (
-                self.failure_rate.is_some(),
-                "downstream.failure_rate",
-                "--failure-rate",
-                "RELAY_FAILURE_RATE",
-            ),
-            (
-                self.latency_ms.is_some(),
-                "downstream.latency_ms",
-                "--latency-ms",
-                "RELAY_LATENCY_MS",
-            ),
-            (
-                self.seed.is_some(),
-                "downstream.seed",
-                "--seed",
-                "RELAY_SEED",
-            ),
+            (self.listen.is_some(), "server.listen", "listen"),
+            (self.body_bytes_max.is_some(), "server.body_bytes_max", "body-bytes-max"),
+            (self.hmac_secret.is_some(), "server.hmac_secret", "hmac-secret"),
+            (self.drain_deadline_ms.is_some(), "server.drain_deadline_ms", "drain-deadline-ms"),
+            (self.workers.is_some(), "relay.workers", "workers"),
+            (self.queue_capacity.is_some(), "relay.queue.capacity", "queue-capacity"),
+            (self.downstream_url.is_some(), "downstream", "downstream-url"),
+            (self.failure_rate.is_some(), "downstream.failure_rate", "failure-rate"),
+            (self.latency_ms.is_some(), "downstream.latency_ms", "latency-ms"),
+            (self.seed.is_some(), "downstream.seed", "seed"),
         ]
         .into_iter()
-        .filter(|g| g.0)
-        .map(|(_, path, flag, env)| (path, flag, env))
+        .filter(|(given, ..)| *given)
+        .map(|(_, path, flag)| (path, flag))
         .collect()
     }
 
@@ -505,12 +455,22 @@ fn source_of_arg(arg: &clap::Arg, value: &OsStr) -> String {
     }
 }
 
-/// What set a flag's setting: the flag, or its variable if the flag is absent.
-fn source_of(flag: &str, env: &str) -> String {
-    if std::env::var_os(env).is_some() && !on_command_line(flag) {
-        format!("environment variable {env}")
-    } else {
-        flag.to_owned()
+/// What set the setting of flag `--long`: the flag, or its `RELAY_*`
+/// variable if the flag is not on the command line.
+fn source_of(long: &str) -> String {
+    let command = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+    let env = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(clap::Arg::get_env)
+        .and_then(OsStr::to_str)
+        .map(str::to_owned);
+    let flag = format!("--{long}");
+    match env {
+        Some(env) if std::env::var_os(&env).is_some() && !on_command_line(&flag) => {
+            format!("environment variable {env}")
+        }
+        _ => flag,
     }
 }
 
