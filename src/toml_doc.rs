@@ -228,13 +228,19 @@ pub fn deserialize<T: DeserializeOwned>(table: Spanned<DeTable<'_>>) -> Result<T
         let mut field = clean_path(&e.path().to_string());
         let error = e.into_inner();
         let mut span = error.span();
-        if let Some(key) = unknown_key(error.message()) {
-            if !ends_with_key(&field, key) {
-                if let Some(found) = key_in(root.get_ref(), &field, key) {
-                    field = join(&field, key);
-                    span = Some(found);
-                }
+        let found = match unknown_key(error.message()) {
+            Some(key) if !ends_with_key(&field, key) => {
+                key_in(root.get_ref(), &field, key).map(|span| (key.to_string(), span))
             }
+            Some(_) => None,
+            None if lost(root.get_ref(), &field, &span) => {
+                quoted_child(root.get_ref(), &field, error.message())
+            }
+            None => None,
+        };
+        if let Some((key, found)) = found {
+            field = join(&field, &key);
+            span = Some(found);
         }
         PathError {
             field,
@@ -242,6 +248,37 @@ pub fn deserialize<T: DeserializeOwned>(table: Spanned<DeTable<'_>>) -> Result<T
             message: friendly(error.message()),
         }
     })
+}
+
+/// Whether serde reported an error at the table `field` itself, as it does
+/// for a bad value inside an internally tagged enum.
+fn lost(root: &DeTable<'_>, field: &str, span: &Option<Range<usize>>) -> bool {
+    let is_table = value_at(root, field).is_some_and(DeValue::is_table);
+    is_table && (span.is_none() || *span == span_of(root, field))
+}
+
+/// The one key of the table at `field` whose value `message` quotes
+/// (`invalid type: string "x", …`), with the value's span.
+fn quoted_child(root: &DeTable<'_>, field: &str, message: &str) -> Option<(String, Range<usize>)> {
+    let table = value_at(root, field)?.as_table()?;
+    let mut quoted = table.iter().filter(|(_, v)| quotes(message, v.get_ref()));
+    let (key, value) = quoted.next()?;
+    match quoted.next() {
+        Some(_) => None,
+        None => Some((key.get_ref().to_string(), value.span())),
+    }
+}
+
+/// Whether `message` quotes `value` the way serde shows an unexpected value.
+fn quotes(message: &str, value: &DeValue<'_>) -> bool {
+    let shown = match value {
+        DeValue::String(s) => format!("string {s:?}"),
+        DeValue::Integer(i) if i.radix() == 10 => format!("integer `{}`", i.as_str()),
+        DeValue::Float(f) => format!("floating point `{}`", f.as_str()),
+        DeValue::Boolean(b) => format!("boolean `{b}`"),
+        _ => return false,
+    };
+    message.contains(&shown)
 }
 
 /// `unknown field `x`, expected …` → `x`.
@@ -486,6 +523,16 @@ mod tests {
         assert!(
             err.starts_with("t.toml:8:1: clients[1].perr_s: unknown field"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_inside_a_tagged_enum_is_found_by_what_serde_quotes() {
+        let text = "[relay]\nworkers = 1\n[[clients]]\nkind = \"open\"\nper_s = \"x\"\n";
+        let err = read(text).expect_err("not a number");
+        assert_eq!(
+            err,
+            "t.toml:5:9: clients[0].per_s: invalid type: string \"x\", expected a number"
         );
     }
 
