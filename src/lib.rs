@@ -37,3 +37,4 @@ pub mod experiment;
 pub mod relay;
 pub mod server;
 pub mod sim;
+pub mod toml_doc;

@@ -22,6 +22,10 @@ pub struct SimulateArgs {
     /// Print the summary as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Change any scenario value by its path, e.g. `relay.workers=4`
+    /// (repeatable; the file as written is validated first).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -32,7 +36,7 @@ struct JsonReport<'a> {
 }
 
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
-    let scenario = Scenario::load(&args.scenario)?;
+    let scenario = Scenario::load_with(&args.scenario, &args.set)?;
     let seed = args.seed.unwrap_or(scenario.seed);
     let opts = SimOptions {
         seed,

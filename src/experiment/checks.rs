@@ -1,14 +1,16 @@
 //! Bad values in an experiment definition, collected and reported together.
 //!
 //! A user editing a definition should see every mistake in one run, each
-//! naming the field as written (`contention.cap_ms`) and its line, rather
-//! than fix one per run. [`Checks`] collects them; [`DefinitionErrors`]
-//! reports them.
+//! as `file:line:col: contention.cap_ms: why`, rather than fix one per run.
+//! [`Checks`] collects them; [`DefinitionErrors`] reports them.
 
 use super::definition::Definition;
+use crate::relay::config_error::ConfigError;
+use crate::toml_doc::{self, PathError};
 use std::fmt;
 use std::ops::Range;
 use toml::de::{DeTable, DeValue};
+use toml::Spanned;
 
 /// One bad value: which field, on which line if known, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,16 +19,19 @@ pub struct FieldError {
     pub field: String,
     /// 1-based line in the definition file.
     pub line: Option<usize>,
+    /// 1-based column (in characters) on that line.
+    pub column: Option<usize>,
     pub reason: String,
 }
 
 impl fmt::Display for FieldError {
+    /// `line:col: field: reason`; the file is named by [`DefinitionErrors`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(line) = self.line {
-            write!(f, "line {line}: ")?;
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            write!(f, "{line}:{column}: ")?;
         }
         if !self.field.is_empty() {
-            write!(f, "`{}`: ", self.field)?;
+            write!(f, "{}: ", self.field)?;
         }
         f.write_str(&self.reason)
     }
@@ -48,10 +53,14 @@ impl DefinitionErrors {
 }
 
 impl fmt::Display for DefinitionErrors {
+    /// One `file:line:col: field: reason` line per error.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid experiment definition {}:", self.origin)?;
-        for error in &self.errors {
-            write!(f, "\n  {error}")?;
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            let separator = if error.line.is_some() { ":" } else { ": " };
+            write!(f, "{}{separator}{error}", self.origin)?;
         }
         Ok(())
     }
@@ -62,24 +71,73 @@ impl fmt::Display for DefinitionErrors {
 #[derive(Debug)]
 pub struct Checks<'a> {
     definition: &'a Definition,
+    /// The document being checked, to find where a field is written.
+    document: Option<Spanned<DeTable<'a>>>,
     errors: Vec<FieldError>,
 }
 
 impl<'a> Checks<'a> {
     /// A collector for `definition`, holding `errors` found so far.
     pub(super) fn new(definition: &'a Definition, errors: Vec<FieldError>) -> Checks<'a> {
-        Checks { definition, errors }
+        Checks {
+            definition,
+            document: None,
+            errors,
+        }
+    }
+
+    /// Locates fields in `document` (the definition as parsed).
+    pub(super) fn with_document(mut self, document: Spanned<DeTable<'a>>) -> Checks<'a> {
+        self.document = Some(document);
+        self
     }
 
     /// Records an error for `field` at byte range `span` of the file (an
-    /// empty `0..0` span means "no line").
+    /// empty `0..0` span means "no line"). When `span` is that of a table
+    /// holding the field (or empty), the error points at where the file
+    /// writes the field itself, e.g. at `capacity = 0` inside `[scenario]`.
     pub fn fail(&mut self, field: &str, span: Range<usize>, reason: impl Into<String>) {
-        let line = (span != (0..0)).then(|| self.line_of(span.start));
+        let span = self.refine(field, span);
+        let position =
+            (span != (0..0)).then(|| toml_doc::line_col(self.definition.source(), span.start));
         self.errors.push(FieldError {
             field: field.to_string(),
-            line,
+            line: position.map(|p| p.0),
+            column: position.map(|p| p.1),
             reason: reason.into(),
         });
+    }
+
+    /// Records a `validate()` error of a value written at `prefix` (e.g. an
+    /// embedded scenario), at the line of the field it names.
+    pub fn config_error(&mut self, prefix: &str, error: &ConfigError, span: Range<usize>) {
+        let field = if prefix.is_empty() {
+            error.field.clone()
+        } else {
+            format!("{prefix}.{}", error.field)
+        };
+        self.fail(&field, span, error.reason.clone());
+    }
+
+    /// Whether an error naming `field` as its last part with this reason was
+    /// recorded already (a value checked twice is reported once).
+    pub fn reported(&self, error: &ConfigError) -> bool {
+        self.errors.iter().any(|e| {
+            e.reason == error.reason
+                && (e.field == error.field || e.field.ends_with(&format!(".{}", error.field)))
+        })
+    }
+
+    fn refine(&self, field: &str, span: Range<usize>) -> Range<usize> {
+        let Some(document) = &self.document else {
+            return span;
+        };
+        let table = document.get_ref();
+        let coarse = span == (0..0) || toml_doc::ancestry(table, field).contains(&span);
+        match toml_doc::span_of(table, field) {
+            Some(written) if coarse => written,
+            _ => span,
+        }
     }
 
     /// Records an error unless `ok`; returns `ok`.
@@ -117,17 +175,18 @@ impl<'a> Checks<'a> {
     pub(super) fn toml_error(&mut self, error: &toml::de::Error, table: Option<&DeTable<'_>>) {
         let span = error.span().unwrap_or(0..0);
         let field = table.map(|t| field_at(t, &span)).unwrap_or_default();
-        self.fail(&field, span, error.message().trim_end());
+        self.fail(&field, span, toml_doc::friendly(error.message()));
     }
 
-    fn line_of(&self, byte: usize) -> usize {
-        let source = self.definition.source();
-        let end = byte.min(source.len());
-        source.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+    /// Records a deserialization error that knows its field's path.
+    pub(super) fn path_error(&mut self, error: &PathError, table: &DeTable<'_>) {
+        let span = error.span.clone().unwrap_or(0..0);
+        let field = if error.field.is_empty() {
+            field_at(table, &span)
+        } else {
+            error.field.clone()
+        };
+        self.fail(&field, span, error.message.clone());
     }
 }
 

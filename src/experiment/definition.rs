@@ -2,8 +2,7 @@
 //!
 //! A definition is data a user can copy and edit, so it is validated once,
 //! here and in each experiment's options, into typed values; every bad value
-//! gets its own message that names the field and, when the TOML parser knows
-//! it, the line. A file looks like:
+//! gets its own `file:line:col: field: message`. A file looks like:
 //!
 //! ```toml
 //! experiment = "jitter-comparison"   # which model reads the rest
@@ -26,6 +25,7 @@
 
 pub use super::checks::{Checks, DefinitionErrors, FieldError};
 use super::seeds::{SeedSet, SEEDS_PER_POINT_MAX};
+use crate::toml_doc::{self, overlay};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -94,7 +94,7 @@ impl Definition {
     /// How errors name this definition.
     pub fn describe(&self) -> String {
         match &self.origin {
-            Origin::BuiltIn(name) => format!("built-in definition of `{name}`"),
+            Origin::BuiltIn(name) => format!("experiments/{name}.toml"),
             Origin::File(path) => path.display().to_string(),
         }
     }
@@ -103,32 +103,44 @@ impl Definition {
     /// the shared keys out; `seeds_override` replaces the seed count (the
     /// `--seeds` flag). Only a file that is not TOML at all fails here: bad
     /// shared values are kept and reported together with the experiment's
-    /// own by [`Resolved::options`].
+    /// own by [`Resolved::options`]. With `quick`, the file as written is
+    /// checked first, so the overlay cannot hide a bad value in it.
     pub fn resolve(
         &self,
         quick: bool,
         seeds_override: Option<u32>,
     ) -> Result<Resolved<'_>, DefinitionErrors> {
-        let mut checks = Checks::new(self, Vec::new());
+        let mut written_checks = Checks::new(self, Vec::new());
         let mut root = match DeTable::parse(&self.source) {
             Ok(root) => root,
             Err(e) => {
-                checks.toml_error(&e, None);
-                return Err(checks.into_errors());
+                written_checks.toml_error(&e, None);
+                return Err(written_checks.into_errors());
             }
         };
         let span_all = root.span();
-        let table = root.get_mut();
-        if let Some(patch) = table.remove("quick") {
-            let span = patch.span();
-            match patch.into_inner() {
-                DeValue::Table(patch) if quick => overlay(table, patch),
-                DeValue::Table(_) => {}
-                _ => checks.fail("quick", span, "must be a table"),
-            }
+        let patch = take_quick(root.get_mut(), &mut written_checks);
+        let mut written = None;
+        if let (true, Some(patch)) = (quick, patch) {
+            let mut base = root.clone();
+            take_shared(
+                base.get_mut(),
+                &mut written_checks,
+                seeds_override,
+                &span_all,
+            );
+            written = Some(base);
+            overlay(root.get_mut(), patch);
         }
-        let experiment = take_experiment(table, &mut checks, span_all.clone());
-        let seeds = take_seeds(table, &mut checks, seeds_override, span_all);
+        let mut checks = Checks::new(self, Vec::new());
+        let (experiment, seeds) =
+            take_shared(root.get_mut(), &mut checks, seeds_override, &span_all);
+        let written_errors = written_checks.into_errors().errors;
+        let pending = if written_errors.is_empty() {
+            checks.into_errors().errors
+        } else {
+            written_errors
+        };
         let (experiment, experiment_span) = experiment.unwrap_or_default();
         Ok(Resolved {
             experiment,
@@ -136,10 +148,36 @@ impl Definition {
             seeds: seeds.unwrap_or(SeedSet { first: 1, count: 1 }),
             quick,
             definition: self,
+            written,
             body: root,
-            pending: checks.into_errors().errors,
+            pending,
         })
     }
+}
+
+/// The `[quick]` overlay, taken out of the document.
+fn take_quick<'i>(table: &mut DeTable<'i>, checks: &mut Checks<'_>) -> Option<DeTable<'i>> {
+    let patch = table.remove("quick")?;
+    let span = patch.span();
+    match patch.into_inner() {
+        DeValue::Table(patch) => Some(patch),
+        _ => {
+            checks.fail("quick", span, "must be a table");
+            None
+        }
+    }
+}
+
+/// Takes `experiment` and `seeds` out of `table`.
+fn take_shared(
+    table: &mut DeTable<'_>,
+    checks: &mut Checks<'_>,
+    seeds_override: Option<u32>,
+    span_all: &Range<usize>,
+) -> (Option<(String, Range<usize>)>, Option<SeedSet>) {
+    let experiment = take_experiment(table, checks, span_all.clone());
+    let seeds = take_seeds(table, checks, seeds_override, span_all.clone());
+    (experiment, seeds)
 }
 
 /// A definition with the shared keys resolved; the rest is the experiment's.
@@ -151,6 +189,9 @@ pub struct Resolved<'a> {
     pub seeds: SeedSet,
     pub quick: bool,
     definition: &'a Definition,
+    /// With `--quick`, the experiment's sections as the file writes them,
+    /// checked before the overlaid ones.
+    written: Option<Spanned<DeTable<'a>>>,
     body: Spanned<DeTable<'a>>,
     /// Bad shared values, reported with the experiment's own.
     pending: Vec<FieldError>,
@@ -165,23 +206,37 @@ impl<'a> Resolved<'a> {
     /// `#[serde(deny_unknown_fields)]`, and `toml::Spanned<T>` for fields
     /// whose checks should name a line), then lets `build` check them into
     /// typed options. Every bad value, shared or the experiment's, is
-    /// reported at once; options come back only if there is none.
+    /// reported at once; options come back only if there is none. With
+    /// `--quick`, `build` first checks the file as written, then the overlay.
     pub fn options<Raw, O>(
         &self,
-        build: impl FnOnce(Raw, &mut Checks<'a>) -> O,
+        mut build: impl FnMut(Raw, &mut Checks<'a>) -> O,
     ) -> Result<O, DefinitionErrors>
     where
         Raw: DeserializeOwned,
     {
-        let mut checks = self.checks();
-        let deserializer = toml::de::Deserializer::from(self.body.clone());
-        match Raw::deserialize(deserializer) {
+        if let Some(written) = &self.written {
+            self.options_of(written, &mut build)?;
+        }
+        self.options_of(&self.body, &mut build)
+    }
+
+    fn options_of<Raw, O>(
+        &self,
+        body: &Spanned<DeTable<'a>>,
+        build: &mut impl FnMut(Raw, &mut Checks<'a>) -> O,
+    ) -> Result<O, DefinitionErrors>
+    where
+        Raw: DeserializeOwned,
+    {
+        let mut checks = self.checks().with_document(body.clone());
+        match toml_doc::deserialize::<Raw>(body.clone()) {
             Ok(raw) => {
                 let options = build(raw, &mut checks);
                 checks.finish().map(|()| options)
             }
             Err(e) => {
-                checks.toml_error(&e, Some(self.body.get_ref()));
+                checks.path_error(&e, body.get_ref());
                 Err(checks.into_errors())
             }
         }
@@ -196,7 +251,7 @@ impl<'a> Resolved<'a> {
 
     /// A collector holding the bad shared values found so far.
     fn checks(&self) -> Checks<'a> {
-        Checks::new(self.definition, self.pending.clone())
+        Checks::new(self.definition, self.pending.clone()).with_document(self.body.clone())
     }
 
     /// The error for an `experiment = "…"` that names no registered model
@@ -215,25 +270,6 @@ impl<'a> Resolved<'a> {
             );
         }
         checks.into_errors()
-    }
-}
-
-/// Merges `patch` into `base`: tables merge key by key, anything else
-/// replaces the value in `base`.
-fn overlay<'i>(base: &mut DeTable<'i>, patch: DeTable<'i>) {
-    for (key, value) in patch {
-        let existing = base.get_mut(key.get_ref().as_ref());
-        match (existing, value.into_inner()) {
-            (Some(old), DeValue::Table(new)) if old.get_ref().is_table() => {
-                if let DeValue::Table(old) = old.get_mut() {
-                    overlay(old, new);
-                }
-            }
-            (_, value) => {
-                let span = key.span();
-                base.insert(key, Spanned::new(span, value));
-            }
-        }
     }
 }
 
@@ -395,6 +431,57 @@ mod tests {
         assert_eq!(
             errors.for_field("seeds.count").and_then(|e| e.line),
             Some(4)
+        );
+    }
+
+    #[test]
+    fn errors_read_file_line_column_field_and_message() {
+        let d = definition("experiment = \"demo\"\n[seeds]\ncount = 3\n[part]\nx = \"one\"\n");
+        let resolved = d.resolve(false, None).expect("shared keys are fine");
+        let errors = x_of(&resolved).expect_err("x is not an integer");
+        assert_eq!(
+            errors.to_string(),
+            "test.toml:5:5: part.x: invalid type: string \"one\", expected a whole number"
+        );
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct WholeRaw {
+        part: Spanned<Part>,
+    }
+
+    #[test]
+    fn an_error_reported_at_a_table_points_at_the_field_inside_it() {
+        let d = definition("experiment = \"demo\"\n[seeds]\ncount = 3\n[part]\n\nx = 0\n");
+        let resolved = d.resolve(false, None).expect("ok");
+        let errors = resolved
+            .options(|raw: WholeRaw, checks| checks.fail("part.x", raw.part.span(), "must be > 0"))
+            .expect_err("x is checked");
+        assert_eq!(errors.to_string(), "test.toml:6:5: part.x: must be > 0");
+    }
+
+    #[test]
+    fn the_quick_overlay_cannot_hide_a_bad_value_in_the_file() {
+        let text = "experiment = \"demo\"\n[seeds]\ncount = 0\n[part]\nx = 0\n[quick.seeds]\ncount = 2\n[quick.part]\nx = 5\n";
+        let d = definition(text);
+        let resolved = d.resolve(true, None).expect("TOML is fine");
+        let errors = resolved
+            .options(|raw: Raw, checks| {
+                let x = &raw.part.x;
+                checks.check(*x.get_ref() > 0, "part.x", x.span(), || {
+                    "must be > 0".into()
+                });
+            })
+            .expect_err("the file as written is invalid");
+        assert_eq!(
+            errors
+                .errors
+                .iter()
+                .map(|e| (e.field.as_str(), e.line))
+                .collect::<Vec<_>>(),
+            [("seeds.count", Some(3)), ("part.x", Some(5))],
+            "{errors}"
         );
     }
 

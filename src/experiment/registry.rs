@@ -69,7 +69,7 @@ impl<'a> Context<'a> {
     /// run, reported together with the experiment's own.
     pub fn options<Raw, O>(
         &self,
-        build: impl FnOnce(Raw, &mut Checks<'a>) -> O,
+        build: impl FnMut(Raw, &mut Checks<'a>) -> O,
     ) -> Result<O, DefinitionErrors>
     where
         Raw: DeserializeOwned,

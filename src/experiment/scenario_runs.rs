@@ -39,6 +39,9 @@ pub fn check_points<P: Debug>(
 ) {
     for point in points {
         if let Err(e) = scenario(point).validate() {
+            if checks.reported(&e) {
+                continue; // the base scenario's own error, already said once
+            }
             checks.fail(
                 field,
                 span.clone(),

@@ -7,16 +7,24 @@
 //! relay calls. Sources are layered: built-in defaults, then the file, then
 //! `--set path=value` (or `RELAY_SET`), then the named flags (or their
 //! `RELAY_*` variables). The result is validated once; an error names the
-//! field as written in the file.
+//! file, line, column and field, or the flag or variable that set it.
 
 use super::flaky::{FaultConfig, LatencyKind};
 use crate::relay::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
 use crate::relay::RelayConfig;
+use crate::toml_doc::{LocatedError, TomlDoc};
+use clap::builder::TypedValueParser;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::ffi::OsStr;
 use std::fmt;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
 
 /// What only the real-time server has.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -194,84 +202,55 @@ impl Settings {
             .map_err(|e| e.within("downstream"))
     }
 
-    /// Reads settings from TOML text plus `path=value` overrides.
-    pub fn from_toml(text: &str, sets: &[String]) -> Result<Settings, ConfigError> {
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::new("<file>", e.to_string()))?;
-        default_history(&mut table);
-        for set in sets {
-            apply_set(&mut table, set)?;
+    /// Reads settings from TOML text plus `path=value` overrides (not yet
+    /// validated: flags come next).
+    pub fn from_toml(text: &str, sets: &[String]) -> Result<Settings, LocatedError> {
+        let mut doc = TomlDoc::parse("settings", text)?;
+        doc.set_all(sets)?;
+        Settings::from_doc(&mut doc)
+    }
+
+    /// Reads settings from a parsed document. A scenario file is refused
+    /// with a hint: its `[downstream]` is the simulator's, not the server's.
+    pub fn from_doc(doc: &mut TomlDoc<'_>) -> Result<Settings, LocatedError> {
+        if let Some(key) = ["clients", "horizon_s"].into_iter().find(|k| doc.has(k)) {
+            return Err(doc.error_at(key, None, SCENARIO_HINT));
         }
-        default_downstream_kind(&mut table);
-        serde_path_to_error::deserialize(table)
-            .map_err(|e| ConfigError::new(e.path().to_string(), e.into_inner().to_string()))
+        default_downstream_kind(doc.table_mut());
+        let mut settings: Settings = doc.deserialize()?;
+        if !doc.has("relay.history_max") {
+            settings.relay.history_max = HISTORY_MAX_DEFAULT;
+        }
+        Ok(settings)
     }
 }
 
-/// The server remembers finished jobs unless the file says how many.
-fn default_history(table: &mut toml::Table) {
-    let relay = table
-        .entry("relay")
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    if let toml::Value::Table(relay) = relay {
-        relay
-            .entry("history_max")
-            .or_insert(toml::Value::Integer(HISTORY_MAX_DEFAULT as i64));
-    }
-}
+const SCENARIO_HINT: &str = "this is a scenario file; `serve --config` reads a settings file \
+with [server], [relay] and [downstream] sections (see experiments/server/relay.toml): \
+copy the scenario's [relay] section into one";
 
 /// A `[downstream]` section that does not say its kind is the built-in one.
-fn default_downstream_kind(table: &mut toml::Table) {
-    if let Some(toml::Value::Table(d)) = table.get_mut("downstream") {
-        d.entry("kind")
-            .or_insert_with(|| toml::Value::String("flaky".to_owned()));
+fn default_downstream_kind(table: &mut DeTable<'_>) {
+    if let Some(DeValue::Table(d)) = table.get_mut("downstream").map(Spanned::get_mut) {
+        if d.get("kind").is_none() {
+            d.insert(
+                Spanned::new(0..0, Cow::Borrowed("kind")),
+                Spanned::new(0..0, DeValue::String(Cow::Borrowed("flaky"))),
+            );
+        }
     }
-}
-
-/// Applies one `a.b.c=value` override; `value` is TOML (`3`, `true`,
-/// `"full-jitter"`), or else taken as a bare string.
-fn apply_set(table: &mut toml::Table, set: &str) -> Result<(), ConfigError> {
-    let (path, raw) = set
-        .split_once('=')
-        .ok_or_else(|| ConfigError::new(set, "an override is written `path=value`"))?;
-    let path = path.trim();
-    let value = parse_value(raw.trim());
-    let mut parts: Vec<&str> = path.split('.').collect();
-    let leaf = parts.pop().filter(|l| !l.is_empty());
-    let Some(leaf) = leaf else {
-        return Err(ConfigError::new(path, "empty setting name"));
-    };
-    let mut here = table;
-    for part in parts {
-        let next = here
-            .entry(part)
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        here = match next {
-            toml::Value::Table(t) => t,
-            _ => return Err(ConfigError::new(path, format!("`{part}` is not a section"))),
-        };
-    }
-    here.insert(leaf.to_owned(), value);
-    Ok(())
-}
-
-fn parse_value(raw: &str) -> toml::Value {
-    format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
 }
 
 /// `serve`'s command line. Every flag also reads a `RELAY_*` variable.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct ServeArgs {
-    /// Settings file (TOML) with `[server]`, `[relay]` and `[downstream]` sections.
+    /// Settings file (TOML) with `[server]`, `[relay]` and `[downstream]`
+    /// sections, e.g. experiments/server/relay.toml (a scenario file is refused).
     #[arg(long, env = "RELAY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address to listen on, e.g. 127.0.0.1:3000 (port 0 picks a free one).
-    #[arg(long, env = "RELAY_LISTEN")]
+    /// Address to listen on (port 0 picks a free one)
+    /// [default: 127.0.0.1:3000, or the file's `server.listen`].
+    #[arg(long, env = "RELAY_LISTEN", value_parser = Typed::<SocketAddr>::new(ADDRESS))]
     pub listen: Option<SocketAddr>,
     /// Use the built-in in-process flaky downstream.
     #[arg(long, value_enum, env = "RELAY_DOWNSTREAM")]
@@ -280,34 +259,34 @@ pub struct ServeArgs {
     #[arg(long, env = "RELAY_DOWNSTREAM_URL", value_name = "URL")]
     pub downstream_url: Option<String>,
     /// Built-in downstream: probability that a call fails.
-    #[arg(long, env = "RELAY_FAILURE_RATE")]
+    #[arg(long, env = "RELAY_FAILURE_RATE", value_parser = Typed::<f64>::new(NUMBER))]
     pub failure_rate: Option<f64>,
     /// Built-in downstream: constant or mean latency.
-    #[arg(long, env = "RELAY_LATENCY_MS")]
+    #[arg(long, env = "RELAY_LATENCY_MS", value_parser = Typed::<f64>::new(NUMBER))]
     pub latency_ms: Option<f64>,
     /// Built-in downstream: latency distribution.
     #[arg(long, value_enum, env = "RELAY_LATENCY_KIND")]
     pub latency_kind: Option<LatencyKind>,
     /// Built-in downstream: seed of its draws.
-    #[arg(long, env = "RELAY_SEED")]
+    #[arg(long, env = "RELAY_SEED", value_parser = Typed::<u64>::new(WHOLE))]
     pub seed: Option<u64>,
     /// Largest request body accepted, in bytes.
-    #[arg(long, env = "RELAY_BODY_BYTES_MAX")]
+    #[arg(long, env = "RELAY_BODY_BYTES_MAX", value_parser = Typed::<usize>::new(WHOLE))]
     pub body_bytes_max: Option<usize>,
     /// Require `X-Signature: sha256=<hex HMAC of the body>` with this secret.
     #[arg(long, env = "RELAY_HMAC_SECRET", hide_env_values = true)]
     pub hmac_secret: Option<String>,
     /// How long accepted work may run after SIGTERM or Ctrl-C.
-    #[arg(long, env = "RELAY_DRAIN_DEADLINE_MS")]
+    #[arg(long, env = "RELAY_DRAIN_DEADLINE_MS", value_parser = Typed::<f64>::new(NUMBER))]
     pub drain_deadline_ms: Option<f64>,
     /// Refuse `POST /relay` without an `Idempotency-Key`.
     #[arg(long, env = "RELAY_IDEMPOTENCY_REQUIRED")]
     pub idempotency_required: bool,
     /// Concurrent downstream calls.
-    #[arg(long, env = "RELAY_WORKERS")]
+    #[arg(long, env = "RELAY_WORKERS", value_parser = Typed::<usize>::new(WHOLE))]
     pub workers: Option<usize>,
     /// Jobs that may wait for a worker.
-    #[arg(long, env = "RELAY_QUEUE_CAPACITY")]
+    #[arg(long, env = "RELAY_QUEUE_CAPACITY", value_parser = Typed::<usize>::new(WHOLE))]
     pub queue_capacity: Option<usize>,
     /// Any setting by its path, e.g. `relay.retry.backoff.kind=full-jitter`
     /// (repeatable; `RELAY_SET` takes several separated by `;`).
@@ -331,23 +310,47 @@ pub enum DownstreamKind {
 
 impl ServeArgs {
     /// Layers defaults, the file, `--set` and the flags, then validates.
+    /// An error names the file, line, column and field, or the flag or
+    /// variable that set the value.
     pub fn resolve(&self) -> anyhow::Result<Settings> {
-        let text = match &self.config {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
-            None => String::new(),
+        let (origin, text) = match &self.config {
+            Some(path) => (
+                path.display().to_string(),
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+            ),
+            None => ("settings".to_owned(), String::new()),
         };
-        let origin = self
-            .config
-            .as_ref()
-            .map_or_else(|| "settings".to_owned(), |p| p.display().to_string());
-        let mut settings =
-            Settings::from_toml(&text, &self.set).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        let mut doc = TomlDoc::parse(origin, &text)?;
+        doc.set_all(&self.set)?;
+        let mut settings = Settings::from_doc(&mut doc)?;
         self.apply_flags(&mut settings)?;
-        settings
-            .validate()
-            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        for (path, flag) in self.given_flags() {
+            doc.mark_override(path, source_of(flag));
+        }
+        settings.validate().map_err(|e| doc.config_error(&e))?;
         Ok(settings)
+    }
+
+    /// (setting path, flag) of every flag given.
+    #[rustfmt::skip] // a table reads best one row per line
+    fn given_flags(&self) -> Vec<(&'static str, &'static str)> {
+        [
+            (self.listen.is_some(), "server.listen", "listen"),
+            (self.body_bytes_max.is_some(), "server.body_bytes_max", "body-bytes-max"),
+            (self.hmac_secret.is_some(), "server.hmac_secret", "hmac-secret"),
+            (self.drain_deadline_ms.is_some(), "server.drain_deadline_ms", "drain-deadline-ms"),
+            (self.workers.is_some(), "relay.workers", "workers"),
+            (self.queue_capacity.is_some(), "relay.queue.capacity", "queue-capacity"),
+            (self.downstream_url.is_some(), "downstream", "downstream-url"),
+            (self.failure_rate.is_some(), "downstream.failure_rate", "failure-rate"),
+            (self.latency_ms.is_some(), "downstream.latency_ms", "latency-ms"),
+            (self.seed.is_some(), "downstream.seed", "seed"),
+        ]
+        .into_iter()
+        .filter(|(given, ..)| *given)
+        .map(|(_, path, flag)| (path, flag))
+        .collect()
     }
 
     fn apply_flags(&self, s: &mut Settings) -> anyhow::Result<()> {
@@ -395,6 +398,90 @@ impl ServeArgs {
     }
 }
 
+const WHOLE: &str = "a whole number ≥ 0";
+const NUMBER: &str = "a number";
+const ADDRESS: &str = "an address such as 127.0.0.1:3000";
+
+/// Parses a flag's value; a bad one is reported in words (`a whole number
+/// ≥ 0`), naming the `RELAY_*` variable when that is where it came from.
+#[derive(Clone)]
+struct Typed<T> {
+    expected: &'static str,
+    kind: PhantomData<fn() -> T>,
+}
+
+impl<T> Typed<T> {
+    const fn new(expected: &'static str) -> Typed<T> {
+        Typed {
+            expected,
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<T: FromStr + Clone + Send + Sync + 'static> TypedValueParser for Typed<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        if let Some(parsed) = value.to_str().and_then(|v| v.parse().ok()) {
+            return Ok(parsed);
+        }
+        let source = arg.map_or_else(|| "value".to_owned(), |a| source_of_arg(a, value));
+        let message = format!(
+            "{source}: `{}` is not {}\n",
+            value.to_string_lossy(),
+            self.expected
+        );
+        Err(clap::Error::raw(clap::error::ErrorKind::ValueValidation, message).with_cmd(cmd))
+    }
+}
+
+/// `--flag`, or `environment variable RELAY_X` when the value is the
+/// variable's and the flag is not on the command line.
+fn source_of_arg(arg: &clap::Arg, value: &OsStr) -> String {
+    let flag = arg
+        .get_long()
+        .map_or_else(String::new, |l| format!("--{l}"));
+    match arg.get_env().and_then(OsStr::to_str) {
+        Some(env) if std::env::var_os(env).as_deref() == Some(value) && !on_command_line(&flag) => {
+            format!("environment variable {env}")
+        }
+        _ => flag,
+    }
+}
+
+/// What set the setting of flag `--long`: the flag, or its `RELAY_*`
+/// variable if the flag is not on the command line.
+fn source_of(long: &str) -> String {
+    let command = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+    let env = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(clap::Arg::get_env)
+        .and_then(OsStr::to_str)
+        .map(str::to_owned);
+    let flag = format!("--{long}");
+    match env {
+        Some(env) if std::env::var_os(&env).is_some() && !on_command_line(&flag) => {
+            format!("environment variable {env}")
+        }
+        _ => flag,
+    }
+}
+
+fn on_command_line(flag: &str) -> bool {
+    let with_value = format!("{flag}=");
+    std::env::args_os().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == flag || a.starts_with(&with_value))
+    })
+}
+
 fn set<T>(field: &mut T, flag: Option<T>) {
     if let Some(v) = flag {
         *field = v;
@@ -440,7 +527,14 @@ mod tests {
     #[test]
     fn errors_name_the_field_with_its_section() {
         let err = Settings::from_toml("[server]\nbody_bytes_maxx = 3\n", &[]).unwrap_err();
-        assert!(err.reason.contains("body_bytes_maxx"), "{err}");
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with(
+                "settings:2:1: server.body_bytes_maxx: unknown field `body_bytes_maxx`"
+            ),
+            "{shown}"
+        );
+        assert!(!shown.contains('\n'), "one line: {shown}");
         let s = Settings::from_toml("[server]\nbody_bytes_max = 0\n", &[]).expect("parses");
         assert_eq!(s.validate().unwrap_err().field, "server.body_bytes_max");
         let s = Settings::from_toml("[relay.queue]\ncapacity = 0\n", &[]).expect("parses");
@@ -448,7 +542,28 @@ mod tests {
         let s = Settings::from_toml("", &["downstream.failure_rate=2".into()]).expect("parses");
         assert_eq!(s.validate().unwrap_err().field, "downstream.failure_rate");
         let err = Settings::from_toml("", &["relay.workers=many".into()]).unwrap_err();
-        assert_eq!(err.field, "relay.workers");
+        assert_eq!(
+            err.to_string(),
+            "--set relay.workers=many: relay.workers: invalid type: string \"many\", expected a whole number ≥ 0"
+        );
+    }
+
+    #[test]
+    fn a_scenario_file_is_refused_with_a_hint() {
+        let text = include_str!("../../experiments/scenarios/outage.toml");
+        let err = Settings::from_toml(text, &[]).unwrap_err().to_string();
+        assert!(err.contains("this is a scenario file"), "{err}");
+        assert!(err.contains("experiments/server/relay.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_flag_value_is_blamed_on_the_flag() {
+        let args = ServeArgs {
+            workers: Some(0),
+            ..ServeArgs::default()
+        };
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.starts_with("--workers: relay.workers: "), "{err}");
     }
 
     #[test]

@@ -5,8 +5,8 @@ use super::clients::ClientsConfig;
 use super::downstream::DownstreamConfig;
 use crate::relay::config_error::{ensure, ConfigError};
 use crate::relay::RelayConfig;
+use crate::toml_doc::{LocatedError, TomlDoc};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::path::Path;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +35,10 @@ fn default_seed() -> u64 {
     1
 }
 
+/// Longest virtual time a scenario may ask for: a week is far beyond any
+/// experiment here, and anything longer is a typo (`1e300`).
+pub const HORIZON_S_MAX: f64 = 7.0 * 24.0 * 3600.0;
+
 /// Client populations per scenario.
 const SOURCES_MAX: usize = 64;
 
@@ -42,9 +46,12 @@ impl Scenario {
     pub fn validate(&self) -> Result<(), ConfigError> {
         ensure(!self.name.trim().is_empty(), "name", "must not be empty")?;
         ensure(
-            self.horizon_s.is_finite() && self.horizon_s >= 0.0,
+            (0.0..=HORIZON_S_MAX).contains(&self.horizon_s),
             "horizon_s",
-            "must be ≥ 0 (0 runs until no event is left)",
+            format!(
+                "must be between 0 and {HORIZON_S_MAX} s (a week; 0 runs until no event is left), got {:?}",
+                self.horizon_s
+            ),
         )?;
         if let Some(d) = self.deadline_ms {
             ensure(d.is_finite() && d > 0.0, "deadline_ms", "must be > 0")?;
@@ -70,110 +77,44 @@ impl Scenario {
         Ok(())
     }
 
-    /// Parses and validates a scenario; errors name the field and the line.
+    /// Parses and validates a scenario; errors name the field, line and column.
     pub fn from_toml(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = parse(text).map_err(|(path, e)| ScenarioError {
-            origin: origin.to_string(),
-            line: locate(text, &path).or_else(|| e.span().map(|s| line_of(text, s.start))),
-            message: if path.is_empty() || path == "." {
-                e.message().to_string()
-            } else {
-                format!("`{path}`: {}", e.message())
-            },
-        })?;
-        scenario.validate().map_err(|e| ScenarioError {
-            origin: origin.to_string(),
-            line: locate(text, &e.field),
-            message: e.to_string(),
-        })?;
-        Ok(scenario)
+        Scenario::from_toml_with(text, origin, &[])
+    }
+
+    /// [`Scenario::from_toml`] with `path=value` overrides (`simulate --set`).
+    /// The file as written is validated first, so an override cannot hide
+    /// a bad value in it.
+    pub fn from_toml_with(
+        text: &str,
+        origin: &str,
+        sets: &[String],
+    ) -> Result<Scenario, ScenarioError> {
+        let mut doc = TomlDoc::parse(origin, text)?;
+        let scenario = doc.read(Scenario::validate)?;
+        if sets.is_empty() {
+            return Ok(scenario);
+        }
+        doc.set_all(sets)?;
+        doc.read(Scenario::validate)
     }
 
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        Scenario::load_with(path, &[])
+    }
+
+    /// Reads a scenario file and applies `path=value` overrides.
+    pub fn load_with(path: &Path, sets: &[String]) -> Result<Scenario, ScenarioError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
-            origin: origin.clone(),
-            line: None,
-            message: format!("cannot read the scenario file: {e}"),
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            LocatedError::outside(&origin, "", &format!("cannot read the scenario file: {e}"))
         })?;
-        Scenario::from_toml(&text, &origin)
+        Scenario::from_toml_with(&text, &origin, sets)
     }
 }
 
 /// A scenario file that does not parse or validate.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct ScenarioError {
-    pub origin: String,
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for ScenarioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.origin, line, self.message),
-            None => write!(f, "{}: {}", self.origin, self.message),
-        }
-    }
-}
-
-/// Deserializes, keeping the path of the field that failed (serde loses
-/// spans inside tagged enums such as `[[clients]]`).
-fn parse(text: &str) -> Result<Scenario, (String, toml::de::Error)> {
-    let de = toml::Deserializer::parse(text).map_err(|e| (String::new(), e))?;
-    serde_path_to_error::deserialize(de).map_err(|e| (e.path().to_string(), e.into_inner()))
-}
-
-fn line_of(text: &str, byte: usize) -> usize {
-    text[..byte.min(text.len())].matches('\n').count() + 1
-}
-
-/// Best-effort line of a dotted field path such as `clients[1].retry.timeout_ms`:
-/// inside the deepest section header that names a prefix of the path (the
-/// i-th one for `[[array]]` tables), the line of the leaf key, or else of the
-/// nearest parent key (for values inside inline tables).
-fn locate(text: &str, field: &str) -> Option<usize> {
-    let parts: Vec<(&str, usize)> = field
-        .split('.')
-        .map(|p| match p.split_once('[') {
-            Some((name, rest)) => (name, rest.trim_end_matches(']').parse().unwrap_or(0)),
-            None => (p, 0),
-        })
-        .collect();
-    let lines: Vec<&str> = text.lines().collect();
-    let (mut from, mut depth) = (0, 0);
-    for d in (1..parts.len()).rev() {
-        let header: Vec<&str> = parts[..d].iter().map(|(n, _)| *n).collect();
-        let header = header.join(".");
-        let nth = parts[d - 1].1;
-        let found = lines
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| {
-                let l = l.trim();
-                l == format!("[{header}]") || l == format!("[[{header}]]")
-            })
-            .nth(nth);
-        if let Some((i, _)) = found {
-            (from, depth) = (i + 1, d);
-            break;
-        }
-    }
-    let end = lines[from.min(lines.len())..]
-        .iter()
-        .position(|l| l.trim_start().starts_with('['))
-        .map_or(lines.len(), |i| from + i);
-    let key_line = |name: &str| {
-        (from..end).find(|&i| {
-            let rest = lines[i].trim_start().strip_prefix(name);
-            rest.is_some_and(|r| r.trim_start().starts_with('=') || r.starts_with('.'))
-        })
-    };
-    (depth..parts.len())
-        .rev()
-        .find_map(|k| key_line(parts[k].0))
-        .map(|i| i + 1)
-}
+pub type ScenarioError = LocatedError;
 
 #[cfg(test)]
 mod tests {
@@ -192,41 +133,76 @@ kind = "open-loop"
 per_s = 10
 "#;
 
-    #[test]
-    fn validation_error_names_field_and_line() {
-        let err = Scenario::from_toml(MINIMAL, "t.toml").unwrap_err();
-        assert_eq!(err.line, Some(7), "{err}");
-        assert!(err.message.contains("relay.retry.backoff.cap_ms"), "{err}");
-        assert!(err.to_string().starts_with("t.toml:7:"), "{err}");
+    fn error(text: &str) -> String {
+        Scenario::from_toml(text, "t.toml")
+            .expect_err("invalid")
+            .to_string()
+    }
+
+    /// The error for `text` begins with `prefix` (messages may be reworded).
+    fn refused(text: &str, prefix: &str) {
+        let err = error(text);
+        assert!(err.starts_with(prefix), "{err}");
     }
 
     #[test]
-    fn parse_error_names_the_line() {
-        let text = MINIMAL.replace("per_s = 10", "per_s = \"fast\"");
-        let err = Scenario::from_toml(&text, "t.toml").unwrap_err();
-        assert_eq!(err.line, Some(11), "{err}");
-        assert!(err.message.contains("clients[0].per_s"), "{err}");
+    fn validation_error_names_field_line_and_column() {
+        refused(MINIMAL, "t.toml:7:10: relay.retry.backoff.cap_ms: ");
     }
 
     #[test]
-    fn errors_in_later_array_tables_and_inline_tables_point_at_their_line() {
+    fn type_errors_name_the_line_in_plain_words() {
+        let err = error(&MINIMAL.replace("per_s = 10", "per_s = \"fast\""));
+        assert_eq!(
+            err,
+            "t.toml:11:9: clients[0].per_s: invalid type: string \"fast\", expected a number"
+        );
+    }
+
+    #[test]
+    fn errors_in_later_array_tables_and_inline_tables_point_at_their_value() {
         let text = format!("{MINIMAL}\n[[clients]]\nkind = \"open-loop\"\nper_s = -5\n")
             .replace("cap_ms = 10", "cap_ms = 100");
-        let err = Scenario::from_toml(&text, "t.toml").unwrap_err();
-        assert!(err.message.contains("clients[1].per_s"), "{err}");
-        assert_eq!(err.line, Some(15), "{err}");
+        refused(&text, "t.toml:15:9: clients[1].per_s: ");
         let text = MINIMAL.replace("cap_ms = 10", "cap_ms = 100")
             + "\n[relay.breaker]\ntrip = { kind = \"failure-ratio\", ratio = 2.0, window_ms = 10, calls_min = 1 }\n";
-        let err = Scenario::from_toml(&text, "t.toml").unwrap_err();
-        assert!(err.message.contains("relay.breaker.trip.ratio"), "{err}");
-        assert_eq!(err.line, Some(14), "{err}");
+        refused(&text, "t.toml:14:42: relay.breaker.trip.ratio: ");
     }
 
     #[test]
-    fn unknown_fields_are_refused() {
-        let text = MINIMAL.replace("cap_ms = 10", "cap_ms = 100\ncapp_ms = 3");
-        let err = Scenario::from_toml(&text, "t.toml").unwrap_err();
-        assert!(err.message.contains("capp_ms"), "{err}");
-        assert_eq!(err.line, Some(8));
+    fn unknown_fields_are_refused_at_their_key() {
+        refused(
+            &MINIMAL.replace("cap_ms = 10", "cap_ms = 100\ncapp_ms = 3"),
+            "t.toml:8:1: relay.retry.backoff.capp_ms: unknown field `capp_ms`",
+        );
+    }
+
+    #[test]
+    fn absurd_horizons_are_refused() {
+        let text = MINIMAL
+            .replace("cap_ms = 10", "cap_ms = 100")
+            .replace("horizon_s = 1", "horizon_s = 1e300");
+        refused(
+            &text,
+            "t.toml:3:13: horizon_s: must be between 0 and 604800 s",
+        );
+    }
+
+    #[test]
+    fn overrides_apply_after_the_file_is_validated_as_written() {
+        let sets = ["relay.retry.backoff.cap_ms=100".to_string()];
+        let err = Scenario::from_toml_with(MINIMAL, "t.toml", &sets).expect_err("file is bad");
+        assert_eq!(err.line, Some(7), "{err}");
+        let good = MINIMAL.replace("cap_ms = 10", "cap_ms = 100");
+        let sets = ["relay.workers=0".to_string()];
+        let err = Scenario::from_toml_with(&good, "t.toml", &sets).expect_err("override is bad");
+        assert!(
+            err.to_string()
+                .starts_with("--set relay.workers=0: relay.workers: "),
+            "{err}"
+        );
+        let sets = ["relay.workers=3".to_string()];
+        let s = Scenario::from_toml_with(&good, "t.toml", &sets).expect("valid");
+        assert_eq!(s.relay.workers, 3);
     }
 }
