@@ -327,3 +327,21 @@ async fn dead_letters_are_listed_inspected_and_replayed_by_id() {
         415,
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_port_is_refused_naming_the_address() {
+    let first = Harness::start(settings()).await;
+    let taken: std::net::SocketAddr = first
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the base URL is an address");
+    let mut again = settings();
+    again.server.listen = taken;
+    let error = match resilient_relay::server::RelayServer::start(&again).await {
+        Ok(_) => panic!("a second server cannot listen on {taken}"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains(&taken.to_string()), "{error}");
+    assert!(error.contains("--listen"), "says how to fix it: {error}");
+}

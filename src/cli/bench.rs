@@ -10,6 +10,8 @@ pub struct BenchArgs {
     /// Workload: relay-std, relay-ovl or relay-scale.
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(NAMES))]
     pub workload: String,
+    /// Seed of every random draw (arrivals, latencies, failures, jitter);
+    /// the same seed gives the same run.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Override the number of arrivals (default: the workload's 1,000,000).

@@ -100,7 +100,47 @@ pub struct RelayActor {
     gauges: Arc<Gauges>,
     /// Set by a `Stop` command: answer it and end after this turn.
     stop: Option<oneshot::Sender<Leftovers>>,
+    /// A full idempotency store forgets a key per new one: one log line per
+    /// interval says how many, rather than one line each.
+    forgotten: LogGate,
 }
+
+/// Lets one log line through per `interval` of relay time and counts the
+/// occurrences in between, so that a condition repeating thousands of times
+/// a second costs a line now and then, not a flood.
+#[derive(Clone, Debug)]
+struct LogGate {
+    interval: std::time::Duration,
+    last: Option<Time>,
+    held: u64,
+}
+
+impl LogGate {
+    fn new(interval: std::time::Duration) -> LogGate {
+        LogGate {
+            interval,
+            last: None,
+            held: 0,
+        }
+    }
+
+    /// Counts one occurrence at `now`; `Some(n)` when a line is due, `n`
+    /// being the occurrences it reports (this one included).
+    fn admit(&mut self, now: Time) -> Option<u64> {
+        self.held += 1;
+        let due = self
+            .last
+            .is_none_or(|last| now.since(last) >= self.interval);
+        if !due {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
+/// How often a repeated warning may be logged.
+const WARN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Inputs handled before the outputs are performed and the timer re-armed.
 const BATCH_MAX: usize = 64;
@@ -125,6 +165,7 @@ impl RelayActor {
             cids: FxHashMap::default(),
             gauges,
             stop: None,
+            forgotten: LogGate::new(WARN_INTERVAL),
         }
     }
 
@@ -368,10 +409,14 @@ impl RelayActor {
                 outcome,
             } => self.finished(job, key, attempts, latency, outcome),
             Output::Forgotten { key } => {
-                tracing::warn!(
-                    key = &*key,
-                    "idempotency store full: forgot a completed key before its TTL"
-                );
+                if let Some(keys) = self.forgotten.admit(self.clock.now()) {
+                    tracing::warn!(
+                        key = &*key,
+                        keys,
+                        "idempotency store full: forgot completed keys before their TTL \
+                         (this one, and the count since the last such line)"
+                    );
+                }
             }
             Output::Overflowed(letter) => {
                 let cid = self.cids.remove(&letter.job);
@@ -545,5 +590,22 @@ impl RelayHandle {
             }
             woken.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_gate_lets_one_line_through_per_interval_and_counts_the_rest() {
+        let mut gate = LogGate::new(std::time::Duration::from_secs(10));
+        let at = |ms| Time::from_millis(ms);
+        assert_eq!(gate.admit(at(0)), Some(1), "the first occurrence is logged");
+        let held: Vec<Option<u64>> = (1..1000).map(|i| gate.admit(at(i))).collect();
+        assert!(held.iter().all(Option::is_none), "nothing more within 10 s");
+        assert_eq!(gate.admit(at(9_999)), None);
+        assert_eq!(gate.admit(at(10_000)), Some(1001), "then the count since");
+        assert_eq!(gate.admit(at(10_001)), None);
     }
 }

@@ -42,8 +42,22 @@ pub struct CallRequest {
 
 /// Who performs the calls.
 pub enum Caller {
-    Flaky { fault: FaultConfig, rng: Stream },
+    Flaky {
+        fault: FaultConfig,
+        rng: Stream,
+    },
     Http(HttpCaller),
+    /// Hands every call to another task, which answers on the sender it is
+    /// given: a driver that plays the downstream itself (the actor's tests,
+    /// under a paused clock).
+    Handoff(mpsc::Sender<Handoff>),
+}
+
+/// A call passed to whoever plays the downstream, with where to answer.
+#[derive(Debug)]
+pub struct Handoff {
+    pub request: CallRequest,
+    pub done: mpsc::Sender<CallDone>,
 }
 
 /// Calls to a real downstream at `url`.
@@ -101,6 +115,18 @@ impl Caller {
                     let _ = done.send(CallDone { call, result }).await;
                 });
                 None
+            }
+            Caller::Handoff(calls) => {
+                let call = req.call;
+                let handoff = Handoff {
+                    request: req,
+                    done: done.clone(),
+                };
+                // Nobody is there to take it: the call failed at once.
+                calls.try_send(handoff).err().map(|_| CallDone {
+                    call,
+                    result: Err(CallError::ServerError),
+                })
             }
         }
     }
