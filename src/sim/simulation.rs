@@ -57,14 +57,38 @@ pub struct SimResult {
     pub job_latency: LatencyHistogram,
 }
 
-/// A run stopped by an invariant violation; says how to reproduce it.
+/// A run that did not end well; says which run, to reproduce it.
 #[derive(Clone, Debug, thiserror::Error)]
-#[error("{violation} (scenario `{scenario}`, seed {seed})")]
+#[error("{reason} (scenario `{scenario}`, seed {seed})")]
 pub struct SimFailure {
     pub scenario: String,
     pub seed: u64,
-    pub violation: Violation,
+    pub reason: Stop,
 }
+
+/// Why a run stopped early.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Stop {
+    /// The outside checker caught a broken invariant.
+    #[error("{0}")]
+    Violation(Violation),
+    /// The run reached its bound on events before its end.
+    #[error(
+        "stopped after {events_max} events at t = {at_s:.3} s: the run exceeds its event bound"
+    )]
+    EventsExhausted { events_max: u64, at_s: f64 },
+}
+
+impl From<Violation> for Stop {
+    fn from(v: Violation) -> Stop {
+        Stop::Violation(v)
+    }
+}
+
+/// Events one run may process. Far above what any committed scenario
+/// needs (tens of millions at most), low enough that a runaway run ends in
+/// minutes and says so instead of never ending.
+pub const EVENTS_MAX: u64 = 1_000_000_000;
 
 #[derive(Clone, Copy, Debug)]
 enum Ev {
@@ -92,7 +116,7 @@ enum Ev {
     CallDone {
         job: JobId,
         attempt: u32,
-        ok: bool,
+        result: Result<(), CallError>,
         key: u64,
     },
     RelayWake,
@@ -139,6 +163,7 @@ pub struct Simulation {
     horizon: Option<Time>,
     deadline: Option<Duration>,
     sched: Scheduler<Ev>,
+    events_max: u64,
     relay: Relay<u64, ()>,
     downstream: Downstream,
     sources: Vec<Source>,
@@ -179,6 +204,7 @@ impl Simulation {
                 .deadline_ms
                 .map(|d| Duration::from_nanos(ms_to_nanos(d))),
             sched: Scheduler::new(),
+            events_max: EVENTS_MAX,
             relay,
             downstream: Downstream::new(&scenario.downstream, seed.stream(Domain::Downstream, 0)),
             sources,
@@ -233,23 +259,35 @@ impl Simulation {
         }
     }
 
+    /// Lowers the bound on events (at most [`EVENTS_MAX`]).
+    pub fn with_events_max(mut self, events_max: u64) -> Simulation {
+        self.events_max = events_max.min(EVENTS_MAX);
+        self
+    }
+
     /// Runs to the horizon (or until nothing is left to happen).
     pub fn run(mut self) -> Result<SimResult, SimFailure> {
         let outcome = self.event_loop();
-        if let Err(violation) = outcome {
+        if let Err(reason) = outcome {
             return Err(SimFailure {
                 scenario: self.scenario_name,
                 seed: self.seed,
-                violation,
+                reason,
             });
         }
         Ok(self.finish())
     }
 
-    fn event_loop(&mut self) -> Result<(), Violation> {
+    fn event_loop(&mut self) -> Result<(), Stop> {
         while let Some(at) = self.sched.peek_time() {
             if self.horizon.is_some_and(|h| at > h) {
                 break;
+            }
+            if self.c.events >= self.events_max {
+                return Err(Stop::EventsExhausted {
+                    events_max: self.events_max,
+                    at_s: at.as_secs_f64(),
+                });
             }
             let Some((now, ev)) = self.sched.pop() else {
                 break;
@@ -269,7 +307,7 @@ impl Simulation {
         }
         let end = self.horizon.unwrap_or(self.last_active);
         self.integrate_live_jobs(end);
-        self.checker.at_end(end, self.relay.live_jobs())
+        Ok(self.checker.at_end(end, self.relay.live_jobs())?)
     }
 
     /// Accumulates ∫ live jobs dt, for the time-average number in system.
@@ -328,27 +366,26 @@ impl Simulation {
             Ev::CallDone {
                 job,
                 attempt,
-                ok,
+                result,
                 key,
             } => {
                 let call = CallId { job, attempt };
                 self.last_active = now;
                 self.c.model_call_completions += 1;
-                let duplicate = self.downstream.finish((key != NO_KEY).then_some(key), ok);
+                let landed = result.is_ok();
+                let duplicate = self
+                    .downstream
+                    .finish((key != NO_KEY).then_some(key), landed);
                 self.record(
                     now,
                     SimRecord::CallDone {
                         job: call.job,
                         attempt: call.attempt,
-                        ok,
+                        ok: landed,
+                        error: result.err(),
                         duplicate,
                     },
                 );
-                let result = if ok {
-                    Ok(())
-                } else {
-                    Err(CallError::ServerError)
-                };
                 self.relay.handle_call_result(now, call, result);
                 Ok(())
             }
@@ -597,7 +634,7 @@ impl Simulation {
             Ev::CallDone {
                 job: call.job,
                 attempt: call.attempt,
-                ok: plan.result.is_ok(),
+                result: plan.result,
                 key,
             },
         );
@@ -683,7 +720,7 @@ impl Simulation {
             Some(h) => h,
             None => self.last_active,
         };
-        let summary = Summary::collect(
+        let mut summary = Summary::collect(
             &self.scenario_name,
             self.seed,
             end,
@@ -695,6 +732,11 @@ impl Simulation {
             self.sched.len_max_seen(),
             self.checker.checks,
         );
+        summary.trace_cut_at = self
+            .trace
+            .as_ref()
+            .filter(|t| t.truncated)
+            .map(|t| t.lines.len());
         SimResult {
             summary,
             trace: self.trace,
