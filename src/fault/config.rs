@@ -88,7 +88,7 @@ impl FailureMix {
             (self.throttled, "failure_mix.throttled"),
             (self.client_error, "failure_mix.client_error"),
         ] {
-            ensure(w.is_finite() && w >= 0.0, field, "must be ≥ 0")?;
+            ensure_at_least(w, 0.0, field)?;
         }
         ensure(
             self.server_error + self.throttled + self.client_error > 0.0,
@@ -182,10 +182,10 @@ impl DownstreamConfig {
         for (i, b) in self.brownouts.iter().enumerate() {
             window_ok(b.start_s, b.end_s, &format!("brownouts[{i}]"))?;
             ensure_probability(b.failure_rate, &format!("brownouts[{i}].failure_rate"))?;
-            ensure(
-                b.latency_factor.is_finite() && b.latency_factor >= 0.0,
+            ensure_at_least(
+                b.latency_factor,
+                0.0,
                 &format!("brownouts[{i}].latency_factor"),
-                "must be ≥ 0",
             )?;
         }
         if let Some(c) = &self.capacity {
@@ -194,15 +194,20 @@ impl DownstreamConfig {
                 "capacity.concurrency_max",
                 "must be ≥ 1",
             )?;
-            ensure(
-                c.slowdown_per_excess.is_finite() && c.slowdown_per_excess >= 0.0,
-                "capacity.slowdown_per_excess",
-                "must be ≥ 0",
-            )?;
+            ensure_at_least(c.slowdown_per_excess, 0.0, "capacity.slowdown_per_excess")?;
             ensure_probability(c.failure_rate_over, "capacity.failure_rate_over")?;
         }
         Ok(())
     }
+}
+
+/// A finite number no smaller than `min`.
+pub(super) fn ensure_at_least(value: f64, min: f64, field: &str) -> Result<(), ConfigError> {
+    ensure(
+        value.is_finite() && value >= min,
+        field,
+        format!("must be ≥ {min}"),
+    )
 }
 
 fn window_ok(start_s: f64, end_s: f64, field: &str) -> Result<(), ConfigError> {

@@ -8,7 +8,7 @@
 //! its kind when failures are possible), so a run is reproducible from its
 //! seed on either driver.
 
-use super::config::{DownstreamConfig, OutageMode};
+use super::config::{ensure_at_least, DownstreamConfig, OutageMode};
 use super::latency::Latency;
 use crate::relay::config_error::{ensure, ensure_ms, ensure_probability, ms_to_nanos, ConfigError};
 use crate::relay::retry::CallError;
@@ -57,11 +57,7 @@ pub const HANG_MS_MAX: f64 = 3_600_000.0;
 
 impl Switch {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        ensure(
-            self.brownout_latency_factor.is_finite() && self.brownout_latency_factor >= 1.0,
-            "brownout_latency_factor",
-            "must be ≥ 1",
-        )?;
+        ensure_at_least(self.brownout_latency_factor, 1.0, "brownout_latency_factor")?;
         ensure_probability(self.brownout_failure_rate, "brownout_failure_rate")?;
         ensure_ms(self.hang_ms, "hang_ms")?;
         ensure(self.hang_ms <= HANG_MS_MAX, "hang_ms", "must be ≤ 1 hour")
@@ -358,14 +354,5 @@ mod tests {
         assert!(slow.result.is_err());
         d.set_switch(Switch::default());
         assert_eq!(d.start(Time::ZERO).result, Ok(()));
-    }
-
-    #[test]
-    fn a_bad_switch_names_its_field() {
-        let s = Switch {
-            brownout_failure_rate: 1.5,
-            ..Switch::default()
-        };
-        assert_eq!(s.validate().unwrap_err().field, "brownout_failure_rate");
     }
 }

@@ -40,6 +40,7 @@ pub struct CallRequest {
 }
 
 /// Who performs the calls.
+#[allow(clippy::large_enum_variant)] // one per server: its size does not matter
 pub enum Caller {
     Flaky(SharedFlaky),
     Http(HttpCaller),

@@ -10,7 +10,7 @@
 
 use super::clock::Clock;
 use crate::fault::{DownstreamConfig, FaultModel, LatencyConfig, Switch, HANG_MS_MAX};
-use crate::relay::config_error::{ensure, ensure_ms, ensure_probability, ms_to_nanos, ConfigError};
+use crate::relay::config_error::{ensure, ms_to_nanos, ConfigError};
 use crate::relay::retry::CallError;
 use crate::rng::{Domain, Seed};
 use serde::{Deserialize, Serialize};
@@ -86,13 +86,12 @@ impl Default for FaultConfig {
 
 impl FaultConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        ensure_probability(self.failure_rate, "failure_rate")?;
-        ensure_ms(self.latency_ms, "latency_ms")?;
         ensure(
-            self.latency_ms <= HANG_MS_MAX,
+            (0.0..=HANG_MS_MAX).contains(&self.latency_ms),
             "latency_ms",
-            "must be ≤ 1 hour",
+            "must be between 0 and 1 hour",
         )?;
+        self.model().validate()?;
         self.switch().validate()
     }
 
@@ -290,11 +289,39 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_field() {
-        let cfg = FaultConfig {
-            failure_rate: 1.5,
-            ..FaultConfig::default()
-        };
-        assert_eq!(cfg.validate().unwrap_err().field, "failure_rate");
+        let d = FaultConfig::default;
+        for (cfg, field) in [
+            (
+                FaultConfig {
+                    failure_rate: 1.5,
+                    ..d()
+                },
+                "failure_rate",
+            ),
+            (
+                FaultConfig {
+                    latency_ms: 4e6,
+                    ..d()
+                },
+                "latency_ms",
+            ),
+            (
+                FaultConfig {
+                    hang_ms: f64::NAN,
+                    ..d()
+                },
+                "hang_ms",
+            ),
+            (
+                FaultConfig {
+                    brownout_latency_factor: 0.5,
+                    ..d()
+                },
+                "brownout_latency_factor",
+            ),
+        ] {
+            assert_eq!(cfg.validate().unwrap_err().field, field);
+        }
     }
 
     #[test]

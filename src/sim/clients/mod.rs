@@ -292,7 +292,7 @@ impl Clients {
     /// Job `job` finished; a client still waiting on it hears the outcome.
     pub fn handle_job_finished(&mut self, now: Time, job: JobId, succeeded: bool) {
         let owner = self.job_owner.get(job.slot()).copied().unwrap_or(NO_OWNER) as usize;
-        if !self.requests.get(owner).is_some_and(|l| l.job == job) {
+        if self.requests.get(owner).is_none_or(|l| l.job != job) {
             return;
         }
         if succeeded {
@@ -542,6 +542,15 @@ mod tests {
         }
     }
 
+    /// The first request starts and the relay accepts it as `job`;
+    /// returns its slot and the timers it armed.
+    fn first_accepted(c: &mut Clients, job: JobId) -> (usize, Vec<(Time, ClientTimer)>) {
+        drain(c);
+        let out = sent(c.handle_timer(Time::ZERO, START));
+        c.handle_answer(Time::ZERO, out.slot, &Answer::Accepted { job });
+        (out.slot, timers(&drain(c)))
+    }
+
     const START: ClientTimer = ClientTimer::Start {
         source: 0,
         member: 0,
@@ -577,13 +586,10 @@ mod tests {
     #[test]
     fn a_timeout_retries_once_and_a_stale_timeout_does_nothing() {
         let mut c = one_client(retry(3, 50.0), 1);
-        drain(&mut c);
-        let out = sent(c.handle_timer(Time::ZERO, START));
         let job = JobId(7);
-        c.handle_answer(Time::ZERO, out.slot, &Answer::Accepted { job });
-        let armed = timers(&drain(&mut c));
+        let (slot, armed) = first_accepted(&mut c, job);
         let timeout = ClientTimer::Timeout {
-            slot: out.slot as u32,
+            slot: slot as u32,
             key: 0,
             send: 1,
         };
@@ -594,7 +600,7 @@ mod tests {
         ));
         assert_eq!(c.stats().timeouts, 1);
         let resend = ClientTimer::Send {
-            slot: out.slot as u32,
+            slot: slot as u32,
             key: 0,
         };
         assert_eq!(
@@ -615,11 +621,9 @@ mod tests {
     #[test]
     fn a_closed_loop_client_starts_its_next_request_when_one_succeeds() {
         let mut c = one_client(retry(1, 0.0), 2);
-        drain(&mut c);
-        let out = sent(c.handle_timer(Time::ZERO, START));
         let job = JobId(3);
-        c.handle_answer(Time::ZERO, out.slot, &Answer::Accepted { job });
-        drain(&mut c);
+        let (_, armed) = first_accepted(&mut c, job);
+        assert!(armed.is_empty(), "no timeout: the client waits");
         c.handle_job_finished(Time::from_millis(20), job, true);
         let next = drain(&mut c);
         assert!(next.iter().any(|o| matches!(
