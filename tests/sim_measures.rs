@@ -125,3 +125,36 @@ fn a_cut_trace_is_said_in_the_summary() {
     let (_, whole) = simulate_with_trace_max(10_000_000);
     assert!(!whole.contains("trace cut"), "{whole}");
 }
+
+/// Ten requests against a downstream whose every call fails with `mix`;
+/// the relay retries up to four attempts what its policy retries.
+fn always_failing(mix: &str) -> resilient_relay::sim::Summary {
+    run(&format!(
+        r#"
+name = "failing"
+[relay.retry]
+attempts_max = 4
+[relay.retry.backoff]
+base_ms = 1
+cap_ms = 1
+[downstream]
+latency = {{ kind = "constant", ms = 1 }}
+failure_rate = 1
+failure_mix = {mix}
+[[clients]]
+kind = "closed-loop"
+population = 10
+requests_per_client = 1
+"#
+    ))
+}
+
+#[test]
+fn a_client_error_is_not_retried_where_a_throttled_answer_is() {
+    let refused = always_failing("{ client_error = 1 }");
+    assert_eq!((refused.dead_lettered, refused.downstream_calls), (10, 10));
+    assert_eq!(refused.relay_retries, 0, "a 4xx is the request's fault");
+    let throttled = always_failing("{ throttled = 1 }");
+    assert_eq!(throttled.dead_lettered, 10);
+    assert_eq!(throttled.downstream_calls, 40, "four attempts each");
+}
