@@ -1,11 +1,13 @@
 //! One run: clients, the real [`Relay`], and the downstream, on a virtual
 //! clock, from one seed.
 //!
-//! The loop pops the next event, hands it to whoever it concerns, and then
-//! performs what the relay asks for (start a call, report an outcome) by
-//! scheduling more events. The relay's own timers are folded in as a single
-//! wake-up event armed at `relay.poll_timeout()`. Every step is checked by
-//! the outside [`Checker`]; the first violation ends the run.
+//! The loop pops the next event, hands it to whoever it concerns (the
+//! [`Clients`] machine, the relay, the downstream), and then performs what
+//! they ask for (send a request, start a call, arm a timer) by scheduling
+//! more events. The relay's own timers are folded in as a single wake-up
+//! event armed at `relay.poll_timeout()`. Every step is checked by the
+//! outside [`Checker`]; the first violation ends the run, and so does
+//! reaching [`EVENTS_MAX`] events.
 
 use super::clients::{ClientOutput, ClientTimer, Clients, Outgoing, Woke};
 use super::downstream::Downstream;
