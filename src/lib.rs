@@ -4,6 +4,7 @@
 //!
 //! - [`relay`]: the patterns and the [`relay::Relay`] that composes them.
 //!   Depends on nothing that does I/O.
+//! - [`fault`]: one downstream fault model for the simulator and the server.
 //! - [`sim`]: scheduler, clients, downstream and faults on virtual time.
 //! - [`experiment`]: parameter sweeps that write CSVs, charts and summaries.
 //!
@@ -34,6 +35,7 @@ pub mod time;
 pub mod cli;
 pub mod decision_log;
 pub mod experiment;
+pub mod fault;
 pub mod relay;
 pub mod server;
 pub mod sim;

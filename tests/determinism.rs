@@ -94,3 +94,26 @@ fn same_seed_in_two_processes_gives_the_same_bytes() {
         "CLI trace differs from the library's"
     );
 }
+
+#[test]
+fn a_run_past_its_event_bound_stops_and_names_its_seed() {
+    use resilient_relay::sim::simulation::Simulation;
+    use resilient_relay::sim::Stop;
+    let scenario = Scenario::load(Path::new(SCENARIO)).expect("scenario loads");
+    let failure = Simulation::new(&scenario, &SimOptions::seed(42))
+        .with_events_max(1_000)
+        .run()
+        .err()
+        .expect("stopped by the bound");
+    assert_eq!(failure.seed, 42);
+    assert!(
+        matches!(failure.reason, Stop::EventsExhausted { events_max: 1_000, at_s } if at_s > 0.0),
+        "{failure}"
+    );
+    assert!(failure.to_string().contains("seed 42"), "{failure}");
+    let whole = Simulation::new(&scenario, &SimOptions::seed(42)).run();
+    assert!(
+        whole.is_ok(),
+        "the committed scenario is far inside the bound"
+    );
+}

@@ -220,3 +220,154 @@ async fn the_downstream_switches_outage_and_brownout_at_runtime() {
     );
     assert!(admin["failed"].as_u64() >= Some(1));
 }
+
+mod one_fault_model {
+    //! The same `[downstream]` in the simulator and through the real
+    //! `downstream` service: the same windows, the same failure kinds.
+
+    use resilient_relay::fault::{
+        DownstreamConfig, FailureMix, LatencyConfig, OutageConfig, OutageMode, Switch,
+    };
+    use resilient_relay::relay::retry::CallError;
+    use resilient_relay::rng::{Domain, Seed};
+    use resilient_relay::server::client::{uri, HttpClient};
+    use resilient_relay::server::flaky::Flaky;
+    use resilient_relay::server::{DownstreamArgs, DownstreamService, DownstreamSettings};
+    use resilient_relay::sim::downstream::Downstream;
+    use resilient_relay::sim::Scenario;
+    use resilient_relay::time::Time;
+    use std::time::Duration;
+
+    const SEED: u64 = 9;
+
+    /// How the simulator's downstream answers a call starting at `at_s`.
+    fn simulated(cfg: &DownstreamConfig, at_s: f64) -> Result<(), CallError> {
+        let mut d = Downstream::new(cfg, Seed(SEED).stream(Domain::Downstream, 0));
+        d.start(Time::from_secs_f64(at_s)).result
+    }
+
+    /// The HTTP status the service gives a kind (what the relay classifies back).
+    fn status_of(r: Result<(), CallError>) -> u16 {
+        match r {
+            Ok(()) => 200,
+            Err(CallError::ServerError) => 503,
+            Err(CallError::Throttled) => 429,
+            Err(CallError::ClientError) => 400,
+            Err(CallError::Timeout) => 504,
+        }
+    }
+
+    async fn serve(model: DownstreamConfig) -> DownstreamService {
+        model.validate().expect("valid model");
+        let settings = DownstreamSettings {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            fault: Flaky {
+                model,
+                switch: Switch::default(),
+                seed: SEED,
+            },
+            keys_max: 100,
+        };
+        DownstreamService::spawn(&settings).await.expect("starts")
+    }
+
+    /// One `POST /work`: status, `Retry-After`, and the service's clock then.
+    async fn work(ds: &DownstreamService, client: &HttpClient) -> (u16, Option<String>, f64) {
+        let base = ds.base_url();
+        let reply = client
+            .post_json(&uri(&base, "/work").expect("uri"), &[], "{}")
+            .await
+            .expect("answers");
+        let admin = client
+            .get(&uri(&base, "/admin").expect("uri"))
+            .await
+            .expect("answers")
+            .json();
+        let elapsed_s = admin["elapsed_s"].as_f64().expect("elapsed_s");
+        let retry_after = reply.header("retry-after").map(str::to_owned);
+        (reply.status.as_u16(), retry_after, elapsed_s)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fail_fast_window_answers_503_inside_and_succeeds_outside() {
+        let model = DownstreamConfig {
+            latency: LatencyConfig::Constant { ms: 1.0 },
+            fail_fast_ms: 0.0,
+            outages: vec![OutageConfig {
+                start_s: 0.0,
+                end_s: 0.4,
+                mode: OutageMode::FailFast,
+            }],
+            ..DownstreamConfig::default()
+        };
+        let ds = serve(model.clone()).await;
+        let client = HttpClient::new(1 << 20);
+        let (inside, _, at) = work(&ds, &client).await;
+        assert!(at < 0.4, "the first call came {at} s after start");
+        assert_eq!(inside, status_of(simulated(&model, 0.1)));
+        assert_eq!(inside, 503);
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        let (outside, _, at) = work(&ds, &client).await;
+        assert!(at >= 0.4);
+        assert_eq!(outside, status_of(simulated(&model, at)));
+        assert_eq!(outside, 200);
+        ds.stop().await.expect("stops");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn throttled_and_client_error_kinds_are_429_with_retry_after_and_400() {
+        let throttled = DownstreamConfig {
+            latency: LatencyConfig::Constant { ms: 1.0 },
+            failure_rate: 1.0,
+            failure_mix: FailureMix {
+                server_error: 0.0,
+                throttled: 1.0,
+                client_error: 0.0,
+            },
+            throttle_retry_after_ms: 1_500.0,
+            ..DownstreamConfig::default()
+        };
+        assert_eq!(simulated(&throttled, 0.0), Err(CallError::Throttled));
+        let ds = serve(throttled.clone()).await;
+        let client = HttpClient::new(1 << 20);
+        let (status, retry_after, _) = work(&ds, &client).await;
+        assert_eq!(
+            (status, retry_after.as_deref()),
+            (429, Some("2")),
+            "1.5 s rounds up"
+        );
+        ds.stop().await.expect("stops");
+
+        let refused = DownstreamConfig {
+            failure_mix: FailureMix {
+                server_error: 0.0,
+                throttled: 0.0,
+                client_error: 1.0,
+            },
+            ..throttled
+        };
+        assert_eq!(simulated(&refused, 0.0), Err(CallError::ClientError));
+        let ds = serve(refused).await;
+        let (status, retry_after, _) = work(&ds, &client).await;
+        assert_eq!((status, retry_after), (400, None));
+        ds.stop().await.expect("stops");
+    }
+
+    #[test]
+    fn downstream_scenario_serves_exactly_the_simulated_downstream() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: DownstreamArgs,
+        }
+        let path = "experiments/scenarios/outage.toml";
+        let cli = Cli::try_parse_from(["downstream", "--scenario", path]).expect("parses");
+        let settings = cli.args.resolve().expect("resolves");
+        let scenario = Scenario::load(path.as_ref()).expect("loads");
+        assert_eq!(settings.fault.model, scenario.downstream);
+        assert_eq!(settings.fault.seed, scenario.seed);
+        let mixed = Cli::try_parse_from(["downstream", "--scenario", path, "--failure-rate", "1"]);
+        assert!(mixed.is_err(), "a scenario and fault flags conflict");
+    }
+}

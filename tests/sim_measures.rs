@@ -83,3 +83,78 @@ fn an_empty_queue_holds_no_bytes() {
     assert_eq!(summary.queue_bytes_max, 0);
     assert!((summary.client_done_last_s - 0.010).abs() < 1e-9);
 }
+
+/// Runs `simulate` on a committed scenario with a trace cut at `trace_max`;
+/// returns (trace lines, text summary).
+fn simulate_with_trace_max(trace_max: usize) -> (Vec<String>, String) {
+    let dir = std::env::temp_dir();
+    let trace = dir.join(format!("cut-{trace_max}-{}.jsonl", std::process::id()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_resilient-relay"))
+        .args(["simulate", "experiments/scenarios/outage.toml", "--trace"])
+        .arg(&trace)
+        .args(["--trace-max", &trace_max.to_string()])
+        .output()
+        .expect("binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&trace).expect("trace written");
+    let _ = std::fs::remove_file(&trace);
+    let lines = text.lines().map(str::to_owned).collect();
+    (lines, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn trace_max_zero_keeps_no_record_and_says_the_trace_was_cut() {
+    let (lines, summary) = simulate_with_trace_max(0);
+    assert_eq!(
+        lines,
+        vec![r#"{"event":"trace-truncated","records_max":0}"#],
+        "only the marker"
+    );
+    assert!(summary.contains("trace cut at 0 records"), "{summary}");
+}
+
+#[test]
+fn a_cut_trace_is_said_in_the_summary() {
+    let (lines, summary) = simulate_with_trace_max(3);
+    assert_eq!(lines.len(), 4, "three records and the marker");
+    assert!(summary.contains("trace cut at 3 records"), "{summary}");
+    let (_, whole) = simulate_with_trace_max(10_000_000);
+    assert!(!whole.contains("trace cut"), "{whole}");
+}
+
+/// Ten requests against a downstream whose every call fails with `mix`;
+/// the relay retries up to four attempts what its policy retries.
+fn always_failing(mix: &str) -> resilient_relay::sim::Summary {
+    run(&format!(
+        r#"
+name = "failing"
+[relay.retry]
+attempts_max = 4
+[relay.retry.backoff]
+base_ms = 1
+cap_ms = 1
+[downstream]
+latency = {{ kind = "constant", ms = 1 }}
+failure_rate = 1
+failure_mix = {mix}
+[[clients]]
+kind = "closed-loop"
+population = 10
+requests_per_client = 1
+"#
+    ))
+}
+
+#[test]
+fn a_client_error_is_not_retried_where_a_throttled_answer_is() {
+    let refused = always_failing("{ client_error = 1 }");
+    assert_eq!((refused.dead_lettered, refused.downstream_calls), (10, 10));
+    assert_eq!(refused.relay_retries, 0, "a 4xx is the request's fault");
+    let throttled = always_failing("{ throttled = 1 }");
+    assert_eq!(throttled.dead_lettered, 10);
+    assert_eq!(throttled.downstream_calls, 40, "four attempts each");
+}

@@ -1,5 +1,6 @@
 //! `resilient-relay simulate`: run one scenario, print its summary.
 
+use crate::sim::trace::Trace;
 use crate::sim::{simulate, Scenario, SimOptions};
 use anyhow::Context;
 use serde::Serialize;
@@ -41,7 +42,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let opts = SimOptions {
         seed,
         trace_records_max: if args.trace.is_some() {
-            args.trace_max.max(1)
+            args.trace_max
         } else {
             0
         },
@@ -50,13 +51,18 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     #[allow(clippy::disallowed_methods)]
     // wall time is reported beside the virtual time, never used by the run
     let started = std::time::Instant::now();
-    let result = simulate(&scenario, &opts).map_err(|failure| {
+    let mut result = simulate(&scenario, &opts).map_err(|failure| {
         anyhow::anyhow!(
             "{failure}\nreproduce with: cargo run --release -- simulate {} --seed {seed}",
             args.scenario.display()
         )
     })?;
     let wall_s = started.elapsed().as_secs_f64();
+    if args.trace.is_some() && result.trace.is_none() {
+        // `--trace-max 0`: the run kept nothing, and the file says so.
+        result.trace = Some(Trace::nothing_kept());
+        result.summary.trace_cut_at = Some(0);
+    }
     if let (Some(path), Some(trace)) = (&args.trace, &result.trace) {
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create trace file {}", path.display()))?;

@@ -11,6 +11,7 @@ use super::actor::{Command, Leftovers, RelayHandle};
 use super::calls::{Caller, HttpCaller};
 use super::client::HttpClient;
 use super::config::{DownstreamConfig, Settings};
+use super::flaky::SharedFlaky;
 use super::http::{router, HttpPolicy};
 use super::signature::Signer;
 use crate::relay::Relay;
@@ -148,10 +149,7 @@ impl Drop for RelayServer {
 
 fn caller(settings: &Settings) -> anyhow::Result<Caller> {
     Ok(match &settings.downstream {
-        DownstreamConfig::Flaky(fault) => Caller::Flaky {
-            fault: fault.clone(),
-            rng: Seed(fault.seed).stream(Domain::Downstream, 0),
-        },
+        DownstreamConfig::Flaky(fault) => Caller::Flaky(SharedFlaky::start(&fault.into())),
         DownstreamConfig::Url { url } => Caller::Http(HttpCaller {
             client: HttpClient::new(settings.server.response_bytes_max),
             url: url.parse()?,

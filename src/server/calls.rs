@@ -11,10 +11,9 @@
 //! else `call_timeout_max`, reported here as a timeout.
 
 use super::client::{CallFailed, HttpClient};
-use super::flaky::FaultConfig;
+use super::flaky::SharedFlaky;
 use crate::relay::job::CallId;
 use crate::relay::retry::CallError;
-use crate::rng::Stream;
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{StatusCode, Uri};
@@ -41,11 +40,9 @@ pub struct CallRequest {
 }
 
 /// Who performs the calls.
+#[allow(clippy::large_enum_variant)] // one per server: its size does not matter
 pub enum Caller {
-    Flaky {
-        fault: FaultConfig,
-        rng: Stream,
-    },
+    Flaky(SharedFlaky),
     Http(HttpCaller),
     /// Hands every call to another task, which answers on the sender it is
     /// given: a driver that plays the downstream itself (the actor's tests,
@@ -77,14 +74,11 @@ impl Caller {
     /// caller feeds it back); every other answer arrives on `done`.
     pub fn start(&mut self, req: CallRequest, done: &mpsc::Sender<CallDone>) -> Option<CallDone> {
         match self {
-            Caller::Flaky { fault, rng } => {
-                let fate = fault.draw(rng);
-                let result = if fate.ok {
-                    Ok(flaky_answer(&req))
-                } else {
-                    Err(CallError::ServerError)
-                };
+            Caller::Flaky(flaky) => {
+                let (fate, in_flight) = flaky.call();
+                let result = fate.result.map(|()| flaky_answer(&req));
                 if fate.delay.is_zero() {
+                    drop(in_flight);
                     return Some(CallDone {
                         call: req.call,
                         result,
@@ -93,6 +87,7 @@ impl Caller {
                 let cutoff = req.timeout.map(|t| t + GRACE);
                 spawn_reply(done.clone(), req.call, cutoff, async move {
                     tokio::time::sleep(fate.delay).await;
+                    drop(in_flight);
                     result
                 });
                 None

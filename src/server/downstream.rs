@@ -1,28 +1,34 @@
 //! A standalone flaky HTTP service to relay to, for demos and tests.
 //!
-//! `POST /work` answers after a drawn latency, failing at the configured
-//! rate (or as the current fault mode says); each success is one side
-//! effect, recorded in a [`Ledger`] under the request's `Idempotency-Key`.
-//! Faults are switched at runtime, so a demo can start an outage or a
+//! `POST /work` answers after a drawn latency, failing as the shared fault
+//! model says (503 for a server error, 429 with `Retry-After` when
+//! throttled, 400 for a client error); each success is one side effect,
+//! recorded in a [`Ledger`] under the request's `Idempotency-Key`. With
+//! `--scenario FILE` it serves that scenario's `[downstream]`, exactly what
+//! `simulate` models, its windows counted from the service's start. Faults
+//! are also switched at runtime, so a demo can start an outage or a
 //! brownout while load is running and end it later:
 //!
-//! - `GET /admin` — current fault settings and call counts;
-//! - `POST /admin` — change any of them (`{"mode": "outage"}`, `{"failure_rate": 0}`);
+//! - `GET /admin` — the model, the switch, seconds since start and call counts;
+//! - `POST /admin` — change the switch or the base rate (`{"mode": "outage"}`, `{"failure_rate": 0}`);
 //! - `GET /effects` — side effects and duplicates; `GET /effects/{key}` — one key;
 //! - `GET /health`.
 
-use super::flaky::{FaultConfig, FaultMode, LatencyKind};
-use super::ledger::{Ledger, LedgerReport};
-use crate::rng::{Domain, Seed, Stream};
+use super::flaky::{FaultConfig, FaultMode, Flaky, LatencyKind, SharedFlaky};
+use crate::fault::{DownstreamConfig, FailureMix, LatencyConfig, Ledger, LedgerReport, Switch};
+use crate::relay::retry::CallError;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -32,20 +38,25 @@ pub struct DownstreamArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, env = "DOWNSTREAM_LISTEN", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
+    /// Serve this scenario's `[downstream]` (windows count from start),
+    /// e.g. experiments/scenarios/outage.toml.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["failure_rate", "latency_ms", "latency_kind"])]
+    pub scenario: Option<PathBuf>,
     /// Probability that a call fails (503).
     #[arg(long, env = "DOWNSTREAM_FAILURE_RATE", default_value_t = 0.0)]
     pub failure_rate: f64,
-    /// Constant or mean latency.
+    /// Constant, mean or median latency, as `--latency-kind` says.
     #[arg(long, env = "DOWNSTREAM_LATENCY_MS", default_value_t = 10.0)]
     pub latency_ms: f64,
+    /// How answer times spread around `--latency-ms`.
     #[arg(long, value_enum, default_value = "constant")]
     pub latency_kind: LatencyKind,
     /// Fault at start; change it at runtime with `POST /admin`.
     #[arg(long, value_enum, default_value = "normal")]
     pub mode: FaultMode,
-    /// Seed of the latency and failure draws.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// Seed of the latency and failure draws (default: the scenario's seed, else 1).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Distinct idempotency keys tracked for duplicates.
     #[arg(long, default_value_t = 1_000_000)]
     pub keys_max: usize,
@@ -55,22 +66,44 @@ pub struct DownstreamArgs {
 #[derive(Clone, Debug)]
 pub struct DownstreamSettings {
     pub listen: SocketAddr,
-    pub fault: FaultConfig,
+    pub fault: Flaky,
     pub keys_max: usize,
 }
 
 /// Largest `POST /work` body accepted.
 const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 
+/// The parts of a scenario file the service reads; the rest is the
+/// simulator's.
+#[derive(Deserialize)]
+struct ScenarioDownstream {
+    #[serde(default)]
+    downstream: DownstreamConfig,
+    seed: Option<u64>,
+}
+
 impl DownstreamArgs {
     pub fn resolve(&self) -> anyhow::Result<DownstreamSettings> {
-        let fault = FaultConfig {
-            failure_rate: self.failure_rate,
-            latency_ms: self.latency_ms,
-            latency: self.latency_kind,
-            mode: self.mode,
-            seed: self.seed,
-            ..FaultConfig::default()
+        let fault = match &self.scenario {
+            Some(path) => {
+                let (model, seed) = read_scenario(path)?;
+                Flaky {
+                    model,
+                    switch: Switch {
+                        mode: self.mode,
+                        ..Switch::default()
+                    },
+                    seed: self.seed.or(seed).unwrap_or(1),
+                }
+            }
+            None => Flaky::from(&FaultConfig {
+                failure_rate: self.failure_rate,
+                latency_ms: self.latency_ms,
+                latency: self.latency_kind,
+                mode: self.mode,
+                seed: self.seed.unwrap_or(1),
+                ..FaultConfig::default()
+            }),
         };
         fault.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         anyhow::ensure!(self.keys_max >= 1, "`keys_max`: must be ≥ 1");
@@ -82,35 +115,55 @@ impl DownstreamArgs {
     }
 }
 
-struct Inner {
-    fault: FaultConfig,
-    rng: Stream,
+/// A scenario's `[downstream]` and seed.
+fn read_scenario(path: &std::path::Path) -> anyhow::Result<(DownstreamConfig, Option<u64>)> {
+    let origin = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the scenario file {origin}: {e}"))?;
+    let s: ScenarioDownstream =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    s.downstream
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{origin}: {}", e.within("downstream")))?;
+    Ok((s.downstream, s.seed))
+}
+
+/// What the service counts beside the model.
+struct Books {
     ledger: Ledger,
     calls: u64,
     failed: u64,
 }
 
 #[derive(Clone)]
-struct Shared(Arc<Mutex<Inner>>);
+struct Shared {
+    flaky: SharedFlaky,
+    books: Arc<Mutex<Books>>,
+}
 
 impl Shared {
-    /// The state; a panic elsewhere while it was held leaves plain counters,
-    /// still usable, so a poisoned lock is taken over rather than spread.
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.0
+    /// The counters; a panic elsewhere while they were held leaves plain
+    /// numbers, still usable, so a poisoned lock is taken over.
+    fn books(&self) -> MutexGuard<'_, Books> {
+        self.books
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-/// The service's routes over fresh state.
+/// The service's routes over fresh state; the model's clock starts now.
 pub fn router(settings: &DownstreamSettings) -> Router {
-    let inner = Inner {
-        fault: settings.fault.clone(),
-        rng: Seed(settings.fault.seed).stream(Domain::Downstream, 0),
-        ledger: Ledger::new(settings.keys_max),
+    let books = Books {
+        ledger: Ledger::new(
+            settings.keys_max,
+            settings.fault.model.honours_idempotency_key,
+        ),
         calls: 0,
         failed: 0,
+    };
+    let shared = Shared {
+        flaky: SharedFlaky::start(&settings.fault),
+        books: Arc::new(Mutex::new(books)),
     };
     Router::new()
         .route("/work", post(work))
@@ -122,7 +175,7 @@ pub fn router(settings: &DownstreamSettings) -> Router {
             get(|| async { Json(serde_json::json!({"status": "alive"})) }),
         )
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .with_state(Shared(Arc::new(Mutex::new(inner))))
+        .with_state(shared)
 }
 
 async fn work(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
@@ -130,19 +183,16 @@ async fn work(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> 
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let fate = {
-        let mut s = shared.lock();
-        s.calls += 1;
-        let Inner { fault, rng, .. } = &mut *s;
-        fault.draw(rng)
-    };
+    shared.books().calls += 1;
+    let (fate, in_flight) = shared.flaky.call();
     tokio::time::sleep(fate.delay).await;
-    if !fate.ok {
-        shared.lock().failed += 1;
-        let body = serde_json::json!({"ok": false, "error": "injected failure"});
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    drop(in_flight);
+    if let Err(kind) = fate.result {
+        shared.books().failed += 1;
+        let retry_after = shared.flaky.lock().retry_after();
+        return failure(kind, retry_after);
     }
-    let effect = shared.lock().ledger.record(key.as_deref());
+    let effect = shared.books().ledger.record(key.as_deref());
     let body = serde_json::json!({
         "ok": true,
         "key": key,
@@ -152,29 +202,58 @@ async fn work(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> 
     Json(body).into_response()
 }
 
+/// An injected failure as HTTP: the status the relay classifies back into `kind`.
+fn failure(kind: CallError, retry_after: Duration) -> Response {
+    let status = match kind {
+        CallError::Throttled => StatusCode::TOO_MANY_REQUESTS,
+        CallError::ClientError => StatusCode::BAD_REQUEST,
+        CallError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        CallError::ServerError => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let body = serde_json::json!({"ok": false, "error": kind.name()});
+    let mut response = (status, Json(body)).into_response();
+    if kind == CallError::Throttled {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
 #[derive(Serialize)]
 struct AdminView {
-    fault: FaultConfig,
+    /// The runtime switch.
+    fault: Switch,
+    model: DownstreamConfig,
+    elapsed_s: f64,
     calls: u64,
     failed: u64,
 }
 
 async fn admin(State(shared): State<Shared>) -> Json<AdminView> {
-    let s = shared.lock();
+    let (fault, model, elapsed_s) = {
+        let mut f = shared.flaky.lock();
+        let elapsed_s = f.elapsed_s();
+        (f.model().switch(), f.model().config().clone(), elapsed_s)
+    };
+    let b = shared.books();
     Json(AdminView {
-        fault: s.fault.clone(),
-        calls: s.calls,
-        failed: s.failed,
+        fault,
+        model,
+        elapsed_s,
+        calls: b.calls,
+        failed: b.failed,
     })
 }
 
-/// A partial change of the fault settings.
+/// A partial change of the switch and the base behaviour; windows stay.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FaultPatch {
     failure_rate: Option<f64>,
-    latency_ms: Option<f64>,
-    latency: Option<LatencyKind>,
+    failure_mix: Option<FailureMix>,
+    latency: Option<LatencyConfig>,
     mode: Option<FaultMode>,
     brownout_latency_factor: Option<f64>,
     brownout_failure_rate: Option<f64>,
@@ -182,23 +261,25 @@ struct FaultPatch {
 }
 
 impl FaultPatch {
-    fn apply(self, f: &mut FaultConfig) {
+    fn apply(self, model: &mut DownstreamConfig, switch: &mut Switch) {
         let FaultPatch {
             failure_rate,
-            latency_ms,
+            failure_mix,
             latency,
             mode,
             brownout_latency_factor,
             brownout_failure_rate,
             hang_ms,
         } = self;
-        f.failure_rate = failure_rate.unwrap_or(f.failure_rate);
-        f.latency_ms = latency_ms.unwrap_or(f.latency_ms);
-        f.latency = latency.unwrap_or(f.latency);
-        f.mode = mode.unwrap_or(f.mode);
-        f.brownout_latency_factor = brownout_latency_factor.unwrap_or(f.brownout_latency_factor);
-        f.brownout_failure_rate = brownout_failure_rate.unwrap_or(f.brownout_failure_rate);
-        f.hang_ms = hang_ms.unwrap_or(f.hang_ms);
+        model.failure_rate = failure_rate.unwrap_or(model.failure_rate);
+        model.failure_mix = failure_mix.unwrap_or(model.failure_mix);
+        model.latency = latency.unwrap_or(model.latency);
+        switch.mode = mode.unwrap_or(switch.mode);
+        switch.brownout_latency_factor =
+            brownout_latency_factor.unwrap_or(switch.brownout_latency_factor);
+        switch.brownout_failure_rate =
+            brownout_failure_rate.unwrap_or(switch.brownout_failure_rate);
+        switch.hang_ms = hang_ms.unwrap_or(switch.hang_ms);
     }
 }
 
@@ -207,15 +288,16 @@ async fn change(State(shared): State<Shared>, body: Bytes) -> Response {
         Ok(p) => p,
         Err(e) => return bad_request(format!("not a fault change: {e}")),
     };
-    let mut s = shared.lock();
-    let mut next = s.fault.clone();
-    patch.apply(&mut next);
-    if let Err(e) = next.validate() {
+    let mut f = shared.flaky.lock();
+    let (mut model, mut switch) = (f.model().config().clone(), f.model().switch());
+    patch.apply(&mut model, &mut switch);
+    if let Err(e) = model.validate().and_then(|()| switch.validate()) {
         return bad_request(e.to_string());
     }
-    tracing::info!(fault = ?next, "downstream fault changed");
-    s.fault = next.clone();
-    Json(next).into_response()
+    tracing::info!(?switch, ?model, "downstream fault changed");
+    f.model_mut().reconfigure(&model);
+    f.model_mut().set_switch(switch);
+    Json(switch).into_response()
 }
 
 fn bad_request(detail: String) -> Response {
@@ -224,11 +306,11 @@ fn bad_request(detail: String) -> Response {
 }
 
 async fn effects(State(shared): State<Shared>) -> Json<LedgerReport> {
-    Json(shared.lock().ledger.report())
+    Json(shared.books().ledger.report())
 }
 
 async fn effects_of(State(shared): State<Shared>, Path(key): Path<String>) -> Response {
-    let count = shared.lock().ledger.count(&key);
+    let count = shared.books().ledger.count(&key);
     Json(serde_json::json!({"key": key, "effects": count})).into_response()
 }
 

@@ -13,5 +13,5 @@ pub mod trace;
 pub mod workload;
 
 pub use scenario::Scenario;
-pub use simulation::{simulate, SimFailure, SimOptions, SimResult};
+pub use simulation::{simulate, SimFailure, SimOptions, SimResult, Stop, EVENTS_MAX};
 pub use summary::Summary;

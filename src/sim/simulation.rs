@@ -1,28 +1,28 @@
 //! One run: clients, the real [`Relay`], and the downstream, on a virtual
 //! clock, from one seed.
 //!
-//! The loop pops the next event, hands it to whoever it concerns, and then
-//! performs what the relay asks for (start a call, report an outcome) by
-//! scheduling more events. The relay's own timers are folded in as a single
-//! wake-up event armed at `relay.poll_timeout()`. Every step is checked by
-//! the outside [`Checker`]; the first violation ends the run.
+//! The loop pops the next event, hands it to whoever it concerns (the
+//! [`Clients`] machine, the relay, the downstream), and then performs what
+//! they ask for (send a request, start a call, arm a timer) by scheduling
+//! more events. The relay's own timers are folded in as a single wake-up
+//! event armed at `relay.poll_timeout()`. Every step is checked by the
+//! outside [`Checker`]; the first violation ends the run, and so does
+//! reaching [`EVENTS_MAX`] events.
 
-use super::clients::{Arrivals, ClientsConfig};
+use super::clients::{ClientOutput, ClientTimer, Clients, Outgoing, Woke};
 use super::downstream::Downstream;
 use super::invariants::{Checker, Violation};
 use super::scenario::Scenario;
 use super::scheduler::Scheduler;
 use super::summary::{Counters, Summary};
 use super::trace::{SimRecord, Trace, TraceRecord};
-use crate::relay::backoff::{Backoff, BackoffState};
 use crate::relay::config_error::ms_to_nanos;
 use crate::relay::job::{CallId, JobId, Outcome};
 use crate::relay::retry::CallError;
-use crate::relay::stats::{LatencyHistogram, Refusal};
-use crate::relay::{Answer, Event, Output, Relay, Request};
-use crate::rng::{exponential, unit, Domain, Seed};
+use crate::relay::stats::LatencyHistogram;
+use crate::relay::{Answer, Event, Output, Relay};
+use crate::rng::{Domain, Seed};
 use crate::time::Time;
-use slab::Slab;
 use std::time::Duration;
 
 /// How to run a scenario, beyond what the scenario says.
@@ -57,100 +57,73 @@ pub struct SimResult {
     pub job_latency: LatencyHistogram,
 }
 
-/// A run stopped by an invariant violation; says how to reproduce it.
+/// A run that did not end well; says which run, to reproduce it.
 #[derive(Clone, Debug, thiserror::Error)]
-#[error("{violation} (scenario `{scenario}`, seed {seed})")]
+#[error("{reason} (scenario `{scenario}`, seed {seed})")]
 pub struct SimFailure {
     pub scenario: String,
     pub seed: u64,
-    pub violation: Violation,
+    pub reason: Stop,
 }
+
+/// Why a run stopped early.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Stop {
+    /// The outside checker caught a broken invariant.
+    #[error("{0}")]
+    Violation(Violation),
+    /// The run reached its bound on events before its end.
+    #[error(
+        "stopped after {events_max} events at t = {at_s:.3} s: the run exceeds its event bound"
+    )]
+    EventsExhausted { events_max: u64, at_s: f64 },
+}
+
+impl From<Violation> for Stop {
+    fn from(v: Violation) -> Stop {
+        Stop::Violation(v)
+    }
+}
+
+/// Events one run may process. Far above what any committed scenario
+/// needs (tens of millions at most), low enough that a runaway run ends in
+/// minutes and says so instead of never ending.
+pub const EVENTS_MAX: u64 = 1_000_000_000;
 
 #[derive(Clone, Copy, Debug)]
 enum Ev {
-    /// An open-loop source's next logical request.
-    Arrival {
-        source: u16,
-    },
-    /// A closed-loop client starts its next logical request.
-    Start {
-        source: u16,
-        member: u32,
-    },
-    /// Send (or re-send) a logical request; `key` guards against reuse of the slot.
-    Send {
-        slot: u32,
-        key: u64,
-    },
-    ClientTimeout {
-        slot: u32,
-        key: u64,
-        send: u32,
-    },
+    /// A timer the clients armed.
+    Client(ClientTimer),
     /// A downstream call answers. Flattened (not a `CallId`) to keep events
-    /// at 24 bytes: the heap holds one per call in flight.
+    /// small: the heap holds one per call in flight.
     CallDone {
         job: JobId,
         attempt: u32,
-        ok: bool,
+        result: Result<(), CallError>,
         key: u64,
     },
     RelayWake,
 }
 
-struct Source {
-    arrivals: Option<Arrivals>,
-    clients: u32,
-    sent: u64,
-    retry_backoff: Backoff,
-    attempts_max: u32,
-    timeout: Option<Duration>,
-    think_ms: f64,
-    /// Closed loop: logical requests each member still has to send.
-    remaining: Vec<u32>,
-    requests_per_client: u32,
-}
-
-/// A logical request: one key, possibly many sends.
-struct Logical {
-    key: u64,
-    source: u16,
-    member: u32,
-    client: u32,
-    created: Time,
-    sends: u32,
-    backoff: BackoffState,
-    /// The job this request waits on, or [`NO_JOB`].
-    job: JobId,
-}
-
-const NO_MEMBER: u32 = u32::MAX;
-const NO_OWNER: u32 = u32::MAX;
-const NO_JOB: JobId = JobId(u64::MAX);
 /// A call without an idempotency key (keys are dense request numbers).
 const NO_KEY: u64 = u64::MAX;
 
 pub struct Simulation {
     scenario_name: String,
     seed: u64,
-    seed_tree: Seed,
     /// When the last event that changed anything happened.
     last_active: Time,
     horizon: Option<Time>,
     deadline: Option<Duration>,
     sched: Scheduler<Ev>,
+    events_max: u64,
     relay: Relay<u64, ()>,
     downstream: Downstream,
-    sources: Vec<Source>,
-    requests: Slab<Logical>,
-    next_key: u64,
-    /// Job slot → logical request slot.
-    job_owner: Vec<u32>,
+    clients: Clients,
     relay_wake: Option<Time>,
     checker: Checker,
     trace: Option<Trace>,
     c: Counters,
-    client_latency: LatencyHistogram,
     bucket_ns: Option<u64>,
     calls_per_bucket: Vec<u32>,
 }
@@ -163,93 +136,62 @@ impl Simulation {
     pub fn new(scenario: &Scenario, opts: &SimOptions) -> Simulation {
         let seed = Seed(opts.seed);
         let relay = Relay::new(&scenario.relay, seed.stream(Domain::Relay, 0));
-        let sources = scenario
-            .clients
-            .iter()
-            .enumerate()
-            .map(|(i, c)| source(c, seed, i))
-            .collect();
+        let horizon = (scenario.horizon_s > 0.0).then(|| Time::from_secs_f64(scenario.horizon_s));
         let mut sim = Simulation {
             scenario_name: scenario.name.clone(),
             seed: opts.seed,
-            seed_tree: seed,
             last_active: Time::ZERO,
-            horizon: (scenario.horizon_s > 0.0).then(|| Time::from_secs_f64(scenario.horizon_s)),
+            horizon,
             deadline: scenario
                 .deadline_ms
                 .map(|d| Duration::from_nanos(ms_to_nanos(d))),
             sched: Scheduler::new(),
+            events_max: EVENTS_MAX,
             relay,
             downstream: Downstream::new(&scenario.downstream, seed.stream(Domain::Downstream, 0)),
-            sources,
-            requests: Slab::new(),
-            next_key: 0,
-            job_owner: Vec::new(),
+            clients: Clients::new(&scenario.clients, seed, horizon),
             relay_wake: None,
             checker: Checker::new(scenario.relay.idempotency.ttl_ms),
             trace: (opts.trace_records_max > 0).then(|| Trace::new(opts.trace_records_max)),
             c: Counters::default(),
-            client_latency: LatencyHistogram::new(),
             bucket_ns: opts
                 .calls_bucket_ms
                 .map(|ms| crate::relay::config_error::ms_to_nanos(ms).max(1)),
             calls_per_bucket: Vec::new(),
         };
-        sim.schedule_first_events(scenario);
+        sim.drain_clients(Time::ZERO);
         sim
     }
 
-    fn schedule_first_events(&mut self, scenario: &Scenario) {
-        for (i, cfg) in scenario.clients.iter().enumerate() {
-            let s = &mut self.sources[i];
-            match cfg {
-                ClientsConfig::OpenLoop { .. } => {
-                    if let Some(t) = s.arrivals.as_mut().and_then(|a| a.next_after(Time::ZERO)) {
-                        self.sched.schedule(t, Ev::Arrival { source: i as u16 });
-                    }
-                }
-                ClientsConfig::ClosedLoop {
-                    population,
-                    start_spread_ms,
-                    ..
-                } => {
-                    for member in 0..*population {
-                        let mut rng = self.seed_tree.step_stream(
-                            Domain::Member,
-                            member_index(i as u16, member),
-                            0,
-                        );
-                        let at = Time::from_secs_f64(unit(&mut rng) * start_spread_ms / 1e3);
-                        self.sched.schedule(
-                            at,
-                            Ev::Start {
-                                source: i as u16,
-                                member,
-                            },
-                        );
-                    }
-                }
-            }
-        }
+    /// Lowers the bound on events (at most [`EVENTS_MAX`]).
+    pub fn with_events_max(mut self, events_max: u64) -> Simulation {
+        self.events_max = events_max.min(EVENTS_MAX);
+        self
     }
 
     /// Runs to the horizon (or until nothing is left to happen).
     pub fn run(mut self) -> Result<SimResult, SimFailure> {
         let outcome = self.event_loop();
-        if let Err(violation) = outcome {
+        if let Err(reason) = outcome {
             return Err(SimFailure {
                 scenario: self.scenario_name,
                 seed: self.seed,
-                violation,
+                reason,
             });
         }
         Ok(self.finish())
     }
 
-    fn event_loop(&mut self) -> Result<(), Violation> {
+    fn event_loop(&mut self) -> Result<(), Stop> {
         while let Some(at) = self.sched.peek_time() {
             if self.horizon.is_some_and(|h| at > h) {
                 break;
+            }
+            if self.c.events >= self.events_max {
+                return Err(Stop::EventsExhausted {
+                    events_max: self.events_max,
+                    at_s: at.as_secs_f64(),
+                });
             }
             let Some((now, ev)) = self.sched.pop() else {
                 break;
@@ -269,7 +211,7 @@ impl Simulation {
         }
         let end = self.horizon.unwrap_or(self.last_active);
         self.integrate_live_jobs(end);
-        self.checker.at_end(end, self.relay.live_jobs())
+        Ok(self.checker.at_end(end, self.relay.live_jobs())?)
     }
 
     /// Accumulates ∫ live jobs dt, for the time-average number in system.
@@ -283,72 +225,44 @@ impl Simulation {
 
     fn dispatch(&mut self, now: Time, ev: Ev) -> Result<(), Violation> {
         match ev {
-            Ev::Arrival { source } => {
-                let s = &mut self.sources[usize::from(source)];
-                let client = (s.sent % u64::from(s.clients)) as u32;
-                s.sent += 1;
-                if let Some(next) = s.arrivals.as_mut().and_then(|a| a.next_after(now)) {
-                    if self.horizon.is_none_or(|h| next <= h) {
-                        self.sched.schedule(next, Ev::Arrival { source });
+            Ev::Client(timer) => {
+                let woke = self.clients.handle_timer(now, timer);
+                self.drain_clients(now);
+                match woke {
+                    Woke::Stale => Ok(()),
+                    Woke::Changed => {
+                        self.last_active = now;
+                        Ok(())
+                    }
+                    Woke::Send(out) => {
+                        self.last_active = now;
+                        self.send(now, out)
                     }
                 }
-                self.last_active = now;
-                let slot = self.new_logical(now, source, NO_MEMBER, client);
-                self.send(now, slot)
-            }
-            Ev::Start { source, member } => {
-                self.last_active = now;
-                let slot = self.new_logical(now, source, member, member);
-                self.send(now, slot)
-            }
-            Ev::Send { slot, key } => match self.live_slot(slot, key) {
-                Some(slot) => {
-                    self.last_active = now;
-                    self.send(now, slot)
-                }
-                None => Ok(()),
-            },
-            Ev::ClientTimeout { slot, key, send } => {
-                let Some(slot) = self.live_slot(slot, key) else {
-                    return Ok(());
-                };
-                if self.requests[slot].sends != send {
-                    return Ok(());
-                }
-                self.last_active = now;
-                self.c.client_timeouts += 1;
-                self.record(now, SimRecord::ClientTimeout { request: key, send });
-                // The client stops waiting on this job: its outcome no longer
-                // reaches the client, whose next send will find it (409 or a
-                // replay). One retry chain per request, never two.
-                self.requests[slot].job = NO_JOB;
-                self.client_retry(now, slot);
-                Ok(())
             }
             Ev::CallDone {
                 job,
                 attempt,
-                ok,
+                result,
                 key,
             } => {
                 let call = CallId { job, attempt };
                 self.last_active = now;
                 self.c.model_call_completions += 1;
-                let duplicate = self.downstream.finish((key != NO_KEY).then_some(key), ok);
+                let landed = result.is_ok();
+                let duplicate = self
+                    .downstream
+                    .finish((key != NO_KEY).then_some(key), landed);
                 self.record(
                     now,
                     SimRecord::CallDone {
                         job: call.job,
                         attempt: call.attempt,
-                        ok,
+                        ok: landed,
+                        error: result.err(),
                         duplicate,
                     },
                 );
-                let result = if ok {
-                    Ok(())
-                } else {
-                    Err(CallError::ServerError)
-                };
                 self.relay.handle_call_result(now, call, result);
                 Ok(())
             }
@@ -365,172 +279,24 @@ impl Simulation {
         }
     }
 
-    fn live_slot(&self, slot: u32, key: u64) -> Option<usize> {
-        let slot = slot as usize;
-        self.requests
-            .get(slot)
-            .filter(|l| l.key == key)
-            .map(|_| slot)
-    }
-
-    fn new_logical(&mut self, now: Time, source: u16, member: u32, client: u32) -> usize {
-        self.c.arrivals += 1;
-        let key = self.next_key;
-        self.next_key += 1;
-        self.requests.insert(Logical {
-            key,
-            source,
-            member,
-            client,
-            created: now,
-            sends: 0,
-            backoff: BackoffState::default(),
-            job: NO_JOB,
-        })
-    }
-
-    /// Sends logical request `slot` to the relay and acts on the answer.
-    fn send(&mut self, now: Time, slot: usize) -> Result<(), Violation> {
-        let l = &mut self.requests[slot];
-        l.sends += 1;
-        // Client ids are unique across populations: the population in the high bits.
-        let client = (u64::from(l.source) << 32) | u64::from(l.client);
-        let (key, send) = (l.key, l.sends);
-        self.c.sends += 1;
-        self.record(
-            now,
-            SimRecord::Send {
-                request: key,
-                client,
-                send,
-            },
-        );
-        let answer = self.relay.handle_request(
-            now,
-            Request {
-                client,
-                key: Some(key),
-                fingerprint: key,
-                payload: (),
-            },
-        );
-        let (name, job) = answer_name(&answer);
-        self.record(
-            now,
-            SimRecord::Answer {
-                request: key,
-                answer: name,
-                job,
-            },
-        );
-        match answer {
-            Answer::Accepted { job } => {
-                self.checker.accepted(now, job)?;
-                self.own(job, slot);
-                self.requests[slot].job = job;
-                let source = &self.sources[usize::from(self.requests[slot].source)];
-                if let Some(t) = source.timeout {
-                    self.sched.schedule(
-                        now + t,
-                        Ev::ClientTimeout {
-                            slot: slot as u32,
-                            key,
-                            send,
-                        },
-                    );
-                }
-            }
-            Answer::Replayed { .. } => self.client_done(now, slot, "replayed"),
-            Answer::Refused {
-                why: Refusal::Mismatch | Refusal::BadKey,
-                ..
-            } => self.client_done(now, slot, "abandoned"),
-            Answer::Refused { .. } => self.client_retry(now, slot),
+    /// Hands a client's request to the relay and its answer back.
+    fn send(&mut self, now: Time, out: Outgoing) -> Result<(), Violation> {
+        let answer = self.relay.handle_request(now, out.request);
+        self.clients.handle_answer(now, out.slot, &answer);
+        self.drain_clients(now);
+        if let Answer::Accepted { job } = answer {
+            self.checker.accepted(now, job)?;
         }
         Ok(())
     }
 
-    fn own(&mut self, job: JobId, slot: usize) {
-        let i = job.slot();
-        if i >= self.job_owner.len() {
-            self.job_owner
-                .resize((i + 1).max(self.job_owner.len() * 2), NO_OWNER);
-        }
-        self.job_owner[i] = slot as u32;
-    }
-
-    /// Schedules the next send after the client's backoff, or gives up.
-    fn client_retry(&mut self, now: Time, slot: usize) {
-        let l = &mut self.requests[slot];
-        let s = &mut self.sources[usize::from(l.source)];
-        if l.sends >= s.attempts_max {
-            self.client_done(now, slot, "abandoned");
-            return;
-        }
-        // Each logical request draws its jitter from its own stream, at a
-        // position fixed by the send number.
-        let mut rng = self
-            .seed_tree
-            .step_stream(Domain::Client, l.key, u64::from(l.sends));
-        let at = now + s.retry_backoff.delay(l.sends, &mut l.backoff, &mut rng);
-        let (key, send) = (l.key, l.sends + 1);
-        self.c.client_retries += 1;
-        self.record(
-            now,
-            SimRecord::ClientRetry {
-                request: key,
-                send,
-                at,
-            },
-        );
-        self.sched.schedule(
-            at,
-            Ev::Send {
-                slot: slot as u32,
-                key,
-            },
-        );
-    }
-
-    /// The client has its final answer (or gave up); closed-loop clients think and go again.
-    fn client_done(&mut self, now: Time, slot: usize, outcome: &'static str) {
-        let l = self.requests.remove(slot);
-        let latency = now.since(l.created);
-        self.c.client_done_last = now;
-        if outcome == "abandoned" {
-            self.c.client_abandoned += 1;
-        } else {
-            self.c.client_succeeded += 1;
-            self.client_latency.record(latency);
-        }
-        self.record(
-            now,
-            SimRecord::ClientDone {
-                request: l.key,
-                outcome,
-                latency_ms: ms(latency),
-            },
-        );
-        if l.member == NO_MEMBER {
-            return;
-        }
-        let s = &mut self.sources[usize::from(l.source)];
-        let left = &mut s.remaining[l.member as usize];
-        *left = left.saturating_sub(1);
-        if *left > 0 {
-            let step = u64::from(s.requests_per_client - *left);
-            let mut rng =
-                self.seed_tree
-                    .step_stream(Domain::Member, member_index(l.source, l.member), step);
-            let think = exponential(&mut rng, s.think_ms / 1e3);
-            let at = Time::from_nanos(now.as_nanos() + crate::time::secs_to_nanos(think));
-            self.sched.schedule(
-                at,
-                Ev::Start {
-                    source: l.source,
-                    member: l.member,
-                },
-            );
+    /// Arms the timers and keeps the records the clients asked for, in order.
+    fn drain_clients(&mut self, now: Time) {
+        while let Some(out) = self.clients.poll_output() {
+            match out {
+                ClientOutput::Arm { at, timer } => self.sched.schedule(at, Ev::Client(timer)),
+                ClientOutput::Record(r) => self.record(now, r),
+            }
         }
     }
 
@@ -597,7 +363,7 @@ impl Simulation {
             Ev::CallDone {
                 job: call.job,
                 attempt: call.attempt,
-                ok: plan.result.is_ok(),
+                result: plan.result,
                 key,
             },
         );
@@ -638,19 +404,8 @@ impl Simulation {
                 latency_ms: ms(latency),
             },
         );
-        let owner = self.job_owner.get(job.slot()).copied().unwrap_or(NO_OWNER);
-        let waiting = self
-            .requests
-            .get(owner as usize)
-            .is_some_and(|l| l.job == job);
-        if waiting {
-            if success {
-                self.client_done(now, owner as usize, "succeeded");
-            } else {
-                self.requests[owner as usize].job = NO_JOB;
-                self.client_retry(now, owner as usize);
-            }
-        }
+        self.clients.handle_job_finished(now, job, success);
+        self.drain_clients(now);
         Ok(())
     }
 
@@ -678,28 +433,41 @@ impl Simulation {
         }
     }
 
-    fn finish(self) -> SimResult {
+    fn finish(mut self) -> SimResult {
         let end = match self.horizon {
             Some(h) => h,
             None => self.last_active,
         };
-        let summary = Summary::collect(
+        let stats = self.clients.stats();
+        self.c.arrivals = stats.arrivals;
+        self.c.sends = stats.sends;
+        self.c.client_retries = stats.retries;
+        self.c.client_timeouts = stats.timeouts;
+        self.c.client_succeeded = stats.succeeded;
+        self.c.client_abandoned = stats.abandoned;
+        self.c.client_done_last = stats.done_last;
+        let mut summary = Summary::collect(
             &self.scenario_name,
             self.seed,
             end,
             &self.c,
             &self.relay,
             &self.downstream,
-            self.requests.len() as u64,
-            &self.client_latency,
+            self.clients.waiting() as u64,
+            &stats.latency,
             self.sched.len_max_seen(),
             self.checker.checks,
         );
+        summary.trace_cut_at = self
+            .trace
+            .as_ref()
+            .filter(|t| t.truncated)
+            .map(|t| t.lines.len());
         SimResult {
             summary,
             trace: self.trace,
             calls_per_bucket: self.calls_per_bucket,
-            client_latency: self.client_latency,
+            client_latency: self.clients.stats().latency.clone(),
             job_latency: self.relay.stats().job_latency.clone(),
         }
     }
@@ -710,60 +478,6 @@ impl Simulation {
     }
 }
 
-fn source(cfg: &ClientsConfig, seed: Seed, index: usize) -> Source {
-    let retry = cfg.retry();
-    let mut source = Source {
-        arrivals: None,
-        clients: 1,
-        sent: 0,
-        retry_backoff: Backoff::new(&retry.backoff),
-        attempts_max: retry.attempts_max,
-        timeout: (retry.timeout_ms > 0.0)
-            .then(|| Duration::from_nanos(ms_to_nanos(retry.timeout_ms))),
-        think_ms: 0.0,
-        remaining: Vec::new(),
-        requests_per_client: 0,
-    };
-    match cfg {
-        ClientsConfig::OpenLoop {
-            per_s,
-            schedule,
-            requests_max,
-            clients,
-            ..
-        } => {
-            let stream = seed.stream(Domain::Arrivals, index as u64);
-            source.arrivals = Some(Arrivals::new(*per_s, schedule, *requests_max, stream));
-            source.clients = (*clients).max(1);
-        }
-        ClientsConfig::ClosedLoop {
-            population,
-            think_ms,
-            requests_per_client,
-            ..
-        } => {
-            source.clients = *population;
-            source.think_ms = *think_ms;
-            source.remaining = vec![*requests_per_client; *population as usize];
-            source.requests_per_client = *requests_per_client;
-        }
-    }
-    source
-}
-
-/// Stream index of member `member` of population `source`.
-fn member_index(source: u16, member: u32) -> u64 {
-    (u64::from(source) << 32) | u64::from(member)
-}
-
-fn answer_name(a: &Answer<()>) -> (&'static str, Option<JobId>) {
-    match a {
-        Answer::Accepted { job } => ("accepted", Some(*job)),
-        Answer::Replayed { job, .. } => ("replayed", Some(*job)),
-        Answer::Refused { why, job, .. } => (why.name(), *job),
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_nanos() as f64 / 1e6
 }
@@ -771,4 +485,19 @@ fn ms(d: Duration) -> f64 {
 /// Runs `scenario` with `opts`.
 pub fn simulate(scenario: &Scenario, opts: &SimOptions) -> Result<SimResult, SimFailure> {
     Simulation::new(scenario, opts).run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_stays_small() {
+        // The heap holds one per call in flight and one per client timer.
+        assert!(
+            std::mem::size_of::<Ev>() <= 32,
+            "{}",
+            std::mem::size_of::<Ev>()
+        );
+    }
 }

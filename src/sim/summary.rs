@@ -104,6 +104,9 @@ pub struct Summary {
     pub scheduler_events: u64,
     pub scheduler_depth_max: u64,
     pub invariant_checks: u64,
+    /// Trace records kept when the trace was cut short; absent when whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_cut_at: Option<usize>,
 }
 
 impl Summary {
@@ -184,6 +187,7 @@ impl Summary {
             scheduler_events: c.events,
             scheduler_depth_max: scheduler_depth_max as u64,
             invariant_checks,
+            trace_cut_at: None,
         }
     }
 }
@@ -280,6 +284,10 @@ impl fmt::Display for Summary {
             f,
             "  events                  {} model, {} scheduled; {} invariant checks",
             self.model_events, self.scheduler_events, self.invariant_checks
-        )
+        )?;
+        if let Some(n) = self.trace_cut_at {
+            write!(f, "\n  trace cut at {n} records")?;
+        }
+        Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! and dead letter, in the order the simulator saw them.
 
 use crate::relay::job::JobId;
+use crate::relay::retry::CallError;
 use crate::relay::Event;
 use crate::time::Time;
 use serde::Serialize;
@@ -35,6 +36,9 @@ pub enum SimRecord {
         job: JobId,
         attempt: u32,
         ok: bool,
+        /// How a failed call failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<CallError>,
         duplicate: bool,
     },
     Finished {
@@ -90,6 +94,15 @@ impl Trace {
             lines: Vec::new(),
             truncated: false,
             limit,
+        }
+    }
+
+    /// A trace asked to keep no record: cut before its first.
+    pub fn nothing_kept() -> Trace {
+        Trace {
+            lines: Vec::new(),
+            truncated: true,
+            limit: 0,
         }
     }
 

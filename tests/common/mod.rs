@@ -69,7 +69,7 @@ impl Harness {
     pub async fn with_downstream(mut settings: Settings, fault: FaultConfig) -> Harness {
         let ds = DownstreamService::spawn(&DownstreamSettings {
             listen: "127.0.0.1:0".parse().expect("address"),
-            fault,
+            fault: (&fault).into(),
             keys_max: 100_000,
         })
         .await

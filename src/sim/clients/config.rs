@@ -1,22 +1,9 @@
-//! Simulated clients: where requests come from and how they retry.
-//!
-//! Two shapes of population. Open-loop sources send at a rate that does not
-//! care how the relay is doing (Poisson arrivals, a piecewise rate schedule
-//! for spikes): the honest model for internet traffic, and the one that
-//! exposes overload. Closed-loop populations have a fixed number of clients
-//! that each wait for an answer, think, and send again: they slow down when
-//! the relay does.
-//!
-//! Either way, a client that hears 429, 503 or 409, times out waiting, or
-//! learns its job was dead-lettered, retries with its own backoff strategy
-//! and the *same* idempotency key: that is what lets the relay turn a retry
-//! into a replay instead of a second side effect.
+//! How a population of clients is written: open or closed loop, its rate
+//! or size, and how each client retries.
 
 use crate::relay::backoff::{BackoffConfig, BackoffKind};
 use crate::relay::config_error::{ensure, ensure_ms, ConfigError};
 use crate::relay::retry::ATTEMPTS_LIMIT;
-use crate::rng::{exponential, Stream};
-use crate::time::Time;
 use serde::{Deserialize, Serialize};
 
 /// How a client retries one logical request.
@@ -281,114 +268,9 @@ impl ClientsConfig {
     }
 }
 
-/// Poisson arrivals under a piecewise-constant rate. Because the exponential
-/// is memoryless, a draw that crosses a phase boundary is simply redrawn
-/// from the boundary at the next phase's rate: exact, not approximate.
-pub struct Arrivals {
-    phases: Vec<(Time, f64)>,
-    rng: Stream,
-    sent: u64,
-    requests_max: u64,
-}
-
-impl Arrivals {
-    pub fn new(
-        per_s: Option<f64>,
-        schedule: &[RatePhase],
-        requests_max: Option<u64>,
-        rng: Stream,
-    ) -> Arrivals {
-        let phases = match per_s {
-            Some(r) => vec![(Time::NEVER, r)],
-            None => schedule
-                .iter()
-                .map(|p| (Time::from_secs_f64(p.until_s), p.per_s))
-                .collect(),
-        };
-        Arrivals {
-            phases,
-            rng,
-            sent: 0,
-            requests_max: requests_max.unwrap_or(u64::MAX),
-        }
-    }
-
-    /// The next arrival strictly after `now`, or `None` when done.
-    pub fn next_after(&mut self, now: Time) -> Option<Time> {
-        if self.sent >= self.requests_max {
-            return None;
-        }
-        let mut t = now;
-        for &(until, rate) in &self.phases {
-            if t >= until {
-                continue;
-            }
-            if rate <= 0.0 {
-                t = until;
-                continue;
-            }
-            let gap_s = exponential(&mut self.rng, 1.0 / rate);
-            let next = Time::from_nanos(t.as_nanos() + crate::time::secs_to_nanos(gap_s).max(1));
-            if next < until {
-                self.sent += 1;
-                return Some(next);
-            }
-            t = until;
-        }
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::{Domain, Seed};
-
-    #[test]
-    fn schedule_rates_are_followed() {
-        let schedule = [
-            RatePhase {
-                until_s: 10.0,
-                per_s: 100.0,
-            },
-            RatePhase {
-                until_s: 20.0,
-                per_s: 1000.0,
-            },
-        ];
-        let mut a = Arrivals::new(None, &schedule, None, Seed(1).stream(Domain::Arrivals, 0));
-        let (mut t, mut first, mut second) = (Time::ZERO, 0, 0);
-        while let Some(next) = a.next_after(t) {
-            if next >= Time::from_millis(20_000) {
-                break;
-            }
-            t = next;
-            if t < Time::from_millis(10_000) {
-                first += 1;
-            } else {
-                second += 1;
-            }
-        }
-        assert!((900..1100).contains(&first), "{first} in phase one");
-        assert!((9_700..10_300).contains(&second), "{second} in phase two");
-    }
-
-    #[test]
-    fn requests_max_ends_the_source() {
-        let mut a = Arrivals::new(
-            Some(10.0),
-            &[],
-            Some(3),
-            Seed(1).stream(Domain::Arrivals, 0),
-        );
-        let mut t = Time::ZERO;
-        let mut n = 0;
-        while let Some(next) = a.next_after(t) {
-            t = next;
-            n += 1;
-        }
-        assert_eq!(n, 3);
-    }
 
     #[test]
     fn open_loop_without_an_end_is_refused() {
