@@ -322,3 +322,27 @@ fn serve_help_shows_the_default_address_and_the_example_file() {
     assert!(help.contains("[default: 127.0.0.1:3000"), "{help}");
     assert!(help.contains("experiments/server/relay.toml"), "{help}");
 }
+
+#[test]
+fn a_scenario_given_to_downstream_is_read_with_positions() {
+    let base = format!("{SCENARIO}\n[downstream]\nfailure_rate = 0.1\n");
+    for (bad, message) in [
+        (
+            "failure_rate = \"x\"",
+            "downstream.failure_rate: invalid type: string \"x\", expected a number",
+        ),
+        ("failure_rate = 2.0", "downstream.failure_rate: "),
+    ] {
+        let text = edit(&base, "failure_rate = 0.1", bad);
+        let path = file("downstream_scenario.toml", &text);
+        let out = binary()
+            .args(["downstream", "--listen", "127.0.0.1:0", "--scenario"])
+            .arg(&path)
+            .output()
+            .expect("runs");
+        let e = errors(out);
+        let (line, col) = position(&text, &bad[15..]);
+        let at = format!("{}:{line}:{col}: {message}", path.display());
+        assert!(e[0].starts_with(&at), "{e:?} should start with {at}");
+    }
+}

@@ -115,16 +115,16 @@ impl DownstreamArgs {
     }
 }
 
-/// A scenario's `[downstream]` and seed.
+/// A scenario's `[downstream]` and seed, read by the same reader as
+/// `simulate`, so an error names the file, line, column and field.
 fn read_scenario(path: &std::path::Path) -> anyhow::Result<(DownstreamConfig, Option<u64>)> {
-    let origin = path.display();
+    let origin = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read the scenario file {origin}: {e}"))?;
-    let s: ScenarioDownstream =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-    s.downstream
-        .validate()
-        .map_err(|e| anyhow::anyhow!("{origin}: {}", e.within("downstream")))?;
+    let doc = crate::toml_doc::TomlDoc::parse(origin, &text)?;
+    let s: ScenarioDownstream = doc.read(|s: &ScenarioDownstream| {
+        s.downstream.validate().map_err(|e| e.within("downstream"))
+    })?;
     Ok((s.downstream, s.seed))
 }
 
