@@ -66,6 +66,17 @@ pub fn secs_to_nanos(secs: f64) -> u64 {
     }
 }
 
+/// Whole nanoseconds in `ms` milliseconds, saturating like [`secs_to_nanos`].
+/// The one conversion from the milliseconds users write to relay time.
+pub fn ms_to_nanos(ms: f64) -> u64 {
+    secs_to_nanos(ms / 1e3)
+}
+
+/// `ms` milliseconds as a [`Duration`] of whole nanoseconds.
+pub fn ms_to_duration(ms: f64) -> Duration {
+    Duration::from_nanos(ms_to_nanos(ms))
+}
+
 /// Converts a duration to nanoseconds, saturating at [`Time::NEVER`].
 pub fn duration_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).map_or(Time::NEVER.0, |ns| ns.min(Time::NEVER.0))

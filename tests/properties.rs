@@ -5,9 +5,10 @@
 //! A failing case prints its seed and configuration; proptest shrinks it.
 
 use proptest::prelude::*;
-use resilient_relay::relay::backoff::{Backoff, BackoffConfig, BackoffKind, BackoffState};
-use resilient_relay::relay::breaker::{Breaker, BreakerConfig, TripConfig};
-use resilient_relay::relay::rate_limit::RateLimitConfig;
+use resilient_relay::relay::{
+    Backoff, BackoffConfig, BackoffKind, BackoffState, Breaker, BreakerConfig, RateLimitConfig,
+    TripConfig,
+};
 use resilient_relay::rng::{Domain, Seed};
 use resilient_relay::sim::clients::{ClientRetryConfig, ClientsConfig};
 use resilient_relay::sim::downstream::{LatencyConfig, OutageConfig, OutageMode};

@@ -1,10 +1,8 @@
 //! The composed relay, driven by hand with a fake clock.
 
-use resilient_relay::relay::breaker::{BreakerConfig, BreakerState, TripConfig};
-use resilient_relay::relay::retry::{CallError, GiveUp};
-use resilient_relay::relay::stats::Refusal;
 use resilient_relay::relay::{
-    Answer, CallId, Outcome, Output, Relay, RelayConfig, ReplayError, Request,
+    Answer, BackoffKind, BreakerConfig, BreakerState, CallError, CallId, GiveUp, Outcome, Output,
+    Refusal, Relay, RelayConfig, ReplayError, Request, TripConfig,
 };
 use resilient_relay::rng::{Domain, Seed};
 use resilient_relay::time::Time;
@@ -27,7 +25,7 @@ fn small() -> RelayConfig {
     cfg.retry.attempts_max = 2;
     cfg.retry.attempt_timeout_ms = 100.0;
     cfg.retry.backoff.base_ms = 10.0;
-    cfg.retry.backoff.kind = resilient_relay::relay::backoff::BackoffKind::Constant;
+    cfg.retry.backoff.kind = BackoffKind::Constant;
     cfg
 }
 

@@ -5,8 +5,7 @@ mod common;
 
 use common::{fault, job_of, problem, settings, Harness};
 use hyper::Method;
-use resilient_relay::relay::breaker::{BreakerConfig, TripConfig};
-use resilient_relay::relay::rate_limit::RateLimitConfig;
+use resilient_relay::relay::{BreakerConfig, RateLimitConfig, TripConfig};
 use resilient_relay::server::config::Secret;
 use resilient_relay::server::signature::Signer;
 

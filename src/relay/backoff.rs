@@ -18,8 +18,9 @@
 //! Decorrelated jitter remembers its previous delay, so each job carries a
 //! [`BackoffState`]. Randomness comes from the caller's stream.
 
-use super::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
+use super::config_error::{ensure, ensure_ms, ConfigError};
 use crate::rng::{unit, Stream};
+use crate::time::ms_to_nanos;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

@@ -11,7 +11,8 @@
 //! sliding time window once the window has seen a minimum number of calls
 //! (so that two failures out of two calls at 3 a.m. do not open it).
 
-use super::config_error::{ensure, ensure_ms, ensure_probability, ms_to_nanos, ConfigError};
+use super::config_error::{ensure, ensure_ms, ensure_probability, ConfigError};
+use crate::time::ms_to_nanos;
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -138,10 +139,6 @@ impl Permit {
         probe: false,
         epoch: u32::MAX,
     };
-
-    pub fn is_probe(self) -> bool {
-        self.probe
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -261,17 +258,6 @@ impl Breaker {
                     epoch: self.epoch,
                 })
             }
-        }
-    }
-
-    /// Would [`Breaker::allow`] say yes at `now`? Does not change state.
-    pub fn would_allow(&self, now: Time) -> bool {
-        match self.state {
-            State::Closed { .. } => true,
-            State::Open { until } => now >= until && self.cfg.half_open_probes_max > 0,
-            State::HalfOpen {
-                probes_in_flight, ..
-            } => probes_in_flight < self.cfg.half_open_probes_max,
         }
     }
 
@@ -441,7 +427,7 @@ mod tests {
         fail(&mut b, ms(0));
         assert_eq!(b.poll_timeout(), Some(ms(100)));
         let probe = b.allow(ms(100)).expect("a probe");
-        assert!(probe.is_probe());
+        assert!(probe.probe);
         assert_eq!(b.allow(ms(100)), None, "only one probe at a time");
         b.on_result(ms(101), probe, true);
         let p = b.allow(ms(102)).expect("second probe");

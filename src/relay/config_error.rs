@@ -58,8 +58,3 @@ pub fn ensure_probability(value: f64, field: &str) -> Result<(), ConfigError> {
         format!("must be a probability between 0 and 1, got {value}"),
     )
 }
-
-/// Whole nanoseconds in `ms` milliseconds (validated non-negative).
-pub fn ms_to_nanos(ms: f64) -> u64 {
-    crate::time::secs_to_nanos(ms / 1e3)
-}

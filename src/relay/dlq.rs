@@ -63,6 +63,20 @@ pub struct DeadLetter<K, P> {
     pub replays: u32,
 }
 
+/// Why a dead letter could not be replayed (it stays in the queue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplayError {
+    #[error("no dead letter with that id")]
+    NotFound,
+    #[error("its idempotency key is in use by another job")]
+    KeyInUse,
+    #[error("the queue or job table is full; try again later")]
+    Full,
+    #[error("the relay is draining")]
+    Draining,
+}
+
 /// Letters by job id, which is admission order.
 #[derive(Clone, Debug)]
 pub struct DeadLetterQueue<K, P> {
@@ -72,7 +86,7 @@ pub struct DeadLetterQueue<K, P> {
 }
 
 impl<K, P> DeadLetterQueue<K, P> {
-    pub fn new(cfg: &DlqConfig) -> Self {
+    pub(super) fn new(cfg: &DlqConfig) -> Self {
         DeadLetterQueue {
             letters: BTreeMap::new(),
             capacity: cfg.capacity.max(1),
@@ -82,7 +96,7 @@ impl<K, P> DeadLetterQueue<K, P> {
 
     /// Stores the letter, or hands it back when the queue is full.
     #[allow(clippy::result_large_err)]
-    pub fn push(&mut self, letter: DeadLetter<K, P>) -> Result<(), DeadLetter<K, P>> {
+    pub(super) fn push(&mut self, letter: DeadLetter<K, P>) -> Result<(), DeadLetter<K, P>> {
         if self.letters.len() >= self.capacity {
             self.overflowed += 1;
             return Err(letter);
@@ -102,17 +116,17 @@ impl<K, P> DeadLetterQueue<K, P> {
     }
 
     /// Removes a letter, to replay it.
-    pub fn take(&mut self, job: JobId) -> Option<DeadLetter<K, P>> {
+    pub(super) fn take(&mut self, job: JobId) -> Option<DeadLetter<K, P>> {
         self.letters.remove(&job)
     }
 
     /// Puts back a letter whose replay could not start.
-    pub fn restore(&mut self, letter: DeadLetter<K, P>) {
+    pub(super) fn restore(&mut self, letter: DeadLetter<K, P>) {
         self.letters.insert(letter.job, letter);
     }
 
     /// Ids of all letters, oldest first.
-    pub fn ids(&self) -> Vec<JobId> {
+    pub(super) fn ids(&self) -> Vec<JobId> {
         self.letters.keys().copied().collect()
     }
 

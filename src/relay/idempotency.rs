@@ -16,8 +16,9 @@
 //! is forgotten early (and counted); if every record is still in flight, new
 //! keys are refused.
 
-use super::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
+use super::config_error::{ensure, ensure_ms, ConfigError};
 use super::job::JobId;
+use crate::time::ms_to_nanos;
 use crate::time::Time;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -188,11 +189,6 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
         }
     }
 
-    /// When the next record expires.
-    pub fn poll_timeout(&self) -> Option<Time> {
-        self.expiry.front().map(|(t, _, _)| *t)
-    }
-
     /// Removes the front expiry entry's record if it is still the same one;
     /// returns whether a record was removed. One hash look-up in the common
     /// case: remove first, put back in the rare case the key was reused.
@@ -227,10 +223,6 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
 
     pub fn len(&self) -> usize {
         self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
     }
 
     /// Completed records forgotten before their TTL because the store was full.
@@ -284,7 +276,6 @@ mod tests {
         let mut s = store(10);
         s.begin(T0, &"k", 7, J1);
         s.complete(Time::from_millis(10), &"k", "ok");
-        assert_eq!(s.poll_timeout(), Some(Time::from_millis(1010)));
         assert!(matches!(
             s.begin(Time::from_millis(1009), &"k", 7, J2),
             Begin::Replay { .. }

@@ -1,6 +1,7 @@
 //! Job identity and the outcome a job ends with.
 
 use super::retry::{CallError, GiveUp};
+use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use serde_with::{DeserializeFromStr, SerializeDisplay};
 use std::fmt;
@@ -73,6 +74,18 @@ impl<P> Outcome<P> {
     pub fn is_success(&self) -> bool {
         matches!(self, Outcome::Succeeded { .. })
     }
+}
+
+/// A job's state as reported to status look-ups.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobStatus<P> {
+    pub job: JobId,
+    pub state: &'static str,
+    pub attempts: u32,
+    pub accepted_at: Time,
+    pub finished_at: Option<Time>,
+    pub last_error: Option<CallError>,
+    pub response: Option<P>,
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! refusal (HTTP 429 with a retry-after hint), which the caller can act on.
 //! See Google SRE, "Handling Overload".
 
-use super::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
+use super::config_error::{ensure, ensure_ms, ConfigError};
+use crate::time::ms_to_nanos;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -39,13 +40,6 @@ impl QueueConfig {
         )?;
         ensure_ms(self.retry_after_ms, "retry_after_ms")
     }
-}
-
-/// The answer to an offer: in, or refused with a hint of when to try again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
-    Accepted,
-    Rejected { retry_after: Duration },
 }
 
 /// A FIFO that never holds more than its capacity.
@@ -105,10 +99,6 @@ impl<T> BoundedQueue<T> {
     /// The deepest the queue has been.
     pub fn depth_max_seen(&self) -> usize {
         self.depth_max_seen
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.items.iter()
     }
 }
 

@@ -13,7 +13,8 @@
 //! one integer per client, the theoretical arrival time of its next request,
 //! which is exact, needs no refill timer, and is equivalent to a token bucket.
 
-use super::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
+use super::config_error::{ensure, ensure_ms, ConfigError};
+use crate::time::ms_to_nanos;
 use crate::time::Time;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -55,7 +56,6 @@ pub struct RateLimiter {
     interval_ns: u64,
     tolerance_ns: u64,
     clients_max: usize,
-    refused_for_room: u64,
     /// No client can be idle before this (ns): a full table is not swept
     /// again until then, so a flood of new clients costs O(1) each.
     sweep_not_before_ns: u64,
@@ -69,7 +69,6 @@ impl RateLimiter {
             interval_ns,
             tolerance_ns: interval_ns * u64::from(cfg.requests_max.max(1) - 1),
             clients_max: cfg.clients_max.max(1),
-            refused_for_room: 0,
             sweep_not_before_ns: 0,
         }
     }
@@ -78,7 +77,6 @@ impl RateLimiter {
     pub fn check(&mut self, now: Time, client: u64) -> Result<(), Duration> {
         let now_ns = now.as_nanos();
         if !self.next_ns.contains_key(&client) && !self.make_room(now_ns) {
-            self.refused_for_room += 1;
             return Err(Duration::from_nanos(self.interval_ns));
         }
         let tat = self.next_ns.entry(client).or_insert(now_ns);
@@ -102,16 +100,6 @@ impl RateLimiter {
         self.next_ns.retain(|_, tat| *tat > now_ns);
         self.sweep_not_before_ns = self.next_ns.values().copied().min().unwrap_or(0);
         self.next_ns.len() < self.clients_max
-    }
-
-    /// Clients currently tracked.
-    pub fn clients(&self) -> usize {
-        self.next_ns.len()
-    }
-
-    /// Requests refused because `clients_max` busy clients were tracked.
-    pub fn refused_for_room(&self) -> u64 {
-        self.refused_for_room
     }
 }
 
@@ -160,11 +148,10 @@ mod tests {
             l.check(Time::ZERO, 3).is_err(),
             "table full of busy clients"
         );
-        assert_eq!(l.refused_for_room(), 1);
         assert!(
             l.check(Time::from_millis(1000), 3).is_ok(),
             "clients 1 and 2 went idle"
         );
-        assert!(l.clients() <= 2);
+        assert!(l.next_ns.len() <= 2);
     }
 }

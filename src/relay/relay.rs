@@ -12,16 +12,17 @@
 //! never exceeds its capacity, calls in flight never exceed the workers, the
 //! job table never exceeds `jobs_max`.
 
+use super::answer::{Answer, Refusal, Request};
 use super::backoff::{Backoff, BackoffState};
 use super::breaker::{Breaker, BreakerState, Permit, Transition};
 use super::config::RelayConfig;
-use super::dlq::{DeadLetter, DeadLetterQueue};
+use super::dlq::{DeadLetter, DeadLetterQueue, ReplayError};
 use super::idempotency::{Begin, IdempotencyStore};
-use super::job::{CallId, JobId, Outcome};
+use super::job::{CallId, JobId, JobStatus, Outcome};
 use super::queue::BoundedQueue;
 use super::rate_limit::RateLimiter;
 use super::retry::{CallError, GiveUp, RetryPolicy};
-use super::stats::{Refusal, Stats};
+use super::stats::Stats;
 use super::workers::WorkerPool;
 use crate::rng::Stream;
 use crate::time::Time;
@@ -41,32 +42,6 @@ impl<T: Clone + Eq + Hash + Debug> Key for T {}
 /// What a payload (and a downstream answer) must be.
 pub trait Payload: Clone + Debug {}
 impl<T: Clone + Debug> Payload for T {}
-
-/// A client's request, as the relay sees it.
-#[derive(Clone, Debug)]
-pub struct Request<K, P> {
-    /// Who sent it, for the per-client rate limit.
-    pub client: u64,
-    pub key: Option<K>,
-    /// A hash of the payload, to detect a key reused with another payload.
-    pub fingerprint: u64,
-    pub payload: P,
-}
-
-/// The relay's immediate answer to a request.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Answer<P> {
-    /// 202: queued.
-    Accepted { job: JobId },
-    /// The key already succeeded: its stored answer.
-    Replayed { job: JobId, response: P },
-    /// Not taken; `retry_after` says when trying again makes sense.
-    Refused {
-        why: Refusal,
-        retry_after: Option<Duration>,
-        job: Option<JobId>,
-    },
-}
 
 /// Observations for traces, logs and checkers; nothing to perform.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -159,32 +134,6 @@ enum TimerKind {
 
 /// `(due, seq, job, attempt, kind)`: `seq` keeps equal times in arming order.
 type Timer = Reverse<(Time, u64, JobId, u32, TimerKind)>;
-
-/// A job's state as reported to status look-ups.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct JobStatus<P> {
-    pub job: JobId,
-    pub state: &'static str,
-    pub attempts: u32,
-    pub accepted_at: Time,
-    pub finished_at: Option<Time>,
-    pub last_error: Option<CallError>,
-    pub response: Option<P>,
-}
-
-/// Why a dead letter could not be replayed (it stays in the queue).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReplayError {
-    #[error("no dead letter with that id")]
-    NotFound,
-    #[error("its idempotency key is in use by another job")]
-    KeyInUse,
-    #[error("the queue or job table is full; try again later")]
-    Full,
-    #[error("the relay is draining")]
-    Draining,
-}
 
 fn refused<P>(why: Refusal, retry_after: Option<Duration>) -> Answer<P> {
     Answer::Refused {

@@ -10,7 +10,8 @@
 //! fraction of extra calls.
 
 use super::backoff::BackoffConfig;
-use super::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
+use super::config_error::{ensure, ensure_ms, ConfigError};
+use crate::time::ms_to_nanos;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

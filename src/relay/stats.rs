@@ -6,6 +6,7 @@
 //! relay counts every outcome here; durations go into HDR histograms so that
 //! p99.9 is as cheap and as exact as p50.
 
+use super::answer::Refusal;
 use super::retry::{CallError, GiveUp};
 use crate::time::Time;
 use hdrhistogram::Histogram;
@@ -90,47 +91,6 @@ pub struct LatencySummary {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,
-}
-
-/// Why a request was refused at the door.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Refusal {
-    RateLimited,
-    /// Queue full: 429.
-    Shed,
-    /// Breaker open and queue full, dead-letter queue full, or draining: 503.
-    Unavailable,
-    Conflict,
-    Mismatch,
-    /// Every idempotency record is in flight.
-    KeysFull,
-    /// A key is required, or too long.
-    BadKey,
-}
-
-impl Refusal {
-    pub const ALL: [Refusal; 7] = [
-        Refusal::RateLimited,
-        Refusal::Shed,
-        Refusal::Unavailable,
-        Refusal::Conflict,
-        Refusal::Mismatch,
-        Refusal::KeysFull,
-        Refusal::BadKey,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Refusal::RateLimited => "rate-limited",
-            Refusal::Shed => "shed",
-            Refusal::Unavailable => "unavailable",
-            Refusal::Conflict => "conflict",
-            Refusal::Mismatch => "mismatch",
-            Refusal::KeysFull => "keys-full",
-            Refusal::BadKey => "bad-key",
-        }
-    }
 }
 
 /// Every count the relay keeps. Plain integers: cheap to bump, exact to compare.

@@ -12,8 +12,7 @@
 
 use super::client::{CallFailed, HttpClient};
 use super::flaky::FaultConfig;
-use crate::relay::job::CallId;
-use crate::relay::retry::CallError;
+use crate::relay::{CallError, CallId};
 use crate::rng::Stream;
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};

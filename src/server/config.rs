@@ -10,8 +10,8 @@
 //! field as written in the file.
 
 use super::flaky::{FaultConfig, LatencyKind};
-use crate::relay::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
-use crate::relay::RelayConfig;
+use crate::relay::{ensure, ensure_ms, ConfigError, RelayConfig};
+use crate::time::ms_to_nanos;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;

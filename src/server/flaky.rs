@@ -7,8 +7,9 @@
 //! same model drives the relay's built-in in-process downstream and the
 //! standalone `downstream` service. Draws come from a seeded stream.
 
-use crate::relay::config_error::{ensure, ensure_ms, ensure_probability, ms_to_nanos, ConfigError};
+use crate::relay::{ensure, ensure_ms, ensure_probability, ConfigError};
 use crate::rng::{exponential, unit, Stream};
+use crate::time::ms_to_nanos;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

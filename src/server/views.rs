@@ -6,12 +6,9 @@
 //! URL wherever a job is named, so a client can follow links instead of
 //! building paths.
 
-use crate::relay::breaker::BreakerState;
-use crate::relay::dlq::DeadLetter;
-use crate::relay::relay::JobStatus;
-use crate::relay::retry::{CallError, GiveUp};
-use crate::relay::stats::StatsSnapshot;
-use crate::relay::{JobId, ReplayError};
+use crate::relay::{
+    BreakerState, CallError, DeadLetter, GiveUp, JobId, JobStatus, ReplayError, StatsSnapshot,
+};
 use crate::time::Time;
 use bytes::Bytes;
 use serde::Serialize;

@@ -12,9 +12,7 @@
 //! and the *same* idempotency key: that is what lets the relay turn a retry
 //! into a replay instead of a second side effect.
 
-use crate::relay::backoff::{BackoffConfig, BackoffKind};
-use crate::relay::config_error::{ensure, ensure_ms, ConfigError};
-use crate::relay::retry::ATTEMPTS_LIMIT;
+use crate::relay::{ensure, ensure_ms, BackoffConfig, BackoffKind, ConfigError, ATTEMPTS_LIMIT};
 use crate::rng::{exponential, Stream};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};

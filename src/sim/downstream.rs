@@ -6,9 +6,9 @@
 //! "duplicates" from a guess into a count: every call that lands adds one
 //! effect to its key, unless the downstream honours idempotency keys.
 
-use crate::relay::config_error::{ensure, ensure_ms, ensure_probability, ms_to_nanos, ConfigError};
-use crate::relay::retry::CallError;
+use crate::relay::{ensure, ensure_ms, ensure_probability, CallError, ConfigError};
 use crate::rng::{exponential, unit, Stream};
+use crate::time::ms_to_nanos;
 use crate::time::{secs_to_nanos, Time};
 use rand_distr::{Distribution, LogNormal};
 use serde::{Deserialize, Serialize};

@@ -14,13 +14,12 @@ use super::scenario::Scenario;
 use super::scheduler::Scheduler;
 use super::summary::{Counters, Summary};
 use super::trace::{SimRecord, Trace, TraceRecord};
-use crate::relay::backoff::{Backoff, BackoffState};
-use crate::relay::config_error::ms_to_nanos;
-use crate::relay::job::{CallId, JobId, Outcome};
-use crate::relay::retry::CallError;
-use crate::relay::stats::{LatencyHistogram, Refusal};
-use crate::relay::{Answer, Event, Output, Relay, Request};
+use crate::relay::{
+    Answer, Backoff, BackoffState, CallError, CallId, Event, JobId, LatencyHistogram, Outcome,
+    Output, Refusal, Relay, Request,
+};
 use crate::rng::{exponential, unit, Domain, Seed};
+use crate::time::ms_to_nanos;
 use crate::time::Time;
 use slab::Slab;
 use std::time::Duration;
@@ -190,9 +189,7 @@ impl Simulation {
             trace: (opts.trace_records_max > 0).then(|| Trace::new(opts.trace_records_max)),
             c: Counters::default(),
             client_latency: LatencyHistogram::new(),
-            bucket_ns: opts
-                .calls_bucket_ms
-                .map(|ms| crate::relay::config_error::ms_to_nanos(ms).max(1)),
+            bucket_ns: opts.calls_bucket_ms.map(|ms| ms_to_nanos(ms).max(1)),
             calls_per_bucket: Vec::new(),
         };
         sim.schedule_first_events(scenario);

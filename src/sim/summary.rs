@@ -1,9 +1,7 @@
 //! What a run amounts to: the numbers `simulate` prints.
 
 use super::downstream::Downstream;
-use crate::relay::retry::GiveUp;
-use crate::relay::stats::{LatencyHistogram, LatencySummary, Refusal};
-use crate::relay::Relay;
+use crate::relay::{GiveUp, LatencyHistogram, LatencySummary, Refusal, Relay};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::fmt;

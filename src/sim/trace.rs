@@ -4,8 +4,7 @@
 //! tests pin: every arrival, answer, attempt, outcome, breaker transition
 //! and dead letter, in the order the simulator saw them.
 
-use crate::relay::job::JobId;
-use crate::relay::Event;
+use crate::relay::{Event, JobId};
 use crate::time::Time;
 use serde::Serialize;
 use std::io::Write;
