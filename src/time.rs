@@ -66,7 +66,8 @@ pub fn secs_to_nanos(secs: f64) -> u64 {
     }
 }
 
-/// Whole nanoseconds in `ms` milliseconds, saturating like [`secs_to_nanos`].
+/// Whole nanoseconds in `ms` milliseconds (truncated), saturating like
+/// [`secs_to_nanos`].
 /// The one conversion from the milliseconds users write to relay time.
 pub fn ms_to_nanos(ms: f64) -> u64 {
     secs_to_nanos(ms / 1e3)
@@ -132,5 +133,16 @@ mod tests {
         assert_eq!(secs_to_nanos(f64::NAN), 0);
         assert_eq!(secs_to_nanos(1.5), 1_500_000_000);
         assert_eq!(secs_to_nanos(1e30), Time::NEVER.as_nanos());
+    }
+
+    #[test]
+    fn milliseconds_convert_to_whole_nanoseconds() {
+        assert_eq!(ms_to_nanos(1.5), 1_500_000);
+        assert_eq!(ms_to_nanos(0.001), 1_000);
+        assert_eq!(ms_to_nanos(0.000_001_9), 1, "truncated, not rounded");
+        assert_eq!(ms_to_nanos(250.5), 250_500_000);
+        assert_eq!(ms_to_nanos(f64::INFINITY), Time::NEVER.as_nanos());
+        assert_eq!(ms_to_duration(5_000.0), Duration::from_secs(5));
+        assert_eq!(ms_to_duration(-3.0), Duration::ZERO);
     }
 }

@@ -182,8 +182,9 @@ proptest! {
     #[test]
     fn breaker_only_makes_legal_transitions(cfg in breaker(), outcomes in proptest::collection::vec((any::<bool>(), 0u64..50), 1..200)) {
         let Some(cfg) = cfg else { return Ok(()) };
-        prop_assume!(cfg.validate().is_ok());
-        let mut b = Breaker::new(&cfg);
+        let settings = cfg.check();
+        prop_assume!(settings.is_ok());
+        let mut b = Breaker::new(&settings.expect("assumed valid"));
         let mut now = Time::ZERO;
         let mut state = b.state();
         for (ok, gap_ms) in outcomes {

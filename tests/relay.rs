@@ -10,8 +10,10 @@ use resilient_relay::time::Time;
 type TestRelay = Relay<u64, u32>;
 
 fn relay(cfg: RelayConfig) -> TestRelay {
-    cfg.validate().expect("valid test config");
-    Relay::new(&cfg, Seed(1).stream(Domain::Relay, 0))
+    Relay::new(
+        &cfg.check().expect("valid test config"),
+        Seed(1).stream(Domain::Relay, 0),
+    )
 }
 
 fn small() -> RelayConfig {

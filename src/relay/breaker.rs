@@ -11,9 +11,8 @@
 //! sliding time window once the window has seen a minimum number of calls
 //! (so that two failures out of two calls at 3 a.m. do not open it).
 
-use super::config_error::{ensure, ensure_ms, ensure_probability, ConfigError};
-use crate::time::ms_to_nanos;
-use crate::time::Time;
+use super::config_error::{ensure, ensure_probability, parse_ms, ConfigError};
+use crate::time::{duration_nanos, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -55,35 +54,82 @@ impl Default for BreakerConfig {
     }
 }
 
-impl BreakerConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        match self.trip {
+/// When a checked breaker trips.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Trip {
+    ConsecutiveFailures {
+        failures: u32,
+    },
+    FailureRatio {
+        ratio: f64,
+        window: Duration,
+        calls_min: u32,
+    },
+}
+
+/// A checked [`BreakerConfig`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BreakerSettings {
+    trip: Trip,
+    success_threshold: u32,
+    open_for: Duration,
+    half_open_probes_max: u32,
+}
+
+impl BreakerSettings {
+    /// How long the breaker stays open before probing.
+    #[cfg(test)]
+    pub(super) fn open_for(&self) -> Duration {
+        self.open_for
+    }
+}
+
+impl TripConfig {
+    fn check(&self) -> Result<Trip, ConfigError> {
+        Ok(match *self {
             TripConfig::ConsecutiveFailures { failures } => {
-                ensure(failures >= 1, "trip.failures", "must be ≥ 1")?;
+                ensure(failures >= 1, "failures", "must be ≥ 1")?;
+                Trip::ConsecutiveFailures { failures }
             }
             TripConfig::FailureRatio {
                 ratio,
                 window_ms,
                 calls_min,
             } => {
-                ensure_probability(ratio, "trip.ratio")?;
-                ensure(ratio > 0.0, "trip.ratio", "must be > 0")?;
-                ensure_ms(window_ms, "trip.window_ms")?;
-                ensure(window_ms > 0.0, "trip.window_ms", "must be > 0")?;
-                ensure(calls_min >= 1, "trip.calls_min", "must be ≥ 1")?;
+                ensure_probability(ratio, "ratio")?;
+                ensure(ratio > 0.0, "ratio", "must be > 0")?;
+                let window = parse_ms(window_ms, "window_ms")?;
+                ensure(window_ms > 0.0, "window_ms", "must be > 0")?;
+                ensure(calls_min >= 1, "calls_min", "must be ≥ 1")?;
+                Trip::FailureRatio {
+                    ratio,
+                    window,
+                    calls_min,
+                }
             }
-        }
+        })
+    }
+}
+
+impl BreakerConfig {
+    pub fn check(&self) -> Result<BreakerSettings, ConfigError> {
+        let trip = self.trip.check().map_err(|e| e.within("trip"))?;
         ensure(
             self.success_threshold >= 1,
             "success_threshold",
             "must be ≥ 1",
         )?;
         ensure(
-            self.half_open_probes_max >= self.success_threshold.min(1),
+            self.half_open_probes_max >= 1,
             "half_open_probes_max",
             "must be ≥ 1",
         )?;
-        ensure_ms(self.open_ms, "open_ms")
+        Ok(BreakerSettings {
+            trip,
+            success_threshold: self.success_threshold,
+            open_for: parse_ms(self.open_ms, "open_ms")?,
+            half_open_probes_max: self.half_open_probes_max,
+        })
     }
 }
 
@@ -167,7 +213,7 @@ struct Window {
 
 impl Window {
     fn new(window: Duration) -> Window {
-        let ns = crate::time::duration_nanos(window);
+        let ns = duration_nanos(window);
         Window {
             bucket_ns: (ns / WINDOW_BUCKETS as u64).max(1),
             buckets: [(u64::MAX, 0, 0); WINDOW_BUCKETS],
@@ -201,8 +247,7 @@ impl Window {
 
 #[derive(Clone, Debug)]
 pub struct Breaker {
-    cfg: BreakerConfig,
-    open_for: Duration,
+    settings: BreakerSettings,
     state: State,
     /// Bumped on every transition; see [`Permit`].
     epoch: u32,
@@ -211,19 +256,19 @@ pub struct Breaker {
 }
 
 impl Breaker {
-    pub fn new(cfg: &BreakerConfig) -> Breaker {
-        let window_ms = match cfg.trip {
-            TripConfig::FailureRatio { window_ms, .. } => window_ms,
-            TripConfig::ConsecutiveFailures { .. } => 1000.0,
+    pub fn new(settings: &BreakerSettings) -> Breaker {
+        let window = match settings.trip {
+            Trip::FailureRatio { window, .. } => window,
+            // Unused by this trip; any length will do.
+            Trip::ConsecutiveFailures { .. } => Duration::from_secs(1),
         };
         Breaker {
-            cfg: *cfg,
-            open_for: Duration::from_nanos(ms_to_nanos(cfg.open_ms)),
+            settings: *settings,
             state: State::Closed {
                 consecutive_failures: 0,
             },
             epoch: 0,
-            window: Window::new(Duration::from_nanos(ms_to_nanos(window_ms))),
+            window: Window::new(window),
             transitions: VecDeque::with_capacity(4),
         }
     }
@@ -249,7 +294,7 @@ impl Breaker {
             State::HalfOpen {
                 probes_in_flight, ..
             } => {
-                if *probes_in_flight >= self.cfg.half_open_probes_max {
+                if *probes_in_flight >= self.settings.half_open_probes_max {
                     return None;
                 }
                 *probes_in_flight += 1;
@@ -285,7 +330,7 @@ impl Breaker {
                     self.go(
                         now,
                         State::Open {
-                            until: now + self.open_for,
+                            until: now + self.settings.open_for,
                         },
                     );
                 }
@@ -302,13 +347,13 @@ impl Breaker {
                     self.go(
                         now,
                         State::Open {
-                            until: now + self.open_for,
+                            until: now + self.settings.open_for,
                         },
                     );
                     return;
                 }
                 *successes += 1;
-                if *successes >= self.cfg.success_threshold {
+                if *successes >= self.settings.success_threshold {
                     self.window.clear();
                     self.go(
                         now,
@@ -323,9 +368,9 @@ impl Breaker {
     }
 
     fn should_trip(&self, now: Time, consecutive_failures: u32) -> bool {
-        match self.cfg.trip {
-            TripConfig::ConsecutiveFailures { failures } => consecutive_failures >= failures,
-            TripConfig::FailureRatio {
+        match self.settings.trip {
+            Trip::ConsecutiveFailures { failures } => consecutive_failures >= failures,
+            Trip::FailureRatio {
                 ratio, calls_min, ..
             } => {
                 let (calls, failed) = self.window.totals(now);
@@ -391,8 +436,12 @@ mod tests {
         Time::from_millis(t)
     }
 
+    fn breaker(cfg: &BreakerConfig) -> Breaker {
+        Breaker::new(&cfg.check().expect("valid"))
+    }
+
     fn consecutive(failures: u32) -> Breaker {
-        Breaker::new(&BreakerConfig {
+        breaker(&BreakerConfig {
             trip: TripConfig::ConsecutiveFailures { failures },
             success_threshold: 2,
             open_ms: 100.0,
@@ -455,7 +504,7 @@ mod tests {
 
     #[test]
     fn ratio_trip_waits_for_minimum_throughput() {
-        let mut b = Breaker::new(&BreakerConfig {
+        let mut b = breaker(&BreakerConfig {
             trip: TripConfig::FailureRatio {
                 ratio: 0.5,
                 window_ms: 1000.0,
@@ -479,7 +528,7 @@ mod tests {
 
     #[test]
     fn ratio_window_forgets_old_outcomes() {
-        let mut b = Breaker::new(&BreakerConfig {
+        let mut b = breaker(&BreakerConfig {
             trip: TripConfig::FailureRatio {
                 ratio: 0.5,
                 window_ms: 100.0,
@@ -523,7 +572,7 @@ mod tests {
 
     #[test]
     fn a_late_probe_result_from_an_earlier_half_open_does_not_count() {
-        let mut b = Breaker::new(&BreakerConfig {
+        let mut b = breaker(&BreakerConfig {
             trip: TripConfig::ConsecutiveFailures { failures: 1 },
             success_threshold: 2,
             open_ms: 100.0,

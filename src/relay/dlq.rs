@@ -31,8 +31,14 @@ impl Default for DlqConfig {
     }
 }
 
+/// A checked [`DlqConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DlqSettings {
+    pub(super) capacity: usize,
+}
+
 impl DlqConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn check(&self) -> Result<DlqSettings, ConfigError> {
         ensure(
             self.capacity >= 1,
             "capacity",
@@ -42,7 +48,10 @@ impl DlqConfig {
             self.capacity <= 10_000_000,
             "capacity",
             "dead-letter capacity must be ≤ 10,000,000",
-        )
+        )?;
+        Ok(DlqSettings {
+            capacity: self.capacity,
+        })
     }
 }
 
@@ -86,10 +95,11 @@ pub struct DeadLetterQueue<K, P> {
 }
 
 impl<K, P> DeadLetterQueue<K, P> {
-    pub(super) fn new(cfg: &DlqConfig) -> Self {
+    pub(super) fn new(settings: &DlqSettings) -> Self {
+        assert!(settings.capacity >= 1, "checked by DlqConfig::check");
         DeadLetterQueue {
             letters: BTreeMap::new(),
-            capacity: cfg.capacity.max(1),
+            capacity: settings.capacity,
             overflowed: 0,
         }
     }
@@ -174,7 +184,7 @@ mod tests {
 
     #[test]
     fn lists_in_job_order_and_takes_for_replay() {
-        let mut q = DeadLetterQueue::new(&DlqConfig { capacity: 3 });
+        let mut q = DeadLetterQueue::new(&DlqSettings { capacity: 3 });
         for j in [5, 2, 9] {
             q.push(letter(j)).expect("room");
         }
@@ -186,7 +196,7 @@ mod tests {
 
     #[test]
     fn full_queue_hands_the_letter_back_and_counts_it() {
-        let mut q = DeadLetterQueue::new(&DlqConfig { capacity: 1 });
+        let mut q = DeadLetterQueue::new(&DlqSettings { capacity: 1 });
         q.push(letter(1)).expect("room");
         let back = q.push(letter(2)).expect_err("full");
         assert_eq!(back.job, JobId(2));

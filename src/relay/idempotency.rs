@@ -16,9 +16,8 @@
 //! is forgotten early (and counted); if every record is still in flight, new
 //! keys are refused.
 
-use super::config_error::{ensure, ensure_ms, ConfigError};
+use super::config_error::{ensure, parse_ms, ConfigError};
 use super::job::JobId;
-use crate::time::ms_to_nanos;
 use crate::time::Time;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -50,16 +49,29 @@ impl Default for IdempotencyConfig {
     }
 }
 
+/// A checked [`IdempotencyConfig`]: what the store itself needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdempotencySettings {
+    pub(super) ttl: Duration,
+    pub(super) keys_max: usize,
+    pub(super) required: bool,
+}
+
 impl IdempotencyConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        ensure_ms(self.ttl_ms, "ttl_ms")?;
+    pub fn check(&self) -> Result<IdempotencySettings, ConfigError> {
+        let ttl = parse_ms(self.ttl_ms, "ttl_ms")?;
         ensure(self.keys_max >= 1, "keys_max", "must be ≥ 1")?;
         ensure(
             self.keys_max <= 100_000_000,
             "keys_max",
             "must be ≤ 100,000,000",
         )?;
-        ensure(self.key_bytes_max >= 1, "key_bytes_max", "must be ≥ 1")
+        ensure(self.key_bytes_max >= 1, "key_bytes_max", "must be ≥ 1")?;
+        Ok(IdempotencySettings {
+            ttl,
+            keys_max: self.keys_max,
+            required: self.required,
+        })
     }
 }
 
@@ -116,12 +128,16 @@ pub struct IdempotencyStore<K, R> {
 }
 
 impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
-    pub fn new(cfg: &IdempotencyConfig) -> Self {
+    pub fn new(settings: &IdempotencySettings) -> Self {
+        assert!(
+            settings.keys_max >= 1,
+            "checked by IdempotencyConfig::check"
+        );
         IdempotencyStore {
             records: FxHashMap::default(),
             expiry: VecDeque::new(),
-            ttl: Duration::from_nanos(ms_to_nanos(cfg.ttl_ms)),
-            keys_max: cfg.keys_max.max(1),
+            ttl: settings.ttl,
+            keys_max: settings.keys_max,
             evicted_early: 0,
             forgotten: None,
         }
@@ -236,11 +252,12 @@ mod tests {
     use super::*;
 
     fn store(keys_max: usize) -> IdempotencyStore<&'static str, &'static str> {
-        IdempotencyStore::new(&IdempotencyConfig {
+        let cfg = IdempotencyConfig {
             ttl_ms: 1000.0,
             keys_max,
             ..IdempotencyConfig::default()
-        })
+        };
+        IdempotencyStore::new(&cfg.check().expect("valid"))
     }
 
     const T0: Time = Time::ZERO;

@@ -26,8 +26,8 @@ mod workers;
 
 pub use answer::{Answer, Refusal, Request};
 pub use backoff::{Backoff, BackoffConfig, BackoffKind, BackoffState};
-pub use breaker::{Breaker, BreakerConfig, BreakerState, TripConfig};
-pub use config::{RelayConfig, WORKERS_LIMIT};
+pub use breaker::{Breaker, BreakerConfig, BreakerSettings, BreakerState, TripConfig};
+pub use config::{RelayConfig, RelaySettings, WORKERS_LIMIT};
 pub use config_error::{ensure, ensure_ms, ensure_probability, ConfigError};
 pub use dlq::{DeadLetter, DeadLetterQueue, DlqConfig, ReplayError};
 pub use idempotency::IdempotencyConfig;

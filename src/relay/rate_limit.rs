@@ -13,8 +13,8 @@
 //! one integer per client, the theoretical arrival time of its next request,
 //! which is exact, needs no refill timer, and is equivalent to a token bucket.
 
-use super::config_error::{ensure, ensure_ms, ConfigError};
-use crate::time::ms_to_nanos;
+use super::config_error::{ensure, parse_ms, ConfigError};
+use crate::time::duration_nanos;
 use crate::time::Time;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -40,12 +40,25 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// A checked [`RateLimitConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    pub(super) requests_max: u32,
+    pub(super) window: Duration,
+    pub(super) clients_max: usize,
+}
+
 impl RateLimitConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn check(&self) -> Result<RateLimitSettings, ConfigError> {
         ensure(self.requests_max >= 1, "requests_max", "must be ≥ 1")?;
-        ensure_ms(self.window_ms, "window_ms")?;
+        let window = parse_ms(self.window_ms, "window_ms")?;
         ensure(self.window_ms > 0.0, "window_ms", "must be > 0")?;
-        ensure(self.clients_max >= 1, "clients_max", "must be ≥ 1")
+        ensure(self.clients_max >= 1, "clients_max", "must be ≥ 1")?;
+        Ok(RateLimitSettings {
+            requests_max: self.requests_max,
+            window,
+            clients_max: self.clients_max,
+        })
     }
 }
 
@@ -62,13 +75,19 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(cfg: &RateLimitConfig) -> RateLimiter {
-        let interval_ns = (ms_to_nanos(cfg.window_ms) / u64::from(cfg.requests_max.max(1))).max(1);
+    pub fn new(settings: &RateLimitSettings) -> RateLimiter {
+        assert!(
+            settings.requests_max >= 1 && settings.clients_max >= 1,
+            "checked by RateLimitConfig::check"
+        );
+        let requests_max = u64::from(settings.requests_max);
+        // A window shorter than one nanosecond per request still spaces them.
+        let interval_ns = (duration_nanos(settings.window) / requests_max).max(1);
         RateLimiter {
             next_ns: FxHashMap::default(),
             interval_ns,
-            tolerance_ns: interval_ns * u64::from(cfg.requests_max.max(1) - 1),
-            clients_max: cfg.clients_max.max(1),
+            tolerance_ns: interval_ns * (requests_max - 1),
+            clients_max: settings.clients_max,
             sweep_not_before_ns: 0,
         }
     }
@@ -108,11 +127,12 @@ mod tests {
     use super::*;
 
     fn limiter(requests_max: u32, window_ms: f64, clients_max: usize) -> RateLimiter {
-        RateLimiter::new(&RateLimitConfig {
+        let cfg = RateLimitConfig {
             requests_max,
             window_ms,
             clients_max,
-        })
+        };
+        RateLimiter::new(&cfg.check().expect("valid"))
     }
 
     #[test]

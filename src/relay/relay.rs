@@ -15,7 +15,7 @@
 use super::answer::{Answer, Refusal, Request};
 use super::backoff::{Backoff, BackoffState};
 use super::breaker::{Breaker, BreakerState, Permit, Transition};
-use super::config::RelayConfig;
+use super::config::RelaySettings;
 use super::dlq::{DeadLetter, DeadLetterQueue, ReplayError};
 use super::idempotency::{Begin, IdempotencyStore};
 use super::job::{CallId, JobId, JobStatus, Outcome};
@@ -185,24 +185,28 @@ pub struct Relay<K, P> {
 }
 
 impl<K: Key, P: Payload> Relay<K, P> {
-    /// Builds a relay from a validated config; `rng` feeds the jitter.
-    pub fn new(cfg: &RelayConfig, rng: Stream) -> Self {
-        debug_assert!(cfg.validate().is_ok(), "config must be validated first");
+    /// Builds a relay from checked settings; `rng` feeds the jitter.
+    pub fn new(settings: &RelaySettings, rng: Stream) -> Self {
+        let s = settings;
+        assert!(
+            s.jobs_max >= s.queue.capacity + s.workers,
+            "checked by RelayConfig::check"
+        );
         Relay {
-            backoff: Backoff::new(&cfg.retry.backoff),
-            attempt_timeout: cfg.retry.attempt_timeout(),
-            jobs_max: cfg.jobs_max.max(cfg.queue.capacity + cfg.workers),
-            history_max: cfg.history_max,
-            jobs: Slab::with_capacity(cfg.jobs_max.min(1 << 16)),
+            backoff: s.retry.backoff,
+            attempt_timeout: s.retry.attempt_timeout,
+            jobs_max: s.jobs_max,
+            history_max: s.history_max,
+            jobs: Slab::with_capacity(s.jobs_max.min(1 << 16)),
             serial: 0,
-            queue: BoundedQueue::new(&cfg.queue),
-            workers: WorkerPool::new(cfg.workers.max(1)),
-            retry: RetryPolicy::new(&cfg.retry),
-            breaker: cfg.breaker.as_ref().map(Breaker::new),
-            limiter: cfg.rate_limit.as_ref().map(RateLimiter::new),
-            idempotency: IdempotencyStore::new(&cfg.idempotency),
-            idempotency_required: cfg.idempotency.required,
-            dlq: DeadLetterQueue::new(&cfg.dlq),
+            queue: BoundedQueue::new(&s.queue),
+            workers: WorkerPool::new(s.workers),
+            retry: RetryPolicy::new(&s.retry),
+            breaker: s.breaker.as_ref().map(Breaker::new),
+            limiter: s.rate_limit.as_ref().map(RateLimiter::new),
+            idempotency: IdempotencyStore::new(&s.idempotency),
+            idempotency_required: s.idempotency.required,
+            dlq: DeadLetterQueue::new(&s.dlq),
             timers: BinaryHeap::new(),
             timer_seq: 0,
             outputs: VecDeque::with_capacity(64),

@@ -9,9 +9,8 @@
 //! successes refill the budget, so a full outage costs at most a bounded
 //! fraction of extra calls.
 
-use super::backoff::BackoffConfig;
-use super::config_error::{ensure, ensure_ms, ConfigError};
-use crate::time::ms_to_nanos;
+use super::backoff::{Backoff, BackoffConfig};
+use super::config_error::{ensure, parse_ms, ConfigError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -99,8 +98,19 @@ impl Default for RetryConfig {
 /// The most attempts a job may make; bounds every job's retry loop.
 pub const ATTEMPTS_LIMIT: u32 = 100;
 
+/// A checked [`RetryConfig`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetrySettings {
+    pub(super) attempts_max: u32,
+    /// `None`: an attempt may hang its worker.
+    pub(super) attempt_timeout: Option<Duration>,
+    pub(super) retry_on: Vec<CallError>,
+    pub(super) backoff: Backoff,
+    pub(super) budget: Option<RetryBudgetConfig>,
+}
+
 impl RetryConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn check(&self) -> Result<RetrySettings, ConfigError> {
         ensure(
             (1..=ATTEMPTS_LIMIT).contains(&self.attempts_max),
             "attempts_max",
@@ -109,27 +119,33 @@ impl RetryConfig {
                 self.attempts_max
             ),
         )?;
-        ensure_ms(self.attempt_timeout_ms, "attempt_timeout_ms")?;
-        self.backoff.validate().map_err(|e| e.within("backoff"))?;
+        let timeout = parse_ms(self.attempt_timeout_ms, "attempt_timeout_ms")?;
+        let backoff = self.backoff.check().map_err(|e| e.within("backoff"))?;
         if let Some(b) = &self.budget {
-            ensure(
-                b.tokens_max.is_finite() && b.tokens_max >= 1.0,
-                "budget.tokens_max",
-                "must be ≥ 1",
-            )?;
-            ensure(
-                b.tokens_per_success.is_finite() && b.tokens_per_success > 0.0,
-                "budget.tokens_per_success",
-                "must be > 0",
-            )?;
+            b.check().map_err(|e| e.within("budget"))?;
         }
-        Ok(())
+        Ok(RetrySettings {
+            attempts_max: self.attempts_max,
+            attempt_timeout: (self.attempt_timeout_ms > 0.0).then_some(timeout),
+            retry_on: self.retry_on.clone(),
+            backoff,
+            budget: self.budget,
+        })
     }
+}
 
-    /// The per-attempt timeout, if any.
-    pub fn attempt_timeout(&self) -> Option<Duration> {
-        (self.attempt_timeout_ms > 0.0)
-            .then(|| Duration::from_nanos(ms_to_nanos(self.attempt_timeout_ms)))
+impl RetryBudgetConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        ensure(
+            self.tokens_max.is_finite() && self.tokens_max >= 1.0,
+            "tokens_max",
+            "must be ≥ 1",
+        )?;
+        ensure(
+            self.tokens_per_success.is_finite() && self.tokens_per_success > 0.0,
+            "tokens_per_success",
+            "must be > 0",
+        )
     }
 }
 
@@ -172,12 +188,16 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn new(cfg: &RetryConfig) -> RetryPolicy {
+    pub fn new(settings: &RetrySettings) -> RetryPolicy {
+        assert!(
+            (1..=ATTEMPTS_LIMIT).contains(&settings.attempts_max),
+            "checked by RetryConfig::check"
+        );
         let mut retry_on = [false; 4];
-        for e in &cfg.retry_on {
+        for e in &settings.retry_on {
             retry_on[*e as usize] = true;
         }
-        let budget = cfg.budget.map(|b| {
+        let budget = settings.budget.map(|b| {
             let max = (b.tokens_max * 1000.0) as u64;
             Budget {
                 milli_tokens: max,
@@ -186,7 +206,7 @@ impl RetryPolicy {
             }
         });
         RetryPolicy {
-            attempts_max: cfg.attempts_max.clamp(1, ATTEMPTS_LIMIT),
+            attempts_max: settings.attempts_max,
             retry_on,
             budget,
         }
@@ -227,9 +247,13 @@ impl RetryPolicy {
 mod tests {
     use super::*;
 
+    fn policy(cfg: &RetryConfig) -> RetryPolicy {
+        RetryPolicy::new(&cfg.check().expect("valid"))
+    }
+
     #[test]
     fn stops_after_max_attempts() {
-        let mut p = RetryPolicy::new(&RetryConfig {
+        let mut p = policy(&RetryConfig {
             attempts_max: 3,
             ..RetryConfig::default()
         });
@@ -243,7 +267,7 @@ mod tests {
 
     #[test]
     fn client_errors_are_not_retried_by_default() {
-        let mut p = RetryPolicy::new(&RetryConfig::default());
+        let mut p = policy(&RetryConfig::default());
         assert_eq!(
             p.on_failure(1, CallError::ClientError),
             Err(GiveUp::NotRetryable)
@@ -261,7 +285,7 @@ mod tests {
             }),
             ..RetryConfig::default()
         };
-        let mut p = RetryPolicy::new(&cfg);
+        let mut p = policy(&cfg);
         assert_eq!(p.on_failure(1, CallError::ServerError), Ok(())); // 3 left
         assert_eq!(
             p.on_failure(1, CallError::ServerError),
@@ -283,7 +307,7 @@ mod tests {
             attempts_max: 0,
             ..RetryConfig::default()
         };
-        assert_eq!(cfg.validate().unwrap_err().field, "attempts_max");
+        assert_eq!(cfg.check().unwrap_err().field, "attempts_max");
         let cfg = RetryConfig {
             backoff: BackoffConfig {
                 base_ms: 9.0,
@@ -292,6 +316,6 @@ mod tests {
             },
             ..RetryConfig::default()
         };
-        assert_eq!(cfg.validate().unwrap_err().field, "backoff.cap_ms");
+        assert_eq!(cfg.check().unwrap_err().field, "backoff.cap_ms");
     }
 }

@@ -45,7 +45,7 @@ impl RelayServer {
     /// Binds `settings.server.listen` and starts serving on the current runtime.
     pub async fn start(settings: &Settings) -> anyhow::Result<RelayServer> {
         let relay = Relay::new(
-            &settings.relay,
+            &settings.relay.check()?,
             Seed(settings.server.seed).stream(Domain::Relay, 0),
         );
         let (handle, actor) = RelayHandle::new(

@@ -161,7 +161,8 @@ impl Simulation {
     /// Sets up a run of a validated scenario.
     pub fn new(scenario: &Scenario, opts: &SimOptions) -> Simulation {
         let seed = Seed(opts.seed);
-        let relay = Relay::new(&scenario.relay, seed.stream(Domain::Relay, 0));
+        let relay_settings = scenario.relay.check().expect("the scenario was validated");
+        let relay = Relay::new(&relay_settings, seed.stream(Domain::Relay, 0));
         let sources = scenario
             .clients
             .iter()
