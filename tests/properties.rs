@@ -15,9 +15,10 @@ use resilient_relay::sim::downstream::{LatencyConfig, OutageConfig, OutageMode};
 use resilient_relay::sim::workload::Workload;
 use resilient_relay::sim::{simulate, Scenario, SimOptions};
 use resilient_relay::time::Time;
+use strum::VariantArray;
 
 fn backoff_kind() -> impl Strategy<Value = BackoffKind> {
-    proptest::sample::select(BackoffKind::ALL.to_vec())
+    proptest::sample::select(BackoffKind::VARIANTS.to_vec())
 }
 
 fn backoff() -> impl Strategy<Value = BackoffConfig> {

@@ -1,8 +1,8 @@
 //! The composed relay, driven by hand with a fake clock.
 
 use resilient_relay::relay::{
-    Answer, BackoffKind, BreakerConfig, BreakerState, CallError, CallId, GiveUp, Outcome, Output,
-    Refusal, Relay, RelayConfig, ReplayError, Request, TripConfig,
+    Answer, BackoffKind, BreakerConfig, BreakerState, CallError, CallId, GiveUp, JobState, Outcome,
+    Output, Refusal, Relay, RelayConfig, ReplayError, Request, TripConfig,
 };
 use resilient_relay::rng::{Domain, Seed};
 use resilient_relay::time::Time;
@@ -253,6 +253,9 @@ fn unfinished_lists_every_live_job_with_its_payload() {
         .collect();
     assert_eq!(
         left,
-        vec![("in-flight", Some(1), 11), ("queued", Some(2), 12)]
+        vec![
+            (JobState::InFlight, Some(1), 11),
+            (JobState::Queued, Some(2), 12)
+        ]
     );
 }

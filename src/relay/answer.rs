@@ -35,8 +35,22 @@ pub enum Answer<P> {
 }
 
 /// Why a request was refused at the door.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    enum_map::Enum,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Refusal {
     RateLimited,
     /// Queue full: 429.
@@ -52,25 +66,8 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 7] = [
-        Refusal::RateLimited,
-        Refusal::Shed,
-        Refusal::Unavailable,
-        Refusal::Conflict,
-        Refusal::Mismatch,
-        Refusal::KeysFull,
-        Refusal::BadKey,
-    ];
-
+    /// The kebab-case name, as in TOML, JSON and traces.
     pub fn name(self) -> &'static str {
-        match self {
-            Refusal::RateLimited => "rate-limited",
-            Refusal::Shed => "shed",
-            Refusal::Unavailable => "unavailable",
-            Refusal::Conflict => "conflict",
-            Refusal::Mismatch => "mismatch",
-            Refusal::KeysFull => "keys-full",
-            Refusal::BadKey => "bad-key",
-        }
+        self.into()
     }
 }

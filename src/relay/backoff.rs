@@ -37,6 +37,7 @@ use std::time::Duration;
     Serialize,
     Deserialize,
     clap::ValueEnum,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum BackoffKind {
@@ -46,28 +47,6 @@ pub enum BackoffKind {
     EqualJitter,
     FullJitter,
     DecorrelatedJitter,
-}
-
-impl BackoffKind {
-    pub const ALL: [BackoffKind; 6] = [
-        BackoffKind::None,
-        BackoffKind::Constant,
-        BackoffKind::Exponential,
-        BackoffKind::EqualJitter,
-        BackoffKind::FullJitter,
-        BackoffKind::DecorrelatedJitter,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            BackoffKind::None => "none",
-            BackoffKind::Constant => "constant",
-            BackoffKind::Exponential => "exponential",
-            BackoffKind::EqualJitter => "equal-jitter",
-            BackoffKind::FullJitter => "full-jitter",
-            BackoffKind::DecorrelatedJitter => "decorrelated-jitter",
-        }
-    }
 }
 
 /// Backoff options as written by a user.
@@ -207,6 +186,7 @@ impl Backoff {
 mod tests {
     use super::*;
     use crate::rng::{Domain, Seed};
+    use strum::VariantArray;
 
     fn policy(kind: BackoffKind) -> Backoff {
         Backoff::new(&BackoffConfig {
@@ -243,7 +223,7 @@ mod tests {
     #[test]
     fn every_kind_stays_within_its_bounds() {
         let mut rng = Seed(9).stream(Domain::Relay, 0);
-        for kind in BackoffKind::ALL {
+        for &kind in BackoffKind::VARIANTS {
             let b = policy(kind);
             let mut state = BackoffState::default();
             for n in 1..=30 {

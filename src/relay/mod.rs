@@ -31,7 +31,7 @@ pub use config::{RelayConfig, RelaySettings, WORKERS_LIMIT};
 pub use config_error::{ensure, ensure_ms, ensure_probability, ConfigError};
 pub use dlq::{DeadLetter, DeadLetterQueue, DlqConfig, ReplayError};
 pub use idempotency::IdempotencyConfig;
-pub use job::{CallId, JobId, JobStatus, Outcome};
+pub use job::{CallId, JobId, JobState, JobStatus, Outcome};
 pub use queue::QueueConfig;
 pub use rate_limit::RateLimitConfig;
 pub use relay::{Event, Output, Relay};

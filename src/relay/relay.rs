@@ -18,7 +18,7 @@ use super::breaker::{Breaker, BreakerState, Permit, Transition};
 use super::config::RelaySettings;
 use super::dlq::{DeadLetter, DeadLetterQueue, ReplayError};
 use super::idempotency::{Begin, IdempotencyStore};
-use super::job::{CallId, JobId, JobStatus, Outcome};
+use super::job::{CallId, JobId, JobState, JobStatus, Outcome};
 use super::queue::BoundedQueue;
 use super::rate_limit::RateLimiter;
 use super::retry::{CallError, GiveUp, RetryPolicy};
@@ -238,7 +238,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         match &answer {
             Answer::Accepted { .. } => self.stats.accepted += 1,
             Answer::Replayed { .. } => self.stats.replayed += 1,
-            Answer::Refused { why, .. } => self.stats.refuse(*why),
+            Answer::Refused { why, .. } => self.stats.refused[*why] += 1,
         }
         self.pump(now);
         answer
@@ -475,7 +475,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 self.succeed(now, id, response);
             }
             Err(error) => {
-                self.stats.attempt_failed(error);
+                self.stats.attempt_errors[error] += 1;
                 if let Some(job) = self.jobs.get_mut(id.slot()) {
                     job.last_error = Some(error);
                 }
@@ -520,7 +520,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
         self.stats.succeeded += 1;
         self.stats.job_latency.record(latency);
-        self.remember(now, &job, "succeeded", Some(response.clone()));
+        self.remember(now, &job, JobState::Succeeded, Some(response.clone()));
         self.outputs.push_back(Output::Finished {
             job: id,
             key: job.key,
@@ -535,8 +535,8 @@ impl<K: Key, P: Payload> Relay<K, P> {
         if let Some(key) = &job.key {
             self.idempotency.release(key);
         }
-        self.stats.dead_letter(reason);
-        self.remember(now, &job, "dead-lettered", None);
+        self.stats.dead_lettered[reason] += 1;
+        self.remember(now, &job, JobState::DeadLettered, None);
         let latency = now.since(job.accepted_at);
         let (key, attempts) = (job.key.clone(), job.attempts);
         let letter = DeadLetter {
@@ -567,7 +567,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
     }
 
     /// Keeps a finished job's status for look-ups, bounded by `history_max`.
-    fn remember(&mut self, now: Time, job: &Job<K, P>, state: &'static str, response: Option<P>) {
+    fn remember(&mut self, now: Time, job: &Job<K, P>, state: JobState, response: Option<P>) {
         if self.history_max == 0 {
             return;
         }
@@ -731,9 +731,9 @@ impl<K: Key, P: Payload> Relay<K, P> {
     pub fn job_status(&self, id: JobId) -> Option<JobStatus<P>> {
         if let Some(job) = self.jobs.get(id.slot()).filter(|j| j.id == id) {
             let state = match job.stage {
-                Stage::Queued => "queued",
-                Stage::InFlight { .. } => "in-flight",
-                Stage::BackingOff { .. } => "backing-off",
+                Stage::Queued => JobState::Queued,
+                Stage::InFlight { .. } => JobState::InFlight,
+                Stage::BackingOff { .. } => JobState::BackingOff,
             };
             return Some(JobStatus {
                 job: id,
@@ -750,7 +750,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
         self.dlq.get(id).map(|l| JobStatus {
             job: id,
-            state: "dead-lettered",
+            state: JobState::DeadLettered,
             attempts: l.attempts,
             accepted_at: l.accepted_at,
             finished_at: Some(l.dead_at),

@@ -11,12 +11,27 @@
 
 use super::backoff::{Backoff, BackoffConfig};
 use super::config_error::{ensure, parse_ms, ConfigError};
+use enum_map::EnumMap;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// How a downstream attempt failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    enum_map::Enum,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum CallError {
     /// No answer before the per-attempt timeout.
     Timeout,
@@ -29,20 +44,9 @@ pub enum CallError {
 }
 
 impl CallError {
-    pub const ALL: [CallError; 4] = [
-        CallError::Timeout,
-        CallError::ServerError,
-        CallError::Throttled,
-        CallError::ClientError,
-    ];
-
+    /// The kebab-case name, as in TOML, JSON and traces.
     pub fn name(self) -> &'static str {
-        match self {
-            CallError::Timeout => "timeout",
-            CallError::ServerError => "server-error",
-            CallError::Throttled => "throttled",
-            CallError::ClientError => "client-error",
-        }
+        self.into()
     }
 }
 
@@ -104,7 +108,7 @@ pub struct RetrySettings {
     pub(super) attempts_max: u32,
     /// `None`: an attempt may hang its worker.
     pub(super) attempt_timeout: Option<Duration>,
-    pub(super) retry_on: Vec<CallError>,
+    pub(super) retry_on: EnumMap<CallError, bool>,
     pub(super) backoff: Backoff,
     pub(super) budget: Option<RetryBudgetConfig>,
 }
@@ -127,7 +131,7 @@ impl RetryConfig {
         Ok(RetrySettings {
             attempts_max: self.attempts_max,
             attempt_timeout: (self.attempt_timeout_ms > 0.0).then_some(timeout),
-            retry_on: self.retry_on.clone(),
+            retry_on: self.retry_on.iter().map(|e| (*e, true)).collect(),
             backoff,
             budget: self.budget,
         })
@@ -150,8 +154,22 @@ impl RetryBudgetConfig {
 }
 
 /// Why a job stopped retrying.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    enum_map::Enum,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum GiveUp {
     AttemptsExhausted,
     NotRetryable,
@@ -161,13 +179,9 @@ pub enum GiveUp {
 }
 
 impl GiveUp {
+    /// The kebab-case name, as in TOML, JSON and traces.
     pub fn name(self) -> &'static str {
-        match self {
-            GiveUp::AttemptsExhausted => "attempts-exhausted",
-            GiveUp::NotRetryable => "not-retryable",
-            GiveUp::BudgetExhausted => "budget-exhausted",
-            GiveUp::QueueFullOnRetry => "queue-full-on-retry",
-        }
+        self.into()
     }
 }
 
@@ -183,7 +197,7 @@ struct Budget {
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
     attempts_max: u32,
-    retry_on: [bool; 4],
+    retry_on: EnumMap<CallError, bool>,
     budget: Option<Budget>,
 }
 
@@ -193,10 +207,6 @@ impl RetryPolicy {
             (1..=ATTEMPTS_LIMIT).contains(&settings.attempts_max),
             "checked by RetryConfig::check"
         );
-        let mut retry_on = [false; 4];
-        for e in &settings.retry_on {
-            retry_on[*e as usize] = true;
-        }
         let budget = settings.budget.map(|b| {
             let max = (b.tokens_max * 1000.0) as u64;
             Budget {
@@ -207,7 +217,7 @@ impl RetryPolicy {
         });
         RetryPolicy {
             attempts_max: settings.attempts_max,
-            retry_on,
+            retry_on: settings.retry_on,
             budget,
         }
     }
@@ -218,7 +228,7 @@ impl RetryPolicy {
         if let Some(b) = &mut self.budget {
             b.milli_tokens = b.milli_tokens.saturating_sub(1000);
         }
-        if !self.retry_on[error as usize] {
+        if !self.retry_on[error] {
             return Err(GiveUp::NotRetryable);
         }
         if attempts_made >= self.attempts_max {

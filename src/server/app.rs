@@ -172,7 +172,7 @@ pub fn log_report(report: &DrainReport) {
         tracing::warn!(
             cid = cid.as_deref(),
             job = %job.job,
-            state = job.state,
+            state = job.state.name(),
             attempts = job.attempts,
             payload = %payload,
             "unfinished at shutdown"

@@ -7,7 +7,8 @@
 //! building paths.
 
 use crate::relay::{
-    BreakerState, CallError, DeadLetter, GiveUp, JobId, JobStatus, ReplayError, StatsSnapshot,
+    BreakerState, CallError, DeadLetter, GiveUp, JobId, JobState, JobStatus, ReplayError,
+    StatsSnapshot,
 };
 use crate::time::Time;
 use bytes::Bytes;
@@ -34,7 +35,7 @@ pub struct JobView {
     pub job: JobId,
     pub status_url: String,
     /// queued, in-flight, backing-off, succeeded or dead-lettered.
-    pub state: &'static str,
+    pub state: JobState,
     pub attempts: u32,
     pub accepted_at_ms: f64,
     pub finished_at_ms: Option<f64>,

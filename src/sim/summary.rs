@@ -143,7 +143,7 @@ impl Summary {
             keys_evicted_early: relay.idempotency_evicted_early(),
             succeeded: s.succeeded,
             dead_lettered: s.dead_lettered_total(),
-            dead_lettered_queue_full: s.dead_lettered[GiveUp::QueueFullOnRetry as usize],
+            dead_lettered_queue_full: s.dead_lettered[GiveUp::QueueFullOnRetry],
             dlq_overflowed: c.dlq_overflowed,
             dlq_replayed: s.dlq_replayed,
             dlq_held: relay.dead_letters().len() as u64,
