@@ -155,7 +155,7 @@ proptest! {
             Err(f) => return Err(TestCaseError::fail(format!("{f}\nseed {seed}, scenario:\n{}", toml::to_string(&s).unwrap_or_default()))),
         };
         prop_assert_eq!(
-            summary.accepted + summary.dlq_replays(),
+            summary.accepted + summary.dlq_redrives(),
             summary.succeeded + summary.dead_lettered + summary.still_in_flight,
             "conservation broken, seed {}", seed
         );

@@ -2,7 +2,7 @@
 
 use resilient_relay::relay::{
     Answer, BackoffKind, BreakerConfig, BreakerState, CallError, CallId, GiveUp, JobState, Outcome,
-    Output, Refusal, Relay, RelayConfig, ReplayError, Request, TripConfig,
+    Output, RedriveError, Refusal, Relay, RelayConfig, Request, TripConfig,
 };
 use resilient_relay::rng::{Domain, Seed};
 use resilient_relay::time::Time;
@@ -124,7 +124,7 @@ fn full_queue_sheds_with_a_retry_after_hint() {
 }
 
 #[test]
-fn timeout_retries_after_backoff_then_dead_letters_and_replays() {
+fn timeout_retries_after_backoff_then_dead_letters_and_redrives() {
     let mut r = relay(small());
     let Answer::Accepted { job } = r.handle_request(ms(0), request(1, 1)) else {
         panic!()
@@ -153,8 +153,8 @@ fn timeout_retries_after_backoff_then_dead_letters_and_replays() {
     );
     let letter = r.dead_letters().get(job).expect("in the DLQ");
     assert_eq!((letter.attempts, letter.key), (2, Some(1)));
-    let new_job = r.replay(ms(200), job).expect("replayed");
-    assert_eq!(r.replay(ms(200), job), Err(ReplayError::NotFound));
+    let new_job = r.redrive(ms(200), job).expect("redriven");
+    assert_eq!(r.redrive(ms(200), job), Err(RedriveError::NotFound));
     let (calls, _) = drain(&mut r);
     assert_eq!(
         calls,

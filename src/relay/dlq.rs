@@ -3,9 +3,9 @@
 //! Retries must end somewhere. Dropping a job that exhausted its retries
 //! loses work without a trace; retrying forever lets poison messages clog the
 //! workers. Like SQS dead-letter queues, the relay parks such jobs with
-//! everything needed to understand and replay them: payload, attempts, last
-//! error, times. An operator lists and inspects them, and replays one or all
-//! once the cause is fixed.
+//! everything needed to understand and redrive them (send them again as new
+//! jobs): payload, attempts, last error, times. An operator lists and
+//! inspects them, and redrives one or all once the cause is fixed.
 //!
 //! The queue is bounded. When it is full, [`DeadLetterQueue::push`] hands the
 //! letter back: the relay counts it, hands it to its driver to log in full,
@@ -68,14 +68,14 @@ pub struct DeadLetter<K, P> {
     pub last_error: CallError,
     pub accepted_at: Time,
     pub dead_at: Time,
-    /// How many times this payload was replayed from the queue before.
-    pub replays: u32,
+    /// How many times this payload was redriven from the queue before.
+    pub redrives: u32,
 }
 
-/// Why a dead letter could not be replayed (it stays in the queue).
+/// Why a dead letter could not be redriven (it stays in the queue).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(rename_all = "kebab-case")]
-pub enum ReplayError {
+pub enum RedriveError {
     #[error("no dead letter with that id")]
     NotFound,
     #[error("its idempotency key is in use by another job")]
@@ -125,12 +125,12 @@ impl<K, P> DeadLetterQueue<K, P> {
         self.letters.get(&job)
     }
 
-    /// Removes a letter, to replay it.
+    /// Removes a letter, to redrive it.
     pub(super) fn take(&mut self, job: JobId) -> Option<DeadLetter<K, P>> {
         self.letters.remove(&job)
     }
 
-    /// Puts back a letter whose replay could not start.
+    /// Puts back a letter whose redrive could not start.
     pub(super) fn restore(&mut self, letter: DeadLetter<K, P>) {
         self.letters.insert(letter.job, letter);
     }
@@ -178,12 +178,12 @@ mod tests {
             last_error: CallError::ServerError,
             accepted_at: Time::ZERO,
             dead_at: Time::from_millis(1),
-            replays: 0,
+            redrives: 0,
         }
     }
 
     #[test]
-    fn lists_in_job_order_and_takes_for_replay() {
+    fn lists_in_job_order_and_takes_for_redrive() {
         let mut q = DeadLetterQueue::new(&DlqSettings { capacity: 3 });
         for j in [5, 2, 9] {
             q.push(letter(j)).expect("room");

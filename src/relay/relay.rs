@@ -16,7 +16,7 @@ use super::answer::{Answer, Refusal, Request};
 use super::backoff::{Backoff, BackoffState};
 use super::breaker::{Breaker, BreakerState, Permit, Transition};
 use super::config::RelaySettings;
-use super::dlq::{DeadLetter, DeadLetterQueue, ReplayError};
+use super::dlq::{DeadLetter, DeadLetterQueue, RedriveError};
 use super::idempotency::{Begin, IdempotencyStore};
 use super::job::{CallId, JobId, JobState, JobStatus, Outcome};
 use super::queue::BoundedQueue;
@@ -68,7 +68,8 @@ pub enum Event {
         from: BreakerState,
         to: BreakerState,
     },
-    Replayed {
+    /// A dead letter was re-sent as a new job.
+    Redriven {
         letter: JobId,
         job: JobId,
     },
@@ -123,7 +124,7 @@ struct Job<K, P> {
     stage: Stage,
     backoff: BackoffState,
     last_error: Option<CallError>,
-    replays: u32,
+    redrives: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -317,7 +318,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         client: u64,
         fingerprint: u64,
         payload: P,
-        replays: u32,
+        redrives: u32,
     ) -> JobId {
         let entry = self.jobs.vacant_entry();
         let id = JobId::new(self.serial, entry.key());
@@ -333,7 +334,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             stage: Stage::Queued,
             backoff: BackoffState::default(),
             last_error: None,
-            replays,
+            redrives,
         });
         assert!(self.jobs.len() <= self.jobs_max, "job table over its bound");
         self.live_jobs_max_seen = self.live_jobs_max_seen.max(self.jobs.len());
@@ -550,7 +551,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             last_error,
             accepted_at: job.accepted_at,
             dead_at: now,
-            replays: job.replays,
+            redrives: job.redrives,
         };
         if let Err(letter) = self.dlq.push(letter) {
             self.stats.dlq_overflowed += 1;
@@ -665,16 +666,16 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
     }
 
-    /// Replays one dead letter as a new job with the same key and payload.
-    pub fn replay(&mut self, now: Time, letter_id: JobId) -> Result<JobId, ReplayError> {
+    /// Redrives one dead letter: a new job with the same key and payload.
+    pub fn redrive(&mut self, now: Time, letter_id: JobId) -> Result<JobId, RedriveError> {
         self.advance(now);
         if self.draining {
-            return Err(ReplayError::Draining);
+            return Err(RedriveError::Draining);
         }
-        let letter = self.dlq.take(letter_id).ok_or(ReplayError::NotFound)?;
+        let letter = self.dlq.take(letter_id).ok_or(RedriveError::NotFound)?;
         if self.queue.is_full() || self.jobs.len() >= self.jobs_max {
             self.dlq.restore(letter);
-            return Err(ReplayError::Full);
+            return Err(RedriveError::Full);
         }
         let id = JobId::new(self.serial, self.jobs.vacant_key());
         if let Some(key) = &letter.key {
@@ -684,8 +685,8 @@ impl<K: Key, P: Payload> Relay<K, P> {
             }
             let refusal = match begun {
                 Begin::Started => None,
-                Begin::Full => Some(ReplayError::Full),
-                _ => Some(ReplayError::KeyInUse),
+                Begin::Full => Some(RedriveError::Full),
+                _ => Some(RedriveError::KeyInUse),
             };
             if let Some(e) = refusal {
                 self.dlq.restore(letter);
@@ -698,10 +699,10 @@ impl<K: Key, P: Payload> Relay<K, P> {
             letter.client,
             letter.fingerprint,
             letter.payload,
-            letter.replays + 1,
+            letter.redrives + 1,
         );
-        self.stats.dlq_replayed += 1;
-        self.outputs.push_back(Output::Event(Event::Replayed {
+        self.stats.dlq_redriven += 1;
+        self.outputs.push_back(Output::Event(Event::Redriven {
             letter: letter_id,
             job,
         }));
@@ -709,12 +710,12 @@ impl<K: Key, P: Payload> Relay<K, P> {
         Ok(job)
     }
 
-    /// Replays every dead letter, oldest first; each result says what became of it.
-    pub fn replay_all(&mut self, now: Time) -> Vec<(JobId, Result<JobId, ReplayError>)> {
+    /// Redrives every dead letter, oldest first; each result says what became of it.
+    pub fn redrive_all(&mut self, now: Time) -> Vec<(JobId, Result<JobId, RedriveError>)> {
         self.dlq
             .ids()
             .into_iter()
-            .map(|id| (id, self.replay(now, id)))
+            .map(|id| (id, self.redrive(now, id)))
             .collect()
     }
 

@@ -108,7 +108,8 @@ pub struct Stats {
     pub dead_lettered: EnumMap<GiveUp, u64>,
     pub dlq_overflowed: u64,
     pub late_results: u64,
-    pub dlq_replayed: u64,
+    /// Jobs started by redriving a dead letter.
+    pub dlq_redriven: u64,
     /// Accepted → success, per job.
     pub job_latency: LatencyHistogram,
     /// One downstream attempt, start → outcome.

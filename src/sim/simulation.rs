@@ -556,7 +556,7 @@ impl Simulation {
                             self.c.breaker_transitions += 1;
                         }
                         Event::AttemptFailed { .. } => self.checker.attempt_ended(),
-                        Event::Requeued { .. } | Event::Replayed { .. } => self.checker.enqueued(),
+                        Event::Requeued { .. } | Event::Redriven { .. } => self.checker.enqueued(),
                         _ => {}
                     }
                     self.record_relay(now, e);

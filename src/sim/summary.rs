@@ -57,7 +57,7 @@ pub struct Summary {
     /// Of those, retries that found the queue full.
     pub dead_lettered_queue_full: u64,
     pub dlq_overflowed: u64,
-    pub dlq_replayed: u64,
+    pub dlq_redriven: u64,
     /// Letters in the dead-letter queue at the end; when it is full the relay
     /// refuses new work (503) until it is drained.
     pub dlq_held: u64,
@@ -105,9 +105,9 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Jobs started by replaying a dead letter (they are not `accepted`).
-    pub fn dlq_replays(&self) -> u64 {
-        self.dlq_replayed
+    /// Jobs started by redriving a dead letter (they are not `accepted`).
+    pub fn dlq_redrives(&self) -> u64 {
+        self.dlq_redriven
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -145,7 +145,7 @@ impl Summary {
             dead_lettered: s.dead_lettered_total(),
             dead_lettered_queue_full: s.dead_lettered[GiveUp::QueueFullOnRetry],
             dlq_overflowed: c.dlq_overflowed,
-            dlq_replayed: s.dlq_replayed,
+            dlq_redriven: s.dlq_redriven,
             dlq_held: relay.dead_letters().len() as u64,
             dlq_full: relay.dead_letters().is_full(),
             still_in_flight: relay.live_jobs() as u64,
