@@ -25,21 +25,9 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The strategy names, as written in TOML and on the command line.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    strum::VariantArray,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[derive(clap::ValueEnum, strum::VariantArray)]
 pub enum BackoffKind {
     None,
     Constant,

@@ -112,6 +112,7 @@ impl TripConfig {
 }
 
 impl BreakerConfig {
+    /// Field names in errors are relative to the breaker's section.
     pub fn check(&self) -> Result<BreakerSettings, ConfigError> {
         let trip = self.trip.check().map_err(|e| e.within("trip"))?;
         ensure(
@@ -441,6 +442,18 @@ mod tests {
         })
     }
 
+    /// Trips when half the calls in `window_ms` failed, once `calls_min` ended.
+    fn half_failing(window_ms: f64, calls_min: u32) -> Breaker {
+        breaker(&BreakerConfig {
+            trip: TripConfig::FailureRatio {
+                ratio: 0.5,
+                window_ms,
+                calls_min,
+            },
+            ..BreakerConfig::default()
+        })
+    }
+
     fn fail(b: &mut Breaker, now: Time) {
         let p = b.allow(now).expect("allowed");
         b.on_result(now, p, false);
@@ -496,14 +509,7 @@ mod tests {
 
     #[test]
     fn ratio_trip_waits_for_minimum_throughput() {
-        let mut b = breaker(&BreakerConfig {
-            trip: TripConfig::FailureRatio {
-                ratio: 0.5,
-                window_ms: 1000.0,
-                calls_min: 4,
-            },
-            ..BreakerConfig::default()
-        });
+        let mut b = half_failing(1000.0, 4);
         fail(&mut b, ms(0));
         fail(&mut b, ms(1));
         fail(&mut b, ms(2));
@@ -520,14 +526,7 @@ mod tests {
 
     #[test]
     fn ratio_window_forgets_old_outcomes() {
-        let mut b = breaker(&BreakerConfig {
-            trip: TripConfig::FailureRatio {
-                ratio: 0.5,
-                window_ms: 100.0,
-                calls_min: 3,
-            },
-            ..BreakerConfig::default()
-        });
+        let mut b = half_failing(100.0, 3);
         fail(&mut b, ms(0));
         fail(&mut b, ms(1));
         for t in 200..203 {

@@ -38,6 +38,7 @@ pub struct DlqSettings {
 }
 
 impl DlqConfig {
+    /// With no room at all every dead letter would overflow: refused here.
     pub fn check(&self) -> Result<DlqSettings, ConfigError> {
         ensure(
             self.capacity >= 1,

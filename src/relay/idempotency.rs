@@ -58,6 +58,8 @@ pub struct IdempotencySettings {
 }
 
 impl IdempotencyConfig {
+    /// The TTL as a duration; `key_bytes_max` stays with the config, since
+    /// the HTTP layer checks key lengths before the relay sees a key.
     pub fn check(&self) -> Result<IdempotencySettings, ConfigError> {
         let ttl = parse_ms(self.ttl_ms, "ttl_ms")?;
         ensure(self.keys_max >= 1, "keys_max", "must be ≥ 1")?;

@@ -100,10 +100,13 @@ impl JobState {
 pub struct JobStatus<P> {
     pub job: JobId,
     pub state: JobState,
+    /// Downstream attempts made so far, the first included.
     pub attempts: u32,
     pub accepted_at: Time,
+    /// `None` while the job is live.
     pub finished_at: Option<Time>,
     pub last_error: Option<CallError>,
+    /// The downstream's answer, once the job succeeded and while remembered.
     pub response: Option<P>,
 }
 

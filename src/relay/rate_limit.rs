@@ -49,6 +49,7 @@ pub struct RateLimitSettings {
 }
 
 impl RateLimitConfig {
+    /// A window of zero would let no request through: refused here.
     pub fn check(&self) -> Result<RateLimitSettings, ConfigError> {
         ensure(self.requests_max >= 1, "requests_max", "must be ≥ 1")?;
         let window = parse_ms(self.window_ms, "window_ms")?;
