@@ -44,7 +44,7 @@ impl Time {
     }
 
     pub fn as_millis_f64(self) -> f64 {
-        self.0 as f64 / 1e6
+        nanos_to_ms(self.0 as f64)
     }
 
     /// Time elapsed since `earlier`, zero if `earlier` is in the future.
@@ -76,6 +76,12 @@ pub fn ms_to_nanos(ms: f64) -> u64 {
 /// `ms` milliseconds as a [`Duration`] of whole nanoseconds.
 pub fn ms_to_duration(ms: f64) -> Duration {
     Duration::from_nanos(ms_to_nanos(ms))
+}
+
+/// Nanoseconds, counted as a float (a mean, a histogram value), in
+/// milliseconds: how every latency is reported.
+pub fn nanos_to_ms(ns: f64) -> f64 {
+    ns / 1e6
 }
 
 /// Converts a duration to nanoseconds, saturating at [`Time::NEVER`].
@@ -144,5 +150,7 @@ mod tests {
         assert_eq!(ms_to_nanos(f64::INFINITY), Time::NEVER.as_nanos());
         assert_eq!(ms_to_duration(5_000.0), Duration::from_secs(5));
         assert_eq!(ms_to_duration(-3.0), Duration::ZERO);
+        assert_eq!(nanos_to_ms(1_500_000.0), 1.5);
+        assert_eq!(Time::from_nanos(250_500_000).as_millis_f64(), 250.5);
     }
 }

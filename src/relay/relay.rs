@@ -824,10 +824,6 @@ impl<K: Key, P: Payload> Relay<K, P> {
         self.idempotency.evicted_early()
     }
 
-    pub fn retry_budget_tokens(&self) -> Option<f64> {
-        self.retry.budget_tokens()
-    }
-
     /// Bytes the queue holds right now: its ring buffer plus the job records
     /// of queued jobs (payload bytes are the caller's to add).
     pub fn queue_bytes(&self) -> usize {

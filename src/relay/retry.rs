@@ -223,11 +223,6 @@ impl RetryPolicy {
             b.milli_tokens = (b.milli_tokens + b.milli_per_success).min(b.milli_tokens_max);
         }
     }
-
-    /// Tokens left in the budget, if there is one.
-    pub fn budget_tokens(&self) -> Option<f64> {
-        self.budget.map(|b| b.milli_tokens as f64 / 1000.0)
-    }
 }
 
 #[cfg(test)]
@@ -281,7 +276,7 @@ mod tests {
         for _ in 0..2 {
             p.on_success();
         }
-        assert_eq!(p.budget_tokens(), Some(3.0));
+        assert_eq!(p.budget.map(|b| b.milli_tokens), Some(3_000));
         assert_eq!(
             p.on_failure(1, CallError::ServerError),
             Err(GiveUp::BudgetExhausted)

@@ -8,7 +8,7 @@
 
 use super::answer::Refusal;
 use super::retry::{CallError, GiveUp};
-use crate::time::Time;
+use crate::time::{duration_nanos, nanos_to_ms, Time};
 use enum_map::{EnumArray, EnumMap};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -40,7 +40,7 @@ impl LatencyHistogram {
     /// Records a duration, clamped into the histogram's range.
     #[inline]
     pub fn record(&mut self, d: Duration) {
-        let ns = crate::time::duration_nanos(d).clamp(LOWEST_NS, HIGHEST_NS);
+        let ns = duration_nanos(d).clamp(LOWEST_NS, HIGHEST_NS);
         self.histogram.saturating_record(ns);
     }
 
@@ -53,15 +53,15 @@ impl LatencyHistogram {
         if self.histogram.is_empty() {
             return 0.0;
         }
-        self.histogram.value_at_quantile(q) as f64 / 1e6
+        nanos_to_ms(self.histogram.value_at_quantile(q) as f64)
     }
 
     pub fn mean_ms(&self) -> f64 {
-        self.histogram.mean() / 1e6
+        nanos_to_ms(self.histogram.mean())
     }
 
     pub fn max_ms(&self) -> f64 {
-        self.histogram.max() as f64 / 1e6
+        nanos_to_ms(self.histogram.max() as f64)
     }
 
     pub fn add(&mut self, other: &LatencyHistogram) {
