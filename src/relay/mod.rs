@@ -28,7 +28,7 @@ pub use answer::{Answer, Refusal, Request};
 pub use backoff::{Backoff, BackoffConfig, BackoffKind, BackoffState};
 pub use breaker::{Breaker, BreakerConfig, BreakerSettings, BreakerState, TripConfig};
 pub use config::{RelayConfig, RelaySettings, WORKERS_LIMIT};
-pub use config_error::{ensure, ensure_ms, ensure_probability, ConfigError};
+pub use config_error::{ensure, ensure_ms, ensure_probability, parse_ms, ConfigError};
 pub use dlq::{DeadLetter, DeadLetterQueue, DlqConfig, RedriveError};
 pub use idempotency::IdempotencyConfig;
 pub use job::{CallId, JobId, JobState, JobStatus, Outcome};
