@@ -15,9 +15,8 @@
 //! use resilient_relay::rng::{Domain, Seed};
 //! use resilient_relay::time::Time;
 //!
-//! let cfg = RelayConfig::default();
-//! cfg.validate().expect("defaults are valid");
-//! let mut relay: Relay<u64, &str> = Relay::new(&cfg, Seed(7).stream(Domain::Relay, 0));
+//! let settings = RelayConfig::default().check().expect("defaults are valid");
+//! let mut relay: Relay<u64, &str> = Relay::new(&settings, Seed(7).stream(Domain::Relay, 0));
 //! let now = Time::from_millis(1);
 //! let req = Request { client: 1, key: Some(42), fingerprint: 0, payload: "hello" };
 //! let Answer::Accepted { job } = relay.handle_request(now, req) else { panic!("queued") };

@@ -44,7 +44,7 @@ impl Time {
     }
 
     pub fn as_millis_f64(self) -> f64 {
-        self.0 as f64 / 1e6
+        nanos_to_ms(self.0 as f64)
     }
 
     /// Time elapsed since `earlier`, zero if `earlier` is in the future.
@@ -64,6 +64,24 @@ pub fn secs_to_nanos(secs: f64) -> u64 {
     } else {
         ns as u64
     }
+}
+
+/// Whole nanoseconds in `ms` milliseconds (truncated), saturating like
+/// [`secs_to_nanos`].
+/// The one conversion from the milliseconds users write to relay time.
+pub fn ms_to_nanos(ms: f64) -> u64 {
+    secs_to_nanos(ms / 1e3)
+}
+
+/// `ms` milliseconds as a [`Duration`] of whole nanoseconds.
+pub fn ms_to_duration(ms: f64) -> Duration {
+    Duration::from_nanos(ms_to_nanos(ms))
+}
+
+/// Nanoseconds, counted as a float (a mean, a histogram value), in
+/// milliseconds: how every latency is reported.
+pub fn nanos_to_ms(ns: f64) -> f64 {
+    ns / 1e6
 }
 
 /// Converts a duration to nanoseconds, saturating at [`Time::NEVER`].
@@ -121,5 +139,18 @@ mod tests {
         assert_eq!(secs_to_nanos(f64::NAN), 0);
         assert_eq!(secs_to_nanos(1.5), 1_500_000_000);
         assert_eq!(secs_to_nanos(1e30), Time::NEVER.as_nanos());
+    }
+
+    #[test]
+    fn milliseconds_convert_to_whole_nanoseconds() {
+        assert_eq!(ms_to_nanos(1.5), 1_500_000);
+        assert_eq!(ms_to_nanos(0.001), 1_000);
+        assert_eq!(ms_to_nanos(0.000_001_9), 1, "truncated, not rounded");
+        assert_eq!(ms_to_nanos(250.5), 250_500_000);
+        assert_eq!(ms_to_nanos(f64::INFINITY), Time::NEVER.as_nanos());
+        assert_eq!(ms_to_duration(5_000.0), Duration::from_secs(5));
+        assert_eq!(ms_to_duration(-3.0), Duration::ZERO);
+        assert_eq!(nanos_to_ms(1_500_000.0), 1.5);
+        assert_eq!(Time::from_nanos(250_500_000).as_millis_f64(), 250.5);
     }
 }

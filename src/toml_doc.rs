@@ -7,7 +7,7 @@
 //! `file:line:col: field.path: message`. A value that came from outside the
 //! file (`--set`, a flag) is blamed on what set it instead of a line.
 
-use crate::relay::config_error::ConfigError;
+use crate::relay::ConfigError;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::fmt;

@@ -1,10 +1,8 @@
 //! The composed relay, driven by hand with a fake clock.
 
-use resilient_relay::relay::breaker::{BreakerConfig, BreakerState, TripConfig};
-use resilient_relay::relay::retry::{CallError, GiveUp};
-use resilient_relay::relay::stats::Refusal;
 use resilient_relay::relay::{
-    Answer, CallId, Outcome, Output, Relay, RelayConfig, ReplayError, Request,
+    Answer, BackoffKind, BreakerConfig, BreakerState, CallError, CallId, GiveUp, JobState, Outcome,
+    Output, RedriveError, Refusal, Relay, RelayConfig, Request, TripConfig,
 };
 use resilient_relay::rng::{Domain, Seed};
 use resilient_relay::time::Time;
@@ -12,8 +10,10 @@ use resilient_relay::time::Time;
 type TestRelay = Relay<u64, u32>;
 
 fn relay(cfg: RelayConfig) -> TestRelay {
-    cfg.validate().expect("valid test config");
-    Relay::new(&cfg, Seed(1).stream(Domain::Relay, 0))
+    Relay::new(
+        &cfg.check().expect("valid test config"),
+        Seed(1).stream(Domain::Relay, 0),
+    )
 }
 
 fn small() -> RelayConfig {
@@ -27,7 +27,7 @@ fn small() -> RelayConfig {
     cfg.retry.attempts_max = 2;
     cfg.retry.attempt_timeout_ms = 100.0;
     cfg.retry.backoff.base_ms = 10.0;
-    cfg.retry.backoff.kind = resilient_relay::relay::backoff::BackoffKind::Constant;
+    cfg.retry.backoff.kind = BackoffKind::Constant;
     cfg
 }
 
@@ -124,7 +124,7 @@ fn full_queue_sheds_with_a_retry_after_hint() {
 }
 
 #[test]
-fn timeout_retries_after_backoff_then_dead_letters_and_replays() {
+fn timeout_retries_after_backoff_then_dead_letters_and_redrives() {
     let mut r = relay(small());
     let Answer::Accepted { job } = r.handle_request(ms(0), request(1, 1)) else {
         panic!()
@@ -153,8 +153,8 @@ fn timeout_retries_after_backoff_then_dead_letters_and_replays() {
     );
     let letter = r.dead_letters().get(job).expect("in the DLQ");
     assert_eq!((letter.attempts, letter.key), (2, Some(1)));
-    let new_job = r.replay(ms(200), job).expect("replayed");
-    assert_eq!(r.replay(ms(200), job), Err(ReplayError::NotFound));
+    let new_job = r.redrive(ms(200), job).expect("redriven");
+    assert_eq!(r.redrive(ms(200), job), Err(RedriveError::NotFound));
     let (calls, _) = drain(&mut r);
     assert_eq!(
         calls,
@@ -253,6 +253,9 @@ fn unfinished_lists_every_live_job_with_its_payload() {
         .collect();
     assert_eq!(
         left,
-        vec![("in-flight", Some(1), 11), ("queued", Some(2), 12)]
+        vec![
+            (JobState::InFlight, Some(1), 11),
+            (JobState::Queued, Some(2), 12)
+        ]
     );
 }

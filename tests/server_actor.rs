@@ -7,7 +7,7 @@
 //! time, and cannot flake on a slow machine.
 
 use bytes::Bytes;
-use resilient_relay::relay::retry::CallError;
+use resilient_relay::relay::CallError;
 use resilient_relay::relay::{Answer, JobId, Relay, RelayConfig, Request};
 use resilient_relay::rng::{Domain, Seed};
 use resilient_relay::server::actor::{Command, Leftovers, RelayHandle, Unavailable};
@@ -41,7 +41,8 @@ struct Harness {
 
 fn start(cfg: &RelayConfig) -> Harness {
     let (calls_tx, calls) = mpsc::channel(64);
-    let relay = Relay::new(cfg, Seed(1).stream(Domain::Relay, 0));
+    let settings = cfg.check().expect("test settings are valid");
+    let relay = Relay::new(&settings, Seed(1).stream(Domain::Relay, 0));
     let (handle, actor) = RelayHandle::new(relay, Caller::Handoff(calls_tx), 64, 64);
     Harness {
         relay: handle,

@@ -5,8 +5,7 @@ mod common;
 
 use common::{fault, job_of, problem, settings, Harness};
 use hyper::Method;
-use resilient_relay::relay::breaker::{BreakerConfig, TripConfig};
-use resilient_relay::relay::rate_limit::RateLimitConfig;
+use resilient_relay::relay::{BreakerConfig, RateLimitConfig, TripConfig};
 use resilient_relay::server::config::Secret;
 use resilient_relay::server::signature::Signer;
 
@@ -269,7 +268,7 @@ async fn health_ready_stats_and_metrics_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_are_listed_inspected_and_replayed_by_id() {
+async fn dead_letters_are_listed_inspected_and_redriven_by_id() {
     let mut s = settings();
     s.relay.retry.attempts_max = 2;
     let h = Harness::with_downstream(s, fault(1.0, 1.0)).await;
@@ -293,33 +292,46 @@ async fn dead_letters_are_listed_inspected_and_replayed_by_id() {
 
     h.downstream_admin(serde_json::json!({"failure_rate": 0.0}))
         .await;
-    let replay = h
+    let redrive = h
         .send(
             Method::POST,
-            "/dlq/replay",
+            "/dlq/redrive",
             &[JSON],
             format!(r#"{{"ids": ["{a}", "424242-0"]}}"#),
         )
         .await;
-    assert_eq!(replay.status, 200);
-    let replay = replay.json();
-    assert_eq!(replay["replayed"], 1);
-    assert_eq!(replay["results"][1]["error"], "not-found");
-    let new_job = replay["results"][0]["job"]
+    assert_eq!(redrive.status, 200);
+    let redrive = redrive.json();
+    assert_eq!(redrive["redriven"], 1);
+    assert_eq!(redrive["not_redriven"], 1);
+    assert_eq!(redrive["results"][1]["error"], "not-found");
+    let new_job = redrive["results"][0]["job"]
         .as_str()
         .expect("a new job")
         .to_owned();
     h.wait_state(&new_job, "succeeded").await;
     assert_eq!(h.get("/dlq").await.json()["size"], 1);
+    // The route's first name still works.
+    let alias = h
+        .send(
+            Method::POST,
+            "/dlq/replay",
+            &[JSON],
+            format!(r#"{{"ids": ["{b}"]}}"#),
+        )
+        .await;
+    assert_eq!(alias.status, 200);
+    assert_eq!(alias.json()["redriven"], 1);
+    assert_eq!(h.get("/dlq").await.json()["size"], 0);
     problem(
-        &h.send(Method::POST, "/dlq/replay", &[JSON], "{\"ids\": 3}")
+        &h.send(Method::POST, "/dlq/redrive", &[JSON], "{\"ids\": 3}")
             .await,
         400,
     );
     problem(
         &h.send(
             Method::POST,
-            "/dlq/replay",
+            "/dlq/redrive",
             &[("content-type", b"text/plain")],
             "x",
         )

@@ -57,7 +57,7 @@ async fn a_spike_that_fills_the_queue_gets_429s_while_accepted_jobs_complete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_downstream_fills_the_dlq_and_replay_after_recovery_succeeds() {
+async fn a_failing_downstream_fills_the_dlq_and_redrive_after_recovery_succeeds() {
     let mut s = settings();
     s.relay.retry.attempts_max = 3;
     let h = Harness::with_downstream(s, fault(1.0, 2.0)).await;
@@ -81,12 +81,12 @@ async fn a_failing_downstream_fills_the_dlq_and_replay_after_recovery_succeeds()
 
     h.downstream_admin(serde_json::json!({"failure_rate": 0.0}))
         .await;
-    let replay = h
-        .send(hyper::Method::POST, "/dlq/replay", &[], "")
+    let redrive = h
+        .send(hyper::Method::POST, "/dlq/redrive", &[], "")
         .await
         .json();
-    assert_eq!(replay["replayed"], 5, "{replay}");
-    for r in replay["results"].as_array().expect("results") {
+    assert_eq!(redrive["redriven"], 5, "{redrive}");
+    for r in redrive["results"].as_array().expect("results") {
         let job = r["job"]
             .as_str()
             .expect("each letter became a job")
@@ -228,7 +228,7 @@ mod one_fault_model {
     use resilient_relay::fault::{
         DownstreamConfig, FailureMix, LatencyConfig, OutageConfig, OutageMode, Switch,
     };
-    use resilient_relay::relay::retry::CallError;
+    use resilient_relay::relay::CallError;
     use resilient_relay::rng::{Domain, Seed};
     use resilient_relay::server::client::{uri, HttpClient};
     use resilient_relay::server::flaky::Flaky;

@@ -38,7 +38,10 @@ fn bytes_per_queued_job() -> u64 {
         workers: 1,
         ..RelayConfig::default()
     };
-    let mut relay: Relay<u64, ()> = Relay::new(&cfg, Seed(1).stream(Domain::Relay, 0));
+    let mut relay: Relay<u64, ()> = Relay::new(
+        &cfg.check().expect("valid"),
+        Seed(1).stream(Domain::Relay, 0),
+    );
     for key in 0..3 {
         let request = Request {
             client: 0,

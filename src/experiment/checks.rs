@@ -5,7 +5,7 @@
 //! [`Checks`] collects them; [`DefinitionErrors`] reports them.
 
 use super::definition::Definition;
-use crate::relay::config_error::ConfigError;
+use crate::relay::ConfigError;
 use crate::toml_doc::{self, PathError};
 use std::fmt;
 use std::ops::Range;

@@ -6,8 +6,8 @@
 //! services (windows relative to their start).
 
 use super::latency::LatencyConfig;
-use crate::relay::config_error::{ensure, ensure_ms, ensure_probability, ConfigError};
-use crate::relay::retry::CallError;
+use crate::relay::CallError;
+use crate::relay::{ensure, ensure_ms, ensure_probability, ConfigError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 //! One set of shapes for the simulator and the real-time services, so that
 //! a scenario's `latency` means the same wherever it is served.
 
-use crate::relay::config_error::{ensure, ensure_ms, ConfigError};
+use crate::relay::{ensure, ensure_ms, ConfigError};
 use crate::rng::{exponential, unit, Stream};
 use rand_distr::{Distribution, LogNormal};
 use serde::{Deserialize, Serialize};

@@ -10,9 +10,10 @@
 
 use super::config::{ensure_at_least, DownstreamConfig, OutageMode};
 use super::latency::Latency;
-use crate::relay::config_error::{ensure, ensure_ms, ensure_probability, ms_to_nanos, ConfigError};
-use crate::relay::retry::CallError;
+use crate::relay::CallError;
+use crate::relay::{ensure, ensure_ms, ensure_probability, ConfigError};
 use crate::rng::{unit, Stream};
+use crate::time::ms_to_nanos;
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 

@@ -18,26 +18,16 @@
 //! Decorrelated jitter remembers its previous delay, so each job carries a
 //! [`BackoffState`]. Randomness comes from the caller's stream.
 
-use super::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
+use super::config_error::{ensure, parse_ms, ConfigError};
 use crate::rng::{unit, Stream};
+use crate::time::duration_nanos;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The strategy names, as written in TOML and on the command line.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[derive(clap::ValueEnum, strum::VariantArray)]
 pub enum BackoffKind {
     None,
     Constant,
@@ -45,28 +35,6 @@ pub enum BackoffKind {
     EqualJitter,
     FullJitter,
     DecorrelatedJitter,
-}
-
-impl BackoffKind {
-    pub const ALL: [BackoffKind; 6] = [
-        BackoffKind::None,
-        BackoffKind::Constant,
-        BackoffKind::Exponential,
-        BackoffKind::EqualJitter,
-        BackoffKind::FullJitter,
-        BackoffKind::DecorrelatedJitter,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            BackoffKind::None => "none",
-            BackoffKind::Constant => "constant",
-            BackoffKind::Exponential => "exponential",
-            BackoffKind::EqualJitter => "equal-jitter",
-            BackoffKind::FullJitter => "full-jitter",
-            BackoffKind::DecorrelatedJitter => "decorrelated-jitter",
-        }
-    }
 }
 
 /// Backoff options as written by a user.
@@ -91,9 +59,10 @@ impl Default for BackoffConfig {
 }
 
 impl BackoffConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        ensure_ms(self.base_ms, "base_ms")?;
-        ensure_ms(self.cap_ms, "cap_ms")?;
+    /// Checks the options into the policy they describe.
+    pub fn check(&self) -> Result<Backoff, ConfigError> {
+        let base = parse_ms(self.base_ms, "base_ms")?;
+        let cap = parse_ms(self.cap_ms, "cap_ms")?;
         ensure(
             self.cap_ms >= self.base_ms,
             "cap_ms",
@@ -103,14 +72,24 @@ impl BackoffConfig {
             self.multiplier.is_finite() && self.multiplier >= 1.0,
             "multiplier",
             format!("must be ≥ 1, got {}", self.multiplier),
-        )
+        )?;
+        Ok(Backoff {
+            kind: self.kind,
+            base_ns: duration_nanos(base),
+            cap_ns: duration_nanos(cap),
+            multiplier: self.multiplier,
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map(drop)
     }
 }
 
-/// A validated backoff policy in nanoseconds.
+/// A checked backoff policy in nanoseconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Backoff {
-    pub kind: BackoffKind,
+    kind: BackoffKind,
     base_ns: u64,
     cap_ns: u64,
     multiplier: f64,
@@ -123,16 +102,11 @@ pub struct BackoffState {
 }
 
 impl Backoff {
-    /// Builds the policy; call [`BackoffConfig::validate`] first for a
-    /// friendly error, this only clamps.
+    /// The policy of a validated config. An invalid one is a bug in the
+    /// caller, which should have used [`BackoffConfig::check`].
     pub fn new(cfg: &BackoffConfig) -> Backoff {
-        let base_ns = ms_to_nanos(cfg.base_ms);
-        Backoff {
-            kind: cfg.kind,
-            base_ns,
-            cap_ns: ms_to_nanos(cfg.cap_ms).max(base_ns),
-            multiplier: cfg.multiplier.max(1.0),
-        }
+        cfg.check()
+            .unwrap_or_else(|e| panic!("backoff config was not validated: {e}"))
     }
 
     /// `v = min(cap, base · multiplier^(retry-1))` in nanoseconds.
@@ -200,6 +174,7 @@ impl Backoff {
 mod tests {
     use super::*;
     use crate::rng::{Domain, Seed};
+    use strum::VariantArray;
 
     fn policy(kind: BackoffKind) -> Backoff {
         Backoff::new(&BackoffConfig {
@@ -236,7 +211,7 @@ mod tests {
     #[test]
     fn every_kind_stays_within_its_bounds() {
         let mut rng = Seed(9).stream(Domain::Relay, 0);
-        for kind in BackoffKind::ALL {
+        for &kind in BackoffKind::VARIANTS {
             let b = policy(kind);
             let mut state = BackoffState::default();
             for n in 1..=30 {
@@ -271,6 +246,16 @@ mod tests {
             );
             previous = d;
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "not validated")]
+    fn an_invalid_config_is_refused_not_clamped() {
+        Backoff::new(&BackoffConfig {
+            base_ms: 50.0,
+            cap_ms: 10.0,
+            ..BackoffConfig::default()
+        });
     }
 
     #[test]

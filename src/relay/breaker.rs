@@ -11,8 +11,8 @@
 //! sliding time window once the window has seen a minimum number of calls
 //! (so that two failures out of two calls at 3 a.m. do not open it).
 
-use super::config_error::{ensure, ensure_ms, ensure_probability, ms_to_nanos, ConfigError};
-use crate::time::Time;
+use super::config_error::{ensure, ensure_probability, parse_ms, ConfigError};
+use crate::time::{duration_nanos, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -54,35 +54,83 @@ impl Default for BreakerConfig {
     }
 }
 
-impl BreakerConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        match self.trip {
+/// When a checked breaker trips.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Trip {
+    ConsecutiveFailures {
+        failures: u32,
+    },
+    FailureRatio {
+        ratio: f64,
+        window: Duration,
+        calls_min: u32,
+    },
+}
+
+/// A checked [`BreakerConfig`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BreakerSettings {
+    trip: Trip,
+    success_threshold: u32,
+    open_for: Duration,
+    half_open_probes_max: u32,
+}
+
+impl BreakerSettings {
+    /// How long the breaker stays open before probing.
+    #[cfg(test)]
+    pub(super) fn open_for(&self) -> Duration {
+        self.open_for
+    }
+}
+
+impl TripConfig {
+    fn check(&self) -> Result<Trip, ConfigError> {
+        Ok(match *self {
             TripConfig::ConsecutiveFailures { failures } => {
-                ensure(failures >= 1, "trip.failures", "must be ≥ 1")?;
+                ensure(failures >= 1, "failures", "must be ≥ 1")?;
+                Trip::ConsecutiveFailures { failures }
             }
             TripConfig::FailureRatio {
                 ratio,
                 window_ms,
                 calls_min,
             } => {
-                ensure_probability(ratio, "trip.ratio")?;
-                ensure(ratio > 0.0, "trip.ratio", "must be > 0")?;
-                ensure_ms(window_ms, "trip.window_ms")?;
-                ensure(window_ms > 0.0, "trip.window_ms", "must be > 0")?;
-                ensure(calls_min >= 1, "trip.calls_min", "must be ≥ 1")?;
+                ensure_probability(ratio, "ratio")?;
+                ensure(ratio > 0.0, "ratio", "must be > 0")?;
+                let window = parse_ms(window_ms, "window_ms")?;
+                ensure(window_ms > 0.0, "window_ms", "must be > 0")?;
+                ensure(calls_min >= 1, "calls_min", "must be ≥ 1")?;
+                Trip::FailureRatio {
+                    ratio,
+                    window,
+                    calls_min,
+                }
             }
-        }
+        })
+    }
+}
+
+impl BreakerConfig {
+    /// Field names in errors are relative to the breaker's section.
+    pub fn check(&self) -> Result<BreakerSettings, ConfigError> {
+        let trip = self.trip.check().map_err(|e| e.within("trip"))?;
         ensure(
             self.success_threshold >= 1,
             "success_threshold",
             "must be ≥ 1",
         )?;
         ensure(
-            self.half_open_probes_max >= self.success_threshold.min(1),
+            self.half_open_probes_max >= 1,
             "half_open_probes_max",
             "must be ≥ 1",
         )?;
-        ensure_ms(self.open_ms, "open_ms")
+        Ok(BreakerSettings {
+            trip,
+            success_threshold: self.success_threshold,
+            open_for: parse_ms(self.open_ms, "open_ms")?,
+            half_open_probes_max: self.half_open_probes_max,
+        })
     }
 }
 
@@ -103,14 +151,6 @@ impl BreakerState {
             (self, to),
             (Closed, Open) | (Open, HalfOpen) | (HalfOpen, Closed) | (HalfOpen, Open)
         )
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half-open",
-        }
     }
 }
 
@@ -138,10 +178,6 @@ impl Permit {
         probe: false,
         epoch: u32::MAX,
     };
-
-    pub fn is_probe(self) -> bool {
-        self.probe
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,7 +206,7 @@ struct Window {
 
 impl Window {
     fn new(window: Duration) -> Window {
-        let ns = crate::time::duration_nanos(window);
+        let ns = duration_nanos(window);
         Window {
             bucket_ns: (ns / WINDOW_BUCKETS as u64).max(1),
             buckets: [(u64::MAX, 0, 0); WINDOW_BUCKETS],
@@ -204,8 +240,7 @@ impl Window {
 
 #[derive(Clone, Debug)]
 pub struct Breaker {
-    cfg: BreakerConfig,
-    open_for: Duration,
+    settings: BreakerSettings,
     state: State,
     /// Bumped on every transition; see [`Permit`].
     epoch: u32,
@@ -214,19 +249,19 @@ pub struct Breaker {
 }
 
 impl Breaker {
-    pub fn new(cfg: &BreakerConfig) -> Breaker {
-        let window_ms = match cfg.trip {
-            TripConfig::FailureRatio { window_ms, .. } => window_ms,
-            TripConfig::ConsecutiveFailures { .. } => 1000.0,
+    pub fn new(settings: &BreakerSettings) -> Breaker {
+        let window = match settings.trip {
+            Trip::FailureRatio { window, .. } => window,
+            // Unused by this trip; any length will do.
+            Trip::ConsecutiveFailures { .. } => Duration::from_secs(1),
         };
         Breaker {
-            cfg: *cfg,
-            open_for: Duration::from_nanos(ms_to_nanos(cfg.open_ms)),
+            settings: *settings,
             state: State::Closed {
                 consecutive_failures: 0,
             },
             epoch: 0,
-            window: Window::new(Duration::from_nanos(ms_to_nanos(window_ms))),
+            window: Window::new(window),
             transitions: VecDeque::with_capacity(4),
         }
     }
@@ -252,7 +287,7 @@ impl Breaker {
             State::HalfOpen {
                 probes_in_flight, ..
             } => {
-                if *probes_in_flight >= self.cfg.half_open_probes_max {
+                if *probes_in_flight >= self.settings.half_open_probes_max {
                     return None;
                 }
                 *probes_in_flight += 1;
@@ -261,17 +296,6 @@ impl Breaker {
                     epoch: self.epoch,
                 })
             }
-        }
-    }
-
-    /// Would [`Breaker::allow`] say yes at `now`? Does not change state.
-    pub fn would_allow(&self, now: Time) -> bool {
-        match self.state {
-            State::Closed { .. } => true,
-            State::Open { until } => now >= until && self.cfg.half_open_probes_max > 0,
-            State::HalfOpen {
-                probes_in_flight, ..
-            } => probes_in_flight < self.cfg.half_open_probes_max,
         }
     }
 
@@ -299,7 +323,7 @@ impl Breaker {
                     self.go(
                         now,
                         State::Open {
-                            until: now + self.open_for,
+                            until: now + self.settings.open_for,
                         },
                     );
                 }
@@ -316,13 +340,13 @@ impl Breaker {
                     self.go(
                         now,
                         State::Open {
-                            until: now + self.open_for,
+                            until: now + self.settings.open_for,
                         },
                     );
                     return;
                 }
                 *successes += 1;
-                if *successes >= self.cfg.success_threshold {
+                if *successes >= self.settings.success_threshold {
                     self.window.clear();
                     self.go(
                         now,
@@ -337,9 +361,9 @@ impl Breaker {
     }
 
     fn should_trip(&self, now: Time, consecutive_failures: u32) -> bool {
-        match self.cfg.trip {
-            TripConfig::ConsecutiveFailures { failures } => consecutive_failures >= failures,
-            TripConfig::FailureRatio {
+        match self.settings.trip {
+            Trip::ConsecutiveFailures { failures } => consecutive_failures >= failures,
+            Trip::FailureRatio {
                 ratio, calls_min, ..
             } => {
                 let (calls, failed) = self.window.totals(now);
@@ -405,12 +429,28 @@ mod tests {
         Time::from_millis(t)
     }
 
+    fn breaker(cfg: &BreakerConfig) -> Breaker {
+        Breaker::new(&cfg.check().expect("valid"))
+    }
+
     fn consecutive(failures: u32) -> Breaker {
-        Breaker::new(&BreakerConfig {
+        breaker(&BreakerConfig {
             trip: TripConfig::ConsecutiveFailures { failures },
             success_threshold: 2,
             open_ms: 100.0,
             half_open_probes_max: 1,
+        })
+    }
+
+    /// Trips when half the calls in `window_ms` failed, once `calls_min` ended.
+    fn half_failing(window_ms: f64, calls_min: u32) -> Breaker {
+        breaker(&BreakerConfig {
+            trip: TripConfig::FailureRatio {
+                ratio: 0.5,
+                window_ms,
+                calls_min,
+            },
+            ..BreakerConfig::default()
         })
     }
 
@@ -441,7 +481,7 @@ mod tests {
         fail(&mut b, ms(0));
         assert_eq!(b.poll_timeout(), Some(ms(100)));
         let probe = b.allow(ms(100)).expect("a probe");
-        assert!(probe.is_probe());
+        assert!(probe.probe);
         assert_eq!(b.allow(ms(100)), None, "only one probe at a time");
         b.on_result(ms(101), probe, true);
         let p = b.allow(ms(102)).expect("second probe");
@@ -469,14 +509,7 @@ mod tests {
 
     #[test]
     fn ratio_trip_waits_for_minimum_throughput() {
-        let mut b = Breaker::new(&BreakerConfig {
-            trip: TripConfig::FailureRatio {
-                ratio: 0.5,
-                window_ms: 1000.0,
-                calls_min: 4,
-            },
-            ..BreakerConfig::default()
-        });
+        let mut b = half_failing(1000.0, 4);
         fail(&mut b, ms(0));
         fail(&mut b, ms(1));
         fail(&mut b, ms(2));
@@ -493,14 +526,7 @@ mod tests {
 
     #[test]
     fn ratio_window_forgets_old_outcomes() {
-        let mut b = Breaker::new(&BreakerConfig {
-            trip: TripConfig::FailureRatio {
-                ratio: 0.5,
-                window_ms: 100.0,
-                calls_min: 3,
-            },
-            ..BreakerConfig::default()
-        });
+        let mut b = half_failing(100.0, 3);
         fail(&mut b, ms(0));
         fail(&mut b, ms(1));
         for t in 200..203 {
@@ -537,7 +563,7 @@ mod tests {
 
     #[test]
     fn a_late_probe_result_from_an_earlier_half_open_does_not_count() {
-        let mut b = Breaker::new(&BreakerConfig {
+        let mut b = breaker(&BreakerConfig {
             trip: TripConfig::ConsecutiveFailures { failures: 1 },
             success_threshold: 2,
             open_ms: 100.0,

@@ -1,13 +1,20 @@
 //! Every setting of the relay in one struct, shared by the simulator's
 //! scenarios and the real-time server.
+//!
+//! [`RelayConfig`] is what a user writes (milliseconds as numbers, optional
+//! sections); [`RelayConfig::check`] parses it once into [`RelaySettings`]
+//! (durations, checked bounds), the only thing [`Relay::new`] accepts, so a
+//! relay cannot be built from options nobody checked.
+//!
+//! [`Relay::new`]: super::Relay::new
 
-use super::breaker::BreakerConfig;
+use super::breaker::{BreakerConfig, BreakerSettings};
 use super::config_error::{ensure, ConfigError};
-use super::dlq::DlqConfig;
-use super::idempotency::IdempotencyConfig;
-use super::queue::QueueConfig;
-use super::rate_limit::RateLimitConfig;
-use super::retry::RetryConfig;
+use super::dlq::{DlqConfig, DlqSettings};
+use super::idempotency::{IdempotencyConfig, IdempotencySettings};
+use super::queue::{QueueConfig, QueueSettings};
+use super::rate_limit::{RateLimitConfig, RateLimitSettings};
+use super::retry::{RetryConfig, RetrySettings};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,9 +56,28 @@ impl Default for RelayConfig {
 /// Upper bound on workers: each is a concurrent downstream call.
 pub const WORKERS_LIMIT: usize = 1_000_000;
 
+/// A checked [`RelayConfig`]; built only by [`RelayConfig::check`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct RelaySettings {
+    pub(super) workers: usize,
+    pub(super) jobs_max: usize,
+    pub(super) queue: QueueSettings,
+    pub(super) retry: RetrySettings,
+    pub(super) breaker: Option<BreakerSettings>,
+    pub(super) rate_limit: Option<RateLimitSettings>,
+    pub(super) idempotency: IdempotencySettings,
+    pub(super) dlq: DlqSettings,
+    pub(super) history_max: usize,
+}
+
 impl RelayConfig {
     /// Checks every field; the error names the first bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map(drop)
+    }
+
+    /// Parses the options into the settings a [`super::Relay`] is built from.
+    pub fn check(&self) -> Result<RelaySettings, ConfigError> {
         ensure(
             (1..=WORKERS_LIMIT).contains(&self.workers),
             "workers",
@@ -60,7 +86,7 @@ impl RelayConfig {
                 self.workers
             ),
         )?;
-        self.queue.validate().map_err(|e| e.within("queue"))?;
+        let queue = self.queue.check().map_err(|e| e.within("queue"))?;
         ensure(
             self.jobs_max >= self.queue.capacity + self.workers,
             "jobs_max",
@@ -75,28 +101,43 @@ impl RelayConfig {
             "jobs_max",
             "must be ≤ 100,000,000",
         )?;
-        self.retry.validate().map_err(|e| e.within("retry"))?;
-        if let Some(b) = &self.breaker {
-            b.validate().map_err(|e| e.within("breaker"))?;
-        }
-        if let Some(r) = &self.rate_limit {
-            r.validate().map_err(|e| e.within("rate_limit"))?;
-        }
-        self.idempotency
-            .validate()
+        let retry = self.retry.check().map_err(|e| e.within("retry"))?;
+        let breaker = self
+            .breaker
+            .map(|b| b.check().map_err(|e| e.within("breaker")))
+            .transpose()?;
+        let rate_limit = self
+            .rate_limit
+            .map(|r| r.check().map_err(|e| e.within("rate_limit")))
+            .transpose()?;
+        let idempotency = self
+            .idempotency
+            .check()
             .map_err(|e| e.within("idempotency"))?;
-        self.dlq.validate().map_err(|e| e.within("dlq"))?;
+        let dlq = self.dlq.check().map_err(|e| e.within("dlq"))?;
         ensure(
             self.history_max <= 10_000_000,
             "history_max",
             "must be ≤ 10,000,000",
-        )
+        )?;
+        Ok(RelaySettings {
+            workers: self.workers,
+            jobs_max: self.jobs_max,
+            queue,
+            retry,
+            breaker,
+            rate_limit,
+            idempotency,
+            dlq,
+            history_max: self.history_max,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn default_is_valid() {
@@ -115,5 +156,108 @@ mod tests {
             ..RelayConfig::default()
         };
         assert_eq!(cfg.validate().unwrap_err().field, "jobs_max");
+    }
+
+    /// Each bad value, set alone on a default config, and the field the
+    /// refusal must name.
+    fn bad_configs() -> Vec<(RelayConfig, &'static str)> {
+        let base = RelayConfig::default;
+        let with = |f: fn(&mut RelayConfig), field| {
+            let mut cfg = base();
+            f(&mut cfg);
+            (cfg, field)
+        };
+        vec![
+            with(|c| c.workers = 0, "workers"),
+            with(|c| c.jobs_max = 100_000_001, "jobs_max"),
+            with(|c| c.queue.capacity = 0, "queue.capacity"),
+            with(|c| c.queue.retry_after_ms = -1.0, "queue.retry_after_ms"),
+            with(|c| c.retry.attempts_max = 0, "retry.attempts_max"),
+            with(
+                |c| c.retry.attempt_timeout_ms = f64::NAN,
+                "retry.attempt_timeout_ms",
+            ),
+            with(
+                |c| c.retry.backoff.multiplier = 0.5,
+                "retry.backoff.multiplier",
+            ),
+            with(
+                |c| {
+                    c.retry.budget = Some(crate::relay::RetryBudgetConfig {
+                        tokens_max: 0.5,
+                        tokens_per_success: 0.1,
+                    })
+                },
+                "retry.budget.tokens_max",
+            ),
+            with(
+                |c| {
+                    c.breaker = Some(BreakerConfig {
+                        open_ms: f64::INFINITY,
+                        ..BreakerConfig::default()
+                    })
+                },
+                "breaker.open_ms",
+            ),
+            with(
+                |c| {
+                    c.rate_limit = Some(RateLimitConfig {
+                        window_ms: 0.0,
+                        ..RateLimitConfig::default()
+                    })
+                },
+                "rate_limit.window_ms",
+            ),
+            with(|c| c.idempotency.ttl_ms = -5.0, "idempotency.ttl_ms"),
+            with(|c| c.idempotency.keys_max = 0, "idempotency.keys_max"),
+            with(|c| c.dlq.capacity = 0, "dlq.capacity"),
+            with(|c| c.history_max = 10_000_001, "history_max"),
+        ]
+    }
+
+    #[test]
+    fn a_bad_config_cannot_become_settings() {
+        for (cfg, field) in bad_configs() {
+            let err = cfg.check().expect_err(field);
+            assert_eq!(err.field, field);
+            assert_eq!(cfg.validate(), Err(err), "validate and check agree");
+        }
+    }
+
+    #[test]
+    fn milliseconds_become_exact_durations() {
+        let mut cfg = RelayConfig {
+            breaker: Some(BreakerConfig {
+                open_ms: 5_000.0,
+                ..BreakerConfig::default()
+            }),
+            rate_limit: Some(RateLimitConfig {
+                window_ms: 1.5,
+                ..RateLimitConfig::default()
+            }),
+            ..RelayConfig::default()
+        };
+        cfg.queue.retry_after_ms = 250.5;
+        cfg.retry.attempt_timeout_ms = 0.001;
+        let s = cfg.check().expect("valid");
+        assert_eq!(s.queue.retry_after, Duration::from_nanos(250_500_000));
+        assert_eq!(s.retry.attempt_timeout, Some(Duration::from_micros(1)));
+        assert_eq!(s.idempotency.ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(
+            s.rate_limit.map(|r| r.window),
+            Some(Duration::from_micros(1500))
+        );
+        assert_eq!(
+            s.breaker.map(|b| b.open_for()),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(s.retry.backoff.bounds_ns(1), (0, 100_000_000));
+    }
+
+    #[test]
+    fn a_zero_attempt_timeout_means_none() {
+        let mut cfg = RelayConfig::default();
+        cfg.retry.attempt_timeout_ms = 0.0;
+        assert_eq!(cfg.check().expect("valid").retry.attempt_timeout, None);
     }
 }

@@ -1,10 +1,12 @@
 //! The one error type for invalid options, shared by every pattern's config.
 
+use crate::time::ms_to_duration;
 use std::fmt;
+use std::time::Duration;
 
 /// A bad option: which field (dotted path, as written in the TOML file or as
-/// a flag) and why. Raw options are validated once, at the edge, so the
-/// patterns themselves can assume sane values.
+/// a flag) and why. Raw options are checked once, at the edge, into typed
+/// settings, so the patterns themselves can assume sane values.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
     pub field: String,
@@ -59,7 +61,8 @@ pub fn ensure_probability(value: f64, field: &str) -> Result<(), ConfigError> {
     )
 }
 
-/// Whole nanoseconds in `ms` milliseconds (validated non-negative).
-pub fn ms_to_nanos(ms: f64) -> u64 {
-    crate::time::secs_to_nanos(ms / 1e3)
+/// Parses a field of milliseconds: finite and ≥ 0, as whole nanoseconds.
+pub fn parse_ms(value: f64, field: &str) -> Result<Duration, ConfigError> {
+    ensure_ms(value, field)?;
+    Ok(ms_to_duration(value))
 }

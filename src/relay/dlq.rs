@@ -3,9 +3,9 @@
 //! Retries must end somewhere. Dropping a job that exhausted its retries
 //! loses work without a trace; retrying forever lets poison messages clog the
 //! workers. Like SQS dead-letter queues, the relay parks such jobs with
-//! everything needed to understand and replay them: payload, attempts, last
-//! error, times. An operator lists and inspects them, and replays one or all
-//! once the cause is fixed.
+//! everything needed to understand and redrive them (send them again as new
+//! jobs): payload, attempts, last error, times. An operator lists and
+//! inspects them, and redrives one or all once the cause is fixed.
 //!
 //! The queue is bounded. When it is full, [`DeadLetterQueue::push`] hands the
 //! letter back: the relay counts it, hands it to its driver to log in full,
@@ -31,8 +31,15 @@ impl Default for DlqConfig {
     }
 }
 
+/// A checked [`DlqConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DlqSettings {
+    pub(super) capacity: usize,
+}
+
 impl DlqConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// With no room at all every dead letter would overflow: refused here.
+    pub fn check(&self) -> Result<DlqSettings, ConfigError> {
         ensure(
             self.capacity >= 1,
             "capacity",
@@ -42,7 +49,10 @@ impl DlqConfig {
             self.capacity <= 10_000_000,
             "capacity",
             "dead-letter capacity must be ≤ 10,000,000",
-        )
+        )?;
+        Ok(DlqSettings {
+            capacity: self.capacity,
+        })
     }
 }
 
@@ -59,8 +69,22 @@ pub struct DeadLetter<K, P> {
     pub last_error: CallError,
     pub accepted_at: Time,
     pub dead_at: Time,
-    /// How many times this payload was replayed from the queue before.
-    pub replays: u32,
+    /// How many times this payload was redriven from the queue before.
+    pub redrives: u32,
+}
+
+/// Why a dead letter could not be redriven (it stays in the queue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedriveError {
+    #[error("no dead letter with that id")]
+    NotFound,
+    #[error("its idempotency key is in use by another job")]
+    KeyInUse,
+    #[error("the queue or job table is full; try again later")]
+    Full,
+    #[error("the relay is draining")]
+    Draining,
 }
 
 /// Letters by job id, which is admission order.
@@ -72,17 +96,18 @@ pub struct DeadLetterQueue<K, P> {
 }
 
 impl<K, P> DeadLetterQueue<K, P> {
-    pub fn new(cfg: &DlqConfig) -> Self {
+    pub(super) fn new(settings: &DlqSettings) -> Self {
+        assert!(settings.capacity >= 1, "checked by DlqConfig::check");
         DeadLetterQueue {
             letters: BTreeMap::new(),
-            capacity: cfg.capacity.max(1),
+            capacity: settings.capacity,
             overflowed: 0,
         }
     }
 
     /// Stores the letter, or hands it back when the queue is full.
     #[allow(clippy::result_large_err)]
-    pub fn push(&mut self, letter: DeadLetter<K, P>) -> Result<(), DeadLetter<K, P>> {
+    pub(super) fn push(&mut self, letter: DeadLetter<K, P>) -> Result<(), DeadLetter<K, P>> {
         if self.letters.len() >= self.capacity {
             self.overflowed += 1;
             return Err(letter);
@@ -101,18 +126,18 @@ impl<K, P> DeadLetterQueue<K, P> {
         self.letters.get(&job)
     }
 
-    /// Removes a letter, to replay it.
-    pub fn take(&mut self, job: JobId) -> Option<DeadLetter<K, P>> {
+    /// Removes a letter, to redrive it.
+    pub(super) fn take(&mut self, job: JobId) -> Option<DeadLetter<K, P>> {
         self.letters.remove(&job)
     }
 
-    /// Puts back a letter whose replay could not start.
-    pub fn restore(&mut self, letter: DeadLetter<K, P>) {
+    /// Puts back a letter whose redrive could not start.
+    pub(super) fn restore(&mut self, letter: DeadLetter<K, P>) {
         self.letters.insert(letter.job, letter);
     }
 
     /// Ids of all letters, oldest first.
-    pub fn ids(&self) -> Vec<JobId> {
+    pub(super) fn ids(&self) -> Vec<JobId> {
         self.letters.keys().copied().collect()
     }
 
@@ -154,13 +179,13 @@ mod tests {
             last_error: CallError::ServerError,
             accepted_at: Time::ZERO,
             dead_at: Time::from_millis(1),
-            replays: 0,
+            redrives: 0,
         }
     }
 
     #[test]
-    fn lists_in_job_order_and_takes_for_replay() {
-        let mut q = DeadLetterQueue::new(&DlqConfig { capacity: 3 });
+    fn lists_in_job_order_and_takes_for_redrive() {
+        let mut q = DeadLetterQueue::new(&DlqSettings { capacity: 3 });
         for j in [5, 2, 9] {
             q.push(letter(j)).expect("room");
         }
@@ -172,7 +197,7 @@ mod tests {
 
     #[test]
     fn full_queue_hands_the_letter_back_and_counts_it() {
-        let mut q = DeadLetterQueue::new(&DlqConfig { capacity: 1 });
+        let mut q = DeadLetterQueue::new(&DlqSettings { capacity: 1 });
         q.push(letter(1)).expect("room");
         let back = q.push(letter(2)).expect_err("full");
         assert_eq!(back.job, JobId(2));

@@ -16,7 +16,7 @@
 //! is forgotten early (and counted); if every record is still in flight, new
 //! keys are refused.
 
-use super::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
+use super::config_error::{ensure, parse_ms, ConfigError};
 use super::job::JobId;
 use crate::time::Time;
 use rustc_hash::FxHashMap;
@@ -49,16 +49,31 @@ impl Default for IdempotencyConfig {
     }
 }
 
+/// A checked [`IdempotencyConfig`]: what the store itself needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdempotencySettings {
+    pub(super) ttl: Duration,
+    pub(super) keys_max: usize,
+    pub(super) required: bool,
+}
+
 impl IdempotencyConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        ensure_ms(self.ttl_ms, "ttl_ms")?;
+    /// The TTL as a duration; `key_bytes_max` stays with the config, since
+    /// the HTTP layer checks key lengths before the relay sees a key.
+    pub fn check(&self) -> Result<IdempotencySettings, ConfigError> {
+        let ttl = parse_ms(self.ttl_ms, "ttl_ms")?;
         ensure(self.keys_max >= 1, "keys_max", "must be ≥ 1")?;
         ensure(
             self.keys_max <= 100_000_000,
             "keys_max",
             "must be ≤ 100,000,000",
         )?;
-        ensure(self.key_bytes_max >= 1, "key_bytes_max", "must be ≥ 1")
+        ensure(self.key_bytes_max >= 1, "key_bytes_max", "must be ≥ 1")?;
+        Ok(IdempotencySettings {
+            ttl,
+            keys_max: self.keys_max,
+            required: self.required,
+        })
     }
 }
 
@@ -115,12 +130,16 @@ pub struct IdempotencyStore<K, R> {
 }
 
 impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
-    pub fn new(cfg: &IdempotencyConfig) -> Self {
+    pub fn new(settings: &IdempotencySettings) -> Self {
+        assert!(
+            settings.keys_max >= 1,
+            "checked by IdempotencyConfig::check"
+        );
         IdempotencyStore {
             records: FxHashMap::default(),
             expiry: VecDeque::new(),
-            ttl: Duration::from_nanos(ms_to_nanos(cfg.ttl_ms)),
-            keys_max: cfg.keys_max.max(1),
+            ttl: settings.ttl,
+            keys_max: settings.keys_max,
             evicted_early: 0,
             forgotten: None,
         }
@@ -188,11 +207,6 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
         }
     }
 
-    /// When the next record expires.
-    pub fn poll_timeout(&self) -> Option<Time> {
-        self.expiry.front().map(|(t, _, _)| *t)
-    }
-
     /// Removes the front expiry entry's record if it is still the same one;
     /// returns whether a record was removed. One hash look-up in the common
     /// case: remove first, put back in the rare case the key was reused.
@@ -229,10 +243,6 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
         self.records.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
     /// Completed records forgotten before their TTL because the store was full.
     pub fn evicted_early(&self) -> u64 {
         self.evicted_early
@@ -244,11 +254,12 @@ mod tests {
     use super::*;
 
     fn store(keys_max: usize) -> IdempotencyStore<&'static str, &'static str> {
-        IdempotencyStore::new(&IdempotencyConfig {
+        let cfg = IdempotencyConfig {
             ttl_ms: 1000.0,
             keys_max,
             ..IdempotencyConfig::default()
-        })
+        };
+        IdempotencyStore::new(&cfg.check().expect("valid"))
     }
 
     const T0: Time = Time::ZERO;
@@ -284,7 +295,6 @@ mod tests {
         let mut s = store(10);
         s.begin(T0, &"k", 7, J1);
         s.complete(Time::from_millis(10), &"k", "ok");
-        assert_eq!(s.poll_timeout(), Some(Time::from_millis(1010)));
         assert!(matches!(
             s.begin(Time::from_millis(1009), &"k", 7, J2),
             Begin::Replay { .. }

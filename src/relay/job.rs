@@ -1,6 +1,7 @@
 //! Job identity and the outcome a job ends with.
 
 use super::retry::{CallError, GiveUp};
+use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use serde_with::{DeserializeFromStr, SerializeDisplay};
 use std::fmt;
@@ -75,6 +76,40 @@ impl<P> Outcome<P> {
     }
 }
 
+/// Where a job is, as status look-ups report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum JobState {
+    Queued,
+    InFlight,
+    BackingOff,
+    Succeeded,
+    DeadLettered,
+}
+
+impl JobState {
+    /// The kebab-case name, as in JSON and logs.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// A job's state as reported to status look-ups.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobStatus<P> {
+    pub job: JobId,
+    pub state: JobState,
+    /// Downstream attempts made so far, the first included.
+    pub attempts: u32,
+    pub accepted_at: Time,
+    /// `None` while the job is live.
+    pub finished_at: Option<Time>,
+    pub last_error: Option<CallError>,
+    /// The downstream's answer, once the job succeeded and while remembered.
+    pub response: Option<P>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +123,18 @@ mod tests {
         assert!("17".parse::<JobId>().is_err());
         assert!("a-3".parse::<JobId>().is_err());
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"17-3\"");
+    }
+
+    #[test]
+    fn job_states_are_named_as_the_api_shows_them() {
+        let named = |s: JobState| (s.name(), serde_json::to_string(&s).expect("serialises"));
+        assert_eq!(
+            named(JobState::InFlight),
+            ("in-flight", "\"in-flight\"".to_owned())
+        );
+        assert_eq!(
+            named(JobState::DeadLettered),
+            ("dead-lettered", "\"dead-lettered\"".to_owned())
+        );
     }
 }

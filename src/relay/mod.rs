@@ -3,23 +3,37 @@
 //! Nothing here reads a clock, draws from an RNG it was not handed, spawns,
 //! sleeps or does I/O: time arrives as `now`, inputs through `handle_*`, and
 //! what the relay wants done comes back out of `poll_*`.
+//!
+//! The modules are private; this facade is the core's whole public surface,
+//! so anything it does not name and the relay does not use is dead code the
+//! compiler points out.
 
-pub mod backoff;
-pub mod breaker;
-pub mod config;
-pub mod config_error;
-pub mod dlq;
-pub mod idempotency;
-pub mod job;
-pub mod queue;
-pub mod rate_limit;
+mod answer;
+mod backoff;
+mod breaker;
+mod config;
+mod config_error;
+mod dlq;
+mod idempotency;
+mod job;
+mod queue;
+mod rate_limit;
 #[allow(clippy::module_inception)]
-pub mod relay;
-pub mod retry;
-pub mod stats;
-pub mod workers;
+mod relay;
+mod retry;
+mod stats;
+mod workers;
 
-pub use config::RelayConfig;
-pub use config_error::ConfigError;
-pub use job::{CallId, JobId, Outcome};
-pub use relay::{Answer, Event, Output, Relay, ReplayError, Request};
+pub use answer::{Answer, Refusal, Request};
+pub use backoff::{Backoff, BackoffConfig, BackoffKind, BackoffState};
+pub use breaker::{Breaker, BreakerConfig, BreakerSettings, BreakerState, TripConfig};
+pub use config::{RelayConfig, RelaySettings, WORKERS_LIMIT};
+pub use config_error::{ensure, ensure_ms, ensure_probability, parse_ms, ConfigError};
+pub use dlq::{DeadLetter, DeadLetterQueue, DlqConfig, RedriveError};
+pub use idempotency::IdempotencyConfig;
+pub use job::{CallId, JobId, JobState, JobStatus, Outcome};
+pub use queue::QueueConfig;
+pub use rate_limit::RateLimitConfig;
+pub use relay::{Event, Output, Relay};
+pub use retry::{CallError, GiveUp, RetryBudgetConfig, RetryConfig, ATTEMPTS_LIMIT};
+pub use stats::{LatencyHistogram, LatencySummary, Stats, StatsSnapshot};

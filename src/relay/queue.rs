@@ -6,7 +6,7 @@
 //! refusal (HTTP 429 with a retry-after hint), which the caller can act on.
 //! See Google SRE, "Handling Overload".
 
-use super::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
+use super::config_error::{ensure, parse_ms, ConfigError};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -29,23 +29,27 @@ impl Default for QueueConfig {
     }
 }
 
+/// A checked [`QueueConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueSettings {
+    pub(super) capacity: usize,
+    pub(super) retry_after: Duration,
+}
+
 impl QueueConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// A queue of zero could never admit anything: refused here.
+    pub fn check(&self) -> Result<QueueSettings, ConfigError> {
         ensure(self.capacity >= 1, "capacity", "queue capacity must be ≥ 1")?;
         ensure(
             self.capacity <= 10_000_000,
             "capacity",
             "queue capacity must be ≤ 10,000,000",
         )?;
-        ensure_ms(self.retry_after_ms, "retry_after_ms")
+        Ok(QueueSettings {
+            capacity: self.capacity,
+            retry_after: parse_ms(self.retry_after_ms, "retry_after_ms")?,
+        })
     }
-}
-
-/// The answer to an offer: in, or refused with a hint of when to try again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
-    Accepted,
-    Rejected { retry_after: Duration },
 }
 
 /// A FIFO that never holds more than its capacity.
@@ -58,11 +62,11 @@ pub struct BoundedQueue<T> {
 }
 
 impl<T> BoundedQueue<T> {
-    pub fn new(cfg: &QueueConfig) -> Self {
+    pub fn new(settings: &QueueSettings) -> Self {
         BoundedQueue {
-            items: VecDeque::with_capacity(cfg.capacity.min(4096)),
-            capacity: cfg.capacity,
-            retry_after: Duration::from_nanos(ms_to_nanos(cfg.retry_after_ms)),
+            items: VecDeque::with_capacity(settings.capacity.min(4096)),
+            capacity: settings.capacity,
+            retry_after: settings.retry_after,
             depth_max_seen: 0,
         }
     }
@@ -106,10 +110,6 @@ impl<T> BoundedQueue<T> {
     pub fn depth_max_seen(&self) -> usize {
         self.depth_max_seen
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.items.iter()
-    }
 }
 
 #[cfg(test)]
@@ -117,10 +117,11 @@ mod tests {
     use super::*;
 
     fn queue(capacity: usize) -> BoundedQueue<u32> {
-        BoundedQueue::new(&QueueConfig {
+        let cfg = QueueConfig {
             capacity,
             retry_after_ms: 250.0,
-        })
+        };
+        BoundedQueue::new(&cfg.check().expect("valid"))
     }
 
     #[test]
@@ -144,14 +145,5 @@ mod tests {
             (Some(0), Some(1), Some(2), None)
         );
         assert_eq!(q.depth_max_seen(), 3);
-    }
-
-    #[test]
-    fn zero_capacity_is_invalid() {
-        let cfg = QueueConfig {
-            capacity: 0,
-            ..QueueConfig::default()
-        };
-        assert_eq!(cfg.validate().unwrap_err().field, "capacity");
     }
 }

@@ -13,7 +13,8 @@
 //! one integer per client, the theoretical arrival time of its next request,
 //! which is exact, needs no refill timer, and is equivalent to a token bucket.
 
-use super::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
+use super::config_error::{ensure, parse_ms, ConfigError};
+use crate::time::duration_nanos;
 use crate::time::Time;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -39,12 +40,26 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// A checked [`RateLimitConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    pub(super) requests_max: u32,
+    pub(super) window: Duration,
+    pub(super) clients_max: usize,
+}
+
 impl RateLimitConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// A window of zero would let no request through: refused here.
+    pub fn check(&self) -> Result<RateLimitSettings, ConfigError> {
         ensure(self.requests_max >= 1, "requests_max", "must be ≥ 1")?;
-        ensure_ms(self.window_ms, "window_ms")?;
+        let window = parse_ms(self.window_ms, "window_ms")?;
         ensure(self.window_ms > 0.0, "window_ms", "must be > 0")?;
-        ensure(self.clients_max >= 1, "clients_max", "must be ≥ 1")
+        ensure(self.clients_max >= 1, "clients_max", "must be ≥ 1")?;
+        Ok(RateLimitSettings {
+            requests_max: self.requests_max,
+            window,
+            clients_max: self.clients_max,
+        })
     }
 }
 
@@ -55,21 +70,25 @@ pub struct RateLimiter {
     interval_ns: u64,
     tolerance_ns: u64,
     clients_max: usize,
-    refused_for_room: u64,
     /// No client can be idle before this (ns): a full table is not swept
     /// again until then, so a flood of new clients costs O(1) each.
     sweep_not_before_ns: u64,
 }
 
 impl RateLimiter {
-    pub fn new(cfg: &RateLimitConfig) -> RateLimiter {
-        let interval_ns = (ms_to_nanos(cfg.window_ms) / u64::from(cfg.requests_max.max(1))).max(1);
+    pub fn new(settings: &RateLimitSettings) -> RateLimiter {
+        assert!(
+            settings.requests_max >= 1 && settings.clients_max >= 1,
+            "checked by RateLimitConfig::check"
+        );
+        let requests_max = u64::from(settings.requests_max);
+        // A window shorter than one nanosecond per request still spaces them.
+        let interval_ns = (duration_nanos(settings.window) / requests_max).max(1);
         RateLimiter {
             next_ns: FxHashMap::default(),
             interval_ns,
-            tolerance_ns: interval_ns * u64::from(cfg.requests_max.max(1) - 1),
-            clients_max: cfg.clients_max.max(1),
-            refused_for_room: 0,
+            tolerance_ns: interval_ns * (requests_max - 1),
+            clients_max: settings.clients_max,
             sweep_not_before_ns: 0,
         }
     }
@@ -78,7 +97,6 @@ impl RateLimiter {
     pub fn check(&mut self, now: Time, client: u64) -> Result<(), Duration> {
         let now_ns = now.as_nanos();
         if !self.next_ns.contains_key(&client) && !self.make_room(now_ns) {
-            self.refused_for_room += 1;
             return Err(Duration::from_nanos(self.interval_ns));
         }
         let tat = self.next_ns.entry(client).or_insert(now_ns);
@@ -103,16 +121,6 @@ impl RateLimiter {
         self.sweep_not_before_ns = self.next_ns.values().copied().min().unwrap_or(0);
         self.next_ns.len() < self.clients_max
     }
-
-    /// Clients currently tracked.
-    pub fn clients(&self) -> usize {
-        self.next_ns.len()
-    }
-
-    /// Requests refused because `clients_max` busy clients were tracked.
-    pub fn refused_for_room(&self) -> u64 {
-        self.refused_for_room
-    }
 }
 
 #[cfg(test)]
@@ -120,11 +128,12 @@ mod tests {
     use super::*;
 
     fn limiter(requests_max: u32, window_ms: f64, clients_max: usize) -> RateLimiter {
-        RateLimiter::new(&RateLimitConfig {
+        let cfg = RateLimitConfig {
             requests_max,
             window_ms,
             clients_max,
-        })
+        };
+        RateLimiter::new(&cfg.check().expect("valid"))
     }
 
     #[test]
@@ -160,11 +169,10 @@ mod tests {
             l.check(Time::ZERO, 3).is_err(),
             "table full of busy clients"
         );
-        assert_eq!(l.refused_for_room(), 1);
         assert!(
             l.check(Time::from_millis(1000), 3).is_ok(),
             "clients 1 and 2 went idle"
         );
-        assert!(l.clients() <= 2);
+        assert!(l.next_ns.len() <= 2);
     }
 }

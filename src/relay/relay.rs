@@ -12,16 +12,17 @@
 //! never exceeds its capacity, calls in flight never exceed the workers, the
 //! job table never exceeds `jobs_max`.
 
+use super::answer::{Answer, Refusal, Request};
 use super::backoff::{Backoff, BackoffState};
 use super::breaker::{Breaker, BreakerState, Permit, Transition};
-use super::config::RelayConfig;
-use super::dlq::{DeadLetter, DeadLetterQueue};
+use super::config::RelaySettings;
+use super::dlq::{DeadLetter, DeadLetterQueue, RedriveError};
 use super::idempotency::{Begin, IdempotencyStore};
-use super::job::{CallId, JobId, Outcome};
+use super::job::{CallId, JobId, JobState, JobStatus, Outcome};
 use super::queue::BoundedQueue;
 use super::rate_limit::RateLimiter;
 use super::retry::{CallError, GiveUp, RetryPolicy};
-use super::stats::{Refusal, Stats};
+use super::stats::Stats;
 use super::workers::WorkerPool;
 use crate::rng::Stream;
 use crate::time::Time;
@@ -41,32 +42,6 @@ impl<T: Clone + Eq + Hash + Debug> Key for T {}
 /// What a payload (and a downstream answer) must be.
 pub trait Payload: Clone + Debug {}
 impl<T: Clone + Debug> Payload for T {}
-
-/// A client's request, as the relay sees it.
-#[derive(Clone, Debug)]
-pub struct Request<K, P> {
-    /// Who sent it, for the per-client rate limit.
-    pub client: u64,
-    pub key: Option<K>,
-    /// A hash of the payload, to detect a key reused with another payload.
-    pub fingerprint: u64,
-    pub payload: P,
-}
-
-/// The relay's immediate answer to a request.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Answer<P> {
-    /// 202: queued.
-    Accepted { job: JobId },
-    /// The key already succeeded: its stored answer.
-    Replayed { job: JobId, response: P },
-    /// Not taken; `retry_after` says when trying again makes sense.
-    Refused {
-        why: Refusal,
-        retry_after: Option<Duration>,
-        job: Option<JobId>,
-    },
-}
 
 /// Observations for traces, logs and checkers; nothing to perform.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -93,7 +68,8 @@ pub enum Event {
         from: BreakerState,
         to: BreakerState,
     },
-    Replayed {
+    /// A dead letter was re-sent as a new job.
+    Redriven {
         letter: JobId,
         job: JobId,
     },
@@ -148,7 +124,7 @@ struct Job<K, P> {
     stage: Stage,
     backoff: BackoffState,
     last_error: Option<CallError>,
-    replays: u32,
+    redrives: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -159,32 +135,6 @@ enum TimerKind {
 
 /// `(due, seq, job, attempt, kind)`: `seq` keeps equal times in arming order.
 type Timer = Reverse<(Time, u64, JobId, u32, TimerKind)>;
-
-/// A job's state as reported to status look-ups.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct JobStatus<P> {
-    pub job: JobId,
-    pub state: &'static str,
-    pub attempts: u32,
-    pub accepted_at: Time,
-    pub finished_at: Option<Time>,
-    pub last_error: Option<CallError>,
-    pub response: Option<P>,
-}
-
-/// Why a dead letter could not be replayed (it stays in the queue).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReplayError {
-    #[error("no dead letter with that id")]
-    NotFound,
-    #[error("its idempotency key is in use by another job")]
-    KeyInUse,
-    #[error("the queue or job table is full; try again later")]
-    Full,
-    #[error("the relay is draining")]
-    Draining,
-}
 
 fn refused<P>(why: Refusal, retry_after: Option<Duration>) -> Answer<P> {
     Answer::Refused {
@@ -236,24 +186,28 @@ pub struct Relay<K, P> {
 }
 
 impl<K: Key, P: Payload> Relay<K, P> {
-    /// Builds a relay from a validated config; `rng` feeds the jitter.
-    pub fn new(cfg: &RelayConfig, rng: Stream) -> Self {
-        debug_assert!(cfg.validate().is_ok(), "config must be validated first");
+    /// Builds a relay from checked settings; `rng` feeds the jitter.
+    pub fn new(settings: &RelaySettings, rng: Stream) -> Self {
+        let s = settings;
+        assert!(
+            s.jobs_max >= s.queue.capacity + s.workers,
+            "checked by RelayConfig::check"
+        );
         Relay {
-            backoff: Backoff::new(&cfg.retry.backoff),
-            attempt_timeout: cfg.retry.attempt_timeout(),
-            jobs_max: cfg.jobs_max.max(cfg.queue.capacity + cfg.workers),
-            history_max: cfg.history_max,
-            jobs: Slab::with_capacity(cfg.jobs_max.min(1 << 16)),
+            backoff: s.retry.backoff,
+            attempt_timeout: s.retry.attempt_timeout,
+            jobs_max: s.jobs_max,
+            history_max: s.history_max,
+            jobs: Slab::with_capacity(s.jobs_max.min(1 << 16)),
             serial: 0,
-            queue: BoundedQueue::new(&cfg.queue),
-            workers: WorkerPool::new(cfg.workers.max(1)),
-            retry: RetryPolicy::new(&cfg.retry),
-            breaker: cfg.breaker.as_ref().map(Breaker::new),
-            limiter: cfg.rate_limit.as_ref().map(RateLimiter::new),
-            idempotency: IdempotencyStore::new(&cfg.idempotency),
-            idempotency_required: cfg.idempotency.required,
-            dlq: DeadLetterQueue::new(&cfg.dlq),
+            queue: BoundedQueue::new(&s.queue),
+            workers: WorkerPool::new(s.workers),
+            retry: RetryPolicy::new(&s.retry),
+            breaker: s.breaker.as_ref().map(Breaker::new),
+            limiter: s.rate_limit.as_ref().map(RateLimiter::new),
+            idempotency: IdempotencyStore::new(&s.idempotency),
+            idempotency_required: s.idempotency.required,
+            dlq: DeadLetterQueue::new(&s.dlq),
             timers: BinaryHeap::new(),
             timer_seq: 0,
             outputs: VecDeque::with_capacity(64),
@@ -285,7 +239,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         match &answer {
             Answer::Accepted { .. } => self.stats.accepted += 1,
             Answer::Replayed { .. } => self.stats.replayed += 1,
-            Answer::Refused { why, .. } => self.stats.refuse(*why),
+            Answer::Refused { why, .. } => self.stats.refused[*why] += 1,
         }
         self.pump(now);
         answer
@@ -364,7 +318,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         client: u64,
         fingerprint: u64,
         payload: P,
-        replays: u32,
+        redrives: u32,
     ) -> JobId {
         let entry = self.jobs.vacant_entry();
         let id = JobId::new(self.serial, entry.key());
@@ -380,7 +334,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             stage: Stage::Queued,
             backoff: BackoffState::default(),
             last_error: None,
-            replays,
+            redrives,
         });
         assert!(self.jobs.len() <= self.jobs_max, "job table over its bound");
         self.live_jobs_max_seen = self.live_jobs_max_seen.max(self.jobs.len());
@@ -522,7 +476,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 self.succeed(now, id, response);
             }
             Err(error) => {
-                self.stats.attempt_failed(error);
+                self.stats.attempt_errors[error] += 1;
                 if let Some(job) = self.jobs.get_mut(id.slot()) {
                     job.last_error = Some(error);
                 }
@@ -567,7 +521,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
         self.stats.succeeded += 1;
         self.stats.job_latency.record(latency);
-        self.remember(now, &job, "succeeded", Some(response.clone()));
+        self.remember(now, &job, JobState::Succeeded, Some(response.clone()));
         self.outputs.push_back(Output::Finished {
             job: id,
             key: job.key,
@@ -582,8 +536,8 @@ impl<K: Key, P: Payload> Relay<K, P> {
         if let Some(key) = &job.key {
             self.idempotency.release(key);
         }
-        self.stats.dead_letter(reason);
-        self.remember(now, &job, "dead-lettered", None);
+        self.stats.dead_lettered[reason] += 1;
+        self.remember(now, &job, JobState::DeadLettered, None);
         let latency = now.since(job.accepted_at);
         let (key, attempts) = (job.key.clone(), job.attempts);
         let letter = DeadLetter {
@@ -597,7 +551,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             last_error,
             accepted_at: job.accepted_at,
             dead_at: now,
-            replays: job.replays,
+            redrives: job.redrives,
         };
         if let Err(letter) = self.dlq.push(letter) {
             self.stats.dlq_overflowed += 1;
@@ -614,7 +568,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
     }
 
     /// Keeps a finished job's status for look-ups, bounded by `history_max`.
-    fn remember(&mut self, now: Time, job: &Job<K, P>, state: &'static str, response: Option<P>) {
+    fn remember(&mut self, now: Time, job: &Job<K, P>, state: JobState, response: Option<P>) {
         if self.history_max == 0 {
             return;
         }
@@ -712,16 +666,16 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
     }
 
-    /// Replays one dead letter as a new job with the same key and payload.
-    pub fn replay(&mut self, now: Time, letter_id: JobId) -> Result<JobId, ReplayError> {
+    /// Redrives one dead letter: a new job with the same key and payload.
+    pub fn redrive(&mut self, now: Time, letter_id: JobId) -> Result<JobId, RedriveError> {
         self.advance(now);
         if self.draining {
-            return Err(ReplayError::Draining);
+            return Err(RedriveError::Draining);
         }
-        let letter = self.dlq.take(letter_id).ok_or(ReplayError::NotFound)?;
+        let letter = self.dlq.take(letter_id).ok_or(RedriveError::NotFound)?;
         if self.queue.is_full() || self.jobs.len() >= self.jobs_max {
             self.dlq.restore(letter);
-            return Err(ReplayError::Full);
+            return Err(RedriveError::Full);
         }
         let id = JobId::new(self.serial, self.jobs.vacant_key());
         if let Some(key) = &letter.key {
@@ -731,8 +685,8 @@ impl<K: Key, P: Payload> Relay<K, P> {
             }
             let refusal = match begun {
                 Begin::Started => None,
-                Begin::Full => Some(ReplayError::Full),
-                _ => Some(ReplayError::KeyInUse),
+                Begin::Full => Some(RedriveError::Full),
+                _ => Some(RedriveError::KeyInUse),
             };
             if let Some(e) = refusal {
                 self.dlq.restore(letter);
@@ -745,10 +699,10 @@ impl<K: Key, P: Payload> Relay<K, P> {
             letter.client,
             letter.fingerprint,
             letter.payload,
-            letter.replays + 1,
+            letter.redrives + 1,
         );
-        self.stats.dlq_replayed += 1;
-        self.outputs.push_back(Output::Event(Event::Replayed {
+        self.stats.dlq_redriven += 1;
+        self.outputs.push_back(Output::Event(Event::Redriven {
             letter: letter_id,
             job,
         }));
@@ -756,12 +710,12 @@ impl<K: Key, P: Payload> Relay<K, P> {
         Ok(job)
     }
 
-    /// Replays every dead letter, oldest first; each result says what became of it.
-    pub fn replay_all(&mut self, now: Time) -> Vec<(JobId, Result<JobId, ReplayError>)> {
+    /// Redrives every dead letter, oldest first; each result says what became of it.
+    pub fn redrive_all(&mut self, now: Time) -> Vec<(JobId, Result<JobId, RedriveError>)> {
         self.dlq
             .ids()
             .into_iter()
-            .map(|id| (id, self.replay(now, id)))
+            .map(|id| (id, self.redrive(now, id)))
             .collect()
     }
 
@@ -778,9 +732,9 @@ impl<K: Key, P: Payload> Relay<K, P> {
     pub fn job_status(&self, id: JobId) -> Option<JobStatus<P>> {
         if let Some(job) = self.jobs.get(id.slot()).filter(|j| j.id == id) {
             let state = match job.stage {
-                Stage::Queued => "queued",
-                Stage::InFlight { .. } => "in-flight",
-                Stage::BackingOff { .. } => "backing-off",
+                Stage::Queued => JobState::Queued,
+                Stage::InFlight { .. } => JobState::InFlight,
+                Stage::BackingOff { .. } => JobState::BackingOff,
             };
             return Some(JobStatus {
                 job: id,
@@ -797,7 +751,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
         self.dlq.get(id).map(|l| JobStatus {
             job: id,
-            state: "dead-lettered",
+            state: JobState::DeadLettered,
             attempts: l.attempts,
             accepted_at: l.accepted_at,
             finished_at: Some(l.dead_at),
@@ -868,10 +822,6 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// Completed idempotency records forgotten before their TTL (store full).
     pub fn idempotency_evicted_early(&self) -> u64 {
         self.idempotency.evicted_early()
-    }
-
-    pub fn retry_budget_tokens(&self) -> Option<f64> {
-        self.retry.budget_tokens()
     }
 
     /// Bytes the queue holds right now: its ring buffer plus the job records

@@ -9,14 +9,17 @@
 //! successes refill the budget, so a full outage costs at most a bounded
 //! fraction of extra calls.
 
-use super::backoff::BackoffConfig;
-use super::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
+use super::backoff::{Backoff, BackoffConfig};
+use super::config_error::{ensure, parse_ms, ConfigError};
+use enum_map::EnumMap;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// How a downstream attempt failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[derive(enum_map::Enum, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")]
 pub enum CallError {
     /// No answer before the per-attempt timeout.
     Timeout,
@@ -29,20 +32,9 @@ pub enum CallError {
 }
 
 impl CallError {
-    pub const ALL: [CallError; 4] = [
-        CallError::Timeout,
-        CallError::ServerError,
-        CallError::Throttled,
-        CallError::ClientError,
-    ];
-
+    /// The kebab-case name, as in TOML, JSON and traces.
     pub fn name(self) -> &'static str {
-        match self {
-            CallError::Timeout => "timeout",
-            CallError::ServerError => "server-error",
-            CallError::Throttled => "throttled",
-            CallError::ClientError => "client-error",
-        }
+        self.into()
     }
 }
 
@@ -98,8 +90,20 @@ impl Default for RetryConfig {
 /// The most attempts a job may make; bounds every job's retry loop.
 pub const ATTEMPTS_LIMIT: u32 = 100;
 
+/// A checked [`RetryConfig`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetrySettings {
+    pub(super) attempts_max: u32,
+    /// `None`: an attempt may hang its worker.
+    pub(super) attempt_timeout: Option<Duration>,
+    pub(super) retry_on: EnumMap<CallError, bool>,
+    pub(super) backoff: Backoff,
+    pub(super) budget: Option<RetryBudgetConfig>,
+}
+
 impl RetryConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// A timeout of 0 ms means none; the retryable errors become a set.
+    pub fn check(&self) -> Result<RetrySettings, ConfigError> {
         ensure(
             (1..=ATTEMPTS_LIMIT).contains(&self.attempts_max),
             "attempts_max",
@@ -108,33 +112,41 @@ impl RetryConfig {
                 self.attempts_max
             ),
         )?;
-        ensure_ms(self.attempt_timeout_ms, "attempt_timeout_ms")?;
-        self.backoff.validate().map_err(|e| e.within("backoff"))?;
+        let timeout = parse_ms(self.attempt_timeout_ms, "attempt_timeout_ms")?;
+        let backoff = self.backoff.check().map_err(|e| e.within("backoff"))?;
         if let Some(b) = &self.budget {
-            ensure(
-                b.tokens_max.is_finite() && b.tokens_max >= 1.0,
-                "budget.tokens_max",
-                "must be ≥ 1",
-            )?;
-            ensure(
-                b.tokens_per_success.is_finite() && b.tokens_per_success > 0.0,
-                "budget.tokens_per_success",
-                "must be > 0",
-            )?;
+            b.check().map_err(|e| e.within("budget"))?;
         }
-        Ok(())
+        Ok(RetrySettings {
+            attempts_max: self.attempts_max,
+            attempt_timeout: (self.attempt_timeout_ms > 0.0).then_some(timeout),
+            retry_on: self.retry_on.iter().map(|e| (*e, true)).collect(),
+            backoff,
+            budget: self.budget,
+        })
     }
+}
 
-    /// The per-attempt timeout, if any.
-    pub fn attempt_timeout(&self) -> Option<Duration> {
-        (self.attempt_timeout_ms > 0.0)
-            .then(|| Duration::from_nanos(ms_to_nanos(self.attempt_timeout_ms)))
+impl RetryBudgetConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        ensure(
+            self.tokens_max.is_finite() && self.tokens_max >= 1.0,
+            "tokens_max",
+            "must be ≥ 1",
+        )?;
+        ensure(
+            self.tokens_per_success.is_finite() && self.tokens_per_success > 0.0,
+            "tokens_per_success",
+            "must be > 0",
+        )
     }
 }
 
 /// Why a job stopped retrying.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[derive(enum_map::Enum, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")]
 pub enum GiveUp {
     AttemptsExhausted,
     NotRetryable,
@@ -144,13 +156,9 @@ pub enum GiveUp {
 }
 
 impl GiveUp {
+    /// The kebab-case name, as in TOML, JSON and traces.
     pub fn name(self) -> &'static str {
-        match self {
-            GiveUp::AttemptsExhausted => "attempts-exhausted",
-            GiveUp::NotRetryable => "not-retryable",
-            GiveUp::BudgetExhausted => "budget-exhausted",
-            GiveUp::QueueFullOnRetry => "queue-full-on-retry",
-        }
+        self.into()
     }
 }
 
@@ -166,17 +174,17 @@ struct Budget {
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
     attempts_max: u32,
-    retry_on: [bool; 4],
+    retry_on: EnumMap<CallError, bool>,
     budget: Option<Budget>,
 }
 
 impl RetryPolicy {
-    pub fn new(cfg: &RetryConfig) -> RetryPolicy {
-        let mut retry_on = [false; 4];
-        for e in &cfg.retry_on {
-            retry_on[*e as usize] = true;
-        }
-        let budget = cfg.budget.map(|b| {
+    pub fn new(settings: &RetrySettings) -> RetryPolicy {
+        assert!(
+            (1..=ATTEMPTS_LIMIT).contains(&settings.attempts_max),
+            "checked by RetryConfig::check"
+        );
+        let budget = settings.budget.map(|b| {
             let max = (b.tokens_max * 1000.0) as u64;
             Budget {
                 milli_tokens: max,
@@ -185,8 +193,8 @@ impl RetryPolicy {
             }
         });
         RetryPolicy {
-            attempts_max: cfg.attempts_max.clamp(1, ATTEMPTS_LIMIT),
-            retry_on,
+            attempts_max: settings.attempts_max,
+            retry_on: settings.retry_on,
             budget,
         }
     }
@@ -197,7 +205,7 @@ impl RetryPolicy {
         if let Some(b) = &mut self.budget {
             b.milli_tokens = b.milli_tokens.saturating_sub(1000);
         }
-        if !self.retry_on[error as usize] {
+        if !self.retry_on[error] {
             return Err(GiveUp::NotRetryable);
         }
         if attempts_made >= self.attempts_max {
@@ -215,20 +223,19 @@ impl RetryPolicy {
             b.milli_tokens = (b.milli_tokens + b.milli_per_success).min(b.milli_tokens_max);
         }
     }
-
-    /// Tokens left in the budget, if there is one.
-    pub fn budget_tokens(&self) -> Option<f64> {
-        self.budget.map(|b| b.milli_tokens as f64 / 1000.0)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn policy(cfg: &RetryConfig) -> RetryPolicy {
+        RetryPolicy::new(&cfg.check().expect("valid"))
+    }
+
     #[test]
     fn stops_after_max_attempts() {
-        let mut p = RetryPolicy::new(&RetryConfig {
+        let mut p = policy(&RetryConfig {
             attempts_max: 3,
             ..RetryConfig::default()
         });
@@ -242,7 +249,7 @@ mod tests {
 
     #[test]
     fn client_errors_are_not_retried_by_default() {
-        let mut p = RetryPolicy::new(&RetryConfig::default());
+        let mut p = policy(&RetryConfig::default());
         assert_eq!(
             p.on_failure(1, CallError::ClientError),
             Err(GiveUp::NotRetryable)
@@ -260,7 +267,7 @@ mod tests {
             }),
             ..RetryConfig::default()
         };
-        let mut p = RetryPolicy::new(&cfg);
+        let mut p = policy(&cfg);
         assert_eq!(p.on_failure(1, CallError::ServerError), Ok(())); // 3 left
         assert_eq!(
             p.on_failure(1, CallError::ServerError),
@@ -269,28 +276,10 @@ mod tests {
         for _ in 0..2 {
             p.on_success();
         }
-        assert_eq!(p.budget_tokens(), Some(3.0));
+        assert_eq!(p.budget.map(|b| b.milli_tokens), Some(3_000));
         assert_eq!(
             p.on_failure(1, CallError::ServerError),
             Err(GiveUp::BudgetExhausted)
         );
-    }
-
-    #[test]
-    fn validation_rejects_zero_attempts() {
-        let cfg = RetryConfig {
-            attempts_max: 0,
-            ..RetryConfig::default()
-        };
-        assert_eq!(cfg.validate().unwrap_err().field, "attempts_max");
-        let cfg = RetryConfig {
-            backoff: BackoffConfig {
-                base_ms: 9.0,
-                cap_ms: 1.0,
-                ..BackoffConfig::default()
-            },
-            ..RetryConfig::default()
-        };
-        assert_eq!(cfg.validate().unwrap_err().field, "backoff.cap_ms");
     }
 }

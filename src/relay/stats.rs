@@ -6,8 +6,10 @@
 //! relay counts every outcome here; durations go into HDR histograms so that
 //! p99.9 is as cheap and as exact as p50.
 
+use super::answer::Refusal;
 use super::retry::{CallError, GiveUp};
-use crate::time::Time;
+use crate::time::{duration_nanos, nanos_to_ms, Time};
+use enum_map::{EnumArray, EnumMap};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -38,7 +40,7 @@ impl LatencyHistogram {
     /// Records a duration, clamped into the histogram's range.
     #[inline]
     pub fn record(&mut self, d: Duration) {
-        let ns = crate::time::duration_nanos(d).clamp(LOWEST_NS, HIGHEST_NS);
+        let ns = duration_nanos(d).clamp(LOWEST_NS, HIGHEST_NS);
         self.histogram.saturating_record(ns);
     }
 
@@ -51,15 +53,15 @@ impl LatencyHistogram {
         if self.histogram.is_empty() {
             return 0.0;
         }
-        self.histogram.value_at_quantile(q) as f64 / 1e6
+        nanos_to_ms(self.histogram.value_at_quantile(q) as f64)
     }
 
     pub fn mean_ms(&self) -> f64 {
-        self.histogram.mean() / 1e6
+        nanos_to_ms(self.histogram.mean())
     }
 
     pub fn max_ms(&self) -> f64 {
-        self.histogram.max() as f64 / 1e6
+        nanos_to_ms(self.histogram.max() as f64)
     }
 
     pub fn add(&mut self, other: &LatencyHistogram) {
@@ -92,62 +94,22 @@ pub struct LatencySummary {
     pub max_ms: f64,
 }
 
-/// Why a request was refused at the door.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Refusal {
-    RateLimited,
-    /// Queue full: 429.
-    Shed,
-    /// Breaker open and queue full, dead-letter queue full, or draining: 503.
-    Unavailable,
-    Conflict,
-    Mismatch,
-    /// Every idempotency record is in flight.
-    KeysFull,
-    /// A key is required, or too long.
-    BadKey,
-}
-
-impl Refusal {
-    pub const ALL: [Refusal; 7] = [
-        Refusal::RateLimited,
-        Refusal::Shed,
-        Refusal::Unavailable,
-        Refusal::Conflict,
-        Refusal::Mismatch,
-        Refusal::KeysFull,
-        Refusal::BadKey,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Refusal::RateLimited => "rate-limited",
-            Refusal::Shed => "shed",
-            Refusal::Unavailable => "unavailable",
-            Refusal::Conflict => "conflict",
-            Refusal::Mismatch => "mismatch",
-            Refusal::KeysFull => "keys-full",
-            Refusal::BadKey => "bad-key",
-        }
-    }
-}
-
 /// Every count the relay keeps. Plain integers: cheap to bump, exact to compare.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub requests: u64,
     pub accepted: u64,
     pub replayed: u64,
-    pub refused: [u64; 7],
+    pub refused: EnumMap<Refusal, u64>,
     pub attempts: u64,
-    pub attempt_errors: [u64; 4],
+    pub attempt_errors: EnumMap<CallError, u64>,
     pub retries: u64,
     pub succeeded: u64,
-    pub dead_lettered: [u64; 4],
+    pub dead_lettered: EnumMap<GiveUp, u64>,
     pub dlq_overflowed: u64,
     pub late_results: u64,
-    pub dlq_replayed: u64,
+    /// Jobs started by redriving a dead letter.
+    pub dlq_redriven: u64,
     /// Accepted → success, per job.
     pub job_latency: LatencyHistogram,
     /// One downstream attempt, start → outcome.
@@ -155,36 +117,17 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn refuse(&mut self, why: Refusal) {
-        self.refused[why as usize] += 1;
-    }
-
     pub fn refused(&self, why: Refusal) -> u64 {
-        self.refused[why as usize]
-    }
-
-    pub fn attempt_failed(&mut self, error: CallError) {
-        self.attempt_errors[error as usize] += 1;
-    }
-
-    pub fn dead_letter(&mut self, why: GiveUp) {
-        self.dead_lettered[why as usize] += 1;
+        self.refused[why]
     }
 
     pub fn dead_lettered_total(&self) -> u64 {
-        self.dead_lettered.iter().sum()
+        self.dead_lettered.values().sum()
     }
 
     /// A serialisable view, errors keyed by name in a stable order.
     pub fn snapshot(&self, now: Time) -> StatsSnapshot {
         let secs = now.as_secs_f64().max(1e-9);
-        let named = |names: &[&'static str], counts: &[u64]| -> BTreeMap<String, u64> {
-            names
-                .iter()
-                .zip(counts)
-                .map(|(n, c)| (n.to_string(), *c))
-                .collect()
-        };
         StatsSnapshot {
             requests: self.requests,
             accepted: self.accepted,
@@ -194,24 +137,26 @@ impl Stats {
             attempts: self.attempts,
             retries: self.retries,
             request_rate_per_s: self.requests as f64 / secs,
-            refused: named(&Refusal::ALL.map(Refusal::name), &self.refused),
-            attempt_errors: named(&CallError::ALL.map(CallError::name), &self.attempt_errors),
-            dead_letter_reasons: named(
-                &[
-                    GiveUp::AttemptsExhausted,
-                    GiveUp::NotRetryable,
-                    GiveUp::BudgetExhausted,
-                    GiveUp::QueueFullOnRetry,
-                ]
-                .map(GiveUp::name),
-                &self.dead_lettered,
-            ),
+            refused: named(&self.refused),
+            attempt_errors: named(&self.attempt_errors),
+            dead_letter_reasons: named(&self.dead_lettered),
             dlq_overflowed: self.dlq_overflowed,
             late_results: self.late_results,
             job_latency: self.job_latency.summary(),
             attempt_latency: self.attempt_latency.summary(),
         }
     }
+}
+
+/// Every count of `counts` under its kind's name.
+fn named<E>(counts: &EnumMap<E, u64>) -> BTreeMap<String, u64>
+where
+    E: EnumArray<u64> + Into<&'static str>,
+{
+    counts
+        .iter()
+        .map(|(e, n)| (e.into().to_owned(), *n))
+        .collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -236,6 +181,7 @@ pub struct StatsSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use enum_map::Enum;
 
     #[test]
     fn quantiles_come_out_within_three_significant_digits() {
@@ -262,13 +208,29 @@ mod tests {
     #[test]
     fn snapshot_names_every_error_kind() {
         let mut s = Stats::default();
-        s.refuse(Refusal::Shed);
-        s.attempt_failed(CallError::Timeout);
-        s.dead_letter(GiveUp::AttemptsExhausted);
+        s.refused[Refusal::Shed] += 1;
+        s.attempt_errors[CallError::Timeout] += 1;
+        s.dead_lettered[GiveUp::AttemptsExhausted] += 1;
         let snap = s.snapshot(Time::from_millis(1000));
         assert_eq!(snap.refused["shed"], 1);
-        assert_eq!(snap.refused.len(), Refusal::ALL.len());
+        assert_eq!(snap.refused.len(), Refusal::LENGTH);
+        assert_eq!(snap.dead_letter_reasons.len(), GiveUp::LENGTH);
         assert_eq!(snap.attempt_errors["timeout"], 1);
         assert_eq!(snap.dead_lettered, 1);
+    }
+
+    /// The derived names are the serde names, which traces and files use.
+    #[test]
+    fn names_are_the_serde_names() {
+        fn same<E: Enum + Serialize + Copy + Into<&'static str>>() {
+            for i in 0..E::LENGTH {
+                let e = E::from_usize(i);
+                let serde = serde_json::to_string(&e).expect("serialises");
+                assert_eq!(serde, format!("\"{}\"", e.into()));
+            }
+        }
+        same::<Refusal>();
+        same::<CallError>();
+        same::<GiveUp>();
     }
 }

@@ -10,17 +10,12 @@
 pub struct WorkerPool {
     slots: usize,
     busy: usize,
-    busy_max_seen: usize,
 }
 
 impl WorkerPool {
     pub fn new(slots: usize) -> WorkerPool {
         assert!(slots >= 1, "a worker pool needs at least one slot");
-        WorkerPool {
-            slots,
-            busy: 0,
-            busy_max_seen: 0,
-        }
+        WorkerPool { slots, busy: 0 }
     }
 
     /// Takes a slot if one is free.
@@ -29,7 +24,6 @@ impl WorkerPool {
             return false;
         }
         self.busy += 1;
-        self.busy_max_seen = self.busy_max_seen.max(self.busy);
         true
     }
 
@@ -50,10 +44,6 @@ impl WorkerPool {
     pub fn slots(&self) -> usize {
         self.slots
     }
-
-    pub fn busy_max_seen(&self) -> usize {
-        self.busy_max_seen
-    }
 }
 
 #[cfg(test)]
@@ -68,7 +58,7 @@ mod tests {
         assert!(!pool.try_acquire());
         pool.release();
         assert!(pool.try_acquire());
-        assert_eq!((pool.busy(), pool.busy_max_seen()), (2, 2));
+        assert_eq!(pool.busy(), 2);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use super::calls::{CallDone, CallRequest, Caller};
 use super::clock::Clock;
-use super::views::{DlqPage, JobView, LetterView, ReplayView, StatsView};
+use super::views::{DlqPage, JobView, LetterView, RedriveView, StatsView};
 use crate::relay::{Answer, Event, JobId, Outcome, Output, Relay, Request};
 use crate::time::Time;
 use bytes::Bytes;
@@ -47,11 +47,11 @@ pub enum Command {
         job: JobId,
         reply: oneshot::Sender<Option<LetterView>>,
     },
-    /// Replay these letters, or all of them.
-    Replay {
+    /// Redrive these letters, or all of them.
+    Redrive {
         letters: Option<Vec<JobId>>,
         cid: Arc<str>,
-        reply: oneshot::Sender<Vec<ReplayView>>,
+        reply: oneshot::Sender<Vec<RedriveView>>,
     },
     Stats {
         reply: oneshot::Sender<StatsView>,
@@ -255,12 +255,12 @@ impl RelayActor {
                 let letter = self.relay.dead_letters().get(job);
                 let _ = reply.send(letter.map(|l| LetterView::new(l, true)));
             }
-            Command::Replay {
+            Command::Redrive {
                 letters,
                 cid,
                 reply,
             } => {
-                let _ = reply.send(self.replay(letters, &cid));
+                let _ = reply.send(self.redrive(letters, &cid));
             }
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats());
@@ -292,33 +292,33 @@ impl RelayActor {
         let _ = reply.send(answer);
     }
 
-    fn replay(&mut self, letters: Option<Vec<JobId>>, cid: &Arc<str>) -> Vec<ReplayView> {
+    fn redrive(&mut self, letters: Option<Vec<JobId>>, cid: &Arc<str>) -> Vec<RedriveView> {
         let now = self.clock.now();
         let results = match letters {
             Some(ids) => ids
                 .into_iter()
-                .map(|id| (id, self.relay.replay(now, id)))
+                .map(|id| (id, self.relay.redrive(now, id)))
                 .collect(),
-            None => self.relay.replay_all(now),
+            None => self.relay.redrive_all(now),
         };
         for (letter, result) in &results {
             let old = self.cids.remove(letter);
             match result {
                 Ok(job) => {
-                    tracing::info!(%letter, %job, replay_cid = %cid, "dead letter replayed");
+                    tracing::info!(%letter, %job, redrive_cid = %cid, "dead letter redriven");
                     self.cids.insert(*job, old.unwrap_or_else(|| cid.clone()));
                 }
                 Err(e) => {
                     if let Some(old) = old {
                         self.cids.insert(*letter, old);
                     }
-                    tracing::info!(%letter, error = %e, "dead letter not replayed");
+                    tracing::info!(%letter, error = %e, "dead letter not redriven");
                 }
             }
         }
         results
             .into_iter()
-            .map(|(letter, r)| ReplayView::new(letter, r))
+            .map(|(letter, r)| RedriveView::new(letter, r))
             .collect()
     }
 

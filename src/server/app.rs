@@ -47,7 +47,7 @@ impl RelayServer {
     /// Binds `settings.server.listen` and starts serving on the current runtime.
     pub async fn start(settings: &Settings) -> anyhow::Result<RelayServer> {
         let relay = Relay::new(
-            &settings.relay,
+            &settings.relay.check()?,
             Seed(settings.server.seed).stream(Domain::Relay, 0),
         );
         let (handle, actor) = RelayHandle::new(
@@ -174,7 +174,7 @@ pub fn log_report(report: &DrainReport) {
         tracing::warn!(
             cid = cid.as_deref(),
             job = %job.job,
-            state = job.state,
+            state = job.state.name(),
             attempts = job.attempts,
             payload = %payload,
             "unfinished at shutdown"

@@ -17,7 +17,7 @@ use super::client::{uri, HttpClient, Reply};
 use super::config::{DownstreamConfig, Settings};
 use super::flaky::FaultConfig;
 use super::RelayServer;
-use crate::relay::stats::LatencyHistogram;
+use crate::relay::LatencyHistogram;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::routing::post;
 use axum::Router;

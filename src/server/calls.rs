@@ -12,8 +12,7 @@
 
 use super::client::{CallFailed, HttpClient};
 use super::flaky::SharedFlaky;
-use crate::relay::job::CallId;
-use crate::relay::retry::CallError;
+use crate::relay::{CallError, CallId};
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{StatusCode, Uri};

@@ -10,8 +10,8 @@
 //! file, line, column and field, or the flag or variable that set it.
 
 use super::flaky::{FaultConfig, LatencyKind};
-use crate::relay::config_error::{ensure, ensure_ms, ms_to_nanos, ConfigError};
-use crate::relay::RelayConfig;
+use crate::relay::{ensure, ensure_ms, ConfigError, RelayConfig};
+use crate::time::ms_to_nanos;
 use crate::toml_doc::{LocatedError, TomlDoc};
 use clap::builder::TypedValueParser;
 use serde::{Deserialize, Serialize};

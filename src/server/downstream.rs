@@ -16,7 +16,7 @@
 
 use super::flaky::{FaultConfig, FaultMode, Flaky, LatencyKind, SharedFlaky};
 use crate::fault::{DownstreamConfig, FailureMix, LatencyConfig, Ledger, LedgerReport, Switch};
-use crate::relay::retry::CallError;
+use crate::relay::CallError;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};

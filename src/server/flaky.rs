@@ -10,9 +10,9 @@
 
 use super::clock::Clock;
 use crate::fault::{DownstreamConfig, FaultModel, LatencyConfig, Switch, HANG_MS_MAX};
-use crate::relay::config_error::{ensure, ms_to_nanos, ConfigError};
-use crate::relay::retry::CallError;
+use crate::relay::{ensure, CallError, ConfigError};
 use crate::rng::{Domain, Seed};
+use crate::time::ms_to_nanos;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;

@@ -12,8 +12,7 @@ use super::metrics;
 use super::problem::Problem;
 use super::signature::{SignatureError, Signer};
 use super::views::{body_json, status_url, HttpRejections, StatsView};
-use crate::relay::stats::Refusal;
-use crate::relay::{Answer, JobId, Request};
+use crate::relay::{Answer, JobId, Refusal, Request};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::header::{CONTENT_TYPE, LOCATION};
@@ -38,8 +37,8 @@ pub const CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
 /// Dead letters listed per page, by default and at most.
 const DLQ_PAGE_DEFAULT: usize = 100;
 const DLQ_PAGE_MAX: usize = 1_000;
-/// Ids accepted in one `POST /dlq/replay`.
-const REPLAY_IDS_MAX: usize = 10_000;
+/// Ids accepted in one `POST /dlq/redrive`.
+const REDRIVE_IDS_MAX: usize = 10_000;
 /// Longest `X-Client-Id` honoured.
 const CLIENT_ID_BYTES_MAX: usize = 128;
 
@@ -113,7 +112,9 @@ pub fn router(relay: RelayHandle, policy: HttpPolicy) -> Router {
         .route("/relay", post(submit))
         .route("/relay/{id}", get(job_status))
         .route("/dlq", get(dlq_list))
-        .route("/dlq/replay", post(dlq_replay))
+        .route("/dlq/redrive", post(dlq_redrive))
+        // The route's first name, kept for existing callers.
+        .route("/dlq/replay", post(dlq_redrive))
         .route("/dlq/{id}", get(dlq_get))
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -502,14 +503,14 @@ async fn dlq_get(
     }
 }
 
-/// The body of `POST /dlq/replay`: empty or `{}` replays all.
+/// The body of `POST /dlq/redrive`: empty or `{}` redrives all.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReplayBody {
+struct RedriveBody {
     ids: Option<Vec<JobId>>,
 }
 
-fn replay_body(
+fn redrive_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Option<Vec<JobId>>, Problem> {
@@ -518,29 +519,29 @@ fn replay_body(
         return Ok(None);
     }
     require_json(headers)?;
-    let parsed: ReplayBody = serde_json::from_slice(&body).map_err(|e| {
+    let parsed: RedriveBody = serde_json::from_slice(&body).map_err(|e| {
         Problem::bad_request(
             "malformed-json",
             format!("expected {{\"ids\": [job, …]}}: {e}"),
         )
     })?;
     match parsed.ids {
-        Some(ids) if ids.len() > REPLAY_IDS_MAX => Err(Problem::bad_request(
+        Some(ids) if ids.len() > REDRIVE_IDS_MAX => Err(Problem::bad_request(
             "too-many-ids",
-            format!("at most {REPLAY_IDS_MAX} ids per replay"),
+            format!("at most {REDRIVE_IDS_MAX} ids per redrive"),
         )),
         Some(ids) => Ok(Some(ids)),
         None => Ok(None),
     }
 }
 
-async fn dlq_replay(
+async fn dlq_redrive(
     State(app): State<App>,
     Extension(CorrelationId(cid)): Extension<CorrelationId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let letters = match replay_body(&headers, body) {
+    let letters = match redrive_body(&headers, body) {
         Ok(l) => l,
         Err(p) => {
             app.rejections.count(&p);
@@ -550,7 +551,7 @@ async fn dlq_replay(
     let cid_for_relay = cid.clone();
     let results = app
         .relay
-        .ask(|reply| Command::Replay {
+        .ask(|reply| Command::Redrive {
             letters,
             cid: cid_for_relay,
             reply,
@@ -558,10 +559,10 @@ async fn dlq_replay(
         .await;
     match results {
         Ok(results) => {
-            let replayed = results.iter().filter(|r| r.job.is_some()).count();
+            let redriven = results.iter().filter(|r| r.job.is_some()).count();
             let body = serde_json::json!({
-                "replayed": replayed,
-                "not_replayed": results.len() - replayed,
+                "redriven": redriven,
+                "not_redriven": results.len() - redriven,
                 "results": results,
             });
             Json(body).into_response()

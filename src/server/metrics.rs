@@ -7,8 +7,7 @@
 //! `_sum` and `_count`) straight from the relay's HDR histograms.
 
 use super::views::StatsView;
-use crate::relay::breaker::BreakerState;
-use crate::relay::stats::LatencySummary;
+use crate::relay::{BreakerState, LatencySummary};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -224,7 +223,7 @@ fn escape(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::stats::Stats;
+    use crate::relay::Stats;
     use crate::time::Time;
 
     #[test]

@@ -1,4 +1,4 @@
-//! What the HTTP API shows of the relay: jobs, dead letters, replays, stats.
+//! What the HTTP API shows of the relay: jobs, dead letters, redrives, stats.
 //!
 //! The relay's own types carry virtual times and raw payloads; these views
 //! give times in milliseconds since the server started, payloads and
@@ -6,12 +6,10 @@
 //! URL wherever a job is named, so a client can follow links instead of
 //! building paths.
 
-use crate::relay::breaker::BreakerState;
-use crate::relay::dlq::DeadLetter;
-use crate::relay::relay::JobStatus;
-use crate::relay::retry::{CallError, GiveUp};
-use crate::relay::stats::StatsSnapshot;
-use crate::relay::{JobId, ReplayError};
+use crate::relay::{
+    BreakerState, CallError, DeadLetter, GiveUp, JobId, JobState, JobStatus, RedriveError,
+    StatsSnapshot,
+};
 use crate::time::Time;
 use bytes::Bytes;
 use serde::Serialize;
@@ -37,7 +35,7 @@ pub struct JobView {
     pub job: JobId,
     pub status_url: String,
     /// queued, in-flight, backing-off, succeeded or dead-lettered.
-    pub state: &'static str,
+    pub state: JobState,
     pub attempts: u32,
     pub accepted_at_ms: f64,
     pub finished_at_ms: Option<f64>,
@@ -71,7 +69,7 @@ pub struct LetterView {
     pub last_error: CallError,
     pub accepted_at_ms: f64,
     pub dead_at_ms: f64,
-    pub replays: u32,
+    pub redrives: u32,
     pub payload_bytes: usize,
     /// Only when one letter is asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,7 +87,7 @@ impl LetterView {
             last_error: l.last_error,
             accepted_at_ms: ms(l.accepted_at),
             dead_at_ms: ms(l.dead_at),
-            replays: l.replays,
+            redrives: l.redrives,
             payload_bytes: l.payload.len(),
             payload: with_payload.then(|| body_json(&l.payload)),
         }
@@ -107,28 +105,28 @@ pub struct DlqPage {
     pub next_after: Option<JobId>,
 }
 
-/// What became of one replayed letter.
+/// What became of one redriven letter.
 #[derive(Clone, Debug, Serialize)]
-pub struct ReplayView {
+pub struct RedriveView {
     pub letter: JobId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job: Option<JobId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ReplayError>,
+    pub error: Option<RedriveError>,
 }
 
-impl ReplayView {
-    pub fn new(letter: JobId, result: Result<JobId, ReplayError>) -> ReplayView {
+impl RedriveView {
+    pub fn new(letter: JobId, result: Result<JobId, RedriveError>) -> RedriveView {
         match result {
-            Ok(job) => ReplayView {
+            Ok(job) => RedriveView {
                 letter,
                 job: Some(job),
                 status_url: Some(status_url(job)),
                 error: None,
             },
-            Err(e) => ReplayView {
+            Err(e) => RedriveView {
                 letter,
                 job: None,
                 status_url: None,

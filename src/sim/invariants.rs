@@ -12,8 +12,7 @@
 //! - a key whose job succeeded never reaches the downstream again while
 //!   its idempotency record lives.
 
-use crate::relay::breaker::BreakerState;
-use crate::relay::job::JobId;
+use crate::relay::{BreakerState, JobId};
 use crate::time::Time;
 use std::fmt;
 
@@ -59,7 +58,7 @@ impl Checker {
             live_count: 0,
             breaker: BreakerState::Closed,
             succeeded_ns: Vec::new(),
-            ttl_ns: crate::relay::config_error::ms_to_nanos(idempotency_ttl_ms),
+            ttl_ns: crate::time::ms_to_nanos(idempotency_ttl_ms),
             queued_in: 0,
             calls: 0,
             attempts_ended: 0,

@@ -3,8 +3,7 @@
 
 use super::clients::ClientsConfig;
 use super::downstream::DownstreamConfig;
-use crate::relay::config_error::{ensure, ConfigError};
-use crate::relay::RelayConfig;
+use crate::relay::{ensure, ConfigError, RelayConfig};
 use crate::toml_doc::{LocatedError, TomlDoc};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

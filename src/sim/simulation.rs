@@ -16,12 +16,11 @@ use super::scenario::Scenario;
 use super::scheduler::Scheduler;
 use super::summary::{Counters, Summary};
 use super::trace::{SimRecord, Trace, TraceRecord};
-use crate::relay::config_error::ms_to_nanos;
-use crate::relay::job::{CallId, JobId, Outcome};
-use crate::relay::retry::CallError;
-use crate::relay::stats::LatencyHistogram;
-use crate::relay::{Answer, Event, Output, Relay};
+use crate::relay::{
+    Answer, CallError, CallId, Event, JobId, LatencyHistogram, Outcome, Output, Relay,
+};
 use crate::rng::{Domain, Seed};
+use crate::time::ms_to_nanos;
 use crate::time::Time;
 use std::time::Duration;
 
@@ -135,7 +134,8 @@ impl Simulation {
     /// Sets up a run of a validated scenario.
     pub fn new(scenario: &Scenario, opts: &SimOptions) -> Simulation {
         let seed = Seed(opts.seed);
-        let relay = Relay::new(&scenario.relay, seed.stream(Domain::Relay, 0));
+        let relay_settings = scenario.relay.check().expect("the scenario was validated");
+        let relay = Relay::new(&relay_settings, seed.stream(Domain::Relay, 0));
         let horizon = (scenario.horizon_s > 0.0).then(|| Time::from_secs_f64(scenario.horizon_s));
         let mut sim = Simulation {
             scenario_name: scenario.name.clone(),
@@ -154,9 +154,7 @@ impl Simulation {
             checker: Checker::new(scenario.relay.idempotency.ttl_ms),
             trace: (opts.trace_records_max > 0).then(|| Trace::new(opts.trace_records_max)),
             c: Counters::default(),
-            bucket_ns: opts
-                .calls_bucket_ms
-                .map(|ms| crate::relay::config_error::ms_to_nanos(ms).max(1)),
+            bucket_ns: opts.calls_bucket_ms.map(|ms| ms_to_nanos(ms).max(1)),
             calls_per_bucket: Vec::new(),
         };
         sim.drain_clients(Time::ZERO);
@@ -324,7 +322,7 @@ impl Simulation {
                             self.c.breaker_transitions += 1;
                         }
                         Event::AttemptFailed { .. } => self.checker.attempt_ended(),
-                        Event::Requeued { .. } | Event::Replayed { .. } => self.checker.enqueued(),
+                        Event::Requeued { .. } | Event::Redriven { .. } => self.checker.enqueued(),
                         _ => {}
                     }
                     self.record_relay(now, e);

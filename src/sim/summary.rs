@@ -1,9 +1,7 @@
 //! What a run amounts to: the numbers `simulate` prints.
 
 use super::downstream::Downstream;
-use crate::relay::retry::GiveUp;
-use crate::relay::stats::{LatencyHistogram, LatencySummary, Refusal};
-use crate::relay::Relay;
+use crate::relay::{GiveUp, LatencyHistogram, LatencySummary, Refusal, Relay};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -59,7 +57,7 @@ pub struct Summary {
     /// Of those, retries that found the queue full.
     pub dead_lettered_queue_full: u64,
     pub dlq_overflowed: u64,
-    pub dlq_replayed: u64,
+    pub dlq_redriven: u64,
     /// Letters in the dead-letter queue at the end; when it is full the relay
     /// refuses new work (503) until it is drained.
     pub dlq_held: u64,
@@ -110,9 +108,9 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Jobs started by replaying a dead letter (they are not `accepted`).
-    pub fn dlq_replays(&self) -> u64 {
-        self.dlq_replayed
+    /// Jobs started by redriving a dead letter (they are not `accepted`).
+    pub fn dlq_redrives(&self) -> u64 {
+        self.dlq_redriven
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -148,9 +146,9 @@ impl Summary {
             keys_evicted_early: relay.idempotency_evicted_early(),
             succeeded: s.succeeded,
             dead_lettered: s.dead_lettered_total(),
-            dead_lettered_queue_full: s.dead_lettered[GiveUp::QueueFullOnRetry as usize],
+            dead_lettered_queue_full: s.dead_lettered[GiveUp::QueueFullOnRetry],
             dlq_overflowed: c.dlq_overflowed,
-            dlq_replayed: s.dlq_replayed,
+            dlq_redriven: s.dlq_redriven,
             dlq_held: relay.dead_letters().len() as u64,
             dlq_full: relay.dead_letters().is_full(),
             still_in_flight: relay.live_jobs() as u64,

@@ -4,9 +4,7 @@
 //! tests pin: every arrival, answer, attempt, outcome, breaker transition
 //! and dead letter, in the order the simulator saw them.
 
-use crate::relay::job::JobId;
-use crate::relay::retry::CallError;
-use crate::relay::Event;
+use crate::relay::{CallError, Event, JobId};
 use crate::time::Time;
 use serde::Serialize;
 use std::io::Write;

@@ -11,12 +11,9 @@
 use super::clients::{ClientRetryConfig, ClientsConfig};
 use super::downstream::{DownstreamConfig, LatencyConfig};
 use super::scenario::Scenario;
-use crate::relay::backoff::{BackoffConfig, BackoffKind};
-use crate::relay::dlq::DlqConfig;
-use crate::relay::idempotency::IdempotencyConfig;
-use crate::relay::queue::QueueConfig;
-use crate::relay::retry::RetryConfig;
-use crate::relay::RelayConfig;
+use crate::relay::{
+    BackoffConfig, BackoffKind, DlqConfig, IdempotencyConfig, QueueConfig, RelayConfig, RetryConfig,
+};
 
 /// The knobs that tell the standard workloads apart.
 #[derive(Clone, Copy, Debug, PartialEq)]

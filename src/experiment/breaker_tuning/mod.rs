@@ -17,7 +17,7 @@ use super::knobs;
 use super::metrics::Metric;
 use super::registry::{Context, Experiment, ExperimentError, Outputs};
 use super::scenario_runs::{self, defined_if};
-use crate::relay::breaker::{BreakerConfig, TripConfig};
+use crate::relay::{BreakerConfig, TripConfig};
 use crate::sim::{Scenario, SimResult};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;

@@ -6,7 +6,7 @@ use crate::experiment::metrics::{self, Column, PointSummary};
 use crate::experiment::registry::Outputs;
 use crate::experiment::sweep::Trial;
 use crate::experiment::table::Cell;
-use crate::relay::breaker::TripConfig;
+use crate::relay::TripConfig;
 use std::fmt::Write as _;
 
 const X_LABEL: &str = "breaker open duration (s)";

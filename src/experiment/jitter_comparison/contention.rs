@@ -22,7 +22,7 @@
 
 use super::options::ContentionOptions;
 use super::strategy::Strategy;
-use crate::relay::backoff::{Backoff, BackoffState};
+use crate::relay::{Backoff, BackoffState};
 use crate::rng::{Domain, Seed, Stream};
 use rand::Rng;
 use rand_distr::StandardNormal;

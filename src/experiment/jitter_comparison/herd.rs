@@ -103,7 +103,7 @@ fn idle_after_s(calls_per_bucket: &[u32], from_s: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::backoff::BackoffKind;
+    use crate::relay::BackoffKind;
 
     const BASE: &str = r#"
 name = "herd"

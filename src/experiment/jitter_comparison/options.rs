@@ -5,7 +5,7 @@ use crate::experiment::definition::{Checks, DefinitionErrors};
 use crate::experiment::registry::Context;
 use crate::experiment::scenario_runs;
 use crate::experiment::seeds::{SeedSet, SEEDS_PER_POINT_MAX};
-use crate::relay::backoff::BackoffConfig;
+use crate::relay::BackoffConfig;
 use crate::sim::Scenario;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;

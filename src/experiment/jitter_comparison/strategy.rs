@@ -1,6 +1,6 @@
 //! The five client strategies the jitter comparison sets against each other.
 
-use crate::relay::backoff::BackoffKind;
+use crate::relay::BackoffKind;
 use serde::Serialize;
 
 /// What a client does between a failed write and its next read.

@@ -15,7 +15,7 @@ use super::knobs;
 use super::metrics::Metric;
 use super::registry::{Context, Experiment, ExperimentError, Outputs};
 use super::scenario_runs::{self, defined_if, ratio};
-use crate::relay::config::WORKERS_LIMIT;
+use crate::relay::WORKERS_LIMIT;
 use crate::sim::{Scenario, SimResult};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;

@@ -1,9 +1,7 @@
 //! How a population of clients is written: open or closed loop, its rate
 //! or size, and how each client retries.
 
-use crate::relay::backoff::{BackoffConfig, BackoffKind};
-use crate::relay::config_error::{ensure, ensure_ms, ConfigError};
-use crate::relay::retry::ATTEMPTS_LIMIT;
+use crate::relay::{ensure, ensure_ms, BackoffConfig, BackoffKind, ConfigError, ATTEMPTS_LIMIT};
 use serde::{Deserialize, Serialize};
 
 /// How a client retries one logical request.

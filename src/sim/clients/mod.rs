@@ -24,12 +24,12 @@ pub use arrivals::Arrivals;
 pub use config::{ClientRetryConfig, ClientsConfig, RatePhase, POPULATION_MAX, REQUESTS_MAX};
 
 use super::trace::SimRecord;
-use crate::relay::backoff::{Backoff, BackoffState};
-use crate::relay::config_error::ms_to_nanos;
-use crate::relay::job::JobId;
-use crate::relay::stats::{LatencyHistogram, Refusal};
+use crate::relay::JobId;
 use crate::relay::{Answer, Request};
+use crate::relay::{Backoff, BackoffState};
+use crate::relay::{LatencyHistogram, Refusal};
 use crate::rng::{exponential, unit, Domain, Seed};
+use crate::time::ms_to_nanos;
 use crate::time::Time;
 use slab::Slab;
 use std::collections::VecDeque;
@@ -495,7 +495,7 @@ mod tests {
     //! requests, timers and records out.
 
     use super::*;
-    use crate::relay::backoff::{BackoffConfig, BackoffKind};
+    use crate::relay::{BackoffConfig, BackoffKind};
 
     fn retry(attempts_max: u32, timeout_ms: f64) -> ClientRetryConfig {
         ClientRetryConfig {
