@@ -50,7 +50,7 @@ fn drain(r: &mut TestRelay) -> (Vec<CallId>, Vec<Outcome<u32>>) {
     while let Some(o) = r.poll_output() {
         match o {
             Output::Call { call, .. } => calls.push(call),
-            Output::Finished { outcome, .. } => done.push(outcome),
+            Output::Finished(f) => done.push(f.outcome),
             _ => {}
         }
     }

@@ -34,6 +34,6 @@ pub use idempotency::IdempotencyConfig;
 pub use job::{CallId, JobId, JobState, JobStatus, Outcome};
 pub use queue::QueueConfig;
 pub use rate_limit::RateLimitConfig;
-pub use relay::{Event, Output, Relay};
+pub use relay::{Event, Finished, Output, Relay};
 pub use retry::{CallError, GiveUp, RetryBudgetConfig, RetryConfig, ATTEMPTS_LIMIT};
 pub use stats::{LatencyHistogram, LatencySummary, Stats, StatsSnapshot};

@@ -75,6 +75,17 @@ pub enum Event {
     },
 }
 
+/// A job that ended, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finished<K, P> {
+    pub job: JobId,
+    pub key: Option<K>,
+    pub attempts: u32,
+    /// From acceptance to the end.
+    pub latency: Duration,
+    pub outcome: Outcome<P>,
+}
+
 /// What the relay wants its driver to do or know.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output<K, P> {
@@ -86,13 +97,7 @@ pub enum Output<K, P> {
         timeout: Option<Duration>,
     },
     /// A job ended; `Succeeded` answers are also kept for replays.
-    Finished {
-        job: JobId,
-        key: Option<K>,
-        attempts: u32,
-        latency: Duration,
-        outcome: Outcome<P>,
-    },
+    Finished(Finished<K, P>),
     /// The dead-letter queue was full: this letter is not stored anywhere
     /// else, so the driver must record it (log it in full, count it).
     Overflowed(Box<DeadLetter<K, P>>),
@@ -522,13 +527,13 @@ impl<K: Key, P: Payload> Relay<K, P> {
         self.stats.succeeded += 1;
         self.stats.job_latency.record(latency);
         self.remember(now, &job, JobState::Succeeded, Some(response.clone()));
-        self.outputs.push_back(Output::Finished {
+        self.outputs.push_back(Output::Finished(Finished {
             job: id,
             key: job.key,
             attempts: job.attempts,
             latency,
             outcome: Outcome::Succeeded { response },
-        });
+        }));
     }
 
     fn dead_letter(&mut self, now: Time, id: JobId, reason: GiveUp, last_error: CallError) {
@@ -558,13 +563,13 @@ impl<K: Key, P: Payload> Relay<K, P> {
             self.outputs.push_back(Output::Overflowed(Box::new(letter)));
         }
         let outcome = Outcome::DeadLettered { reason, last_error };
-        self.outputs.push_back(Output::Finished {
+        self.outputs.push_back(Output::Finished(Finished {
             job: id,
             key,
             attempts,
             latency,
             outcome,
-        });
+        }));
     }
 
     /// Keeps a finished job's status for look-ups, bounded by `history_max`.

@@ -10,7 +10,7 @@
 use super::calls::{CallDone, CallRequest, Caller};
 use super::clock::Clock;
 use super::views::{DlqPage, JobView, LetterView, RedriveView, StatsView};
-use crate::relay::{Answer, Event, JobId, Outcome, Output, Relay, Request};
+use crate::relay::{Answer, Event, Finished, JobId, Outcome, Output, Relay, Request};
 use crate::time::Time;
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
@@ -401,13 +401,7 @@ impl RelayActor {
                     self.ready.push_back(done);
                 }
             }
-            Output::Finished {
-                job,
-                key,
-                attempts,
-                latency,
-                outcome,
-            } => self.finished(job, key, attempts, latency, outcome),
+            Output::Finished(done) => self.finished(done),
             Output::Forgotten { key } => {
                 if let Some(keys) = self.forgotten.admit(self.clock.now()) {
                     tracing::warn!(
@@ -434,16 +428,10 @@ impl RelayActor {
         }
     }
 
-    fn finished(
-        &mut self,
-        job: JobId,
-        key: Option<Key>,
-        attempts: u32,
-        latency: std::time::Duration,
-        outcome: Outcome<Bytes>,
-    ) {
+    fn finished(&mut self, done: Finished<Key, Bytes>) {
+        let (job, key, attempts, latency) = (done.job, done.key, done.attempts, done.latency);
         let latency_ms = latency.as_secs_f64() * 1e3;
-        match outcome {
+        match done.outcome {
             Outcome::Succeeded { .. } => {
                 let cid = self.cids.remove(&job);
                 tracing::debug!(cid = cid.as_deref(), %job, key = key.as_deref(), attempts, latency_ms, "job succeeded");

@@ -22,6 +22,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
+use hyper::Uri;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -159,33 +160,19 @@ async fn accept_paths(args: &BenchArgs) -> anyhow::Result<()> {
     let per_round = Duration::from_secs_f64(args.secs / args.rounds as f64);
     let (mut bare, mut accept) = (Loop::default(), Loop::default());
     let mut ratios = Vec::with_capacity(args.rounds);
+    let round_of = |run: bool, target: &'static str, uri: &Uri, round: usize| {
+        let (client, uri) = (&client, uri.clone());
+        async move {
+            if !run {
+                return Loop::default();
+            }
+            let label = format!("{target}-{round}");
+            closed_loop(client, &uri, &label, per_round, args.concurrency).await
+        }
+    };
     for round in 0..args.rounds {
-        let run_bare = args.only != Some(Only::Relay);
-        let run_relay = args.only != Some(Only::Bare);
-        let b = if run_bare {
-            closed_loop(
-                &client,
-                &bare_uri,
-                &format!("bare-{round}"),
-                per_round,
-                args.concurrency,
-            )
-            .await
-        } else {
-            Loop::default()
-        };
-        let r = if run_relay {
-            closed_loop(
-                &client,
-                &relay_uri,
-                &format!("relay-{round}"),
-                per_round,
-                args.concurrency,
-            )
-            .await
-        } else {
-            Loop::default()
-        };
+        let b = round_of(args.only != Some(Only::Relay), "bare", &bare_uri, round).await;
+        let r = round_of(args.only != Some(Only::Bare), "relay", &relay_uri, round).await;
         ratios.push(r.rps() / b.rps().max(1e-9));
         bare.add(b);
         accept.add(r);

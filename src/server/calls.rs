@@ -222,23 +222,18 @@ mod tests {
 
     #[test]
     fn statuses_map_onto_outcomes() {
-        assert_eq!(classify(StatusCode::OK), Ok(()));
-        assert_eq!(classify(StatusCode::ACCEPTED), Ok(()));
-        assert_eq!(
-            classify(StatusCode::TOO_MANY_REQUESTS),
-            Err(CallError::Throttled)
-        );
-        assert_eq!(
-            classify(StatusCode::UNPROCESSABLE_ENTITY),
-            Err(CallError::ClientError)
-        );
-        assert_eq!(
-            classify(StatusCode::SERVICE_UNAVAILABLE),
-            Err(CallError::ServerError)
-        );
-        assert_eq!(
-            classify(StatusCode::MOVED_PERMANENTLY),
-            Err(CallError::ServerError)
-        );
+        for (status, outcome) in [
+            (StatusCode::OK, Ok(())),
+            (StatusCode::ACCEPTED, Ok(())),
+            (StatusCode::TOO_MANY_REQUESTS, Err(CallError::Throttled)),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Err(CallError::ClientError),
+            ),
+            (StatusCode::SERVICE_UNAVAILABLE, Err(CallError::ServerError)),
+            (StatusCode::MOVED_PERMANENTLY, Err(CallError::ServerError)),
+        ] {
+            assert_eq!(classify(status), outcome, "{status}");
+        }
     }
 }

@@ -143,23 +143,18 @@ async fn submit(State(app): State<App>, request: axum::extract::Request) -> Resp
     let request = match app.check(peer, &parts.headers, body) {
         Ok(r) => r,
         Err(problem) => {
-            app.rejections.count(&problem);
             tracing::debug!(status = problem.status().as_u16(), detail = %problem.detail, "refused by the HTTP layer");
-            return problem.correlation_id(&cid).into_response();
+            return app.refuse(problem, &cid);
         }
     };
-    let cid_for_relay = cid.clone();
-    let answer = app
-        .relay
-        .ask(|reply| Command::Submit {
-            request,
-            cid: cid_for_relay,
-            reply,
-        })
-        .await;
-    match answer {
+    let submit = |cid, reply| Command::Submit {
+        request,
+        cid,
+        reply,
+    };
+    match app.ask_for(&cid, submit).await {
         Ok(a) => answer_response(a, &cid, app.relay.is_draining()),
-        Err(e) => app.busy(e, &cid),
+        Err(busy) => busy,
     }
 }
 
@@ -191,6 +186,26 @@ impl AppState {
             fingerprint: fingerprint(&body),
             payload: body,
         })
+    }
+
+    /// Counts a problem the HTTP layer answers itself, and answers it.
+    fn refuse(&self, problem: Problem, cid: &Arc<str>) -> Response {
+        self.rejections.count(&problem);
+        problem.correlation_id(cid).into_response()
+    }
+
+    /// Asks the relay's task on behalf of request `cid`: its reply, or the
+    /// answer to give when the task cannot take the question.
+    async fn ask_for<T>(
+        &self,
+        cid: &Arc<str>,
+        make: impl FnOnce(Arc<str>, tokio::sync::oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Response> {
+        let for_relay = cid.clone();
+        self.relay
+            .ask(|reply| make(for_relay, reply))
+            .await
+            .map_err(|e| self.busy(e, cid))
     }
 
     fn busy(&self, e: Unavailable, cid: &Arc<str>) -> Response {
@@ -415,22 +430,36 @@ async fn reply<T: serde::Serialize>(
     }
 }
 
+/// `GET …/{id}`: parses the id, asks the relay's task, answers the view,
+/// or 404 with `missing(id)`.
+async fn look_up<V: serde::Serialize>(
+    app: &App,
+    cid: &Arc<str>,
+    raw: &str,
+    make: impl FnOnce(JobId, tokio::sync::oneshot::Sender<Option<V>>) -> Command,
+    missing: impl FnOnce(JobId) -> String,
+) -> Response {
+    let job = match parse_job(raw) {
+        Ok(j) => j,
+        Err(p) => return p.correlation_id(cid).into_response(),
+    };
+    match app.relay.ask(|reply| make(job, reply)).await {
+        Ok(Some(view)) => Json(view).into_response(),
+        Ok(None) => Problem::not_found(missing(job))
+            .correlation_id(cid)
+            .into_response(),
+        Err(e) => app.busy(e, cid),
+    }
+}
+
 async fn job_status(
     State(app): State<App>,
     Extension(CorrelationId(cid)): Extension<CorrelationId>,
     Path(raw): Path<String>,
 ) -> Response {
-    let job = match parse_job(&raw) {
-        Ok(j) => j,
-        Err(p) => return p.correlation_id(&cid).into_response(),
-    };
-    match app.relay.ask(|reply| Command::Status { job, reply }).await {
-        Ok(Some(view)) => Json(view).into_response(),
-        Ok(None) => Problem::not_found(format!("no job {job} (never accepted, or forgotten)"))
-            .correlation_id(&cid)
-            .into_response(),
-        Err(e) => app.busy(e, &cid),
-    }
+    let status = |job, reply| Command::Status { job, reply };
+    let missing = |job| format!("no job {job} (never accepted, or forgotten)");
+    look_up(&app, &cid, &raw, status, missing).await
 }
 
 /// `?after=<job>&limit=<n>` of `GET /dlq`.
@@ -486,21 +515,9 @@ async fn dlq_get(
     Extension(CorrelationId(cid)): Extension<CorrelationId>,
     Path(raw): Path<String>,
 ) -> Response {
-    let job = match parse_job(&raw) {
-        Ok(j) => j,
-        Err(p) => return p.correlation_id(&cid).into_response(),
-    };
-    match app
-        .relay
-        .ask(|reply| Command::DeadLetter { job, reply })
-        .await
-    {
-        Ok(Some(view)) => Json(view).into_response(),
-        Ok(None) => Problem::not_found(format!("no dead letter {job}"))
-            .correlation_id(&cid)
-            .into_response(),
-        Err(e) => app.busy(e, &cid),
-    }
+    let letter = |job, reply| Command::DeadLetter { job, reply };
+    let missing = |job| format!("no dead letter {job}");
+    look_up(&app, &cid, &raw, letter, missing).await
 }
 
 /// The body of `POST /dlq/redrive`: empty or `{}` redrives all.
@@ -543,21 +560,14 @@ async fn dlq_redrive(
 ) -> Response {
     let letters = match redrive_body(&headers, body) {
         Ok(l) => l,
-        Err(p) => {
-            app.rejections.count(&p);
-            return p.correlation_id(&cid).into_response();
-        }
+        Err(p) => return app.refuse(p, &cid),
     };
-    let cid_for_relay = cid.clone();
-    let results = app
-        .relay
-        .ask(|reply| Command::Redrive {
-            letters,
-            cid: cid_for_relay,
-            reply,
-        })
-        .await;
-    match results {
+    let redrive = |cid, reply| Command::Redrive {
+        letters,
+        cid,
+        reply,
+    };
+    match app.ask_for(&cid, redrive).await {
         Ok(results) => {
             let redriven = results.iter().filter(|r| r.job.is_some()).count();
             let body = serde_json::json!({
@@ -567,7 +577,7 @@ async fn dlq_redrive(
             });
             Json(body).into_response()
         }
-        Err(e) => app.busy(e, &cid),
+        Err(busy) => busy,
     }
 }
 

@@ -17,7 +17,7 @@ use super::scheduler::Scheduler;
 use super::summary::{Counters, Summary};
 use super::trace::{SimRecord, Trace, TraceRecord};
 use crate::relay::{
-    Answer, CallError, CallId, Event, JobId, LatencyHistogram, Outcome, Output, Relay,
+    Answer, CallError, CallId, Event, Finished, JobId, LatencyHistogram, Output, Relay,
 };
 use crate::rng::{Domain, Seed};
 use crate::time::ms_to_nanos;
@@ -303,13 +303,7 @@ impl Simulation {
         while let Some(out) = self.relay.poll_output() {
             match out {
                 Output::Call { call, key, .. } => self.start_call(now, call, key)?,
-                Output::Finished {
-                    job,
-                    key,
-                    attempts,
-                    latency,
-                    outcome,
-                } => self.job_finished(now, job, key, attempts, latency, outcome)?,
+                Output::Finished(done) => self.job_finished(now, done)?,
                 Output::Overflowed(letter) => {
                     self.c.dlq_overflowed += 1;
                     self.record(now, SimRecord::DlqOverflow { job: letter.job });
@@ -368,17 +362,10 @@ impl Simulation {
         Ok(())
     }
 
-    fn job_finished(
-        &mut self,
-        now: Time,
-        job: JobId,
-        key: Option<u64>,
-        attempts: u32,
-        latency: Duration,
-        outcome: Outcome<()>,
-    ) -> Result<(), Violation> {
+    fn job_finished(&mut self, now: Time, done: Finished<u64, ()>) -> Result<(), Violation> {
+        let (job, key, attempts, latency) = (done.job, done.key, done.attempts, done.latency);
         self.checker.finished(now, job)?;
-        let success = outcome.is_success();
+        let success = done.outcome.is_success();
         if success {
             self.checker.attempt_ended();
             if let Some(k) = key {
