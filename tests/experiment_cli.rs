@@ -59,8 +59,11 @@ fn list_names_the_experiment_and_its_definition() {
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     for name in [
+        "breaker-tuning",
+        "dlq-sizing",
         "jitter-comparison",
         "queue-sizing",
+        "rate-limit-sizing",
         "timeout-tuning",
         "worker-pool-sizing",
     ] {
@@ -70,6 +73,11 @@ fn list_names_the_experiment_and_its_definition() {
             "{stdout}"
         );
     }
+    // A sweep's line is its `question`, read from the TOML file.
+    assert!(
+        stdout.contains("Per-client rate limit against one noisy client"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -166,7 +174,7 @@ fn a_type_error_names_field_and_line() {
 fn unknown_names_and_misplaced_files_are_explained() {
     let out = run(&["experiment", "no-such-thing"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("known: breaker-tuning, jitter-comparison"));
+    assert!(text(&out.stderr).contains("known: breaker-tuning, dlq-sizing, jitter-comparison"));
     let out = run(&["experiment", "run"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("needs a definition file"));
@@ -188,6 +196,8 @@ fn all_runs_every_experiment() {
         "queue-sizing/queue_sizing.csv",
         "timeout-tuning/timeout_tuning.csv",
         "worker-pool-sizing/worker_pool_sizing.csv",
+        "rate-limit-sizing/rate_limit_sizing.csv",
+        "dlq-sizing/dlq_sizing_summary.csv",
     ] {
         assert!(dir.join(file).exists(), "{file}");
     }

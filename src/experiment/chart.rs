@@ -42,7 +42,8 @@ pub enum Scale {
 }
 
 /// Corner of the plot the legend is drawn in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Legend {
     UpperLeft,
     UpperRight,
@@ -83,6 +84,16 @@ pub struct LineChart {
     /// Where the legend sits: the corner the data leave free.
     pub legend: Legend,
     pub series: Vec<Series>,
+    /// An x range drawn as a grey band behind the lines (e.g. an outage).
+    pub shade: Option<Shade>,
+}
+
+/// A marked stretch of the x axis, named in the legend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shade {
+    pub from: f64,
+    pub to: f64,
+    pub label: String,
 }
 
 /// A chart that could not be drawn.

@@ -2,7 +2,7 @@
 
 use super::definition::Definition;
 use super::registry;
-use super::runner::{run_all, run_definition, run_named, RunReport, RunSettings};
+use super::runner::{question, run_all, run_definition, run_named, RunReport, RunSettings};
 use anyhow::Context as _;
 use std::path::PathBuf;
 
@@ -82,16 +82,14 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The text of `experiment list`.
+/// The text of `experiment list`: each built-in definition and what it asks.
 pub fn list_text() -> String {
     let mut text = String::new();
-    for experiment in registry::registry() {
+    for (name, source) in registry::BUILT_IN {
+        let asks = question(&Definition::built_in(name, source)).unwrap_or_default();
         text.push_str(&format!(
-            "{:<24} {}\n{:<24} definition: experiments/{}.toml\n",
-            experiment.name(),
-            experiment.description(),
-            "",
-            experiment.name()
+            "{name:<24} {asks}\n{:<24} definition: experiments/{name}.toml\n",
+            ""
         ));
     }
     text

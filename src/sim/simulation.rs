@@ -375,6 +375,7 @@ impl Simulation {
 
     fn new_logical(&mut self, now: Time, source: u16, member: u32, client: u32) -> usize {
         self.c.arrivals += 1;
+        self.c.population(source).requests += 1;
         let key = self.next_key;
         self.next_key += 1;
         self.requests.insert(Logical {
@@ -501,6 +502,7 @@ impl Simulation {
             self.c.client_abandoned += 1;
         } else {
             self.c.client_succeeded += 1;
+            self.c.population(l.source).client_succeeded += 1;
             self.client_latency.record(latency);
         }
         self.record(

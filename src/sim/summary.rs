@@ -29,6 +29,28 @@ pub struct Counters {
     pub queue_bytes_max: u64,
     /// When the last logical request got its final answer.
     pub client_done_last: Time,
+    /// Per `[[clients]]` population, in scenario order.
+    pub populations: Vec<PopulationCounts>,
+}
+
+/// What one `[[clients]]` population asked for and got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PopulationCounts {
+    /// Logical requests it created.
+    pub requests: u64,
+    /// Of those, the ones that got a success.
+    pub client_succeeded: u64,
+}
+
+impl Counters {
+    /// Population `source`'s counts (a scenario has at most 64 populations).
+    pub fn population(&mut self, source: u16) -> &mut PopulationCounts {
+        let i = usize::from(source);
+        if self.populations.len() <= i {
+            self.populations.resize(i + 1, PopulationCounts::default());
+        }
+        &mut self.populations[i]
+    }
 }
 
 /// The run's outcome. Deterministic: same scenario and seed, same bytes.
@@ -104,6 +126,10 @@ pub struct Summary {
     pub scheduler_events: u64,
     pub scheduler_depth_max: u64,
     pub invariant_checks: u64,
+    /// Per `[[clients]]` population, in scenario order (for experiments that
+    /// compare populations; not part of the printed or JSON summary).
+    #[serde(skip)]
+    pub populations: Vec<PopulationCounts>,
 }
 
 impl Summary {
@@ -184,6 +210,7 @@ impl Summary {
             scheduler_events: c.events,
             scheduler_depth_max: scheduler_depth_max as u64,
             invariant_checks,
+            populations: c.populations.clone(),
         }
     }
 }

@@ -4,7 +4,7 @@ use super::herd::{HerdOutcome, BUCKET_MS};
 use super::options::RelayOptions;
 use super::strategy::Strategy;
 use crate::experiment::chart::{ChartPoint, Legend, LineChart, Scale, Series};
-use crate::experiment::metrics::{self, pm, Metric, PointSummary};
+use crate::experiment::metrics::{self, pm, Column, PointSummary};
 use crate::experiment::registry::Outputs;
 use crate::experiment::seeds::SeedSet;
 use crate::experiment::stats::Estimate;
@@ -16,53 +16,64 @@ use crate::sim::Scenario;
 use std::fmt::Write as _;
 
 /// What every run reports, in column order.
-pub const METRICS: [Metric<HerdOutcome>; 9] = [
-    Metric {
+pub const METRICS: [Column<HerdOutcome>; 9] = [
+    Column {
         name: "downstream_calls",
         decimals: 0,
         value: |o| o.downstream_calls as f64,
     },
-    Metric {
+    Column {
         name: "calls_per_100ms_max",
         decimals: 0,
         value: |o| f64::from(o.calls_per_100ms_max),
     },
-    Metric {
+    Column {
         name: "drain_s",
         decimals: 3,
         value: |o| o.drain_s,
     },
-    Metric {
+    Column {
         name: "completion_p99_ms",
         decimals: 1,
         value: |o| o.completion_p99_ms,
     },
-    Metric {
+    Column {
         name: "idle_after_outage_s",
         decimals: 1,
         value: |o| o.idle_after_outage_s,
     },
-    Metric {
+    Column {
         name: "shed_429",
         decimals: 0,
         value: |o| o.shed_429 as f64,
     },
-    Metric {
+    Column {
         name: "duplicate_side_effects",
         decimals: 0,
         value: |o| o.duplicate_side_effects as f64,
     },
-    Metric {
+    Column {
         name: "clients_succeeded",
         decimals: 0,
         value: |o| o.clients_succeeded as f64,
     },
-    Metric {
+    Column {
         name: "clients_abandoned",
         decimals: 0,
         value: |o| o.clients_abandoned as f64,
     },
 ];
+
+// Indices into [`METRICS`] (and into the summaries made with it).
+const DOWNSTREAM_CALLS: usize = 0;
+const CALLS_PER_100MS_MAX: usize = 1;
+const DRAIN_S: usize = 2;
+const COMPLETION_P99_MS: usize = 3;
+const IDLE_AFTER_OUTAGE_S: usize = 4;
+const SHED_429: usize = 5;
+const DUPLICATE_SIDE_EFFECTS: usize = 6;
+const CLIENTS_SUCCEEDED: usize = 7;
+const CLIENTS_ABANDONED: usize = 8;
 
 /// Adds part (b)'s tables, charts and headline text to `outputs`.
 pub(super) fn append(
@@ -213,6 +224,7 @@ fn over_time_chart(over_time: &[OverTime], from_s: f64) -> LineChart {
         markers: false,
         legend: Legend::UpperRight,
         series,
+        shade: None,
     }
 }
 
@@ -238,19 +250,19 @@ fn headline(
     );
     md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for s in summaries {
-        let served = s.get("clients_succeeded").mean;
-        let all = served + s.get("clients_abandoned").mean;
+        let served = s.get(CLIENTS_SUCCEEDED).mean;
+        let all = served + s.get(CLIENTS_ABANDONED).mean;
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} % |",
             s.point.name(),
-            pm(s.get("downstream_calls"), 1.0, 0),
-            pm(s.get("calls_per_100ms_max"), 1.0, 0),
-            pm(s.get("drain_s"), 1.0, 2),
-            pm(s.get("idle_after_outage_s"), 1.0, 1),
-            pm(s.get("completion_p99_ms"), 1e-3, 2),
-            pm(s.get("shed_429"), 1.0, 0),
-            pm(s.get("duplicate_side_effects"), 1.0, 0),
+            pm(s.get(DOWNSTREAM_CALLS), 1.0, 0),
+            pm(s.get(CALLS_PER_100MS_MAX), 1.0, 0),
+            pm(s.get(DRAIN_S), 1.0, 2),
+            pm(s.get(IDLE_AFTER_OUTAGE_S), 1.0, 1),
+            pm(s.get(COMPLETION_P99_MS), 1e-3, 2),
+            pm(s.get(SHED_429), 1.0, 0),
+            pm(s.get(DUPLICATE_SIDE_EFFECTS), 1.0, 0),
             100.0 * served / all,
         );
     }
@@ -318,17 +330,17 @@ fn extremes(summaries: &[PointSummary<Strategy>]) -> String {
     let served: Vec<PointSummary<Strategy>> = summaries
         .iter()
         .filter(|s| {
-            let ok = s.get("clients_succeeded").mean;
-            ok >= 0.99 * (ok + s.get("clients_abandoned").mean)
+            let ok = s.get(CLIENTS_SUCCEEDED).mean;
+            ok >= 0.99 * (ok + s.get(CLIENTS_ABANDONED).mean)
         })
         .cloned()
         .collect();
-    let drain = ranked(&served, "drain_s");
+    let drain = ranked(&served, DRAIN_S);
     if let (Some(fast), Some(slow)) = (drain.first(), drain.last()) {
         let idle = summaries
             .iter()
             .find(|s| s.point == slow.1)
-            .map_or(f64::NAN, |s| s.get("idle_after_outage_s").mean);
+            .map_or(f64::NAN, |s| s.get(IDLE_AFTER_OUTAGE_S).mean);
         let _ = writeln!(
             md,
             "- Among the strategies that served at least 99 % of the requests, slowest to \
@@ -341,7 +353,7 @@ fn extremes(summaries: &[PointSummary<Strategy>]) -> String {
             fast.0
         );
     }
-    if let Some(worst) = ranked(summaries, "clients_abandoned")
+    if let Some(worst) = ranked(summaries, CLIENTS_ABANDONED)
         .last()
         .filter(|w| w.0 > 0.0)
     {
@@ -354,7 +366,7 @@ fn extremes(summaries: &[PointSummary<Strategy>]) -> String {
             worst.0
         );
     }
-    let calls = ranked(summaries, "calls_per_100ms_max");
+    let calls = ranked(summaries, CALLS_PER_100MS_MAX);
     if let (Some(low), Some(high)) = (calls.first(), calls.last()) {
         let busiest: Vec<&str> = calls
             .iter()
@@ -374,7 +386,7 @@ fn extremes(summaries: &[PointSummary<Strategy>]) -> String {
     }
     if summaries
         .iter()
-        .all(|s| s.get("duplicate_side_effects").mean == 0.0)
+        .all(|s| s.get(DUPLICATE_SIDE_EFFECTS).mean == 0.0)
     {
         md.push_str(
             "- No duplicate side effects for any strategy: a failed call here fails before it \
@@ -387,7 +399,7 @@ fn extremes(summaries: &[PointSummary<Strategy>]) -> String {
 
 /// `(mean of metric, strategy)` for every strategy where it is defined,
 /// lowest first; ties in strategy order.
-fn ranked(summaries: &[PointSummary<Strategy>], metric: &str) -> Vec<(f64, Strategy)> {
+fn ranked(summaries: &[PointSummary<Strategy>], metric: usize) -> Vec<(f64, Strategy)> {
     let mut ranked: Vec<(f64, Strategy)> = summaries
         .iter()
         .map(|s| (s.get(metric).mean, s.point))
