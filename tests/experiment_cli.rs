@@ -202,3 +202,19 @@ fn all_runs_every_experiment() {
         assert!(dir.join(file).exists(), "{file}");
     }
 }
+
+#[test]
+fn an_out_that_is_a_file_names_the_os_error_once() {
+    let dir = scratch("experiment_cli_out_file");
+    let file = dir.join("not-a-dir");
+    std::fs::write(&file, "x").expect("write");
+    let out = binary()
+        .args(["experiment", "dlq-sizing", "--quick", "--out"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot write"), "{stderr}");
+    assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
+}

@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 /// A file that could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("cannot write {path}: {source}")]
+    // The cause is the error's source, printed once after it by the caller.
+    #[error("cannot write {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Csv { path: PathBuf, source: csv::Error },
     #[error(transparent)]
     Chart(#[from] super::chart::ChartError),
