@@ -218,3 +218,28 @@ fn an_out_that_is_a_file_names_the_os_error_once() {
     assert!(stderr.contains("cannot write"), "{stderr}");
     assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
 }
+
+#[test]
+fn every_notebook_cell_has_an_id() {
+    // Without ids, nbformat warns on every run and would invent new ones.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("notebooks");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("notebooks/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("ipynb") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let nb: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let cells = nb["cells"].as_array().expect("cells");
+        for cell in cells {
+            assert!(
+                cell["id"].is_string(),
+                "{}: a cell without id",
+                path.display()
+            );
+        }
+        seen += 1;
+    }
+    assert!(seen >= 5, "{seen} notebooks");
+}
