@@ -3,7 +3,7 @@
 use super::herd::{HerdOutcome, BUCKET_MS};
 use super::options::RelayOptions;
 use super::strategy::Strategy;
-use crate::experiment::chart::{ChartPoint, Legend, LineChart, Scale, Series};
+use crate::experiment::chart::{ChartPoint, Legend, LineChart, Scale, Series, Shade};
 use crate::experiment::metrics::{self, pm, Column, PointSummary};
 use crate::experiment::registry::Outputs;
 use crate::experiment::seeds::SeedSet;
@@ -105,10 +105,18 @@ pub(super) fn append(
     ));
     let over_time = calls_over_time(strategies, trials);
     outputs.tables.push(over_time_table(&over_time));
-    outputs.charts.push(over_time_chart(&over_time, 0.0));
+    let outage = options
+        .scenario
+        .downstream
+        .outages
+        .first()
+        .map(|o| (o.start_s, o.end_s));
     outputs
         .charts
-        .push(over_time_chart(&over_time, outage_end_s));
+        .push(over_time_chart(&over_time, 0.0, outage));
+    outputs
+        .charts
+        .push(over_time_chart(&over_time, outage_end_s, None));
     outputs
         .summary_markdown
         .push_str(&headline(&summaries, options, seeds));
@@ -179,8 +187,9 @@ fn over_time_table(over_time: &[OverTime]) -> Table {
 /// The mean calls per bucket from `from_s` on, one line per strategy. Drawn
 /// twice: the whole run, where the retry storm against the failing
 /// downstream sets the scale, and from the moment it is back, where the
-/// scale is the relay's own throughput and the herd's waves show.
-fn over_time_chart(over_time: &[OverTime], from_s: f64) -> LineChart {
+/// scale is the relay's own throughput and the herd's waves show. `outage`
+/// is drawn as a shaded band.
+fn over_time_chart(over_time: &[OverTime], from_s: f64, outage: Option<(f64, f64)>) -> LineChart {
     let whole = from_s <= 0.0;
     let series = over_time
         .iter()
@@ -222,9 +231,19 @@ fn over_time_chart(over_time: &[OverTime], from_s: f64) -> LineChart {
         x_scale: Scale::Linear,
         y_scale: Scale::Linear,
         markers: false,
-        legend: Legend::UpperRight,
+        // After the outage, exponential backoff's last waves reach the right
+        // edge; the top middle is the one corner the lines leave free.
+        legend: if whole {
+            Legend::UpperRight
+        } else {
+            Legend::UpperMiddle
+        },
         series,
-        shade: None,
+        shade: outage.map(|(from, to)| Shade {
+            from,
+            to,
+            label: "downstream down".to_string(),
+        }),
     }
 }
 
