@@ -58,6 +58,14 @@ legend = "upper-right"
 y = "shed_429_pct"
 series = "queue"
 
+[[charts]]
+name = "mine_calls"
+title = "Calls"
+description = "calls per 500 ms"
+calls_bucket_ms = 500
+y_label = "calls"
+legend = "upper-middle"
+
 [summary]
 title = "Mine"
 intro = "Horizon {scenario.horizon_s} s."
@@ -126,6 +134,18 @@ fn a_toml_only_sweep_runs_end_to_end_with_the_same_bytes_for_any_jobs() {
     assert!(summary.starts_with(
         "workers,queue,seeds,shed_429_pct_mean,shed_429_pct_ci95_low,shed_429_pct_ci95_high,"
     ));
+    // Calls per 500 ms bucket, one series per point, padded to the longest
+    // run: every point has the same number of buckets.
+    let calls = read(&one, "mine_calls.csv");
+    assert!(
+        calls.starts_with(
+            "workers,queue,time_s,calls_mean,calls_ci95_low,calls_ci95_high\n2,tiny,0.0,"
+        ),
+        "{calls}"
+    );
+    let per_point = calls.lines().filter(|l| l.starts_with("2,tiny,")).count();
+    assert!(per_point >= 10, "{per_point} buckets over a 5 s run");
+    assert_eq!(calls.lines().count(), 1 + 4 * per_point);
     let md = read(&one, "summary.md");
     assert!(
         md.contains("Does a bigger pool help a small queue?"),

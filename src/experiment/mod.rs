@@ -22,6 +22,7 @@
 //! | [`metrics`] | per-run numbers → raw and summary tables, chart lines |
 //! | [`scenario_runs`] | running a scenario per parameter set and seed |
 //! | [`scenario_sweep`] | a sweep of scenario fields declared in TOML alone |
+//! | [`over_time`] | per-bucket counters averaged over seeds: table and chart lines |
 //! | [`chart`] | line charts as PNG and SVG with the embedded font |
 //! | [`outputs`] | writing it all, `summary.md` and `meta.json` |
 //! | [`runner`] | definition → sweep → files |
@@ -39,6 +40,7 @@ pub mod jitter_comparison;
 pub mod knobs;
 pub mod metrics;
 pub mod outputs;
+pub mod over_time;
 pub mod registry;
 pub mod runner;
 pub mod scenario_runs;

@@ -3,11 +3,11 @@
 use super::herd::{HerdOutcome, BUCKET_MS};
 use super::options::RelayOptions;
 use super::strategy::Strategy;
-use crate::experiment::chart::{ChartPoint, Legend, LineChart, Scale, Series, Shade};
+use crate::experiment::chart::{Legend, LineChart, Scale, Shade};
 use crate::experiment::metrics::{self, pm, Column, PointSummary};
+use crate::experiment::over_time::{self, OverTime};
 use crate::experiment::registry::Outputs;
 use crate::experiment::seeds::SeedSet;
-use crate::experiment::stats::Estimate;
 use crate::experiment::sweep::{by_point, Trial};
 use crate::experiment::table::{Cell, Table};
 use crate::sim::clients::ClientsConfig;
@@ -122,66 +122,30 @@ pub(super) fn append(
         .push_str(&headline(&summaries, options, seeds));
 }
 
-/// Downstream calls per bucket, per strategy: the mean and 95 % CI over the
-/// seeds. Runs end at different times, so every series is padded with
-/// zeros (no calls) to the longest run of all.
-struct OverTime {
-    strategy: Strategy,
-    buckets: Vec<Estimate>,
-}
-
+/// Downstream calls per bucket, per strategy, over the seeds.
 fn calls_over_time(strategies: &[Strategy], trials: &[Trial<HerdOutcome>]) -> Vec<OverTime> {
-    let len = trials
-        .iter()
-        .map(|t| t.result.calls_per_bucket.len())
-        .max()
-        .unwrap_or(0);
-    by_point(trials, strategies.len())
+    let runs: Vec<Vec<&[u32]>> = by_point(trials, strategies.len())
         .into_iter()
-        .zip(strategies)
-        .map(|(runs, &strategy)| OverTime {
-            strategy,
-            buckets: (0..len)
-                .map(|i| {
-                    let calls: Vec<f64> = runs
-                        .iter()
-                        .map(|o| f64::from(o.calls_per_bucket.get(i).copied().unwrap_or(0)))
-                        .collect();
-                    Estimate::of(&calls)
-                })
-                .collect(),
-        })
-        .collect()
+        .map(|seeds| seeds.iter().map(|o| &o.calls_per_bucket[..]).collect())
+        .collect();
+    over_time::over_seeds(
+        &runs,
+        strategies.iter().map(|s| s.name().to_string()).collect(),
+        strategies
+            .iter()
+            .map(|s| vec![Cell::text(s.name())])
+            .collect(),
+    )
 }
 
-fn bucket_start_s(i: usize) -> f64 {
-    i as f64 * BUCKET_MS / 1e3
-}
-
-fn over_time_table(over_time: &[OverTime]) -> Table {
-    let mut table = Table::new(
+fn over_time_table(series: &[OverTime]) -> Table {
+    over_time::table(
         "relay_calls_over_time",
         "downstream calls started per 100 ms bucket, per strategy: mean and 95% CI over the seeds",
-        &[
-            "strategy",
-            "time_s",
-            "calls_mean",
-            "calls_ci95_low",
-            "calls_ci95_high",
-        ],
-    );
-    for series in over_time {
-        for (i, e) in series.buckets.iter().enumerate() {
-            table.push(vec![
-                Cell::text(series.strategy.name()),
-                Cell::fixed(bucket_start_s(i), 1),
-                Cell::fixed(e.mean, 2),
-                Cell::fixed(e.ci95_low(), 2),
-                Cell::fixed(e.ci95_high(), 2),
-            ]);
-        }
-    }
-    table
+        &["strategy"],
+        series,
+        BUCKET_MS,
+    )
 }
 
 /// The mean calls per bucket from `from_s` on, one line per strategy. Drawn
@@ -191,24 +155,7 @@ fn over_time_table(over_time: &[OverTime]) -> Table {
 /// is drawn as a shaded band.
 fn over_time_chart(over_time: &[OverTime], from_s: f64, outage: Option<(f64, f64)>) -> LineChart {
     let whole = from_s <= 0.0;
-    let series = over_time
-        .iter()
-        .map(|s| Series {
-            name: s.strategy.name().to_string(),
-            points: s
-                .buckets
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| bucket_start_s(*i) >= from_s)
-                .map(|(i, e)| ChartPoint {
-                    x: bucket_start_s(i),
-                    y: e.mean,
-                    y_low: f64::NAN,
-                    y_high: f64::NAN,
-                })
-                .collect(),
-        })
-        .collect();
+    let series = over_time::lines(over_time, BUCKET_MS, from_s);
     let (name, title, description) = if whole {
         (
             "relay_calls_over_time",

@@ -35,6 +35,7 @@ use super::catalogue::Metric;
 use super::definition::{Checks, DefinitionErrors, Resolved};
 use super::registry::{Context, ExperimentError, Outputs};
 use super::scenario_runs;
+use super::sweep::Trial;
 use super::table::Cell;
 use crate::sim::Scenario;
 use serde::Deserialize;
@@ -151,16 +152,41 @@ pub fn question(resolved: &Resolved<'_>) -> Option<String> {
 /// Checks the definition, runs every point and seed, and returns the files.
 pub fn run(ctx: &Context<'_>, name: &str) -> Result<Outputs, ExperimentError> {
     let sweep = validate(ctx, name)?;
+    let bucket_ms = sweep.charts.iter().find_map(report::Chart::calls_bucket_ms);
     let trials = scenario_runs::run(
         ctx,
         name,
         ctx.seeds(),
         &sweep.points,
         |p| sweep.scenario_of(p).clone(),
-        None,
-        |_, result| result.summary,
+        bucket_ms.map(|b| b.0),
+        |_, result| (result.summary, result.calls_per_bucket),
     )?;
-    Ok(report::outputs(&sweep, &trials, hooks::notes(name)))
+    let (summaries, calls) = trials
+        .into_iter()
+        .map(|t| {
+            let (summary, calls) = t.result;
+            let (point, seed) = (t.point, t.seed);
+            (
+                Trial {
+                    point,
+                    seed,
+                    result: summary,
+                },
+                Trial {
+                    point,
+                    seed,
+                    result: calls,
+                },
+            )
+        })
+        .unzip::<_, _, Vec<_>, Vec<_>>();
+    Ok(report::outputs(
+        &sweep,
+        &summaries,
+        &calls,
+        hooks::notes(name),
+    ))
 }
 
 impl Sweep {
@@ -200,11 +226,23 @@ fn validate(ctx: &Context<'_>, name: &str) -> Result<Sweep, DefinitionErrors> {
             raw.tables.metrics.span(),
             || format!("name at least one; known: {}", Metric::names()),
         );
-        let charts = raw
+        let charts: Vec<report::Chart> = raw
             .charts
             .into_iter()
             .map(|c| report::check_chart(c, &axes, checks))
             .collect();
+        let buckets: Vec<_> = charts
+            .iter()
+            .filter_map(report::Chart::calls_bucket_ms)
+            .collect();
+        for (ms, span) in &buckets[buckets.len().min(1)..] {
+            checks.check(*ms == buckets[0].0, "charts", span.clone(), || {
+                format!(
+                    "every chart over time needs the same calls_bucket_ms ({})",
+                    buckets[0].0
+                )
+            });
+        }
         let summary = report::check_summary(raw.summary, &base, checks);
         Sweep {
             name: name.to_string(),

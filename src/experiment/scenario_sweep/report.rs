@@ -3,11 +3,12 @@
 use super::path;
 use super::{Axis, Point, Sweep};
 use crate::experiment::catalogue::{self, Metric};
-use crate::experiment::chart::{Legend, LineChart, Scale, Series};
+use crate::experiment::chart::{Legend, LineChart, Scale, Series, Shade};
 use crate::experiment::definition::Checks;
 use crate::experiment::metrics::{self, MdColumn, PointSummary};
+use crate::experiment::over_time::{self, OverTime};
 use crate::experiment::registry::Outputs;
-use crate::experiment::sweep::Trial;
+use crate::experiment::sweep::{by_point, Trial};
 use crate::experiment::table::Cell;
 use crate::sim::{Scenario, Summary};
 use serde::Deserialize;
@@ -20,11 +21,15 @@ pub(super) struct RawChart {
     name: String,
     title: String,
     description: String,
-    /// The axis along x (its values must be numbers).
-    x: Spanned<String>,
+    /// The axis along x (its values must be numbers)…
+    x: Option<Spanned<String>>,
+    /// …or time: downstream calls per bucket of this many ms, one line per
+    /// point, the scenario's first outage shaded.
+    calls_bucket_ms: Option<Spanned<f64>>,
     /// Multiplies the axis values (e.g. 0.001 for ms shown in s).
     #[serde(default = "one")]
     x_factor: f64,
+    #[serde(default)]
     x_label: String,
     #[serde(default)]
     x_log: bool,
@@ -76,7 +81,8 @@ fn one() -> f64 {
 #[derive(Debug)]
 pub(super) struct Chart {
     raw: RawChart,
-    x_axis: usize,
+    /// `None` for a chart over time.
+    x_axis: Option<usize>,
     /// `Some((axis, labels))` for a chart of one line per level of `axis`.
     series: Option<(usize, Vec<String>)>,
 }
@@ -90,54 +96,94 @@ pub(super) struct SummarySpec {
 
 pub(super) fn check_chart(raw: RawChart, axes: &[Axis], checks: &mut Checks<'_>) -> Chart {
     let field = format!("charts.{}", raw.name);
-    let find = |name: &Spanned<String>, checks: &mut Checks<'_>| {
-        let found = axes.iter().position(|a| a.column == *name.get_ref());
-        if found.is_none() {
-            let known: Vec<&str> = axes.iter().map(|a| a.column.as_str()).collect();
-            checks.fail(
+    let (x_axis, series) = match (&raw.x, &raw.calls_bucket_ms) {
+        (Some(x), None) => {
+            let x_axis = find_axis(x, axes, &field, checks);
+            if let Some(axis) = axes.get(x_axis) {
+                checks.check(
+                    axis.levels.iter().all(|l| l.x.is_some()),
+                    &field,
+                    x.span(),
+                    || format!("axis `{}` has values that are not numbers", axis.column),
+                );
+            }
+            (
+                Some(x_axis),
+                check_series(&raw, x.span(), axes, &field, checks),
+            )
+        }
+        (None, Some(bucket)) => {
+            let ms = *bucket.get_ref();
+            checks.check(
+                (1.0..=60_000.0).contains(&ms),
                 &field,
-                name.span(),
-                format!("no axis `{}`; axes: {}", name.get_ref(), known.join(", ")),
+                bucket.span(),
+                || format!("calls_bucket_ms must be between 1 and 60000, got {ms}"),
             );
+            checks.check(
+                raw.lines.is_empty() && raw.y.is_none() && raw.series.is_none(),
+                &field,
+                bucket.span(),
+                || "a chart over time draws calls per bucket: no `lines`, `y` or `series`".into(),
+            );
+            (None, None)
         }
-        found.unwrap_or(0)
-    };
-    let x_axis = find(&raw.x, checks);
-    if let Some(axis) = axes.get(x_axis) {
-        checks.check(
-            axis.levels.iter().all(|l| l.x.is_some()),
-            &field,
-            raw.x.span(),
-            || format!("axis `{}` has values that are not numbers", axis.column),
-        );
-    }
-    let series = match (&raw.series, raw.y, raw.lines.is_empty()) {
-        (Some(name), Some(_), true) => {
-            let axis = find(name, checks);
-            let levels = axes.get(axis).map_or(&[][..], |a| &a.levels[..]);
-            let labels = raw
-                .series_labels
-                .clone()
-                .unwrap_or_else(|| levels.iter().map(|l| l.label.clone()).collect());
-            checks.check(labels.len() == levels.len(), &field, name.span(), || {
-                format!("give one series label per value ({})", levels.len())
-            });
-            Some((axis, labels))
-        }
-        (None, None, false) => None,
         _ => {
             checks.fail(
                 &field,
-                raw.x.span(),
-                "give either `lines`, or `y` with `series`",
+                0..0,
+                "give either `x` (an axis) or `calls_bucket_ms`",
             );
-            None
+            (None, None)
         }
     };
     Chart {
         raw,
         x_axis,
         series,
+    }
+}
+
+/// The index of the axis `name` names; reported with the axes if none.
+fn find_axis(name: &Spanned<String>, axes: &[Axis], field: &str, checks: &mut Checks<'_>) -> usize {
+    let found = axes.iter().position(|a| a.column == *name.get_ref());
+    if found.is_none() {
+        let known: Vec<&str> = axes.iter().map(|a| a.column.as_str()).collect();
+        checks.fail(
+            field,
+            name.span(),
+            format!("no axis `{}`; axes: {}", name.get_ref(), known.join(", ")),
+        );
+    }
+    found.unwrap_or(0)
+}
+
+/// `lines`, or `y` with one line per level of the axis `series`.
+fn check_series(
+    raw: &RawChart,
+    span: std::ops::Range<usize>,
+    axes: &[Axis],
+    field: &str,
+    checks: &mut Checks<'_>,
+) -> Option<(usize, Vec<String>)> {
+    match (&raw.series, raw.y, raw.lines.is_empty()) {
+        (Some(name), Some(_), true) => {
+            let axis = find_axis(name, axes, field, checks);
+            let levels = axes.get(axis).map_or(&[][..], |a| &a.levels[..]);
+            let labels = raw
+                .series_labels
+                .clone()
+                .unwrap_or_else(|| levels.iter().map(|l| l.label.clone()).collect());
+            checks.check(labels.len() == levels.len(), field, name.span(), || {
+                format!("give one series label per value ({})", levels.len())
+            });
+            Some((axis, labels))
+        }
+        (None, None, false) => None,
+        _ => {
+            checks.fail(field, span, "give either `lines`, or `y` with `series`");
+            None
+        }
     }
 }
 
@@ -195,7 +241,24 @@ impl View<'_> {
 /// Prose after the table, from the numbers.
 pub type Notes = fn(&View<'_>) -> String;
 
-pub(super) fn outputs(sweep: &Sweep, trials: &[Trial<Summary>], notes: Option<Notes>) -> Outputs {
+impl Chart {
+    /// The bucket of a chart over time.
+    pub(super) fn calls_bucket_ms(&self) -> Option<(f64, std::ops::Range<usize>)> {
+        self.raw
+            .calls_bucket_ms
+            .as_ref()
+            .map(|b| (*b.get_ref(), b.span()))
+    }
+}
+
+/// Every run's summary, and its downstream calls per bucket (empty unless a
+/// chart is over time).
+pub(super) fn outputs(
+    sweep: &Sweep,
+    trials: &[Trial<Summary>],
+    calls: &[Trial<Vec<u32>>],
+    notes: Option<Notes>,
+) -> Outputs {
     let all = metrics::summarize(&sweep.points, trials, &catalogue::columns());
     let selected: Vec<_> = sweep
         .tables
@@ -235,11 +298,81 @@ pub(super) fn outputs(sweep: &Sweep, trials: &[Trial<Summary>], notes: Option<No
         sweep,
         summaries: &all,
     };
+    let mut tables = vec![raw, summary];
+    let mut charts = Vec::new();
+    for c in &sweep.charts {
+        match c.calls_bucket_ms() {
+            None => charts.push(chart(c, &view)),
+            Some((bucket_ms, _)) => {
+                let series = calls_over_time(sweep, calls);
+                tables.push(over_time::table(
+                    &c.raw.name,
+                    &format!("{} (the data of {}.png)", c.raw.description, c.raw.name),
+                    &key_columns,
+                    &series,
+                    bucket_ms,
+                ));
+                charts.push(time_chart(c, sweep, &series, bucket_ms));
+            }
+        }
+    }
     Outputs {
         options: options_json(sweep),
-        tables: vec![raw, summary],
-        charts: sweep.charts.iter().map(|c| chart(c, &view)).collect(),
+        tables,
+        charts,
         summary_markdown: markdown(&view, notes),
+    }
+}
+
+fn calls_over_time(sweep: &Sweep, calls: &[Trial<Vec<u32>>]) -> Vec<OverTime> {
+    let runs: Vec<Vec<&[u32]>> = by_point(calls, sweep.points.len())
+        .into_iter()
+        .map(|seeds| seeds.into_iter().map(|c| &c[..]).collect())
+        .collect();
+    let keys = sweep
+        .points
+        .iter()
+        .map(|p| {
+            sweep
+                .axes
+                .iter()
+                .zip(&p.levels)
+                .map(|(a, &l)| a.levels[l].cell.clone())
+                .collect()
+        })
+        .collect();
+    over_time::over_seeds(
+        &runs,
+        sweep.points.iter().map(|p| sweep.label(p)).collect(),
+        keys,
+    )
+}
+
+/// Calls per bucket over the whole run, one line per point, the base
+/// scenario's first outage shaded.
+fn time_chart(c: &Chart, sweep: &Sweep, series: &[OverTime], bucket_ms: f64) -> LineChart {
+    let raw = &c.raw;
+    let scale = |log| if log { Scale::Log } else { Scale::Linear };
+    LineChart {
+        name: raw.name.clone(),
+        description: raw.description.clone(),
+        title: raw.title.clone(),
+        x_label: if raw.x_label.is_empty() {
+            "time (s)".to_string()
+        } else {
+            raw.x_label.clone()
+        },
+        y_label: raw.y_label.clone(),
+        x_scale: Scale::Linear,
+        y_scale: scale(raw.y_log),
+        markers: false,
+        legend: raw.legend,
+        series: over_time::lines(series, bucket_ms, 0.0),
+        shade: sweep.base.downstream.outages.first().map(|o| Shade {
+            from: o.start_s,
+            to: o.end_s,
+            label: "downstream down".to_string(),
+        }),
     }
 }
 
@@ -280,8 +413,9 @@ fn options_json(sweep: &Sweep) -> serde_json::Value {
 /// The points a chart draws: every axis but x (and the series axis) at its
 /// first level.
 fn chart_points(view: &View<'_>, chart: &Chart) -> Vec<PointSummary<Point>> {
-    let free =
-        |axis: usize| axis == chart.x_axis || chart.series.as_ref().is_some_and(|s| s.0 == axis);
+    let free = |axis: usize| {
+        Some(axis) == chart.x_axis || chart.series.as_ref().is_some_and(|s| s.0 == axis)
+    };
     view.summaries
         .iter()
         .filter(|s| {
@@ -297,8 +431,9 @@ fn chart_points(view: &View<'_>, chart: &Chart) -> Vec<PointSummary<Point>> {
 
 fn chart(chart: &Chart, view: &View<'_>) -> LineChart {
     let raw = &chart.raw;
-    let x_axis = &view.sweep.axes[chart.x_axis];
-    let x = |p: &Point| x_axis.levels[p.levels[chart.x_axis]].x.unwrap_or(f64::NAN) * raw.x_factor;
+    let a = chart.x_axis.unwrap_or(0);
+    let x_axis = &view.sweep.axes[a];
+    let x = |p: &Point| x_axis.levels[p.levels[a]].x.unwrap_or(f64::NAN) * raw.x_factor;
     let points = chart_points(view, chart);
     let series: Vec<Series> = match (&chart.series, raw.y) {
         (Some((axis, labels)), Some(y)) => metrics::series(
