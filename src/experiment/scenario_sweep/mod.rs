@@ -17,7 +17,7 @@
 //! name = "queue_sizing"
 //! metrics = ["shed_429_pct", "latency_p99_ms"]   # see `catalogue`
 //!
-//! [[charts]]                            # lines of metrics over an axis
+//! [[charts]]                            # metrics over an axis, or calls over time
 //! [summary]                             # the Markdown table of summary.md
 //! [scenario]                            # the scenario, inline
 //! ```
