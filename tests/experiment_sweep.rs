@@ -221,3 +221,15 @@ fn a_value_the_scenario_refuses_names_the_axis_and_point() {
     assert!(message.contains("axes.workers"), "{message}");
     assert!(message.contains("workers = 0"), "{message}");
 }
+
+#[test]
+fn a_definition_that_is_neither_a_model_nor_a_sweep_is_told_both() {
+    let message = errors_of("experiment = \"jitter-comparsion\"\n[seeds]\ncount = 1\n");
+    assert!(message.contains("line 1:"), "{message}");
+    assert!(
+        message.contains("no experiment named `jitter-comparsion`"),
+        "{message}"
+    );
+    assert!(message.contains("jitter-comparison"), "{message}");
+    assert!(message.contains("or a scenario sweep"), "{message}");
+}

@@ -130,7 +130,11 @@ fn run_model(resolved: &Resolved<'_>, sweep: &Sweep) -> Result<(String, Outputs)
         Some(model) => (model.description().to_string(), model.run(&ctx)),
         None => match scenario_sweep::question(resolved) {
             Some(question) => (question, scenario_sweep::run(&ctx, name)),
-            None => return Err(resolved.unknown_experiment(&registry::names()).into()),
+            None => {
+                let mut known = registry::names();
+                known.push("or a scenario sweep (a `question` and [[axes]])");
+                return Err(resolved.unknown_experiment(&known).into());
+            }
         },
     };
     let outputs = result.map_err(|source| match source {
