@@ -124,9 +124,9 @@ impl fmt::Debug for Point {
     }
 }
 
-/// A validated sweep.
+/// A validated sweep: every point, the scenario it runs, what to write.
 #[derive(Debug)]
-pub struct Sweep {
+pub struct Plan {
     pub name: String,
     pub question: String,
     pub axes: Vec<Axis>,
@@ -189,7 +189,7 @@ pub fn run(ctx: &Context<'_>, name: &str) -> Result<Outputs, ExperimentError> {
     ))
 }
 
-impl Sweep {
+impl Plan {
     fn scenario_of(&self, point: &Point) -> &Scenario {
         let i = self.points.iter().position(|p| p == point).unwrap_or(0);
         &self.scenarios[i]
@@ -205,13 +205,17 @@ impl Sweep {
             .join(", ")
     }
 
-    /// The axis whose column is `column`.
-    pub fn axis(&self, column: &str) -> Option<usize> {
-        self.axes.iter().position(|a| a.column == column)
+    /// The key cells of `point`'s row: one per axis.
+    pub fn keys(&self, point: &Point) -> Vec<Cell> {
+        self.axes
+            .iter()
+            .zip(&point.levels)
+            .map(|(axis, &l)| axis.levels[l].cell.clone())
+            .collect()
     }
 }
 
-fn validate(ctx: &Context<'_>, name: &str) -> Result<Sweep, DefinitionErrors> {
+fn validate(ctx: &Context<'_>, name: &str) -> Result<Plan, DefinitionErrors> {
     ctx.options(|raw: Raw, checks: &mut Checks<'_>| {
         let base = scenario_runs::check(&raw.scenario, "scenario", checks);
         let axes = axes(&raw.axes, checks);
@@ -244,7 +248,7 @@ fn validate(ctx: &Context<'_>, name: &str) -> Result<Sweep, DefinitionErrors> {
             });
         }
         let summary = report::check_summary(raw.summary, &base, checks);
-        Sweep {
+        Plan {
             name: name.to_string(),
             question: raw.question,
             axes,

@@ -1,7 +1,7 @@
 //! The tables, charts and `summary.md` part a scenario sweep declares.
 
 use super::path;
-use super::{Axis, Point, Sweep};
+use super::{Axis, Plan, Point};
 use crate::experiment::catalogue::{self, Metric};
 use crate::experiment::chart::{Legend, LineChart, Scale, Series, Shade};
 use crate::experiment::definition::Checks;
@@ -9,7 +9,6 @@ use crate::experiment::metrics::{self, MdColumn, PointSummary};
 use crate::experiment::over_time::{self, OverTime};
 use crate::experiment::registry::Outputs;
 use crate::experiment::sweep::{by_point, Trial};
-use crate::experiment::table::Cell;
 use crate::sim::{Scenario, Summary};
 use serde::Deserialize;
 use serde_json::json;
@@ -219,7 +218,7 @@ pub(super) fn check_summary(
 /// What a headline hook reads: the sweep and every catalogue metric of
 /// every point.
 pub struct View<'a> {
-    pub sweep: &'a Sweep,
+    pub sweep: &'a Plan,
     pub summaries: &'a [PointSummary<Point>],
 }
 
@@ -254,7 +253,7 @@ impl Chart {
 /// Every run's summary, and its downstream calls per bucket (empty unless a
 /// chart is over time).
 pub(super) fn outputs(
-    sweep: &Sweep,
+    sweep: &Plan,
     trials: &[Trial<Summary>],
     calls: &[Trial<Vec<u32>>],
     notes: Option<Notes>,
@@ -268,14 +267,7 @@ pub(super) fn outputs(
         .map(|m| m.column())
         .collect();
     let key_columns: Vec<&str> = sweep.axes.iter().map(|a| a.column.as_str()).collect();
-    let keys = |p: &Point| -> Vec<Cell> {
-        sweep
-            .axes
-            .iter()
-            .zip(&p.levels)
-            .map(|(a, &l)| a.levels[l].cell.clone())
-            .collect()
-    };
+    let keys = |p: &Point| sweep.keys(p);
     let name = &sweep.tables.name;
     let raw = metrics::raw_table(
         name,
@@ -324,23 +316,12 @@ pub(super) fn outputs(
     }
 }
 
-fn calls_over_time(sweep: &Sweep, calls: &[Trial<Vec<u32>>]) -> Vec<OverTime> {
+fn calls_over_time(sweep: &Plan, calls: &[Trial<Vec<u32>>]) -> Vec<OverTime> {
     let runs: Vec<Vec<&[u32]>> = by_point(calls, sweep.points.len())
         .into_iter()
         .map(|seeds| seeds.into_iter().map(|c| &c[..]).collect())
         .collect();
-    let keys = sweep
-        .points
-        .iter()
-        .map(|p| {
-            sweep
-                .axes
-                .iter()
-                .zip(&p.levels)
-                .map(|(a, &l)| a.levels[l].cell.clone())
-                .collect()
-        })
-        .collect();
+    let keys = sweep.points.iter().map(|p| sweep.keys(p)).collect();
     over_time::over_seeds(
         &runs,
         sweep.points.iter().map(|p| sweep.label(p)).collect(),
@@ -350,7 +331,7 @@ fn calls_over_time(sweep: &Sweep, calls: &[Trial<Vec<u32>>]) -> Vec<OverTime> {
 
 /// Calls per bucket over the whole run, one line per point, the base
 /// scenario's first outage shaded.
-fn time_chart(c: &Chart, sweep: &Sweep, series: &[OverTime], bucket_ms: f64) -> LineChart {
+fn time_chart(c: &Chart, sweep: &Plan, series: &[OverTime], bucket_ms: f64) -> LineChart {
     let raw = &c.raw;
     let scale = |log| if log { Scale::Log } else { Scale::Linear };
     LineChart {
@@ -376,7 +357,7 @@ fn time_chart(c: &Chart, sweep: &Sweep, series: &[OverTime], bucket_ms: f64) -> 
     }
 }
 
-fn options_json(sweep: &Sweep) -> serde_json::Value {
+fn options_json(sweep: &Plan) -> serde_json::Value {
     let axes: Vec<serde_json::Value> = sweep
         .axes
         .iter()
