@@ -8,6 +8,7 @@
 //! to a metric by its [`Metric`] variant, never by a string.
 
 use super::metrics::Column;
+use super::scenario_runs::defined_if;
 use crate::sim::Summary;
 use serde::de::{Deserialize, Deserializer, Error as _};
 
@@ -78,10 +79,10 @@ catalogue! {
     BreakerTransitions: "breaker_transitions", "transitions", 0, "circuit breaker state changes", |s| n(s.breaker_transitions);
     DeadlineMissed: "deadline_missed", "jobs", 0, "accepted jobs that succeeded after the scenario's deadline", |s| n(s.deadline_missed);
     DeadlineMissedPct: "deadline_missed_pct", "% of accepted", 2, "accepted jobs that succeeded after the deadline, per accepted job", |s| pct(s.deadline_missed, s.accepted);
-    LatencyP50Ms: "latency_p50_ms", "ms", 2, "median job latency, accepted to success", |s| quantile(s.latency.count, s.latency.p50_ms);
-    LatencyP99Ms: "latency_p99_ms", "ms", 2, "99th percentile job latency, accepted to success", |s| quantile(s.latency.count, s.latency.p99_ms);
-    ClientLatencyP50Ms: "client_latency_p50_ms", "ms", 2, "median client latency, first send to success", |s| quantile(s.client_latency.count, s.client_latency.p50_ms);
-    ClientLatencyP99Ms: "client_latency_p99_ms", "ms", 2, "99th percentile client latency, first send to success (429s and backoff included)", |s| quantile(s.client_latency.count, s.client_latency.p99_ms);
+    LatencyP50Ms: "latency_p50_ms", "ms", 2, "median job latency, accepted to success", |s| defined_if(s.latency.count, s.latency.p50_ms);
+    LatencyP99Ms: "latency_p99_ms", "ms", 2, "99th percentile job latency, accepted to success", |s| defined_if(s.latency.count, s.latency.p99_ms);
+    ClientLatencyP50Ms: "client_latency_p50_ms", "ms", 2, "median client latency, first send to success", |s| defined_if(s.client_latency.count, s.client_latency.p50_ms);
+    ClientLatencyP99Ms: "client_latency_p99_ms", "ms", 2, "99th percentile client latency, first send to success (429s and backoff included)", |s| defined_if(s.client_latency.count, s.client_latency.p99_ms);
     QueueDepthMax: "queue_depth_max", "jobs", 0, "most jobs the queue held", |s| n(s.queue_depth_max);
     QueueBytesMax: "queue_bytes_max", "bytes", 0, "most bytes the queue held, sampled after every event", |s| n(s.queue_bytes_max);
     JobsInRelayAvg: "jobs_in_relay_avg", "jobs", 3, "time-average jobs in the relay (queued, in flight, backing off)", |s| s.live_jobs_mean;
@@ -164,15 +165,6 @@ fn ratio(part: u64, whole: u64) -> f64 {
 
 fn pct(part: u64, whole: u64) -> f64 {
     100.0 * ratio(part, whole)
-}
-
-/// A latency quantile of nothing is undefined, not zero.
-fn quantile(count: u64, value: f64) -> f64 {
-    if count == 0 {
-        f64::NAN
-    } else {
-        value
-    }
 }
 
 fn per_s(count: u64, seconds: f64) -> f64 {
