@@ -22,6 +22,16 @@ pub struct Column<R> {
     pub value: fn(&R) -> f64,
 }
 
+impl<R> Column<R> {
+    pub const fn new(name: &'static str, decimals: usize, value: fn(&R) -> f64) -> Column<R> {
+        Column {
+            name,
+            decimals,
+            value,
+        }
+    }
+}
+
 impl<R> Clone for Column<R> {
     fn clone(&self) -> Self {
         *self

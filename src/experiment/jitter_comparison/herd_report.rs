@@ -17,51 +17,19 @@ use std::fmt::Write as _;
 
 /// What every run reports, in column order.
 pub const METRICS: [Column<HerdOutcome>; 9] = [
-    Column {
-        name: "downstream_calls",
-        decimals: 0,
-        value: |o| o.downstream_calls as f64,
-    },
-    Column {
-        name: "calls_per_100ms_max",
-        decimals: 0,
-        value: |o| f64::from(o.calls_per_100ms_max),
-    },
-    Column {
-        name: "drain_s",
-        decimals: 3,
-        value: |o| o.drain_s,
-    },
-    Column {
-        name: "completion_p99_ms",
-        decimals: 1,
-        value: |o| o.completion_p99_ms,
-    },
-    Column {
-        name: "idle_after_outage_s",
-        decimals: 1,
-        value: |o| o.idle_after_outage_s,
-    },
-    Column {
-        name: "shed_429",
-        decimals: 0,
-        value: |o| o.shed_429 as f64,
-    },
-    Column {
-        name: "duplicate_side_effects",
-        decimals: 0,
-        value: |o| o.duplicate_side_effects as f64,
-    },
-    Column {
-        name: "clients_succeeded",
-        decimals: 0,
-        value: |o| o.clients_succeeded as f64,
-    },
-    Column {
-        name: "clients_abandoned",
-        decimals: 0,
-        value: |o| o.clients_abandoned as f64,
-    },
+    Column::new("downstream_calls", 0, |o| o.downstream_calls as f64),
+    Column::new("calls_per_100ms_max", 0, |o| {
+        f64::from(o.calls_per_100ms_max)
+    }),
+    Column::new("drain_s", 3, |o| o.drain_s),
+    Column::new("completion_p99_ms", 1, |o| o.completion_p99_ms),
+    Column::new("idle_after_outage_s", 1, |o| o.idle_after_outage_s),
+    Column::new("shed_429", 0, |o| o.shed_429 as f64),
+    Column::new("duplicate_side_effects", 0, |o| {
+        o.duplicate_side_effects as f64
+    }),
+    Column::new("clients_succeeded", 0, |o| o.clients_succeeded as f64),
+    Column::new("clients_abandoned", 0, |o| o.clients_abandoned as f64),
 ];
 
 // Indices into [`METRICS`] (and into the summaries made with it).
@@ -373,4 +341,27 @@ fn ranked(summaries: &[PointSummary<Strategy>], metric: usize) -> Vec<(f64, Stra
         .collect();
     ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     ranked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_index_names_its_column() {
+        let named = [
+            (DOWNSTREAM_CALLS, "downstream_calls"),
+            (CALLS_PER_100MS_MAX, "calls_per_100ms_max"),
+            (DRAIN_S, "drain_s"),
+            (COMPLETION_P99_MS, "completion_p99_ms"),
+            (IDLE_AFTER_OUTAGE_S, "idle_after_outage_s"),
+            (SHED_429, "shed_429"),
+            (DUPLICATE_SIDE_EFFECTS, "duplicate_side_effects"),
+            (CLIENTS_SUCCEEDED, "clients_succeeded"),
+            (CLIENTS_ABANDONED, "clients_abandoned"),
+        ];
+        for (index, name) in named {
+            assert_eq!(METRICS[index].name, name);
+        }
+    }
 }
