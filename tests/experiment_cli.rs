@@ -59,8 +59,11 @@ fn list_names_the_experiment_and_its_definition() {
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     for name in [
+        "breaker-tuning",
+        "dlq-sizing",
         "jitter-comparison",
         "queue-sizing",
+        "rate-limit-sizing",
         "timeout-tuning",
         "worker-pool-sizing",
     ] {
@@ -70,6 +73,11 @@ fn list_names_the_experiment_and_its_definition() {
             "{stdout}"
         );
     }
+    // A sweep's line is its `question`, read from the TOML file.
+    assert!(
+        stdout.contains("Per-client rate limit against one noisy client"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -173,7 +181,7 @@ fn a_type_error_names_field_and_line() {
 fn unknown_names_and_misplaced_files_are_explained() {
     let out = run(&["experiment", "no-such-thing"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("known: breaker-tuning, jitter-comparison"));
+    assert!(text(&out.stderr).contains("known: breaker-tuning, dlq-sizing, jitter-comparison"));
     let out = run(&["experiment", "run"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("needs a definition file"));
@@ -195,7 +203,50 @@ fn all_runs_every_experiment() {
         "queue-sizing/queue_sizing.csv",
         "timeout-tuning/timeout_tuning.csv",
         "worker-pool-sizing/worker_pool_sizing.csv",
+        "rate-limit-sizing/rate_limit_sizing.csv",
+        "dlq-sizing/dlq_sizing_summary.csv",
     ] {
         assert!(dir.join(file).exists(), "{file}");
     }
+}
+
+#[test]
+fn an_out_that_is_a_file_names_the_os_error_once() {
+    let dir = scratch("experiment_cli_out_file");
+    let file = dir.join("not-a-dir");
+    std::fs::write(&file, "x").expect("write");
+    let out = binary()
+        .args(["experiment", "dlq-sizing", "--quick", "--out"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot write"), "{stderr}");
+    assert_eq!(stderr.matches("os error").count(), 1, "{stderr}");
+}
+
+#[test]
+fn every_notebook_cell_has_an_id() {
+    // Without ids, nbformat warns on every run and would invent new ones.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("notebooks");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("notebooks/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("ipynb") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let nb: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let cells = nb["cells"].as_array().expect("cells");
+        for cell in cells {
+            assert!(
+                cell["id"].is_string(),
+                "{}: a cell without id",
+                path.display()
+            );
+        }
+        seen += 1;
+    }
+    assert!(seen >= 5, "{seen} notebooks");
 }

@@ -196,7 +196,7 @@ fn charts_decode_at_the_expected_size_and_name_every_series() {
             "{chart}.svg lacks the x label"
         );
         assert!(
-            svg.contains("font-family=\"DejaVu Sans\""),
+            svg.contains("font-family=\"DejaVu Sans, "),
             "{chart}.svg font"
         );
     }

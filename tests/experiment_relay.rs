@@ -21,17 +21,19 @@ const STRATEGIES: [&str; 5] = [
 const HERD_SEEDS: usize = 2;
 const QUICK_SEEDS: usize = 3;
 
-const EXPERIMENTS: [&str; 5] = [
+const EXPERIMENTS: [&str; 7] = [
     "breaker-tuning",
+    "dlq-sizing",
     "jitter-comparison",
     "queue-sizing",
+    "rate-limit-sizing",
     "timeout-tuning",
     "worker-pool-sizing",
 ];
 
 /// Each experiment's quick run with `jobs` threads, once per test binary.
 fn quick_run(experiment: &str, jobs: usize) -> &'static RunReport {
-    static RUNS: [OnceLock<RunReport>; 10] = [const { OnceLock::new() }; 10];
+    static RUNS: [OnceLock<RunReport>; 14] = [const { OnceLock::new() }; 14];
     let index = EXPERIMENTS
         .iter()
         .position(|e| *e == experiment)
@@ -670,6 +672,114 @@ mod worker_pool_sizing {
     }
 }
 
+mod rate_limit_sizing {
+    use super::*;
+
+    const METRICS: [&str; 8] = [
+        "first_population_served_pct",
+        "other_populations_served_pct",
+        "rate_limited_429",
+        "rate_limited_429_pct",
+        "shed_429",
+        "shed_429_pct",
+        "throughput_per_s",
+        "latency_p99_ms",
+    ];
+
+    fn dir() -> &'static Path {
+        &quick_run("rate-limit-sizing", 1).dir
+    }
+
+    #[test]
+    fn tables_have_the_exact_columns_and_one_row_per_limit_and_seed() {
+        check_tables(
+            dir(),
+            "rate_limit_sizing",
+            &["requests_max"],
+            &METRICS,
+            5,
+            QUICK_SEEDS,
+        );
+    }
+
+    #[test]
+    fn a_tight_limit_protects_the_quiet_clients_from_the_noisy_one() {
+        let s = summary(dir(), "rate_limit_sizing_summary.csv", 1);
+        let get = |limit: &str, column: &str| s[limit][column];
+        let noisy = "first_population_served_pct_mean";
+        let quiet = "other_populations_served_pct_mean";
+        // The noisy client gets more as the limit loosens…
+        for pair in ["5", "20", "50", "100", "1000"].windows(2) {
+            assert!(get(pair[0], noisy) < get(pair[1], noisy), "{pair:?}");
+        }
+        // …and without a binding limit the queue refuses everyone alike.
+        assert!(get("50", quiet) > 99.0, "{}", get("50", quiet));
+        assert!(get("1000", quiet) < 60.0, "{}", get("1000", quiet));
+        assert_eq!(get("1000", "rate_limited_429_mean"), 0.0);
+        assert!(get("5", "shed_429_mean") < get("1000", "shed_429_mean"));
+    }
+
+    #[test]
+    fn charts_name_every_line() {
+        let x = "per-client limit (requests per second, log scale)";
+        check_chart(
+            dir(),
+            "rate_limit_served",
+            &["the noisy client", "the quiet clients"],
+            x,
+        );
+        check_chart(
+            dir(),
+            "rate_limit_refusals",
+            &["rate limited", "queue full"],
+            x,
+        );
+    }
+}
+
+mod dlq_sizing {
+    use super::*;
+
+    const METRICS: [&str; 10] = [
+        "requests",
+        "accepted",
+        "succeeded",
+        "dead_lettered",
+        "dlq_held",
+        "dlq_overflowed",
+        "dlq_overflowed_pct",
+        "dlq_full_pct",
+        "unavailable_503",
+        "served_pct",
+    ];
+
+    fn dir() -> &'static Path {
+        &quick_run("dlq-sizing", 1).dir
+    }
+
+    #[test]
+    fn tables_have_the_exact_columns_and_one_row_per_capacity_and_seed() {
+        check_tables(dir(), "dlq_sizing", &["capacity"], &METRICS, 3, QUICK_SEEDS);
+    }
+
+    #[test]
+    fn a_full_dead_letter_queue_refuses_work_after_the_outage() {
+        let s = summary(dir(), "dlq_sizing_summary.csv", 1);
+        let get = |c: &str, column: &str| s[c][column];
+        for c in ["100", "1000", "10000"] {
+            let capacity: f64 = c.parse().expect("capacity");
+            assert!(get(c, "dlq_held_mean") <= capacity);
+            let letters = get(c, "dlq_held_mean") + get(c, "dlq_overflowed_mean");
+            assert!((letters - get(c, "dead_lettered_mean")).abs() < 1e-9, "{c}");
+        }
+        assert_eq!(get("100", "dlq_full_pct_mean"), 100.0);
+        assert_eq!(get("10000", "dlq_full_pct_mean"), 0.0);
+        assert!(get("100", "unavailable_503_mean") > get("1000", "unavailable_503_mean"));
+        assert_eq!(get("10000", "unavailable_503_mean"), 0.0);
+        assert!(get("100", "served_pct_mean") < get("10000", "served_pct_mean"));
+    }
+}
+
 #[test]
 fn outputs_are_byte_identical_for_one_and_two_jobs() {
     for experiment in EXPERIMENTS {
@@ -682,9 +792,11 @@ fn meta_json_records_each_experiments_options() {
     for (experiment, key) in [
         ("breaker-tuning", "trips"),
         ("jitter-comparison", "relay"),
-        ("queue-sizing", "capacities"),
-        ("timeout-tuning", "attempt_timeouts_ms"),
-        ("worker-pool-sizing", "workers"),
+        ("dlq-sizing", "axes"),
+        ("queue-sizing", "axes"),
+        ("rate-limit-sizing", "axes"),
+        ("timeout-tuning", "axes"),
+        ("worker-pool-sizing", "axes"),
     ] {
         let dir = &quick_run(experiment, 1).dir;
         let meta: serde_json::Value = serde_json::from_str(&read(dir, "meta.json")).expect("JSON");

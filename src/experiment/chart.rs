@@ -5,7 +5,10 @@
 //! DejaVu Sans bytes embedded in the binary (the `dejavu` crate), registered
 //! with plotters' `ab_glyph` text backend, which never looks for system
 //! fonts, so charts render the same on a machine with no fonts installed.
-//! The SVG names the same family (`DejaVu Sans`); its viewer draws the glyphs.
+//! The SVG names the same family, with generic fallbacks
+//! ([`SVG_FONT_FAMILY`]): plotters writes SVG text as `<text>`, not glyph
+//! outlines, so a viewer without DejaVu Sans draws a sans-serif of its own
+//! (spacing may differ slightly from the PNG).
 
 use plotters::coord::ranged1d::Ranged;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
@@ -17,6 +20,9 @@ use std::sync::OnceLock;
 
 /// The family every text element uses.
 pub const FONT_FAMILY: &str = "DejaVu Sans";
+/// The `font-family` of the SVGs' text: the embedded family first, then
+/// fonts a viewer is likely to have with similar metrics.
+pub const SVG_FONT_FAMILY: &str = "DejaVu Sans, Verdana, Bitstream Vera Sans, sans-serif";
 /// Size of every chart, in pixels (PNG) and user units (SVG).
 pub const CHART_WIDTH_PX: u32 = 1200;
 pub const CHART_HEIGHT_PX: u32 = 750;
@@ -42,9 +48,12 @@ pub enum Scale {
 }
 
 /// Corner of the plot the legend is drawn in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Legend {
     UpperLeft,
+    /// Centred at the top: for time series whose ends are both busy.
+    UpperMiddle,
     UpperRight,
     LowerRight,
 }
@@ -83,6 +92,16 @@ pub struct LineChart {
     /// Where the legend sits: the corner the data leave free.
     pub legend: Legend,
     pub series: Vec<Series>,
+    /// An x range drawn as a grey band behind the lines (e.g. an outage).
+    pub shade: Option<Shade>,
+}
+
+/// A marked stretch of the x axis, named in the legend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shade {
+    pub from: f64,
+    pub to: f64,
+    pub label: String,
 }
 
 /// A chart that could not be drawn.
@@ -112,7 +131,8 @@ impl LineChart {
             self.draw(&root)?;
             root.present().map_err(|e| self.error(e))?;
         }
-        Ok(svg)
+        let named = format!("font-family=\"{FONT_FAMILY}\"");
+        Ok(svg.replace(&named, &format!("font-family=\"{SVG_FONT_FAMILY}\"")))
     }
 
     fn error(&self, reason: impl ToString) -> ChartError {
@@ -171,6 +191,9 @@ impl LineChart {
             .light_line_style(RGBColor(0, 0, 0).mix(0.04))
             .draw()
             .map_err(|e| self.error(e))?;
+        if let Some(shade) = &self.shade {
+            self.draw_shade(&mut chart, shade)?;
+        }
         for (index, series) in self.series.iter().enumerate() {
             self.draw_series(&mut chart, index, series)?;
         }
@@ -181,11 +204,38 @@ impl LineChart {
             .border_style(BLACK.mix(0.5))
             .position(match self.legend {
                 Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
+                Legend::UpperMiddle => SeriesLabelPosition::UpperMiddle,
                 Legend::UpperRight => SeriesLabelPosition::UpperRight,
                 Legend::LowerRight => SeriesLabelPosition::LowerRight,
             })
             .draw()
             .map_err(|e| self.error(e))
+    }
+
+    /// A grey band over the whole height between `shade.from` and `shade.to`,
+    /// under the lines, named in the legend.
+    fn draw_shade<DB, X, Y>(
+        &self,
+        chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+        shade: &Shade,
+    ) -> Result<(), ChartError>
+    where
+        DB: DrawingBackend,
+        X: Ranged<ValueType = f64>,
+        Y: Ranged<ValueType = f64>,
+    {
+        let (_, (y_low, y_high)) = self.bounds();
+        let (from, to) = (shade.from.min(shade.to), shade.from.max(shade.to));
+        let grey = RGBColor(0, 0, 0).mix(0.10);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(from, y_low), (to, y_high)],
+                grey.filled(),
+            )))
+            .map_err(|e| self.error(e))?
+            .label(shade.label.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 24, y + 6)], grey.filled()));
+        Ok(())
     }
 
     fn draw_series<DB, X, Y>(
@@ -229,8 +279,10 @@ impl LineChart {
     fn bounds(&self) -> (std::ops::Range<f64>, (f64, f64)) {
         let points = || self.series.iter().flat_map(|s| s.points.iter());
         let finite = |v: &f64| v.is_finite();
+        let shaded = self.shade.iter().flat_map(|s| [s.from, s.to]);
         let xs = points()
             .map(|p| p.x)
+            .chain(shaded)
             .filter(finite)
             .filter(|v| self.x_scale == Scale::Linear || *v > 0.0);
         let (x_min, x_max) = min_max(xs).unwrap_or((1.0, 10.0));
@@ -327,6 +379,65 @@ fn register_fonts() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chart(shade: Option<Shade>, legend: Legend) -> LineChart {
+        let p = |x, y| ChartPoint {
+            x,
+            y,
+            y_low: f64::NAN,
+            y_high: f64::NAN,
+        };
+        LineChart {
+            name: "t".to_string(),
+            description: String::new(),
+            title: "t".to_string(),
+            x_label: "x".to_string(),
+            y_label: "y".to_string(),
+            x_scale: Scale::Linear,
+            y_scale: Scale::Linear,
+            markers: false,
+            legend,
+            series: vec![Series {
+                name: "line".to_string(),
+                points: vec![p(10.0, 1.0), p(20.0, 2.0)],
+            }],
+            shade,
+        }
+    }
+
+    #[test]
+    fn a_shaded_window_is_drawn_and_named_and_widens_the_x_range() {
+        let plain = chart(None, Legend::UpperRight).to_svg().expect("svg");
+        let shade = Shade {
+            from: 0.0,
+            to: 5.0,
+            label: "downstream down".to_string(),
+        };
+        let shaded = chart(Some(shade), Legend::UpperRight);
+        assert!(
+            shaded.bounds().0.start < 0.0,
+            "the band's start is on the axis"
+        );
+        let svg = shaded.to_svg().expect("svg");
+        assert!(!plain.contains("downstream down"));
+        assert!(svg.contains("downstream down"));
+        assert!(svg.matches("<rect").count() > plain.matches("<rect").count());
+    }
+
+    #[test]
+    fn svg_text_falls_back_to_a_generic_sans_serif() {
+        let svg = chart(None, Legend::UpperRight).to_svg().expect("svg");
+        let family = format!("font-family=\"{SVG_FONT_FAMILY}\"");
+        assert!(svg.contains(&family), "{svg}");
+        assert!(!svg.contains("font-family=\"DejaVu Sans\""));
+    }
+
+    #[test]
+    fn the_legend_can_sit_at_the_top_middle() {
+        let right = chart(None, Legend::UpperRight).to_svg().expect("svg");
+        let middle = chart(None, Legend::UpperMiddle).to_svg().expect("svg");
+        assert_ne!(right, middle);
+    }
 
     #[test]
     fn ticks_have_no_float_noise() {

@@ -2,7 +2,7 @@
 
 use super::definition::Definition;
 use super::registry;
-use super::runner::{run_all, run_definition, run_named, RunReport, RunSettings};
+use super::runner::{question, run_all, run_definition, run_named, RunReport, RunSettings};
 use anyhow::Context as _;
 use std::path::PathBuf;
 
@@ -13,6 +13,7 @@ use std::path::PathBuf;
     after_long_help = "\
 Examples:
   resilient-relay experiment list
+  resilient-relay experiment metrics                               # what a sweep may measure
   resilient-relay experiment jitter-comparison
   resilient-relay experiment jitter-comparison --quick --jobs 1
   resilient-relay experiment all --out /tmp/results
@@ -24,9 +25,10 @@ summary CSV (mean and 95% CI), charts as PNG and SVG, summary.md and meta.json.
 Every file but meta.json's `timing` is identical for any --jobs."
 )]
 pub struct ExperimentArgs {
-    /// What to run: an experiment's name, `list` (show them), `all` (run
-    /// them all), or `run` followed by a definition file.
-    #[arg(value_name = "NAME|list|all|run")]
+    /// What to run: an experiment's name, `list` (show them and what they
+    /// ask), `metrics` (what a sweep can measure), `all` (run them all), or
+    /// `run` followed by a definition file.
+    #[arg(value_name = "NAME|list|metrics|all|run")]
     pub target: String,
 
     /// With `run`: the experiment definition to run (TOML, e.g. an edited
@@ -59,6 +61,10 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             use std::io::Write;
             let _ = write!(std::io::stdout().lock(), "{}", list_text());
         }
+        ("metrics", None) => {
+            use std::io::Write;
+            let _ = write!(std::io::stdout().lock(), "{}", metrics_text());
+        }
         ("all", None) => {
             for report in run_all(&settings(args))? {
                 print_report(&report);
@@ -82,16 +88,26 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The text of `experiment list`.
+/// The text of `experiment metrics`: what a sweep's `metrics` may name.
+pub fn metrics_text() -> String {
+    let mut text = String::new();
+    for e in super::catalogue::CATALOGUE {
+        text.push_str(&format!(
+            "{:<30} {:<20} {}\n",
+            e.name, e.unit, e.description
+        ));
+    }
+    text
+}
+
+/// The text of `experiment list`: each built-in definition and what it asks.
 pub fn list_text() -> String {
     let mut text = String::new();
-    for experiment in registry::registry() {
+    for (name, source) in registry::BUILT_IN {
+        let asks = question(&Definition::built_in(name, source)).unwrap_or_default();
         text.push_str(&format!(
-            "{:<24} {}\n{:<24} definition: experiments/{}.toml\n",
-            experiment.name(),
-            experiment.description(),
-            "",
-            experiment.name()
+            "{name:<24} {asks}\n{:<24} definition: experiments/{name}.toml\n",
+            ""
         ));
     }
     text

@@ -43,24 +43,6 @@ pub fn whole_numbers(
     values
 }
 
-/// `false` and/or `true`, each at most once, `false` first.
-pub fn flags(raw: &Spanned<Vec<Spanned<bool>>>, field: &str, checks: &mut Checks<'_>) -> Vec<bool> {
-    checks.check(!raw.get_ref().is_empty(), field, raw.span(), || {
-        "give at least one of false, true".to_string()
-    });
-    let mut values: Vec<bool> = Vec::new();
-    for entry in raw.get_ref() {
-        let v = *entry.get_ref();
-        if values.contains(&v) {
-            checks.fail(field, entry.span(), format!("{v} is listed twice"));
-        } else {
-            values.push(v);
-        }
-    }
-    values.sort_unstable();
-    values
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,10 +52,9 @@ mod tests {
     #[derive(Deserialize)]
     struct Raw {
         n: Spanned<Vec<Spanned<i64>>>,
-        b: Spanned<Vec<Spanned<bool>>>,
     }
 
-    type Parsed = Result<(Vec<u64>, Vec<bool>), Vec<(String, Option<usize>)>>;
+    type Parsed = Result<Vec<u64>, Vec<(String, Option<usize>)>>;
 
     fn parse(text: &str) -> Parsed {
         let definition = Definition::from_text(
@@ -82,12 +63,7 @@ mod tests {
         );
         let resolved = definition.resolve(false, None).expect("toml");
         resolved
-            .options(|raw: Raw, checks| {
-                (
-                    whole_numbers(&raw.n, "n", 1..=1000, checks),
-                    flags(&raw.b, "b", checks),
-                )
-            })
+            .options(|raw: Raw, checks| whole_numbers(&raw.n, "n", 1..=1000, checks))
             .map_err(|e| {
                 e.errors
                     .into_iter()
@@ -98,27 +74,23 @@ mod tests {
 
     #[test]
     fn values_come_back_sorted() {
-        let result = parse("n = [100, 10, 1000]\nb = [true, false]\n");
-        assert_eq!(result, Ok((vec![10, 100, 1000], vec![false, true])));
+        let result = parse("n = [100, 10, 1000]\n");
+        assert_eq!(result, Ok(vec![10, 100, 1000]));
     }
 
     #[test]
     fn every_bad_entry_is_reported_at_its_line() {
-        let result = parse("n = [\n  10,\n  0,\n  10,\n]\nb = [\n  true,\n  true,\n]\n");
-        let errors = result.expect_err("three bad entries");
+        let result = parse("n = [\n  10,\n  0,\n  10,\n]\n");
+        let errors = result.expect_err("two bad entries");
         assert_eq!(
             errors,
-            vec![
-                ("n".to_string(), Some(4)),
-                ("n".to_string(), Some(5)),
-                ("b".to_string(), Some(9)),
-            ]
+            vec![("n".to_string(), Some(4)), ("n".to_string(), Some(5))]
         );
     }
 
     #[test]
     fn empty_lists_are_refused() {
-        let result = parse("n = []\nb = []\n");
-        assert_eq!(result.expect_err("empty").len(), 2);
+        let result = parse("n = []\n");
+        assert_eq!(result.expect_err("empty").len(), 1);
     }
 }

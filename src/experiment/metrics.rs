@@ -4,7 +4,7 @@
 //! (calls, latency quantiles, 429s, …) and want the same two tables: one row
 //! per parameter set and seed, and one row per parameter set with the mean
 //! and 95 % confidence interval of each number over the seeds. Declaring the
-//! numbers once, as [`Metric`]s, keeps the columns of the two tables, the
+//! numbers once, as [`Column`]s, keeps the columns of the two tables, the
 //! charts and the headline text in step.
 
 use super::chart::{ChartPoint, Series};
@@ -16,37 +16,44 @@ use super::table::{Cell, Table};
 /// `latency_p99_ms`), how many decimals the CSV keeps, and how to read it
 /// from a run's result. NaN means "undefined for this run" (e.g. a latency
 /// quantile when nothing succeeded): an empty cell, left out of the mean.
-pub struct Metric<R> {
+pub struct Column<R> {
     pub name: &'static str,
     pub decimals: usize,
     pub value: fn(&R) -> f64,
 }
 
-impl<R> Clone for Metric<R> {
+impl<R> Column<R> {
+    pub const fn new(name: &'static str, decimals: usize, value: fn(&R) -> f64) -> Column<R> {
+        Column {
+            name,
+            decimals,
+            value,
+        }
+    }
+}
+
+impl<R> Clone for Column<R> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<R> Copy for Metric<R> {}
+impl<R> Copy for Column<R> {}
 
-/// The runs of one parameter set, summarised metric by metric.
+/// The runs of one parameter set, summarised column by column.
 #[derive(Clone, Debug)]
 pub struct PointSummary<P> {
     pub point: P,
     /// Runs (seeds) of this parameter set.
     pub runs: usize,
-    names: Vec<&'static str>,
     estimates: Vec<Estimate>,
 }
 
 impl<P> PointSummary<P> {
-    /// The estimate of metric `name`; a name that was never declared is a
-    /// bug in the caller, caught by the tests that draw every chart.
-    pub fn get(&self, name: &str) -> Estimate {
-        let index = self.names.iter().position(|n| *n == name);
-        debug_assert!(index.is_some(), "no metric named `{name}`");
-        index.map_or(Estimate::of(&[]), |i| self.estimates[i])
+    /// The estimate of column `index` of the columns the summary was made
+    /// with (experiments name their columns by constants, never by text).
+    pub fn get(&self, index: usize) -> Estimate {
+        self.estimates[index]
     }
 }
 
@@ -55,7 +62,7 @@ impl<P> PointSummary<P> {
 pub fn summarize<P: Clone, R>(
     points: &[P],
     trials: &[Trial<R>],
-    metrics: &[Metric<R>],
+    metrics: &[Column<R>],
 ) -> Vec<PointSummary<P>> {
     by_point(trials, points.len())
         .into_iter()
@@ -63,7 +70,6 @@ pub fn summarize<P: Clone, R>(
         .map(|(results, point)| PointSummary {
             point: point.clone(),
             runs: results.len(),
-            names: metrics.iter().map(|m| m.name).collect(),
             estimates: metrics
                 .iter()
                 .map(|m| {
@@ -87,7 +93,7 @@ pub fn raw_table<P, R>(
     keys: impl Fn(&P) -> Vec<Cell>,
     points: &[P],
     trials: &[Trial<R>],
-    metrics: &[Metric<R>],
+    metrics: &[Column<R>],
 ) -> Table {
     let mut columns: Vec<&str> = key_columns.to_vec();
     columns.push("seed");
@@ -114,7 +120,7 @@ pub fn summary_table<P, R>(
     key_columns: &[&str],
     keys: impl Fn(&P) -> Vec<Cell>,
     summaries: &[PointSummary<P>],
-    metrics: &[Metric<R>],
+    metrics: &[Column<R>],
 ) -> Table {
     let mut columns: Vec<String> = key_columns.iter().map(|c| (*c).to_string()).collect();
     columns.push("seeds".to_string());
@@ -128,8 +134,8 @@ pub fn summary_table<P, R>(
     for s in summaries {
         let mut row = keys(&s.point);
         row.push(Cell::count(s.runs as u64));
-        for m in metrics {
-            let e = s.get(m.name);
+        for (i, m) in metrics.iter().enumerate() {
+            let e = s.get(i);
             row.extend([
                 Cell::fixed(e.mean, m.decimals),
                 Cell::fixed(e.ci95_low(), m.decimals),
@@ -141,13 +147,13 @@ pub fn summary_table<P, R>(
     table
 }
 
-/// Chart lines of metric `name`: one series per distinct `line(point)`, in
+/// Chart lines of column `metric`: one series per distinct `line(point)`, in
 /// order of first appearance, each point at `x(point)` with its 95 % CI as
 /// the band. `scale` converts the metric's unit for the chart (e.g. 100
 /// for a fraction shown in %).
 pub fn series<P>(
     summaries: &[PointSummary<P>],
-    name: &str,
+    metric: usize,
     scale: f64,
     line: impl Fn(&P) -> String,
     x: impl Fn(&P) -> f64,
@@ -155,7 +161,7 @@ pub fn series<P>(
     let mut out: Vec<Series> = Vec::new();
     for s in summaries {
         let label = line(&s.point);
-        let e = s.get(name);
+        let e = s.get(metric);
         let point = ChartPoint {
             x: x(&s.point),
             y: e.mean * scale,
@@ -176,22 +182,22 @@ pub fn series<P>(
     out
 }
 
-/// One chart line per metric, over the parameter sets: `(legend, metric
-/// name)` pairs, each point at `x(point)` with its 95 % CI as the band,
+/// One chart line per column, over the parameter sets: `(legend, column
+/// index)` pairs, each point at `x(point)` with its 95 % CI as the band,
 /// the values multiplied by `scale`.
 pub fn lines<P>(
     summaries: &[PointSummary<P>],
-    metrics: &[(&str, &str)],
+    metrics: &[(&str, usize)],
     scale: f64,
     x: impl Fn(&P) -> f64,
 ) -> Vec<Series> {
     metrics
         .iter()
-        .map(|(legend, name)| {
+        .map(|&(legend, metric)| {
             let mut points: Vec<ChartPoint> = summaries
                 .iter()
                 .map(|s| {
-                    let e = s.get(name);
+                    let e = s.get(metric);
                     ChartPoint {
                         x: x(&s.point),
                         y: e.mean * scale,
@@ -202,18 +208,18 @@ pub fn lines<P>(
                 .collect();
             points.sort_by(|a, b| a.x.total_cmp(&b.x));
             Series {
-                name: (*legend).to_string(),
+                name: legend.to_string(),
                 points,
             }
         })
         .collect()
 }
 
-/// One column of a Markdown table of summaries: header, metric, the factor
-/// that converts its unit for reading, decimals.
-pub struct Column<'a> {
+/// One column of a Markdown table of summaries: header, column index, the
+/// factor that converts its unit for reading, decimals.
+pub struct MdColumn<'a> {
     pub header: &'a str,
-    pub metric: &'a str,
+    pub metric: usize,
     pub factor: f64,
     pub decimals: usize,
 }
@@ -224,7 +230,7 @@ pub fn markdown_table<P>(
     summaries: &[PointSummary<P>],
     key_header: &str,
     key: impl Fn(&P) -> String,
-    columns: &[Column<'_>],
+    columns: &[MdColumn<'_>],
 ) -> String {
     let mut md = format!("| {key_header} |");
     let mut rule = String::from("|---|");
@@ -265,13 +271,13 @@ pub fn pm(e: Estimate, factor: f64, decimals: usize) -> String {
 mod tests {
     use super::*;
 
-    const METRICS: [Metric<(f64, f64)>; 2] = [
-        Metric {
+    const METRICS: [Column<(f64, f64)>; 2] = [
+        Column {
             name: "a_ms",
             decimals: 1,
             value: |r| r.0,
         },
-        Metric {
+        Column {
             name: "b",
             decimals: 0,
             value: |r| r.1,
@@ -314,9 +320,9 @@ mod tests {
     fn summaries_leave_undefined_values_out() {
         let points = ["x", "y"];
         let summaries = summarize(&points, &trials(), &METRICS);
-        assert_eq!(summaries[0].get("a_ms").mean, 2.0);
-        assert_eq!(summaries[0].get("b").n, 1);
-        assert_eq!(summaries[1].get("b").mean, 8.0);
+        assert_eq!(summaries[0].get(0).mean, 2.0);
+        assert_eq!(summaries[0].get(1).n, 1);
+        assert_eq!(summaries[1].get(1).mean, 8.0);
         let table = summary_table(
             "s",
             "d",
@@ -342,9 +348,9 @@ mod tests {
             &summaries,
             "p",
             |p| p.to_string(),
-            &[Column {
+            &[MdColumn {
                 header: "a (s)",
-                metric: "a_ms",
+                metric: 0,
                 factor: 1e-3,
                 decimals: 4,
             }],
@@ -369,7 +375,7 @@ mod tests {
             })
             .collect();
         let summaries = summarize(&points, &trials, &METRICS);
-        let lines = series(&summaries, "a_ms", 10.0, |p| p.1.to_string(), |p| p.0);
+        let lines = series(&summaries, 0, 10.0, |p| p.1.to_string(), |p| p.0);
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].name, "a");
         let xs: Vec<(f64, f64)> = lines[0].points.iter().map(|p| (p.x, p.y)).collect();

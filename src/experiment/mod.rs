@@ -10,27 +10,28 @@
 //!
 //! | module | concept |
 //! |---|---|
-//! | [`registry`] | the [`Experiment`] trait, [`Outputs`], the built-in list |
+//! | [`registry`] | the [`Experiment`] trait, [`Outputs`], the built-in definitions |
 //! | [`definition`] | loading definitions, the `[quick]` overlay, shared keys |
 //! | [`checks`] | every bad value of a definition, with field and line |
 //! | [`seeds`] | the seed set each parameter set runs with |
 //! | [`sweep`] | running every (parameter set, seed) in parallel, sorted |
 //! | [`stats`] | mean and Student-t 95 % confidence intervals |
 //! | [`table`] | tables and their deterministic CSV form |
-//! | [`knobs`] | the swept lists of a definition, checked and sorted |
-//! | [`metrics`] | named per-run numbers → raw and summary tables, chart lines |
-//! | [`scenario_runs`] | sweeps whose model is the simulator and the real relay |
+//! | [`knobs`] | the swept lists of a bespoke model, checked and sorted |
+//! | [`catalogue`] | every number of a simulated run: name, unit, description |
+//! | [`metrics`] | per-run numbers → raw and summary tables, chart lines |
+//! | [`scenario_runs`] | running a scenario per parameter set and seed |
+//! | [`scenario_sweep`] | a sweep of scenario fields declared in TOML alone |
+//! | [`over_time`] | per-bucket counters averaged over seeds: table and chart lines |
 //! | [`chart`] | line charts as PNG and SVG with the embedded font |
 //! | [`outputs`] | writing it all, `summary.md` and `meta.json` |
 //! | [`runner`] | definition → sweep → files |
 //! | [`cli`] | the `experiment` subcommand |
 //! | [`breaker_tuning`] | circuit breaker settings during an outage: calls, 503s, dead letters |
 //! | [`jitter_comparison`] | backoff and jitter strategies: contention, then a herd through the relay |
-//! | [`queue_sizing`] | queue capacity under a spike: 429s vs late jobs and memory |
-//! | [`timeout_tuning`] | per-attempt timeout vs a heavy tail: retries, latency, duplicates |
-//! | [`worker_pool_sizing`] | pool size: throughput, latency, downstream concurrency, 429s |
 
 pub mod breaker_tuning;
+pub mod catalogue;
 pub mod chart;
 pub mod checks;
 pub mod cli;
@@ -39,16 +40,15 @@ pub mod jitter_comparison;
 pub mod knobs;
 pub mod metrics;
 pub mod outputs;
-pub mod queue_sizing;
+pub mod over_time;
 pub mod registry;
 pub mod runner;
 pub mod scenario_runs;
+pub mod scenario_sweep;
 pub mod seeds;
 pub mod stats;
 pub mod sweep;
 pub mod table;
-pub mod timeout_tuning;
-pub mod worker_pool_sizing;
 
 pub use cli::{run, ExperimentArgs};
 pub use registry::{Context, Experiment, ExperimentError, Outputs};

@@ -8,25 +8,22 @@
 //! decides where and how results land.
 
 use super::chart::LineChart;
-use super::definition::{Checks, DefinitionErrors, Origin, Resolved};
+use super::definition::{Checks, Definition, DefinitionErrors, Origin, Resolved};
 use super::seeds::SeedSet;
 use super::sweep::Sweep;
 use super::table::Table;
 use serde::de::DeserializeOwned;
 
-/// One named experiment.
+/// A model that is more than a scenario sweep (a sweep needs only its TOML
+/// file; see [`super::scenario_sweep`]).
 ///
-/// To add one: implement this trait in `src/experiment/<name>/`, write its
-/// definition as `experiments/<name>.toml` (returned by
-/// [`Experiment::default_definition`] through `include_str!`), and list it
-/// in [`registry`].
+/// To add one: implement this trait in `src/experiment/<name>/`, list it in
+/// [`registry`], and its definition in [`BUILT_IN`].
 pub trait Experiment: Sync {
     /// Command-line name and output directory, e.g. `jitter-comparison`.
     fn name(&self) -> &'static str;
     /// One line for `experiment list` and the top of `summary.md`.
     fn description(&self) -> &'static str;
-    /// The TOML definition used when the experiment is run by name.
-    fn default_definition(&self) -> &'static str;
     /// Validates the definition's own sections, runs the sweep and returns
     /// what to write.
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, ExperimentError>;
@@ -126,24 +123,55 @@ pub enum ExperimentError {
     Options(#[from] serde_json::Error),
 }
 
-/// Every built-in experiment, in the order `list` and `all` use.
+/// The models that are more than a scenario sweep, by the name a
+/// definition's `experiment = "…"` gives.
 pub fn registry() -> &'static [&'static dyn Experiment] {
-    static EXPERIMENTS: [&dyn Experiment; 5] = [
+    static MODELS: [&dyn Experiment; 2] = [
         &super::breaker_tuning::BreakerTuning,
         &super::jitter_comparison::JitterComparison,
-        &super::queue_sizing::QueueSizing,
-        &super::timeout_tuning::TimeoutTuning,
-        &super::worker_pool_sizing::WorkerPoolSizing,
     ];
-    &EXPERIMENTS
+    &MODELS
 }
 
-/// The built-in experiment called `name`.
+/// The model called `name`.
 pub fn find(name: &str) -> Option<&'static dyn Experiment> {
     registry().iter().copied().find(|e| e.name() == name)
 }
 
-/// Names of the built-in experiments, for error messages.
+/// Names of the models, for error messages.
 pub fn names() -> Vec<&'static str> {
     registry().iter().map(|e| e.name()).collect()
+}
+
+macro_rules! built_in {
+    ($($name:literal),* $(,)?) => {
+        /// Every definition under `experiments/`, built into the binary: the
+        /// order `list` and `all` use. A scenario sweep needs nothing else.
+        pub const BUILT_IN: &[(&str, &str)] = &[
+            $(($name, include_str!(concat!("../../experiments/", $name, ".toml")))),*
+        ];
+    };
+}
+
+built_in![
+    "breaker-tuning",
+    "dlq-sizing",
+    "jitter-comparison",
+    "queue-sizing",
+    "rate-limit-sizing",
+    "timeout-tuning",
+    "worker-pool-sizing",
+];
+
+/// The built-in definition called `name`.
+pub fn built_in(name: &str) -> Option<Definition> {
+    BUILT_IN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(n, source)| Definition::built_in(n, source))
+}
+
+/// Names of the built-in definitions, for error messages.
+pub fn built_in_names() -> Vec<&'static str> {
+    BUILT_IN.iter().map(|(n, _)| *n).collect()
 }

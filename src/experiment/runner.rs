@@ -1,8 +1,9 @@
 //! From a definition to files on disk: resolve, sweep, write.
 
-use super::definition::{Definition, DefinitionErrors};
+use super::definition::{Definition, DefinitionErrors, Resolved};
 use super::outputs::{write_meta, write_outputs, Provenance, Timing, WriteError};
-use super::registry::{self, Context, Experiment, ExperimentError};
+use super::registry::{self, Context, ExperimentError, Outputs};
+use super::scenario_sweep;
 use super::sweep::Sweep;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ pub struct RunSettings {
 /// What one experiment run wrote.
 #[derive(Clone, Debug)]
 pub struct RunReport {
-    pub experiment: &'static str,
+    pub experiment: String,
     pub dir: PathBuf,
     /// File names inside `dir`, in the order written.
     pub files: Vec<String>,
@@ -41,7 +42,7 @@ pub enum RunError {
     Definition(#[from] DefinitionErrors),
     #[error("{experiment}: {source}")]
     Experiment {
-        experiment: &'static str,
+        experiment: String,
         source: ExperimentError,
     },
     #[error(transparent)]
@@ -53,22 +54,31 @@ pub enum RunError {
     },
 }
 
-/// Runs the built-in experiment `name` from its embedded definition.
+/// Runs the built-in definition `name`.
 pub fn run_named(name: &str, settings: &RunSettings) -> Result<RunReport, RunError> {
-    let experiment = registry::find(name).ok_or_else(|| RunError::UnknownExperiment {
+    let definition = registry::built_in(name).ok_or_else(|| RunError::UnknownExperiment {
         name: name.to_string(),
-        known: registry::names().join(", "),
+        known: registry::built_in_names().join(", "),
     })?;
-    let definition = Definition::built_in(experiment.name(), experiment.default_definition());
     run_definition(&definition, settings)
 }
 
-/// Runs every built-in experiment in registry order; stops at the first error.
+/// Runs every built-in definition in order; stops at the first error.
 pub fn run_all(settings: &RunSettings) -> Result<Vec<RunReport>, RunError> {
-    registry::registry()
-        .iter()
-        .map(|e| run_named(e.name(), settings))
+    registry::built_in_names()
+        .into_iter()
+        .map(|name| run_named(name, settings))
         .collect()
+}
+
+/// What a definition asks, in one line: a model's description or a
+/// sweep's `question`.
+pub fn question(definition: &Definition) -> Option<String> {
+    let resolved = definition.resolve(false, None).ok()?;
+    match registry::find(&resolved.experiment) {
+        Some(model) => Some(model.description().to_string()),
+        None => scenario_sweep::question(&resolved),
+    }
 }
 
 /// Runs the experiment a definition names and writes its outputs.
@@ -80,18 +90,16 @@ pub fn run_definition(
     // wall time is recorded in meta.json only, never in results
     let started = Instant::now();
     let resolved = definition.resolve(settings.quick, settings.seeds)?;
-    let experiment = registry::find(&resolved.experiment)
-        .ok_or_else(|| resolved.unknown_experiment(&registry::names()))?;
     let sweep = Sweep::new(settings.jobs, settings.progress).map_err(|source| RunError::Pool {
         jobs: settings.jobs,
         source,
     })?;
-    let outputs = experiment
-        .run(&Context::new(&resolved, &sweep))
-        .map_err(|source| failed(experiment, source))?;
+    let (description, outputs) = run_model(&resolved, &sweep)?;
     resolved.ensure_valid()?;
+    let name = resolved.experiment.clone();
     let provenance = Provenance {
-        experiment,
+        name: &name,
+        description: &description,
         definition,
         seeds: resolved.seeds,
         quick: settings.quick,
@@ -106,19 +114,35 @@ pub fn run_definition(
     };
     write_meta(&dir, &outputs, &provenance, &files, timing)?;
     Ok(RunReport {
-        experiment: experiment.name(),
+        experiment: name,
         dir,
         files,
         wall,
     })
 }
 
-fn failed(experiment: &dyn Experiment, source: ExperimentError) -> RunError {
-    match source {
+/// Runs the bespoke model the definition names, or else its scenario
+/// sweep; returns the one-line description and the outputs.
+fn run_model(resolved: &Resolved<'_>, sweep: &Sweep) -> Result<(String, Outputs), RunError> {
+    let ctx = Context::new(resolved, sweep);
+    let name = &resolved.experiment;
+    let (description, result) = match registry::find(name) {
+        Some(model) => (model.description().to_string(), model.run(&ctx)),
+        None => match scenario_sweep::question(resolved) {
+            Some(question) => (question, scenario_sweep::run(&ctx, name)),
+            None => {
+                let mut known = registry::names();
+                known.push("or a scenario sweep (a `question` and [[axes]])");
+                return Err(resolved.unknown_experiment(&known).into());
+            }
+        },
+    };
+    let outputs = result.map_err(|source| match source {
         ExperimentError::Definition(errors) => RunError::Definition(errors),
         source => RunError::Experiment {
-            experiment: experiment.name(),
+            experiment: name.clone(),
             source,
         },
-    }
+    })?;
+    Ok((description, outputs))
 }

@@ -114,12 +114,3 @@ pub fn defined_if(count: u64, value: f64) -> f64 {
         value
     }
 }
-
-/// `part / whole`, NaN when `whole` is zero.
-pub fn ratio(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        f64::NAN
-    } else {
-        part as f64 / whole as f64
-    }
-}

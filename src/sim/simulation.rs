@@ -431,6 +431,7 @@ impl Simulation {
         self.c.client_succeeded = stats.succeeded;
         self.c.client_abandoned = stats.abandoned;
         self.c.client_done_last = stats.done_last;
+        self.c.populations = stats.populations.clone();
         let mut summary = Summary::collect(
             &self.scenario_name,
             self.seed,

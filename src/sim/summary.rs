@@ -27,6 +27,17 @@ pub struct Counters {
     pub queue_bytes_max: u64,
     /// When the last logical request got its final answer.
     pub client_done_last: Time,
+    /// Per `[[clients]]` population, in scenario order.
+    pub populations: Vec<PopulationCounts>,
+}
+
+/// What one `[[clients]]` population asked for and got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PopulationCounts {
+    /// Logical requests it created.
+    pub requests: u64,
+    /// Of those, the ones that got a success.
+    pub client_succeeded: u64,
 }
 
 /// The run's outcome. Deterministic: same scenario and seed, same bytes.
@@ -105,6 +116,10 @@ pub struct Summary {
     /// Trace records kept when the trace was cut short; absent when whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_cut_at: Option<usize>,
+    /// Per `[[clients]]` population, in scenario order (for experiments that
+    /// compare populations; not part of the printed or JSON summary).
+    #[serde(skip)]
+    pub populations: Vec<PopulationCounts>,
 }
 
 impl Summary {
@@ -186,6 +201,7 @@ impl Summary {
             scheduler_depth_max: scheduler_depth_max as u64,
             invariant_checks,
             trace_cut_at: None,
+            populations: c.populations.clone(),
         }
     }
 }

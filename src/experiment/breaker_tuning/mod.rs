@@ -12,13 +12,13 @@
 
 mod report;
 
+use super::catalogue::Metric;
 use super::definition::{Checks, DefinitionErrors};
 use super::knobs;
-use super::metrics::Metric;
 use super::registry::{Context, Experiment, ExperimentError, Outputs};
-use super::scenario_runs::{self, defined_if};
+use super::scenario_runs;
 use crate::relay::{BreakerConfig, TripConfig};
-use crate::sim::{Scenario, SimResult};
+use crate::sim::Scenario;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -39,10 +39,6 @@ impl Experiment for BreakerTuning {
          letters and latency, with no breaker and per trip rule and open duration."
     }
 
-    fn default_definition(&self) -> &'static str {
-        include_str!("../../../experiments/breaker-tuning.toml")
-    }
-
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, ExperimentError> {
         let options = validate(ctx)?;
         let points = options.points();
@@ -53,7 +49,7 @@ impl Experiment for BreakerTuning {
             &points,
             |point| scenario_for(point, &options),
             None,
-            |_, result| outcome(&result),
+            |_, result| result.summary,
         )?;
         let mut outputs = Outputs {
             options: serde_json::to_value(&options)?,
@@ -204,82 +200,17 @@ fn scenario_for(point: &BreakerPoint, options: &BreakerOptions) -> Scenario {
     scenario
 }
 
-/// What one run reports.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BreakerOutcome {
-    pub downstream_calls: u64,
-    pub relay_retries: u64,
-    pub unavailable_503: u64,
-    pub shed_429: u64,
-    pub succeeded: u64,
-    pub dead_lettered: u64,
-    pub breaker_transitions: u64,
-    pub latency_p99_ms: f64,
-    pub client_latency_p99_ms: f64,
-}
-
-fn outcome(result: &SimResult) -> BreakerOutcome {
-    let s = &result.summary;
-    BreakerOutcome {
-        downstream_calls: s.downstream_calls,
-        relay_retries: s.relay_retries,
-        unavailable_503: s.unavailable_503,
-        shed_429: s.shed_429,
-        succeeded: s.succeeded,
-        dead_lettered: s.dead_lettered,
-        breaker_transitions: s.breaker_transitions,
-        latency_p99_ms: defined_if(s.latency.count, s.latency.p99_ms),
-        client_latency_p99_ms: defined_if(s.client_latency.count, s.client_latency.p99_ms),
-    }
-}
-
 /// What every run reports, in column order.
-pub const METRICS: [Metric<BreakerOutcome>; 9] = [
-    Metric {
-        name: "downstream_calls",
-        decimals: 0,
-        value: |o| o.downstream_calls as f64,
-    },
-    Metric {
-        name: "relay_retries",
-        decimals: 0,
-        value: |o| o.relay_retries as f64,
-    },
-    Metric {
-        name: "unavailable_503",
-        decimals: 0,
-        value: |o| o.unavailable_503 as f64,
-    },
-    Metric {
-        name: "shed_429",
-        decimals: 0,
-        value: |o| o.shed_429 as f64,
-    },
-    Metric {
-        name: "succeeded",
-        decimals: 0,
-        value: |o| o.succeeded as f64,
-    },
-    Metric {
-        name: "dead_lettered",
-        decimals: 0,
-        value: |o| o.dead_lettered as f64,
-    },
-    Metric {
-        name: "breaker_transitions",
-        decimals: 0,
-        value: |o| o.breaker_transitions as f64,
-    },
-    Metric {
-        name: "latency_p99_ms",
-        decimals: 2,
-        value: |o| o.latency_p99_ms,
-    },
-    Metric {
-        name: "client_latency_p99_ms",
-        decimals: 2,
-        value: |o| o.client_latency_p99_ms,
-    },
+pub const METRICS: [Metric; 9] = [
+    Metric::DownstreamCalls,
+    Metric::RelayRetries,
+    Metric::Unavailable503,
+    Metric::Shed429,
+    Metric::Succeeded,
+    Metric::DeadLettered,
+    Metric::BreakerTransitions,
+    Metric::LatencyP99Ms,
+    Metric::ClientLatencyP99Ms,
 ];
 
 #[cfg(test)]

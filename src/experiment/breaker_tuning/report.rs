@@ -1,12 +1,14 @@
 //! Tables, charts and headline text of the breaker-tuning experiment.
 
-use super::{BreakerOptions, BreakerOutcome, BreakerPoint, METRICS};
+use super::{BreakerOptions, BreakerPoint, METRICS};
+use crate::experiment::catalogue::{self, Metric};
 use crate::experiment::chart::{Legend, LineChart, Scale, Series};
-use crate::experiment::metrics::{self, Column, PointSummary};
+use crate::experiment::metrics::{self, MdColumn, PointSummary};
 use crate::experiment::registry::Outputs;
 use crate::experiment::sweep::Trial;
 use crate::experiment::table::Cell;
 use crate::relay::TripConfig;
+use crate::sim::Summary;
 use std::fmt::Write as _;
 
 const X_LABEL: &str = "breaker open duration (s)";
@@ -17,7 +19,7 @@ pub(super) fn append(
     outputs: &mut Outputs,
     options: &BreakerOptions,
     points: &[BreakerPoint],
-    trials: &[Trial<BreakerOutcome>],
+    trials: &[Trial<Summary>],
 ) {
     let keys = |p: &BreakerPoint| {
         vec![
@@ -29,7 +31,8 @@ pub(super) fn append(
             },
         ]
     };
-    let summaries = metrics::summarize(points, trials, &METRICS);
+    let columns = METRICS.map(Metric::column);
+    let summaries = metrics::summarize(points, trials, &catalogue::columns());
     outputs.tables.push(metrics::raw_table(
         "breaker_tuning",
         "one row per breaker setting (trip rule, open duration; none = no breaker) and seed",
@@ -37,7 +40,7 @@ pub(super) fn append(
         keys,
         points,
         trials,
-        &METRICS,
+        &columns,
     ));
     outputs.tables.push(metrics::summary_table(
         "breaker_tuning_summary",
@@ -45,8 +48,8 @@ pub(super) fn append(
          breaker_tuning.csv column",
         &["trip", "open_ms"],
         keys,
-        &summaries,
-        &METRICS,
+        &metrics::summarize(points, trials, &columns),
+        &columns,
     ));
     outputs.charts.extend(charts(&summaries, options));
     outputs
@@ -82,7 +85,7 @@ fn x(p: &BreakerPoint) -> f64 {
 fn lines(
     summaries: &[PointSummary<BreakerPoint>],
     options: &BreakerOptions,
-    metric: &str,
+    metric: Metric,
     suffix: &str,
 ) -> Vec<Series> {
     let mut with_baseline: Vec<PointSummary<BreakerPoint>> = Vec::new();
@@ -96,7 +99,7 @@ fn lines(
     with_baseline.extend(summaries.iter().filter(|s| s.point.trip.is_some()).cloned());
     metrics::series(
         &with_baseline,
-        metric,
+        metric.index(),
         1.0,
         |p| format!("{}{suffix}", describe(p.trip)),
         x,
@@ -118,15 +121,16 @@ fn charts(summaries: &[PointSummary<BreakerPoint>], options: &BreakerOptions) ->
         markers: true,
         legend: Legend::UpperRight,
         series,
+        shade: None,
     };
-    let mut refusals = lines(summaries, options, "dead_lettered", ": dead-lettered");
-    refusals.extend(lines(summaries, options, "unavailable_503", ": 503s"));
+    let mut refusals = lines(summaries, options, Metric::DeadLettered, ": dead-lettered");
+    refusals.extend(lines(summaries, options, Metric::Unavailable503, ": 503s"));
     vec![
         chart(
             "breaker_downstream_calls",
             "Downstream calls by breaker setting",
             "calls to the downstream per run",
-            lines(summaries, options, "downstream_calls", ""),
+            lines(summaries, options, Metric::DownstreamCalls, ""),
         ),
         chart(
             "breaker_refusals",
@@ -169,15 +173,15 @@ fn headline(summaries: &[PointSummary<BreakerPoint>], options: &BreakerOptions) 
             Some(_) => format!("{}, open {} s", describe(p.trip), x(p)),
         },
         &[
-            column("downstream calls", "downstream_calls", 0),
-            column("relay retries", "relay_retries", 0),
-            column("503s", "unavailable_503", 0),
-            column("429s", "shed_429", 0),
-            column("succeeded", "succeeded", 0),
-            column("dead-lettered", "dead_lettered", 0),
-            column("breaker transitions", "breaker_transitions", 1),
-            column("job p99 (ms)", "latency_p99_ms", 1),
-            column("client p99 (ms)", "client_latency_p99_ms", 1),
+            column("downstream calls", Metric::DownstreamCalls, 0),
+            column("relay retries", Metric::RelayRetries, 0),
+            column("503s", Metric::Unavailable503, 0),
+            column("429s", Metric::Shed429, 0),
+            column("succeeded", Metric::Succeeded, 0),
+            column("dead-lettered", Metric::DeadLettered, 0),
+            column("breaker transitions", Metric::BreakerTransitions, 1),
+            column("job p99 (ms)", Metric::LatencyP99Ms, 1),
+            column("client p99 (ms)", Metric::ClientLatencyP99Ms, 1),
         ],
     ));
     md.push('\n');
@@ -185,10 +189,10 @@ fn headline(summaries: &[PointSummary<BreakerPoint>], options: &BreakerOptions) 
     md
 }
 
-fn column<'a>(header: &'a str, metric: &'a str, decimals: usize) -> Column<'a> {
-    Column {
+fn column(header: &str, metric: Metric, decimals: usize) -> MdColumn<'_> {
+    MdColumn {
         header,
-        metric,
+        metric: metric.index(),
         factor: 1.0,
         decimals,
     }
@@ -197,32 +201,34 @@ fn column<'a>(header: &'a str, metric: &'a str, decimals: usize) -> Column<'a> {
 /// What the breaker setting with the fewest downstream calls saves against
 /// no breaker.
 fn savings(summaries: &[PointSummary<BreakerPoint>]) -> String {
-    let mean = |s: &PointSummary<BreakerPoint>, m: &str| s.get(m).mean;
+    let mean = |s: &PointSummary<BreakerPoint>, m: Metric| s.get(m.index()).mean;
     let Some(none) = summaries.iter().find(|s| s.point.trip.is_none()) else {
         return String::new();
     };
     let fewest = summaries
         .iter()
         .filter(|s| s.point.trip.is_some())
-        .min_by(|a, b| mean(a, "downstream_calls").total_cmp(&mean(b, "downstream_calls")));
+        .min_by(|a, b| {
+            mean(a, Metric::DownstreamCalls).total_cmp(&mean(b, Metric::DownstreamCalls))
+        });
     let Some(best) = fewest else {
         return String::new();
     };
-    let pct = |m: &str| 100.0 * (1.0 - mean(best, m) / mean(none, m));
+    let pct = |m: Metric| 100.0 * (1.0 - mean(best, m) / mean(none, m));
     format!(
         "- Fewest downstream calls: {}, open {} s: {:.0} calls instead of {:.0} without a \
          breaker ({:.0} % fewer), {:.0} dead-lettered instead of {:.0}, {:.0} 503s instead of \
          {:.0}; {:.0} jobs succeeded instead of {:.0}.\n",
         describe(best.point.trip),
         x(&best.point),
-        mean(best, "downstream_calls"),
-        mean(none, "downstream_calls"),
-        pct("downstream_calls"),
-        mean(best, "dead_lettered"),
-        mean(none, "dead_lettered"),
-        mean(best, "unavailable_503"),
-        mean(none, "unavailable_503"),
-        mean(best, "succeeded"),
-        mean(none, "succeeded"),
+        mean(best, Metric::DownstreamCalls),
+        mean(none, Metric::DownstreamCalls),
+        pct(Metric::DownstreamCalls),
+        mean(best, Metric::DeadLettered),
+        mean(none, Metric::DeadLettered),
+        mean(best, Metric::Unavailable503),
+        mean(none, Metric::Unavailable503),
+        mean(best, Metric::Succeeded),
+        mean(none, Metric::Succeeded),
     )
 }

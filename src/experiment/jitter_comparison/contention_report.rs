@@ -178,6 +178,7 @@ fn chart(
         markers: true,
         legend: Legend::UpperLeft,
         series,
+        shade: None,
     }
 }
 

@@ -3,11 +3,11 @@
 use super::herd::{HerdOutcome, BUCKET_MS};
 use super::options::RelayOptions;
 use super::strategy::Strategy;
-use crate::experiment::chart::{ChartPoint, Legend, LineChart, Scale, Series};
-use crate::experiment::metrics::{self, pm, Metric, PointSummary};
+use crate::experiment::chart::{Legend, LineChart, Scale, Shade};
+use crate::experiment::metrics::{self, pm, Column, PointSummary};
+use crate::experiment::over_time::{self, OverTime};
 use crate::experiment::registry::Outputs;
 use crate::experiment::seeds::SeedSet;
-use crate::experiment::stats::Estimate;
 use crate::experiment::sweep::{by_point, Trial};
 use crate::experiment::table::{Cell, Table};
 use crate::sim::clients::ClientsConfig;
@@ -16,53 +16,32 @@ use crate::sim::Scenario;
 use std::fmt::Write as _;
 
 /// What every run reports, in column order.
-pub const METRICS: [Metric<HerdOutcome>; 9] = [
-    Metric {
-        name: "downstream_calls",
-        decimals: 0,
-        value: |o| o.downstream_calls as f64,
-    },
-    Metric {
-        name: "calls_per_100ms_max",
-        decimals: 0,
-        value: |o| f64::from(o.calls_per_100ms_max),
-    },
-    Metric {
-        name: "drain_s",
-        decimals: 3,
-        value: |o| o.drain_s,
-    },
-    Metric {
-        name: "completion_p99_ms",
-        decimals: 1,
-        value: |o| o.completion_p99_ms,
-    },
-    Metric {
-        name: "idle_after_outage_s",
-        decimals: 1,
-        value: |o| o.idle_after_outage_s,
-    },
-    Metric {
-        name: "shed_429",
-        decimals: 0,
-        value: |o| o.shed_429 as f64,
-    },
-    Metric {
-        name: "duplicate_side_effects",
-        decimals: 0,
-        value: |o| o.duplicate_side_effects as f64,
-    },
-    Metric {
-        name: "clients_succeeded",
-        decimals: 0,
-        value: |o| o.clients_succeeded as f64,
-    },
-    Metric {
-        name: "clients_abandoned",
-        decimals: 0,
-        value: |o| o.clients_abandoned as f64,
-    },
+pub const METRICS: [Column<HerdOutcome>; 9] = [
+    Column::new("downstream_calls", 0, |o| o.downstream_calls as f64),
+    Column::new("calls_per_100ms_max", 0, |o| {
+        f64::from(o.calls_per_100ms_max)
+    }),
+    Column::new("drain_s", 3, |o| o.drain_s),
+    Column::new("completion_p99_ms", 1, |o| o.completion_p99_ms),
+    Column::new("idle_after_outage_s", 1, |o| o.idle_after_outage_s),
+    Column::new("shed_429", 0, |o| o.shed_429 as f64),
+    Column::new("duplicate_side_effects", 0, |o| {
+        o.duplicate_side_effects as f64
+    }),
+    Column::new("clients_succeeded", 0, |o| o.clients_succeeded as f64),
+    Column::new("clients_abandoned", 0, |o| o.clients_abandoned as f64),
 ];
+
+// Indices into [`METRICS`] (and into the summaries made with it).
+const DOWNSTREAM_CALLS: usize = 0;
+const CALLS_PER_100MS_MAX: usize = 1;
+const DRAIN_S: usize = 2;
+const COMPLETION_P99_MS: usize = 3;
+const IDLE_AFTER_OUTAGE_S: usize = 4;
+const SHED_429: usize = 5;
+const DUPLICATE_SIDE_EFFECTS: usize = 6;
+const CLIENTS_SUCCEEDED: usize = 7;
+const CLIENTS_ABANDONED: usize = 8;
 
 /// Adds part (b)'s tables, charts and headline text to `outputs`.
 pub(super) fn append(
@@ -94,101 +73,57 @@ pub(super) fn append(
     ));
     let over_time = calls_over_time(strategies, trials);
     outputs.tables.push(over_time_table(&over_time));
-    outputs.charts.push(over_time_chart(&over_time, 0.0));
+    let outage = options
+        .scenario
+        .downstream
+        .outages
+        .first()
+        .map(|o| (o.start_s, o.end_s));
     outputs
         .charts
-        .push(over_time_chart(&over_time, outage_end_s));
+        .push(over_time_chart(&over_time, 0.0, outage));
+    outputs
+        .charts
+        .push(over_time_chart(&over_time, outage_end_s, None));
     outputs
         .summary_markdown
         .push_str(&headline(&summaries, options, seeds));
 }
 
-/// Downstream calls per bucket, per strategy: the mean and 95 % CI over the
-/// seeds. Runs end at different times, so every series is padded with
-/// zeros (no calls) to the longest run of all.
-struct OverTime {
-    strategy: Strategy,
-    buckets: Vec<Estimate>,
-}
-
+/// Downstream calls per bucket, per strategy, over the seeds.
 fn calls_over_time(strategies: &[Strategy], trials: &[Trial<HerdOutcome>]) -> Vec<OverTime> {
-    let len = trials
-        .iter()
-        .map(|t| t.result.calls_per_bucket.len())
-        .max()
-        .unwrap_or(0);
-    by_point(trials, strategies.len())
+    let runs: Vec<Vec<&[u32]>> = by_point(trials, strategies.len())
         .into_iter()
-        .zip(strategies)
-        .map(|(runs, &strategy)| OverTime {
-            strategy,
-            buckets: (0..len)
-                .map(|i| {
-                    let calls: Vec<f64> = runs
-                        .iter()
-                        .map(|o| f64::from(o.calls_per_bucket.get(i).copied().unwrap_or(0)))
-                        .collect();
-                    Estimate::of(&calls)
-                })
-                .collect(),
-        })
-        .collect()
+        .map(|seeds| seeds.iter().map(|o| &o.calls_per_bucket[..]).collect())
+        .collect();
+    over_time::over_seeds(
+        &runs,
+        strategies.iter().map(|s| s.name().to_string()).collect(),
+        strategies
+            .iter()
+            .map(|s| vec![Cell::text(s.name())])
+            .collect(),
+    )
 }
 
-fn bucket_start_s(i: usize) -> f64 {
-    i as f64 * BUCKET_MS / 1e3
-}
-
-fn over_time_table(over_time: &[OverTime]) -> Table {
-    let mut table = Table::new(
+fn over_time_table(series: &[OverTime]) -> Table {
+    over_time::table(
         "relay_calls_over_time",
         "downstream calls started per 100 ms bucket, per strategy: mean and 95% CI over the seeds",
-        &[
-            "strategy",
-            "time_s",
-            "calls_mean",
-            "calls_ci95_low",
-            "calls_ci95_high",
-        ],
-    );
-    for series in over_time {
-        for (i, e) in series.buckets.iter().enumerate() {
-            table.push(vec![
-                Cell::text(series.strategy.name()),
-                Cell::fixed(bucket_start_s(i), 1),
-                Cell::fixed(e.mean, 2),
-                Cell::fixed(e.ci95_low(), 2),
-                Cell::fixed(e.ci95_high(), 2),
-            ]);
-        }
-    }
-    table
+        &["strategy"],
+        series,
+        BUCKET_MS,
+    )
 }
 
 /// The mean calls per bucket from `from_s` on, one line per strategy. Drawn
 /// twice: the whole run, where the retry storm against the failing
 /// downstream sets the scale, and from the moment it is back, where the
-/// scale is the relay's own throughput and the herd's waves show.
-fn over_time_chart(over_time: &[OverTime], from_s: f64) -> LineChart {
+/// scale is the relay's own throughput and the herd's waves show. `outage`
+/// is drawn as a shaded band.
+fn over_time_chart(over_time: &[OverTime], from_s: f64, outage: Option<(f64, f64)>) -> LineChart {
     let whole = from_s <= 0.0;
-    let series = over_time
-        .iter()
-        .map(|s| Series {
-            name: s.strategy.name().to_string(),
-            points: s
-                .buckets
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| bucket_start_s(*i) >= from_s)
-                .map(|(i, e)| ChartPoint {
-                    x: bucket_start_s(i),
-                    y: e.mean,
-                    y_low: f64::NAN,
-                    y_high: f64::NAN,
-                })
-                .collect(),
-        })
-        .collect();
+    let series = over_time::lines(over_time, BUCKET_MS, from_s);
     let (name, title, description) = if whole {
         (
             "relay_calls_over_time",
@@ -211,8 +146,19 @@ fn over_time_chart(over_time: &[OverTime], from_s: f64) -> LineChart {
         x_scale: Scale::Linear,
         y_scale: Scale::Linear,
         markers: false,
-        legend: Legend::UpperRight,
+        // After the outage, exponential backoff's last waves reach the right
+        // edge; the top middle is the one corner the lines leave free.
+        legend: if whole {
+            Legend::UpperRight
+        } else {
+            Legend::UpperMiddle
+        },
         series,
+        shade: outage.map(|(from, to)| Shade {
+            from,
+            to,
+            label: "downstream down".to_string(),
+        }),
     }
 }
 
@@ -238,19 +184,19 @@ fn headline(
     );
     md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for s in summaries {
-        let served = s.get("clients_succeeded").mean;
-        let all = served + s.get("clients_abandoned").mean;
+        let served = s.get(CLIENTS_SUCCEEDED).mean;
+        let all = served + s.get(CLIENTS_ABANDONED).mean;
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} % |",
             s.point.name(),
-            pm(s.get("downstream_calls"), 1.0, 0),
-            pm(s.get("calls_per_100ms_max"), 1.0, 0),
-            pm(s.get("drain_s"), 1.0, 2),
-            pm(s.get("idle_after_outage_s"), 1.0, 1),
-            pm(s.get("completion_p99_ms"), 1e-3, 2),
-            pm(s.get("shed_429"), 1.0, 0),
-            pm(s.get("duplicate_side_effects"), 1.0, 0),
+            pm(s.get(DOWNSTREAM_CALLS), 1.0, 0),
+            pm(s.get(CALLS_PER_100MS_MAX), 1.0, 0),
+            pm(s.get(DRAIN_S), 1.0, 2),
+            pm(s.get(IDLE_AFTER_OUTAGE_S), 1.0, 1),
+            pm(s.get(COMPLETION_P99_MS), 1e-3, 2),
+            pm(s.get(SHED_429), 1.0, 0),
+            pm(s.get(DUPLICATE_SIDE_EFFECTS), 1.0, 0),
             100.0 * served / all,
         );
     }
@@ -318,17 +264,17 @@ fn extremes(summaries: &[PointSummary<Strategy>]) -> String {
     let served: Vec<PointSummary<Strategy>> = summaries
         .iter()
         .filter(|s| {
-            let ok = s.get("clients_succeeded").mean;
-            ok >= 0.99 * (ok + s.get("clients_abandoned").mean)
+            let ok = s.get(CLIENTS_SUCCEEDED).mean;
+            ok >= 0.99 * (ok + s.get(CLIENTS_ABANDONED).mean)
         })
         .cloned()
         .collect();
-    let drain = ranked(&served, "drain_s");
+    let drain = ranked(&served, DRAIN_S);
     if let (Some(fast), Some(slow)) = (drain.first(), drain.last()) {
         let idle = summaries
             .iter()
             .find(|s| s.point == slow.1)
-            .map_or(f64::NAN, |s| s.get("idle_after_outage_s").mean);
+            .map_or(f64::NAN, |s| s.get(IDLE_AFTER_OUTAGE_S).mean);
         let _ = writeln!(
             md,
             "- Among the strategies that served at least 99 % of the requests, slowest to \
@@ -341,7 +287,7 @@ fn extremes(summaries: &[PointSummary<Strategy>]) -> String {
             fast.0
         );
     }
-    if let Some(worst) = ranked(summaries, "clients_abandoned")
+    if let Some(worst) = ranked(summaries, CLIENTS_ABANDONED)
         .last()
         .filter(|w| w.0 > 0.0)
     {
@@ -354,7 +300,7 @@ fn extremes(summaries: &[PointSummary<Strategy>]) -> String {
             worst.0
         );
     }
-    let calls = ranked(summaries, "calls_per_100ms_max");
+    let calls = ranked(summaries, CALLS_PER_100MS_MAX);
     if let (Some(low), Some(high)) = (calls.first(), calls.last()) {
         let busiest: Vec<&str> = calls
             .iter()
@@ -374,7 +320,7 @@ fn extremes(summaries: &[PointSummary<Strategy>]) -> String {
     }
     if summaries
         .iter()
-        .all(|s| s.get("duplicate_side_effects").mean == 0.0)
+        .all(|s| s.get(DUPLICATE_SIDE_EFFECTS).mean == 0.0)
     {
         md.push_str(
             "- No duplicate side effects for any strategy: a failed call here fails before it \
@@ -387,7 +333,7 @@ fn extremes(summaries: &[PointSummary<Strategy>]) -> String {
 
 /// `(mean of metric, strategy)` for every strategy where it is defined,
 /// lowest first; ties in strategy order.
-fn ranked(summaries: &[PointSummary<Strategy>], metric: &str) -> Vec<(f64, Strategy)> {
+fn ranked(summaries: &[PointSummary<Strategy>], metric: usize) -> Vec<(f64, Strategy)> {
     let mut ranked: Vec<(f64, Strategy)> = summaries
         .iter()
         .map(|s| (s.get(metric).mean, s.point))
@@ -395,4 +341,27 @@ fn ranked(summaries: &[PointSummary<Strategy>], metric: &str) -> Vec<(f64, Strat
         .collect();
     ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     ranked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_index_names_its_column() {
+        let named = [
+            (DOWNSTREAM_CALLS, "downstream_calls"),
+            (CALLS_PER_100MS_MAX, "calls_per_100ms_max"),
+            (DRAIN_S, "drain_s"),
+            (COMPLETION_P99_MS, "completion_p99_ms"),
+            (IDLE_AFTER_OUTAGE_S, "idle_after_outage_s"),
+            (SHED_429, "shed_429"),
+            (DUPLICATE_SIDE_EFFECTS, "duplicate_side_effects"),
+            (CLIENTS_SUCCEEDED, "clients_succeeded"),
+            (CLIENTS_ABANDONED, "clients_abandoned"),
+        ];
+        for (index, name) in named {
+            assert_eq!(METRICS[index].name, name);
+        }
+    }
 }

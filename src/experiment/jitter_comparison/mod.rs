@@ -40,10 +40,6 @@ impl Experiment for JitterComparison {
          peak calls per 100 ms, time to drain, p99 completion, 429s and duplicates."
     }
 
-    fn default_definition(&self) -> &'static str {
-        include_str!("../../../experiments/jitter-comparison.toml")
-    }
-
     fn run(&self, ctx: &Context<'_>) -> Result<Outputs, ExperimentError> {
         let options = options::validate(ctx)?;
         let points = contention_points(&options.contention);

@@ -23,6 +23,7 @@ mod config;
 pub use arrivals::Arrivals;
 pub use config::{ClientRetryConfig, ClientsConfig, RatePhase, POPULATION_MAX, REQUESTS_MAX};
 
+use super::summary::PopulationCounts;
 use super::trace::SimRecord;
 use crate::relay::JobId;
 use crate::relay::{Answer, Request};
@@ -87,6 +88,20 @@ pub struct ClientStats {
     pub done_last: Time,
     /// Creation → final answer of logical requests that succeeded.
     pub latency: LatencyHistogram,
+    /// Per `[[clients]]` population, in scenario order.
+    pub populations: Vec<PopulationCounts>,
+}
+
+impl ClientStats {
+    /// Population `source`'s counts, grown on first use (a scenario has at
+    /// most as many populations as `[[clients]]` tables).
+    fn population(&mut self, source: u16) -> &mut PopulationCounts {
+        let i = usize::from(source);
+        if self.populations.len() <= i {
+            self.populations.resize(i + 1, PopulationCounts::default());
+        }
+        &mut self.populations[i]
+    }
 }
 
 struct Source {
@@ -321,6 +336,7 @@ impl Clients {
 
     fn new_logical(&mut self, now: Time, source: u16, member: u32, client: u32) -> usize {
         self.stats.arrivals += 1;
+        self.stats.population(source).requests += 1;
         let key = self.next_key;
         self.next_key += 1;
         self.requests.insert(Logical {
@@ -405,6 +421,7 @@ impl Clients {
             self.stats.abandoned += 1;
         } else {
             self.stats.succeeded += 1;
+            self.stats.population(l.source).client_succeeded += 1;
             self.stats.latency.record(latency);
         }
         self.record(SimRecord::ClientDone {

@@ -1,0 +1,480 @@
+//! A scenario sweep written entirely in TOML.
+//!
+//! Most questions about the relay have the same shape: take one scenario,
+//! change one to three of its fields over a few values, run every
+//! combination over the seeds, and read some numbers of the simulation
+//! summary. A definition says exactly that and nothing else:
+//!
+//! ```toml
+//! experiment = "queue-sizing"
+//! question = "Queue capacity under a spike: …"
+//!
+//! [[axes]]                              # one to three; first is outermost
+//! path = "relay.queue.capacity"         # any field of the scenario
+//! values = [10, 100, 1000]
+//!
+//! [tables]                              # <name>.csv and <name>_summary.csv
+//! name = "queue_sizing"
+//! metrics = ["shed_429_pct", "latency_p99_ms"]   # see `catalogue`
+//!
+//! [[charts]]                            # metrics over an axis, or calls over time
+//! [summary]                             # the Markdown table of summary.md
+//! [scenario]                            # the scenario, inline
+//! ```
+//!
+//! An axis can instead list labelled overlays, for points that change
+//! several fields at once: `points = [{ label = "…", set = { "a.b" = 1 } }]`.
+//! Prose that depends on the numbers stays in Rust, as an optional
+//! [`hooks`] function of the summaries.
+
+mod hooks;
+pub mod path;
+mod report;
+
+use super::catalogue::Metric;
+use super::definition::{Checks, DefinitionErrors, Resolved};
+use super::registry::{Context, ExperimentError, Outputs};
+use super::scenario_runs;
+use super::sweep::Trial;
+use super::table::Cell;
+use crate::sim::Scenario;
+use serde::Deserialize;
+use std::fmt;
+use std::ops::Range;
+use toml::{Spanned, Value};
+
+/// Most axes a sweep may have: past three, nobody reads the tables.
+pub const AXES_MAX: usize = 3;
+/// Most points per axis and in the whole grid.
+const LEVELS_MAX: usize = 64;
+const POINTS_MAX: usize = 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    question: String,
+    axes: Spanned<Vec<RawAxis>>,
+    tables: RawTables,
+    #[serde(default)]
+    charts: Vec<report::RawChart>,
+    summary: report::RawSummary,
+    scenario: Spanned<Scenario>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAxis {
+    /// Column name in the tables; the path's last segment if not given.
+    column: Option<String>,
+    path: Option<Spanned<String>>,
+    values: Option<Spanned<Vec<Value>>>,
+    /// How the values read in the Markdown table and legends.
+    labels: Option<Spanned<Vec<String>>>,
+    points: Option<Spanned<Vec<RawOverlay>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverlay {
+    label: String,
+    set: Spanned<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTables {
+    /// `<name>.csv` (one row per point and seed) and `<name>_summary.csv`.
+    name: String,
+    raw_description: String,
+    summary_description: String,
+    metrics: Spanned<Vec<Metric>>,
+}
+
+/// One swept dimension, checked.
+#[derive(Clone, Debug)]
+pub struct Axis {
+    pub column: String,
+    pub levels: Vec<Level>,
+    /// Where the axis is written, for messages.
+    span: Range<usize>,
+}
+
+/// One value of an axis: what it sets, and how it is written.
+#[derive(Clone, Debug)]
+pub struct Level {
+    pub label: String,
+    /// The CSV cell of the key column.
+    pub cell: Cell,
+    /// Where a chart puts it (numbers only).
+    pub x: Option<f64>,
+    pub set: Vec<(String, Value)>,
+}
+
+/// One combination of levels, one per axis.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Point {
+    pub levels: Vec<usize>,
+    /// `column = label` pairs, for messages.
+    describe: String,
+}
+
+impl fmt::Debug for Point {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe)
+    }
+}
+
+/// A validated sweep: every point, the scenario it runs, what to write.
+#[derive(Debug)]
+pub struct Plan {
+    pub name: String,
+    pub question: String,
+    pub axes: Vec<Axis>,
+    pub points: Vec<Point>,
+    /// The scenario each point runs, in point order.
+    pub scenarios: Vec<Scenario>,
+    pub base: Scenario,
+    tables: RawTables,
+    charts: Vec<report::Chart>,
+    summary: report::SummarySpec,
+}
+
+/// The question a definition asks, if it is a sweep (for `list`, and to
+/// tell a sweep from a definition naming an unknown model).
+pub fn question(resolved: &Resolved<'_>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Question {
+        question: Option<String>,
+    }
+    resolved.options(|q: Question, _| q.question).ok().flatten()
+}
+
+/// Checks the definition, runs every point and seed, and returns the files.
+pub fn run(ctx: &Context<'_>, name: &str) -> Result<Outputs, ExperimentError> {
+    let sweep = validate(ctx, name)?;
+    let bucket_ms = sweep.charts.iter().find_map(report::Chart::calls_bucket_ms);
+    let trials = scenario_runs::run(
+        ctx,
+        name,
+        ctx.seeds(),
+        &sweep.points,
+        |p| sweep.scenario_of(p).clone(),
+        bucket_ms.map(|b| b.0),
+        |_, result| (result.summary, result.calls_per_bucket),
+    )?;
+    let (summaries, calls) = trials
+        .into_iter()
+        .map(|t| {
+            let (summary, calls) = t.result;
+            let (point, seed) = (t.point, t.seed);
+            (
+                Trial {
+                    point,
+                    seed,
+                    result: summary,
+                },
+                Trial {
+                    point,
+                    seed,
+                    result: calls,
+                },
+            )
+        })
+        .unzip::<_, _, Vec<_>, Vec<_>>();
+    Ok(report::outputs(
+        &sweep,
+        &summaries,
+        &calls,
+        hooks::notes(name),
+    ))
+}
+
+impl Plan {
+    fn scenario_of(&self, point: &Point) -> &Scenario {
+        let i = self.points.iter().position(|p| p == point).unwrap_or(0);
+        &self.scenarios[i]
+    }
+
+    /// `label` of every axis at `point`, joined by ", ".
+    pub fn label(&self, point: &Point) -> String {
+        self.axes
+            .iter()
+            .zip(&point.levels)
+            .map(|(axis, &l)| axis.levels[l].label.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The key cells of `point`'s row: one per axis.
+    pub fn keys(&self, point: &Point) -> Vec<Cell> {
+        self.axes
+            .iter()
+            .zip(&point.levels)
+            .map(|(axis, &l)| axis.levels[l].cell.clone())
+            .collect()
+    }
+}
+
+fn validate(ctx: &Context<'_>, name: &str) -> Result<Plan, DefinitionErrors> {
+    ctx.options(|raw: Raw, checks: &mut Checks<'_>| {
+        let base = scenario_runs::check(&raw.scenario, "scenario", checks);
+        let axes = axes(&raw.axes, checks);
+        let points = grid(&axes);
+        checks.check(points.len() <= POINTS_MAX, "axes", raw.axes.span(), || {
+            format!("{} points; at most {POINTS_MAX}", points.len())
+        });
+        let scenarios = scenarios(&base, &axes, &points, checks);
+        checks.check(
+            !raw.tables.metrics.get_ref().is_empty(),
+            "tables.metrics",
+            raw.tables.metrics.span(),
+            || format!("name at least one; known: {}", Metric::names()),
+        );
+        let charts: Vec<report::Chart> = raw
+            .charts
+            .into_iter()
+            .map(|c| report::check_chart(c, &axes, checks))
+            .collect();
+        let buckets: Vec<_> = charts
+            .iter()
+            .filter_map(report::Chart::calls_bucket_ms)
+            .collect();
+        for (ms, span) in &buckets[buckets.len().min(1)..] {
+            checks.check(*ms == buckets[0].0, "charts", span.clone(), || {
+                format!(
+                    "every chart over time needs the same calls_bucket_ms ({})",
+                    buckets[0].0
+                )
+            });
+        }
+        let summary = report::check_summary(raw.summary, &base, checks);
+        Plan {
+            name: name.to_string(),
+            question: raw.question,
+            axes,
+            points,
+            scenarios,
+            base,
+            tables: raw.tables,
+            charts,
+            summary,
+        }
+    })
+}
+
+fn axes(raw: &Spanned<Vec<RawAxis>>, checks: &mut Checks<'_>) -> Vec<Axis> {
+    let count = raw.get_ref().len();
+    checks.check((1..=AXES_MAX).contains(&count), "axes", raw.span(), || {
+        format!("give one to {AXES_MAX} [[axes]], got {count}")
+    });
+    let axes: Vec<Axis> = raw
+        .get_ref()
+        .iter()
+        .filter_map(|a| axis(a, raw.span(), checks))
+        .collect();
+    for (i, a) in axes.iter().enumerate() {
+        checks.check(
+            !axes[..i].iter().any(|b| b.column == a.column),
+            "axes",
+            a.span.clone(),
+            || format!("two axes write the column `{}`", a.column),
+        );
+    }
+    axes
+}
+
+fn axis(raw: &RawAxis, outer: Range<usize>, checks: &mut Checks<'_>) -> Option<Axis> {
+    let levels = match (&raw.path, &raw.values, &raw.points) {
+        (Some(path), Some(values), None) => values_axis(path, values, raw.labels.as_ref(), checks),
+        (None, None, Some(points)) => overlay_axis(points, checks)?,
+        _ => {
+            checks.fail(
+                "axes",
+                outer,
+                "an axis has either `path` and `values` (optionally `labels`), or `points`",
+            );
+            return None;
+        }
+    };
+    let span = raw
+        .path
+        .as_ref()
+        .map(Spanned::span)
+        .or_else(|| raw.points.as_ref().map(Spanned::span))
+        .unwrap_or(outer);
+    let column = match (&raw.column, &raw.path) {
+        (Some(column), _) => column.clone(),
+        (None, Some(path)) => path.get_ref().rsplit('.').next().unwrap_or("").to_string(),
+        (None, None) => {
+            checks.fail("axes.column", span, "name the column of a `points` axis");
+            return None;
+        }
+    };
+    let ok = checks.check(
+        (1..=LEVELS_MAX).contains(&levels.len()),
+        "axes",
+        span.clone(),
+        || format!("give one to {LEVELS_MAX} values, got {}", levels.len()),
+    );
+    for (i, level) in levels.iter().enumerate() {
+        checks.check(
+            !levels[..i].iter().any(|l| l.label == level.label),
+            "axes",
+            span.clone(),
+            || format!("`{}` is listed twice", level.label),
+        );
+    }
+    ok.then_some(Axis {
+        column,
+        levels,
+        span,
+    })
+}
+
+fn values_axis(
+    path: &Spanned<String>,
+    values: &Spanned<Vec<Value>>,
+    labels: Option<&Spanned<Vec<String>>>,
+    checks: &mut Checks<'_>,
+) -> Vec<Level> {
+    let values = values.get_ref();
+    if let Some(labels) = labels {
+        checks.check(
+            labels.get_ref().len() == values.len(),
+            "axes.labels",
+            labels.span(),
+            || format!("give one label per value ({})", values.len()),
+        );
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| Level {
+            label: labels
+                .and_then(|l| l.get_ref().get(i).cloned())
+                .unwrap_or_else(|| path::display(value)),
+            cell: match value {
+                Value::Integer(n) => Cell::Int(*n),
+                other => Cell::text(path::display(other)),
+            },
+            x: match value {
+                Value::Integer(n) => Some(*n as f64),
+                Value::Float(f) => Some(*f),
+                _ => None,
+            },
+            set: vec![(path.get_ref().clone(), value.clone())],
+        })
+        .collect()
+}
+
+fn overlay_axis(points: &Spanned<Vec<RawOverlay>>, checks: &mut Checks<'_>) -> Option<Vec<Level>> {
+    let levels = points
+        .get_ref()
+        .iter()
+        .map(|p| {
+            checks.check(
+                !p.set.get_ref().is_empty(),
+                "axes.points",
+                p.set.span(),
+                || format!("`{}` sets nothing", p.label),
+            );
+            Level {
+                label: p.label.clone(),
+                cell: Cell::text(p.label.clone()),
+                x: None,
+                set: p
+                    .set
+                    .get_ref()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            }
+        })
+        .collect();
+    Some(levels)
+}
+
+/// Every combination of levels, the first axis outermost.
+fn grid(axes: &[Axis]) -> Vec<Point> {
+    let mut points = vec![Vec::new()];
+    for axis in axes {
+        points = points
+            .into_iter()
+            .flat_map(|p: Vec<usize>| {
+                (0..axis.levels.len()).map(move |l| {
+                    let mut next = p.clone();
+                    next.push(l);
+                    next
+                })
+            })
+            .collect();
+    }
+    points
+        .into_iter()
+        .filter(|p| p.len() == axes.len() && !axes.is_empty())
+        .map(|levels| Point {
+            describe: axes
+                .iter()
+                .zip(&levels)
+                .map(|(a, &l)| format!("{} = {}", a.column, a.levels[l].label))
+                .collect::<Vec<_>>()
+                .join(", "),
+            levels,
+        })
+        .collect()
+}
+
+/// The scenario of every point; a path that names no field, or a value the
+/// scenario refuses, is reported at its axis.
+fn scenarios(
+    base: &Scenario,
+    axes: &[Axis],
+    points: &[Point],
+    checks: &mut Checks<'_>,
+) -> Vec<Scenario> {
+    let value = match path::to_value(base) {
+        Ok(value) => value,
+        Err(e) => {
+            checks.fail("scenario", 0..0, e);
+            return Vec::new();
+        }
+    };
+    let mut reported = vec![false; axes.len()];
+    let mut out = Vec::with_capacity(points.len());
+    for point in points {
+        let mut v = value.clone();
+        let mut failed = None;
+        for (a, (axis, &l)) in axes.iter().zip(&point.levels).enumerate() {
+            for (p, new) in &axis.levels[l].set {
+                if let Err(e) = path::set(&mut v, p, new.clone()) {
+                    failed.get_or_insert((a, e));
+                }
+            }
+        }
+        let scenario = match failed {
+            None => path::from_value(v).map_err(|e| (usize::MAX, e)),
+            Some(f) => Err(f),
+        };
+        match scenario {
+            Ok(s) => out.push(s),
+            Err((a, e)) => {
+                let a = if a == usize::MAX { blame(point) } else { a };
+                if !std::mem::replace(&mut reported[a], true) {
+                    checks.fail(
+                        &format!("axes.{}", axes[a].column),
+                        axes[a].span.clone(),
+                        format!("with {point:?} the scenario is invalid: {e}"),
+                    );
+                }
+                out.push(base.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The axis to blame for an invalid point: the last one not at its first
+/// level (the first levels together made a valid scenario, or the base did).
+fn blame(point: &Point) -> usize {
+    point.levels.iter().rposition(|&l| l > 0).unwrap_or(0)
+}
