@@ -136,38 +136,30 @@ fn experiment(name: &str, text: &str) -> (String, Vec<String>) {
 #[test]
 fn definition_errors_name_file_line_column_and_field() {
     let good = shipped("experiments/queue-sizing.toml");
-    let bad = edit(
-        &good,
-        "capacities = [10, 100, 1000]",
-        "capacities = [10, \"x\"]",
-    );
+    let bad = edit(&good, "values = [10, 100, 1000]", "values = [10, -5]");
     let (path, e) = experiment("def_type.toml", &bad);
-    let (line, column) = position(&bad, "\"x\"]");
+    let (line, column) = position(&bad, "\"relay.queue.capacity\"");
     assert_eq!(
         e,
-        [format!("{path}:{line}:{column}: sizing.capacities[1]: invalid type: string \"x\", expected a whole number")]
+        [format!("{path}:{line}:{column}: axes.capacity: with capacity = -5 the scenario is invalid: invalid value: integer `-5`, expected a whole number ≥ 0")]
     );
-    let bad = edit(&good, "[sizing]\n", "[sizing]\ncapacitys = 3\n");
+    let bad = edit(&good, "[[axes]]\n", "[[axes]]\nvalus = 3\n");
     let (path, e) = experiment("def_unknown.toml", &bad);
-    let (line, _) = position(&bad, "capacitys");
+    let (line, _) = position(&bad, "valus");
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
         e[0].starts_with(&format!(
-            "{path}:{line}:1: sizing.capacitys: unknown field `capacitys`"
+            "{path}:{line}:1: axes[0].valus: unknown field `valus`, expected one of"
         )),
         "{e:?}"
     );
-    let bad = edit(
-        &good,
-        "capacities = [10, 100, 1000]",
-        "capacities = [10, 0]",
-    );
+    let bad = edit(&good, "values = [10, 100, 1000]", "values = [10, 0]");
     let (path, e) = experiment("def_invalid.toml", &bad);
-    let (line, column) = position(&bad, "0]");
+    let (line, column) = position(&bad, "\"relay.queue.capacity\"");
     assert_eq!(
         e,
         [format!(
-            "{path}:{line}:{column}: sizing.capacities: must be between 1 and 10000000, got 0"
+            "{path}:{line}:{column}: axes.capacity: with capacity = 0 the scenario is invalid: `relay.queue.capacity`: queue capacity must be ≥ 1"
         )]
     );
 }
@@ -219,7 +211,7 @@ fn the_quick_overlay_cannot_hide_a_bad_value_in_the_file() {
     let good = shipped("experiments/queue-sizing.toml");
     let bad = edit(&good, "count = 30", "count = 0");
     let (path, e) = experiment("quick.toml", &bad);
-    let (line, column) = position(&bad, "0\n\n[sizing]");
+    let (line, column) = position(&bad, "0\n\n# Queue capacities");
     assert_eq!(
         e,
         [format!(

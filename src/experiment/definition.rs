@@ -242,6 +242,13 @@ impl<'a> Resolved<'a> {
         }
     }
 
+    /// Reads part of the experiment's sections as `Raw`, whatever else is
+    /// wrong with the definition: for deciding which model reads it, before
+    /// its errors are reported.
+    pub fn peek<Raw: DeserializeOwned>(&self) -> Option<Raw> {
+        toml_doc::deserialize::<Raw>(self.body.clone()).ok()
+    }
+
     /// Err with the bad shared values, if any. The runner checks this after
     /// an experiment returns, so one that never asked for its options
     /// cannot have run with placeholder seeds unnoticed.

@@ -146,7 +146,7 @@ pub fn question(resolved: &Resolved<'_>) -> Option<String> {
     struct Question {
         question: Option<String>,
     }
-    resolved.options(|q: Question, _| q.question).ok().flatten()
+    resolved.peek::<Question>().and_then(|q| q.question)
 }
 
 /// Checks the definition, runs every point and seed, and returns the files.
@@ -439,6 +439,9 @@ fn scenarios(
             return Vec::new();
         }
     };
+    // The base scenario's own error is reported where it is written; a
+    // point that fails only with that error has nothing more to say.
+    let base_error = base.validate().err().map(|e| e.to_string());
     let mut reported = vec![false; axes.len()];
     let mut out = Vec::with_capacity(points.len());
     for point in points {
@@ -459,11 +462,15 @@ fn scenarios(
             Ok(s) => out.push(s),
             Err((a, e)) => {
                 let a = if a == usize::MAX { blame(point) } else { a };
-                if !std::mem::replace(&mut reported[a], true) {
+                let inherited = base_error.as_deref() == Some(e.as_str());
+                if !inherited && !std::mem::replace(&mut reported[a], true) {
                     checks.fail(
                         &format!("axes.{}", axes[a].column),
                         axes[a].span.clone(),
-                        format!("with {point:?} the scenario is invalid: {e}"),
+                        format!(
+                            "with {point:?} the scenario is invalid: {}",
+                            crate::toml_doc::friendly(&e)
+                        ),
                     );
                 }
                 out.push(base.clone());
