@@ -179,7 +179,10 @@ fn an_unknown_metric_is_refused_at_its_line_with_the_catalogue() {
     let bad = MINE.replace("metrics = [\"shed_429_pct\",", "metrics = [\"shed_pct\",");
     let message = errors_of(&bad);
     let line = line_of(&bad, "shed_pct");
-    assert!(message.contains(&format!("line {line}:")), "{message}");
+    assert!(
+        message.contains(&format!("my-sweep.toml:{line}:")),
+        "{message}"
+    );
     assert!(message.contains("no metric named `shed_pct`"), "{message}");
     assert!(
         message.contains("shed_429_pct, rate_limited_429"),
@@ -192,10 +195,15 @@ fn an_unknown_path_is_refused_at_its_line_with_the_valid_names() {
     let bad = MINE.replace("path = \"relay.workers\"", "path = \"relay.wrkers\"");
     let message = errors_of(&bad);
     let line = line_of(&bad, "relay.wrkers");
-    assert!(message.contains(&format!("line {line}:")), "{message}");
+    assert!(
+        message.contains(&format!("my-sweep.toml:{line}:")),
+        "{message}"
+    );
     assert!(message.contains("wrkers"), "{message}");
     assert!(message.contains("`workers`"), "{message}");
     assert!(message.contains("`queue`"), "{message}");
+    let about_axes = message.lines().filter(|l| l.contains(": axes.")).count();
+    assert_eq!(about_axes, 1, "one message for one bad path: {message}");
 }
 
 #[test]
@@ -207,7 +215,7 @@ fn an_unknown_axis_in_a_chart_and_a_placeholder_are_refused() {
     let line = line_of(&bad, "\"qeue\"");
     assert!(
         message.contains(&format!(
-            "line {line}: `charts.mine_shed`: no axis `qeue`; axes: workers, queue"
+            ":{line}:10: charts.mine_shed: no axis `qeue`; axes: workers, queue"
         )),
         "{message}"
     );
@@ -225,7 +233,10 @@ fn a_value_the_scenario_refuses_names_the_axis_and_point() {
 #[test]
 fn a_definition_that_is_neither_a_model_nor_a_sweep_is_told_both() {
     let message = errors_of("experiment = \"jitter-comparsion\"\n[seeds]\ncount = 1\n");
-    assert!(message.contains("line 1:"), "{message}");
+    assert!(
+        message.contains("my-sweep.toml:1:14: experiment:"),
+        "{message}"
+    );
     assert!(
         message.contains("no experiment named `jitter-comparsion`"),
         "{message}"

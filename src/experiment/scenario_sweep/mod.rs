@@ -443,6 +443,7 @@ fn scenarios(
     // point that fails only with that error has nothing more to say.
     let base_error = base.validate().err().map(|e| e.to_string());
     let mut reported = vec![false; axes.len()];
+    let mut said: Vec<String> = Vec::new();
     let mut out = Vec::with_capacity(points.len());
     for point in points {
         let mut v = value.clone();
@@ -462,8 +463,11 @@ fn scenarios(
             Ok(s) => out.push(s),
             Err((a, e)) => {
                 let a = if a == usize::MAX { blame(point) } else { a };
-                let inherited = base_error.as_deref() == Some(e.as_str());
-                if !inherited && !std::mem::replace(&mut reported[a], true) {
+                // One message per distinct error: several points that fail
+                // the same way share the first one's.
+                let repeated = base_error.as_deref() == Some(e.as_str()) || said.contains(&e);
+                if !repeated && !std::mem::replace(&mut reported[a], true) {
+                    said.push(e.clone());
                     checks.fail(
                         &format!("axes.{}", axes[a].column),
                         axes[a].span.clone(),
