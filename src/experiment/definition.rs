@@ -280,19 +280,33 @@ impl<'a> Resolved<'a> {
     }
 }
 
+/// Takes the shared key `key` out of the file; when it is missing, says so
+/// at the top of the file with `hint`.
+fn take_required<'i>(
+    table: &mut DeTable<'i>,
+    checks: &mut Checks<'_>,
+    key: &str,
+    span_all: &Range<usize>,
+    hint: &str,
+) -> Option<Spanned<DeValue<'i>>> {
+    let value = table.remove(key);
+    if value.is_none() {
+        checks.fail(
+            key,
+            span_all.start..span_all.start,
+            format!("missing: {hint}"),
+        );
+    }
+    value
+}
+
 fn take_experiment(
     table: &mut DeTable<'_>,
     checks: &mut Checks<'_>,
     span_all: Range<usize>,
 ) -> Option<(String, Range<usize>)> {
-    let Some(value) = table.remove("experiment") else {
-        checks.fail(
-            "experiment",
-            span_all.start..span_all.start,
-            "missing: name the model that reads this file, e.g. `experiment = \"jitter-comparison\"`",
-        );
-        return None;
-    };
+    let hint = "name the model that reads this file, e.g. `experiment = \"jitter-comparison\"`";
+    let value = take_required(table, checks, "experiment", &span_all, hint)?;
     let span = value.span();
     match value.get_ref().as_str() {
         Some(name) => Some((name.to_string(), span)),
@@ -316,14 +330,8 @@ fn take_seeds(
     seeds_override: Option<u32>,
     span_all: Range<usize>,
 ) -> Option<SeedSet> {
-    let Some(value) = table.remove("seeds") else {
-        checks.fail(
-            "seeds",
-            span_all.start..span_all.start,
-            "missing: add a [seeds] section with `count` (and optionally `first`)",
-        );
-        return None;
-    };
+    let hint = "add a [seeds] section with `count` (and optionally `first`)";
+    let value = take_required(table, checks, "seeds", &span_all, hint)?;
     let whole = value.clone();
     let raw = match SeedsRaw::deserialize(toml::de::ValueDeserializer::from(value)) {
         Ok(raw) => raw,

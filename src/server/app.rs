@@ -16,7 +16,6 @@ use super::http::{router, HttpPolicy};
 use super::signature::Signer;
 use crate::relay::Relay;
 use crate::rng::{Domain, Seed};
-use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -67,20 +66,9 @@ impl RelayServer {
             key_bytes_max: settings.relay.idempotency.key_bytes_max,
         };
         let app = router(handle.clone(), policy);
-        let listen = settings.server.listen;
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
-            format!("cannot listen on {listen}: pick another address with --listen (port 0 takes any free one)")
-        })?;
+        let listener = super::listener::bind(settings.server.listen).await?;
         let addr = listener.local_addr()?;
-        let (http_stop, stopped) = oneshot::channel::<()>();
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        let http_task = tokio::spawn(async move {
-            axum::serve(listener, service)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let (http_stop, http_task) = super::listener::serve(listener, app);
         Ok(RelayServer {
             addr,
             relay: handle,

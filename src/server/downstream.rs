@@ -323,18 +323,10 @@ pub struct DownstreamService {
 
 impl DownstreamService {
     /// Binds and serves in the background on the current runtime.
-    pub async fn spawn(settings: &DownstreamSettings) -> std::io::Result<DownstreamService> {
-        let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+    pub async fn spawn(settings: &DownstreamSettings) -> anyhow::Result<DownstreamService> {
+        let listener = super::listener::bind(settings.listen).await?;
         let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let app = router(settings);
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let (stop, task) = super::listener::serve(listener, router(settings));
         Ok(DownstreamService {
             addr,
             stop: Some(stop),

@@ -14,6 +14,7 @@
 //! - [`app`]: start, drain and stop;
 //! - [`downstream`], [`flaky`], [`ledger`]: a standalone flaky service
 //!   that counts side effects per idempotency key;
+//! - [`listener`]: binding and serving, for both servers;
 //! - [`client`]: a small HTTP client; [`bench`]: the accept-path benchmark.
 
 pub mod actor;
@@ -28,6 +29,7 @@ pub mod downstream;
 pub mod flaky;
 pub mod http;
 pub mod ledger;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod problem;

@@ -118,23 +118,14 @@ impl Checker {
         self.checks += 1;
         let queued = self.queued_in.saturating_sub(self.calls);
         let flying = self.calls.saturating_sub(self.attempts_ended);
-        if queued > queue.1 as u64 || self.queued_in < self.calls {
-            return fail(
-                at,
-                format!(
-                    "{queued} jobs queued (counted outside), capacity {}",
-                    queue.1
-                ),
-            );
+        let (capacity, workers) = (queue.1, in_flight.1);
+        if queued > capacity as u64 || self.queued_in < self.calls {
+            let why = format!("{queued} jobs queued (counted outside), capacity {capacity}");
+            return fail(at, why);
         }
-        if flying > in_flight.1 as u64 || self.calls < self.attempts_ended {
-            return fail(
-                at,
-                format!(
-                    "{flying} calls in flight (counted outside) with {} workers",
-                    in_flight.1
-                ),
-            );
+        if flying > workers as u64 || self.calls < self.attempts_ended {
+            let why = format!("{flying} calls in flight (counted outside) with {workers} workers");
+            return fail(at, why);
         }
         if (queued, flying) != (queue.0 as u64, in_flight.0 as u64) {
             return fail(

@@ -223,11 +223,20 @@ mod tests {
         ContentionModel::new(strategy, &options()).run(clients, Seed(seed))
     }
 
+    /// Seed 1 with the default options changed by `edit`.
+    fn run_with(
+        strategy: Strategy,
+        clients: u32,
+        edit: impl FnOnce(&mut ContentionOptions),
+    ) -> Outcome {
+        let mut o = options();
+        edit(&mut o);
+        ContentionModel::new(strategy, &o).run(clients, Seed(1))
+    }
+
     #[test]
     fn one_client_writes_once_after_four_messages() {
-        let mut o = options();
-        o.latency_ms_sd = 0.0;
-        let outcome = ContentionModel::new(Strategy::NoBackoff, &o).run(1, Seed(1));
+        let outcome = run_with(Strategy::NoBackoff, 1, |o| o.latency_ms_sd = 0.0);
         assert_eq!(outcome.calls, 1);
         assert_eq!(outcome.completion_ns, Some(40_000_000));
     }
@@ -251,9 +260,7 @@ mod tests {
 
     #[test]
     fn clients_that_keep_failing_give_up_and_are_counted() {
-        let mut o = options();
-        o.writes_per_client_max = 2;
-        let outcome = ContentionModel::new(Strategy::NoBackoff, &o).run(20, Seed(1));
+        let outcome = run_with(Strategy::NoBackoff, 20, |o| o.writes_per_client_max = 2);
         assert!(outcome.clients_unfinished > 0, "{outcome:?}");
         assert_eq!(outcome.completion_ns, None);
         assert!(outcome.calls <= 40);
@@ -263,9 +270,7 @@ mod tests {
     fn exponential_first_sleep_is_twice_base() {
         // Two clients with identical constant latency collide once; the
         // loser sleeps 2 · base = 10 ms, then needs four more messages.
-        let mut o = options();
-        o.latency_ms_sd = 0.0;
-        let outcome = ContentionModel::new(Strategy::Exponential, &o).run(2, Seed(1));
+        let outcome = run_with(Strategy::Exponential, 2, |o| o.latency_ms_sd = 0.0);
         assert_eq!(outcome.calls, 3);
         // success of the first at 40 ms; the loser: 40 + 10 + 40 = 90 ms.
         assert_eq!(outcome.completion_ns, Some(90_000_000));

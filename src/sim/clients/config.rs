@@ -128,14 +128,14 @@ impl TryFrom<ClientsToml> for ClientsConfig {
         };
         match t.kind {
             ClientsKind::OpenLoop => {
-                misplaced("population", t.population.is_some(), "open-loop")?;
-                misplaced("think_ms", t.think_ms.is_some(), "open-loop")?;
-                misplaced(
-                    "requests_per_client",
-                    t.requests_per_client.is_some(),
-                    "open-loop",
-                )?;
-                misplaced("start_spread_ms", t.start_spread_ms.is_some(), "open-loop")?;
+                for (field, written) in [
+                    ("population", t.population.is_some()),
+                    ("think_ms", t.think_ms.is_some()),
+                    ("requests_per_client", t.requests_per_client.is_some()),
+                    ("start_spread_ms", t.start_spread_ms.is_some()),
+                ] {
+                    misplaced(field, written, "open-loop")?;
+                }
                 Ok(ClientsConfig::OpenLoop {
                     per_s: t.per_s,
                     schedule: t.schedule,
@@ -145,9 +145,13 @@ impl TryFrom<ClientsToml> for ClientsConfig {
                 })
             }
             ClientsKind::ClosedLoop => {
-                misplaced("per_s", t.per_s.is_some(), "closed-loop")?;
-                misplaced("schedule", !t.schedule.is_empty(), "closed-loop")?;
-                misplaced("requests_max", t.requests_max.is_some(), "closed-loop")?;
+                for (field, written) in [
+                    ("per_s", t.per_s.is_some()),
+                    ("schedule", !t.schedule.is_empty()),
+                    ("requests_max", t.requests_max.is_some()),
+                ] {
+                    misplaced(field, written, "closed-loop")?;
+                }
                 misplaced(
                     "clients",
                     t.clients.is_some(),
