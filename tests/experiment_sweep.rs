@@ -244,3 +244,44 @@ fn a_definition_that_is_neither_a_model_nor_a_sweep_is_told_both() {
     assert!(message.contains("jitter-comparison"), "{message}");
     assert!(message.contains("or a scenario sweep"), "{message}");
 }
+
+#[test]
+fn table_and_chart_names_are_plain_distinct_file_names() {
+    let escaping = MINE.replace("name = \"mine_shed\"", "name = \"../../escape\"");
+    let message = errors_of(&escaping);
+    let line = line_of(&escaping, "../../escape");
+    assert!(
+        message.contains(&format!(
+            ":{line}:8: charts[0].name: `../../escape` is not a file name"
+        )),
+        "{message}"
+    );
+    let clash = MINE.replace("name = \"mine_calls\"", "name = \"mine_summary\"");
+    let message = errors_of(&clash);
+    let line = line_of(&clash, "\"mine_summary\"");
+    assert!(
+        message.contains(&format!(
+            ":{line}:8: charts[1].name: `mine_summary` names another table or chart"
+        )),
+        "{message}"
+    );
+}
+
+#[test]
+fn summary_columns_and_chart_scales_are_bounded() {
+    let bad = MINE
+        .replace("decimals = 1 }", "decimals = 100000 }")
+        .replace(
+            "name = \"mine_shed\"",
+            "name = \"mine_shed\"\nx_factor = nan",
+        );
+    let message = errors_of(&bad);
+    assert!(
+        message.contains("summary.columns[0].decimals: at most 12, got 100000"),
+        "{message}"
+    );
+    assert!(
+        message.contains("x_factor: must be a finite number > 0, got NaN"),
+        "{message}"
+    );
+}

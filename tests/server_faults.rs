@@ -290,12 +290,14 @@ mod one_fault_model {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_fail_fast_window_answers_503_inside_and_succeeds_outside() {
+        // Long enough that the first call lands inside it on a loaded machine.
+        const WINDOW_S: f64 = 2.0;
         let model = DownstreamConfig {
             latency: LatencyConfig::Constant { ms: 1.0 },
             fail_fast_ms: 0.0,
             outages: vec![OutageConfig {
                 start_s: 0.0,
-                end_s: 0.4,
+                end_s: WINDOW_S,
                 mode: OutageMode::FailFast,
             }],
             ..DownstreamConfig::default()
@@ -303,12 +305,13 @@ mod one_fault_model {
         let ds = serve(model.clone()).await;
         let client = HttpClient::new(1 << 20);
         let (inside, _, at) = work(&ds, &client).await;
-        assert!(at < 0.4, "the first call came {at} s after start");
-        assert_eq!(inside, status_of(simulated(&model, 0.1)));
+        assert!(at < WINDOW_S, "the first call came {at} s after start");
+        assert_eq!(inside, status_of(simulated(&model, at)));
         assert_eq!(inside, 503);
-        tokio::time::sleep(Duration::from_millis(450)).await;
+        // Past the window by the service's own clock, however slow the machine.
+        tokio::time::sleep(Duration::from_secs_f64(WINDOW_S - at + 0.05)).await;
         let (outside, _, at) = work(&ds, &client).await;
-        assert!(at >= 0.4);
+        assert!(at >= WINDOW_S, "{at}");
         assert_eq!(outside, status_of(simulated(&model, at)));
         assert_eq!(outside, 200);
         ds.stop().await.expect("stops");

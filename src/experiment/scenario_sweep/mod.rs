@@ -215,6 +215,51 @@ impl Plan {
     }
 }
 
+/// Longest file name a table or chart may have.
+const FILE_NAME_BYTES_MAX: usize = 64;
+
+/// Tables and charts become files in the output directory: their names are
+/// plain (lower-case letters, digits, `_`, `-`) and distinct, so that none
+/// writes outside the directory or over another.
+fn file_names(table: &str, charts: &[report::Chart], checks: &mut Checks<'_>) {
+    let plain = |name: &str| {
+        (1..=FILE_NAME_BYTES_MAX).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    };
+    let summary = format!("{table}_summary");
+    let mut taken: Vec<&str> = vec![table, &summary];
+    let mut names = vec![("tables.name".to_string(), table)];
+    names.extend(
+        charts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("charts[{i}].name"), c.name())),
+    );
+    for (i, (field, name)) in names.iter().enumerate() {
+        if !plain(name) {
+            checks.fail(
+                field,
+                0..0,
+                format!(
+                    "`{name}` is not a file name: use 1 to {FILE_NAME_BYTES_MAX} lower-case \
+                     letters, digits, `_` or `-`"
+                ),
+            );
+        } else if i > 0 && taken.contains(name) {
+            checks.fail(
+                field,
+                0..0,
+                format!("`{name}` names another table or chart"),
+            );
+        }
+        if i > 0 {
+            taken.push(name);
+        }
+    }
+}
+
 fn validate(ctx: &Context<'_>, name: &str) -> Result<Plan, DefinitionErrors> {
     ctx.options(|raw: Raw, checks: &mut Checks<'_>| {
         let base = scenario_runs::check(&raw.scenario, "scenario", checks);
@@ -247,6 +292,7 @@ fn validate(ctx: &Context<'_>, name: &str) -> Result<Plan, DefinitionErrors> {
                 )
             });
         }
+        file_names(&raw.tables.name, &charts, checks);
         let summary = report::check_summary(raw.summary, &base, checks);
         Plan {
             name: name.to_string(),

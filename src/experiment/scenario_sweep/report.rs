@@ -86,6 +86,13 @@ pub(super) struct Chart {
     series: Option<(usize, Vec<String>)>,
 }
 
+impl Chart {
+    /// The chart's file name (without extension).
+    pub(super) fn name(&self) -> &str {
+        &self.raw.name
+    }
+}
+
 /// The checked `[summary]`.
 #[derive(Debug)]
 pub(super) struct SummarySpec {
@@ -95,6 +102,12 @@ pub(super) struct SummarySpec {
 
 pub(super) fn check_chart(raw: RawChart, axes: &[Axis], checks: &mut Checks<'_>) -> Chart {
     let field = format!("charts.{}", raw.name);
+    checks.check(
+        is_scale(raw.x_factor),
+        &format!("{field}.x_factor"),
+        0..0,
+        || format!("must be a finite number > 0, got {}", raw.x_factor),
+    );
     let (x_axis, series) = match (&raw.x, &raw.calls_bucket_ms) {
         (Some(x), None) => {
             let x_axis = find_axis(x, axes, &field, checks);
@@ -212,7 +225,27 @@ pub(super) fn check_summary(
         rest = &rest[start + len + 1..];
     }
     intro.push_str(rest);
+    for (i, c) in raw.columns.iter().enumerate() {
+        let field = format!("summary.columns[{i}]");
+        checks.check(
+            c.decimals <= DECIMALS_MAX,
+            &format!("{field}.decimals"),
+            0..0,
+            || format!("at most {DECIMALS_MAX}, got {}", c.decimals),
+        );
+        checks.check(is_scale(c.factor), &format!("{field}.factor"), 0..0, || {
+            format!("must be a finite number > 0, got {}", c.factor)
+        });
+    }
     SummarySpec { raw, intro }
+}
+
+/// Most decimals a summary column may show.
+const DECIMALS_MAX: usize = 12;
+
+/// Whether `factor` can scale a number for reading.
+fn is_scale(factor: f64) -> bool {
+    factor.is_finite() && factor > 0.0
 }
 
 /// What a headline hook reads: the sweep and every catalogue metric of
