@@ -258,6 +258,10 @@ mod one_fault_model {
     }
 
     async fn serve(model: DownstreamConfig) -> DownstreamService {
+        serve_with(model, 1_000).await
+    }
+
+    async fn serve_with(model: DownstreamConfig, in_flight_max: usize) -> DownstreamService {
         model.validate().expect("valid model");
         let settings = DownstreamSettings {
             listen: "127.0.0.1:0".parse().expect("address"),
@@ -267,6 +271,7 @@ mod one_fault_model {
                 seed: SEED,
             },
             keys_max: 100,
+            in_flight_max,
         };
         DownstreamService::spawn(&settings).await.expect("starts")
     }
@@ -372,5 +377,34 @@ mod one_fault_model {
         assert_eq!(settings.fault.seed, scenario.seed);
         let mixed = Cli::try_parse_from(["downstream", "--scenario", path, "--failure-rate", "1"]);
         assert!(mixed.is_err(), "a scenario and fault flags conflict");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_beyond_the_in_flight_bound_are_refused_at_once() {
+        let slow = DownstreamConfig {
+            latency: LatencyConfig::Constant { ms: 1_000.0 },
+            ..DownstreamConfig::default()
+        };
+        let ds = serve_with(slow, 1).await;
+        let client = HttpClient::new(1 << 20);
+        let url = uri(&ds.base_url(), "/work").expect("url");
+        let held = {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move { client.post_json(&url, &[], "{}").await })
+        };
+        // Until the first call holds the only slot, a second may still get it.
+        let mut refused = None;
+        for _ in 0..100 {
+            let reply = client.post_json(&url, &[], "{}").await.expect("answers");
+            if reply.status.as_u16() == 503 {
+                refused = Some(reply);
+                break;
+            }
+        }
+        let refused = refused.expect("a second call is refused while the first is held");
+        assert!(String::from_utf8_lossy(&refused.body).contains("busy"));
+        let first = held.await.expect("no panic").expect("answers");
+        assert_eq!(first.status.as_u16(), 200, "the held call is served");
+        ds.stop().await.expect("stops");
     }
 }

@@ -60,6 +60,10 @@ pub struct DownstreamArgs {
     /// Distinct idempotency keys tracked for duplicates.
     #[arg(long, default_value_t = 1_000_000)]
     pub keys_max: usize,
+    /// Calls answered at once; beyond, a call is refused at once with 503
+    /// `busy` (a hang window would otherwise hold every call for its length).
+    #[arg(long, default_value_t = 10_000)]
+    pub in_flight_max: usize,
 }
 
 /// A resolved downstream service configuration.
@@ -68,7 +72,11 @@ pub struct DownstreamSettings {
     pub listen: SocketAddr,
     pub fault: Flaky,
     pub keys_max: usize,
+    pub in_flight_max: usize,
 }
+
+/// Most calls `--in-flight-max` may allow at once.
+const IN_FLIGHT_LIMIT: usize = 1_000_000;
 
 /// Largest `POST /work` body accepted.
 const BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -106,11 +114,16 @@ impl DownstreamArgs {
             }),
         };
         fault.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-        anyhow::ensure!(self.keys_max >= 1, "`keys_max`: must be ≥ 1");
+        anyhow::ensure!(self.keys_max >= 1, "`--keys-max`: must be ≥ 1");
+        anyhow::ensure!(
+            (1..=IN_FLIGHT_LIMIT).contains(&self.in_flight_max),
+            "`--in-flight-max`: must be between 1 and {IN_FLIGHT_LIMIT}"
+        );
         Ok(DownstreamSettings {
             listen: self.listen,
             fault,
             keys_max: self.keys_max,
+            in_flight_max: self.in_flight_max,
         })
     }
 }
@@ -139,6 +152,8 @@ struct Books {
 struct Shared {
     flaky: SharedFlaky,
     books: Arc<Mutex<Books>>,
+    /// One permit per call being answered: the bound on calls in flight.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -164,6 +179,7 @@ pub fn router(settings: &DownstreamSettings) -> Router {
     let shared = Shared {
         flaky: SharedFlaky::start(&settings.fault),
         books: Arc::new(Mutex::new(books)),
+        slots: Arc::new(tokio::sync::Semaphore::new(settings.in_flight_max)),
     };
     Router::new()
         .route("/work", post(work))
@@ -179,6 +195,10 @@ pub fn router(settings: &DownstreamSettings) -> Router {
 }
 
 async fn work(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(_slot) = shared.slots.clone().try_acquire_owned() else {
+        let body = serde_json::json!({"ok": false, "error": "busy"});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    };
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())

@@ -71,6 +71,7 @@ impl Harness {
             listen: "127.0.0.1:0".parse().expect("address"),
             fault: (&fault).into(),
             keys_max: 100_000,
+            in_flight_max: 1_000,
         })
         .await
         .expect("downstream starts");
