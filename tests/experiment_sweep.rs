@@ -215,7 +215,7 @@ fn an_unknown_axis_in_a_chart_and_a_placeholder_are_refused() {
     let line = line_of(&bad, "\"qeue\"");
     assert!(
         message.contains(&format!(
-            ":{line}:10: charts.mine_shed: no axis `qeue`; axes: workers, queue"
+            ":{line}:10: charts[0]: no axis `qeue`; axes: workers, queue"
         )),
         "{message}"
     );
@@ -284,4 +284,24 @@ fn summary_columns_and_chart_scales_are_bounded() {
         message.contains("x_factor: must be a finite number > 0, got NaN"),
         "{message}"
     );
+}
+
+#[test]
+fn the_outage_is_shaded_only_when_every_point_shares_it() {
+    let with_outage = MINE.replace(
+        "[[scenario.clients]]",
+        "[[scenario.downstream.outages]]\nstart_s = 1\nend_s = 2\nmode = \"fail-fast\"\n\n[[scenario.clients]]",
+    );
+    let moving = with_outage.replace(
+        "{ label = \"roomy\", set = { \"relay.queue.capacity\" = 500,",
+        "{ label = \"roomy\", set = { \"downstream.outages\" = [{ start_s = 3, end_s = 4, mode = \"fail-fast\" }], \"relay.queue.capacity\" = 500,",
+    );
+    assert_ne!(moving, with_outage, "the edit applies");
+    let svg = |text: &str, dir: &str| {
+        let out = scratch(dir);
+        run_definition(&definition(text), &settings(out.clone(), 1)).expect("runs");
+        std::fs::read_to_string(out.join("my-sweep").join("mine_calls.svg")).expect("svg")
+    };
+    assert!(svg(&with_outage, "sweep_shade_shared").contains("downstream down"));
+    assert!(!svg(&moving, "sweep_shade_moving").contains("downstream down"));
 }

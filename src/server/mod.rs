@@ -12,7 +12,7 @@
 //! - [`views`], [`metrics`]: what `/stats`, `/metrics` and the job and
 //!   dead-letter endpoints show;
 //! - [`app`]: start, drain and stop;
-//! - [`downstream`], [`flaky`], [`ledger`]: a standalone flaky service
+//! - [`downstream`], [`flaky`]: a standalone flaky service
 //!   that counts side effects per idempotency key;
 //! - [`listener`]: binding and serving, for both servers;
 //! - [`client`]: a small HTTP client; [`bench`]: the accept-path benchmark.
@@ -28,7 +28,6 @@ pub mod correlation;
 pub mod downstream;
 pub mod flaky;
 pub mod http;
-pub mod ledger;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

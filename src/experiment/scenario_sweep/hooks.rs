@@ -7,14 +7,20 @@ use crate::experiment::catalogue::Metric;
 use crate::experiment::metrics::PointSummary;
 use std::fmt::Write as _;
 
-/// The hook of the sweep called `name`, if it has one.
-pub fn notes(name: &str) -> Option<Notes> {
-    match name {
-        "queue-sizing" => Some(queue_sizing),
-        "timeout-tuning" => Some(timeout_tuning),
-        "worker-pool-sizing" => Some(worker_pool_sizing),
-        _ => None,
-    }
+/// The hook of the sweep called `name`, if it has one and the sweep's axes
+/// are the ones its prose reads (a user's copy that sweeps something else
+/// gets its table without words written for another sweep).
+pub fn notes(name: &str, axis_columns: &[&str]) -> Option<Notes> {
+    let (hook, reads): (Notes, &[&str]) = match name {
+        "queue-sizing" => (queue_sizing, &["capacity"]),
+        "timeout-tuning" => (
+            timeout_tuning,
+            &["attempt_timeout_ms", "downstream_honours_key"],
+        ),
+        "worker-pool-sizing" => (worker_pool_sizing, &["workers"]),
+        _ => return None,
+    };
+    (axis_columns == reads).then_some(hook)
 }
 
 type Summary = PointSummary<Point>;
@@ -133,4 +139,20 @@ fn timeout_tuning(view: &View<'_>) -> String {
         );
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hook_speaks_only_for_the_axes_it_reads() {
+        assert!(notes("queue-sizing", &["capacity"]).is_some());
+        assert!(
+            notes("queue-sizing", &["workers"]).is_none(),
+            "a copy sweeping workers"
+        );
+        assert!(notes("queue-sizing", &["capacity", "workers"]).is_none());
+        assert!(notes("my-sweep", &["capacity"]).is_none());
+    }
 }

@@ -113,6 +113,8 @@ pub struct Level {
 /// One combination of levels, one per axis.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Point {
+    /// Its place among the sweep's points (and their scenarios).
+    index: usize,
     pub levels: Vec<usize>,
     /// `column = label` pairs, for messages.
     describe: String,
@@ -181,18 +183,18 @@ pub fn run(ctx: &Context<'_>, name: &str) -> Result<Outputs, ExperimentError> {
             )
         })
         .unzip::<_, _, Vec<_>, Vec<_>>();
+    let columns: Vec<&str> = sweep.axes.iter().map(|a| a.column.as_str()).collect();
     Ok(report::outputs(
         &sweep,
         &summaries,
         &calls,
-        hooks::notes(name),
+        hooks::notes(name, &columns),
     ))
 }
 
 impl Plan {
     fn scenario_of(&self, point: &Point) -> &Scenario {
-        let i = self.points.iter().position(|p| p == point).unwrap_or(0);
-        &self.scenarios[i]
+        &self.scenarios[point.index]
     }
 
     /// `label` of every axis at `point`, joined by ", ".
@@ -278,7 +280,8 @@ fn validate(ctx: &Context<'_>, name: &str) -> Result<Plan, DefinitionErrors> {
         let charts: Vec<report::Chart> = raw
             .charts
             .into_iter()
-            .map(|c| report::check_chart(c, &axes, checks))
+            .enumerate()
+            .map(|(i, c)| report::check_chart(i, c, &axes, checks))
             .collect();
         let buckets: Vec<_> = charts
             .iter()
@@ -458,7 +461,9 @@ fn grid(axes: &[Axis]) -> Vec<Point> {
     points
         .into_iter()
         .filter(|p| p.len() == axes.len() && !axes.is_empty())
-        .map(|levels| Point {
+        .enumerate()
+        .map(|(index, levels)| Point {
+            index,
             describe: axes
                 .iter()
                 .zip(&levels)

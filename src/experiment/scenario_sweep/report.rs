@@ -100,8 +100,15 @@ pub(super) struct SummarySpec {
     intro: String,
 }
 
-pub(super) fn check_chart(raw: RawChart, axes: &[Axis], checks: &mut Checks<'_>) -> Chart {
-    let field = format!("charts.{}", raw.name);
+/// Checks chart `index` (its field path is `charts[index]`, so every
+/// message lands on the chart's own lines).
+pub(super) fn check_chart(
+    index: usize,
+    raw: RawChart,
+    axes: &[Axis],
+    checks: &mut Checks<'_>,
+) -> Chart {
+    let field = format!("charts[{index}]");
     checks.check(
         is_scale(raw.x_factor),
         &format!("{field}.x_factor"),
@@ -382,12 +389,26 @@ fn time_chart(c: &Chart, sweep: &Plan, series: &[OverTime], bucket_ms: f64) -> L
         markers: false,
         legend: raw.legend,
         series: over_time::lines(series, bucket_ms, 0.0),
-        shade: sweep.base.downstream.outages.first().map(|o| Shade {
-            from: o.start_s,
-            to: o.end_s,
-            label: "downstream down".to_string(),
-        }),
+        shade: outage_shade(sweep),
     }
+}
+
+/// The base scenario's first outage, when every point shares it: a sweep
+/// that moves the outage has no one window to shade.
+fn outage_shade(sweep: &Plan) -> Option<Shade> {
+    let moved = sweep.axes.iter().any(|a| {
+        a.levels.iter().any(|l| {
+            l.set
+                .iter()
+                .any(|(path, _)| path.starts_with("downstream.outages"))
+        })
+    });
+    let o = sweep.base.downstream.outages.first().filter(|_| !moved)?;
+    Some(Shade {
+        from: o.start_s,
+        to: o.end_s,
+        label: "downstream down".to_string(),
+    })
 }
 
 fn options_json(sweep: &Plan) -> serde_json::Value {
