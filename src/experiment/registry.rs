@@ -175,3 +175,29 @@ pub fn built_in(name: &str) -> Option<Definition> {
 pub fn built_in_names() -> Vec<&'static str> {
     BUILT_IN.iter().map(|(n, _)| *n).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A definition dropped into `experiments/` but not listed above would
+    /// silently not be built in (nor run by `all`, nor its results checked).
+    #[test]
+    fn every_definition_under_experiments_is_built_in() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .expect("experiments/ exists")
+            .filter_map(|entry| {
+                let path = entry.expect("readable").path();
+                let toml = path.extension().is_some_and(|e| e == "toml");
+                toml.then(|| path.file_stem()?.to_str().map(str::to_owned))?
+            })
+            .collect();
+        on_disk.sort();
+        let listed: Vec<String> = built_in_names().into_iter().map(str::to_owned).collect();
+        assert_eq!(
+            on_disk, listed,
+            "list each experiments/*.toml in `built_in!`, in order"
+        );
+    }
+}
