@@ -84,6 +84,11 @@ pub fn nanos_to_ms(ns: f64) -> f64 {
     ns / 1e6
 }
 
+/// A duration in milliseconds, as latencies are reported.
+pub fn duration_ms(d: Duration) -> f64 {
+    nanos_to_ms(d.as_nanos() as f64)
+}
+
 /// Converts a duration to nanoseconds, saturating at [`Time::NEVER`].
 pub fn duration_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).map_or(Time::NEVER.0, |ns| ns.min(Time::NEVER.0))

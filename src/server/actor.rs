@@ -430,7 +430,7 @@ impl RelayActor {
 
     fn finished(&mut self, done: Finished<Key, Bytes>) {
         let (job, key, attempts, latency) = (done.job, done.key, done.attempts, done.latency);
-        let latency_ms = latency.as_secs_f64() * 1e3;
+        let latency_ms = crate::time::duration_ms(latency);
         match done.outcome {
             Outcome::Succeeded { .. } => {
                 let cid = self.cids.remove(&job);

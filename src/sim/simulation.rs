@@ -20,8 +20,7 @@ use crate::relay::{
     Answer, CallError, CallId, Event, Finished, JobId, LatencyHistogram, Output, Relay,
 };
 use crate::rng::{Domain, Seed};
-use crate::time::ms_to_nanos;
-use crate::time::Time;
+use crate::time::{duration_ms, ms_to_nanos, Time};
 use std::time::Duration;
 
 /// How to run a scenario, beyond what the scenario says.
@@ -386,7 +385,7 @@ impl Simulation {
                 job,
                 outcome: name,
                 attempts,
-                latency_ms: ms(latency),
+                latency_ms: duration_ms(latency),
             },
         );
         self.clients.handle_job_finished(now, job, success);
@@ -462,10 +461,6 @@ impl Simulation {
     pub fn relay(&self) -> &Relay<u64, ()> {
         &self.relay
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_nanos() as f64 / 1e6
 }
 
 /// Runs `scenario` with `opts`.

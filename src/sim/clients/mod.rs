@@ -427,7 +427,7 @@ impl Clients {
         self.record(SimRecord::ClientDone {
             request: l.key,
             outcome: ending.name(),
-            latency_ms: latency.as_nanos() as f64 / 1e6,
+            latency_ms: crate::time::duration_ms(latency),
         });
         if l.member != NO_MEMBER {
             self.think(now, l.source, l.member);
