@@ -1,7 +1,9 @@
 //! Properties over random configurations and seeds. Every run is watched by
 //! the simulator's outside checker (nothing lost, bounds held, breaker
-//! transitions legal, no second side effect for a completed key); here we add
-//! conservation at the end and the backoff and breaker bounds on their own.
+//! transitions legal, no second side effect for a completed key, no accepted
+//! job dead-lettered because of the queue, no success lost); here we add
+//! conservation of jobs and of successes at the end, and the backoff and
+//! breaker bounds on their own.
 //! A failing case prints its seed and configuration; proptest shrinks it.
 
 use proptest::prelude::*;
@@ -162,7 +164,18 @@ proptest! {
         prop_assert!(summary.queue_depth_max <= s.relay.queue.capacity as u64, "seed {}", seed);
         if s.horizon_s == 0.0 {
             prop_assert_eq!(summary.still_in_flight, 0, "a run to completion leaves nothing in flight, seed {}", seed);
+            // Every success the downstream sent ended a job, or is a late
+            // success recorded after a retry or the job's end.
+            prop_assert_eq!(
+                summary.downstream_successes,
+                summary.succeeded + summary.late_successes_recorded,
+                "a success lost, seed {}", seed
+            );
         }
+        prop_assert!(
+            summary.late_successes_used + summary.late_successes_recorded <= summary.late_results,
+            "seed {}", seed
+        );
         if s.downstream.honours_idempotency_key {
             prop_assert_eq!(summary.duplicate_side_effects, 0, "seed {}", seed);
         }

@@ -137,8 +137,12 @@ fn timeout_retries_after_backoff_then_dead_letters_and_redrives() {
         Some(ms(110)),
         "retry after the 10 ms backoff"
     );
-    r.handle_call_result(ms(105), CallId { job, attempt: 1 }, Ok(5));
-    assert_eq!(r.stats().late_results, 1, "the late answer is ignored");
+    r.handle_call_result(
+        ms(105),
+        CallId { job, attempt: 1 },
+        Err(CallError::ServerError),
+    );
+    assert_eq!(r.stats().late_results, 1, "the late failure is ignored");
     r.handle_timeout(ms(110));
     let (calls, _) = drain(&mut r);
     assert_eq!(calls, vec![CallId { job, attempt: 2 }]);
@@ -216,7 +220,7 @@ fn open_breaker_holds_the_queue_and_answers_503_when_full() {
 }
 
 #[test]
-fn a_retry_that_finds_the_queue_full_is_dead_lettered_not_dropped() {
+fn a_retry_that_finds_the_queue_full_waits_in_the_retry_lane() {
     let mut r = relay(small());
     let Answer::Accepted { job } = r.handle_request(ms(0), request(1, 1)) else {
         panic!()
@@ -232,9 +236,10 @@ fn a_retry_that_finds_the_queue_full_is_dead_lettered_not_dropped() {
     r.handle_request(ms(2), request(4, 1));
     assert_eq!(r.queue_len(), 2);
     r.handle_timeout(ms(11));
+    assert!(r.dead_letters().get(job).is_none());
     assert_eq!(
-        r.dead_letters().get(job).map(|l| l.reason),
-        Some(GiveUp::QueueFullOnRetry)
+        r.job_status(job).map(|s| s.state),
+        Some(JobState::RetryQueued)
     );
 }
 

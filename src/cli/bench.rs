@@ -104,7 +104,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         live_jobs_max: s.live_jobs_max,
         bytes_per_live_job: (peak_rss_kb.saturating_sub(rss_before_kb) * 1024) as f64
             / s.live_jobs_max.max(1) as f64,
-        shed_frac: (s.shed_429 + s.dead_lettered_queue_full) as f64 / arrivals,
+        shed_frac: s.shed_429 as f64 / arrivals,
         success_frac: s.succeeded as f64 / arrivals,
         retry_amplification: s.retry_amplification,
         mean_sojourn_ms: s.latency.mean_ms,

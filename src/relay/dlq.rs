@@ -12,7 +12,7 @@
 //! and refuses new work until the queue is drained.
 
 use super::config_error::{ensure, ConfigError};
-use super::job::JobId;
+use super::job::{JobId, LateSuccess};
 use super::retry::{CallError, GiveUp};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
@@ -71,6 +71,8 @@ pub struct DeadLetter<K, P> {
     pub dead_at: Time,
     /// How many times this payload was redriven from the queue before.
     pub redrives: u32,
+    /// An earlier attempt succeeded too late to count: the work may be done.
+    pub late_success: Option<LateSuccess<P>>,
 }
 
 /// Why a dead letter could not be redriven (it stays in the queue).
@@ -180,6 +182,7 @@ mod tests {
             accepted_at: Time::ZERO,
             dead_at: Time::from_millis(1),
             redrives: 0,
+            late_success: None,
         }
     }
 

@@ -84,6 +84,8 @@ pub enum JobState {
     Queued,
     InFlight,
     BackingOff,
+    /// Its backoff ended; it waits in the retry lane for a worker.
+    RetryQueued,
     Succeeded,
     DeadLettered,
 }
@@ -108,6 +110,44 @@ pub struct JobStatus<P> {
     pub last_error: Option<CallError>,
     /// The downstream's answer, once the job succeeded and while remembered.
     pub response: Option<P>,
+    /// An earlier attempt succeeded after its timeout, when it could no
+    /// longer complete the job: the downstream did this job's work once more
+    /// than the outcome says.
+    pub late_success: Option<LateSuccess<P>>,
+}
+
+/// A success that came back after its attempt had timed out and a retry
+/// had been sent (or the job had ended). Kept on the job, its status and its
+/// dead letter, so whoever redrives or retries it knows the work may
+/// already be done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateSuccess<P> {
+    /// The first such attempt.
+    pub attempt: u32,
+    /// When its answer arrived.
+    pub at: Time,
+    /// Its answer.
+    pub response: P,
+    /// Late successes in all, the first included (at most one per attempt).
+    pub count: u32,
+}
+
+impl<P> LateSuccess<P> {
+    /// Notes a late success in `slot`: the first is kept whole, later ones
+    /// are counted.
+    pub(super) fn note(slot: &mut Option<LateSuccess<P>>, attempt: u32, at: Time, response: P) {
+        match slot {
+            Some(first) => first.count = first.count.saturating_add(1),
+            None => {
+                *slot = Some(LateSuccess {
+                    attempt,
+                    at,
+                    response,
+                    count: 1,
+                })
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +175,26 @@ mod tests {
         assert_eq!(
             named(JobState::DeadLettered),
             ("dead-lettered", "\"dead-lettered\"".to_owned())
+        );
+        assert_eq!(
+            named(JobState::RetryQueued),
+            ("retry-queued", "\"retry-queued\"".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_late_success_keeps_the_first_answer_and_counts_the_rest() {
+        let mut slot = None;
+        LateSuccess::note(&mut slot, 1, Time::from_millis(5), 10);
+        LateSuccess::note(&mut slot, 2, Time::from_millis(9), 20);
+        assert_eq!(
+            slot,
+            Some(LateSuccess {
+                attempt: 1,
+                at: Time::from_millis(5),
+                response: 10,
+                count: 2
+            })
         );
     }
 }

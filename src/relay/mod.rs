@@ -21,6 +21,7 @@ mod rate_limit;
 #[allow(clippy::module_inception)]
 mod relay;
 mod retry;
+mod retry_lane;
 mod stats;
 mod workers;
 
@@ -31,9 +32,9 @@ pub use config::{RelayConfig, RelaySettings, WORKERS_LIMIT};
 pub use config_error::{ensure, ensure_ms, ensure_probability, parse_ms, ConfigError};
 pub use dlq::{DeadLetter, DeadLetterQueue, DlqConfig, RedriveError};
 pub use idempotency::IdempotencyConfig;
-pub use job::{CallId, JobId, JobState, JobStatus, Outcome};
+pub use job::{CallId, JobId, JobState, JobStatus, LateSuccess, Outcome};
 pub use queue::QueueConfig;
 pub use rate_limit::RateLimitConfig;
-pub use relay::{Event, Finished, Output, Relay};
+pub use relay::{Event, Finished, LateFate, Output, Relay};
 pub use retry::{CallError, GiveUp, RetryBudgetConfig, RetryConfig, ATTEMPTS_LIMIT};
 pub use stats::{LatencyHistogram, LatencySummary, Stats, StatsSnapshot};

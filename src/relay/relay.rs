@@ -3,14 +3,26 @@
 //! A request passes, in order: rate limit → idempotency → admission (bounded
 //! queue, bounded job table) → queue → a worker slot → the breaker → a
 //! downstream attempt with a timeout → on failure the retry policy and its
-//! backoff → at the end, success (answer stored for replays) or the
-//! dead-letter queue. The driver (simulator or server) feeds it requests,
-//! call results and wake-ups, and performs what comes out of
-//! [`Relay::poll_output`]: start a call, report an outcome.
+//! backoff → the retry lane (served before the queue) → … → at the end,
+//! success (answer stored for replays) or the dead-letter queue. The driver
+//! (simulator or server) feeds it requests, call results and wake-ups, and
+//! performs what comes out of [`Relay::poll_output`]: start a call, report
+//! an outcome.
+//!
+//! The queue bounds admissions only. A job, once accepted, is dead-lettered
+//! only because an attempt failed and the retry policy gave up, never for
+//! want of room: its retries wait in the [`RetryLane`], which the job table
+//! bounds.
+//!
+//! A success that arrives after its attempt timed out is not thrown away:
+//! if the job is still waiting to retry (backing off or in the retry lane),
+//! it completes the job; if a retry is already on its way, or the job has
+//! ended, it is recorded on the job (its status, its dead letter) and
+//! counted, so a later redrive knows the work may be done.
 //!
 //! Invariants asserted here, always on: time never goes backwards, the queue
 //! never exceeds its capacity, calls in flight never exceed the workers, the
-//! job table never exceeds `jobs_max`.
+//! job table (and so the retry lane) never exceeds `jobs_max`.
 
 use super::answer::{Answer, Refusal, Request};
 use super::backoff::{Backoff, BackoffState};
@@ -18,10 +30,11 @@ use super::breaker::{Breaker, BreakerState, Permit, Transition};
 use super::config::RelaySettings;
 use super::dlq::{DeadLetter, DeadLetterQueue, RedriveError};
 use super::idempotency::{Begin, IdempotencyStore};
-use super::job::{CallId, JobId, JobState, JobStatus, Outcome};
+use super::job::{CallId, JobId, JobState, JobStatus, LateSuccess, Outcome};
 use super::queue::BoundedQueue;
 use super::rate_limit::RateLimiter;
 use super::retry::{CallError, GiveUp, RetryPolicy};
+use super::retry_lane::RetryLane;
 use super::stats::Stats;
 use super::workers::WorkerPool;
 use crate::rng::Stream;
@@ -57,12 +70,20 @@ pub enum Event {
         retry: u32,
         at: Time,
     },
+    /// The job's backoff ended: it waits in the retry lane for a worker.
     Requeued {
         job: JobId,
     },
+    /// A failure answered an attempt that had already timed out: ignored.
     LateResult {
         job: JobId,
         attempt: u32,
+    },
+    /// A success answered an attempt that had already timed out.
+    LateSuccess {
+        job: JobId,
+        attempt: u32,
+        fate: LateFate,
     },
     Breaker {
         from: BreakerState,
@@ -73,6 +94,21 @@ pub enum Event {
         letter: JobId,
         job: JobId,
     },
+}
+
+/// What became of a late success.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LateFate {
+    /// The job was waiting to retry: this answer completed it, and no retry
+    /// is sent.
+    CompletedJob,
+    /// A retry was already on its way, or the job had ended: recorded on the
+    /// job, its remembered status or its dead letter.
+    Recorded,
+    /// The job had ended and is kept nowhere any more: this event and the
+    /// count are the only record.
+    JobForgotten,
 }
 
 /// A job that ended, and how.
@@ -113,8 +149,15 @@ pub enum Output<K, P> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
     Queued,
-    InFlight { permit: Permit, started: Time },
-    BackingOff { until: Time },
+    InFlight {
+        permit: Permit,
+        started: Time,
+    },
+    BackingOff {
+        until: Time,
+    },
+    /// Backoff over; waiting in the retry lane.
+    RetryQueued,
 }
 
 #[derive(Clone, Debug)]
@@ -130,6 +173,7 @@ struct Job<K, P> {
     backoff: BackoffState,
     last_error: Option<CallError>,
     redrives: u32,
+    late_success: Option<LateSuccess<P>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -171,6 +215,7 @@ pub struct Relay<K, P> {
     jobs: Slab<Job<K, P>>,
     serial: u32,
     queue: BoundedQueue<JobId>,
+    retry_lane: RetryLane,
     workers: WorkerPool,
     retry: RetryPolicy,
     breaker: Option<Breaker>,
@@ -206,6 +251,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             jobs: Slab::with_capacity(s.jobs_max.min(1 << 16)),
             serial: 0,
             queue: BoundedQueue::new(&s.queue),
+            retry_lane: RetryLane::new(s.jobs_max),
             workers: WorkerPool::new(s.workers),
             retry: RetryPolicy::new(&s.retry),
             breaker: s.breaker.as_ref().map(Breaker::new),
@@ -340,6 +386,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             backoff: BackoffState::default(),
             last_error: None,
             redrives,
+            late_success: None,
         });
         assert!(self.jobs.len() <= self.jobs_max, "job table over its bound");
         self.live_jobs_max_seen = self.live_jobs_max_seen.max(self.jobs.len());
@@ -353,10 +400,11 @@ impl<K: Key, P: Payload> Relay<K, P> {
         self.jobs.get_mut(id.slot()).filter(|j| j.id == id)
     }
 
-    /// Starts attempts while workers are free, work is queued and the
-    /// breaker allows.
+    /// Starts attempts while workers are free, work waits and the breaker
+    /// allows. Retries go first: they are older, and serving them keeps the
+    /// jobs in the system bounded (see [`RetryLane`]).
     fn pump(&mut self, now: Time) {
-        while self.workers.has_free_slot() && !self.queue.is_empty() {
+        while self.workers.has_free_slot() && self.has_waiting_work() {
             let permit = match &mut self.breaker {
                 Some(b) => match b.allow(now) {
                     Some(p) => p,
@@ -364,7 +412,9 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 },
                 None => Permit::UNGUARDED,
             };
-            let Some(id) = self.queue.pop() else { break };
+            let Some(id) = self.retry_lane.pop().or_else(|| self.queue.pop()) else {
+                break;
+            };
             self.start_attempt(now, id, permit);
         }
         self.drain_transitions();
@@ -389,6 +439,11 @@ impl<K: Key, P: Payload> Relay<K, P> {
         timers
             .retain(|Reverse((_, _, id, attempt, kind))| self.timer_is_live(*id, *attempt, *kind));
         self.timers = BinaryHeap::from(timers);
+    }
+
+    /// A job waits for a worker: new in the queue, or a retry in the lane.
+    fn has_waiting_work(&self) -> bool {
+        !self.queue.is_empty() || !self.retry_lane.is_empty()
     }
 
     fn timer_is_live(&self, id: JobId, attempt: u32, kind: TimerKind) -> bool {
@@ -441,23 +496,76 @@ impl<K: Key, P: Payload> Relay<K, P> {
             .push(Reverse((at, self.timer_seq, job, attempt, kind)));
     }
 
-    /// The downstream answered attempt `call`. Answers to attempts that
-    /// already timed out are counted and ignored.
+    /// The downstream answered attempt `call`. An answer to an attempt that
+    /// already timed out is late: a late failure is counted and ignored, a
+    /// late success is used or recorded ([`Relay::late_success`]).
     pub fn handle_call_result(&mut self, now: Time, call: CallId, result: Result<P, CallError>) {
         self.advance(now);
         let current = self.job_mut(call.job).is_some_and(|j| {
             j.attempts == call.attempt && matches!(j.stage, Stage::InFlight { .. })
         });
-        if !current {
-            self.stats.late_results += 1;
-            self.outputs.push_back(Output::Event(Event::LateResult {
-                job: call.job,
-                attempt: call.attempt,
-            }));
-            return;
+        match (current, result) {
+            (true, result) => self.finish_attempt(now, call.job, result),
+            (false, Ok(response)) => {
+                self.stats.late_results += 1;
+                self.late_success(now, call, response);
+            }
+            (false, Err(_)) => {
+                self.stats.late_results += 1;
+                self.outputs.push_back(Output::Event(Event::LateResult {
+                    job: call.job,
+                    attempt: call.attempt,
+                }));
+            }
         }
-        self.finish_attempt(now, call.job, result);
         self.pump(now);
+    }
+
+    /// The downstream did the work of a timed-out attempt. If the job is
+    /// still waiting to retry, the answer completes it: sending the retry
+    /// would only do the work again. If a retry is in flight, or the job has
+    /// ended, the answer cannot become the outcome; it is recorded where
+    /// the job is still kept. The breaker and the retry budget already
+    /// counted the attempt as the timeout it was, and are left alone.
+    fn late_success(&mut self, now: Time, call: CallId, response: P) {
+        let stage = self.job_mut(call.job).map(|j| j.stage);
+        let fate = match stage {
+            Some(Stage::BackingOff { .. } | Stage::RetryQueued) => LateFate::CompletedJob,
+            _ => self.record_late_success(now, call, response.clone()),
+        };
+        let counter = match fate {
+            LateFate::CompletedJob => &mut self.stats.late_successes_used,
+            LateFate::Recorded | LateFate::JobForgotten => &mut self.stats.late_successes_recorded,
+        };
+        *counter += 1;
+        self.outputs.push_back(Output::Event(Event::LateSuccess {
+            job: call.job,
+            attempt: call.attempt,
+            fate,
+        }));
+        if fate == LateFate::CompletedJob {
+            self.retry_lane.remove(call.job);
+            self.succeed(now, call.job, response);
+        }
+    }
+
+    /// Notes a late success on the live job, its dead letter or its
+    /// remembered status, whichever still holds it.
+    fn record_late_success(&mut self, now: Time, call: CallId, response: P) -> LateFate {
+        let note = |slot: &mut Option<LateSuccess<P>>| {
+            LateSuccess::note(slot, call.attempt, now, response);
+        };
+        if let Some(job) = self.job_mut(call.job) {
+            note(&mut job.late_success);
+        } else if let Some(mut letter) = self.dlq.take(call.job) {
+            note(&mut letter.late_success);
+            self.dlq.restore(letter);
+        } else if let Some(status) = self.finished.get_mut(&call.job) {
+            note(&mut status.late_success);
+        } else {
+            return LateFate::JobForgotten;
+        }
+        LateFate::Recorded
     }
 
     fn finish_attempt(&mut self, now: Time, id: JobId, result: Result<P, CallError>) {
@@ -557,6 +665,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             accepted_at: job.accepted_at,
             dead_at: now,
             redrives: job.redrives,
+            late_success: job.late_success,
         };
         if let Err(letter) = self.dlq.push(letter) {
             self.stats.dlq_overflowed += 1;
@@ -590,6 +699,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             finished_at: Some(now),
             last_error: job.last_error,
             response,
+            late_success: job.late_success.clone(),
         };
         self.history.push_back(job.id);
         self.finished.insert(job.id, status);
@@ -622,23 +732,17 @@ impl<K: Key, P: Payload> Relay<K, P> {
             (TimerKind::AttemptDeadline, Stage::InFlight { .. }) => {
                 self.finish_attempt(now, id, Err(CallError::Timeout));
             }
-            (TimerKind::RetryDue, Stage::BackingOff { .. }) => self.requeue(now, id),
+            (TimerKind::RetryDue, Stage::BackingOff { .. }) => self.requeue(id),
             _ => {}
         }
     }
 
-    fn requeue(&mut self, now: Time, id: JobId) {
-        if self.queue.offer(id).is_err() {
-            let last = self
-                .job_mut(id)
-                .and_then(|j| j.last_error)
-                .unwrap_or(CallError::ServerError);
-            self.dead_letter(now, id, GiveUp::QueueFullOnRetry, last);
-            return;
-        }
-        if let Some(job) = self.job_mut(id) {
-            job.stage = Stage::Queued;
-        }
+    /// A backoff ended: the job waits in the retry lane, never refused for
+    /// want of queue room (it already holds its place in the job table).
+    fn requeue(&mut self, id: JobId) {
+        let Some(job) = self.job_mut(id) else { return };
+        job.stage = Stage::RetryQueued;
+        self.retry_lane.push(id);
         self.outputs
             .push_back(Output::Event(Event::Requeued { job: id }));
     }
@@ -647,7 +751,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// expire lazily (on look-up), so they never wake the driver.
     pub fn poll_timeout(&self) -> Option<Time> {
         let timer = self.timers.peek().map(|Reverse((at, ..))| *at);
-        let breaker = if self.queue.is_empty() {
+        let breaker = if !self.has_waiting_work() {
             None
         } else {
             self.breaker.as_ref().and_then(Breaker::poll_timeout)
@@ -740,6 +844,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 Stage::Queued => JobState::Queued,
                 Stage::InFlight { .. } => JobState::InFlight,
                 Stage::BackingOff { .. } => JobState::BackingOff,
+                Stage::RetryQueued => JobState::RetryQueued,
             };
             return Some(JobStatus {
                 job: id,
@@ -749,6 +854,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 finished_at: None,
                 last_error: job.last_error,
                 response: None,
+                late_success: job.late_success.clone(),
             });
         }
         if let Some(status) = self.finished.get(&id) {
@@ -762,6 +868,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             finished_at: Some(l.dead_at),
             last_error: Some(l.last_error),
             response: None,
+            late_success: l.late_success.clone(),
         })
     }
 
@@ -795,6 +902,16 @@ impl<K: Key, P: Payload> Relay<K, P> {
 
     pub fn queue_capacity(&self) -> usize {
         self.queue.capacity()
+    }
+
+    /// Retries waiting for a worker (their backoff has ended).
+    pub fn retry_lane_len(&self) -> usize {
+        self.retry_lane.len()
+    }
+
+    /// The most retries that waited for a worker at once.
+    pub fn retry_lane_depth_max_seen(&self) -> usize {
+        self.retry_lane.depth_max_seen()
     }
 
     /// Calls in flight (busy workers).

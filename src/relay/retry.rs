@@ -151,8 +151,6 @@ pub enum GiveUp {
     AttemptsExhausted,
     NotRetryable,
     BudgetExhausted,
-    /// The retry found the queue full: retries never grow it past its bound.
-    QueueFullOnRetry,
 }
 
 impl GiveUp {

@@ -107,7 +107,13 @@ pub struct Stats {
     pub succeeded: u64,
     pub dead_lettered: EnumMap<GiveUp, u64>,
     pub dlq_overflowed: u64,
+    /// Answers to attempts that had already timed out, successes included.
     pub late_results: u64,
+    /// Late successes that completed their job (it was waiting to retry).
+    pub late_successes_used: u64,
+    /// Late successes that came after a retry was sent or the job ended:
+    /// recorded on the job, its status or its dead letter.
+    pub late_successes_recorded: u64,
     /// Jobs started by redriving a dead letter.
     pub dlq_redriven: u64,
     /// Accepted → success, per job.
@@ -142,6 +148,8 @@ impl Stats {
             dead_letter_reasons: named(&self.dead_lettered),
             dlq_overflowed: self.dlq_overflowed,
             late_results: self.late_results,
+            late_successes_used: self.late_successes_used,
+            late_successes_recorded: self.late_successes_recorded,
             job_latency: self.job_latency.summary(),
             attempt_latency: self.attempt_latency.summary(),
         }
@@ -174,6 +182,8 @@ pub struct StatsSnapshot {
     pub dead_letter_reasons: BTreeMap<String, u64>,
     pub dlq_overflowed: u64,
     pub late_results: u64,
+    pub late_successes_used: u64,
+    pub late_successes_recorded: u64,
     pub job_latency: LatencySummary,
     pub attempt_latency: LatencySummary,
 }

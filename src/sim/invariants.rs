@@ -7,12 +7,21 @@
 //!
 //! - nothing lost: every accepted job ends exactly once (succeeded or
 //!   dead-lettered), or is still in flight at the horizon;
-//! - bounds held: queue length ≤ capacity, calls in flight ≤ workers;
+//! - bounds held: queue length ≤ capacity, calls in flight ≤ workers, and
+//!   the retry lane as counted from outside agrees with the relay; a retry
+//!   starts only from the lane, new work only from the queue;
 //! - breaker transitions legal (closed → open → half-open → closed | open);
 //! - a key whose job succeeded never reaches the downstream again while
-//!   its idempotency record lives.
+//!   its idempotency record lives;
+//! - no accepted job dead-lettered because of the queue: a job ends in the
+//!   dead-letter queue only right after one of its attempts failed (the
+//!   retry policy gave up), never when its retry comes due;
+//! - no success lost: every successful answer either ends its job as a
+//!   success in the same step, or is reported as a late success that
+//!   completed its job, or that the relay shows on the job (its status or
+//!   dead letter), or whose job the relay no longer knows at all.
 
-use crate::relay::{BreakerState, JobId};
+use crate::relay::{BreakerState, CallId, JobId, LateFate};
 use crate::time::Time;
 use std::fmt;
 
@@ -33,16 +42,32 @@ pub struct Checker {
     /// is a vector, not a set.
     live: Vec<u64>,
     live_count: usize,
+    /// Job slot → waiting in the retry lane (its backoff ended).
+    in_lane: Vec<bool>,
+    lane_count: usize,
     breaker: BreakerState,
     /// Per key (dense request number): 1 + the virtual ns its job succeeded.
     succeeded_ns: Vec<u64>,
     ttl_ns: u64,
-    /// Counted from outside: jobs that entered the queue, calls started,
-    /// attempts that ended.
+    /// Counted from outside: jobs that entered the queue, calls started
+    /// from it, all calls started, attempts that ended.
     queued_in: u64,
+    queue_calls: u64,
     calls: u64,
     attempts_ended: u64,
+    /// The attempt that failed last in this step: a dead letter must follow one.
+    last_failed: Option<(JobId, u32)>,
+    /// A successful answer the relay has not yet accounted for.
+    success: Option<PendingSuccess>,
     pub checks: u64,
+}
+
+/// A successful answer on its way through the relay in this step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PendingSuccess {
+    call: CallId,
+    /// Reported late and completing its job: the job's success must follow.
+    late_completes: bool,
 }
 
 type Check = Result<(), Violation>;
@@ -56,24 +81,60 @@ impl Checker {
         Checker {
             live: Vec::new(),
             live_count: 0,
+            in_lane: Vec::new(),
+            lane_count: 0,
             breaker: BreakerState::Closed,
             succeeded_ns: Vec::new(),
             ttl_ns: crate::time::ms_to_nanos(idempotency_ttl_ms),
             queued_in: 0,
+            queue_calls: 0,
             calls: 0,
             attempts_ended: 0,
+            last_failed: None,
+            success: None,
             checks: 0,
         }
     }
 
-    /// A job entered the queue: accepted, or put back after its backoff.
+    /// A job entered the queue by another way than acceptance (a redrive).
     pub fn enqueued(&mut self) {
         self.queued_in += 1;
     }
 
-    /// An attempt ended: it failed (timeout included), or its job succeeded.
-    pub fn attempt_ended(&mut self) {
+    /// A job's backoff ended: it waits in the retry lane.
+    pub fn requeued(&mut self, at: Time, job: JobId) -> Check {
+        self.checks += 1;
+        if !self.is_live(job) || self.in_lane[job.slot()] {
+            return fail(
+                at,
+                format!("job {job} entered the retry lane twice, or not live"),
+            );
+        }
+        self.in_lane[job.slot()] = true;
+        self.lane_count += 1;
+        Ok(())
+    }
+
+    /// Attempt `attempt` of `job` failed (timeout included).
+    pub fn attempt_failed(&mut self, job: JobId, attempt: u32) {
         self.attempts_ended += 1;
+        self.last_failed = Some((job, attempt));
+    }
+
+    fn is_live(&self, job: JobId) -> bool {
+        self.live.get(job.slot()) == Some(&(job.0 + 1))
+    }
+
+    /// Takes `job` out of the retry lane if it waits there.
+    fn leave_lane(&mut self, job: JobId) -> bool {
+        match self.in_lane.get_mut(job.slot()) {
+            Some(waiting) if *waiting => {
+                *waiting = false;
+                self.lane_count -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn accepted(&mut self, at: Time, job: JobId) -> Check {
@@ -81,7 +142,9 @@ impl Checker {
         self.queued_in += 1;
         let i = job.slot();
         if i >= self.live.len() {
-            self.live.resize((i + 1).max(self.live.len() * 2), 0);
+            let len = (i + 1).max(self.live.len() * 2);
+            self.live.resize(len, 0);
+            self.in_lane.resize(len, false);
         }
         if self.live[i] != 0 {
             return fail(
@@ -103,6 +166,7 @@ impl Checker {
             Some(held) if *held == job.0 + 1 => {
                 *held = 0;
                 self.live_count -= 1;
+                self.leave_lane(job);
                 Ok(())
             }
             _ => fail(
@@ -112,14 +176,27 @@ impl Checker {
         }
     }
 
-    /// Queue length and calls in flight as counted from outside must stay
-    /// within the bounds, and agree with what the relay reports.
-    pub fn bounds(&mut self, at: Time, queue: (usize, usize), in_flight: (usize, usize)) -> Check {
+    /// Queue length, retry lane and calls in flight as counted from outside
+    /// must stay within the bounds, and agree with what the relay reports.
+    pub fn bounds(
+        &mut self,
+        at: Time,
+        queue: (usize, usize),
+        lane: usize,
+        in_flight: (usize, usize),
+    ) -> Check {
         self.checks += 1;
-        let queued = self.queued_in.saturating_sub(self.calls);
+        let queued = self.queued_in.saturating_sub(self.queue_calls);
         let flying = self.calls.saturating_sub(self.attempts_ended);
         let (capacity, workers) = (queue.1, in_flight.1);
-        if queued > capacity as u64 || self.queued_in < self.calls {
+        if lane != self.lane_count {
+            let why = format!(
+                "{} retries waiting (counted outside), relay says {lane}",
+                self.lane_count
+            );
+            return fail(at, why);
+        }
+        if queued > capacity as u64 || self.queued_in < self.queue_calls {
             let why = format!("{queued} jobs queued (counted outside), capacity {capacity}");
             return fail(at, why);
         }
@@ -170,11 +247,28 @@ impl Checker {
         }
     }
 
-    /// A call for `key` starts: not allowed while the key's success is
-    /// remembered.
-    pub fn call_started(&mut self, at: Time, key: u64) -> Check {
+    /// A call starts: a retry from the lane, a first attempt from the queue.
+    pub fn call_started(&mut self, at: Time, call: CallId, key: Option<u64>) -> Check {
         self.checks += 1;
         self.calls += 1;
+        let retry = call.attempt > 1;
+        if self.leave_lane(call.job) != retry {
+            let why = format!(
+                "attempt {} of job {} started, {} the retry lane",
+                call.attempt,
+                call.job,
+                if retry { "not from" } else { "from" }
+            );
+            return fail(at, why);
+        }
+        if !retry {
+            self.queue_calls += 1;
+        }
+        key.map_or(Ok(()), |key| self.key_not_completed(at, key))
+    }
+
+    /// A call for `key` is not allowed while the key's success is remembered.
+    fn key_not_completed(&self, at: Time, key: u64) -> Check {
         let done = usize::try_from(key)
             .ok()
             .and_then(|i| self.succeeded_ns.get(i))
@@ -196,9 +290,100 @@ impl Checker {
         Ok(())
     }
 
-    /// A call without a key starts.
-    pub fn call_started_without_key(&mut self) {
-        self.calls += 1;
+    /// The downstream answered `call` with a success; the relay must account
+    /// for it before the step ends.
+    pub fn success_answered(&mut self, at: Time, call: CallId) -> Check {
+        self.checks += 1;
+        if let Some(p) = self.success.replace(PendingSuccess {
+            call,
+            late_completes: false,
+        }) {
+            return fail(
+                at,
+                format!("the success of {:?} was not accounted for", p.call),
+            );
+        }
+        Ok(())
+    }
+
+    /// The relay reported a late success. `shown`: whether the relay's view
+    /// of the job shows a late success, `None` when it knows no such job.
+    pub fn late_success(
+        &mut self,
+        at: Time,
+        call: CallId,
+        fate: LateFate,
+        shown: Option<bool>,
+    ) -> Check {
+        self.checks += 1;
+        if self.success.map(|p| p.call) != Some(call) {
+            return fail(
+                at,
+                format!("late success of {call:?} reported, but no such answer came"),
+            );
+        }
+        let kept = match fate {
+            LateFate::CompletedJob => true,
+            LateFate::Recorded => shown == Some(true),
+            LateFate::JobForgotten => shown.is_none(),
+        };
+        if !kept {
+            let why = format!(
+                "late success of {call:?} lost: reported {fate:?}, the job's view shows {shown:?}"
+            );
+            return fail(at, why);
+        }
+        self.success = (fate == LateFate::CompletedJob).then_some(PendingSuccess {
+            call,
+            late_completes: true,
+        });
+        Ok(())
+    }
+
+    /// A job ended as a success: it follows a successful answer for it, in
+    /// time (its attempt ends here) or late (its attempt ended at the timeout).
+    pub fn succeeded(&mut self, at: Time, job: JobId) -> Check {
+        self.checks += 1;
+        match self.success.take() {
+            Some(p) if p.call.job == job => {
+                if !p.late_completes {
+                    self.attempts_ended += 1;
+                }
+                Ok(())
+            }
+            other => fail(
+                at,
+                format!("job {job} succeeded, but the success on its way was {other:?}"),
+            ),
+        }
+    }
+
+    /// A job was dead-lettered after `attempts` attempts: the last of them
+    /// must have just failed. A retry refused for want of room would not be.
+    pub fn dead_lettered(&mut self, at: Time, job: JobId, attempts: u32) -> Check {
+        self.checks += 1;
+        if self.last_failed.take() != Some((job, attempts)) {
+            let why = format!(
+                "job {job} dead-lettered after {attempts} attempts, but not right after a failed attempt: an accepted job must not be dead-lettered for want of room"
+            );
+            return fail(at, why);
+        }
+        Ok(())
+    }
+
+    /// After each step: every successful answer has been accounted for.
+    pub fn end_of_step(&mut self, at: Time) -> Check {
+        self.last_failed = None;
+        match self.success.take() {
+            None => Ok(()),
+            Some(p) => fail(
+                at,
+                format!(
+                    "the success of attempt {} of job {} was lost: it neither ended the job nor was recorded",
+                    p.call.attempt, p.call.job
+                ),
+            ),
+        }
     }
 
     /// At the horizon: the jobs the checker saw live are the relay's.
@@ -233,6 +418,13 @@ mod tests {
         assert!(c.finished(Time::ZERO, JobId(2)).is_err(), "never accepted");
     }
 
+    fn call(job: u64, attempt: u32) -> CallId {
+        CallId {
+            job: JobId(job),
+            attempt,
+        }
+    }
+
     #[test]
     fn bounds_are_counted_from_outside() {
         let mut c = Checker::new(1000.0);
@@ -240,20 +432,106 @@ mod tests {
             c.accepted(Time::ZERO, JobId(j)).expect("accepted");
         }
         assert!(
-            c.bounds(Time::ZERO, (3, 2), (0, 1)).is_err(),
+            c.bounds(Time::ZERO, (3, 2), 0, (0, 1)).is_err(),
             "three queued, capacity two"
         );
-        c.call_started_without_key();
-        c.call_started_without_key();
+        c.call_started(Time::ZERO, call(0, 1), None).expect("first");
+        c.call_started(Time::ZERO, call(1, 1), None).expect("first");
         assert!(
-            c.bounds(Time::ZERO, (1, 2), (2, 1)).is_err(),
+            c.bounds(Time::ZERO, (1, 2), 0, (2, 1)).is_err(),
             "two in flight, one worker"
         );
-        c.attempt_ended();
-        assert!(c.bounds(Time::ZERO, (1, 2), (1, 1)).is_ok());
+        c.attempt_failed(JobId(0), 1);
+        assert!(c.bounds(Time::ZERO, (1, 2), 0, (1, 1)).is_ok());
         assert!(
-            c.bounds(Time::ZERO, (0, 2), (1, 1)).is_err(),
+            c.bounds(Time::ZERO, (0, 2), 0, (1, 1)).is_err(),
             "the relay disagrees with the outside count"
+        );
+    }
+
+    #[test]
+    fn retries_wait_in_the_lane_and_only_retries_start_from_it() {
+        let mut c = Checker::new(1000.0);
+        c.accepted(Time::ZERO, JobId(0)).expect("accepted");
+        c.call_started(Time::ZERO, call(0, 1), None).expect("first");
+        c.attempt_failed(JobId(0), 1);
+        assert!(
+            c.call_started(Time::ZERO, call(0, 2), None).is_err(),
+            "a retry that skipped the lane"
+        );
+        let mut c = Checker::new(1000.0);
+        c.accepted(Time::ZERO, JobId(0)).expect("accepted");
+        c.call_started(Time::ZERO, call(0, 1), None).expect("first");
+        c.attempt_failed(JobId(0), 1);
+        c.requeued(Time::ZERO, JobId(0)).expect("waits");
+        assert!(c.requeued(Time::ZERO, JobId(0)).is_err(), "twice");
+        assert!(
+            c.bounds(Time::ZERO, (0, 2), 0, (0, 1)).is_err(),
+            "relay lost it"
+        );
+        assert!(c.bounds(Time::ZERO, (0, 2), 1, (0, 1)).is_ok());
+        c.call_started(Time::ZERO, call(0, 2), None)
+            .expect("from the lane");
+        assert!(c.bounds(Time::ZERO, (0, 2), 0, (1, 1)).is_ok());
+    }
+
+    #[test]
+    fn a_dead_letter_not_right_after_a_failed_attempt_is_caught() {
+        let mut c = Checker::new(1000.0);
+        let t = Time::from_millis(5);
+        c.attempt_failed(JobId(1), 2);
+        assert!(c.dead_lettered(t, JobId(1), 2).is_ok(), "policy gave up");
+        // The old queue-full-on-retry: the attempt failed in an earlier
+        // step, the job is dead-lettered when its retry comes due.
+        c.attempt_failed(JobId(1), 1);
+        c.end_of_step(t).expect("nothing pending");
+        assert!(c.dead_lettered(t, JobId(1), 1).is_err());
+        c.attempt_failed(JobId(2), 1);
+        assert!(
+            c.dead_lettered(t, JobId(1), 1).is_err(),
+            "another job's failure"
+        );
+    }
+
+    #[test]
+    fn a_success_neither_used_nor_recorded_is_caught() {
+        let t = Time::from_millis(5);
+        let mut c = Checker::new(1000.0);
+        c.success_answered(t, call(1, 1)).expect("first");
+        assert!(c.end_of_step(t).is_err(), "dropped on the floor");
+        c.success_answered(t, call(1, 1)).expect("first");
+        assert!(
+            c.late_success(t, call(1, 1), LateFate::Recorded, Some(false))
+                .is_err(),
+            "said recorded, the job's view does not show it"
+        );
+        let mut c = Checker::new(1000.0);
+        c.success_answered(t, call(1, 1)).expect("first");
+        assert!(
+            c.late_success(t, call(1, 1), LateFate::JobForgotten, Some(true))
+                .is_err(),
+            "said forgotten, the relay still knows the job"
+        );
+        let mut c = Checker::new(1000.0);
+        c.success_answered(t, call(1, 1)).expect("first");
+        c.late_success(t, call(1, 1), LateFate::CompletedJob, Some(false))
+            .expect("completes");
+        assert!(
+            c.end_of_step(t).is_err(),
+            "said completed, the job did not succeed"
+        );
+        c.success_answered(t, call(1, 1)).expect("first");
+        c.late_success(t, call(1, 1), LateFate::CompletedJob, None)
+            .expect("completes");
+        c.succeeded(t, JobId(1)).expect("the job's success");
+        c.end_of_step(t).expect("accounted for");
+        c.success_answered(t, call(1, 2)).expect("first");
+        c.late_success(t, call(1, 2), LateFate::Recorded, Some(true))
+            .expect("kept");
+        c.end_of_step(t).expect("accounted for");
+        assert!(
+            c.succeeded(t, JobId(1)).is_err(),
+            "a success with no answer"
         );
     }
 
@@ -272,15 +550,21 @@ mod tests {
     fn a_completed_key_reaching_the_downstream_again_is_caught() {
         let mut c = Checker::new(1000.0);
         c.key_succeeded(Time::from_millis(10), 5);
-        assert!(c.call_started(Time::from_millis(20), 5).is_err());
+        assert!(c
+            .call_started(Time::from_millis(20), call(5, 1), Some(5))
+            .is_err());
         assert!(
-            c.call_started(Time::from_millis(2000), 5).is_ok(),
+            c.call_started(Time::from_millis(2000), call(5, 1), Some(5))
+                .is_ok(),
             "record expired"
         );
-        assert!(c.call_started(Time::from_millis(20), 6).is_ok());
+        assert!(c
+            .call_started(Time::from_millis(20), call(6, 1), Some(6))
+            .is_ok());
         c.key_forgotten(5);
         assert!(
-            c.call_started(Time::from_millis(20), 5).is_ok(),
+            c.call_started(Time::from_millis(20), call(5, 1), Some(5))
+                .is_ok(),
             "store forgot it early"
         );
     }

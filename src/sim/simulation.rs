@@ -199,9 +199,11 @@ impl Simulation {
             self.perform_outputs(now)?;
             let queue_bytes = self.relay.queue_bytes() as u64;
             self.c.queue_bytes_max = self.c.queue_bytes_max.max(queue_bytes);
+            self.checker.end_of_step(now)?;
             self.checker.bounds(
                 now,
                 (self.relay.queue_len(), self.relay.queue_capacity()),
+                self.relay.retry_lane_len(),
                 (self.relay.in_flight(), self.relay.workers()),
             )?;
             self.arm_relay_wake(now);
@@ -247,6 +249,10 @@ impl Simulation {
                 self.last_active = now;
                 self.c.model_call_completions += 1;
                 let landed = result.is_ok();
+                if landed {
+                    self.c.call_successes += 1;
+                    self.checker.success_answered(now, call)?;
+                }
                 let duplicate = self
                     .downstream
                     .finish((key != NO_KEY).then_some(key), landed);
@@ -314,8 +320,17 @@ impl Simulation {
                             self.checker.breaker(now, from, to)?;
                             self.c.breaker_transitions += 1;
                         }
-                        Event::AttemptFailed { .. } => self.checker.attempt_ended(),
-                        Event::Requeued { .. } | Event::Redriven { .. } => self.checker.enqueued(),
+                        Event::AttemptFailed { job, attempt, .. } => {
+                            self.checker.attempt_failed(job, attempt);
+                        }
+                        Event::Requeued { job } => self.checker.requeued(now, job)?,
+                        Event::Redriven { .. } => self.checker.enqueued(),
+                        Event::LateSuccess { job, attempt, fate } => {
+                            let shown =
+                                self.relay.job_status(job).map(|s| s.late_success.is_some());
+                            let call = CallId { job, attempt };
+                            self.checker.late_success(now, call, fate, shown)?;
+                        }
                         _ => {}
                     }
                     self.record_relay(now, e);
@@ -326,12 +341,8 @@ impl Simulation {
     }
 
     fn start_call(&mut self, now: Time, call: CallId, key: Option<u64>) -> Result<(), Violation> {
+        self.checker.call_started(now, call, key)?;
         let key = key.unwrap_or(NO_KEY);
-        if key == NO_KEY {
-            self.checker.call_started_without_key();
-        } else {
-            self.checker.call_started(now, key)?;
-        }
         self.record(
             now,
             SimRecord::Call {
@@ -366,13 +377,15 @@ impl Simulation {
         self.checker.finished(now, job)?;
         let success = done.outcome.is_success();
         if success {
-            self.checker.attempt_ended();
+            self.checker.succeeded(now, job)?;
             if let Some(k) = key {
                 self.checker.key_succeeded(now, k);
             }
             if self.deadline.is_some_and(|d| latency > d) {
                 self.c.deadline_missed += 1;
             }
+        } else {
+            self.checker.dead_lettered(now, job, attempts)?;
         }
         let name = if success {
             "succeeded"

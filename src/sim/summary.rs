@@ -1,7 +1,7 @@
 //! What a run amounts to: the numbers `simulate` prints.
 
 use super::downstream::Downstream;
-use crate::relay::{GiveUp, LatencyHistogram, LatencySummary, Refusal, Relay};
+use crate::relay::{LatencyHistogram, LatencySummary, Refusal, Relay};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -13,6 +13,8 @@ pub struct Counters {
     pub arrivals: u64,
     pub sends: u64,
     pub model_call_completions: u64,
+    /// Calls the downstream answered with a success, late ones included.
+    pub call_successes: u64,
     pub client_retries: u64,
     pub client_timeouts: u64,
     pub client_succeeded: u64,
@@ -65,8 +67,6 @@ pub struct Summary {
     pub keys_evicted_early: u64,
     pub succeeded: u64,
     pub dead_lettered: u64,
-    /// Of those, retries that found the queue full.
-    pub dead_lettered_queue_full: u64,
     pub dlq_overflowed: u64,
     pub dlq_redriven: u64,
     /// Letters in the dead-letter queue at the end; when it is full the relay
@@ -75,13 +75,25 @@ pub struct Summary {
     pub dlq_full: bool,
     pub still_in_flight: u64,
     pub downstream_calls: u64,
+    /// Of those, calls answered with a success (in time or late): each one
+    /// either ended a job as a success or is a recorded late success.
+    #[serde(default)]
+    pub downstream_successes: u64,
     pub relay_retries: u64,
     /// Downstream calls per accepted job.
     pub retry_amplification: f64,
     pub side_effects: u64,
     pub duplicate_side_effects: u64,
     pub breaker_transitions: u64,
+    /// Answers to attempts that had already timed out.
     pub late_results: u64,
+    /// Of those, successes that completed a job waiting to retry.
+    #[serde(default)]
+    pub late_successes_used: u64,
+    /// Of those, successes that came after a retry was sent or the job
+    /// ended (recorded on the job or its dead letter; the work landed again).
+    #[serde(default)]
+    pub late_successes_recorded: u64,
     pub deadline_missed: u64,
     pub client_retries: u64,
     pub client_timeouts: u64,
@@ -93,6 +105,10 @@ pub struct Summary {
     /// First send → final answer, per logical request that succeeded.
     pub client_latency: LatencySummary,
     pub queue_depth_max: u64,
+    /// Most retries waiting for a worker at once (the retry lane, which the
+    /// job table bounds, not the queue).
+    #[serde(default)]
+    pub retry_lane_depth_max: u64,
     /// Most bytes the queue held (ring entries plus the job records of
     /// queued jobs), sampled from the relay after every event: a measured
     /// peak, for sizing the queue's memory.
@@ -161,13 +177,13 @@ impl Summary {
             keys_evicted_early: relay.idempotency_evicted_early(),
             succeeded: s.succeeded,
             dead_lettered: s.dead_lettered_total(),
-            dead_lettered_queue_full: s.dead_lettered[GiveUp::QueueFullOnRetry],
             dlq_overflowed: c.dlq_overflowed,
             dlq_redriven: s.dlq_redriven,
             dlq_held: relay.dead_letters().len() as u64,
             dlq_full: relay.dead_letters().is_full(),
             still_in_flight: relay.live_jobs() as u64,
             downstream_calls: downstream.calls(),
+            downstream_successes: c.call_successes,
             relay_retries: s.retries,
             retry_amplification: if accepted == 0 {
                 0.0
@@ -178,6 +194,8 @@ impl Summary {
             duplicate_side_effects: downstream.duplicates(),
             breaker_transitions: c.breaker_transitions,
             late_results: s.late_results,
+            late_successes_used: s.late_successes_used,
+            late_successes_recorded: s.late_successes_recorded,
             deadline_missed: c.deadline_missed,
             client_retries: c.client_retries,
             client_timeouts: c.client_timeouts,
@@ -187,6 +205,7 @@ impl Summary {
             latency: s.job_latency.summary(),
             client_latency: client_latency.summary(),
             queue_depth_max: relay.queue_depth_max_seen() as u64,
+            retry_lane_depth_max: relay.retry_lane_depth_max_seen() as u64,
             queue_bytes_max: c.queue_bytes_max,
             client_done_last_s: c.client_done_last.as_secs_f64(),
             live_jobs_max: relay.live_jobs_max_seen() as u64,
@@ -277,6 +296,13 @@ impl fmt::Display for Summary {
             "  breaker transitions     {:>12}",
             self.breaker_transitions
         )?;
+        if self.late_results > 0 {
+            writeln!(
+                f,
+                "  late answers            {:>12}   (successes: {} completed their job, {} recorded after a retry)",
+                self.late_results, self.late_successes_used, self.late_successes_recorded
+            )?;
+        }
         let l = &self.latency;
         writeln!(
             f,
