@@ -173,7 +173,6 @@ struct Job<K, P> {
     backoff: BackoffState,
     last_error: Option<CallError>,
     redrives: u32,
-    late_success: Option<LateSuccess<P>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -228,6 +227,10 @@ pub struct Relay<K, P> {
     outputs: VecDeque<Output<K, P>>,
     history: VecDeque<JobId>,
     finished: FxHashMap<JobId, JobStatus<P>>,
+    /// Late successes of live jobs, apart from the job records: they are
+    /// rare, and every queued job would otherwise carry room for one. At
+    /// most one entry per live job, so `jobs_max` bounds it.
+    late_successes: FxHashMap<JobId, LateSuccess<P>>,
     rng: Stream,
     stats: Stats,
     draining: bool,
@@ -264,6 +267,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             outputs: VecDeque::with_capacity(64),
             history: VecDeque::new(),
             finished: FxHashMap::default(),
+            late_successes: FxHashMap::default(),
             rng,
             stats: Stats::default(),
             draining: false,
@@ -386,7 +390,6 @@ impl<K: Key, P: Payload> Relay<K, P> {
             backoff: BackoffState::default(),
             last_error: None,
             redrives,
-            late_success: None,
         });
         assert!(self.jobs.len() <= self.jobs_max, "job table over its bound");
         self.live_jobs_max_seen = self.live_jobs_max_seen.max(self.jobs.len());
@@ -555,8 +558,10 @@ impl<K: Key, P: Payload> Relay<K, P> {
         let note = |slot: &mut Option<LateSuccess<P>>| {
             LateSuccess::note(slot, call.attempt, now, response);
         };
-        if let Some(job) = self.job_mut(call.job) {
-            note(&mut job.late_success);
+        if self.job_mut(call.job).is_some() {
+            let mut slot = self.late_successes.remove(&call.job);
+            note(&mut slot);
+            self.late_successes.extend(slot.map(|l| (call.job, l)));
         } else if let Some(mut letter) = self.dlq.take(call.job) {
             note(&mut letter.late_success);
             self.dlq.restore(letter);
@@ -626,15 +631,26 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }));
     }
 
-    fn succeed(&mut self, now: Time, id: JobId, response: P) {
+    /// Takes a job out of the table, with its late success if any.
+    fn remove_job(&mut self, id: JobId) -> (Job<K, P>, Option<LateSuccess<P>>) {
         let job = self.jobs.remove(id.slot());
+        let late = if self.late_successes.is_empty() {
+            None
+        } else {
+            self.late_successes.remove(&id)
+        };
+        (job, late)
+    }
+
+    fn succeed(&mut self, now: Time, id: JobId, response: P) {
+        let (job, late) = self.remove_job(id);
         let latency = now.since(job.accepted_at);
         if let Some(key) = &job.key {
             self.idempotency.complete(now, key, response.clone());
         }
         self.stats.succeeded += 1;
         self.stats.job_latency.record(latency);
-        self.remember(now, &job, JobState::Succeeded, Some(response.clone()));
+        self.remember(now, &job, JobState::Succeeded, Some(response.clone()), late);
         self.outputs.push_back(Output::Finished(Finished {
             job: id,
             key: job.key,
@@ -645,12 +661,12 @@ impl<K: Key, P: Payload> Relay<K, P> {
     }
 
     fn dead_letter(&mut self, now: Time, id: JobId, reason: GiveUp, last_error: CallError) {
-        let job = self.jobs.remove(id.slot());
+        let (job, late) = self.remove_job(id);
         if let Some(key) = &job.key {
             self.idempotency.release(key);
         }
         self.stats.dead_lettered[reason] += 1;
-        self.remember(now, &job, JobState::DeadLettered, None);
+        self.remember(now, &job, JobState::DeadLettered, None, late.clone());
         let latency = now.since(job.accepted_at);
         let (key, attempts) = (job.key.clone(), job.attempts);
         let letter = DeadLetter {
@@ -665,7 +681,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             accepted_at: job.accepted_at,
             dead_at: now,
             redrives: job.redrives,
-            late_success: job.late_success,
+            late_success: late,
         };
         if let Err(letter) = self.dlq.push(letter) {
             self.stats.dlq_overflowed += 1;
@@ -682,7 +698,14 @@ impl<K: Key, P: Payload> Relay<K, P> {
     }
 
     /// Keeps a finished job's status for look-ups, bounded by `history_max`.
-    fn remember(&mut self, now: Time, job: &Job<K, P>, state: JobState, response: Option<P>) {
+    fn remember(
+        &mut self,
+        now: Time,
+        job: &Job<K, P>,
+        state: JobState,
+        response: Option<P>,
+        late_success: Option<LateSuccess<P>>,
+    ) {
         if self.history_max == 0 {
             return;
         }
@@ -699,7 +722,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             finished_at: Some(now),
             last_error: job.last_error,
             response,
-            late_success: job.late_success.clone(),
+            late_success,
         };
         self.history.push_back(job.id);
         self.finished.insert(job.id, status);
@@ -854,7 +877,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 finished_at: None,
                 last_error: job.last_error,
                 response: None,
-                late_success: job.late_success.clone(),
+                late_success: self.late_successes.get(&id).cloned(),
             });
         }
         if let Some(status) = self.finished.get(&id) {
