@@ -354,16 +354,17 @@ mod herd {
         // queue and gives up; the relay retries as fast as its workers go.
         assert_eq!(get("no-backoff", "clients_succeeded_mean"), 0.0);
         assert!(get("no-backoff", "shed_429_mean") > get("full-jitter", "shed_429_mean"));
-        // Exponential without jitter: synchronized waves, long idle gaps,
-        // by far the slowest drain.
+        // Exponential without jitter: its clients come back in lockstep, but
+        // the relay keeps every job it accepted (a retry waits in the retry
+        // lane, never dead-lettered for want of queue room), so the waves
+        // meet few 429s and the backlog drains soonest.
         for other in ["equal-jitter", "full-jitter", "decorrelated-jitter"] {
             assert!(
-                get("exponential", "drain_s_mean") > 2.0 * get(other, "drain_s_mean"),
-                "exponential drains no slower than {other}"
+                get("exponential", "drain_s_mean") < get(other, "drain_s_mean"),
+                "exponential drains slower than {other}"
             );
             assert!(
-                get("exponential", "idle_after_outage_s_mean")
-                    > 5.0 * get(other, "idle_after_outage_s_mean"),
+                get("exponential", "shed_429_mean") < get(other, "shed_429_mean"),
                 "{other}"
             );
             assert!(get(other, "clients_succeeded_mean") > 2900.0, "{other}");
@@ -390,7 +391,7 @@ mod herd {
         for strategy in STRATEGIES {
             assert!(part.contains(&format!("| {strategy} |")), "{strategy}");
         }
-        assert!(part.contains("slowest to drain: **exponential**"), "{part}");
+        assert!(part.contains("fastest: **exponential**"), "{part}");
     }
 
     #[test]
