@@ -496,36 +496,36 @@ mod tests {
     #[test]
     fn a_success_neither_used_nor_recorded_is_caught() {
         let t = Time::from_millis(5);
-        let mut c = Checker::new(1000.0);
-        c.success_answered(t, call(1, 1)).expect("first");
-        assert!(c.end_of_step(t).is_err(), "dropped on the floor");
-        c.success_answered(t, call(1, 1)).expect("first");
-        assert!(
-            c.late_success(t, call(1, 1), LateFate::Recorded, Some(false))
-                .is_err(),
-            "said recorded, the job's view does not show it"
-        );
-        let mut c = Checker::new(1000.0);
-        c.success_answered(t, call(1, 1)).expect("first");
-        assert!(
-            c.late_success(t, call(1, 1), LateFate::JobForgotten, Some(true))
-                .is_err(),
-            "said forgotten, the relay still knows the job"
-        );
-        let mut c = Checker::new(1000.0);
-        c.success_answered(t, call(1, 1)).expect("first");
-        c.late_success(t, call(1, 1), LateFate::CompletedJob, Some(false))
+        let answered = || {
+            let mut c = Checker::new(1000.0);
+            c.success_answered(t, call(1, 1)).expect("first");
+            c
+        };
+        assert!(answered().end_of_step(t).is_err(), "dropped on the floor");
+        // What the relay says became of it, against what its view shows.
+        let lost = [
+            (LateFate::Recorded, Some(false), "said recorded, not shown"),
+            (LateFate::Recorded, None, "said recorded, the job unknown"),
+            (
+                LateFate::JobForgotten,
+                Some(true),
+                "said forgotten, yet known",
+            ),
+        ];
+        for (fate, shown, why) in lost {
+            let late = answered().late_success(t, call(1, 1), fate, shown);
+            assert!(late.is_err(), "{why}");
+        }
+        let mut c = answered();
+        c.late_success(t, call(1, 1), LateFate::CompletedJob, None)
             .expect("completes");
-        assert!(
-            c.end_of_step(t).is_err(),
-            "said completed, the job did not succeed"
-        );
-        c.success_answered(t, call(1, 1)).expect("first");
+        assert!(c.end_of_step(t).is_err(), "said completed, no success");
+        let mut c = answered();
         c.late_success(t, call(1, 1), LateFate::CompletedJob, None)
             .expect("completes");
         c.succeeded(t, JobId(1)).expect("the job's success");
         c.end_of_step(t).expect("accounted for");
-        c.success_answered(t, call(1, 2)).expect("first");
+        c.success_answered(t, call(1, 2)).expect("next");
         c.late_success(t, call(1, 2), LateFate::Recorded, Some(true))
             .expect("kept");
         c.end_of_step(t).expect("accounted for");
