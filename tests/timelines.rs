@@ -98,6 +98,34 @@ per_s = 10
 requests_max = 2
 "#;
 
+/// One worker, a queue of one, 30 ms timeouts against calls of 5–45 ms.
+/// Seed 3: job 1-1's retry comes due while job 2-2 fills the queue and
+/// waits in the retry lane (request 3 is shed); the lane is served before
+/// the queue; a late success completes 1-1 while it waits, and one that
+/// comes after 0-0 was dead-lettered is recorded on its letter.
+const LATE_AND_LANE: &str = r#"
+name = "late-and-lane"
+[relay]
+workers = 1
+jobs_max = 10
+[relay.queue]
+capacity = 1
+[relay.retry]
+attempts_max = 3
+attempt_timeout_ms = 30
+[relay.retry.backoff]
+kind = "constant"
+base_ms = 10
+cap_ms = 10
+[downstream]
+latency = { kind = "uniform", min_ms = 5, max_ms = 45 }
+failure_rate = 0.3
+[[clients]]
+kind = "open-loop"
+per_s = 100
+requests_max = 4
+"#;
+
 #[test]
 fn outage_with_retries() {
     insta::assert_snapshot!(timeline(OUTAGE, 1));
@@ -111,4 +139,13 @@ fn spike_with_429s() {
 #[test]
 fn exhausted_retries_into_the_dlq() {
     insta::assert_snapshot!(timeline(EXHAUSTED, 1));
+}
+
+#[test]
+fn retries_wait_in_the_lane_and_late_successes_are_used_or_recorded() {
+    let timeline = timeline(LATE_AND_LANE, 3);
+    for shown in [r#""fate":"completed-job""#, r#""fate":"recorded""#] {
+        assert!(timeline.contains(shown), "{shown} missing:\n{timeline}");
+    }
+    insta::assert_snapshot!(timeline);
 }

@@ -299,7 +299,7 @@ impl fmt::Display for Summary {
         if self.late_results > 0 {
             writeln!(
                 f,
-                "  late answers            {:>12}   (successes: {} completed their job, {} recorded after a retry)",
+                "  late answers            {:>12}   (successes: {} completed their job, {} recorded on it or its letter)",
                 self.late_results, self.late_successes_used, self.late_successes_recorded
             )?;
         }
