@@ -876,6 +876,48 @@ mod tests {
         assert_eq!(client_label(&named), Some("tenant-7"));
     }
 
+    /// Log lines written while `f` runs on this thread.
+    fn logged(f: impl FnOnce()) -> String {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Sink(sink.clone()))
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut v) = self.0.lock() {
+                v.extend_from_slice(b);
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_exposed_address_without_token_or_secret_is_warned_about() {
+        let mut s = Settings::default();
+        let quiet = logged(|| drop(HttpPolicy::from_settings(&s)));
+        assert!(quiet.is_empty(), "loopback: {quiet}");
+        s.server.listen = "0.0.0.0:3000".parse().expect("addr");
+        let loud = logged(|| drop(HttpPolicy::from_settings(&s)));
+        assert!(loud.contains("no operator token"), "{loud}");
+        assert!(loud.contains("no HMAC secret"), "{loud}");
+        s.server.operator_token = Some(super::super::config::Secret("t".into()));
+        s.server.hmac_secret = Some(super::super::config::Secret("h".into()));
+        let set = logged(|| drop(HttpPolicy::from_settings(&s)));
+        assert!(set.is_empty(), "both set: {set}");
+    }
+
     #[test]
     fn dlq_query_parses_and_refuses() {
         assert_eq!(dlq_query(None).ok(), Some((None, DLQ_PAGE_DEFAULT)));
