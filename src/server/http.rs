@@ -906,15 +906,21 @@ mod tests {
     #[test]
     fn an_exposed_address_without_token_or_secret_is_warned_about() {
         let mut s = Settings::default();
-        let quiet = logged(|| drop(HttpPolicy::from_settings(&s)));
+        let quiet = logged(|| {
+            HttpPolicy::from_settings(&s);
+        });
         assert!(quiet.is_empty(), "loopback: {quiet}");
         s.server.listen = "0.0.0.0:3000".parse().expect("addr");
-        let loud = logged(|| drop(HttpPolicy::from_settings(&s)));
+        let loud = logged(|| {
+            HttpPolicy::from_settings(&s);
+        });
         assert!(loud.contains("no operator token"), "{loud}");
         assert!(loud.contains("no HMAC secret"), "{loud}");
         s.server.operator_token = Some(super::super::config::Secret("t".into()));
         s.server.hmac_secret = Some(super::super::config::Secret("h".into()));
-        let set = logged(|| drop(HttpPolicy::from_settings(&s)));
+        let set = logged(|| {
+            HttpPolicy::from_settings(&s);
+        });
         assert!(set.is_empty(), "both set: {set}");
     }
 
