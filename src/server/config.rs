@@ -103,6 +103,11 @@ impl ServerConfig {
         ] {
             if let Some(s) = secret {
                 ensure(!s.0.is_empty(), field, "must not be empty when set")?;
+                ensure(
+                    s.0 != REDACTED,
+                    field,
+                    "is the placeholder --print-config writes, not a secret: give the real one",
+                )?;
             }
         }
         ensure(
@@ -751,6 +756,9 @@ mod tests {
         };
         let err = sets.resolve().unwrap_err().to_string();
         assert!(err.contains("secrets are not taken from --set"), "{err}");
+        let printed = Settings::from_toml(&shown, &[]).expect("printed settings read back");
+        let err = printed.validate().unwrap_err();
+        assert_eq!(err.field, "server.hmac_secret", "{err}");
     }
 
     #[test]

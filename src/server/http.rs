@@ -153,6 +153,7 @@ type App = Arc<AppState>;
 /// correlation-id layer.
 pub fn router(relay: RelayHandle, policy: HttpPolicy) -> Router {
     let limit = policy.body_bytes_max;
+    job_handle::init();
     let guard = auth::Guard {
         auth: policy.operator.clone(),
         refused: Arc::default(),

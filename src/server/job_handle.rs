@@ -28,6 +28,11 @@ pub enum HandleError {
     Unknown(String),
 }
 
+/// Draws the key now (at start) rather than on the first status URL.
+pub fn init() {
+    key();
+}
+
 fn key() -> &'static HmacSha256 {
     static KEY: OnceLock<HmacSha256> = OnceLock::new();
     KEY.get_or_init(|| {
