@@ -524,12 +524,23 @@ async fn shutdown_logs_name_jobs_and_sizes_and_payloads_only_when_asked() {
     s.relay.retry.attempts_max = 1;
     s.relay.retry.attempt_timeout_ms = 30_000.0;
     s.server.drain_deadline_ms = 100.0;
-    let mut h = Harness::with_downstream(s, fault(0.0, 20_000.0)).await;
+    let mut h = Harness::with_downstream(s, fault(1.0, 1.0)).await;
+    let letter = job_of(
+        &h.relay(Some("pii-0"), r#"{"email": "bob@example.com"}"#)
+            .await,
+    );
+    h.wait_state(&letter, "dead-lettered").await;
+    h.downstream_admin(serde_json::json!({
+        "failure_rate": 0.0,
+        "latency": {"kind": "constant", "ms": 20_000}
+    }))
+    .await;
     let payload = "{\"email\":\n\"alice@example.com\"}";
     let job = job_of(&h.relay(Some("pii-1"), payload).await);
     h.wait_state(&job, "in-flight").await;
     let report = h.server.take().expect("running").shutdown().await;
     assert_eq!(report.left.live.len(), 1, "{report:?}");
+    assert_eq!(report.left.dead_letters.len(), 1, "{report:?}");
 
     let quiet = captured(|| resilient_relay::server::app::log_report(&report));
     assert!(quiet.contains("unfinished at shutdown"), "{quiet}");
@@ -537,12 +548,20 @@ async fn shutdown_logs_name_jobs_and_sizes_and_payloads_only_when_asked() {
         quiet.contains(&format!("payload_bytes={}", payload.len())),
         "{quiet}"
     );
-    assert!(!quiet.contains("alice"), "no payload by default: {quiet}");
+    assert!(quiet.contains("dead letter left at shutdown"), "{quiet}");
+    assert!(quiet.contains("key=\"pii-0\""), "{quiet}");
+    assert!(
+        !quiet.contains("alice") && !quiet.contains("bob"),
+        "no payload by default: {quiet}"
+    );
     one_record_per_line(&quiet);
 
     resilient_relay::server::payload_log::enable();
     let loud = captured(|| resilient_relay::server::app::log_report(&report));
-    assert!(loud.contains(r#"alice@example.com"#), "{loud}");
+    assert!(
+        loud.contains("alice@example.com") && loud.contains("bob@example.com"),
+        "{loud}"
+    );
     assert!(loud.contains(r#"{\"email\":\n\"alice"#), "escaped: {loud}");
     one_record_per_line(&loud);
 }

@@ -170,6 +170,7 @@ pub fn log_report(report: &DrainReport) {
             job = %letter.job,
             key = letter.key.as_deref(),
             reason = letter.reason.name(),
+            last_error = letter.last_error.name(),
             attempts = letter.attempts,
             redrives = letter.redrives,
             payload_bytes = letter.payload_bytes,
