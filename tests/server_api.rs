@@ -3,11 +3,12 @@
 
 mod common;
 
-use common::{fault, job_of, problem, settings, Harness};
+use common::{fault, job_of, problem, settings, status_path, Harness};
 use hyper::Method;
 use resilient_relay::relay::{BreakerConfig, RateLimitConfig, TripConfig};
+use resilient_relay::server::client::signature_headers;
 use resilient_relay::server::config::Secret;
-use resilient_relay::server::signature::Signer;
+use resilient_relay::server::signature::{unix_now, Signer};
 
 const JSON: (&str, &[u8]) = ("content-type", b"application/json");
 
@@ -29,7 +30,7 @@ async fn accepted_job_succeeds_and_its_key_replays_the_stored_answer() {
         .await;
     let job = job_of(&first);
     assert_eq!(first.header("x-correlation-id"), Some("client-chosen-id-1"));
-    let url = format!("/relay/{job}");
+    let url = status_path(&job);
     assert_eq!(first.header("location"), Some(url.as_str()));
     assert_eq!(first.json()["status_url"], url.as_str());
 
@@ -62,7 +63,7 @@ async fn same_key_while_in_flight_is_a_conflict_naming_the_job() {
     let second = h.relay(Some("slow-1"), "{}").await;
     let p = problem(&second, 409);
     assert_eq!(p["job"], job);
-    assert_eq!(p["status_url"], format!("/relay/{job}"));
+    assert_eq!(p["status_url"], status_path(&job));
     h.wait_state(&job, "succeeded").await;
 }
 
@@ -113,7 +114,7 @@ async fn bad_inputs_get_the_right_problem() {
     problem(&h.get("/relay/not-a-number").await, 400);
     // axum's own rejection (not UTF-8 after decoding) comes out as a problem too.
     problem(&h.get("/relay/%FF").await, 400);
-    problem(&h.get("/relay/123456789-0").await, 404);
+    problem(&h.get(&status_path("123456789-0")).await, 404);
     problem(&h.get("/relay/123456789").await, 400);
     problem(&h.get("/dlq?limit=0").await, 400);
     problem(&h.get("/dlq/77-0").await, 404);
@@ -133,23 +134,39 @@ async fn signatures_are_required_when_a_secret_is_set() {
     s.server.hmac_secret = Some(Secret("test-secret".into()));
     let h = Harness::start(s).await;
     let body = r#"{"signed": true}"#;
-    let good = Signer::new(b"test-secret").sign(body.as_bytes());
-    let forged = Signer::new(b"other-secret").sign(body.as_bytes());
-    let with = |sig: Option<String>| {
+    let sign = |secret: &[u8]| {
+        let [ts, sig] = signature_headers(
+            &Signer::new(secret),
+            &Method::POST,
+            "/relay",
+            None,
+            body.as_bytes(),
+            unix_now(),
+        );
+        (ts.1.as_bytes().to_vec(), sig.1.as_bytes().to_vec())
+    };
+    let (ts, good) = sign(b"test-secret");
+    let (_, forged) = sign(b"other-secret");
+    let with = |sig: Option<Vec<u8>>| {
         let h = &h;
+        let ts = ts.clone();
         async move {
-            let mut headers: Vec<(&str, &[u8])> = vec![JSON];
-            let sig = sig.unwrap_or_default();
-            if !sig.is_empty() {
-                headers.push(("x-signature", sig.as_bytes()));
+            let sig = sig.as_deref();
+            let mut headers: Vec<(&str, &[u8])> = vec![JSON, ("x-signature-timestamp", &ts)];
+            if let Some(sig) = sig {
+                headers.push(("x-signature", sig));
             }
             h.send(Method::POST, "/relay", &headers, body).await
         }
     };
     problem(&with(None).await, 401);
     problem(&with(Some(forged)).await, 401);
-    problem(&with(Some("sha256=nothex".into())).await, 401);
-    job_of(&with(Some(good)).await);
+    problem(&with(Some(b"v1=nothex".to_vec())).await, 401);
+    job_of(&with(Some(good.clone())).await);
+    let replayed = problem(&with(Some(good)).await, 401);
+    assert!(replayed["type"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("signature-replayed")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,15 +203,8 @@ async fn a_client_over_its_rate_gets_429_with_retry_after() {
         .and_then(|v| v.parse().ok())
         .expect("Retry-After in seconds");
     assert!((1..=60).contains(&secs), "{secs}");
-    let other = h
-        .send(
-            Method::POST,
-            "/relay",
-            &[JSON, ("x-client-id", b"another-tenant")],
-            "{}",
-        )
-        .await;
-    job_of(&other);
+    // Another peer address is another client.
+    job_of(&h.api_from("127.0.0.2").relay(None, "{}").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

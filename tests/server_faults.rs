@@ -148,7 +148,7 @@ async fn shutdown_stops_admitting_and_drains_accepted_work() {
     let refused = h.relay(Some("too-late"), "{}").await;
     let p = problem(&refused, 503);
     assert!(p["type"].as_str().is_some_and(|t| t.ends_with("draining")));
-    let status = h.get(&format!("/relay/{}", jobs[0])).await;
+    let status = h.get(&common::status_path(&jobs[0])).await;
     assert_eq!(status.status, 200, "look-ups still work while draining");
 
     let report = shutdown.await.expect("shutdown task");

@@ -420,8 +420,9 @@ impl RelayActor {
                     key = letter.key.as_deref(),
                     attempts = letter.attempts,
                     reason = letter.reason.name(),
-                    payload = %String::from_utf8_lossy(&letter.payload),
-                    "dead-letter queue full: letter kept only in this log line"
+                    payload_bytes = letter.payload.len(),
+                    payload = super::payload_log::field(&letter.payload),
+                    "dead-letter queue full: letter dropped (its payload is logged only with --log-payloads)"
                 );
             }
             Output::Event(e) => self.event(e),

@@ -13,7 +13,6 @@ use super::client::HttpClient;
 use super::config::{DownstreamConfig, Settings};
 use super::flaky::SharedFlaky;
 use super::http::{router, HttpPolicy};
-use super::signature::Signer;
 use crate::relay::Relay;
 use crate::rng::{Domain, Seed};
 use std::net::SocketAddr;
@@ -56,15 +55,10 @@ impl RelayServer {
             settings.server.results_max,
         );
         let actor_task = tokio::spawn(actor.run());
-        let policy = HttpPolicy {
-            body_bytes_max: settings.server.body_bytes_max,
-            signer: settings
-                .server
-                .hmac_secret
-                .as_ref()
-                .map(|s| Signer::new(s.0.as_bytes())),
-            key_bytes_max: settings.relay.idempotency.key_bytes_max,
-        };
+        let policy = HttpPolicy::from_settings(settings);
+        if settings.server.log_payloads {
+            super::payload_log::enable();
+        }
         let app = router(handle.clone(), policy);
         let listener = super::listener::bind(settings.server.listen).await?;
         let addr = listener.local_addr()?;
@@ -146,7 +140,8 @@ fn caller(settings: &Settings) -> anyhow::Result<Caller> {
     })
 }
 
-/// Logs a shutdown's outcome: a summary, then every job and letter left.
+/// Logs a shutdown's outcome: a summary, then every job and letter left,
+/// by id, key and size; payloads (escaped, one line) only with `--log-payloads`.
 pub fn log_report(report: &DrainReport) {
     let left = &report.left;
     tracing::info!(
@@ -164,13 +159,24 @@ pub fn log_report(report: &DrainReport) {
             job = %job.job,
             state = job.state.name(),
             attempts = job.attempts,
-            payload = %payload,
+            payload_bytes = payload.len(),
+            payload = super::payload_log::field(payload.as_bytes()),
             "unfinished at shutdown"
         );
     }
     for letter in &left.dead_letters {
-        let json = serde_json::to_string(letter).unwrap_or_default();
-        tracing::warn!(job = %letter.job, letter = %json, "dead letter left at shutdown");
+        let payload = letter.payload.as_ref().map(|p| p.to_string());
+        tracing::warn!(
+            job = %letter.job,
+            key = letter.key.as_deref(),
+            reason = letter.reason.name(),
+            last_error = letter.last_error.name(),
+            attempts = letter.attempts,
+            redrives = letter.redrives,
+            payload_bytes = letter.payload_bytes,
+            payload = payload.as_deref().and_then(|p| super::payload_log::field(p.as_bytes())),
+            "dead letter left at shutdown"
+        );
     }
 }
 

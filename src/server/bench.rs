@@ -13,9 +13,10 @@
 //! 429; it reports their latency, memory before and after, and checks that
 //! every accepted job ended.
 
-use super::client::{uri, HttpClient, Reply};
+use super::client::{signature_headers, uri, HttpClient, Reply};
 use super::config::{DownstreamConfig, Settings};
 use super::flaky::FaultConfig;
+use super::signature::{unix_now, Signer};
 use super::RelayServer;
 use crate::relay::LatencyHistogram;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
@@ -54,7 +55,15 @@ pub struct BenchArgs {
     /// Run one measurement only (for profiling).
     #[arg(long, value_enum)]
     pub only: Option<Only>,
+    /// Accept path with signed requests: the relay verifies each signature
+    /// and admits it to the replay guard (both loops' clients sign, so the
+    /// ratio is the server's cost).
+    #[arg(long)]
+    pub signed: bool,
 }
+
+/// The secret of `--signed` runs.
+const BENCH_SECRET: &[u8] = b"bench-secret";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Only {
@@ -152,22 +161,24 @@ fn print_line(v: &impl Serialize) {
 async fn accept_paths(args: &BenchArgs) -> anyhow::Result<()> {
     let client = HttpClient::new(64 * 1024);
     let (bare_addr, bare_task) = start_bare().await?;
-    let relay = start_relay().await?;
+    let signer = args.signed.then(|| Signer::new(BENCH_SECRET));
+    let relay = start_relay(args.signed).await?;
     let bare_uri = uri(&format!("http://{bare_addr}"), "/relay")?;
     let relay_uri = uri(&relay.base_url(), "/relay")?;
-    warm_up(&client, &bare_uri, "bare-axum").await?;
-    warm_up(&client, &relay_uri, "relay-accept").await?;
+    warm_up(&client, &bare_uri, "bare-axum", signer.as_ref()).await?;
+    warm_up(&client, &relay_uri, "relay-accept", signer.as_ref()).await?;
     let per_round = Duration::from_secs_f64(args.secs / args.rounds as f64);
     let (mut bare, mut accept) = (Loop::default(), Loop::default());
     let mut ratios = Vec::with_capacity(args.rounds);
     let round_of = |run: bool, target: &'static str, uri: &Uri, round: usize| {
-        let (client, uri) = (&client, uri.clone());
+        let (client, uri, signer) = (&client, uri.clone(), signer.clone());
         async move {
             if !run {
                 return Loop::default();
             }
             let label = format!("{target}-{round}");
-            closed_loop(client, &uri, &label, per_round, args.concurrency).await
+            let shape = (per_round, args.concurrency);
+            closed_loop(client, &uri, &label, shape, signer).await
         }
     };
     for round in 0..args.rounds {
@@ -179,8 +190,13 @@ async fn accept_paths(args: &BenchArgs) -> anyhow::Result<()> {
     }
     bare_task.abort();
     drop(relay);
-    let bare = bare.report("bare-axum", args.concurrency);
-    let accept = accept.report("relay-accept", args.concurrency);
+    let (bare_name, accept_name) = if args.signed {
+        ("bare-axum-signed", "relay-accept-signed")
+    } else {
+        ("bare-axum", "relay-accept")
+    };
+    let bare = bare.report(bare_name, args.concurrency);
+    let accept = accept.report(accept_name, args.concurrency);
     if args.only != Some(Only::Relay) {
         print_line(&bare);
     }
@@ -190,7 +206,7 @@ async fn accept_paths(args: &BenchArgs) -> anyhow::Result<()> {
     if args.only.is_none() {
         ratios.sort_by(f64::total_cmp);
         print_line(&serde_json::json!({
-            "bench": "accept-ratio",
+            "bench": if args.signed { "accept-ratio-signed" } else { "accept-ratio" },
             "rounds": args.rounds,
             "relay_over_bare_rps": accept.rps / bare.rps.max(1e-9),
             "median_round_ratio": ratios[ratios.len() / 2],
@@ -230,8 +246,12 @@ async fn start_bare() -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std
 
 /// The relay, its jobs finishing at once behind it (zero-latency built-in
 /// downstream), so the queue never fills and every answer is a 202.
-async fn start_relay() -> anyhow::Result<RelayServer> {
+async fn start_relay(signed: bool) -> anyhow::Result<RelayServer> {
     let mut s = Settings::default();
+    if signed {
+        let secret = String::from_utf8_lossy(BENCH_SECRET).into_owned();
+        s.server.hmac_secret = Some(super::config::Secret(secret));
+    }
     s.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     s.relay.workers = 64;
     s.relay.queue.capacity = 10_000;
@@ -244,22 +264,34 @@ async fn start_relay() -> anyhow::Result<RelayServer> {
     RelayServer::start(&s).await
 }
 
-/// The request every measurement sends: a small JSON body with a fresh key.
+/// The request every measurement sends: a small JSON body with a fresh
+/// key, signed when `signer` is given.
 async fn post_relay(
     client: &HttpClient,
     target: &axum::http::Uri,
     key: String,
+    signer: Option<&Signer>,
 ) -> Result<Reply, super::client::CallFailed> {
-    let headers = [(
+    const BODY: &[u8] = br#"{"order":42,"amount_cents":1999,"currency":"EUR"}"#;
+    let mut headers = Vec::with_capacity(3);
+    headers.push((
         HeaderName::from_static("idempotency-key"),
         HeaderValue::from_str(&key).unwrap_or(HeaderValue::from_static("k")),
-    )];
+    ));
+    if let Some(signer) = signer {
+        let path = target.path_and_query().map_or("/", |p| p.as_str());
+        let now = unix_now();
+        headers.extend(signature_headers(
+            signer,
+            &axum::http::Method::POST,
+            path,
+            Some(&key),
+            BODY,
+            now,
+        ));
+    }
     client
-        .post_json(
-            target,
-            &headers,
-            Bytes::from_static(br#"{"order":42,"amount_cents":1999,"currency":"EUR"}"#),
-        )
+        .post_json(target, &headers, Bytes::from_static(BODY))
         .await
 }
 
@@ -306,21 +338,22 @@ async fn closed_loop(
     client: &HttpClient,
     target: &axum::http::Uri,
     keys: &str,
-    duration: Duration,
-    concurrency: usize,
+    (duration, concurrency): (Duration, usize),
+    signer: Option<Signer>,
 ) -> Loop {
     let started = now();
     let until = started + duration;
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..concurrency {
-        let (client, target) = (client.clone(), target.clone());
+        let (client, target, signer) = (client.clone(), target.clone(), signer.clone());
         let prefix = format!("{keys}-{worker}");
         tasks.spawn(async move {
             let mut latency = LatencyHistogram::new();
             let (mut n, mut other) = (0u64, 0u64);
             while now() < until {
                 let sent = now();
-                let reply = post_relay(&client, &target, format!("{prefix}-{n}")).await;
+                let key = format!("{prefix}-{n}");
+                let reply = post_relay(&client, &target, key, signer.as_ref()).await;
                 latency.record(sent.elapsed());
                 n += 1;
                 if !reply.is_ok_and(|r| r.status == StatusCode::ACCEPTED) {
@@ -342,8 +375,13 @@ async fn closed_loop(
 
 /// One request first, so connection set-up is not measured and a broken
 /// target fails loudly instead of producing a table of errors.
-async fn warm_up(client: &HttpClient, target: &axum::http::Uri, bench: &str) -> anyhow::Result<()> {
-    let reply = post_relay(client, target, format!("{bench}-warm-up")).await?;
+async fn warm_up(
+    client: &HttpClient,
+    target: &axum::http::Uri,
+    bench: &str,
+    signer: Option<&Signer>,
+) -> anyhow::Result<()> {
+    let reply = post_relay(client, target, format!("{bench}-warm-up"), signer).await?;
     anyhow::ensure!(
         reply.status == StatusCode::ACCEPTED,
         "{bench}: warm-up answered {}",
@@ -386,7 +424,7 @@ async fn overload(args: &BenchArgs) -> anyhow::Result<Overload> {
     let server = RelayServer::start(&s).await?;
     let client = HttpClient::new(64 * 1024);
     let target = uri(&server.base_url(), "/relay")?;
-    warm_up(&client, &target, "overload").await?;
+    warm_up(&client, &target, "overload", None).await?;
     let rss_kb_before = rss_kb();
     let run = drive_open_loop(
         &client,
@@ -465,7 +503,7 @@ async fn drive_open_loop(
         sent += 1;
         tokio::spawn(async move {
             let t0 = now();
-            let reply = post_relay(&client, &target, key).await;
+            let reply = post_relay(&client, &target, key, None).await;
             let took = t0.elapsed();
             let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
             match reply.map(|r| r.status) {

@@ -5,6 +5,7 @@
 //! to a byte limit, so a misbehaving peer cannot make the caller buffer
 //! without bound.
 
+use super::signature::{Signed, Signer};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
@@ -56,8 +57,19 @@ pub struct HttpClient {
 impl HttpClient {
     /// A client that reads answers of at most `body_bytes_max` bytes.
     pub fn new(body_bytes_max: usize) -> HttpClient {
+        HttpClient::from_address(None, body_bytes_max)
+    }
+
+    /// A client whose connections leave from `local` (say `127.0.0.2`, to
+    /// be another peer on loopback).
+    pub fn bound_to(local: std::net::IpAddr, body_bytes_max: usize) -> HttpClient {
+        HttpClient::from_address(Some(local), body_bytes_max)
+    }
+
+    fn from_address(local: Option<std::net::IpAddr>, body_bytes_max: usize) -> HttpClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_local_address(local);
         let inner = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(IDLE_PER_HOST_MAX)
             .build(connector);
@@ -120,6 +132,36 @@ impl HttpClient {
         all.extend_from_slice(headers);
         self.send(Method::POST, uri, &all, body.into()).await
     }
+}
+
+/// The two headers that sign a request (`X-Signature-Timestamp`,
+/// `X-Signature`), signed at unix second `now`.
+pub fn signature_headers(
+    signer: &Signer,
+    method: &Method,
+    path_and_query: &str,
+    key: Option<&str>,
+    body: &[u8],
+    now: u64,
+) -> [(HeaderName, HeaderValue); 2] {
+    let signature = signer.sign(&Signed {
+        method: method.as_str(),
+        path_and_query,
+        timestamp: now,
+        key,
+        body,
+    });
+    [
+        (
+            HeaderName::from_static("x-signature-timestamp"),
+            HeaderValue::from(now),
+        ),
+        (
+            HeaderName::from_static("x-signature"),
+            // Cannot fail: `v1=` and hex digits are valid header bytes.
+            HeaderValue::from_str(&signature).unwrap_or(HeaderValue::from_static("")),
+        ),
+    ]
 }
 
 /// Parses `base` + `path` into a URI (`base` like `http://127.0.0.1:3000`).

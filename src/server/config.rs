@@ -35,6 +35,17 @@ pub struct ServerConfig {
     pub body_bytes_max: usize,
     /// When set, every `POST /relay` must carry a valid `X-Signature`.
     pub hmac_secret: Option<Secret>,
+    /// How far a signature's timestamp may be from the server's clock, in
+    /// seconds either way; a signature is also good once within it.
+    pub signature_window_s: u64,
+    /// Signatures remembered to refuse replays; when this many are live,
+    /// new signed requests get 503 until the oldest leaves the window.
+    pub replay_cache_max: usize,
+    /// When set, `/dlq*`, `/stats` and `/metrics` want
+    /// `Authorization: Bearer <token>`; when not, they answer loopback peers only.
+    pub operator_token: Option<Secret>,
+    /// Write payloads (escaped) into log lines; off: ids, keys and sizes only.
+    pub log_payloads: bool,
     /// On SIGTERM or Ctrl-C, how long accepted work may still run.
     pub drain_deadline_ms: f64,
     /// Requests waiting for the relay's task; one more answers 503.
@@ -55,6 +66,10 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             body_bytes_max: 64 * 1024,
             hmac_secret: None,
+            signature_window_s: 300,
+            replay_cache_max: 500_000,
+            operator_token: None,
+            log_payloads: false,
             drain_deadline_ms: 10_000.0,
             commands_max: 4_096,
             results_max: 4_096,
@@ -68,6 +83,8 @@ impl Default for ServerConfig {
 /// Upper bound on body limits: the relay holds bodies in memory.
 const BODY_BYTES_LIMIT: usize = 64 * 1024 * 1024;
 const CHANNEL_LIMIT: usize = 1_000_000;
+/// Upper bound on the replay cache (64 bytes an entry, measured: 10M is 640 MB).
+const REPLAY_CACHE_LIMIT: usize = 10_000_000;
 
 impl ServerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -80,9 +97,35 @@ impl ServerConfig {
         };
         bytes(self.body_bytes_max, "body_bytes_max")?;
         bytes(self.response_bytes_max, "response_bytes_max")?;
-        if let Some(s) = &self.hmac_secret {
-            ensure(!s.0.is_empty(), "hmac_secret", "must not be empty when set")?;
+        for (secret, field) in [
+            (&self.hmac_secret, "hmac_secret"),
+            (&self.operator_token, "operator_token"),
+        ] {
+            if let Some(s) = secret {
+                ensure(!s.0.is_empty(), field, "must not be empty when set")?;
+                ensure(
+                    s.0 != REDACTED,
+                    field,
+                    "is the placeholder --print-config writes, not a secret: give the real one",
+                )?;
+            }
         }
+        ensure(
+            (1..=3_600).contains(&self.signature_window_s),
+            "signature_window_s",
+            format!(
+                "must be between 1 and 3600 seconds, got {}",
+                self.signature_window_s
+            ),
+        )?;
+        ensure(
+            (1..=REPLAY_CACHE_LIMIT).contains(&self.replay_cache_max),
+            "replay_cache_max",
+            format!(
+                "must be between 1 and {REPLAY_CACHE_LIMIT}, got {}",
+                self.replay_cache_max
+            ),
+        )?;
         ensure_ms(self.drain_deadline_ms, "drain_deadline_ms")?;
         ensure(
             self.drain_deadline_ms <= 3_600_000.0,
@@ -116,16 +159,30 @@ impl ServerConfig {
     }
 }
 
-/// A secret that never shows in logs or printed settings.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A secret that never shows in logs or printed settings: it is read like
+/// a string, and written (`--print-config`, `Debug`) as `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(pub String);
 
+/// What a secret shows as.
+pub const REDACTED: &str = "<redacted>";
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
+        f.write_str(REDACTED)
     }
 }
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
+    }
+}
+
+/// Setting paths that hold secrets: not accepted through `--set`, which
+/// would put them on the command line.
+const SECRET_PATHS: [&str; 2] = ["server.hmac_secret", "server.operator_token"];
 
 /// Whom the relay calls.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -273,9 +330,23 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "RELAY_BODY_BYTES_MAX", value_parser = Typed::<usize>::new(WHOLE))]
     pub body_bytes_max: Option<usize>,
-    /// Require `X-Signature: sha256=<hex HMAC of the body>` with this secret.
+    /// Deprecated: the secret shows in the process list. Use
+    /// --hmac-secret-file or the RELAY_HMAC_SECRET variable.
     #[arg(long, env = "RELAY_HMAC_SECRET", hide_env_values = true)]
     pub hmac_secret: Option<String>,
+    /// Require signed `POST /relay` (`X-Signature: v1=<hex>`, see README),
+    /// with the secret in this file (one trailing newline is ignored). Or
+    /// set RELAY_HMAC_SECRET to the secret itself.
+    #[arg(long, env = "RELAY_HMAC_SECRET_FILE", value_name = "FILE")]
+    pub hmac_secret_file: Option<PathBuf>,
+    /// Guard `/dlq*`, `/stats` and `/metrics` with `Authorization: Bearer
+    /// <token>`, the token in this file. Or set RELAY_OPERATOR_TOKEN to the
+    /// token itself. Without one they answer loopback peers only.
+    #[arg(long, env = "RELAY_OPERATOR_TOKEN_FILE", value_name = "FILE")]
+    pub operator_token_file: Option<PathBuf>,
+    /// Write payloads, escaped, into log lines (default: ids, keys and sizes only).
+    #[arg(long, env = "RELAY_LOG_PAYLOADS")]
+    pub log_payloads: bool,
     /// How long accepted work may run after SIGTERM or Ctrl-C.
     #[arg(long, env = "RELAY_DRAIN_DEADLINE_MS", value_parser = Typed::<f64>::new(NUMBER))]
     pub drain_deadline_ms: Option<f64>,
@@ -321,6 +392,7 @@ impl ServeArgs {
             ),
             None => ("settings".to_owned(), String::new()),
         };
+        refuse_secret_sets(&self.set)?;
         let mut doc = TomlDoc::parse(origin, &text)?;
         doc.set_all(&self.set)?;
         let mut settings = Settings::from_doc(&mut doc)?;
@@ -339,6 +411,8 @@ impl ServeArgs {
             (self.listen.is_some(), "server.listen", "listen"),
             (self.body_bytes_max.is_some(), "server.body_bytes_max", "body-bytes-max"),
             (self.hmac_secret.is_some(), "server.hmac_secret", "hmac-secret"),
+            (self.hmac_secret_file.is_some(), "server.hmac_secret", "hmac-secret-file"),
+            (self.operator_token_file.is_some(), "server.operator_token", "operator-token-file"),
             (self.drain_deadline_ms.is_some(), "server.drain_deadline_ms", "drain-deadline-ms"),
             (self.workers.is_some(), "relay.workers", "workers"),
             (self.queue_capacity.is_some(), "relay.queue.capacity", "queue-capacity"),
@@ -357,8 +431,14 @@ impl ServeArgs {
         set(&mut s.server.listen, self.listen);
         set(&mut s.server.body_bytes_max, self.body_bytes_max);
         set(&mut s.server.drain_deadline_ms, self.drain_deadline_ms);
-        if let Some(secret) = &self.hmac_secret {
-            s.server.hmac_secret = Some(Secret(secret.clone()));
+        if let Some(secret) = self.hmac_secret()? {
+            s.server.hmac_secret = Some(secret);
+        }
+        if let Some(token) = self.operator_token()? {
+            s.server.operator_token = Some(token);
+        }
+        if self.log_payloads {
+            s.server.log_payloads = true;
         }
         if self.idempotency_required {
             s.relay.idempotency.required = true;
@@ -366,6 +446,41 @@ impl ServeArgs {
         set(&mut s.relay.workers, self.workers);
         set(&mut s.relay.queue.capacity, self.queue_capacity);
         self.apply_downstream_flags(&mut s.downstream)
+    }
+
+    /// The HMAC secret from `--hmac-secret-file`, `RELAY_HMAC_SECRET` or
+    /// (deprecated, with a warning) `--hmac-secret`; at most one of them.
+    fn hmac_secret(&self) -> anyhow::Result<Option<Secret>> {
+        let on_line = on_command_line("--hmac-secret");
+        match (&self.hmac_secret_file, &self.hmac_secret) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "give the HMAC secret once: --hmac-secret-file or RELAY_HMAC_SECRET, not both"
+            ),
+            (Some(path), None) => read_secret(path, "--hmac-secret-file").map(Some),
+            (None, Some(value)) => {
+                if on_line {
+                    tracing::warn!(
+                        "--hmac-secret is deprecated: the secret shows in the process list; \
+                         use --hmac-secret-file or RELAY_HMAC_SECRET"
+                    );
+                }
+                Ok(Some(Secret(value.clone())))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The operator token from `--operator-token-file` or `RELAY_OPERATOR_TOKEN`.
+    fn operator_token(&self) -> anyhow::Result<Option<Secret>> {
+        let from_env = std::env::var("RELAY_OPERATOR_TOKEN").ok();
+        match (&self.operator_token_file, from_env) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "give the operator token once: --operator-token-file or RELAY_OPERATOR_TOKEN, not both"
+            ),
+            (Some(path), None) => read_secret(path, "--operator-token-file").map(Some),
+            (None, Some(value)) => Ok(Some(Secret(value))),
+            (None, None) => Ok(None),
+        }
     }
 
     fn apply_downstream_flags(&self, d: &mut DownstreamConfig) -> anyhow::Result<()> {
@@ -482,6 +597,50 @@ fn on_command_line(flag: &str) -> bool {
     })
 }
 
+/// Reads a secret file: its text less one trailing newline, not empty. A
+/// file others may read is used, with a warning.
+fn read_secret(path: &std::path::Path, flag: &str) -> anyhow::Result<Secret> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{flag}: cannot read {}: {e}", path.display()))?;
+    let secret = text
+        .strip_suffix('\n')
+        .map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+    anyhow::ensure!(!secret.is_empty(), "{flag}: {} is empty", path.display());
+    warn_if_readable_by_others(path, flag);
+    Ok(Secret(secret.to_owned()))
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &std::path::Path, flag: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).map_or(0, |m| m.permissions().mode());
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "{flag}: the file is readable by other users; chmod 600 it"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_: &std::path::Path, _: &str) {}
+
+/// `--set` puts its value on the command line: refuse it for secrets.
+fn refuse_secret_sets(sets: &[String]) -> anyhow::Result<()> {
+    for set in sets {
+        let path = set.split_once('=').map_or(set.as_str(), |(p, _)| p).trim();
+        if SECRET_PATHS.contains(&path) {
+            anyhow::bail!(
+                "--set {path}: secrets are not taken from --set (it shows in the process list); \
+                 use --hmac-secret-file / RELAY_HMAC_SECRET, --operator-token-file / \
+                 RELAY_OPERATOR_TOKEN, or the settings file"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn set<T>(field: &mut T, flag: Option<T>) {
     if let Some(v) = flag {
         *field = v;
@@ -572,6 +731,34 @@ mod tests {
         let s = Settings::from_toml(text, &[]).expect("parses");
         s.validate().expect("valid");
         assert!(s.relay.breaker.is_some() && s.relay.rate_limit.is_some());
+    }
+
+    #[test]
+    fn secret_files_lose_one_trailing_newline_and_set_refuses_secrets() {
+        let dir = std::env::temp_dir();
+        let hmac = dir.join(format!("relay-unit-hmac-{}", std::process::id()));
+        let token = dir.join(format!("relay-unit-token-{}", std::process::id()));
+        std::fs::write(&hmac, "h-secret\r\n").expect("writes");
+        std::fs::write(&token, "t-secret\n\n").expect("writes");
+        let args = ServeArgs {
+            hmac_secret_file: Some(hmac),
+            operator_token_file: Some(token),
+            ..ServeArgs::default()
+        };
+        let s = args.resolve().expect("valid");
+        assert_eq!(s.server.hmac_secret, Some(Secret("h-secret".into())));
+        assert_eq!(s.server.operator_token, Some(Secret("t-secret\n".into())));
+        let shown = toml::to_string(&s).expect("serialises");
+        assert!(!shown.contains("-secret"), "{shown}");
+        let sets = ServeArgs {
+            set: vec!["server.hmac_secret=\"x\"".into()],
+            ..ServeArgs::default()
+        };
+        let err = sets.resolve().unwrap_err().to_string();
+        assert!(err.contains("secrets are not taken from --set"), "{err}");
+        let printed = Settings::from_toml(&shown, &[]).expect("printed settings read back");
+        let err = printed.validate().unwrap_err();
+        assert_eq!(err.field, "server.hmac_secret", "{err}");
     }
 
     #[test]

@@ -7,15 +7,20 @@
 //! dead letters is the relay's; nothing here second-guesses it.
 
 use super::actor::{Command, RelayHandle, Unavailable};
+use super::auth::{self, OperatorAuth};
+use super::config::Settings;
 use super::correlation::{self, CorrelationId};
+use super::job_handle::{self, HandleError};
 use super::metrics;
 use super::problem::Problem;
-use super::signature::{SignatureError, Signer};
+use super::replay_guard::{Refused, ReplayGuard};
+use super::signature::{self, Presented, SignatureError, Signed, Signer};
 use super::views::{body_json, status_url, HttpRejections, StatsView};
 use crate::relay::{Answer, JobId, Refusal, Request};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,14 +29,15 @@ use bytes::Bytes;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::hash::Hasher;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 pub const SIGNATURE: HeaderName = HeaderName::from_static("x-signature");
+pub const SIGNATURE_TIMESTAMP: HeaderName = HeaderName::from_static("x-signature-timestamp");
 pub const CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
 
 /// Dead letters listed per page, by default and at most.
@@ -48,6 +54,39 @@ pub struct HttpPolicy {
     pub body_bytes_max: usize,
     pub signer: Option<Signer>,
     pub key_bytes_max: usize,
+    /// Seconds a signature's timestamp may be off, either way.
+    pub signature_window_s: u64,
+    /// Bound of the seen-signature cache.
+    pub replay_cache_max: usize,
+    pub operator: OperatorAuth,
+}
+
+impl HttpPolicy {
+    /// The policy `settings` ask for. Warns when operator endpoints or
+    /// submissions are open on a non-loopback address.
+    pub fn from_settings(settings: &Settings) -> HttpPolicy {
+        let server = &settings.server;
+        let policy = HttpPolicy {
+            body_bytes_max: server.body_bytes_max,
+            signer: server
+                .hmac_secret
+                .as_ref()
+                .map(|s| Signer::new(s.0.as_bytes())),
+            key_bytes_max: settings.relay.idempotency.key_bytes_max,
+            signature_window_s: server.signature_window_s,
+            replay_cache_max: server.replay_cache_max,
+            operator: OperatorAuth::new(server.operator_token.as_ref().map(|t| t.0.as_str())),
+        };
+        if !server.listen.ip().is_loopback() {
+            if !policy.operator.has_token() {
+                tracing::warn!(listen = %server.listen, "no operator token: /dlq, /stats and /metrics answer only loopback peers (403 to others); set --operator-token-file");
+            }
+            if policy.signer.is_none() {
+                tracing::warn!(listen = %server.listen, "no HMAC secret: anyone who reaches this address can submit jobs; set --hmac-secret-file");
+            }
+        }
+        policy
+    }
 }
 
 /// Counts of requests refused by the HTTP layer itself.
@@ -59,6 +98,9 @@ struct Rejections {
     bad_signature: AtomicU64,
     bad_key: AtomicU64,
     busy: AtomicU64,
+    replay_cache_full: AtomicU64,
+    /// Shared with the operator guard.
+    operator_refused: Arc<AtomicU64>,
 }
 
 impl Rejections {
@@ -71,12 +113,19 @@ impl Rejections {
             bad_signature: get(&self.bad_signature),
             bad_key: get(&self.bad_key),
             busy: get(&self.busy),
+            replay_cache_full: get(&self.replay_cache_full),
+            operator_refused: get(&self.operator_refused),
         }
     }
 
     fn count(&self, problem: &Problem) {
-        if problem.slug() == "bad-idempotency-key" {
-            self.bad_key.fetch_add(1, Ordering::Relaxed);
+        let by_slug = match problem.slug() {
+            "bad-idempotency-key" => Some(&self.bad_key),
+            "replay-cache-full" => Some(&self.replay_cache_full),
+            _ => None,
+        };
+        if let Some(counter) = by_slug {
+            counter.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let counter = match problem.status() {
@@ -94,6 +143,7 @@ pub struct AppState {
     relay: RelayHandle,
     policy: HttpPolicy,
     rejections: Rejections,
+    replays: Mutex<ReplayGuard>,
 }
 
 /// Shared by every handler; one reference count per request.
@@ -103,23 +153,40 @@ type App = Arc<AppState>;
 /// correlation-id layer.
 pub fn router(relay: RelayHandle, policy: HttpPolicy) -> Router {
     let limit = policy.body_bytes_max;
+    job_handle::init();
+    let guard = auth::Guard {
+        auth: policy.operator.clone(),
+        refused: Arc::default(),
+    };
+    let replays = ReplayGuard::new(policy.replay_cache_max, policy.signature_window_s);
     let state = Arc::new(AppState {
         relay,
         policy,
-        rejections: Rejections::default(),
+        rejections: Rejections {
+            operator_refused: guard.refused.clone(),
+            ..Rejections::default()
+        },
+        replays: Mutex::new(replays),
     });
-    Router::new()
-        .route("/relay", post(submit))
-        .route("/relay/{id}", get(job_status))
+    // Other clients' payloads, redrives and the server's figures.
+    let operator = Router::new()
         .route("/dlq", get(dlq_list))
         .route("/dlq/redrive", post(dlq_redrive))
         // The route's first name, kept for existing callers.
         .route("/dlq/replay", post(dlq_redrive))
         .route("/dlq/{id}", get(dlq_get))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
         .route("/stats", get(stats))
         .route("/metrics", get(metrics_text))
+        .route_layer(middleware::from_fn_with_state(
+            guard,
+            auth::require_operator,
+        ));
+    Router::new()
+        .route("/relay", post(submit))
+        .route("/relay/{id}", get(job_status))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .merge(operator)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -140,10 +207,11 @@ async fn submit(State(app): State<App>, request: axum::extract::Request) -> Resp
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
     let body = read_body(body, app.policy.body_bytes_max).await;
-    let request = match app.check(peer, &parts.headers, body) {
+    let request = match app.check(peer, &parts, body) {
         Ok(r) => r,
         Err(problem) => {
-            tracing::debug!(status = problem.status().as_u16(), detail = %problem.detail, "refused by the HTTP layer");
+            let label = client_label(&parts.headers);
+            tracing::debug!(status = problem.status().as_u16(), detail = %problem.detail, %peer, client_label = label, "refused by the HTTP layer");
             return app.refuse(problem, &cid);
         }
     };
@@ -159,19 +227,20 @@ async fn submit(State(app): State<App>, request: axum::extract::Request) -> Resp
 }
 
 impl AppState {
-    /// The HTTP-level checks, in order: media type, size, signature, JSON,
-    /// idempotency key.
+    /// The HTTP-level checks, in order: media type, size, idempotency key
+    /// (the signature covers it), signature, JSON.
     fn check(
         &self,
         peer: SocketAddr,
-        headers: &HeaderMap,
+        parts: &Parts,
         body: Result<Bytes, Problem>,
     ) -> Result<Request<Arc<str>, Bytes>, Problem> {
+        let headers = &parts.headers;
         require_json(headers)?;
         let body = body?;
+        let key = idempotency_key(headers, self.policy.key_bytes_max)?;
         if let Some(signer) = &self.policy.signer {
-            let header = headers.get(SIGNATURE).map(HeaderValue::as_bytes);
-            signer.verify(header, &body).map_err(signature_problem)?;
+            self.check_signature(signer, parts, key.as_deref(), &body)?;
         }
         if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
             return Err(Problem::bad_request(
@@ -179,13 +248,56 @@ impl AppState {
                 format!("the body is not valid JSON: {e}"),
             ));
         }
-        let key = idempotency_key(headers, self.policy.key_bytes_max)?;
         Ok(Request {
-            client: client_id(peer, headers),
+            client: client_id(peer),
             key,
             fingerprint: fingerprint(&body),
             payload: body,
         })
+    }
+
+    /// Verifies the request's signature, then admits it to the replay guard.
+    fn check_signature(
+        &self,
+        signer: &Signer,
+        parts: &Parts,
+        key: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), Problem> {
+        let values = |name| -> Vec<&[u8]> {
+            parts
+                .headers
+                .get_all(name)
+                .iter()
+                .map(HeaderValue::as_bytes)
+                .take(2)
+                .collect()
+        };
+        let (signatures, timestamps) = (values(SIGNATURE), values(SIGNATURE_TIMESTAMP));
+        let presented = Presented {
+            signatures: &signatures,
+            timestamps: &timestamps,
+        };
+        let signed = Signed {
+            method: parts.method.as_str(),
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map_or(parts.uri.path(), |p| p.as_str()),
+            timestamp: 0,
+            key,
+            body,
+        };
+        let now = signature::unix_now();
+        let verified = signer
+            .verify(presented, signed, now, self.policy.signature_window_s)
+            .map_err(signature_problem)?;
+        let admitted = self
+            .replays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(verified.mac, verified.timestamp, now);
+        admitted.map_err(replay_problem)
     }
 
     /// Counts a problem the HTTP layer answers itself, and answers it.
@@ -283,12 +395,37 @@ fn body_problem(rejection: BytesRejection) -> Problem {
 }
 
 fn signature_problem(e: SignatureError) -> Problem {
+    let slug = match e {
+        SignatureError::Stale { .. } => "stale-signature",
+        _ => "bad-signature",
+    };
     Problem::new(
         StatusCode::UNAUTHORIZED,
-        "bad-signature",
+        slug,
         "Unauthorized",
         e.to_string(),
     )
+}
+
+fn replay_problem(refused: Refused) -> Problem {
+    match refused {
+        Refused::Replayed => Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "signature-replayed",
+            "Unauthorized",
+            "this signature was already used: sign every request anew with the current \
+             timestamp (a retry too; its Idempotency-Key keeps it from running twice)",
+        ),
+        Refused::Full { retry_after_s } => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "replay-cache-full",
+            "Service unavailable",
+            "the server remembers as many recent signatures as it can hold: try again \
+             after Retry-After (an operator can raise server.replay_cache_max or \
+             shorten server.signature_window_s)",
+        )
+        .retry_after(Duration::from_secs(retry_after_s)),
+    }
 }
 
 /// The `Idempotency-Key`, if any: one header, 1 to `bytes_max` visible ASCII characters.
@@ -316,28 +453,31 @@ fn idempotency_key(headers: &HeaderMap, bytes_max: usize) -> Result<Option<Arc<s
     Ok(Some(Arc::from(String::from_utf8_lossy(bytes))))
 }
 
-/// Who is asking, for the per-client rate limit: the `X-Client-Id` header
-/// when present, else the peer's IP address (not its port), hashed with a
-/// fixed key so a client keeps its bucket across connections and restarts.
-fn client_id(peer: SocketAddr, headers: &HeaderMap) -> u64 {
+/// Who is asking, for the per-client rate limit: something the client
+/// cannot choose. The peer's IPv4 address, or its IPv6 /64 (one host
+/// usually holds a whole /64), not its port; hashed with a fixed key so a
+/// client keeps its bucket across connections and restarts.
+fn client_id(peer: SocketAddr) -> u64 {
     let mut h = rustc_hash::FxHasher::default();
-    match headers
-        .get(CLIENT_ID)
-        .filter(|v| !v.is_empty() && v.len() <= CLIENT_ID_BYTES_MAX)
-    {
-        Some(v) => {
-            h.write_u8(1);
-            h.write(v.as_bytes());
+    match peer.ip().to_canonical() {
+        IpAddr::V4(ip) => {
+            h.write_u8(4);
+            h.write(&ip.octets());
         }
-        None => {
-            h.write_u8(0);
-            match peer.ip() {
-                std::net::IpAddr::V4(ip) => h.write(&ip.octets()),
-                std::net::IpAddr::V6(ip) => h.write(&ip.octets()),
-            }
+        IpAddr::V6(ip) => {
+            h.write_u8(6);
+            h.write(&ip.octets()[..8]);
         }
     }
     h.finish()
+}
+
+/// `X-Client-Id`, when usable: a label for log lines, never a key.
+fn client_label(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(CLIENT_ID)
+        .filter(|v| !v.is_empty() && v.len() <= CLIENT_ID_BYTES_MAX)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// The first 8 bytes of the body's SHA-256: stable across runs and
@@ -418,6 +558,15 @@ fn parse_job(raw: &str) -> Result<JobId, Problem> {
         .map_err(|e| Problem::bad_request("bad-job-id", e))
 }
 
+/// A status handle: 400 when it cannot be one, 404 when it is not this
+/// server's (like an unknown job, so a scan learns nothing).
+fn parse_handle(raw: &str) -> Result<JobId, Problem> {
+    job_handle::parse(raw).map_err(|e| match e {
+        HandleError::Malformed(_) => Problem::bad_request("bad-job-handle", e.to_string()),
+        HandleError::Unknown(_) => Problem::not_found(e.to_string()),
+    })
+}
+
 /// Runs `ask` and answers its result as JSON, or a problem.
 async fn reply<T: serde::Serialize>(
     app: &App,
@@ -435,11 +584,11 @@ async fn reply<T: serde::Serialize>(
 async fn look_up<V: serde::Serialize>(
     app: &App,
     cid: &Arc<str>,
-    raw: &str,
+    job: Result<JobId, Problem>,
     make: impl FnOnce(JobId, tokio::sync::oneshot::Sender<Option<V>>) -> Command,
     missing: impl FnOnce(JobId) -> String,
 ) -> Response {
-    let job = match parse_job(raw) {
+    let job = match job {
         Ok(j) => j,
         Err(p) => return p.correlation_id(cid).into_response(),
     };
@@ -458,8 +607,8 @@ async fn job_status(
     Path(raw): Path<String>,
 ) -> Response {
     let status = |job, reply| Command::Status { job, reply };
-    let missing = |job| format!("no job {job} (never accepted, or forgotten)");
-    look_up(&app, &cid, &raw, status, missing).await
+    let missing = |_| format!("no job {raw} (never accepted, or forgotten)");
+    look_up(&app, &cid, parse_handle(&raw), status, missing).await
 }
 
 /// `?after=<job>&limit=<n>` of `GET /dlq`.
@@ -517,7 +666,7 @@ async fn dlq_get(
 ) -> Response {
     let letter = |job, reply| Command::DeadLetter { job, reply };
     let missing = |job| format!("no dead letter {job}");
-    look_up(&app, &cid, &raw, letter, missing).await
+    look_up(&app, &cid, parse_job(&raw), letter, missing).await
 }
 
 /// The body of `POST /dlq/redrive`: empty or `{}` redrives all.
@@ -710,11 +859,70 @@ mod tests {
         let a: SocketAddr = "127.0.0.1:1000".parse().expect("addr");
         let b: SocketAddr = "127.0.0.1:2000".parse().expect("addr");
         let c: SocketAddr = "127.0.0.2:1000".parse().expect("addr");
-        let none = HeaderMap::new();
-        assert_eq!(client_id(a, &none), client_id(b, &none));
-        assert_ne!(client_id(a, &none), client_id(c, &none));
+        assert_eq!(client_id(a), client_id(b));
+        assert_ne!(client_id(a), client_id(c));
+        let v6 = |s: &str| client_id(s.parse().expect("addr"));
+        assert_eq!(
+            v6("[2001:db8:1:2::1]:1"),
+            v6("[2001:db8:1:2:ffff::9]:2"),
+            "one /64"
+        );
+        assert_ne!(v6("[2001:db8:1:2::1]:1"), v6("[2001:db8:1:3::1]:1"));
+        assert_eq!(
+            v6("[::ffff:127.0.0.2]:1"),
+            client_id(c),
+            "IPv4-mapped is IPv4"
+        );
         let named = headers(&[("x-client-id", "tenant-7")]);
-        assert_eq!(client_id(a, &named), client_id(c, &named));
+        assert_eq!(client_label(&named), Some("tenant-7"));
+    }
+
+    /// Log lines written while `f` runs on this thread.
+    fn logged(f: impl FnOnce()) -> String {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Sink(sink.clone()))
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut v) = self.0.lock() {
+                v.extend_from_slice(b);
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_exposed_address_without_token_or_secret_is_warned_about() {
+        let mut s = Settings::default();
+        let quiet = logged(|| {
+            HttpPolicy::from_settings(&s);
+        });
+        assert!(quiet.is_empty(), "loopback: {quiet}");
+        s.server.listen = "0.0.0.0:3000".parse().expect("addr");
+        let loud = logged(|| {
+            HttpPolicy::from_settings(&s);
+        });
+        assert!(loud.contains("no operator token"), "{loud}");
+        assert!(loud.contains("no HMAC secret"), "{loud}");
+        s.server.operator_token = Some(super::super::config::Secret("t".into()));
+        s.server.hmac_secret = Some(super::super::config::Secret("h".into()));
+        let set = logged(|| {
+            HttpPolicy::from_settings(&s);
+        });
+        assert!(set.is_empty(), "both set: {set}");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!
 //! - [`config`]: settings file, flags and environment, validated once;
 //! - [`problem`]: RFC 9457 error bodies; [`correlation`]: request ids;
-//!   [`signature`]: HMAC body signatures;
+//!   [`signature`]: HMAC request signatures, [`replay_guard`]: each used once;
+//!   [`auth`]: the operator token; [`job_handle`]: unguessable job names;
+//!   [`payload_log`]: payloads kept out of logs unless asked for;
 //! - [`views`], [`metrics`]: what `/stats`, `/metrics` and the job and
 //!   dead-letter endpoints show;
 //! - [`app`]: start, drain and stop;
@@ -19,6 +21,7 @@
 
 pub mod actor;
 pub mod app;
+pub mod auth;
 pub mod bench;
 pub mod calls;
 pub mod client;
@@ -28,10 +31,13 @@ pub mod correlation;
 pub mod downstream;
 pub mod flaky;
 pub mod http;
+pub mod job_handle;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod payload_log;
 pub mod problem;
+pub mod replay_guard;
 pub mod shutdown;
 pub mod signature;
 pub mod views;

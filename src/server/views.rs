@@ -15,9 +15,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
-/// `/relay/{id}`, the place to ask about a job.
+/// `/relay/{handle}`, the place to ask about a job: named by its
+/// unguessable handle, so only whoever was given the URL can read it.
 pub fn status_url(job: JobId) -> String {
-    format!("/relay/{job}")
+    format!("/relay/{}", super::job_handle::handle(job))
 }
 
 fn ms(t: Time) -> f64 {
@@ -145,6 +146,10 @@ pub struct HttpRejections {
     pub bad_signature: u64,
     pub bad_key: u64,
     pub busy: u64,
+    /// Signed requests refused because the replay cache was full.
+    pub replay_cache_full: u64,
+    /// Operator endpoints refused (no, wrong token, or not loopback).
+    pub operator_refused: u64,
 }
 
 /// `GET /stats`: RED counters and latency quantiles, plus the relay's gauges.

@@ -7,9 +7,12 @@
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::Method;
-use resilient_relay::server::client::{uri, HttpClient, Reply};
+use resilient_relay::relay::JobId;
+use resilient_relay::server::client::{signature_headers, uri, HttpClient, Reply};
 use resilient_relay::server::config::DownstreamConfig;
 use resilient_relay::server::flaky::FaultConfig;
+use resilient_relay::server::signature::{unix_now, Signer};
+use resilient_relay::server::views::status_url;
 use resilient_relay::server::{DownstreamService, DownstreamSettings, RelayServer, Settings};
 use std::time::Duration;
 
@@ -23,6 +26,10 @@ pub struct Harness {
     pub downstream: Option<DownstreamService>,
     pub client: HttpClient,
     pub base: String,
+    /// Signs every `POST /relay` when the server has a secret.
+    pub signer: Option<Signer>,
+    /// Sent as `Authorization: Bearer` on every GET when the server has one.
+    pub operator_token: Option<String>,
 }
 
 /// Settings for tests: ephemeral port, small and quick.
@@ -57,11 +64,14 @@ impl Harness {
         settings.validate().expect("test settings are valid");
         let server = RelayServer::start(&settings).await.expect("server starts");
         let base = server.base_url();
+        let secret = settings.server.hmac_secret.as_ref();
         Harness {
             server: Some(server),
             downstream: None,
             client: HttpClient::new(4 * 1024 * 1024),
             base,
+            signer: secret.map(|s| Signer::new(s.0.as_bytes())),
+            operator_token: settings.server.operator_token.as_ref().map(|t| t.0.clone()),
         }
     }
 
@@ -112,8 +122,14 @@ impl Harness {
             .expect("the server answers")
     }
 
+    /// `GET path`, with the operator token when the server has one.
     pub async fn get(&self, path: &str) -> Reply {
-        self.send(Method::GET, path, &[], Bytes::new()).await
+        let bearer = self.operator_token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &[u8])> = bearer
+            .iter()
+            .map(|b| ("authorization", b.as_bytes()))
+            .collect();
+        self.send(Method::GET, path, &headers, Bytes::new()).await
     }
 
     /// `POST /relay` with a JSON body and an optional idempotency key.
@@ -126,6 +142,15 @@ impl Harness {
         Api {
             client: self.client.clone(),
             base: self.base.clone(),
+            signer: self.signer.clone(),
+        }
+    }
+
+    /// Posts from another loopback address (`127.0.0.2`…): another peer.
+    pub fn api_from(&self, local: &str) -> Api {
+        Api {
+            client: HttpClient::bound_to(local.parse().expect("an IP"), 4 * 1024 * 1024),
+            ..self.api()
         }
     }
 
@@ -170,7 +195,7 @@ impl Harness {
 
     /// Waits until job `id` is in `state` and returns its view.
     pub async fn wait_state(&self, id: &str, state: &str) -> serde_json::Value {
-        let path = format!("/relay/{id}");
+        let path = status_path(id);
         self.wait_for(&path, state, |r| r.json()["state"] == state)
             .await
             .json()
@@ -188,10 +213,21 @@ impl Harness {
 pub struct Api {
     client: HttpClient,
     base: String,
+    signer: Option<Signer>,
 }
 
 impl Api {
     pub async fn relay(&self, key: Option<&str>, body: &str) -> Reply {
+        self.relay_with(key, body, &[]).await
+    }
+
+    /// `POST /relay` with extra headers (`name`, value).
+    pub async fn relay_with(
+        &self,
+        key: Option<&str>,
+        body: &str,
+        extra: &[(&'static str, &str)],
+    ) -> Reply {
         let mut headers = vec![(
             hyper::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -199,6 +235,21 @@ impl Api {
         if let Some(k) = key {
             let v = HeaderValue::from_str(k).expect("test keys are valid header values");
             headers.push((HeaderName::from_static("idempotency-key"), v));
+        }
+        if let Some(signer) = &self.signer {
+            let signed = signature_headers(
+                signer,
+                &Method::POST,
+                "/relay",
+                key,
+                body.as_bytes(),
+                unix_now(),
+            );
+            headers.extend(signed);
+        }
+        for (name, value) in extra {
+            let v = HeaderValue::from_str(value).expect("a header value");
+            headers.push((HeaderName::from_static(name), v));
         }
         let target = uri(&self.base, "/relay").expect("uri");
         self.client
@@ -211,6 +262,11 @@ impl Api {
             .await
             .expect("the server answers")
     }
+}
+
+/// The status path of job `id` (`/relay/<handle>`), as its 202 answer gives it.
+pub fn status_path(id: &str) -> String {
+    status_url(id.parse::<JobId>().expect("a job id"))
 }
 
 /// The job id of a 202 answer.
