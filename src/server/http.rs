@@ -173,7 +173,7 @@ impl AppState {
             let header = headers.get(SIGNATURE).map(HeaderValue::as_bytes);
             signer.verify(header, &body).map_err(signature_problem)?;
         }
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        if let Err(e) = super::json::validate(&body) {
             return Err(Problem::bad_request(
                 "malformed-json",
                 format!("the body is not valid JSON: {e}"),

@@ -14,12 +14,16 @@
 //! - [`app`]: start, drain and stop;
 //! - [`downstream`], [`flaky`]: a standalone flaky service
 //!   that counts side effects per idempotency key;
-//! - [`listener`]: binding and serving, for both servers;
+//! - [`listener`]: binding and serving, for both servers, under the
+//!   [`limits`] (timeouts, head limits, connection cap) that the
+//!   [`request_guard`] and [`body_deadline`] enforce and [`limit_log`]
+//!   counts; [`json`]: what a valid JSON body is;
 //! - [`client`]: a small HTTP client; [`bench`]: the accept-path benchmark.
 
 pub mod actor;
 pub mod app;
 pub mod bench;
+pub mod body_deadline;
 pub mod calls;
 pub mod client;
 pub mod clock;
@@ -28,14 +32,18 @@ pub mod correlation;
 pub mod downstream;
 pub mod flaky;
 pub mod http;
+pub mod json;
+pub mod limit_log;
+pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod problem;
+pub mod request_guard;
 pub mod shutdown;
 pub mod signature;
 pub mod views;
 
-pub use app::{serve, DrainReport, RelayServer};
+pub use app::{serve, DrainReport, Outcome, RelayServer};
 pub use config::{ServeArgs, Settings};
 pub use downstream::{run_downstream, DownstreamArgs, DownstreamService, DownstreamSettings};
