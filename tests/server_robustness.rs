@@ -340,6 +340,27 @@ async fn expect_100_continue_over_the_limit_gets_413_not_100() {
     assert_eq!(wire.problem()["status"], 413);
 }
 
+/// Above hyper's own ceilings (more than 100 fields; a head over four
+/// times `head_bytes_max`), hyper answers 431 itself, with no body.
+#[tokio::test]
+async fn heads_beyond_hyper_s_ceilings_get_its_bare_431() {
+    let server = start(settings()).await;
+    let mut many = String::from("GET /health HTTP/1.1\r\nhost: x\r\n");
+    for i in 0..150 {
+        many.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let huge = format!(
+        "GET /health HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "v".repeat(70 * 1024)
+    );
+    for request in [many, huge] {
+        let wire = exchange(server.addr, request.as_bytes()).await;
+        assert_eq!(wire.status, 431);
+        assert!(wire.body.is_empty(), "hyper sends no body");
+    }
+}
+
 /// What hyper answers itself, before any layer runs, as the README says:
 /// a bare 400 with no body, and the connection closed.
 #[tokio::test]
