@@ -208,6 +208,9 @@ impl RelayServer {
             );
             self.http_task.abort();
         }
+        // The totals, since each limit logs at most once per interval.
+        let acted = self.http_stats.snapshot();
+        tracing::info!(?acted, "HTTP closed");
     }
 
     /// Ends the relay's task and takes what it left; if it cannot answer

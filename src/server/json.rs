@@ -58,7 +58,7 @@ pub fn validate(body: &[u8]) -> Result<(), Invalid> {
         text,
         bytes: body,
         pos: 0,
-        keys: Vec::new(),
+        keys: Vec::with_capacity(16),
     };
     p.document()
 }
@@ -122,7 +122,7 @@ impl<'a> Parser<'a> {
     /// One value, containers included, iteratively (an explicit stack,
     /// bounded by [`DEPTH_MAX`]).
     fn value(&mut self) -> Result<(), Invalid> {
-        let mut stack: Vec<Frame> = Vec::new();
+        let mut stack: Vec<Frame> = Vec::with_capacity(8);
         loop {
             // At the start of a value.
             match self.peek() {
@@ -248,13 +248,11 @@ impl<'a> Parser<'a> {
         let mut owned: Option<String> = None;
         let mut run = start;
         loop {
-            while self
-                .bytes
-                .get(self.pos)
-                .is_some_and(|&b| !STRING_STOP[usize::from(b)])
-            {
-                self.pos += 1;
-            }
+            let rest = &self.bytes[self.pos..];
+            self.pos += rest
+                .iter()
+                .position(|&b| STRING_STOP[usize::from(b)])
+                .unwrap_or(rest.len());
             match self.peek() {
                 None => return Err(invalid(self.pos, "unterminated string")),
                 Some(b'"') => {
