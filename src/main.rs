@@ -22,23 +22,36 @@ enum Command {
     /// Run a named experiment: sweep parameters over many seeds, write CSVs and charts.
     Experiment(experiment::ExperimentArgs),
     /// Serve the relay over HTTP: the same state machines, on real time.
+    #[command(after_help = SERVE_EXIT_CODES)]
     Serve(resilient_relay::server::ServeArgs),
     /// Run a standalone flaky downstream service that counts side effects.
     Downstream(resilient_relay::server::DownstreamArgs),
 }
 
+/// `serve --help`'s last paragraph.
+const SERVE_EXIT_CODES: &str = "\
+Exit codes:
+  0  stopped cleanly: every accepted job finished, no dead letter left
+  1  error (bad settings, cannot listen, the relay's task failed)
+  2  bad command line
+  3  the drain deadline passed with accepted jobs unfinished (logged)
+  4  every job finished, but dead letters were left (logged, then lost)
+On SIGTERM or Ctrl-C the process exits within --drain-deadline-ms plus
+about half a second, whatever its connections are doing.";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let done = |r: anyhow::Result<()>| r.map(|()| 0);
     let result = match cli.command {
-        Command::Simulate(args) => cli::simulate::run(&args),
-        Command::Bench(args) => cli::bench::run(&args),
-        Command::Log(args) => cli::log::run(&args),
-        Command::Experiment(args) => experiment::run(&args),
-        Command::Serve(args) => resilient_relay::server::serve(&args),
-        Command::Downstream(args) => resilient_relay::server::run_downstream(&args),
+        Command::Simulate(args) => done(cli::simulate::run(&args)),
+        Command::Bench(args) => done(cli::bench::run(&args)),
+        Command::Log(args) => done(cli::log::run(&args)),
+        Command::Experiment(args) => done(experiment::run(&args)),
+        Command::Serve(args) => resilient_relay::server::serve(&args).map(|o| o.code()),
+        Command::Downstream(args) => done(resilient_relay::server::run_downstream(&args)),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             // `{:#}` prints the whole context chain on one line, without a backtrace.
             eprintln!("error: {e:#}");

@@ -6,22 +6,36 @@
 //! drain deadline, close the HTTP side, stop the relay's task, and log
 //! everything that was left — live jobs and dead letters, with their
 //! correlation ids and payloads — since nothing outlives the process.
+//!
+//! The deadline bounds the exit: the HTTP close shares it (a half-sent
+//! request cannot hold the process), and when it passes with work left the
+//! relay's task is stopped first, so no call or retry starts after it.
+//! Past the deadline only [`HTTP_CLOSE_GRACE`] and [`RUNTIME_STOP_MAX`]
+//! remain. The exit code says what was left ([`Outcome`]).
 
-use super::actor::{Command, Leftovers, RelayHandle};
+use super::actor::{Command, Leftovers, RelayHandle, Unavailable};
 use super::calls::{Caller, HttpCaller};
 use super::client::HttpClient;
 use super::config::{DownstreamConfig, Settings};
 use super::flaky::SharedFlaky;
 use super::http::{router, HttpPolicy};
+use super::limit_log::{ListenerSnapshot, ListenerStats};
+use super::listener::ServeOptions;
 use crate::relay::Relay;
 use crate::rng::{Domain, Seed};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Time allowed for open HTTP connections to close after draining.
-const HTTP_CLOSE_MAX: Duration = Duration::from_secs(5);
+/// Time connections still open at the drain deadline get to finish the
+/// answers they are writing before they are dropped.
+pub const HTTP_CLOSE_GRACE: Duration = Duration::from_millis(250);
+/// Time the relay's task gets to answer `Stop` (its inbox may be full).
+const STOP_MAX: Duration = Duration::from_millis(100);
+/// Time the runtime gets to drop its remaining tasks (calls in flight).
+pub const RUNTIME_STOP_MAX: Duration = Duration::from_millis(100);
 
 pub struct RelayServer {
     pub addr: SocketAddr,
@@ -29,6 +43,7 @@ pub struct RelayServer {
     drain_deadline: Duration,
     http_stop: Option<oneshot::Sender<()>>,
     http_task: JoinHandle<std::io::Result<()>>,
+    http_stats: Arc<ListenerStats>,
     actor_task: JoinHandle<Leftovers>,
 }
 
@@ -39,6 +54,39 @@ pub struct DrainReport {
     pub drained: bool,
     pub waited: Duration,
     pub left: Leftovers,
+}
+
+/// How `serve` ended, and its exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every accepted job finished and no dead letter was left: 0.
+    Clean,
+    /// The drain deadline passed with accepted jobs unfinished: 3.
+    JobsLeft,
+    /// Every job finished, but dead letters were left (logged, then lost): 4.
+    LettersLeft,
+}
+
+impl Outcome {
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Clean => 0,
+            Outcome::JobsLeft => 3,
+            Outcome::LettersLeft => 4,
+        }
+    }
+}
+
+impl DrainReport {
+    pub fn outcome(&self) -> Outcome {
+        if !self.drained || !self.left.live.is_empty() {
+            Outcome::JobsLeft
+        } else if !self.left.dead_letters.is_empty() {
+            Outcome::LettersLeft
+        } else {
+            Outcome::Clean
+        }
+    }
 }
 
 impl RelayServer {
@@ -62,13 +110,18 @@ impl RelayServer {
         let app = router(handle.clone(), policy);
         let listener = super::listener::bind(settings.server.listen).await?;
         let addr = listener.local_addr()?;
-        let (http_stop, http_task) = super::listener::serve(listener, app);
+        let options = ServeOptions {
+            limits: settings.server.limits.clone(),
+            body_bytes_max: Some(settings.server.body_bytes_max),
+        };
+        let serving = super::listener::serve_with(listener, app, &options);
         Ok(RelayServer {
             addr,
             relay: handle,
             drain_deadline: settings.server.drain_deadline(),
-            http_stop: Some(http_stop),
-            http_task,
+            http_stop: Some(serving.stop),
+            http_task: serving.task,
+            http_stats: serving.stats,
             actor_task,
         })
     }
@@ -82,6 +135,11 @@ impl RelayServer {
         &self.relay
     }
 
+    /// What the connection limits have done so far.
+    pub fn listener_stats(&self) -> ListenerSnapshot {
+        self.http_stats.snapshot()
+    }
+
     /// Resolves only if the relay's task ends without being told to (a
     /// broken invariant panics it): the server then answers 503 to
     /// everything and should stop. Do not call [`RelayServer::shutdown`] after.
@@ -92,32 +150,83 @@ impl RelayServer {
         }
     }
 
-    /// Drains (up to the deadline), stops, and reports what was left.
+    /// Drains (up to the deadline), stops, and reports what was left;
+    /// returns at most [`HTTP_CLOSE_GRACE`] plus [`STOP_MAX`] after the deadline.
     pub async fn shutdown(mut self) -> DrainReport {
         let started = super::clock::read_monotonic();
-        let _ = self.relay.tell(Command::Drain).await;
-        let drained = tokio::time::timeout(self.drain_deadline, self.relay.idle())
+        let relay = self.relay.clone();
+        let drain = async move {
+            let _ = relay.tell(Command::Drain).await;
+            relay.idle().await;
+        };
+        let drained = tokio::time::timeout(self.drain_deadline, drain)
             .await
             .is_ok();
         let waited = started.elapsed();
-        if let Some(stop) = self.http_stop.take() {
-            let _ = stop.send(());
-        }
-        if tokio::time::timeout(HTTP_CLOSE_MAX, &mut self.http_task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("HTTP connections still open after {HTTP_CLOSE_MAX:?}: closing them");
-            self.http_task.abort();
-        }
-        let left = match self.relay.ask(|reply| Command::Stop { reply }).await {
-            Ok(left) => left,
-            Err(_) => (&mut self.actor_task).await.unwrap_or_default(),
+        // Past the deadline the relay stops first: no call starts after it.
+        let stopped_early = if drained {
+            None
+        } else {
+            Some(self.stop_relay().await)
+        };
+        let budget = self
+            .drain_deadline
+            .saturating_sub(started.elapsed())
+            .max(HTTP_CLOSE_GRACE);
+        self.close_http(budget).await;
+        let left = match stopped_early {
+            Some(left) => left,
+            None => self.stop_relay().await,
         };
         DrainReport {
             drained,
             waited,
             left,
+        }
+    }
+
+    /// Stops accepting, closes connections gracefully, and drops those
+    /// still open after `budget`.
+    async fn close_http(&mut self, budget: Duration) {
+        if let Some(stop) = self.http_stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(budget, &mut self.http_task)
+            .await
+            .is_err()
+        {
+            let open = self.http_stats.snapshot().open;
+            tracing::warn!(
+                open,
+                "HTTP connections still open at the drain deadline: closing them"
+            );
+            self.http_task.abort();
+        }
+        // The totals, since each limit logs at most once per interval.
+        let acted = self.http_stats.snapshot();
+        tracing::info!(?acted, "HTTP closed");
+    }
+
+    /// Ends the relay's task and takes what it left; if it cannot answer
+    /// within [`STOP_MAX`] (inbox full, or gone), it is aborted and the
+    /// leftovers are unknown (reported as none, and the drain as failed).
+    async fn stop_relay(&mut self) -> Leftovers {
+        let ask = async {
+            loop {
+                match self.relay.ask(|reply| Command::Stop { reply }).await {
+                    Ok(left) => return Some(left),
+                    Err(Unavailable::Full) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    Err(_) => return (&mut self.actor_task).await.ok(),
+                }
+            }
+        };
+        match tokio::time::timeout(STOP_MAX, ask).await {
+            Ok(Some(left)) => left,
+            _ => {
+                tracing::error!("the relay's task did not stop in time: its leftovers are unknown");
+                self.actor_task.abort();
+                Leftovers::default()
+            }
         }
     }
 }
@@ -180,8 +289,9 @@ pub fn log_report(report: &DrainReport) {
     }
 }
 
-/// `serve`: runs the relay server until Ctrl-C or SIGTERM, then drains.
-pub fn serve(args: &super::ServeArgs) -> anyhow::Result<()> {
+/// `serve`: runs the relay server until Ctrl-C or SIGTERM, then drains;
+/// the outcome is the exit code.
+pub fn serve(args: &super::ServeArgs) -> anyhow::Result<Outcome> {
     super::logging::init();
     let settings = args.resolve()?;
     if args.print_config {
@@ -190,12 +300,12 @@ pub fn serve(args: &super::ServeArgs) -> anyhow::Result<()> {
             secret.0 = "<redacted>".to_owned();
         }
         print!("{}", toml::to_string(&shown)?);
-        return Ok(());
+        return Ok(Outcome::Clean);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let mut server = RelayServer::start(&settings).await?;
         tracing::info!(
             addr = %server.addr,
@@ -218,6 +328,11 @@ pub fn serve(args: &super::ServeArgs) -> anyhow::Result<()> {
         );
         let report = server.shutdown().await;
         log_report(&report);
-        Ok(())
-    })
+        let outcome = report.outcome();
+        tracing::info!(exit_code = outcome.code(), "exiting");
+        Ok(outcome)
+    });
+    // Calls still in flight are dropped here, not waited for.
+    runtime.shutdown_timeout(RUNTIME_STOP_MAX);
+    outcome
 }

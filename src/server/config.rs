@@ -10,6 +10,7 @@
 //! file, line, column and field, or the flag or variable that set it.
 
 use super::flaky::{FaultConfig, LatencyKind};
+use super::limits::ConnectionLimits;
 use crate::relay::{ensure, ensure_ms, ConfigError, RelayConfig};
 use crate::time::ms_to_nanos;
 use crate::toml_doc::{LocatedError, TomlDoc};
@@ -58,6 +59,8 @@ pub struct ServerConfig {
     pub response_bytes_max: usize,
     /// Seed of the relay's jitter draws.
     pub seed: u64,
+    /// Timeouts, head limits and the connection cap (`[server.limits]`).
+    pub limits: ConnectionLimits,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             call_timeout_ms_max: 60_000.0,
             response_bytes_max: 1024 * 1024,
             seed: 1,
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -88,6 +92,7 @@ const REPLAY_CACHE_LIMIT: usize = 10_000_000;
 
 impl ServerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.limits.validate().map_err(|e| e.within("limits"))?;
         let bytes = |v: usize, field: &str| {
             ensure(
                 (1..=BODY_BYTES_LIMIT).contains(&v),

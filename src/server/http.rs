@@ -242,7 +242,7 @@ impl AppState {
         if let Some(signer) = &self.policy.signer {
             self.check_signature(signer, parts, key.as_deref(), &body)?;
         }
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        if let Err(e) = super::json::validate(&body) {
             return Err(Problem::bad_request(
                 "malformed-json",
                 format!("the body is not valid JSON: {e}"),

@@ -16,13 +16,17 @@
 //! - [`app`]: start, drain and stop;
 //! - [`downstream`], [`flaky`]: a standalone flaky service
 //!   that counts side effects per idempotency key;
-//! - [`listener`]: binding and serving, for both servers;
+//! - [`listener`]: binding and serving, for both servers, under the
+//!   [`limits`] (timeouts, head limits, connection cap) that the
+//!   [`request_guard`] and [`body_deadline`] enforce and [`limit_log`]
+//!   counts; [`json`]: what a valid JSON body is;
 //! - [`client`]: a small HTTP client; [`bench`]: the accept-path benchmark.
 
 pub mod actor;
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod body_deadline;
 pub mod calls;
 pub mod client;
 pub mod clock;
@@ -32,16 +36,20 @@ pub mod downstream;
 pub mod flaky;
 pub mod http;
 pub mod job_handle;
+pub mod json;
+pub mod limit_log;
+pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod payload_log;
 pub mod problem;
 pub mod replay_guard;
+pub mod request_guard;
 pub mod shutdown;
 pub mod signature;
 pub mod views;
 
-pub use app::{serve, DrainReport, RelayServer};
+pub use app::{serve, DrainReport, Outcome, RelayServer};
 pub use config::{ServeArgs, Settings};
 pub use downstream::{run_downstream, DownstreamArgs, DownstreamService, DownstreamSettings};
