@@ -541,3 +541,39 @@ fn dead_letters_left_exit_4() {
         "drained at once: {took:?}"
     );
 }
+
+/// The guard's answers carry a correlation id like every other problem:
+/// the client's own when it sent one, echoed in the header and the body.
+#[tokio::test]
+async fn guard_problems_carry_the_correlation_id() {
+    let mut s = settings();
+    s.server.limits.body_read_timeout_ms = 200.0;
+    let server = start(s).await;
+    let pad = "p".repeat(9 * 1024);
+    let request = format!(
+        "GET /health?pad={pad} HTTP/1.1\r\nhost: x\r\nx-correlation-id: trace-414\r\nconnection: close\r\n\r\n"
+    );
+    let wire = exchange(server.addr, request.as_bytes()).await;
+    assert_eq!(wire.status, 414);
+    assert_eq!(wire.header("x-correlation-id"), Some("trace-414"));
+    assert_eq!(wire.problem()["correlation_id"], "trace-414");
+
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(b"POST /relay HTTP/1.1\r\nhost: x\r\nx-correlation-id: trace-408\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n{\"a\":")
+        .await
+        .expect("send");
+    let wire = Wire::parse(&read_to_close(&mut stream).await);
+    assert_eq!(wire.status, 408, "{}", wire.head);
+    assert_eq!(wire.header("x-correlation-id"), Some("trace-408"));
+    assert_eq!(wire.problem()["correlation_id"], "trace-408");
+
+    let request = "GET /health HTTP/1.1\r\nhost: x\r\ncontent-length: 99999999999\r\nconnection: close\r\n\r\n";
+    let wire = exchange(server.addr, request.as_bytes()).await;
+    assert!(
+        wire.header("x-correlation-id")
+            .is_some_and(|c| !c.is_empty()),
+        "a generated id when the client sent none: {}",
+        wire.head
+    );
+}

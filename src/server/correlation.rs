@@ -80,7 +80,9 @@ impl std::fmt::Write for IdBuf {
 }
 
 /// The client's id if it is usable, else a fresh one.
-fn pick(header: Option<&HeaderValue>) -> Arc<str> {
+/// The client's id when usable, else a new one. Also used by the request
+/// guard, whose answers leave before this layer runs.
+pub fn pick(header: Option<&HeaderValue>) -> Arc<str> {
     let usable = header
         .map(HeaderValue::as_bytes)
         .filter(|b| !b.is_empty() && b.len() <= CHARS_MAX)

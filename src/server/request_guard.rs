@@ -14,6 +14,7 @@
 //! Each refusal closes the connection: the rest of the request is unread.
 
 use super::body_deadline::DeadlineBody;
+use super::correlation;
 use super::limit_log::{Limit, ListenerStats};
 use super::limits::ConnectionLimits;
 use super::problem::Problem;
@@ -142,12 +143,15 @@ fn body_timeout(timeout: Duration) -> Problem {
     )
 }
 
-/// A refusal that ends the connection (the rest of the request is unread).
-fn closing(problem: Problem) -> Response {
-    let mut response = problem.into_response();
-    response
-        .headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
+/// A refusal that ends the connection (the rest of the request is unread),
+/// under the request's correlation id like every other problem.
+fn closing(problem: Problem, cid: &Arc<str>) -> Response {
+    let mut response = problem.correlation_id(cid).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    if let Ok(v) = HeaderValue::from_str(cid) {
+        headers.insert(correlation::HEADER, v);
+    }
     response.headers_mut().remove(CONTENT_LENGTH);
     response
 }
@@ -175,7 +179,8 @@ impl hyper::service::Service<Request<Incoming>> for Guarded {
         if let Some((limit, problem)) = self.policy.refusal(&request) {
             self.stats.note(limit, &problem.detail);
             self.mark_answer();
-            return Box::pin(std::future::ready(Ok(closing(problem))));
+            let cid = correlation::pick(request.headers().get(correlation::HEADER));
+            return Box::pin(std::future::ready(Ok(closing(problem, &cid))));
         }
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(ConnectInfo(self.peer));
@@ -196,7 +201,9 @@ impl hyper::service::Service<Request<Incoming>> for Guarded {
                 Some(flag) if flag.load(Ordering::Relaxed) => {
                     let problem = body_timeout(this.policy.body_read_timeout);
                     this.stats.note(Limit::BodyTimeout, &this.peer);
-                    Ok(closing(problem))
+                    // The routes ran under an id; the 408 keeps it.
+                    let cid = correlation::pick(response.headers().get(correlation::HEADER));
+                    Ok(closing(problem, &cid))
                 }
                 _ => Ok(response),
             }
