@@ -110,6 +110,10 @@ pub struct Stats {
     pub late_results: u64,
     /// Jobs started by redriving a dead letter.
     pub dlq_redriven: u64,
+    /// Dead letters evicted, oldest first, to make room (`drop-oldest`).
+    pub dlq_evicted: u64,
+    /// Pending redrives left in the dead-letter queue: their key was in use.
+    pub dlq_redrive_skipped: u64,
     /// Accepted → success, per job.
     pub job_latency: LatencyHistogram,
     /// One downstream attempt, start → outcome.
@@ -142,6 +146,9 @@ impl Stats {
             dead_letter_reasons: named(&self.dead_lettered),
             dlq_overflowed: self.dlq_overflowed,
             late_results: self.late_results,
+            redriven: self.dlq_redriven,
+            dlq_evicted: self.dlq_evicted,
+            dlq_redrive_skipped: self.dlq_redrive_skipped,
             job_latency: self.job_latency.summary(),
             attempt_latency: self.attempt_latency.summary(),
         }
@@ -174,6 +181,11 @@ pub struct StatsSnapshot {
     pub dead_letter_reasons: BTreeMap<String, u64>,
     pub dlq_overflowed: u64,
     pub late_results: u64,
+    /// Jobs started by redriving a dead letter: every job is accepted or
+    /// redriven, then succeeds, is dead-lettered or is still live.
+    pub redriven: u64,
+    pub dlq_evicted: u64,
+    pub dlq_redrive_skipped: u64,
     pub job_latency: LatencySummary,
     pub attempt_latency: LatencySummary,
 }
