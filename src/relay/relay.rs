@@ -769,8 +769,10 @@ impl<K: Key, P: Payload> Relay<K, P> {
     pub fn redrive_all(&mut self, now: Time) -> Vec<(JobId, Result<JobId, RedriveError>)> {
         self.advance(now);
         self.dlq.schedule_all();
-        let tried = self.step_redrives(now);
+        let mut tried = self.step_redrives(now);
         self.pump(now);
+        // The attempts just started left room in the queue.
+        tried.extend(self.step_redrives(now));
         tried
     }
 

@@ -568,15 +568,7 @@ async fn dlq_redrive(
         reply,
     };
     match app.ask_for(&cid, redrive).await {
-        Ok(results) => {
-            let redriven = results.iter().filter(|r| r.job.is_some()).count();
-            let body = serde_json::json!({
-                "redriven": redriven,
-                "not_redriven": results.len() - redriven,
-                "results": results,
-            });
-            Json(body).into_response()
-        }
+        Ok(report) => Json(report).into_response(),
         Err(busy) => busy,
     }
 }
@@ -599,7 +591,7 @@ async fn ready(
         .correlation_id(&cid)
         .into_response();
     }
-    Json(serde_json::json!({"status": "ready"})).into_response()
+    super::views::ready(&app.relay.gauges.dlq).into_response()
 }
 
 impl AppState {

@@ -46,8 +46,33 @@ pub fn render(v: &StatsView) -> String {
         ),
         (
             "relay_dlq_overflowed_total",
-            "Dead letters that found the queue full.",
+            "Dead letters not kept: the queue was full (refuse) or the letter exceeded its byte bound.",
             red.dlq_overflowed,
+        ),
+        (
+            "relay_dlq_evicted_total",
+            "Dead letters evicted, oldest first, to make room (drop-oldest).",
+            red.dlq_evicted,
+        ),
+        (
+            "relay_dlq_redriven_total",
+            "Jobs started by redriving a dead letter.",
+            red.redriven,
+        ),
+        (
+            "relay_dlq_redrive_skipped_total",
+            "Pending redrives left in the dead-letter queue because their key was in use.",
+            red.dlq_redrive_skipped,
+        ),
+        (
+            "relay_idempotency_evicted_early_total",
+            "Completed idempotency records forgotten before their TTL (store full).",
+            v.replay_window.evicted_early,
+        ),
+        (
+            "relay_rate_limit_table_full_total",
+            "New clients refused because every rate-limit bucket was in use.",
+            v.rate_limit_table_full,
         ),
         (
             "relay_late_results_total",
@@ -143,9 +168,39 @@ fn gauges(out: &mut String, v: &StatsView) {
             v.dlq_size as f64,
         ),
         (
+            "relay_dlq_capacity",
+            "Letters the dead-letter queue may hold.",
+            v.dlq.capacity as f64,
+        ),
+        (
+            "relay_dlq_bytes",
+            "Bytes the dead-letter queue holds (payloads plus a fixed record each).",
+            v.dlq.bytes as f64,
+        ),
+        (
+            "relay_dlq_bytes_max",
+            "Bytes the dead-letter queue may hold.",
+            v.dlq.bytes_max as f64,
+        ),
+        (
+            "relay_dlq_blocks_admission",
+            "1 while a full dead-letter queue refuses new requests (policy refuse).",
+            f64::from(u8::from(v.dlq.blocks_admission)),
+        ),
+        (
+            "relay_dlq_redrive_pending",
+            "Dead letters a redrive of all has still to move into the queue.",
+            v.dlq.redrive_pending as f64,
+        ),
+        (
             "relay_idempotency_keys",
             "Idempotency records held.",
             v.idempotency_keys as f64,
+        ),
+        (
+            "relay_idempotency_ttl_seconds",
+            "How long a completed answer is meant to be replayed.",
+            v.replay_window.ttl_ms / 1e3,
         ),
         (
             "relay_draining",
@@ -160,6 +215,7 @@ fn gauges(out: &mut String, v: &StatsView) {
     ] {
         gauge(out, name, help, value);
     }
+    replay_window(out, v);
     if let Some(state) = v.breaker {
         head(
             out,
@@ -174,6 +230,32 @@ fn gauges(out: &mut String, v: &StatsView) {
         ] {
             let on = u8::from(state == s);
             let _ = writeln!(out, "relay_breaker_state{{state=\"{name}\"}} {on}");
+        }
+    }
+}
+
+/// The ages that say how far back replays really reach; absent until known.
+fn replay_window(out: &mut String, v: &StatsView) {
+    let w = &v.replay_window;
+    for (name, help, value) in [
+        (
+            "relay_idempotency_oldest_held_age_seconds",
+            "Age of the oldest completed idempotency record held.",
+            w.oldest_held_age_ms,
+        ),
+        (
+            "relay_idempotency_evicted_age_last_seconds",
+            "Age of the last record forgotten before its TTL: the effective replay window while the store is full.",
+            w.evicted_age_last_ms,
+        ),
+        (
+            "relay_idempotency_evicted_age_min_seconds",
+            "Youngest age at which a record was ever forgotten before its TTL.",
+            w.evicted_age_min_ms,
+        ),
+    ] {
+        if let Some(ms) = value {
+            gauge(out, name, help, ms / 1e3);
         }
     }
 }
@@ -240,7 +322,13 @@ mod tests {
             breaker: Some(BreakerState::Open),
             dlq_size: 0,
             dlq_capacity: 10,
+            dlq: Default::default(),
             idempotency_keys: 0,
+            replay_window: super::super::views::ReplayWindowView {
+                evicted_age_last_ms: Some(4000.0),
+                ..Default::default()
+            },
+            rate_limit_table_full: 0,
             draining: false,
             http_rejected: Default::default(),
         };
@@ -248,6 +336,8 @@ mod tests {
         assert!(text.contains("relay_refused_total{reason=\"shed\"} 0"));
         assert!(text.contains("relay_breaker_state{state=\"open\"} 1"));
         assert!(text.contains("relay_http_rejected_total{reason=\"too_large\"} 0"));
+        assert!(text.contains("relay_idempotency_evicted_age_last_seconds 4\n"));
+        assert!(text.contains("relay_dlq_bytes_max 0\n"));
         for line in text.lines() {
             let ok = line.starts_with("# HELP ")
                 || line.starts_with("# TYPE ")

@@ -7,13 +7,16 @@
 //! building paths.
 
 use crate::relay::{
-    BreakerState, CallError, DeadLetter, GiveUp, JobId, JobState, JobStatus, RedriveError,
-    StatsSnapshot,
+    BreakerState, ByteSize, CallError, DeadLetter, DeadLetterQueue, GiveUp, JobId, JobState,
+    JobStatus, RedriveError, ReplayWindow, StatsSnapshot, WhenFull,
 };
-use crate::time::Time;
+use crate::time::{duration_ms, Time};
+use axum::http::StatusCode;
+use axum::Json;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// `/relay/{id}`, the place to ask about a job.
 pub fn status_url(job: JobId) -> String {
@@ -94,12 +97,135 @@ impl LetterView {
     }
 }
 
+/// How full the dead-letter queue is, against both of its bounds, and
+/// what it does when full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DlqFill {
+    pub size: usize,
+    pub capacity: usize,
+    pub bytes: usize,
+    pub bytes_max: usize,
+    pub when_full: WhenFull,
+    /// Whether the queue refuses new requests now (full, policy `refuse`).
+    pub blocks_admission: bool,
+    /// Letters a redrive of all has still to move into the queue.
+    pub redrive_pending: usize,
+}
+
+impl DlqFill {
+    pub fn new<K, P: ByteSize>(dlq: &DeadLetterQueue<K, P>) -> DlqFill {
+        DlqFill {
+            size: dlq.len(),
+            capacity: dlq.capacity(),
+            bytes: dlq.bytes(),
+            bytes_max: dlq.bytes_max(),
+            when_full: dlq.when_full(),
+            blocks_admission: dlq.blocks_admission(),
+            redrive_pending: dlq.redrive_pending(),
+        }
+    }
+}
+
+/// The dead-letter fill as the relay's task last published it, for `/ready`,
+/// which answers without asking the task. Plain atomics, like the other
+/// gauges: the task never waits on a reader.
+#[derive(Debug, Default)]
+pub struct DlqGauges {
+    size: AtomicUsize,
+    capacity: AtomicUsize,
+    bytes: AtomicUsize,
+    bytes_max: AtomicUsize,
+    refuses_when_full: AtomicBool,
+    blocks_admission: AtomicBool,
+    redrive_pending: AtomicUsize,
+}
+
+impl DlqGauges {
+    pub fn publish(&self, f: &DlqFill) {
+        let r = Ordering::Relaxed;
+        self.size.store(f.size, r);
+        self.capacity.store(f.capacity, r);
+        self.bytes.store(f.bytes, r);
+        self.bytes_max.store(f.bytes_max, r);
+        self.refuses_when_full
+            .store(f.when_full == WhenFull::Refuse, r);
+        self.blocks_admission.store(f.blocks_admission, r);
+        self.redrive_pending.store(f.redrive_pending, r);
+    }
+
+    pub fn read(&self) -> DlqFill {
+        let r = Ordering::Relaxed;
+        DlqFill {
+            size: self.size.load(r),
+            capacity: self.capacity.load(r),
+            bytes: self.bytes.load(r),
+            bytes_max: self.bytes_max.load(r),
+            when_full: if self.refuses_when_full.load(r) {
+                WhenFull::Refuse
+            } else {
+                WhenFull::DropOldest
+            },
+            blocks_admission: self.blocks_admission.load(r),
+            redrive_pending: self.redrive_pending.load(r),
+        }
+    }
+}
+
+/// `GET /ready` when not draining: ready (200) unless a full dead-letter
+/// queue refuses new work (503, policy `refuse`), with the queue's fill
+/// either way so an operator sees it coming.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReadyView {
+    pub status: &'static str,
+    pub dlq: DlqFill,
+}
+
+/// The status and body of `GET /ready` for a relay that is not draining.
+pub fn ready(dlq: &DlqGauges) -> (StatusCode, Json<ReadyView>) {
+    let dlq = dlq.read();
+    let (code, status) = if dlq.blocks_admission {
+        (StatusCode::SERVICE_UNAVAILABLE, "dlq-full")
+    } else {
+        (StatusCode::OK, "ready")
+    };
+    (code, Json(ReadyView { status, dlq }))
+}
+
+/// How far back idempotent replays really reach, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct ReplayWindowView {
+    pub ttl_ms: f64,
+    /// Age of the oldest completed record held now.
+    pub oldest_held_age_ms: Option<f64>,
+    /// Age of the last record forgotten before its TTL (store full): the
+    /// effective replay window while the store stays full.
+    pub evicted_age_last_ms: Option<f64>,
+    /// The youngest age at which a record was ever forgotten early.
+    pub evicted_age_min_ms: Option<f64>,
+    pub evicted_early: u64,
+}
+
+impl ReplayWindowView {
+    pub fn new(w: &ReplayWindow, evicted_early: u64) -> ReplayWindowView {
+        ReplayWindowView {
+            ttl_ms: duration_ms(w.ttl),
+            oldest_held_age_ms: w.oldest_held_age.map(duration_ms),
+            evicted_age_last_ms: w.evicted_age_last.map(duration_ms),
+            evicted_age_min_ms: w.evicted_age_min.map(duration_ms),
+            evicted_early,
+        }
+    }
+}
+
 /// One page of `GET /dlq`.
 #[derive(Clone, Debug, Serialize)]
 pub struct DlqPage {
     pub size: usize,
     pub capacity: usize,
+    pub bytes: usize,
+    pub bytes_max: usize,
     pub overflowed: u64,
+    pub evicted: u64,
     pub letters: Vec<LetterView>,
     /// Pass as `?after=` for the next page; absent on the last page.
     pub next_after: Option<JobId>,
@@ -136,6 +262,28 @@ impl RedriveView {
     }
 }
 
+/// The answer to `POST /dlq/redrive`: what moved now, what could not, and
+/// (for a redrive of all) how many letters will move as the queue makes room.
+#[derive(Clone, Debug, Serialize)]
+pub struct RedriveReport {
+    pub redriven: usize,
+    pub not_redriven: usize,
+    pub scheduled: usize,
+    pub results: Vec<RedriveView>,
+}
+
+impl RedriveReport {
+    pub fn new(results: Vec<RedriveView>, scheduled: usize) -> RedriveReport {
+        let redriven = results.iter().filter(|r| r.job.is_some()).count();
+        RedriveReport {
+            redriven,
+            not_redriven: results.len() - redriven,
+            scheduled,
+            results,
+        }
+    }
+}
+
 /// Errors answered by the HTTP layer before the relay saw the request.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct HttpRejections {
@@ -162,7 +310,47 @@ pub struct StatsView {
     pub breaker: Option<BreakerState>,
     pub dlq_size: usize,
     pub dlq_capacity: usize,
+    /// The dead-letter queue against both bounds, and its policy.
+    pub dlq: DlqFill,
     pub idempotency_keys: usize,
+    pub replay_window: ReplayWindowView,
+    /// New clients refused because every rate-limit bucket was in use.
+    pub rate_limit_table_full: u64,
     pub draining: bool,
     pub http_rejected: HttpRejections,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(blocks_admission: bool) -> DlqFill {
+        DlqFill {
+            size: 10,
+            capacity: 10,
+            bytes: 4096,
+            bytes_max: 1 << 20,
+            when_full: WhenFull::Refuse,
+            blocks_admission,
+            redrive_pending: 3,
+        }
+    }
+
+    #[test]
+    fn ready_reports_the_dlq_fill_and_is_503_only_while_it_refuses_work() {
+        let gauges = DlqGauges::default();
+        gauges.publish(&fill(false));
+        assert_eq!(gauges.read(), fill(false), "published as read");
+        let (code, Json(body)) = ready(&gauges);
+        assert_eq!((code, body.status), (StatusCode::OK, "ready"));
+        let json = serde_json::to_value(&body).expect("json");
+        assert_eq!(json["dlq"]["bytes_max"], 1 << 20);
+        assert_eq!(json["dlq"]["when_full"], "refuse");
+        gauges.publish(&fill(true));
+        let (code, Json(body)) = ready(&gauges);
+        assert_eq!(
+            (code, body.status),
+            (StatusCode::SERVICE_UNAVAILABLE, "dlq-full")
+        );
+    }
 }
