@@ -591,7 +591,7 @@ async fn ready(
         .correlation_id(&cid)
         .into_response();
     }
-    super::views::ready(&app.relay.gauges.dlq).into_response()
+    super::views::ready(&app.relay.gauges.dlq, &cid)
 }
 
 impl AppState {

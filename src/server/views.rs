@@ -6,17 +6,20 @@
 //! URL wherever a job is named, so a client can follow links instead of
 //! building paths.
 
+use super::problem::Problem;
 use crate::relay::{
     BreakerState, ByteSize, CallError, DeadLetter, DeadLetterQueue, GiveUp, JobId, JobState,
     JobStatus, RedriveError, ReplayWindow, StatsSnapshot, WhenFull,
 };
 use crate::time::{duration_ms, Time};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// `/relay/{id}`, the place to ask about a job.
 pub fn status_url(job: JobId) -> String {
@@ -171,24 +174,39 @@ impl DlqGauges {
     }
 }
 
-/// `GET /ready` when not draining: ready (200) unless a full dead-letter
-/// queue refuses new work (503, policy `refuse`), with the queue's fill
-/// either way so an operator sees it coming.
+/// `GET /ready` when not draining: the dead-letter queue's fill, so an
+/// operator sees it coming.
 #[derive(Clone, Debug, Serialize)]
 pub struct ReadyView {
     pub status: &'static str,
     pub dlq: DlqFill,
 }
 
-/// The status and body of `GET /ready` for a relay that is not draining.
-pub fn ready(dlq: &DlqGauges) -> (StatusCode, Json<ReadyView>) {
+/// `GET /ready` for a relay that is not draining: ready (200, with the
+/// dead-letter fill) unless a full dead-letter queue refuses new work
+/// (policy `refuse`): then a 503 problem that says how full it is.
+pub fn ready(dlq: &DlqGauges, cid: &Arc<str>) -> Response {
     let dlq = dlq.read();
-    let (code, status) = if dlq.blocks_admission {
-        (StatusCode::SERVICE_UNAVAILABLE, "dlq-full")
-    } else {
-        (StatusCode::OK, "ready")
-    };
-    (code, Json(ReadyView { status, dlq }))
+    if !dlq.blocks_admission {
+        return Json(ReadyView {
+            status: "ready",
+            dlq,
+        })
+        .into_response();
+    }
+    let detail = format!(
+        "the dead-letter queue is full ({} of {} letters, {} of {} bytes) and its policy is \
+         `refuse`: new work is refused until letters are redriven ({} pending)",
+        dlq.size, dlq.capacity, dlq.bytes, dlq.bytes_max, dlq.redrive_pending
+    );
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "dlq-full",
+        "Service unavailable",
+        detail,
+    )
+    .correlation_id(cid)
+    .into_response()
 }
 
 /// How far back idempotent replays really reach, in milliseconds.
@@ -336,21 +354,34 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ready_reports_the_dlq_fill_and_is_503_only_while_it_refuses_work() {
+    async fn body(r: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16)
+            .await
+            .expect("a body");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn ready_reports_the_dlq_fill_and_is_503_only_while_it_refuses_work() {
         let gauges = DlqGauges::default();
+        let cid: Arc<str> = Arc::from("c");
         gauges.publish(&fill(false));
         assert_eq!(gauges.read(), fill(false), "published as read");
-        let (code, Json(body)) = ready(&gauges);
-        assert_eq!((code, body.status), (StatusCode::OK, "ready"));
-        let json = serde_json::to_value(&body).expect("json");
+        let r = ready(&gauges, &cid);
+        assert_eq!(r.status(), StatusCode::OK);
+        let json = body(r).await;
+        assert_eq!(json["status"], "ready");
         assert_eq!(json["dlq"]["bytes_max"], 1 << 20);
         assert_eq!(json["dlq"]["when_full"], "refuse");
         gauges.publish(&fill(true));
-        let (code, Json(body)) = ready(&gauges);
-        assert_eq!(
-            (code, body.status),
-            (StatusCode::SERVICE_UNAVAILABLE, "dlq-full")
-        );
+        let r = ready(&gauges, &cid);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let json = body(r).await;
+        assert!(json["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("dlq-full")));
+        assert!(json["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("10 of 10 letters")));
     }
 }
