@@ -759,25 +759,38 @@ mod dlq_sizing {
     }
 
     #[test]
-    fn tables_have_the_exact_columns_and_one_row_per_capacity_and_seed() {
-        check_tables(dir(), "dlq_sizing", &["capacity"], &METRICS, 3, QUICK_SEEDS);
+    fn tables_have_the_exact_columns_and_one_row_per_capacity_policy_and_seed() {
+        let keys = ["capacity", "when_full"];
+        check_tables(dir(), "dlq_sizing", &keys, &METRICS, 6, QUICK_SEEDS);
     }
 
+    /// Under `refuse` a full queue refuses work after the outage; under
+    /// `drop-oldest` it never does, and serves as much as room for every
+    /// letter would. Either way every letter is kept or counted as dropped.
     #[test]
-    fn a_full_dead_letter_queue_refuses_work_after_the_outage() {
-        let s = summary(dir(), "dlq_sizing_summary.csv", 1);
-        let get = |c: &str, column: &str| s[c][column];
+    fn the_full_queue_policy_decides_who_pays_for_a_small_queue() {
+        let s = summary(dir(), "dlq_sizing_summary.csv", 2);
+        let get = |c: &str, policy: &str, column: &str| s[&format!("{c}/{policy}")][column];
         for c in ["100", "1000", "10000"] {
             let capacity: f64 = c.parse().expect("capacity");
-            assert!(get(c, "dlq_held_mean") <= capacity);
-            let letters = get(c, "dlq_held_mean") + get(c, "dlq_overflowed_mean");
-            assert!((letters - get(c, "dead_lettered_mean")).abs() < 1e-9, "{c}");
+            for p in ["drop-oldest", "refuse"] {
+                assert!(get(c, p, "dlq_held_mean") <= capacity);
+                let letters = get(c, p, "dlq_held_mean") + get(c, p, "dlq_overflowed_mean");
+                assert!(
+                    (letters - get(c, p, "dead_lettered_mean")).abs() < 1e-9,
+                    "{c} {p}"
+                );
+            }
+            assert_eq!(get(c, "drop-oldest", "unavailable_503_mean"), 0.0, "{c}");
         }
-        assert_eq!(get("100", "dlq_full_pct_mean"), 100.0);
-        assert_eq!(get("10000", "dlq_full_pct_mean"), 0.0);
-        assert!(get("100", "unavailable_503_mean") > get("1000", "unavailable_503_mean"));
-        assert_eq!(get("10000", "unavailable_503_mean"), 0.0);
-        assert!(get("100", "served_pct_mean") < get("10000", "served_pct_mean"));
+        let refuse = |c, column| get(c, "refuse", column);
+        assert_eq!(refuse("100", "dlq_full_pct_mean"), 100.0);
+        assert_eq!(refuse("10000", "dlq_full_pct_mean"), 0.0);
+        assert!(refuse("100", "unavailable_503_mean") > refuse("1000", "unavailable_503_mean"));
+        assert_eq!(refuse("10000", "unavailable_503_mean"), 0.0);
+        assert!(refuse("100", "served_pct_mean") < refuse("10000", "served_pct_mean"));
+        let served = get("100", "drop-oldest", "served_pct_mean");
+        assert!((served - get("10000", "drop-oldest", "served_pct_mean")).abs() < 1.0);
     }
 }
 

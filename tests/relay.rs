@@ -264,3 +264,126 @@ fn unfinished_lists_every_live_job_with_its_payload() {
         ]
     );
 }
+
+/// Fails every attempt of every job until the DLQ holds `letters` letters
+/// (one attempt each, so each job dead-letters at once).
+fn fill_dlq(r: &mut TestRelay, letters: u64, at: Time) {
+    for k in 0..letters {
+        let answer = r.handle_request(at, request(1000 + k, 1));
+        assert!(matches!(answer, Answer::Accepted { .. }), "{answer:?}");
+        let (calls, _) = drain(r);
+        for c in calls {
+            r.handle_call_result(at, c, Err(CallError::ServerError));
+        }
+        drain(r);
+    }
+}
+
+fn one_attempt(dlq_capacity: usize) -> RelayConfig {
+    let mut cfg = small();
+    cfg.retry.attempts_max = 1;
+    cfg.dlq.capacity = dlq_capacity;
+    cfg
+}
+
+/// With the default policy a full dead-letter queue makes room by evicting
+/// its oldest letter: an idle relay keeps taking work.
+#[test]
+fn a_full_dlq_does_not_refuse_new_work_by_default() {
+    let mut r = relay(one_attempt(3));
+    fill_dlq(&mut r, 3, ms(0));
+    assert!(r.dead_letters().is_full());
+    let answer = r.handle_request(ms(10_000), request(1, 1));
+    assert!(matches!(answer, Answer::Accepted { .. }), "{answer:?}");
+    fill_dlq(&mut r, 2, ms(10_001));
+    assert_eq!(r.dead_letters().len(), 3, "still bounded");
+}
+
+/// Redrive-all moves what fits now and the rest as the queue makes room,
+/// until the dead-letter queue is empty.
+#[test]
+fn redrive_all_finishes_the_whole_set_over_time() {
+    let mut r = relay(one_attempt(20));
+    fill_dlq(&mut r, 8, ms(0));
+    assert_eq!(r.dead_letters().len(), 8);
+    let _ = r.redrive_all(ms(100));
+    let mut t = 100;
+    for _ in 0..100 {
+        let (calls, _) = drain(&mut r);
+        if calls.is_empty() && r.live_jobs() == 0 {
+            break;
+        }
+        t += 1;
+        for c in calls {
+            r.handle_call_result(ms(t), c, Ok(0));
+        }
+    }
+    assert_eq!(r.dead_letters().len(), 0, "every letter was redriven");
+    assert_eq!(r.stats().succeeded, 8);
+}
+
+/// `accepted + redriven = succeeded + dead-lettered + live`, in the view
+/// `/stats` shows.
+#[test]
+fn stats_count_redrives_so_every_job_is_accounted_for() {
+    let mut r = relay(one_attempt(20));
+    fill_dlq(&mut r, 2, ms(0));
+    let letter = r.dead_letters().list().next().expect("a letter").job;
+    r.redrive(ms(1), letter).expect("room");
+    r.handle_request(ms(1), request(77, 1));
+    let snap = serde_json::to_value(r.stats().snapshot(ms(2))).expect("json");
+    let n = |f: &str| {
+        snap[f]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {f} in {snap}"))
+    };
+    assert_eq!(n("redriven"), 1);
+    assert_eq!(
+        n("accepted") + n("redriven"),
+        n("succeeded") + n("dead_lettered") + r.live_jobs() as u64
+    );
+}
+
+fn keys_config(extra: &str) -> RelayConfig {
+    let mut cfg = small();
+    cfg.idempotency = toml::from_str(&format!("keys_max = 2\nttl_ms = 60000\n{extra}"))
+        .expect("idempotency settings parse");
+    cfg
+}
+
+/// Completes `key` at `at`: one accepted job, answered at once.
+fn complete(r: &mut TestRelay, key: u64, at: Time) {
+    let answer = r.handle_request(at, request(key, 1));
+    assert!(matches!(answer, Answer::Accepted { .. }), "{answer:?}");
+    let (calls, _) = drain(r);
+    for c in calls {
+        r.handle_call_result(at, c, Ok(5));
+    }
+    drain(r);
+}
+
+/// Under `when_full = "refuse"` a full store keeps its promise: a new key is
+/// refused (503 keys-full) until the oldest record expires, and an early
+/// key re-sent is replayed, never run again.
+#[test]
+fn a_full_idempotency_store_can_refuse_rather_than_forget() {
+    let mut r = relay(keys_config("when_full = \"refuse\""));
+    complete(&mut r, 1, ms(0));
+    complete(&mut r, 2, ms(1000));
+    let answer = r.handle_request(ms(2000), request(3, 1));
+    assert_eq!(
+        answer,
+        Answer::Refused {
+            why: Refusal::KeysFull,
+            retry_after: Some(std::time::Duration::from_secs(58)),
+            job: None
+        },
+        "refused until key 1 expires at 60 s"
+    );
+    assert!(matches!(
+        r.handle_request(ms(2001), request(1, 1)),
+        Answer::Replayed { .. }
+    ));
+    assert_eq!(r.idempotency_evicted_early(), 0);
+    complete(&mut r, 3, ms(60_000));
+}

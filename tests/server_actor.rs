@@ -316,3 +316,110 @@ async fn a_full_inbox_is_an_answer_and_a_burst_in_it_is_handled_in_order() {
     assert_eq!(accepted, (0..12).collect::<Vec<_>>());
     h.stop().await;
 }
+
+/// Log lines written while a test runs, on its one thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn lines_with(&self, text: &str) -> usize {
+        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+}
+
+fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+/// A store of one key forgets the previous key for each new one: 10,000
+/// evictions within one interval are one warning, not 10,000.
+#[tokio::test(start_paused = true)]
+async fn ten_thousand_idempotency_evictions_log_one_warning_per_interval() {
+    let (logs, _guard) = capture_logs();
+    let mut h = start(&config("[idempotency]\nkeys_max = 1\n"));
+    for i in 0..=10_000 {
+        h.accepted(&format!("k{i}")).await;
+        answer(h.next_call(Duration::from_secs(1)).await, Ok(b"ok")).await;
+    }
+    let stats = h.relay.ask(|reply| Command::Stats { reply }).await;
+    let window = stats.expect("the task answers").replay_window;
+    assert_eq!(window.evicted_early, 10_000);
+    assert!(window.evicted_age_last_ms.is_some_and(|ms| ms < 1000.0));
+    assert_eq!(logs.lines_with("idempotency store full"), 1);
+    // The next interval gets its own line.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    h.accepted("late").await;
+    assert_eq!(logs.lines_with("idempotency store full"), 2);
+    h.stop().await;
+}
+
+/// Redrive-all answers with what moved now and what is scheduled, and the
+/// scheduled letters move as the queue makes room, until none is left.
+#[tokio::test(start_paused = true)]
+async fn redrive_all_moves_what_fits_now_and_the_rest_as_room_opens() {
+    let mut h = start(&config("[dlq]\ncapacity = 100\n"));
+    for i in 0..30 {
+        h.accepted(&format!("k{i}")).await;
+        for _ in 0..3 {
+            answer(
+                h.next_call(Duration::from_secs(1)).await,
+                Err(CallError::ServerError),
+            )
+            .await;
+        }
+    }
+    let report = h
+        .relay
+        .ask(|reply| Command::Redrive {
+            letters: None,
+            cid: Arc::from("op"),
+            reply,
+        })
+        .await
+        .expect("the task answers");
+    // Two workers and ten queue places.
+    assert_eq!((report.redriven, report.scheduled), (12, 18));
+    for _ in 0..30 {
+        answer(h.next_call(Duration::from_secs(1)).await, Ok(b"ok")).await;
+    }
+    tokio::task::yield_now().await;
+    let stats = h
+        .relay
+        .ask(|reply| Command::Stats { reply })
+        .await
+        .expect("the task answers");
+    assert_eq!((stats.dlq.size, stats.dlq.redrive_pending), (0, 0));
+    let red = &stats.red;
+    assert_eq!(
+        (red.redriven, red.succeeded, red.dead_lettered),
+        (30, 30, 30)
+    );
+    assert_eq!(
+        red.accepted + red.redriven,
+        red.succeeded + red.dead_lettered + stats.live_jobs as u64
+    );
+    h.stop().await;
+}

@@ -148,6 +148,25 @@ async fn slowloris_is_closed_after_the_header_read_timeout() {
         "closed after {closed_after:?}, the header timeout is 300 ms"
     );
     assert!(eventually(|| server.listener_stats().header_timeouts == 1).await);
+    // The operator sees it too, in /stats and /metrics.
+    let stats = exchange(
+        server.addr,
+        b"GET /stats HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(stats.status, 200, "{}", stats.head);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.body).expect("stats JSON");
+    assert_eq!(stats["connections"]["header_timeouts"], 1);
+    let metrics = exchange(
+        server.addr,
+        b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("relay_connection_limits_total{limit=\"header_timeouts\"} 1\n"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -211,6 +211,7 @@ mod tests {
             with(|c| c.idempotency.ttl_ms = -5.0, "idempotency.ttl_ms"),
             with(|c| c.idempotency.keys_max = 0, "idempotency.keys_max"),
             with(|c| c.dlq.capacity = 0, "dlq.capacity"),
+            with(|c| c.dlq.bytes_max = 0, "dlq.bytes_max"),
             with(|c| c.history_max = 10_000_001, "history_max"),
         ]
     }

@@ -12,9 +12,15 @@
 //! - the same key with a different payload is a client bug (HTTP 422).
 //!
 //! A job that ends in the dead-letter queue releases its key, so the client
-//! may try again. The store is bounded: when full, the oldest completed record
-//! is forgotten early (and counted); if every record is still in flight, new
-//! keys are refused.
+//! may try again. The store is bounded, and what a full store does is a
+//! stated policy, [`KeysWhenFull`]: forget the oldest completed record early
+//! (`evict-oldest`, the default: the relay stays available, but the replay
+//! window shrinks to however long the store holds records at the arrival
+//! rate, and a key re-sent after that runs again), or refuse new keys
+//! (`refuse`: 503 keys-full until the oldest record's TTL is up, so every
+//! replay promise is kept). Either way, if every record is still in flight,
+//! new keys are refused. [`ReplayWindow`] says how far back replays really
+//! reach.
 
 use super::config_error::{ensure, parse_ms, ConfigError};
 use super::job::JobId;
@@ -36,6 +42,18 @@ pub struct IdempotencyConfig {
     pub required: bool,
     /// Longest key accepted, in bytes.
     pub key_bytes_max: usize,
+    pub when_full: KeysWhenFull,
+}
+
+/// What a full idempotency store does with a new key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeysWhenFull {
+    /// Forget the oldest completed record before its TTL (counted).
+    #[default]
+    EvictOldest,
+    /// Keep every record for its whole TTL: refuse the new key (503).
+    Refuse,
 }
 
 impl Default for IdempotencyConfig {
@@ -45,6 +63,7 @@ impl Default for IdempotencyConfig {
             keys_max: 100_000,
             required: false,
             key_bytes_max: 255,
+            when_full: KeysWhenFull::default(),
         }
     }
 }
@@ -55,6 +74,7 @@ pub struct IdempotencySettings {
     pub(super) ttl: Duration,
     pub(super) keys_max: usize,
     pub(super) required: bool,
+    pub(super) when_full: KeysWhenFull,
 }
 
 impl IdempotencyConfig {
@@ -73,6 +93,7 @@ impl IdempotencyConfig {
             ttl,
             keys_max: self.keys_max,
             required: self.required,
+            when_full: self.when_full,
         })
     }
 }
@@ -125,9 +146,31 @@ pub struct IdempotencyStore<K, R> {
     expiry: VecDeque<(Time, K, JobId)>,
     ttl: Duration,
     keys_max: usize,
+    when_full: KeysWhenFull,
     evicted_early: u64,
+    /// Age of the last record forgotten early, and of the youngest ever.
+    evicted_age_last: Option<Duration>,
+    evicted_age_min: Option<Duration>,
     forgotten: Option<K>,
 }
+
+/// How far back a replay really reaches. With no early eviction it is the
+/// TTL; a full store under `evict-oldest` forgets records at the age given
+/// here, and a key re-sent later than that runs again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ReplayWindow {
+    pub ttl: Duration,
+    /// Age of the oldest completed record held now.
+    pub oldest_held_age: Option<Duration>,
+    /// Age of the last record forgotten before its TTL: the effective replay
+    /// window while the store stays full.
+    pub evicted_age_last: Option<Duration>,
+    /// The youngest age at which a record was ever forgotten early.
+    pub evicted_age_min: Option<Duration>,
+}
+
+/// Stale expiry entries a look-up of the oldest record steps over at most.
+const OLDEST_SCAN_MAX: usize = 64;
 
 impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
     pub fn new(settings: &IdempotencySettings) -> Self {
@@ -140,7 +183,10 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
             expiry: VecDeque::new(),
             ttl: settings.ttl,
             keys_max: settings.keys_max,
+            when_full: settings.when_full,
             evicted_early: 0,
+            evicted_age_last: None,
+            evicted_age_min: None,
             forgotten: None,
         }
     }
@@ -150,7 +196,7 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
         if let Some(known) = self.peek(now, key, fingerprint) {
             return known;
         }
-        if self.records.len() >= self.keys_max && !self.evict_oldest_completed() {
+        if self.records.len() >= self.keys_max && !self.evict_oldest_completed(now) {
             return Begin::Full;
         }
         self.records
@@ -222,15 +268,56 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
         }
     }
 
-    fn evict_oldest_completed(&mut self) -> bool {
-        while !self.expiry.is_empty() {
+    /// Under `evict-oldest`, forgets the oldest completed record and notes
+    /// its age; under `refuse`, forgets nothing.
+    fn evict_oldest_completed(&mut self, now: Time) -> bool {
+        if self.when_full == KeysWhenFull::Refuse {
+            return false;
+        }
+        while let Some(&(expires, ..)) = self.expiry.front() {
             if let Some(key) = self.pop_expiry() {
+                let age = self.age(now, expires);
                 self.evicted_early += 1;
+                self.evicted_age_last = Some(age);
+                self.evicted_age_min = Some(self.evicted_age_min.map_or(age, |m| m.min(age)));
                 self.forgotten = Some(key);
                 return true;
             }
         }
         false
+    }
+
+    /// Age at `now` of a record that expires at `expires`.
+    fn age(&self, now: Time, expires: Time) -> Duration {
+        self.ttl.saturating_sub(expires.since(now))
+    }
+
+    /// The front expiry entry that still names its record, looking past a
+    /// bounded number of stale ones.
+    fn oldest_completed(&self) -> Option<Time> {
+        self.expiry
+            .iter()
+            .take(OLDEST_SCAN_MAX)
+            .find(|(_, key, job)| {
+                matches!(self.records.get(key), Some(Record::Completed { job: j, .. }) if j == job)
+            })
+            .map(|(expires, ..)| *expires)
+    }
+
+    /// When a full store will have room again without evicting: the oldest
+    /// completed record's expiry; `None` when no record is completed.
+    pub fn room_at(&self) -> Option<Time> {
+        self.oldest_completed()
+    }
+
+    /// How far back replays reach at `now`.
+    pub fn window(&self, now: Time) -> ReplayWindow {
+        ReplayWindow {
+            ttl: self.ttl,
+            oldest_held_age: self.oldest_completed().map(|e| self.age(now, e)),
+            evicted_age_last: self.evicted_age_last,
+            evicted_age_min: self.evicted_age_min,
+        }
     }
 
     /// The key last forgotten before its TTL, if not yet taken: a repeat of
@@ -311,6 +398,64 @@ mod tests {
         s.begin(T0, &"k", 7, J1);
         s.release(&"k");
         assert_eq!(s.begin(T0, &"k", 7, J2), Begin::Started);
+    }
+
+    /// At a high rate of new keys a full store forgets records long before
+    /// their TTL; the window says at what age.
+    #[test]
+    fn the_replay_window_shows_how_young_evicted_records_were() {
+        let mut s = store(3);
+        for (i, k) in ["a", "b", "c"].into_iter().enumerate() {
+            let at = Time::from_millis(10 * i as u64);
+            s.begin(at, &k, 1, JobId(i as u64));
+            s.complete(at, &k, "ok");
+        }
+        let w = s.window(Time::from_millis(25));
+        assert_eq!(w.ttl, Duration::from_secs(1));
+        assert_eq!(w.oldest_held_age, Some(Duration::from_millis(25)));
+        assert_eq!((w.evicted_age_last, w.evicted_age_min), (None, None));
+        assert_eq!(
+            s.begin(Time::from_millis(30), &"d", 1, JobId(9)),
+            Begin::Started
+        );
+        let w = s.window(Time::from_millis(30));
+        assert_eq!(
+            w.evicted_age_last,
+            Some(Duration::from_millis(30)),
+            "a, 30 ms old"
+        );
+        assert_eq!(w.oldest_held_age, Some(Duration::from_millis(20)), "b");
+        assert_eq!(
+            s.begin(Time::from_millis(500), &"a", 1, JobId(10)),
+            Begin::Started,
+            "a runs again"
+        );
+        assert_eq!(
+            s.window(Time::from_millis(500)).evicted_age_min,
+            Some(Duration::from_millis(30))
+        );
+    }
+
+    #[test]
+    fn under_refuse_a_full_store_keeps_its_records_until_they_expire() {
+        let cfg = IdempotencyConfig {
+            ttl_ms: 1000.0,
+            keys_max: 1,
+            when_full: KeysWhenFull::Refuse,
+            ..IdempotencyConfig::default()
+        };
+        let mut s: IdempotencyStore<&str, &str> =
+            IdempotencyStore::new(&cfg.check().expect("valid"));
+        s.begin(T0, &"a", 1, J1);
+        assert_eq!(s.room_at(), None, "in flight: no expiry known");
+        s.complete(Time::from_millis(100), &"a", "ok");
+        assert_eq!(s.begin(Time::from_millis(200), &"b", 1, J2), Begin::Full);
+        assert_eq!(s.room_at(), Some(Time::from_millis(1100)));
+        assert_eq!(s.evicted_early(), 0);
+        assert_eq!(
+            s.begin(Time::from_millis(1100), &"b", 1, J2),
+            Begin::Started
+        );
     }
 
     #[test]

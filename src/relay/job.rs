@@ -44,10 +44,22 @@ impl FromStr for JobId {
     fn from_str(s: &str) -> Result<JobId, String> {
         let bad = || format!("`{s}` is not a job id (expected `serial-slot`, e.g. `17-3`)");
         let (serial, slot) = s.split_once('-').ok_or_else(bad)?;
-        let serial: u32 = serial.parse().map_err(|_| bad())?;
-        let slot: u32 = slot.parse().map_err(|_| bad())?;
+        let serial = canonical_u32(serial).ok_or_else(bad)?;
+        let slot = canonical_u32(slot).ok_or_else(bad)?;
         Ok(JobId::new(serial, slot as usize))
     }
+}
+
+/// A `u32` written the one way [`JobId`]'s `Display` writes it: ASCII
+/// digits only, no sign, no leading zero (except `0` itself), at most ten
+/// digits. Anything else would give one job several names.
+fn canonical_u32(s: &str) -> Option<u32> {
+    let digits = !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit());
+    let leading_zero = s.len() > 1 && s.starts_with('0');
+    if !digits || leading_zero {
+        return None;
+    }
+    s.parse().ok()
 }
 
 /// Identifies one downstream attempt, so that a late answer to an attempt
@@ -163,6 +175,39 @@ mod tests {
         assert!("17".parse::<JobId>().is_err());
         assert!("a-3".parse::<JobId>().is_err());
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"17-3\"");
+    }
+
+    /// One id, one spelling: a sign, a leading zero, a space or an endless
+    /// run of digits is not another way to name `0-0`.
+    #[test]
+    fn only_canonical_decimal_ids_parse() {
+        assert_eq!("0-0".parse::<JobId>(), Ok(JobId::new(0, 0)));
+        assert_eq!(
+            "4294967295-4294967295".parse::<JobId>().map(|j| j.serial()),
+            Ok(u32::MAX)
+        );
+        for bad in [
+            "+0-+0",
+            "00000-000",
+            "01-2",
+            "1-02",
+            "-1-2",
+            "1--2",
+            " 1-2",
+            "1-2 ",
+            "1_0-2",
+            "",
+            "-",
+            "1-",
+            "-2",
+            "4294967296-0",
+            "0-4294967296",
+            "١-٢",
+            "0x1-2",
+            "000000000000000000000000000000000000000001-1",
+        ] {
+            assert!(bad.parse::<JobId>().is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]

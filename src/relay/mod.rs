@@ -30,8 +30,10 @@ pub use backoff::{Backoff, BackoffConfig, BackoffKind, BackoffState};
 pub use breaker::{Breaker, BreakerConfig, BreakerSettings, BreakerState, TripConfig};
 pub use config::{RelayConfig, RelaySettings, WORKERS_LIMIT};
 pub use config_error::{ensure, ensure_ms, ensure_probability, parse_ms, ConfigError};
-pub use dlq::{DeadLetter, DeadLetterQueue, DlqConfig, RedriveError};
-pub use idempotency::IdempotencyConfig;
+pub use dlq::{
+    ByteSize, DeadLetter, DeadLetterQueue, DlqConfig, RedriveError, WhenFull, DLQ_BYTES_MAX_DEFAULT,
+};
+pub use idempotency::{IdempotencyConfig, KeysWhenFull, ReplayWindow};
 pub use job::{CallId, JobId, JobState, JobStatus, LateSuccess, Outcome};
 pub use queue::QueueConfig;
 pub use rate_limit::RateLimitConfig;

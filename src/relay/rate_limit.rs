@@ -18,6 +18,7 @@ use crate::time::duration_nanos;
 use crate::time::Time;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -26,7 +27,9 @@ pub struct RateLimitConfig {
     /// Requests a client may make per window (and in one burst).
     pub requests_max: u32,
     pub window_ms: f64,
-    /// Clients tracked at once; beyond it, idle clients are forgotten first.
+    /// Clients tracked at once; beyond it, the client idle the longest is
+    /// forgotten if its bucket is full again, and a new client is refused
+    /// only while every bucket is in use.
     pub clients_max: usize,
 }
 
@@ -67,12 +70,14 @@ impl RateLimitConfig {
 pub struct RateLimiter {
     /// Client → theoretical arrival time of its next conforming request.
     next_ns: FxHashMap<u64, u64>,
+    /// The same clients ordered by that time: the first is the one idle the
+    /// longest, so a full table finds an evictable bucket in O(log n).
+    by_next: BTreeSet<(u64, u64)>,
     interval_ns: u64,
     tolerance_ns: u64,
     clients_max: usize,
-    /// No client can be idle before this (ns): a full table is not swept
-    /// again until then, so a flood of new clients costs O(1) each.
-    sweep_not_before_ns: u64,
+    /// New clients refused because every bucket was in use.
+    table_full: u64,
 }
 
 impl RateLimiter {
@@ -86,40 +91,60 @@ impl RateLimiter {
         let interval_ns = (duration_nanos(settings.window) / requests_max).max(1);
         RateLimiter {
             next_ns: FxHashMap::default(),
+            by_next: BTreeSet::new(),
             interval_ns,
             tolerance_ns: interval_ns * (requests_max - 1),
             clients_max: settings.clients_max,
-            sweep_not_before_ns: 0,
+            table_full: 0,
         }
     }
 
     /// Takes a token for `client`, or says how long until one is back.
     pub fn check(&mut self, now: Time, client: u64) -> Result<(), Duration> {
         let now_ns = now.as_nanos();
-        if !self.next_ns.contains_key(&client) && !self.make_room(now_ns) {
-            return Err(Duration::from_nanos(self.interval_ns));
-        }
-        let tat = self.next_ns.entry(client).or_insert(now_ns);
-        let start = (*tat).max(now_ns);
+        let tat = match self.next_ns.get(&client) {
+            Some(&tat) => tat,
+            None => {
+                self.make_room(now_ns)?;
+                now_ns
+            }
+        };
+        let start = tat.max(now_ns);
         let ahead = start - now_ns;
         if ahead > self.tolerance_ns {
             return Err(Duration::from_nanos(ahead - self.tolerance_ns));
         }
-        *tat = start + self.interval_ns;
+        self.by_next.remove(&(tat, client));
+        self.by_next.insert((start + self.interval_ns, client));
+        self.next_ns.insert(client, start + self.interval_ns);
+        debug_assert_eq!(self.by_next.len(), self.next_ns.len());
+        debug_assert!(self.next_ns.len() <= self.clients_max);
         Ok(())
     }
 
-    /// Forgets clients whose bucket is full again (they are as good as new).
-    fn make_room(&mut self, now_ns: u64) -> bool {
+    /// Makes room for one new client: forgets the client idle the longest if
+    /// its bucket is full again (it is as good as new, so nothing is lost);
+    /// when every bucket is still in use, says when the first one will be
+    /// full, and counts the refusal.
+    fn make_room(&mut self, now_ns: u64) -> Result<(), Duration> {
         if self.next_ns.len() < self.clients_max {
-            return true;
+            return Ok(());
         }
-        if now_ns < self.sweep_not_before_ns {
-            return false;
+        let Some(&(tat, client)) = self.by_next.first() else {
+            unreachable!("a full table has a first client")
+        };
+        if tat > now_ns {
+            self.table_full += 1;
+            return Err(Duration::from_nanos(tat - now_ns));
         }
-        self.next_ns.retain(|_, tat| *tat > now_ns);
-        self.sweep_not_before_ns = self.next_ns.values().copied().min().unwrap_or(0);
-        self.next_ns.len() < self.clients_max
+        self.by_next.pop_first();
+        self.next_ns.remove(&client);
+        Ok(())
+    }
+
+    /// New clients refused because every bucket was in use.
+    pub fn table_full(&self) -> u64 {
+        self.table_full
     }
 }
 
@@ -174,5 +199,29 @@ mod tests {
             "clients 1 and 2 went idle"
         );
         assert!(l.next_ns.len() <= 2);
+    }
+
+    /// A table full of distinct clients does not lock a new one out once
+    /// their buckets have refilled, and while every bucket is still in use
+    /// the refusal says when the first one will be free, not one interval.
+    #[test]
+    fn a_full_table_admits_new_clients_once_a_bucket_is_full_again() {
+        let mut l = limiter(10, 1000.0, 100);
+        for c in 0..100 {
+            for _ in 0..10 {
+                assert_eq!(l.check(Time::ZERO, c), Ok(()));
+            }
+        }
+        assert_eq!(
+            l.check(Time::from_millis(1), 1000),
+            Err(Duration::from_millis(999)),
+            "every bucket refills at 1 s"
+        );
+        assert_eq!(l.check(Time::from_millis(1000), 1000), Ok(()));
+        for c in 1001..1100 {
+            assert_eq!(l.check(Time::from_millis(1000), c), Ok(()), "client {c}");
+        }
+        assert!(l.next_ns.len() <= 100);
+        assert_eq!(l.table_full(), 1, "the one refusal is counted");
     }
 }

@@ -28,8 +28,8 @@ use super::answer::{Answer, Refusal, Request};
 use super::backoff::{Backoff, BackoffState};
 use super::breaker::{Breaker, BreakerState, Permit, Transition};
 use super::config::RelaySettings;
-use super::dlq::{DeadLetter, DeadLetterQueue, RedriveError};
-use super::idempotency::{Begin, IdempotencyStore};
+use super::dlq::{ByteSize, DeadLetter, DeadLetterQueue, Dropped, RedriveError};
+use super::idempotency::{Begin, IdempotencyStore, ReplayWindow};
 use super::job::{CallId, JobId, JobState, JobStatus, LateSuccess, Outcome};
 use super::queue::BoundedQueue;
 use super::rate_limit::RateLimiter;
@@ -52,9 +52,10 @@ use std::time::Duration;
 pub trait Key: Clone + Eq + Hash + Debug {}
 impl<T: Clone + Eq + Hash + Debug> Key for T {}
 
-/// What a payload (and a downstream answer) must be.
-pub trait Payload: Clone + Debug {}
-impl<T: Clone + Debug> Payload for T {}
+/// What a payload (and a downstream answer) must be; its size counts
+/// against the dead-letter queue's byte bound.
+pub trait Payload: Clone + Debug + ByteSize {}
+impl<T: Clone + Debug + ByteSize> Payload for T {}
 
 /// Observations for traces, logs and checkers; nothing to perform.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -134,8 +135,10 @@ pub enum Output<K, P> {
     },
     /// A job ended; `Succeeded` answers are also kept for replays.
     Finished(Finished<K, P>),
-    /// The dead-letter queue was full: this letter is not stored anywhere
-    /// else, so the driver must record it (log it in full, count it).
+    /// A letter the dead-letter queue could not keep (it was full under
+    /// `refuse`, or this was its oldest letter under `drop-oldest`): it is
+    /// not stored anywhere else, so the driver must record it (count it,
+    /// log it).
     Overflowed(Box<DeadLetter<K, P>>),
     /// The idempotency store was full and forgot this completed key before
     /// its TTL: a repeat of it will start a new job.
@@ -326,7 +329,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             }
             match begun {
                 Begin::Started => {}
-                Begin::Full => return refused(Refusal::KeysFull, Some(self.queue.retry_after())),
+                Begin::Full => return refused(Refusal::KeysFull, Some(self.keys_retry_after(now))),
                 known => return known_key(known),
             }
         }
@@ -336,16 +339,37 @@ impl<K: Key, P: Payload> Relay<K, P> {
 
     /// Why a new job cannot start now, if it cannot.
     fn blocked(&self, now: Time) -> Option<Answer<P>> {
-        if self.draining || self.dlq.is_full() {
+        if self.draining {
             return Some(refused(
                 Refusal::Unavailable,
                 Some(self.queue.retry_after()),
             ));
         }
+        if self.dlq.blocks_admission() {
+            return Some(refused(Refusal::Unavailable, self.dlq_retry_after()));
+        }
         if self.queue.is_full() || self.jobs.len() >= self.jobs_max {
             return Some(self.refuse_for_room(now));
         }
         None
+    }
+
+    /// A full dead-letter queue (policy `refuse`) frees room only when
+    /// letters are redriven: with a redrive under way they leave at the
+    /// queue's pace, so the queue's hint is honest; without one, waiting
+    /// frees nothing and no `Retry-After` is promised.
+    fn dlq_retry_after(&self) -> Option<Duration> {
+        (self.dlq.redrive_pending() > 0).then(|| self.queue.retry_after())
+    }
+
+    /// When a full idempotency store has room again: its oldest completed
+    /// record's expiry (policy `refuse`), or the queue's hint when every
+    /// record is in flight.
+    fn keys_retry_after(&self, now: Time) -> Duration {
+        match self.idempotency.room_at() {
+            Some(at) => at.since(now).max(Duration::from_millis(1)),
+            None => self.queue.retry_after(),
+        }
     }
 
     /// 429 when the queue is simply full; 503 when it is full because the
@@ -407,6 +431,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// allows. Retries go first: they are older, and serving them keeps the
     /// jobs in the system bounded (see [`RetryLane`]).
     fn pump(&mut self, now: Time) {
+        self.step_redrives(now);
         while self.workers.has_free_slot() && self.has_waiting_work() {
             let permit = match &mut self.breaker {
                 Some(b) => match b.allow(now) {
@@ -683,10 +708,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             redrives: job.redrives,
             late_success: late,
         };
-        if let Err(letter) = self.dlq.push(letter) {
-            self.stats.dlq_overflowed += 1;
-            self.outputs.push_back(Output::Overflowed(Box::new(letter)));
-        }
+        self.store_letter(letter);
         let outcome = Outcome::DeadLettered { reason, last_error };
         self.outputs.push_back(Output::Finished(Finished {
             job: id,
@@ -798,17 +820,43 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
     }
 
-    /// Redrives one dead letter: a new job with the same key and payload.
+    /// Keeps a dead letter; every letter the queue could not keep is
+    /// counted and handed to the driver.
+    fn store_letter(&mut self, letter: DeadLetter<K, P>) {
+        for (why, dropped) in self.dlq.push(letter) {
+            match why {
+                Dropped::Overflowed => self.stats.dlq_overflowed += 1,
+                Dropped::Evicted => self.stats.dlq_evicted += 1,
+            }
+            self.outputs
+                .push_back(Output::Overflowed(Box::new(dropped)));
+        }
+    }
+
+    /// Redrives one dead letter now: a new job with the same key and payload.
     pub fn redrive(&mut self, now: Time, letter_id: JobId) -> Result<JobId, RedriveError> {
         self.advance(now);
+        let moved = self.redrive_letter(now, letter_id);
+        self.pump(now);
+        moved
+    }
+
+    /// Whether the queue and the job table have room for one more job.
+    fn has_room(&self) -> bool {
+        !self.queue.is_full() && self.jobs.len() < self.jobs_max
+    }
+
+    fn redrive_letter(&mut self, now: Time, letter_id: JobId) -> Result<JobId, RedriveError> {
         if self.draining {
             return Err(RedriveError::Draining);
         }
-        let letter = self.dlq.take(letter_id).ok_or(RedriveError::NotFound)?;
-        if self.queue.is_full() || self.jobs.len() >= self.jobs_max {
-            self.dlq.restore(letter);
+        if self.dlq.get(letter_id).is_none() {
+            return Err(RedriveError::NotFound);
+        }
+        if !self.has_room() {
             return Err(RedriveError::Full);
         }
+        let letter = self.dlq.take(letter_id).ok_or(RedriveError::NotFound)?;
         let id = JobId::new(self.serial, self.jobs.vacant_key());
         if let Some(key) = &letter.key {
             let begun = self.idempotency.begin(now, key, letter.fingerprint, id);
@@ -838,17 +886,49 @@ impl<K: Key, P: Payload> Relay<K, P> {
             letter: letter_id,
             job,
         }));
-        self.pump(now);
         Ok(job)
     }
 
-    /// Redrives every dead letter, oldest first; each result says what became of it.
+    /// Redrives every dead letter held now, oldest first: as many as the
+    /// queue has room for at once, the rest as room opens (see
+    /// [`Relay::redrive_pending`]). Returns what became of the letters tried
+    /// now; letters still waiting are not in it.
     pub fn redrive_all(&mut self, now: Time) -> Vec<(JobId, Result<JobId, RedriveError>)> {
-        self.dlq
-            .ids()
-            .into_iter()
-            .map(|id| (id, self.redrive(now, id)))
-            .collect()
+        self.advance(now);
+        self.dlq.schedule_all();
+        let mut tried = self.step_redrives(now);
+        self.pump(now);
+        // The attempts just started left room in the queue.
+        tried.extend(self.step_redrives(now));
+        tried
+    }
+
+    /// Moves pending redrives into the queue while it has room. A letter
+    /// whose key is in use is left in the dead-letter queue (counted); one
+    /// that found the idempotency store full waits for the next step.
+    fn step_redrives(&mut self, now: Time) -> Vec<(JobId, Result<JobId, RedriveError>)> {
+        let mut tried = Vec::new();
+        while !self.draining && self.has_room() {
+            let Some(letter) = self.dlq.next_pending() else {
+                break;
+            };
+            let result = self.redrive_letter(now, letter);
+            match result {
+                Err(RedriveError::Full) => {
+                    self.dlq.schedule(letter);
+                    break;
+                }
+                Err(_) => self.stats.dlq_redrive_skipped += 1,
+                Ok(_) => {}
+            }
+            tried.push((letter, result));
+        }
+        tried
+    }
+
+    /// Dead letters a redrive of all has still to move into the queue.
+    pub fn redrive_pending(&self) -> usize {
+        self.dlq.redrive_pending()
     }
 
     /// Stops admitting new requests; work already accepted carries on.
@@ -967,6 +1047,17 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// Completed idempotency records forgotten before their TTL (store full).
     pub fn idempotency_evicted_early(&self) -> u64 {
         self.idempotency.evicted_early()
+    }
+
+    /// How far back a replay really reaches, which a full store shortens
+    /// below its TTL.
+    pub fn replay_window(&self, now: Time) -> ReplayWindow {
+        self.idempotency.window(now)
+    }
+
+    /// New clients refused because every rate-limit bucket was in use.
+    pub fn rate_limit_table_full(&self) -> u64 {
+        self.limiter.as_ref().map_or(0, RateLimiter::table_full)
     }
 
     /// Bytes the queue holds right now: its ring buffer plus the job records

@@ -116,6 +116,10 @@ pub struct Stats {
     pub late_successes_recorded: u64,
     /// Jobs started by redriving a dead letter.
     pub dlq_redriven: u64,
+    /// Dead letters evicted, oldest first, to make room (`drop-oldest`).
+    pub dlq_evicted: u64,
+    /// Pending redrives left in the dead-letter queue: their key was in use.
+    pub dlq_redrive_skipped: u64,
     /// Accepted → success, per job.
     pub job_latency: LatencyHistogram,
     /// One downstream attempt, start → outcome.
@@ -150,6 +154,9 @@ impl Stats {
             late_results: self.late_results,
             late_successes_used: self.late_successes_used,
             late_successes_recorded: self.late_successes_recorded,
+            redriven: self.dlq_redriven,
+            dlq_evicted: self.dlq_evicted,
+            dlq_redrive_skipped: self.dlq_redrive_skipped,
             job_latency: self.job_latency.summary(),
             attempt_latency: self.attempt_latency.summary(),
         }
@@ -184,6 +191,11 @@ pub struct StatsSnapshot {
     pub late_results: u64,
     pub late_successes_used: u64,
     pub late_successes_recorded: u64,
+    /// Jobs started by redriving a dead letter: every job is accepted or
+    /// redriven, then succeeds, is dead-lettered or is still live.
+    pub redriven: u64,
+    pub dlq_evicted: u64,
+    pub dlq_redrive_skipped: u64,
     pub job_latency: LatencySummary,
     pub attempt_latency: LatencySummary,
 }

@@ -9,7 +9,10 @@
 
 use super::calls::{CallDone, CallRequest, Caller};
 use super::clock::Clock;
-use super::views::{DlqPage, JobView, LetterView, RedriveView, StatsView};
+use super::views::{
+    DlqFill, DlqGauges, DlqPage, JobView, LetterView, RedriveReport, RedriveView, ReplayWindowView,
+    StatsView,
+};
 use crate::relay::{Answer, Event, Finished, JobId, Outcome, Output, Relay, Request};
 use crate::time::Time;
 use bytes::Bytes;
@@ -51,7 +54,7 @@ pub enum Command {
     Redrive {
         letters: Option<Vec<JobId>>,
         cid: Arc<str>,
-        reply: oneshot::Sender<Vec<RedriveView>>,
+        reply: oneshot::Sender<RedriveReport>,
     },
     Stats {
         reply: oneshot::Sender<StatsView>,
@@ -73,6 +76,8 @@ pub struct Gauges {
     pub live_jobs: AtomicUsize,
     /// Woken when the live jobs drop to zero.
     pub idle: Notify,
+    /// The dead-letter queue's fill, for `/ready`.
+    pub dlq: DlqGauges,
 }
 
 /// Work still unfinished when the task ended.
@@ -103,6 +108,9 @@ pub struct RelayActor {
     /// A full idempotency store forgets a key per new one: one log line per
     /// interval says how many, rather than one line each.
     forgotten: LogGate,
+    /// Dead letters not kept (full queue, or evicted as the oldest): the
+    /// same, one line per interval.
+    dropped_letters: LogGate,
 }
 
 /// Lets one log line through per `interval` of relay time and counts the
@@ -166,6 +174,7 @@ impl RelayActor {
             gauges,
             stop: None,
             forgotten: LogGate::new(WARN_INTERVAL),
+            dropped_letters: LogGate::new(WARN_INTERVAL),
         }
     }
 
@@ -203,6 +212,9 @@ impl RelayActor {
                 }
                 armed = next;
             }
+            self.gauges
+                .dlq
+                .publish(&DlqFill::new(self.relay.dead_letters()));
             let live = self.relay.live_jobs();
             let before = self.gauges.live_jobs.swap(live, Ordering::Relaxed);
             if live == 0 && before != 0 {
@@ -292,9 +304,12 @@ impl RelayActor {
         let _ = reply.send(answer);
     }
 
-    fn redrive(&mut self, letters: Option<Vec<JobId>>, cid: &Arc<str>) -> Vec<RedriveView> {
+    /// Redrives the letters named, or all of them (those without room now
+    /// move as the queue makes room). Correlation ids follow the letters in
+    /// [`RelayActor::event`], whichever way they move.
+    fn redrive(&mut self, letters: Option<Vec<JobId>>, cid: &Arc<str>) -> RedriveReport {
         let now = self.clock.now();
-        let results = match letters {
+        let results: Vec<_> = match letters {
             Some(ids) => ids
                 .into_iter()
                 .map(|id| (id, self.relay.redrive(now, id)))
@@ -302,24 +317,22 @@ impl RelayActor {
             None => self.relay.redrive_all(now),
         };
         for (letter, result) in &results {
-            let old = self.cids.remove(letter);
-            match result {
-                Ok(job) => {
-                    tracing::info!(%letter, %job, redrive_cid = %cid, "dead letter redriven");
-                    self.cids.insert(*job, old.unwrap_or_else(|| cid.clone()));
-                }
-                Err(e) => {
-                    if let Some(old) = old {
-                        self.cids.insert(*letter, old);
-                    }
-                    tracing::info!(%letter, error = %e, "dead letter not redriven");
-                }
+            if let Err(e) = result {
+                tracing::info!(%letter, error = %e, redrive_cid = %cid, "dead letter not redriven");
             }
         }
-        results
+        let scheduled = self.relay.redrive_pending();
+        tracing::info!(
+            redrive_cid = %cid,
+            moved = results.iter().filter(|(_, r)| r.is_ok()).count(),
+            scheduled,
+            "redrive requested"
+        );
+        let views = results
             .into_iter()
             .map(|(letter, r)| RedriveView::new(letter, r))
-            .collect()
+            .collect();
+        RedriveReport::new(views, scheduled)
     }
 
     fn dlq_page(&self, after: Option<JobId>, limit: usize) -> DlqPage {
@@ -335,7 +348,10 @@ impl RelayActor {
         DlqPage {
             size: dlq.len(),
             capacity: dlq.capacity(),
+            bytes: dlq.bytes(),
+            bytes_max: dlq.bytes_max(),
             overflowed: dlq.overflowed(),
+            evicted: dlq.evicted(),
             next_after: if more {
                 letters.last().map(|l| l.job)
             } else {
@@ -360,9 +376,17 @@ impl RelayActor {
             breaker: r.breaker_state(),
             dlq_size: r.dead_letters().len(),
             dlq_capacity: r.dead_letters().capacity(),
+            dlq: DlqFill::new(r.dead_letters()),
             idempotency_keys: r.idempotency_keys(),
+            replay_window: ReplayWindowView::new(
+                &r.replay_window(now),
+                r.idempotency_evicted_early(),
+            ),
+            rate_limit_table_full: r.rate_limit_table_full(),
             draining: r.is_draining(),
+            retry_lane: r.retry_lane_len(),
             http_rejected: Default::default(),
+            connections: Default::default(),
         }
     }
 
@@ -414,16 +438,24 @@ impl RelayActor {
             }
             Output::Overflowed(letter) => {
                 let cid = self.cids.remove(&letter.job);
-                tracing::error!(
-                    cid = cid.as_deref(),
-                    job = %letter.job,
-                    key = letter.key.as_deref(),
-                    attempts = letter.attempts,
-                    reason = letter.reason.name(),
-                    payload_bytes = letter.payload.len(),
-                    payload = super::payload_log::field(&letter.payload),
-                    "dead-letter queue full: letter dropped (its payload is logged only with --log-payloads)"
-                );
+                if let Some(letters) = self.dropped_letters.admit(self.clock.now()) {
+                    let dlq = self.relay.dead_letters();
+                    tracing::warn!(
+                        cid = cid.as_deref(),
+                        job = %letter.job,
+                        key = letter.key.as_deref(),
+                        attempts = letter.attempts,
+                        reason = letter.reason.name(),
+                        payload_bytes = letter.payload.len(),
+                        payload = super::payload_log::field(&letter.payload),
+                        letters,
+                        when_full = dlq.when_full().name(),
+                        overflowed_total = dlq.overflowed(),
+                        evicted_total = dlq.evicted(),
+                        "dead-letter queue full: letters not kept (this one, and the count \
+                         since the last such line; payloads only with --log-payloads)"
+                    );
+                }
             }
             Output::Event(e) => self.event(e),
         }
@@ -471,6 +503,13 @@ impl RelayActor {
             } => {
                 let cid = self.cids.get(&job);
                 tracing::debug!(cid = cid.map(|c| &**c), %job, attempt, error = error.name(), "attempt failed");
+            }
+            Event::Redriven { letter, job } => {
+                let cid = self.cids.remove(&letter);
+                tracing::info!(%letter, %job, cid = cid.as_deref(), "dead letter redriven");
+                if let Some(cid) = cid {
+                    self.cids.insert(job, cid);
+                }
             }
             other => tracing::trace!(event = ?other, "relay event"),
         }

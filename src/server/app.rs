@@ -107,13 +107,14 @@ impl RelayServer {
         if settings.server.log_payloads {
             super::payload_log::enable();
         }
-        let app = router(handle.clone(), policy);
-        let listener = super::listener::bind(settings.server.listen).await?;
-        let addr = listener.local_addr()?;
         let options = ServeOptions {
             limits: settings.server.limits.clone(),
             body_bytes_max: Some(settings.server.body_bytes_max),
+            stats: Arc::new(ListenerStats::default()),
         };
+        let app = router(handle.clone(), policy, options.stats.clone());
+        let listener = super::listener::bind(settings.server.listen).await?;
+        let addr = listener.local_addr()?;
         let serving = super::listener::serve_with(listener, app, &options);
         Ok(RelayServer {
             addr,

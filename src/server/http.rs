@@ -11,6 +11,7 @@ use super::auth::{self, OperatorAuth};
 use super::config::Settings;
 use super::correlation::{self, CorrelationId};
 use super::job_handle::{self, HandleError};
+use super::limit_log::ListenerStats;
 use super::metrics;
 use super::problem::Problem;
 use super::replay_guard::{Refused, ReplayGuard};
@@ -143,6 +144,8 @@ pub struct AppState {
     relay: RelayHandle,
     policy: HttpPolicy,
     rejections: Rejections,
+    /// What the connection limits did, for `/stats` and `/metrics`.
+    listener: Arc<ListenerStats>,
     replays: Mutex<ReplayGuard>,
 }
 
@@ -150,8 +153,9 @@ pub struct AppState {
 type App = Arc<AppState>;
 
 /// Every route, the 404 and 405 fallbacks, the body limit and the
-/// correlation-id layer.
-pub fn router(relay: RelayHandle, policy: HttpPolicy) -> Router {
+/// correlation-id layer. `listener` is where the connection limits under
+/// these routes count what they did.
+pub fn router(relay: RelayHandle, policy: HttpPolicy, listener: Arc<ListenerStats>) -> Router {
     let limit = policy.body_bytes_max;
     job_handle::init();
     let guard = auth::Guard {
@@ -167,6 +171,7 @@ pub fn router(relay: RelayHandle, policy: HttpPolicy) -> Router {
             ..Rejections::default()
         },
         replays: Mutex::new(replays),
+        listener,
     });
     // Other clients' payloads, redrives and the server's figures.
     let operator = Router::new()
@@ -717,15 +722,7 @@ async fn dlq_redrive(
         reply,
     };
     match app.ask_for(&cid, redrive).await {
-        Ok(results) => {
-            let redriven = results.iter().filter(|r| r.job.is_some()).count();
-            let body = serde_json::json!({
-                "redriven": redriven,
-                "not_redriven": results.len() - redriven,
-                "results": results,
-            });
-            Json(body).into_response()
-        }
+        Ok(report) => Json(report).into_response(),
         Err(busy) => busy,
     }
 }
@@ -748,13 +745,14 @@ async fn ready(
         .correlation_id(&cid)
         .into_response();
     }
-    Json(serde_json::json!({"status": "ready"})).into_response()
+    super::views::ready(&app.relay.gauges.dlq, &cid)
 }
 
 impl AppState {
     async fn stats_view(&self) -> Result<StatsView, Unavailable> {
         let mut view = self.relay.ask(|reply| Command::Stats { reply }).await?;
         view.http_rejected = self.rejections.snapshot();
+        view.connections = self.listener.snapshot();
         Ok(view)
     }
 }

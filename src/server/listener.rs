@@ -44,6 +44,8 @@ pub struct ServeOptions {
     /// A `Content-Length` above this is answered 413 before the body is
     /// read; `None` leaves bodies to the routes.
     pub body_bytes_max: Option<usize>,
+    /// Where the limits count what they did (shared with `/stats`).
+    pub stats: Arc<ListenerStats>,
 }
 
 /// A listener being served.
@@ -75,7 +77,7 @@ pub fn serve(
 /// peer's address.
 pub fn serve_with(listener: TcpListener, app: Router, options: &ServeOptions) -> Serving {
     let (stop, stopped) = oneshot::channel::<()>();
-    let stats = Arc::new(ListenerStats::default());
+    let stats = options.stats.clone();
     let server = Server {
         http: builder(&options.limits),
         policy: Arc::new(GuardPolicy::new(&options.limits, options.body_bytes_max)),

@@ -46,8 +46,33 @@ pub fn render(v: &StatsView) -> String {
         ),
         (
             "relay_dlq_overflowed_total",
-            "Dead letters that found the queue full.",
+            "Dead letters not kept: the queue was full (refuse) or the letter exceeded its byte bound.",
             red.dlq_overflowed,
+        ),
+        (
+            "relay_dlq_evicted_total",
+            "Dead letters evicted, oldest first, to make room (drop-oldest).",
+            red.dlq_evicted,
+        ),
+        (
+            "relay_dlq_redriven_total",
+            "Jobs started by redriving a dead letter.",
+            red.redriven,
+        ),
+        (
+            "relay_dlq_redrive_skipped_total",
+            "Pending redrives left in the dead-letter queue because their key was in use.",
+            red.dlq_redrive_skipped,
+        ),
+        (
+            "relay_idempotency_evicted_early_total",
+            "Completed idempotency records forgotten before their TTL (store full).",
+            v.replay_window.evicted_early,
+        ),
+        (
+            "relay_rate_limit_table_full_total",
+            "New clients refused because every rate-limit bucket was in use.",
+            v.rate_limit_table_full,
         ),
         (
             "relay_late_results_total",
@@ -57,7 +82,10 @@ pub fn render(v: &StatsView) -> String {
     ] {
         counter(&mut out, name, help, value);
     }
-    let http = http_rejections(v);
+    let http = by_field(&v.http_rejected);
+    let mut limits = by_field(&v.connections);
+    // A gauge, not a count of limits acting.
+    limits.remove("open");
     for (name, help, label, values) in [
         (
             "relay_refused_total",
@@ -83,6 +111,12 @@ pub fn render(v: &StatsView) -> String {
             "reason",
             &http,
         ),
+        (
+            "relay_connection_limits_total",
+            "Connections and requests the connection limits acted on, by limit.",
+            "limit",
+            &limits,
+        ),
     ] {
         labelled(&mut out, name, help, label, values);
     }
@@ -102,9 +136,9 @@ pub fn render(v: &StatsView) -> String {
     out
 }
 
-/// The HTTP layer's refusals by reason, in field order.
-fn http_rejections(v: &StatsView) -> BTreeMap<String, u64> {
-    let json = serde_json::to_value(&v.http_rejected).unwrap_or_default();
+/// A struct of counters as `field -> value`, in field order.
+fn by_field(counters: &impl serde::Serialize) -> BTreeMap<String, u64> {
+    let json = serde_json::to_value(counters).unwrap_or_default();
     json.as_object()
         .map(|o| {
             o.iter()
@@ -127,6 +161,16 @@ fn gauges(out: &mut String, v: &StatsView) {
             v.queue_capacity as f64,
         ),
         (
+            "relay_retry_lane",
+            "Jobs whose backoff is over, waiting for a worker ahead of new work.",
+            v.retry_lane as f64,
+        ),
+        (
+            "relay_open_connections",
+            "HTTP connections open now.",
+            v.connections.open as f64,
+        ),
+        (
             "relay_in_flight",
             "Downstream calls in flight.",
             v.in_flight as f64,
@@ -143,9 +187,39 @@ fn gauges(out: &mut String, v: &StatsView) {
             v.dlq_size as f64,
         ),
         (
+            "relay_dlq_capacity",
+            "Letters the dead-letter queue may hold.",
+            v.dlq.capacity as f64,
+        ),
+        (
+            "relay_dlq_bytes",
+            "Bytes the dead-letter queue holds (payloads plus a fixed record each).",
+            v.dlq.bytes as f64,
+        ),
+        (
+            "relay_dlq_bytes_max",
+            "Bytes the dead-letter queue may hold.",
+            v.dlq.bytes_max as f64,
+        ),
+        (
+            "relay_dlq_blocks_admission",
+            "1 while a full dead-letter queue refuses new requests (policy refuse).",
+            f64::from(u8::from(v.dlq.blocks_admission)),
+        ),
+        (
+            "relay_dlq_redrive_pending",
+            "Dead letters a redrive of all has still to move into the queue.",
+            v.dlq.redrive_pending as f64,
+        ),
+        (
             "relay_idempotency_keys",
             "Idempotency records held.",
             v.idempotency_keys as f64,
+        ),
+        (
+            "relay_idempotency_ttl_seconds",
+            "How long a completed answer is meant to be replayed.",
+            v.replay_window.ttl_ms / 1e3,
         ),
         (
             "relay_draining",
@@ -160,6 +234,7 @@ fn gauges(out: &mut String, v: &StatsView) {
     ] {
         gauge(out, name, help, value);
     }
+    replay_window(out, v);
     if let Some(state) = v.breaker {
         head(
             out,
@@ -174,6 +249,32 @@ fn gauges(out: &mut String, v: &StatsView) {
         ] {
             let on = u8::from(state == s);
             let _ = writeln!(out, "relay_breaker_state{{state=\"{name}\"}} {on}");
+        }
+    }
+}
+
+/// The ages that say how far back replays really reach; absent until known.
+fn replay_window(out: &mut String, v: &StatsView) {
+    let w = &v.replay_window;
+    for (name, help, value) in [
+        (
+            "relay_idempotency_oldest_held_age_seconds",
+            "Age of the oldest completed idempotency record held.",
+            w.oldest_held_age_ms,
+        ),
+        (
+            "relay_idempotency_evicted_age_last_seconds",
+            "Age of the last record forgotten before its TTL: the effective replay window while the store is full.",
+            w.evicted_age_last_ms,
+        ),
+        (
+            "relay_idempotency_evicted_age_min_seconds",
+            "Youngest age at which a record was ever forgotten before its TTL.",
+            w.evicted_age_min_ms,
+        ),
+    ] {
+        if let Some(ms) = value {
+            gauge(out, name, help, ms / 1e3);
         }
     }
 }
@@ -240,14 +341,26 @@ mod tests {
             breaker: Some(BreakerState::Open),
             dlq_size: 0,
             dlq_capacity: 10,
+            dlq: Default::default(),
             idempotency_keys: 0,
+            replay_window: super::super::views::ReplayWindowView {
+                evicted_age_last_ms: Some(4000.0),
+                ..Default::default()
+            },
+            rate_limit_table_full: 0,
             draining: false,
+            retry_lane: 0,
             http_rejected: Default::default(),
+            connections: Default::default(),
         };
         let text = render(&view);
         assert!(text.contains("relay_refused_total{reason=\"shed\"} 0"));
         assert!(text.contains("relay_breaker_state{state=\"open\"} 1"));
         assert!(text.contains("relay_http_rejected_total{reason=\"too_large\"} 0"));
+        assert!(text.contains("relay_connection_limits_total{limit=\"header_timeouts\"} 0"));
+        assert!(!text.contains("limit=\"open\""), "open is a gauge");
+        assert!(text.contains("relay_idempotency_evicted_age_last_seconds 4\n"));
+        assert!(text.contains("relay_dlq_bytes_max 0\n"));
         for line in text.lines() {
             let ok = line.starts_with("# HELP ")
                 || line.starts_with("# TYPE ")

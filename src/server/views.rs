@@ -6,14 +6,21 @@
 //! URL wherever a job is named, so a client can follow links instead of
 //! building paths.
 
+use super::limit_log::ListenerSnapshot;
+use super::problem::Problem;
 use crate::relay::{
-    BreakerState, CallError, DeadLetter, GiveUp, JobId, JobState, JobStatus, RedriveError,
-    StatsSnapshot,
+    BreakerState, ByteSize, CallError, DeadLetter, DeadLetterQueue, GiveUp, JobId, JobState,
+    JobStatus, LateSuccess, RedriveError, ReplayWindow, StatsSnapshot, WhenFull,
 };
-use crate::time::Time;
+use crate::time::{duration_ms, Time};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// `/relay/{handle}`, the place to ask about a job: named by its
 /// unguessable handle, so only whoever was given the URL can read it.
@@ -43,6 +50,31 @@ pub struct JobView {
     pub last_error: Option<CallError>,
     /// The downstream's answer, once the job succeeded.
     pub response: Option<Value>,
+    /// A success that came back after its attempt had timed out and a
+    /// retry was already sent: the downstream may have done the work twice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_success: Option<LateSuccessView>,
+}
+
+/// A late success as shown on a job or a dead letter.
+#[derive(Clone, Debug, Serialize)]
+pub struct LateSuccessView {
+    pub attempt: u32,
+    pub at_ms: f64,
+    /// Late successes in all, this one included.
+    pub count: u32,
+    pub response: Value,
+}
+
+impl LateSuccessView {
+    fn new(l: &LateSuccess<Bytes>) -> LateSuccessView {
+        LateSuccessView {
+            attempt: l.attempt,
+            at_ms: ms(l.at),
+            count: l.count,
+            response: body_json(&l.response),
+        }
+    }
 }
 
 impl JobView {
@@ -56,6 +88,7 @@ impl JobView {
             finished_at_ms: s.finished_at.map(ms),
             last_error: s.last_error,
             response: s.response.as_ref().map(body_json),
+            late_success: s.late_success.as_ref().map(LateSuccessView::new),
         }
     }
 }
@@ -72,6 +105,10 @@ pub struct LetterView {
     pub dead_at_ms: f64,
     pub redrives: u32,
     pub payload_bytes: usize,
+    /// An attempt that succeeded after it had timed out: redriving this
+    /// letter may do the work a second time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_success: Option<LateSuccessView>,
     /// Only when one letter is asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
@@ -90,7 +127,143 @@ impl LetterView {
             dead_at_ms: ms(l.dead_at),
             redrives: l.redrives,
             payload_bytes: l.payload.len(),
+            late_success: l.late_success.as_ref().map(LateSuccessView::new),
             payload: with_payload.then(|| body_json(&l.payload)),
+        }
+    }
+}
+
+/// How full the dead-letter queue is, against both of its bounds, and
+/// what it does when full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DlqFill {
+    pub size: usize,
+    pub capacity: usize,
+    pub bytes: usize,
+    pub bytes_max: usize,
+    pub when_full: WhenFull,
+    /// Whether the queue refuses new requests now (full, policy `refuse`).
+    pub blocks_admission: bool,
+    /// Letters a redrive of all has still to move into the queue.
+    pub redrive_pending: usize,
+}
+
+impl DlqFill {
+    pub fn new<K, P: ByteSize>(dlq: &DeadLetterQueue<K, P>) -> DlqFill {
+        DlqFill {
+            size: dlq.len(),
+            capacity: dlq.capacity(),
+            bytes: dlq.bytes(),
+            bytes_max: dlq.bytes_max(),
+            when_full: dlq.when_full(),
+            blocks_admission: dlq.blocks_admission(),
+            redrive_pending: dlq.redrive_pending(),
+        }
+    }
+}
+
+/// The dead-letter fill as the relay's task last published it, for `/ready`,
+/// which answers without asking the task. Plain atomics, like the other
+/// gauges: the task never waits on a reader.
+#[derive(Debug, Default)]
+pub struct DlqGauges {
+    size: AtomicUsize,
+    capacity: AtomicUsize,
+    bytes: AtomicUsize,
+    bytes_max: AtomicUsize,
+    refuses_when_full: AtomicBool,
+    blocks_admission: AtomicBool,
+    redrive_pending: AtomicUsize,
+}
+
+impl DlqGauges {
+    pub fn publish(&self, f: &DlqFill) {
+        let r = Ordering::Relaxed;
+        self.size.store(f.size, r);
+        self.capacity.store(f.capacity, r);
+        self.bytes.store(f.bytes, r);
+        self.bytes_max.store(f.bytes_max, r);
+        self.refuses_when_full
+            .store(f.when_full == WhenFull::Refuse, r);
+        self.blocks_admission.store(f.blocks_admission, r);
+        self.redrive_pending.store(f.redrive_pending, r);
+    }
+
+    pub fn read(&self) -> DlqFill {
+        let r = Ordering::Relaxed;
+        DlqFill {
+            size: self.size.load(r),
+            capacity: self.capacity.load(r),
+            bytes: self.bytes.load(r),
+            bytes_max: self.bytes_max.load(r),
+            when_full: if self.refuses_when_full.load(r) {
+                WhenFull::Refuse
+            } else {
+                WhenFull::DropOldest
+            },
+            blocks_admission: self.blocks_admission.load(r),
+            redrive_pending: self.redrive_pending.load(r),
+        }
+    }
+}
+
+/// `GET /ready` when not draining: the dead-letter queue's fill, so an
+/// operator sees it coming.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReadyView {
+    pub status: &'static str,
+    pub dlq: DlqFill,
+}
+
+/// `GET /ready` for a relay that is not draining: ready (200, with the
+/// dead-letter fill) unless a full dead-letter queue refuses new work
+/// (policy `refuse`): then a 503 problem that says how full it is.
+pub fn ready(dlq: &DlqGauges, cid: &Arc<str>) -> Response {
+    let dlq = dlq.read();
+    if !dlq.blocks_admission {
+        return Json(ReadyView {
+            status: "ready",
+            dlq,
+        })
+        .into_response();
+    }
+    let detail = format!(
+        "the dead-letter queue is full ({} of {} letters, {} of {} bytes) and its policy is \
+         `refuse`: new work is refused until letters are redriven ({} pending)",
+        dlq.size, dlq.capacity, dlq.bytes, dlq.bytes_max, dlq.redrive_pending
+    );
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "dlq-full",
+        "Service unavailable",
+        detail,
+    )
+    .correlation_id(cid)
+    .into_response()
+}
+
+/// How far back idempotent replays really reach, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct ReplayWindowView {
+    pub ttl_ms: f64,
+    /// Age of the oldest completed record held now.
+    pub oldest_held_age_ms: Option<f64>,
+    /// Age of the last record forgotten before its TTL (store full): the
+    /// effective replay window while the store stays full.
+    pub evicted_age_last_ms: Option<f64>,
+    /// The youngest age at which a record was ever forgotten early.
+    pub evicted_age_min_ms: Option<f64>,
+    pub evicted_early: u64,
+}
+
+impl ReplayWindowView {
+    pub fn new(w: &ReplayWindow, evicted_early: u64) -> ReplayWindowView {
+        ReplayWindowView {
+            ttl_ms: duration_ms(w.ttl),
+            oldest_held_age_ms: w.oldest_held_age.map(duration_ms),
+            evicted_age_last_ms: w.evicted_age_last.map(duration_ms),
+            evicted_age_min_ms: w.evicted_age_min.map(duration_ms),
+            evicted_early,
         }
     }
 }
@@ -100,7 +273,10 @@ impl LetterView {
 pub struct DlqPage {
     pub size: usize,
     pub capacity: usize,
+    pub bytes: usize,
+    pub bytes_max: usize,
     pub overflowed: u64,
+    pub evicted: u64,
     pub letters: Vec<LetterView>,
     /// Pass as `?after=` for the next page; absent on the last page.
     pub next_after: Option<JobId>,
@@ -137,6 +313,28 @@ impl RedriveView {
     }
 }
 
+/// The answer to `POST /dlq/redrive`: what moved now, what could not, and
+/// (for a redrive of all) how many letters will move as the queue makes room.
+#[derive(Clone, Debug, Serialize)]
+pub struct RedriveReport {
+    pub redriven: usize,
+    pub not_redriven: usize,
+    pub scheduled: usize,
+    pub results: Vec<RedriveView>,
+}
+
+impl RedriveReport {
+    pub fn new(results: Vec<RedriveView>, scheduled: usize) -> RedriveReport {
+        let redriven = results.iter().filter(|r| r.job.is_some()).count();
+        RedriveReport {
+            redriven,
+            not_redriven: results.len() - redriven,
+            scheduled,
+            results,
+        }
+    }
+}
+
 /// Errors answered by the HTTP layer before the relay saw the request.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct HttpRejections {
@@ -167,7 +365,90 @@ pub struct StatsView {
     pub breaker: Option<BreakerState>,
     pub dlq_size: usize,
     pub dlq_capacity: usize,
+    /// The dead-letter queue against both bounds, and its policy.
+    pub dlq: DlqFill,
     pub idempotency_keys: usize,
+    pub replay_window: ReplayWindowView,
+    /// New clients refused because every rate-limit bucket was in use.
+    pub rate_limit_table_full: u64,
     pub draining: bool,
+    /// Jobs whose backoff is over, waiting for a worker ahead of new work.
+    pub retry_lane: usize,
     pub http_rejected: HttpRejections,
+    /// What the connection limits did: timeouts, refusals, oversized heads.
+    pub connections: ListenerSnapshot,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_shows_its_late_success_only_when_it_has_one() {
+        let mut status = JobStatus {
+            job: JobId::new(0, 7),
+            state: JobState::InFlight,
+            attempts: 2,
+            accepted_at: Time::from_millis(0),
+            finished_at: None,
+            last_error: Some(CallError::Timeout),
+            response: None,
+            late_success: None,
+        };
+        let json = serde_json::to_value(JobView::new(&status)).expect("json");
+        assert!(json.get("late_success").is_none(), "{json}");
+        status.late_success = Some(LateSuccess {
+            attempt: 1,
+            at: Time::from_millis(1_500),
+            response: Bytes::from_static(br#"{"ok":true}"#),
+            count: 1,
+        });
+        let json = serde_json::to_value(JobView::new(&status)).expect("json");
+        assert_eq!(json["late_success"]["attempt"], 1);
+        assert_eq!(json["late_success"]["at_ms"], 1500.0);
+        assert_eq!(json["late_success"]["response"]["ok"], true);
+    }
+
+    fn fill(blocks_admission: bool) -> DlqFill {
+        DlqFill {
+            size: 10,
+            capacity: 10,
+            bytes: 4096,
+            bytes_max: 1 << 20,
+            when_full: WhenFull::Refuse,
+            blocks_admission,
+            redrive_pending: 3,
+        }
+    }
+
+    async fn body(r: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16)
+            .await
+            .expect("a body");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn ready_reports_the_dlq_fill_and_is_503_only_while_it_refuses_work() {
+        let gauges = DlqGauges::default();
+        let cid: Arc<str> = Arc::from("c");
+        gauges.publish(&fill(false));
+        assert_eq!(gauges.read(), fill(false), "published as read");
+        let r = ready(&gauges, &cid);
+        assert_eq!(r.status(), StatusCode::OK);
+        let json = body(r).await;
+        assert_eq!(json["status"], "ready");
+        assert_eq!(json["dlq"]["bytes_max"], 1 << 20);
+        assert_eq!(json["dlq"]["when_full"], "refuse");
+        gauges.publish(&fill(true));
+        let r = ready(&gauges, &cid);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let json = body(r).await;
+        assert!(json["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("dlq-full")));
+        assert!(json["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("10 of 10 letters")));
+    }
 }

@@ -104,6 +104,7 @@ impl Workload {
             },
             dlq: DlqConfig {
                 capacity: 1_000_000,
+                ..DlqConfig::default()
             },
             history_max: 0,
         };
