@@ -1,35 +1,13 @@
 //! The composed relay, driven by hand with a fake clock.
 
+mod hand;
+
+use hand::{ms, relay, small, TestRelay};
 use resilient_relay::relay::{
-    Answer, BackoffKind, BreakerConfig, BreakerState, CallError, CallId, GiveUp, JobState, Outcome,
-    Output, RedriveError, Refusal, Relay, RelayConfig, Request, TripConfig,
+    Answer, BreakerConfig, BreakerState, CallError, CallId, GiveUp, JobState, Outcome, Output,
+    RedriveError, Refusal, RelayConfig, Request, TripConfig,
 };
-use resilient_relay::rng::{Domain, Seed};
 use resilient_relay::time::Time;
-
-type TestRelay = Relay<u64, u32>;
-
-fn relay(cfg: RelayConfig) -> TestRelay {
-    Relay::new(
-        &cfg.check().expect("valid test config"),
-        Seed(1).stream(Domain::Relay, 0),
-    )
-}
-
-fn small() -> RelayConfig {
-    let mut cfg = RelayConfig {
-        workers: 1,
-        jobs_max: 10,
-        breaker: None,
-        ..RelayConfig::default()
-    };
-    cfg.queue.capacity = 2;
-    cfg.retry.attempts_max = 2;
-    cfg.retry.attempt_timeout_ms = 100.0;
-    cfg.retry.backoff.base_ms = 10.0;
-    cfg.retry.backoff.kind = BackoffKind::Constant;
-    cfg
-}
 
 fn request(key: u64, payload: u32) -> Request<u64, u32> {
     Request {
@@ -38,10 +16,6 @@ fn request(key: u64, payload: u32) -> Request<u64, u32> {
         fingerprint: u64::from(payload),
         payload,
     }
-}
-
-fn ms(t: u64) -> Time {
-    Time::from_millis(t)
 }
 
 /// Drains outputs, returning the calls started and the jobs finished.
@@ -59,7 +33,7 @@ fn drain(r: &mut TestRelay) -> (Vec<CallId>, Vec<Outcome<u32>>) {
 
 #[test]
 fn success_is_stored_and_replayed_without_a_second_call() {
-    let mut r = relay(small());
+    let mut r = relay(small(2));
     let Answer::Accepted { job } = r.handle_request(ms(0), request(7, 1)) else {
         panic!("not accepted")
     };
@@ -91,7 +65,7 @@ fn success_is_stored_and_replayed_without_a_second_call() {
 
 #[test]
 fn full_queue_sheds_with_a_retry_after_hint() {
-    let mut r = relay(small());
+    let mut r = relay(small(2));
     for k in 0..3 {
         assert!(matches!(
             r.handle_request(ms(0), request(k, 1)),
@@ -125,7 +99,7 @@ fn full_queue_sheds_with_a_retry_after_hint() {
 
 #[test]
 fn timeout_retries_after_backoff_then_dead_letters_and_redrives() {
-    let mut r = relay(small());
+    let mut r = relay(small(2));
     let Answer::Accepted { job } = r.handle_request(ms(0), request(1, 1)) else {
         panic!()
     };
@@ -179,7 +153,7 @@ fn timeout_retries_after_backoff_then_dead_letters_and_redrives() {
 
 #[test]
 fn open_breaker_holds_the_queue_and_answers_503_when_full() {
-    let mut cfg = small();
+    let mut cfg = small(2);
     cfg.retry.attempts_max = 1;
     cfg.breaker = Some(BreakerConfig {
         trip: TripConfig::ConsecutiveFailures { failures: 1 },
@@ -221,7 +195,7 @@ fn open_breaker_holds_the_queue_and_answers_503_when_full() {
 
 #[test]
 fn a_retry_that_finds_the_queue_full_waits_in_the_retry_lane() {
-    let mut r = relay(small());
+    let mut r = relay(small(2));
     let Answer::Accepted { job } = r.handle_request(ms(0), request(1, 1)) else {
         panic!()
     };
@@ -245,7 +219,7 @@ fn a_retry_that_finds_the_queue_full_waits_in_the_retry_lane() {
 
 #[test]
 fn unfinished_lists_every_live_job_with_its_payload() {
-    let mut r = relay(small());
+    let mut r = relay(small(2));
     for k in 0..3 {
         r.handle_request(ms(0), request(k, 10 + k as u32));
     }
@@ -280,7 +254,7 @@ fn fill_dlq(r: &mut TestRelay, letters: u64, at: Time) {
 }
 
 fn one_attempt(dlq_capacity: usize) -> RelayConfig {
-    let mut cfg = small();
+    let mut cfg = small(2);
     cfg.retry.attempts_max = 1;
     cfg.dlq.capacity = dlq_capacity;
     cfg
@@ -345,7 +319,7 @@ fn stats_count_redrives_so_every_job_is_accounted_for() {
 }
 
 fn keys_config(extra: &str) -> RelayConfig {
-    let mut cfg = small();
+    let mut cfg = small(2);
     cfg.idempotency = toml::from_str(&format!("keys_max = 2\nttl_ms = 60000\n{extra}"))
         .expect("idempotency settings parse");
     cfg

@@ -2,39 +2,15 @@
 //! and a success that comes back after its attempt timed out is used or
 //! recorded, never thrown away.
 
+mod hand;
+
+use hand::{ms, relay, small, TestRelay};
 use resilient_relay::relay::{
-    Answer, BackoffKind, CallError, CallId, Event, GiveUp, JobId, JobState, LateFate, LateSuccess,
-    Outcome, Output, Relay, RelayConfig, Request,
+    Answer, CallError, CallId, Event, GiveUp, JobId, JobState, LateFate, LateSuccess, Outcome,
+    Output, Request,
 };
-use resilient_relay::rng::{Domain, Seed};
 use resilient_relay::sim::{simulate, Scenario, SimOptions};
 use resilient_relay::time::Time;
-
-type TestRelay = Relay<u64, u32>;
-
-fn relay(cfg: RelayConfig) -> TestRelay {
-    Relay::new(
-        &cfg.check().expect("valid test config"),
-        Seed(1).stream(Domain::Relay, 0),
-    )
-}
-
-/// One worker, a queue of two, three attempts, 100 ms timeouts, a constant
-/// 10 ms backoff.
-fn small() -> RelayConfig {
-    let mut cfg = RelayConfig {
-        workers: 1,
-        jobs_max: 10,
-        breaker: None,
-        ..RelayConfig::default()
-    };
-    cfg.queue.capacity = 2;
-    cfg.retry.attempts_max = 3;
-    cfg.retry.attempt_timeout_ms = 100.0;
-    cfg.retry.backoff.base_ms = 10.0;
-    cfg.retry.backoff.kind = BackoffKind::Constant;
-    cfg
-}
 
 fn request(key: u64) -> Request<u64, u32> {
     Request {
@@ -43,10 +19,6 @@ fn request(key: u64) -> Request<u64, u32> {
         fingerprint: key,
         payload: key as u32,
     }
-}
-
-fn ms(t: u64) -> Time {
-    Time::from_millis(t)
 }
 
 /// Drains outputs: the calls started and the jobs finished.
@@ -78,7 +50,7 @@ fn accept(r: &mut TestRelay, at: Time, key: u64) -> JobId {
 
 #[test]
 fn a_retry_that_finds_the_queue_full_waits_and_goes_first() {
-    let mut r = relay(small());
+    let mut r = relay(small(3));
     let job = accept(&mut r, ms(0), 1);
     drain(&mut r);
     r.handle_call_result(
@@ -110,7 +82,7 @@ fn a_retry_that_finds_the_queue_full_waits_and_goes_first() {
 
 #[test]
 fn a_late_success_while_the_job_waits_to_retry_completes_it() {
-    let mut r = relay(small());
+    let mut r = relay(small(3));
     let job = accept(&mut r, ms(0), 1);
     drain(&mut r);
     r.handle_timeout(ms(100));
@@ -131,7 +103,7 @@ fn a_late_success_while_the_job_waits_to_retry_completes_it() {
 
 #[test]
 fn a_late_success_in_the_retry_lane_completes_the_job_and_leaves_the_lane() {
-    let mut r = relay(small());
+    let mut r = relay(small(3));
     let job = accept(&mut r, ms(0), 1);
     drain(&mut r);
     r.handle_timeout(ms(100));
@@ -164,7 +136,7 @@ fn a_late_success_in_the_retry_lane_completes_the_job_and_leaves_the_lane() {
 
 #[test]
 fn a_late_success_after_the_retry_was_sent_is_recorded_and_reaches_the_dead_letter() {
-    let mut r = relay(small());
+    let mut r = relay(small(3));
     let job = accept(&mut r, ms(0), 1);
     drain(&mut r);
     r.handle_timeout(ms(100));
@@ -224,7 +196,7 @@ fn a_late_success_after_the_retry_was_sent_is_recorded_and_reaches_the_dead_lett
 fn a_late_success_after_the_job_ended_is_kept_where_the_job_is_kept() {
     // Every attempt times out: the job is dead-lettered at the last timeout,
     // then that attempt's answer arrives.
-    let mut cfg = small();
+    let mut cfg = small(3);
     cfg.retry.attempts_max = 1;
     let mut r = relay(cfg.clone());
     let job = accept(&mut r, ms(0), 1);
@@ -273,7 +245,7 @@ fn a_late_success_after_the_job_ended_is_kept_where_the_job_is_kept() {
 
 #[test]
 fn a_late_failure_is_counted_and_ignored() {
-    let mut r = relay(small());
+    let mut r = relay(small(3));
     let job = accept(&mut r, ms(0), 1);
     drain(&mut r);
     r.handle_timeout(ms(100));
