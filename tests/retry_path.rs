@@ -7,7 +7,7 @@ mod hand;
 use hand::{ms, relay, small, TestRelay};
 use resilient_relay::relay::{
     Answer, CallError, CallId, Event, GiveUp, JobId, JobState, LateFate, LateSuccess, Outcome,
-    Output, Request,
+    Output, Relay, Request,
 };
 use resilient_relay::sim::{simulate, Scenario, SimOptions};
 use resilient_relay::time::Time;
@@ -312,4 +312,154 @@ fn under_overload_only_failed_attempts_fill_the_dlq() {
     // expected, so [0.4 %, 1.6 %] is more than five standard deviations.
     let share = s.dead_lettered as f64 / ended as f64;
     assert!((0.004..0.016).contains(&share), "DLQ share {share:.4}\n{s}");
+}
+
+/// Three jobs that each timed out on their only attempt: three dead letters.
+fn three_dead_letters(r: &mut TestRelay) -> Vec<JobId> {
+    (0..3u64)
+        .map(|k| {
+            let job = accept(r, ms(k * 200), 10 + k);
+            drain_all(r);
+            r.handle_timeout(ms(k * 200 + 100));
+            drain_all(r);
+            job
+        })
+        .collect()
+}
+
+#[test]
+fn a_late_success_on_a_dead_letter_shows_on_the_job_status_too() {
+    let mut cfg = small(1);
+    cfg.history_max = 100;
+    let mut r = relay(cfg);
+    let job = accept(&mut r, ms(0), 1);
+    drain_all(&mut r);
+    r.handle_timeout(ms(100));
+    drain_all(&mut r);
+    r.handle_call_result(ms(150), CallId { job, attempt: 1 }, Ok(9));
+    drain_all(&mut r);
+    let on_letter = r
+        .dead_letters()
+        .get(job)
+        .and_then(|l| l.late_success.clone());
+    let on_status = r.job_status(job).and_then(|s| s.late_success);
+    assert_eq!(on_letter.map(|l| l.response), Some(9));
+    assert_eq!(
+        on_status.map(|l| l.response),
+        Some(9),
+        "the status hides it"
+    );
+}
+
+#[test]
+fn a_late_success_keeps_its_letter_in_a_pending_redrive_all() {
+    let mut cfg = small(1);
+    cfg.queue.capacity = 1;
+    cfg.jobs_max = 2;
+    let mut r = relay(cfg);
+    let letters = three_dead_letters(&mut r);
+    accept(&mut r, ms(700), 50);
+    accept(&mut r, ms(700), 51);
+    drain_all(&mut r);
+    r.redrive_all(ms(700));
+    assert_eq!(r.redrive_pending(), 3, "no room: every letter waits");
+    r.handle_call_result(
+        ms(710),
+        CallId {
+            job: letters[2],
+            attempt: 1,
+        },
+        Ok(1),
+    );
+    drain_all(&mut r);
+    assert_eq!(
+        r.redrive_pending(),
+        3,
+        "the late success took its letter out of the set"
+    );
+}
+
+#[test]
+fn pending_redrives_take_freed_room_before_new_requests() {
+    let mut cfg = small(1);
+    cfg.queue.capacity = 1;
+    cfg.jobs_max = 5;
+    let mut r = relay(cfg);
+    three_dead_letters(&mut r);
+    let busy = accept(&mut r, ms(700), 50);
+    accept(&mut r, ms(700), 51);
+    drain_all(&mut r);
+    r.redrive_all(ms(700));
+    assert_eq!(r.redrive_pending(), 3);
+    // The busy call ends: the queued job starts and the queue has room,
+    // which the oldest pending letter must take.
+    r.handle_call_result(
+        ms(710),
+        CallId {
+            job: busy,
+            attempt: 1,
+        },
+        Ok(0),
+    );
+    drain_all(&mut r);
+    assert_eq!(
+        r.redrive_pending(),
+        2,
+        "one letter moved into the freed room"
+    );
+    assert!(
+        !matches!(
+            r.handle_request(ms(711), request(99)),
+            Answer::Accepted { .. }
+        ),
+        "a new request took the room ahead of a pending redrive"
+    );
+}
+
+#[test]
+fn late_answers_on_dead_letters_count_against_the_byte_bound() {
+    let mut cfg = small(1);
+    cfg.dlq.bytes_max = 4096;
+    let mut r: Relay<u64, Vec<u8>> = Relay::new(
+        &cfg.check().expect("valid"),
+        resilient_relay::rng::Seed(1).stream(resilient_relay::rng::Domain::Relay, 0),
+    );
+    for k in 0..5u64 {
+        let answer = r.handle_request(
+            ms(k * 200),
+            Request {
+                client: 1,
+                key: Some(k),
+                fingerprint: k,
+                payload: vec![0; 10],
+            },
+        );
+        let Answer::Accepted { job } = answer else {
+            panic!("not accepted: {answer:?}")
+        };
+        while r.poll_output().is_some() {}
+        r.handle_timeout(ms(k * 200 + 100));
+        while r.poll_output().is_some() {}
+        // A 1 KiB late answer for each: four fit beside the letters, one does not.
+        r.handle_call_result(
+            ms(k * 200 + 150),
+            CallId { job, attempt: 1 },
+            Ok(vec![7; 1024]),
+        );
+        while r.poll_output().is_some() {}
+    }
+    let dlq = r.dead_letters();
+    let held: usize = dlq
+        .list()
+        .map(|l| l.payload.len() + l.late_success.as_ref().map_or(0, |s| s.response.len()))
+        .sum();
+    assert_eq!(dlq.len(), 5);
+    assert!(
+        held <= dlq.bytes() && dlq.bytes() <= dlq.bytes_max(),
+        "held {held}, counted {}",
+        dlq.bytes()
+    );
+    let kept = dlq.list().filter(|l| l.late_success.is_some()).count() as u64;
+    assert!(kept >= 1 && kept < 5, "{kept} late answers kept");
+    assert_eq!(kept + dlq.late_answers_dropped(), 5);
 }

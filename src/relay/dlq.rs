@@ -235,6 +235,7 @@ pub struct DeadLetterQueue<K, P> {
     when_full: WhenFull,
     overflowed: u64,
     evicted: u64,
+    late_answers_dropped: u64,
     /// Letters a redrive of all still has to move; a subset of `letters`.
     redrive_pending: BTreeSet<JobId>,
 }
@@ -250,14 +251,59 @@ impl<K, P: ByteSize> DeadLetterQueue<K, P> {
             when_full: settings.when_full,
             overflowed: 0,
             evicted: 0,
+            late_answers_dropped: 0,
             redrive_pending: BTreeSet::new(),
         }
     }
 
-    /// What one letter counts against the byte bound: its payload and the
-    /// record around it.
+    /// What one letter counts against the byte bound: its payload, a late
+    /// success's answer if it has one, and the record around it.
     pub fn letter_bytes(letter: &DeadLetter<K, P>) -> usize {
-        std::mem::size_of::<DeadLetter<K, P>>() + letter.payload.byte_size()
+        let late = letter
+            .late_success
+            .as_ref()
+            .map_or(0, |l| l.response.byte_size());
+        std::mem::size_of::<DeadLetter<K, P>>() + letter.payload.byte_size() + late
+    }
+
+    /// Notes a late success on a held letter, in place: it stays pending if
+    /// it was. Its answer is kept only while the letter still fits the byte
+    /// bound; otherwise the count alone goes up and the answer is dropped
+    /// (counted in `late_answers_dropped`), since making room would cost
+    /// another letter. Returns whether the letter now carries it.
+    pub(super) fn note_late_success(
+        &mut self,
+        job: JobId,
+        attempt: u32,
+        at: Time,
+        answer: P,
+    ) -> bool {
+        let Some(letter) = self.letters.get_mut(&job) else {
+            return false;
+        };
+        let fits = self.bytes + answer.byte_size() <= self.bytes_max;
+        match &mut letter.late_success {
+            Some(first) => first.count = first.count.saturating_add(1),
+            None if fits => {
+                self.bytes += answer.byte_size();
+                letter.late_success = Some(LateSuccess {
+                    attempt,
+                    at,
+                    response: answer,
+                    count: 1,
+                });
+            }
+            None => {
+                self.late_answers_dropped += 1;
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Late answers not kept on their letters for want of room.
+    pub fn late_answers_dropped(&self) -> u64 {
+        self.late_answers_dropped
     }
 
     /// Stores the letter, making room as the policy says; returns every

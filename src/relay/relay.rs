@@ -445,6 +445,9 @@ impl<K: Key, P: Payload> Relay<K, P> {
             };
             self.start_attempt(now, id, permit);
         }
+        // The attempts just started left room in the queue: pending
+        // redrives take it before the next new request can.
+        self.step_redrives(now);
         self.drain_transitions();
         self.discard_stale_timers();
     }
@@ -580,22 +583,24 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// Notes a late success on the live job, its dead letter or its
     /// remembered status, whichever still holds it.
     fn record_late_success(&mut self, now: Time, call: CallId, response: P) -> LateFate {
-        let note = |slot: &mut Option<LateSuccess<P>>| {
-            LateSuccess::note(slot, call.attempt, now, response);
-        };
-        if self.job_mut(call.job).is_some() {
-            let mut slot = self.late_successes.remove(&call.job);
-            note(&mut slot);
-            self.late_successes.extend(slot.map(|l| (call.job, l)));
-        } else if let Some(mut letter) = self.dlq.take(call.job) {
-            note(&mut letter.late_success);
-            self.dlq.restore(letter);
-        } else if let Some(status) = self.finished.get_mut(&call.job) {
-            note(&mut status.late_success);
-        } else {
-            return LateFate::JobForgotten;
+        let (job, attempt) = (call.job, call.attempt);
+        if self.job_mut(job).is_some() {
+            let mut slot = self.late_successes.remove(&job);
+            LateSuccess::note(&mut slot, attempt, now, response);
+            self.late_successes.extend(slot.map(|l| (job, l)));
+            return LateFate::Recorded;
         }
-        LateFate::Recorded
+        // The remembered status (read first by look-ups) and the dead
+        // letter (what a redrive sees) both say so.
+        let on_status = self.finished.get_mut(&job).map(|status| {
+            LateSuccess::note(&mut status.late_success, attempt, now, response.clone());
+        });
+        let on_letter = self.dlq.note_late_success(job, attempt, now, response);
+        if on_letter || on_status.is_some() {
+            LateFate::Recorded
+        } else {
+            LateFate::JobForgotten
+        }
     }
 
     fn finish_attempt(&mut self, now: Time, id: JobId, result: Result<P, CallError>) {

@@ -385,6 +385,7 @@ impl RelayActor {
             rate_limit_table_full: r.rate_limit_table_full(),
             draining: r.is_draining(),
             retry_lane: r.retry_lane_len(),
+            dlq_late_answers_dropped: r.dead_letters().late_answers_dropped(),
             http_rejected: Default::default(),
             connections: Default::default(),
         }

@@ -79,6 +79,21 @@ pub fn render(v: &StatsView) -> String {
             "Downstream answers after their attempt timed out.",
             red.late_results,
         ),
+        (
+            "relay_late_successes_used_total",
+            "Late successes that completed a job waiting to retry (no retry sent).",
+            red.late_successes_used,
+        ),
+        (
+            "relay_late_successes_recorded_total",
+            "Late successes recorded on a job, its dead letter or its status (the work may be done twice).",
+            red.late_successes_recorded,
+        ),
+        (
+            "relay_dlq_late_answers_dropped_total",
+            "Late answers not kept on their dead letters for want of room in the byte bound.",
+            v.dlq_late_answers_dropped,
+        ),
     ] {
         counter(&mut out, name, help, value);
     }
@@ -350,6 +365,7 @@ mod tests {
             rate_limit_table_full: 0,
             draining: false,
             retry_lane: 0,
+            dlq_late_answers_dropped: 0,
             http_rejected: Default::default(),
             connections: Default::default(),
         };
@@ -360,6 +376,7 @@ mod tests {
         assert!(text.contains("relay_connection_limits_total{limit=\"header_timeouts\"} 0"));
         assert!(!text.contains("limit=\"open\""), "open is a gauge");
         assert!(text.contains("relay_idempotency_evicted_age_last_seconds 4\n"));
+        assert!(text.contains("relay_late_successes_recorded_total 0\n"));
         assert!(text.contains("relay_dlq_bytes_max 0\n"));
         for line in text.lines() {
             let ok = line.starts_with("# HELP ")

@@ -374,6 +374,8 @@ pub struct StatsView {
     pub draining: bool,
     /// Jobs whose backoff is over, waiting for a worker ahead of new work.
     pub retry_lane: usize,
+    /// Late answers not kept on their dead letters: no room in the byte bound.
+    pub dlq_late_answers_dropped: u64,
     pub http_rejected: HttpRejections,
     /// What the connection limits did: timeouts, refusals, oversized heads.
     pub connections: ListenerSnapshot,
