@@ -301,6 +301,39 @@ async fn operator_endpoints_want_the_operator_token() {
     assert_eq!(h.stats().await["http_rejected"]["operator_refused"], 24);
 }
 
+/// Without a token, a browser on the relay's host must not be able to
+/// operate it: a cross-site request carries `Origin`, a DNS-rebound one
+/// names a foreign `Host`; both are loopback peers, both are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_a_browser_on_the_host_cannot_operate_the_relay() {
+    let h = Harness::start(settings()).await;
+    assert_eq!(
+        h.get("/stats").await.status,
+        200,
+        "curl on the host may look"
+    );
+    let from_page: &[(&str, &[u8])] = &[
+        ("origin", b"http://evil.example"),
+        ("content-type", b"text/plain"),
+    ];
+    let rebound: &[(&str, &[u8])] = &[("host", b"evil.example:8080")];
+    for headers in [from_page, rebound] {
+        for (method, path) in [
+            (Method::POST, "/dlq/redrive"),
+            (Method::GET, "/dlq"),
+            (Method::GET, "/stats"),
+        ] {
+            let r = h.send(method.clone(), path, headers, Bytes::new()).await;
+            let p = problem(&r, 403);
+            assert!(
+                kind(&p).ends_with("operator-browser-refused"),
+                "{method} {path}: {p}"
+            );
+        }
+    }
+    assert_eq!(h.stats().await["http_rejected"]["operator_refused"], 6);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_status_answers_only_its_handle_and_a_scan_finds_nothing() {
     let h = Harness::start(settings()).await;
