@@ -431,7 +431,12 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// allows. Retries go first: they are older, and serving them keeps the
     /// jobs in the system bounded (see [`RetryLane`]).
     fn pump(&mut self, now: Time) {
-        self.step_redrives(now);
+        self.pump_noting(now, &mut Vec::new());
+    }
+
+    /// [`Relay::pump`], keeping what became of the redrives it moved.
+    fn pump_noting(&mut self, now: Time, tried: &mut Vec<(JobId, Result<JobId, RedriveError>)>) {
+        tried.extend(self.step_redrives(now));
         while self.workers.has_free_slot() && self.has_waiting_work() {
             let permit = match &mut self.breaker {
                 Some(b) => match b.allow(now) {
@@ -447,7 +452,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
         // The attempts just started left room in the queue: pending
         // redrives take it before the next new request can.
-        self.step_redrives(now);
+        tried.extend(self.step_redrives(now));
         self.drain_transitions();
         self.discard_stale_timers();
     }
@@ -901,10 +906,8 @@ impl<K: Key, P: Payload> Relay<K, P> {
     pub fn redrive_all(&mut self, now: Time) -> Vec<(JobId, Result<JobId, RedriveError>)> {
         self.advance(now);
         self.dlq.schedule_all();
-        let mut tried = self.step_redrives(now);
-        self.pump(now);
-        // The attempts just started left room in the queue.
-        tried.extend(self.step_redrives(now));
+        let mut tried = Vec::new();
+        self.pump_noting(now, &mut tried);
         tried
     }
 
