@@ -210,10 +210,7 @@ async fn a_burst_is_queued_behind_the_workers_and_served_in_order() {
 async fn draining_refuses_new_work_and_finishes_what_was_accepted() {
     let mut h = start(&config(""));
     let job = h.accepted("before").await;
-    h.relay
-        .tell(Command::Drain)
-        .await
-        .expect("the task is alive");
+    h.relay.drain().await.expect("the task is alive");
     match h.submit("after").await {
         Answer::Refused { job: None, .. } => {}
         other => panic!("a draining relay admits nothing, got {other:?}"),
@@ -235,6 +232,49 @@ async fn draining_refuses_new_work_and_finishes_what_was_accepted() {
     let left = h.stop().await;
     assert!(left.live.is_empty());
     assert_eq!(left.succeeded, 1);
+}
+
+/// A request already in the task's inbox when the drain is sent is
+/// admitted first; the drain must then wait for its job, not see the
+/// gauge of the turn before and call the relay idle.
+#[tokio::test(start_paused = true)]
+async fn a_job_admitted_just_before_the_drain_is_waited_for() {
+    let mut h = start(&config(""));
+    let (reply, accepted) = tokio::sync::oneshot::channel();
+    let request = Request {
+        client: 1,
+        key: Some(Arc::from("last")),
+        fingerprint: 0,
+        payload: Bytes::from_static(b"{}"),
+    };
+    h.relay
+        .tell(Command::Submit {
+            request,
+            cid: Arc::from("test"),
+            reply,
+        })
+        .await
+        .expect("the task is alive");
+    let live = h.relay.drain().await.expect("the task is alive");
+    // What `idle` reads, right after the drain: it must count the job.
+    assert_eq!(h.relay.live_jobs(), 1, "the drain saw a stale gauge");
+    assert_eq!(live, 1);
+    assert!(matches!(accepted.await, Ok(Answer::Accepted { .. })));
+    let idle = {
+        let relay = h.relay.clone();
+        tokio::spawn(async move { relay.idle().await })
+    };
+    tokio::time::advance(Duration::from_millis(20)).await;
+    assert!(
+        !idle.is_finished(),
+        "the job admitted before the drain is live"
+    );
+    answer(h.next_call(Duration::from_millis(1)).await, Ok(b"{}")).await;
+    tokio::time::timeout(Duration::from_secs(1), idle)
+        .await
+        .expect("idle once it finished")
+        .expect("no panic");
+    assert_eq!(h.stop().await.succeeded, 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -59,8 +59,11 @@ pub enum Command {
     Stats {
         reply: oneshot::Sender<StatsView>,
     },
-    /// Stop admitting; accepted work carries on.
-    Drain,
+    /// Stop admitting; accepted work carries on. Answers the jobs still
+    /// live, once the live-jobs gauge says so too.
+    Drain {
+        reply: oneshot::Sender<usize>,
+    },
     /// End the task and say what was left.
     Stop {
         reply: oneshot::Sender<Leftovers>,
@@ -277,13 +280,15 @@ impl RelayActor {
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats());
             }
-            Command::Drain => {
+            Command::Drain { reply } => {
                 self.relay.start_draining();
                 self.gauges.draining.store(true, Ordering::Relaxed);
-                tracing::info!(
-                    live_jobs = self.relay.live_jobs(),
-                    "draining: no new work admitted"
-                );
+                let live = self.relay.live_jobs();
+                // Published before the answer, so a waiter on `idle` sees
+                // the jobs accepted just before the drain.
+                self.gauges.live_jobs.store(live, Ordering::Relaxed);
+                tracing::info!(live_jobs = live, "draining: no new work admitted");
+                let _ = reply.send(live);
             }
             Command::Stop { reply } => self.stop = Some(reply),
         }
@@ -587,6 +592,15 @@ impl RelayHandle {
             mpsc::error::TrySendError::Full(_) => Unavailable::Full,
             mpsc::error::TrySendError::Closed(_) => Unavailable::Stopped,
         })?;
+        answer.await.map_err(|_| Unavailable::Stopped)
+    }
+
+    /// Stops admitting. Resolves once the task has taken the command, so
+    /// every request sent before it is counted, and [`RelayHandle::idle`]
+    /// waits for those jobs too; answers how many are live.
+    pub async fn drain(&self) -> Result<usize, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.tell(Command::Drain { reply }).await?;
         answer.await.map_err(|_| Unavailable::Stopped)
     }
 

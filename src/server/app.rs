@@ -157,7 +157,7 @@ impl RelayServer {
         let started = super::clock::read_monotonic();
         let relay = self.relay.clone();
         let drain = async move {
-            let _ = relay.tell(Command::Drain).await;
+            let _ = relay.drain().await;
             relay.idle().await;
         };
         let drained = tokio::time::timeout(self.drain_deadline, drain)
