@@ -296,11 +296,8 @@ pub fn serve(args: &super::ServeArgs) -> anyhow::Result<Outcome> {
     super::logging::init();
     let settings = args.resolve()?;
     if args.print_config {
-        let mut shown = settings.clone();
-        if let Some(secret) = &mut shown.server.hmac_secret {
-            secret.0 = "<redacted>".to_owned();
-        }
-        print!("{}", toml::to_string(&shown)?);
+        // Secrets serialise as `<redacted>` (config::Secret).
+        print!("{}", toml::to_string(&settings)?);
         return Ok(Outcome::Clean);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
