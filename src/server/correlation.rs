@@ -108,10 +108,15 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         let span = handled.span().clone();
         response = ensure_problem(response, &cid).instrument(span).await;
     }
-    if let Ok(v) = HeaderValue::from_str(&cid) {
+    echo(&mut response, &cid);
+    response
+}
+
+/// Puts the id on the response, as every answer carries it.
+pub fn echo(response: &mut Response, cid: &str) {
+    if let Ok(v) = HeaderValue::from_str(cid) {
         response.headers_mut().insert(HEADER, v);
     }
-    response
 }
 
 /// An error answer whose body is not a problem yet.

@@ -147,12 +147,10 @@ fn body_timeout(timeout: Duration) -> Problem {
 /// under the request's correlation id like every other problem.
 fn closing(problem: Problem, cid: &Arc<str>) -> Response {
     let mut response = problem.correlation_id(cid).into_response();
+    correlation::echo(&mut response, cid);
     let headers = response.headers_mut();
     headers.insert(CONNECTION, HeaderValue::from_static("close"));
-    if let Ok(v) = HeaderValue::from_str(cid) {
-        headers.insert(correlation::HEADER, v);
-    }
-    response.headers_mut().remove(CONTENT_LENGTH);
+    headers.remove(CONTENT_LENGTH);
     response
 }
 
