@@ -9,6 +9,7 @@
 
 use super::calls::{CallDone, CallRequest, Caller};
 use super::clock::Clock;
+use super::limit_log::Acted;
 use super::views::{
     DlqFill, DlqGauges, DlqPage, JobView, LetterView, RedriveReport, RedriveView, ReplayWindowView,
     StatsView,
@@ -110,53 +111,24 @@ pub struct RelayActor {
     stop: Option<oneshot::Sender<Leftovers>>,
     /// A full idempotency store forgets a key per new one: one log line per
     /// interval says how many, rather than one line each.
-    forgotten: LogGate,
+    forgotten: Acted,
     /// Dead letters not kept (full queue, or evicted as the oldest): the
     /// same, one line per interval.
-    dropped_letters: LogGate,
+    dropped_letters: Acted,
 }
 
-/// Lets one log line through per `interval` of relay time and counts the
-/// occurrences in between, so that a condition repeating thousands of times
-/// a second costs a line now and then, not a flood.
-#[derive(Clone, Debug)]
-struct LogGate {
-    interval: std::time::Duration,
-    last: Option<Time>,
-    held: u64,
-}
-
-impl LogGate {
-    fn new(interval: std::time::Duration) -> LogGate {
-        LogGate {
-            interval,
-            last: None,
-            held: 0,
-        }
-    }
-
-    /// Counts one occurrence at `now`; `Some(n)` when a line is due, `n`
-    /// being the occurrences it reports (this one included).
-    fn admit(&mut self, now: Time) -> Option<u64> {
-        self.held += 1;
-        let due = self
-            .last
-            .is_none_or(|last| now.since(last) >= self.interval);
-        if !due {
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.held))
-    }
-}
-
-/// How often a repeated warning may be logged.
-const WARN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often a repeated warning may be logged, in relay milliseconds.
+const WARN_INTERVAL_MS: u64 = super::limit_log::LOG_INTERVAL.as_millis() as u64;
 
 /// Inputs handled before the outputs are performed and the timer re-armed.
 const BATCH_MAX: usize = 64;
 
 impl RelayActor {
+    /// Relay time in milliseconds, for the log gates.
+    fn now_ms(&mut self) -> u64 {
+        u64::try_from(self.clock.now().since(Time::ZERO).as_millis()).unwrap_or(u64::MAX)
+    }
+
     pub fn new(
         relay: ServerRelay,
         caller: Caller,
@@ -176,8 +148,8 @@ impl RelayActor {
             cids: FxHashMap::default(),
             gauges,
             stop: None,
-            forgotten: LogGate::new(WARN_INTERVAL),
-            dropped_letters: LogGate::new(WARN_INTERVAL),
+            forgotten: Acted::default(),
+            dropped_letters: Acted::default(),
         }
     }
 
@@ -433,7 +405,8 @@ impl RelayActor {
             }
             Output::Finished(done) => self.finished(done),
             Output::Forgotten { key } => {
-                if let Some(keys) = self.forgotten.admit(self.clock.now()) {
+                let now = self.now_ms();
+                if let Some((keys, _)) = self.forgotten.note(now, WARN_INTERVAL_MS) {
                     tracing::warn!(
                         key = &*key,
                         keys,
@@ -444,7 +417,8 @@ impl RelayActor {
             }
             Output::Overflowed(letter) => {
                 let cid = self.cids.remove(&letter.job);
-                if let Some(letters) = self.dropped_letters.admit(self.clock.now()) {
+                let now = self.now_ms();
+                if let Some((letters, _)) = self.dropped_letters.note(now, WARN_INTERVAL_MS) {
                     let dlq = self.relay.dead_letters();
                     tracing::warn!(
                         cid = cid.as_deref(),
@@ -642,13 +616,13 @@ mod tests {
 
     #[test]
     fn a_log_gate_lets_one_line_through_per_interval_and_counts_the_rest() {
-        let mut gate = LogGate::new(std::time::Duration::from_secs(10));
-        let at = |ms| Time::from_millis(ms);
-        assert_eq!(gate.admit(at(0)), Some(1), "the first occurrence is logged");
-        let held: Vec<Option<u64>> = (1..1000).map(|i| gate.admit(at(i))).collect();
+        let gate = Acted::default();
+        let admit = |ms| gate.note(ms, WARN_INTERVAL_MS).map(|(since, _)| since);
+        assert_eq!(admit(0), Some(1), "the first occurrence is logged");
+        let held: Vec<Option<u64>> = (1..1000).map(admit).collect();
         assert!(held.iter().all(Option::is_none), "nothing more within 10 s");
-        assert_eq!(gate.admit(at(9_999)), None);
-        assert_eq!(gate.admit(at(10_000)), Some(1001), "then the count since");
-        assert_eq!(gate.admit(at(10_001)), None);
+        assert_eq!(admit(9_999), None);
+        assert_eq!(admit(10_000), Some(1001), "then the count since");
+        assert_eq!(admit(10_001), None);
     }
 }

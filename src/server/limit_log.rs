@@ -29,7 +29,8 @@ pub struct Acted {
 
 impl Acted {
     /// Counts one action; `Some((since_last_line, total))` when a line is due.
-    fn note(&self, now_ms: u64, interval_ms: u64) -> Option<(u64, u64)> {
+    /// Lock-free, so connections share one; the relay's task uses it too.
+    pub fn note(&self, now_ms: u64, interval_ms: u64) -> Option<(u64, u64)> {
         let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
         let quiet = self.quiet_until_ms.load(Ordering::Relaxed);
         if now_ms < quiet {
