@@ -84,6 +84,7 @@ impl Workload {
             queue: QueueConfig {
                 capacity: self.queue,
                 retry_after_ms: 1000.0,
+                ..QueueConfig::default()
             },
             retry: RetryConfig {
                 attempts_max: self.retries + 1,
@@ -107,6 +108,7 @@ impl Workload {
                 ..DlqConfig::default()
             },
             history_max: 0,
+            concurrency_limit: None,
         };
         Scenario {
             name: name.to_string(),
