@@ -162,6 +162,8 @@ pub enum GiveUp {
     AttemptsExhausted,
     NotRetryable,
     BudgetExhausted,
+    /// Never tried: it waited in the queue longer than `queue.shed_after_ms`.
+    Shed,
 }
 
 impl GiveUp {

@@ -6,7 +6,8 @@
 
 use crate::fault::{CallPlan, DenseLedger, FaultModel};
 use crate::rng::Stream;
-use crate::time::Time;
+use crate::time::{ms_to_nanos, Time};
+use std::time::Duration;
 
 pub use crate::fault::{
     BrownoutConfig, CapacityConfig, DownstreamConfig, FailureMix, LatencyConfig, OutageConfig,
@@ -39,6 +40,12 @@ impl Downstream {
             (Some(key), true) => self.ledger.record(key),
             _ => false,
         }
+    }
+
+    /// The `Retry-After` a throttled answer carries
+    /// (`throttle_retry_after_ms`).
+    pub fn throttle_retry_after(&self) -> Duration {
+        Duration::from_nanos(ms_to_nanos(self.model.config().throttle_retry_after_ms))
     }
 
     pub fn calls(&self) -> u64 {
