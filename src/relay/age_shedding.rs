@@ -55,7 +55,10 @@ mod tests {
             to: ShedTo::Fail,
         };
         let at = Time::from_millis(50);
-        assert!(!s.is_expired(Time::from_millis(150), at), "exactly the bound");
+        assert!(
+            !s.is_expired(Time::from_millis(150), at),
+            "exactly the bound"
+        );
         assert!(s.is_expired(Time::from_nanos(150_000_001), at));
         assert_eq!(s.deadline(at), Time::from_millis(150));
     }

@@ -27,8 +27,8 @@
 //! The limit is kept in `[min, max]` at all times; the relay starts a call
 //! only while calls in flight < min(workers, limit).
 
-use super::config_error::{ensure, parse_ms, ConfigError};
 use super::config::WORKERS_LIMIT;
+use super::config_error::{ensure, parse_ms, ConfigError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -132,7 +132,11 @@ pub struct Bounds {
 }
 
 fn check_bounds(initial: u32, min: u32, max: u32) -> Result<Bounds, ConfigError> {
-    ensure(min >= 1, "min", "must be ≥ 1 (a limit of 0 stops every call)")?;
+    ensure(
+        min >= 1,
+        "min",
+        "must be ≥ 1 (a limit of 0 stops every call)",
+    )?;
     ensure(
         max as usize <= WORKERS_LIMIT,
         "max",
@@ -316,7 +320,11 @@ impl ConcurrencyLimit {
             } => self.gradient(rtt, in_flight, smoothing, tolerance, queue_size),
         };
         let (lo, hi) = (f64::from(self.bounds.min), f64::from(self.bounds.max));
-        self.estimate = if next.is_finite() { next.clamp(lo, hi) } else { lo };
+        self.estimate = if next.is_finite() {
+            next.clamp(lo, hi)
+        } else {
+            lo
+        };
         let limit = self.limit();
         self.min_seen = self.min_seen.min(limit);
         self.max_seen = self.max_seen.max(limit);
@@ -420,11 +428,18 @@ mod tests {
             l.on_sample(10 * MS, 60, Sample::Ok);
         }
         let steady = l.limit();
-        assert!(steady > 50, "steady latency: the queue_size headroom grows it");
+        assert!(
+            steady > 50,
+            "steady latency: the queue_size headroom grows it"
+        );
         for _ in 0..30 {
             l.on_sample(100 * MS, 100, Sample::Ok);
         }
-        assert!(l.limit() < steady / 2, "latency ×10: {} vs {steady}", l.limit());
+        assert!(
+            l.limit() < steady / 2,
+            "latency ×10: {} vs {steady}",
+            l.limit()
+        );
         assert!(l.limit() >= 5);
     }
 
@@ -436,12 +451,44 @@ mod tests {
         use ConcurrencyLimitConfig::{Aimd, Gradient};
         assert_eq!(bad(Aimd(AimdConfig { min: 0, ..a })), "min");
         assert_eq!(bad(Aimd(AimdConfig { initial: 500, ..a })), "initial");
-        assert_eq!(bad(Aimd(AimdConfig { max: 0, min: 1, initial: 1, ..a })), "max");
-        assert_eq!(bad(Aimd(AimdConfig { backoff_ratio: 1.0, ..a })), "backoff_ratio");
+        assert_eq!(
+            bad(Aimd(AimdConfig {
+                max: 0,
+                min: 1,
+                initial: 1,
+                ..a
+            })),
+            "max"
+        );
+        assert_eq!(
+            bad(Aimd(AimdConfig {
+                backoff_ratio: 1.0,
+                ..a
+            })),
+            "backoff_ratio"
+        );
         assert_eq!(bad(Aimd(AimdConfig { increase: 0, ..a })), "increase");
-        assert_eq!(bad(Gradient(GradientConfig { smoothing: 0.0, ..g })), "smoothing");
-        assert_eq!(bad(Gradient(GradientConfig { tolerance: 0.5, ..g })), "tolerance");
-        assert_eq!(bad(Gradient(GradientConfig { long_window: 0, ..g })), "long_window");
+        assert_eq!(
+            bad(Gradient(GradientConfig {
+                smoothing: 0.0,
+                ..g
+            })),
+            "smoothing"
+        );
+        assert_eq!(
+            bad(Gradient(GradientConfig {
+                tolerance: 0.5,
+                ..g
+            })),
+            "tolerance"
+        );
+        assert_eq!(
+            bad(Gradient(GradientConfig {
+                long_window: 0,
+                ..g
+            })),
+            "long_window"
+        );
     }
 
     #[test]

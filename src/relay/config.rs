@@ -228,12 +228,11 @@ mod tests {
             with(|c| c.queue.shed_after_ms = f64::NAN, "queue.shed_after_ms"),
             with(
                 |c| {
-                    c.concurrency_limit = Some(ConcurrencyLimitConfig::Aimd(
-                        crate::relay::AimdConfig {
+                    c.concurrency_limit =
+                        Some(ConcurrencyLimitConfig::Aimd(crate::relay::AimdConfig {
                             min: 0,
                             ..crate::relay::AimdConfig::default()
-                        },
-                    ))
+                        }))
                 },
                 "concurrency_limit.min",
             ),

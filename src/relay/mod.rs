@@ -27,8 +27,8 @@ mod retry_lane;
 mod stats;
 mod workers;
 
-pub use answer::{Answer, Refusal, Request};
 pub use age_shedding::ShedTo;
+pub use answer::{Answer, Refusal, Request};
 pub use backoff::{Backoff, BackoffConfig, BackoffKind, BackoffState};
 pub use breaker::{Breaker, BreakerConfig, BreakerSettings, BreakerState, TripConfig};
 pub use concurrency_limit::{AimdConfig, ConcurrencyLimitConfig, GradientConfig};

@@ -282,13 +282,23 @@ mod tests {
         assert_eq!(read(&[" 0 "]), Some(Duration::ZERO));
         assert_eq!(read(&["99999999999999999999"]), Some(RETRY_AFTER_MAX));
         assert_eq!(read(&["86400"]), Some(RETRY_AFTER_MAX), "capped");
-        for garbage in ["", "-1", "1.5", "soon", "Wed, 21 Oct 2015 07:28:00 GMT", "+2"] {
+        for garbage in [
+            "",
+            "-1",
+            "1.5",
+            "soon",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+            "+2",
+        ] {
             assert_eq!(read(&[garbage]), None, "{garbage:?}");
         }
         assert_eq!(read(&["1", "2"]), None, "two headers disagree");
         assert_eq!(read(&[]), None);
         let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_bytes(b"\xff").expect("opaque"));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_bytes(b"\xff").expect("opaque"),
+        );
         assert_eq!(retry_after(&h), None, "not text");
     }
 

@@ -463,6 +463,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_shed_job_that_was_called_or_is_called_is_caught() {
+        let t = Time::ZERO;
+        let (a, b) = (JobId(1), JobId(2));
+        let mut c = Checker::new(1000.0);
+        c.accepted(t, a).expect("accepted");
+        c.accepted(t, b).expect("accepted");
+        c.call_started(t, CallId { job: a, attempt: 1 }, None)
+            .expect("first try");
+        assert!(c.shed(t, a).is_err(), "called, then shed");
+        c.shed(t, b).expect("never called");
+        c.finished(t, b).expect("ends");
+        c.shed_finished(t, b).expect("the job just shed");
+        assert!(c.shed_finished(t, b).is_err(), "ended as shed twice");
+        let late = c.call_started(t, CallId { job: b, attempt: 1 }, None);
+        assert!(late.is_err(), "shed, then called");
+        let mut c = Checker::new(1000.0);
+        c.accepted(t, a).expect("accepted");
+        c.shed(t, a).expect("shed");
+        assert!(c.end_of_step(t).is_err(), "shed but never ended");
+    }
+
+    #[test]
     fn a_job_that_ends_twice_is_caught() {
         let mut c = Checker::new(1000.0);
         c.accepted(Time::ZERO, JobId(1)).expect("first");
