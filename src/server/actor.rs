@@ -350,6 +350,13 @@ impl RelayActor {
             queue_depth_max_seen: r.queue_depth_max_seen(),
             in_flight: r.in_flight(),
             workers: r.workers(),
+            concurrency_limit: r.concurrency_limit().zip(r.concurrency_limit_seen()).map(
+                |(limit, (min_seen, max_seen))| crate::server::views::LimitGauge {
+                    limit,
+                    min_seen,
+                    max_seen,
+                },
+            ),
             live_jobs: r.live_jobs(),
             breaker: r.breaker_state(),
             dlq_size: r.dead_letters().len(),

@@ -90,6 +90,26 @@ pub fn render(v: &StatsView) -> String {
             red.late_successes_recorded,
         ),
         (
+            "relay_shed_total",
+            "Jobs shed by age: they waited in the queue longer than shed_after_ms and were never called.",
+            red.shed,
+        ),
+        (
+            "relay_served_out_of_order_total",
+            "Queued jobs served ahead of older ones (adaptive LIFO).",
+            red.served_out_of_order,
+        ),
+        (
+            "relay_calls_held_back_total",
+            "Times the concurrency limit held a call back while a worker was free.",
+            red.calls_held_back,
+        ),
+        (
+            "relay_retry_after_honoured_total",
+            "Retries of throttled attempts that waited for the downstream's Retry-After.",
+            red.retry_after_honoured,
+        ),
+        (
             "relay_dlq_late_answers_dropped_total",
             "Late answers not kept on their dead letters for want of room in the byte bound.",
             v.dlq_late_answers_dropped,
@@ -164,6 +184,26 @@ fn by_field(counters: &impl serde::Serialize) -> BTreeMap<String, u64> {
 }
 
 fn gauges(out: &mut String, v: &StatsView) {
+    if let Some(l) = v.concurrency_limit {
+        gauge(
+            out,
+            "relay_concurrency_limit",
+            "Downstream calls the adaptive concurrency limit allows in flight now.",
+            l.limit as f64,
+        );
+        gauge(
+            out,
+            "relay_concurrency_limit_min_seen",
+            "The lowest the adaptive concurrency limit has been.",
+            l.min_seen as f64,
+        );
+        gauge(
+            out,
+            "relay_concurrency_limit_max_seen",
+            "The highest the adaptive concurrency limit has been.",
+            l.max_seen as f64,
+        );
+    }
     for (name, help, value) in [
         (
             "relay_queue_depth",
@@ -352,6 +392,11 @@ mod tests {
             queue_depth_max_seen: 2,
             in_flight: 0,
             workers: 1,
+            concurrency_limit: Some(crate::server::views::LimitGauge {
+                limit: 3,
+                min_seen: 2,
+                max_seen: 5,
+            }),
             live_jobs: 1,
             breaker: Some(BreakerState::Open),
             dlq_size: 0,

@@ -350,6 +350,14 @@ pub struct HttpRejections {
     pub operator_refused: u64,
 }
 
+/// The adaptive concurrency limit now and the range it has covered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LimitGauge {
+    pub limit: usize,
+    pub min_seen: usize,
+    pub max_seen: usize,
+}
+
 /// `GET /stats`: RED counters and latency quantiles, plus the relay's gauges.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatsView {
@@ -361,6 +369,9 @@ pub struct StatsView {
     pub queue_depth_max_seen: usize,
     pub in_flight: usize,
     pub workers: usize,
+    /// The adaptive concurrency limit, when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency_limit: Option<LimitGauge>,
     pub live_jobs: usize,
     pub breaker: Option<BreakerState>,
     pub dlq_size: usize,
