@@ -334,8 +334,7 @@ impl Simulation {
                 let call = CallId { job, attempt };
                 self.last_active = now;
                 self.call_leaves(now, call, result, key)?;
-                self.relay.handle_call_result(now, call, result);
-                Ok(())
+                self.relay_hears(now, call, result)
             }
             Ev::CallArrives {
                 job,
@@ -383,9 +382,7 @@ impl Simulation {
                 result,
             } => {
                 self.last_active = now;
-                self.relay
-                    .handle_call_result(now, CallId { job, attempt }, result);
-                Ok(())
+                self.relay_hears(now, CallId { job, attempt }, result)
             }
             Ev::RequestArrives { transit } => {
                 self.last_active = now;
@@ -515,6 +512,20 @@ impl Simulation {
         plan
     }
 
+    /// The relay hears how a call went.
+    fn relay_hears(
+        &mut self,
+        now: Time,
+        call: CallId,
+        result: Result<(), CallError>,
+    ) -> Result<(), Violation> {
+        if result.is_ok() {
+            self.checker.success_answered(now, call)?;
+        }
+        self.relay.handle_call_result(now, call, result);
+        Ok(())
+    }
+
     /// The downstream answers a call; a success lands its side effect.
     fn call_leaves(
         &mut self,
@@ -525,10 +536,7 @@ impl Simulation {
     ) -> Result<(), Violation> {
         self.c.model_call_completions += 1;
         let landed = result.is_ok();
-        if landed {
-            self.c.call_successes += 1;
-            self.checker.success_answered(now, call)?;
-        }
+        self.c.call_successes += u64::from(landed);
         let request = (key != NO_KEY).then_some(key & !KEYLESS);
         let duplicate = self.downstream.finish(request, key & KEYLESS == 0, landed);
         let level = self.downstream.in_progress();
@@ -752,6 +760,7 @@ impl Simulation {
         self.c.client_timeouts = stats.timeouts;
         self.c.client_succeeded = stats.succeeded;
         self.c.client_abandoned = stats.abandoned;
+        self.c.client_deadline_abandoned = stats.deadline_abandoned;
         self.c.client_done_last = stats.done_last;
         self.c.populations = stats.populations.clone();
         let mut summary = Summary::collect(
