@@ -378,3 +378,60 @@ fn the_same_seed_gives_the_same_run_with_every_new_part_on() {
         b.trace.expect("trace").to_jsonl()
     );
 }
+
+/// The retry-storm scenario with series per second.
+fn storm(spike: bool) -> SimResult {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/experiments/scenarios/retry-storm.toml"
+    );
+    let mut text = std::fs::read_to_string(path).expect("scenario file");
+    if !spike {
+        text = text.replace(
+            "{ until_s = 25, per_s = 80 }",
+            "{ until_s = 25, per_s = 40 }",
+        );
+    }
+    let scenario = Scenario::from_toml(&text, path).expect("valid scenario");
+    let opts = SimOptions {
+        seed: 1,
+        trace_records_max: 0,
+        calls_bucket_ms: None,
+        series_bucket_ms: Some(1000.0),
+    };
+    simulate(&scenario, &opts).unwrap_or_else(|f| panic!("{f}"))
+}
+
+#[test]
+fn a_spike_leaves_the_retry_storm_collapsed_and_without_it_the_system_stays_healthy() {
+    for spike in [false, true] {
+        let r = storm(spike);
+        let s = r.series.expect("series");
+        println!("spike {spike}\n  t  starts successes retries timeouts calls in_progress");
+        for t in (0..80).step_by(5) {
+            println!(
+                "{t:3} {:6} {:9} {:7} {:8} {:5} {:11}",
+                s.starts[t],
+                s.successes[t],
+                s.retries[t],
+                s.timeouts[t],
+                s.calls[t],
+                s.in_progress[t]
+            );
+        }
+        let late = |v: &[u32]| v[60..80].iter().map(|&x| f64::from(x)).sum::<f64>() / 20.0;
+        let goodput = late(&s.successes);
+        if spike {
+            assert!(goodput < 4.0, "goodput {goodput}/s long after the spike");
+            assert!(
+                s.in_progress[79] > s.in_progress[40] && s.in_progress[40] > 300,
+                "{:?}",
+                s.in_progress
+            );
+        } else {
+            assert!(goodput > 35.0, "goodput {goodput}/s without a spike");
+            assert!(s.in_progress[79] < 150, "{:?}", s.in_progress);
+            assert_eq!(s.retries.iter().sum::<u32>(), 0);
+        }
+    }
+}
