@@ -8,6 +8,7 @@
 //! so anything it does not name and the relay does not use is dead code the
 //! compiler points out.
 
+mod adaptive_throttle;
 mod answer;
 mod backoff;
 mod breaker;
@@ -21,10 +22,15 @@ mod rate_limit;
 #[allow(clippy::module_inception)]
 mod relay;
 mod retry;
+mod retry_breaker;
+mod retry_budget;
+mod retry_gate;
 mod retry_lane;
 mod stats;
+mod window;
 mod workers;
 
+pub use adaptive_throttle::ThrottleConfig;
 pub use answer::{Answer, Refusal, Request};
 pub use backoff::{Backoff, BackoffConfig, BackoffKind, BackoffState};
 pub use breaker::{Breaker, BreakerConfig, BreakerSettings, BreakerState, TripConfig};
@@ -38,5 +44,10 @@ pub use job::{CallId, JobId, JobState, JobStatus, LateSuccess, Outcome};
 pub use queue::QueueConfig;
 pub use rate_limit::RateLimitConfig;
 pub use relay::{Event, Finished, LateFate, Output, Relay};
-pub use retry::{CallError, GiveUp, RetryBudgetConfig, RetryConfig, ATTEMPTS_LIMIT};
+pub use retry::{CallError, GiveUp, RetryConfig, ATTEMPTS_LIMIT};
+pub use retry_breaker::{RetryBreakerConfig, RetryBreakerWindow};
+pub use retry_budget::{
+    AwsStandardConfig, BudgetConfig, ClientBucketConfig, FinagleConfig, TokenBucketConfig,
+};
+pub use retry_gate::{Denied, DeniedCounts, RetryCause, RetryGate, RetryGateConfig, SendOutcome};
 pub use stats::{LatencyHistogram, LatencySummary, Stats, StatsSnapshot};
