@@ -435,3 +435,63 @@ fn a_spike_leaves_the_retry_storm_collapsed_and_without_it_the_system_stays_heal
         }
     }
 }
+
+fn with_gate(gate: &str) -> SimResult {
+    run(&(STORMY.to_string() + gate + "\n"), 3)
+}
+
+#[test]
+fn client_gates_deny_retries_by_reason_and_the_series_counts_them() {
+    let open = run(STORMY, 3).summary;
+    let bucket = "gate_scope = \"per-client\"\nbudget = { kind = \"client-bucket\", size = 5, per_first_try = 0.1, threshold = 1, cost = 1 }";
+    let cases = [
+        (bucket, 0),
+        (
+            "retry_breaker = { threshold = 0.1, window = { kind = \"cumulative\" } }",
+            1,
+        ),
+        ("throttle = { k = 1.1, window_s = 2 }", 2),
+    ];
+    for (gate, reason) in cases {
+        let r = with_gate(gate);
+        let s = &r.summary;
+        let by_reason = [
+            s.client_denied_budget,
+            s.client_denied_retry_breaker,
+            s.client_denied_throttled,
+        ];
+        assert!(by_reason[reason] > 0, "{gate}: {s}");
+        let others: u64 = by_reason.iter().sum::<u64>() - by_reason[reason];
+        assert_eq!(others, 0, "{gate}: only its own control denies: {s}");
+        let series = r.series.as_ref().expect("series");
+        let denied: u64 = series.budget_denied.iter().map(|&x| u64::from(x)).sum();
+        assert_eq!(denied, by_reason[reason], "{gate}");
+        assert_eq!(s.arrivals, open.arrivals, "the same arrivals: {gate}");
+        assert!(
+            s.sends < open.sends,
+            "{gate}: {} vs {}",
+            s.sends,
+            open.sends
+        );
+        let per_population: u64 = s
+            .populations
+            .iter()
+            .map(|p| p.denied.values().sum::<u64>())
+            .sum();
+        assert_eq!(per_population, by_reason[reason]);
+    }
+}
+
+#[test]
+fn a_shared_budget_and_budgets_per_client_are_different_gates() {
+    let budget = "budget = { kind = \"client-bucket\", size = 5, per_first_try = 0.1, threshold = 1, cost = 1 }";
+    let shared = with_gate(budget).summary;
+    let per_client = with_gate(&format!("gate_scope = \"per-client\"\n{budget}")).summary;
+    // Ten clients each hold a bucket of 5: more retries get through.
+    assert!(
+        per_client.client_denied_budget < shared.client_denied_budget,
+        "per client {} vs shared {}",
+        per_client.client_denied_budget,
+        shared.client_denied_budget
+    );
+}
