@@ -40,12 +40,15 @@ fn first_tries(r: &SimResult) -> BTreeMap<u64, (f64, bool, Value)> {
     for l in &lines {
         match l["event"].as_str() {
             Some("send") => {
-                sends.insert(l["request"].as_u64().unwrap(), l["send"].as_u64().unwrap());
+                sends.insert(
+                    l["request"].as_u64().expect("request"),
+                    l["send"].as_u64().expect("send"),
+                );
             }
             Some("answer") if l["answer"] == "accepted" => {
-                let req = l["request"].as_u64().unwrap();
+                let req = l["request"].as_u64().expect("request");
                 if sends.get(&req) == Some(&1) {
-                    job_of.insert(l["job"].as_str().unwrap().to_string(), req);
+                    job_of.insert(l["job"].as_str().expect("job").to_string(), req);
                 }
             }
             _ => {}
@@ -148,7 +151,7 @@ fn latency_grows_by_the_slope_per_call_in_progress_at_the_start() {
         series.in_progress[0], 5,
         "all five in progress in the first bucket"
     );
-    assert_eq!(*series.in_progress.last().unwrap(), 0);
+    assert_eq!(*series.in_progress.last().expect("buckets"), 0);
 }
 
 const LATE: &str = r#"
@@ -283,11 +286,11 @@ fn retry_gaps(r: &SimResult) -> Vec<f64> {
     for l in &lines {
         match l["event"].as_str() {
             Some("answer") if l["answer"] == "shed" => {
-                shed_at.insert(l["request"].as_u64().unwrap(), ms(l));
+                shed_at.insert(l["request"].as_u64().expect("request"), ms(l));
             }
             Some("client-retry") => {
-                let req = l["request"].as_u64().unwrap();
-                let at = l["at"].as_u64().unwrap() as f64 / 1e6;
+                let req = l["request"].as_u64().expect("request");
+                let at = l["at"].as_u64().expect("at") as f64 / 1e6;
                 gaps.push(at - shed_at[&req]);
             }
             _ => {}
