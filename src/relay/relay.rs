@@ -620,7 +620,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         if let Some(b) = &mut self.breaker {
             // A 4xx says the request was bad, not that the downstream is sick.
             let healthy = matches!(result, Ok(_) | Err(CallError::ClientError));
-            b.on_result(now, permit, healthy);
+            b.on_result(now, permit, healthy, now.since(started));
         }
         self.stats.attempt_latency.record(now.since(started));
         match result {
