@@ -11,6 +11,7 @@
 use super::breaker::{BreakerConfig, BreakerSettings};
 use super::config_error::{ensure, ConfigError};
 use super::dlq::{DlqConfig, DlqSettings};
+use super::hedge::{HedgeConfig, HedgeSettings};
 use super::idempotency::{IdempotencyConfig, IdempotencySettings};
 use super::queue::{QueueConfig, QueueSettings};
 use super::rate_limit::{RateLimitConfig, RateLimitSettings};
@@ -35,6 +36,9 @@ pub struct RelayConfig {
     pub dlq: DlqConfig,
     /// Finished jobs remembered for status look-ups (0 in simulation).
     pub history_max: usize,
+    /// Absent: no hedged requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<HedgeConfig>,
 }
 
 impl Default for RelayConfig {
@@ -49,6 +53,7 @@ impl Default for RelayConfig {
             idempotency: IdempotencyConfig::default(),
             dlq: DlqConfig::default(),
             history_max: 0,
+            hedge: None,
         }
     }
 }
@@ -68,6 +73,7 @@ pub struct RelaySettings {
     pub(super) idempotency: IdempotencySettings,
     pub(super) dlq: DlqSettings,
     pub(super) history_max: usize,
+    pub(super) hedge: Option<HedgeSettings>,
 }
 
 impl RelayConfig {
@@ -120,7 +126,12 @@ impl RelayConfig {
             "history_max",
             "must be ≤ 10,000,000",
         )?;
+        let hedge = self
+            .hedge
+            .map(|h| h.check().map_err(|e| e.within("hedge")))
+            .transpose()?;
         Ok(RelaySettings {
+            hedge,
             workers: self.workers,
             jobs_max: self.jobs_max,
             queue,

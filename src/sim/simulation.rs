@@ -325,6 +325,10 @@ impl Simulation {
                         }
                         Event::Requeued { job } => self.checker.requeued(now, job)?,
                         Event::Redriven { .. } => self.checker.enqueued(),
+                        Event::HedgeSent { job, attempt } => {
+                            self.checker.hedge_sent(now, job, attempt)?;
+                        }
+                        Event::HedgeAbandoned { .. } => self.checker.attempt_abandoned(),
                         Event::LateSuccess { job, attempt, fate } => {
                             let shown =
                                 self.relay.job_status(job).map(|s| s.late_success.is_some());

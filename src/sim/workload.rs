@@ -107,6 +107,7 @@ impl Workload {
                 ..DlqConfig::default()
             },
             history_max: 0,
+            hedge: None,
         };
         Scenario {
             name: name.to_string(),
