@@ -98,7 +98,10 @@ impl HedgeConfig {
                 ensure(
                     (1..=HEDGE_WINDOW_MAX).contains(&self.window),
                     "window",
-                    format!("must be between 1 and {HEDGE_WINDOW_MAX}, got {}", self.window),
+                    format!(
+                        "must be between 1 and {HEDGE_WINDOW_MAX}, got {}",
+                        self.window
+                    ),
                 )?;
                 Delay::Percentile {
                     q,
@@ -126,7 +129,10 @@ impl HedgeConfig {
         ensure(
             self.budget_pct.is_finite() && (0.0..=100.0).contains(&self.budget_pct),
             "budget_pct",
-            format!("must be a percentage between 0 and 100, got {}", self.budget_pct),
+            format!(
+                "must be a percentage between 0 and 100, got {}",
+                self.budget_pct
+            ),
         )?;
         Ok(HedgeSettings {
             delay,
@@ -416,7 +422,11 @@ mod tests {
         assert_eq!(h.permit(JobId(1)), Ok(()), "1 ≤ 10 % of 19");
         h.sent(JobId(1), flight(1), flight(2));
         assert_eq!(h.permit(JobId(2)), Err(HedgeDenied::Budget), "2 > 1.9");
-        assert_eq!(h.counts().first_attempts, 19, "a retry is not a first attempt");
+        assert_eq!(
+            h.counts().first_attempts,
+            19,
+            "a retry is not a first attempt"
+        );
     }
 
     #[test]

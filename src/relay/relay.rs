@@ -1171,7 +1171,9 @@ impl<K: Key, P: Payload> Relay<K, P> {
 
     /// Bounds the hedger's pending checks by the attempts in flight.
     fn compact_hedge_checks(&mut self) {
-        let Some(mut h) = self.hedge.take() else { return };
+        let Some(mut h) = self.hedge.take() else {
+            return;
+        };
         if h.checks_len() > 4 * self.workers.slots() + 64 {
             h.retain_checks(|id, attempt| {
                 self.jobs.get(id.slot()).is_some_and(|j| {
@@ -1231,10 +1233,14 @@ impl<K: Key, P: Payload> Relay<K, P> {
         call: CallId,
         result: Result<P, CallError>,
     ) -> Option<Result<P, CallError>> {
-        let h = self.hedge.as_mut()?;
+        let Some(h) = self.hedge.as_mut() else {
+            return Some(result);
+        };
         if !h.is_hedged(call.job) {
             let started = self.jobs.get(call.job.slot()).and_then(|j| match j.stage {
-                Stage::InFlight { started, .. } if j.id == call.job && j.attempts == call.attempt => {
+                Stage::InFlight { started, .. }
+                    if j.id == call.job && j.attempts == call.attempt =>
+                {
                     Some(started)
                 }
                 _ => None,
@@ -1293,7 +1299,13 @@ impl<K: Key, P: Payload> Relay<K, P> {
     }
 
     /// Ends the job's attempt as `flight` through the common path.
-    fn finish_flight(&mut self, now: Time, id: JobId, flight: Flight, result: Result<P, CallError>) {
+    fn finish_flight(
+        &mut self,
+        now: Time,
+        id: JobId,
+        flight: Flight,
+        result: Result<P, CallError>,
+    ) {
         if let Some(job) = self.job_mut(id) {
             job.stage = Stage::InFlight {
                 permit: flight.permit,

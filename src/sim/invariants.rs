@@ -132,7 +132,9 @@ impl Checker {
         self.checks += 1;
         let in_lane = self.in_lane.get(job.slot()).copied().unwrap_or(false);
         if !self.is_live(job) || in_lane || attempt < 2 {
-            let why = format!("hedge {attempt} of job {job}: not live, not in flight, or a first attempt");
+            let why = format!(
+                "hedge {attempt} of job {job}: not live, not in flight, or a first attempt"
+            );
             return fail(at, why);
         }
         self.hedge_next = Some(CallId { job, attempt });
@@ -276,7 +278,10 @@ impl Checker {
         self.calls += 1;
         if let Some(hedge) = self.hedge_next.take() {
             if hedge != call {
-                return fail(at, format!("hedge {hedge:?} announced, call {call:?} started"));
+                return fail(
+                    at,
+                    format!("hedge {hedge:?} announced, call {call:?} started"),
+                );
             }
             return key.map_or(Ok(()), |key| self.key_not_completed(at, key));
         }
@@ -442,17 +447,23 @@ mod tests {
     fn a_hedge_must_be_announced_and_of_a_live_job() {
         let mut c = Checker::new(1000.0);
         c.accepted(Time::ZERO, JobId(0)).expect("accepted");
-        c.call_started(Time::ZERO, call(0, 1), None).expect("first try");
+        c.call_started(Time::ZERO, call(0, 1), None)
+            .expect("first try");
         assert!(
             c.call_started(Time::ZERO, call(0, 2), None).is_err(),
             "an unannounced second attempt is a retry not from the lane"
         );
         let mut c = Checker::new(1000.0);
         c.accepted(Time::ZERO, JobId(0)).expect("accepted");
-        c.call_started(Time::ZERO, call(0, 1), None).expect("first try");
+        c.call_started(Time::ZERO, call(0, 1), None)
+            .expect("first try");
         c.hedge_sent(Time::ZERO, JobId(0), 2).expect("live job");
-        c.call_started(Time::ZERO, call(0, 2), None).expect("announced");
-        assert!(c.hedge_sent(Time::ZERO, JobId(9), 2).is_err(), "no such job");
+        c.call_started(Time::ZERO, call(0, 2), None)
+            .expect("announced");
+        assert!(
+            c.hedge_sent(Time::ZERO, JobId(9), 2).is_err(),
+            "no such job"
+        );
         c.hedge_sent(Time::ZERO, JobId(0), 3).expect("live job");
         assert!(
             c.call_started(Time::ZERO, call(0, 4), None).is_err(),
