@@ -439,7 +439,8 @@ mod tests {
         assert_eq!(h.permit(JobId(1)), Err(HedgeDenied::Cap));
         assert_eq!(h.take_flight(JobId(1), 1), Some(flight(1)));
         assert_eq!(h.permit(JobId(1)), Ok(()), "the first attempt ended");
-        assert_eq!(h.end(JobId(1), Some(2)).len(), 0);
+        assert_eq!(h.take_flight(JobId(1), 2), Some(flight(2)), "the winner");
+        assert_eq!(h.end(JobId(1), Some(2)).len(), 0, "nothing left to abandon");
         assert_eq!(h.counts().won, 1);
         assert_eq!(h.counts().denied_cap, 1);
     }
