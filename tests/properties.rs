@@ -60,6 +60,7 @@ fn breaker() -> impl Strategy<Value = Option<BreakerConfig>> {
             success_threshold: success,
             open_ms,
             half_open_probes_max: probes,
+            ..BreakerConfig::default()
         },
     ))
 }
@@ -205,7 +206,7 @@ proptest! {
         for (ok, gap_ms) in outcomes {
             now = Time::from_nanos(now.as_nanos() + gap_ms * 1_000_000);
             if let Some(permit) = b.allow(now) {
-                b.on_result(now, permit, ok);
+                b.on_result(now, permit, ok, std::time::Duration::from_millis(gap_ms));
             }
             while let Some(t) = b.poll_transition() {
                 prop_assert_eq!(t.from, state);

@@ -160,6 +160,7 @@ fn open_breaker_holds_the_queue_and_answers_503_when_full() {
         success_threshold: 1,
         open_ms: 1000.0,
         half_open_probes_max: 1,
+        ..BreakerConfig::default()
     });
     let mut r = relay(cfg);
     r.handle_request(ms(0), request(1, 1));

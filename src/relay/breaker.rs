@@ -7,9 +7,19 @@
 //! open period it lets a few probe calls through (*half-open*); enough
 //! successes close it, one failure opens it again.
 //!
-//! Two ways to trip: a run of consecutive failures, or a failure ratio over a
+//! Three ways to trip: a run of consecutive failures; a failure ratio over a
 //! sliding time window once the window has seen a minimum number of calls
-//! (so that two failures out of two calls at 3 a.m. do not open it).
+//! (so that two failures out of two calls at 3 a.m. do not open it); or a
+//! failure ratio over the last N calls (resilience4j's count-based window).
+//! With a window, a slow-call rate can trip it too (resilience4j's
+//! `slowCallDurationThreshold` / `slowCallRateThreshold`): a downstream that
+//! still answers, but slowly, holds workers as surely as one that fails.
+//!
+//! Half-open differs from resilience4j's: `half_open_probes_max` bounds the
+//! probes *in flight at once* and `success_threshold` successes close it,
+//! while one failed (or slow) probe re-opens it at once. resilience4j's
+//! `permittedNumberOfCallsInHalfOpenState` instead admits that many calls in
+//! all, waits for every one, and decides on their failure and slow rates.
 
 use super::config_error::{ensure, ensure_probability, parse_ms, ConfigError};
 use crate::time::{duration_nanos, Time};
@@ -29,7 +39,13 @@ pub enum TripConfig {
         window_ms: f64,
         calls_min: u32,
     },
+    /// Open when failures / calls ≥ `ratio` over the last `calls` calls,
+    /// once that many have ended (resilience4j's `COUNT_BASED` window).
+    FailureRatioCount { ratio: f64, calls: u32 },
 }
+
+/// The most calls a count-based window remembers.
+pub const COUNT_WINDOW_MAX: u32 = 1_000_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -41,6 +57,11 @@ pub struct BreakerConfig {
     pub open_ms: f64,
     /// Probe calls allowed at once while half-open.
     pub half_open_probes_max: u32,
+    /// A call that took longer than this counts as slow; 0: no call is slow.
+    pub slow_call_ms: f64,
+    /// Open when slow calls / calls ≥ this in the trip's window (1.0: only
+    /// when every call is slow).
+    pub slow_call_rate: f64,
 }
 
 impl Default for BreakerConfig {
@@ -50,6 +71,8 @@ impl Default for BreakerConfig {
             success_threshold: 2,
             open_ms: 5_000.0,
             half_open_probes_max: 1,
+            slow_call_ms: 0.0,
+            slow_call_rate: 1.0,
         }
     }
 }
@@ -65,6 +88,17 @@ enum Trip {
         window: Duration,
         calls_min: u32,
     },
+    FailureRatioCount {
+        ratio: f64,
+        calls: u32,
+    },
+}
+
+/// The slow-call rule: calls longer than `over` are slow; trip at `rate`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct SlowCalls {
+    over: Duration,
+    rate: f64,
 }
 
 /// A checked [`BreakerConfig`].
@@ -74,6 +108,7 @@ pub struct BreakerSettings {
     success_threshold: u32,
     open_for: Duration,
     half_open_probes_max: u32,
+    slow: Option<SlowCalls>,
 }
 
 impl BreakerSettings {
@@ -107,6 +142,16 @@ impl TripConfig {
                     calls_min,
                 }
             }
+            TripConfig::FailureRatioCount { ratio, calls } => {
+                ensure_probability(ratio, "ratio")?;
+                ensure(ratio > 0.0, "ratio", "must be > 0")?;
+                ensure(
+                    (1..=COUNT_WINDOW_MAX).contains(&calls),
+                    "calls",
+                    format!("must be between 1 and {COUNT_WINDOW_MAX}, got {calls}"),
+                )?;
+                Trip::FailureRatioCount { ratio, calls }
+            }
         })
     }
 }
@@ -130,7 +175,28 @@ impl BreakerConfig {
             success_threshold: self.success_threshold,
             open_for: parse_ms(self.open_ms, "open_ms")?,
             half_open_probes_max: self.half_open_probes_max,
+            slow: self.check_slow(trip)?,
         })
+    }
+
+    /// The slow-call rule, if on. It needs a ratio trip: its window is
+    /// where slow calls are counted.
+    fn check_slow(&self, trip: Trip) -> Result<Option<SlowCalls>, ConfigError> {
+        let over = parse_ms(self.slow_call_ms, "slow_call_ms")?;
+        ensure_probability(self.slow_call_rate, "slow_call_rate")?;
+        ensure(self.slow_call_rate > 0.0, "slow_call_rate", "must be > 0")?;
+        if over.is_zero() {
+            return Ok(None);
+        }
+        ensure(
+            !matches!(trip, Trip::ConsecutiveFailures { .. }),
+            "slow_call_ms",
+            "needs a window to count slow calls in: use trip kind `failure-ratio` or `failure-ratio-count`, or set slow_call_ms = 0",
+        )?;
+        Ok(Some(SlowCalls {
+            over,
+            rate: self.slow_call_rate,
+        }))
     }
 }
 
@@ -196,45 +262,141 @@ enum State {
 
 const WINDOW_BUCKETS: usize = 10;
 
-/// Outcome counts over a sliding window of fixed time buckets.
-#[derive(Clone, Debug)]
-struct Window {
-    bucket_ns: u64,
-    /// (bucket index, calls, failures) per ring slot.
-    buckets: [(u64, u32, u32); WINDOW_BUCKETS],
+/// Calls, failures and slow calls counted in a window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Tally {
+    calls: u32,
+    failed: u32,
+    slow: u32,
 }
 
-impl Window {
-    fn new(window: Duration) -> Window {
-        let ns = duration_nanos(window);
-        Window {
-            bucket_ns: (ns / WINDOW_BUCKETS as u64).max(1),
-            buckets: [(u64::MAX, 0, 0); WINDOW_BUCKETS],
+impl Tally {
+    fn add(self, o: Tally) -> Tally {
+        Tally {
+            calls: self.calls + o.calls,
+            failed: self.failed + o.failed,
+            slow: self.slow + o.slow,
         }
     }
 
-    fn record(&mut self, now: Time, failed: bool) {
+    fn of(failed: bool, slow: bool) -> Tally {
+        Tally {
+            calls: 1,
+            failed: u32::from(failed),
+            slow: u32::from(slow),
+        }
+    }
+}
+
+/// Outcome counts over a sliding window of fixed time buckets.
+#[derive(Clone, Debug)]
+struct TimeWindow {
+    bucket_ns: u64,
+    /// (bucket index, counts) per ring slot.
+    buckets: [(u64, Tally); WINDOW_BUCKETS],
+}
+
+const EMPTY_BUCKET: (u64, Tally) = (
+    u64::MAX,
+    Tally {
+        calls: 0,
+        failed: 0,
+        slow: 0,
+    },
+);
+
+impl TimeWindow {
+    fn new(window: Duration) -> TimeWindow {
+        let ns = duration_nanos(window);
+        TimeWindow {
+            bucket_ns: (ns / WINDOW_BUCKETS as u64).max(1),
+            buckets: [EMPTY_BUCKET; WINDOW_BUCKETS],
+        }
+    }
+
+    fn record(&mut self, now: Time, one: Tally) {
         let index = now.as_nanos() / self.bucket_ns;
         let slot = &mut self.buckets[(index % WINDOW_BUCKETS as u64) as usize];
         if slot.0 != index {
-            *slot = (index, 0, 0);
+            *slot = (index, Tally::default());
         }
-        slot.1 += 1;
-        slot.2 += u32::from(failed);
+        slot.1 = slot.1.add(one);
     }
 
-    /// (calls, failures) in the buckets still inside the window.
-    fn totals(&self, now: Time) -> (u32, u32) {
+    /// Counts in the buckets still inside the window.
+    fn totals(&self, now: Time) -> Tally {
         let current = now.as_nanos() / self.bucket_ns;
-        let live = |b: &&(u64, u32, u32)| b.0 != u64::MAX && b.0 + WINDOW_BUCKETS as u64 > current;
+        let live = |b: &&(u64, Tally)| b.0 != u64::MAX && b.0 + WINDOW_BUCKETS as u64 > current;
         self.buckets
             .iter()
             .filter(live)
-            .fold((0, 0), |(c, f), b| (c + b.1, f + b.2))
+            .fold(Tally::default(), |t, b| t.add(b.1))
+    }
+}
+
+/// The outcomes of the last `size` calls, with running totals.
+#[derive(Clone, Debug)]
+struct CountWindow {
+    size: usize,
+    /// (failed, slow) per call, oldest first; never longer than `size`.
+    ring: VecDeque<(bool, bool)>,
+    totals: Tally,
+}
+
+impl CountWindow {
+    fn new(size: u32) -> CountWindow {
+        let size = size as usize;
+        CountWindow {
+            size,
+            ring: VecDeque::with_capacity(size.min(1 << 12)),
+            totals: Tally::default(),
+        }
     }
 
-    fn clear(&mut self) {
-        self.buckets = [(u64::MAX, 0, 0); WINDOW_BUCKETS];
+    fn record(&mut self, one: Tally) {
+        if self.ring.len() == self.size {
+            if let Some((failed, slow)) = self.ring.pop_front() {
+                self.totals.calls -= 1;
+                self.totals.failed -= u32::from(failed);
+                self.totals.slow -= u32::from(slow);
+            }
+        }
+        self.ring.push_back((one.failed > 0, one.slow > 0));
+        self.totals = self.totals.add(one);
+    }
+}
+
+/// Where closed-state outcomes are counted.
+#[derive(Clone, Debug)]
+enum Window {
+    Time(TimeWindow),
+    Count(CountWindow),
+}
+
+impl Window {
+    fn for_trip(trip: Trip) -> Window {
+        match trip {
+            Trip::FailureRatio { window, .. } => Window::Time(TimeWindow::new(window)),
+            Trip::FailureRatioCount { calls, .. } => Window::Count(CountWindow::new(calls)),
+            // Unused by this trip; any length will do.
+            Trip::ConsecutiveFailures { .. } => {
+                Window::Time(TimeWindow::new(Duration::from_secs(1)))
+            }
+        }
+    }
+
+    fn record(&mut self, now: Time, one: Tally) {
+        match self {
+            Window::Time(w) => w.record(now, one),
+            Window::Count(w) => w.record(one),
+        }
+    }
+
+    fn totals(&self, now: Time) -> Tally {
+        match self {
+            Window::Time(w) => w.totals(now),
+            Window::Count(w) => w.totals,
+        }
     }
 }
 
@@ -250,18 +412,13 @@ pub struct Breaker {
 
 impl Breaker {
     pub fn new(settings: &BreakerSettings) -> Breaker {
-        let window = match settings.trip {
-            Trip::FailureRatio { window, .. } => window,
-            // Unused by this trip; any length will do.
-            Trip::ConsecutiveFailures { .. } => Duration::from_secs(1),
-        };
         Breaker {
             settings: *settings,
             state: State::Closed {
                 consecutive_failures: 0,
             },
             epoch: 0,
-            window: Window::new(window),
+            window: Window::for_trip(settings.trip),
             transitions: VecDeque::with_capacity(4),
         }
     }
@@ -299,12 +456,14 @@ impl Breaker {
         }
     }
 
-    /// Reports how a permitted call ended. Results of calls that started
-    /// before the breaker last changed state do not count.
-    pub fn on_result(&mut self, now: Time, permit: Permit, success: bool) {
+    /// Reports how a permitted call ended and how long it `took`. Results
+    /// of calls that started before the breaker last changed state do not
+    /// count.
+    pub fn on_result(&mut self, now: Time, permit: Permit, success: bool, took: Duration) {
         if permit.epoch != self.epoch {
             return;
         }
+        let slow = self.settings.slow.is_some_and(|s| took > s.over);
         match (&mut self.state, permit.probe) {
             (
                 State::Closed {
@@ -318,8 +477,8 @@ impl Breaker {
                     *consecutive_failures + 1
                 };
                 let run = *consecutive_failures;
-                self.window.record(now, !success);
-                if !success && self.should_trip(now, run) {
+                self.window.record(now, Tally::of(!success, slow));
+                if (!success || slow) && self.should_trip(now, run) {
                     self.go(
                         now,
                         State::Open {
@@ -336,7 +495,7 @@ impl Breaker {
                 true,
             ) => {
                 *probes_in_flight = probes_in_flight.saturating_sub(1);
-                if !success {
+                if !success || slow {
                     self.go(
                         now,
                         State::Open {
@@ -347,7 +506,7 @@ impl Breaker {
                 }
                 *successes += 1;
                 if *successes >= self.settings.success_threshold {
-                    self.window.clear();
+                    self.window = Window::for_trip(self.settings.trip);
                     self.go(
                         now,
                         State::Closed {
@@ -361,15 +520,17 @@ impl Breaker {
     }
 
     fn should_trip(&self, now: Time, consecutive_failures: u32) -> bool {
-        match self.settings.trip {
-            Trip::ConsecutiveFailures { failures } => consecutive_failures >= failures,
+        let (ratio, calls_min) = match self.settings.trip {
+            Trip::ConsecutiveFailures { failures } => return consecutive_failures >= failures,
             Trip::FailureRatio {
                 ratio, calls_min, ..
-            } => {
-                let (calls, failed) = self.window.totals(now);
-                calls >= calls_min && f64::from(failed) >= ratio * f64::from(calls)
-            }
-        }
+            } => (ratio, calls_min),
+            Trip::FailureRatioCount { ratio, calls } => (ratio, calls),
+        };
+        let t = self.window.totals(now);
+        let over = |n: u32, rate: f64| f64::from(n) >= rate * f64::from(t.calls);
+        let slow = self.settings.slow.is_some_and(|s| over(t.slow, s.rate));
+        t.calls >= calls_min && (over(t.failed, ratio) || slow)
     }
 
     fn go(&mut self, now: Time, to: State) {
@@ -439,6 +600,7 @@ mod tests {
             success_threshold: 2,
             open_ms: 100.0,
             half_open_probes_max: 1,
+            ..BreakerConfig::default()
         })
     }
 
@@ -456,7 +618,150 @@ mod tests {
 
     fn fail(b: &mut Breaker, now: Time) {
         let p = b.allow(now).expect("allowed");
-        b.on_result(now, p, false);
+        b.on_result(now, p, false, Duration::ZERO);
+    }
+
+    /// A successful call at `now` that took `took_ms`.
+    fn succeed_after(b: &mut Breaker, now: Time, took_ms: u64) {
+        let p = b.allow(now).expect("allowed");
+        b.on_result(now, p, true, Duration::from_millis(took_ms));
+    }
+
+    /// Trips when `ratio` of the last `calls` calls failed.
+    fn last_calls(ratio: f64, calls: u32) -> Breaker {
+        breaker(&BreakerConfig {
+            trip: TripConfig::FailureRatioCount { ratio, calls },
+            ..BreakerConfig::default()
+        })
+    }
+
+    #[test]
+    fn count_window_trips_only_once_full_and_forgets_the_oldest_call() {
+        let mut b = last_calls(0.5, 4);
+        fail(&mut b, ms(0));
+        fail(&mut b, ms(1));
+        fail(&mut b, ms(2));
+        assert_eq!(b.state(), BreakerState::Closed, "3 of 4 calls seen");
+        let mut b = last_calls(0.5, 4);
+        fail(&mut b, ms(0));
+        for t in 1..4 {
+            succeed_after(&mut b, ms(t), 0);
+        }
+        // Window [f s s s] → [s s s f]: 1 of 4, below 0.5.
+        fail(&mut b, ms(4));
+        assert_eq!(b.state(), BreakerState::Closed);
+        // [s s f f]: 2 of 4.
+        fail(&mut b, ms(5));
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn count_window_ignores_time() {
+        let mut b = last_calls(0.5, 2);
+        fail(&mut b, ms(0));
+        fail(&mut b, ms(3_600_000));
+        assert_eq!(b.state(), BreakerState::Open, "an hour apart, still 2 of 2");
+    }
+
+    fn slow_breaker(trip: TripConfig, slow_call_ms: f64, slow_call_rate: f64) -> Breaker {
+        breaker(&BreakerConfig {
+            trip,
+            slow_call_ms,
+            slow_call_rate,
+            ..BreakerConfig::default()
+        })
+    }
+
+    #[test]
+    fn slow_successes_trip_at_the_slow_call_rate() {
+        let trip = TripConfig::FailureRatioCount {
+            ratio: 1.0,
+            calls: 4,
+        };
+        let mut b = slow_breaker(trip, 100.0, 0.5);
+        succeed_after(&mut b, ms(0), 100);
+        succeed_after(&mut b, ms(1), 5);
+        succeed_after(&mut b, ms(2), 101);
+        assert_eq!(
+            b.state(),
+            BreakerState::Closed,
+            "exactly 100 ms is not slow"
+        );
+        succeed_after(&mut b, ms(3), 500);
+        assert_eq!(b.state(), BreakerState::Open, "2 of 4 slow");
+    }
+
+    #[test]
+    fn slow_calls_count_in_a_time_window_too() {
+        let trip = TripConfig::FailureRatio {
+            ratio: 1.0,
+            window_ms: 1000.0,
+            calls_min: 3,
+        };
+        let mut b = slow_breaker(trip, 50.0, 1.0);
+        succeed_after(&mut b, ms(0), 60);
+        succeed_after(&mut b, ms(1), 60);
+        succeed_after(&mut b, ms(2000), 60);
+        succeed_after(&mut b, ms(2001), 60);
+        assert_eq!(
+            b.state(),
+            BreakerState::Closed,
+            "old slow calls left the window"
+        );
+        succeed_after(&mut b, ms(2002), 60);
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn without_slow_calls_on_duration_is_ignored() {
+        let mut b = last_calls(0.5, 2);
+        succeed_after(&mut b, ms(0), 1_000_000);
+        succeed_after(&mut b, ms(1), 1_000_000);
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn a_slow_probe_reopens() {
+        let trip = TripConfig::FailureRatioCount {
+            ratio: 0.5,
+            calls: 1,
+        };
+        let mut b = slow_breaker(trip, 10.0, 1.0);
+        fail(&mut b, ms(0));
+        assert_eq!(b.state(), BreakerState::Open);
+        let p = b.allow(ms(5000)).expect("probe");
+        b.on_result(ms(5100), p, true, Duration::from_millis(100));
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn slow_calls_need_a_window_and_sane_values() {
+        let bad = |cfg: BreakerConfig| cfg.check().expect_err("refused").field;
+        let consecutive = BreakerConfig {
+            slow_call_ms: 10.0,
+            ..BreakerConfig::default()
+        };
+        assert_eq!(bad(consecutive), "slow_call_ms");
+        let rate = BreakerConfig {
+            slow_call_rate: 0.0,
+            ..BreakerConfig::default()
+        };
+        assert_eq!(bad(rate), "slow_call_rate");
+        let count = BreakerConfig {
+            trip: TripConfig::FailureRatioCount {
+                ratio: 0.5,
+                calls: 0,
+            },
+            ..BreakerConfig::default()
+        };
+        assert_eq!(
+            count
+                .check()
+                .map_err(|e| e.within("breaker"))
+                .expect_err("0 calls")
+                .field,
+            "breaker.trip.calls"
+        );
     }
 
     #[test]
@@ -465,7 +770,7 @@ mod tests {
         fail(&mut b, ms(0));
         fail(&mut b, ms(1));
         let p = b.allow(ms(2)).expect("closed");
-        b.on_result(ms(2), p, true);
+        b.on_result(ms(2), p, true, Duration::ZERO);
         fail(&mut b, ms(3));
         fail(&mut b, ms(4));
         assert_eq!(b.state(), BreakerState::Closed);
@@ -483,9 +788,9 @@ mod tests {
         let probe = b.allow(ms(100)).expect("a probe");
         assert!(probe.probe);
         assert_eq!(b.allow(ms(100)), None, "only one probe at a time");
-        b.on_result(ms(101), probe, true);
+        b.on_result(ms(101), probe, true, Duration::ZERO);
         let p = b.allow(ms(102)).expect("second probe");
-        b.on_result(ms(103), p, true);
+        b.on_result(ms(103), p, true, Duration::ZERO);
         assert_eq!(b.state(), BreakerState::Closed);
         let seen: Vec<_> = std::iter::from_fn(|| b.poll_transition())
             .map(|t| (t.from, t.to))
@@ -502,7 +807,7 @@ mod tests {
         let mut b = consecutive(1);
         fail(&mut b, ms(0));
         let p = b.allow(ms(100)).expect("probe");
-        b.on_result(ms(110), p, false);
+        b.on_result(ms(110), p, false, Duration::ZERO);
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(b.poll_timeout(), Some(ms(210)));
     }
@@ -519,7 +824,7 @@ mod tests {
             "three calls are below the minimum"
         );
         let p = b.allow(ms(3)).expect("closed");
-        b.on_result(ms(3), p, true);
+        b.on_result(ms(3), p, true, Duration::ZERO);
         fail(&mut b, ms(4));
         assert_eq!(b.state(), BreakerState::Open, "4 of 5 failed");
     }
@@ -531,7 +836,7 @@ mod tests {
         fail(&mut b, ms(1));
         for t in 200..203 {
             let p = b.allow(ms(t)).expect("closed");
-            b.on_result(ms(t), p, true);
+            b.on_result(ms(t), p, true, Duration::ZERO);
         }
         fail(&mut b, ms(203));
         assert_eq!(
@@ -549,11 +854,11 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Open);
         // Probes close it again; then the call that hung since t=0 times out.
         let p = b.allow(ms(100)).expect("probe");
-        b.on_result(ms(101), p, true);
+        b.on_result(ms(101), p, true, Duration::ZERO);
         let p = b.allow(ms(102)).expect("probe");
-        b.on_result(ms(103), p, true);
+        b.on_result(ms(103), p, true, Duration::ZERO);
         assert_eq!(b.state(), BreakerState::Closed);
-        b.on_result(ms(5000), hung, false);
+        b.on_result(ms(5000), hung, false, Duration::ZERO);
         assert_eq!(
             b.state(),
             BreakerState::Closed,
@@ -568,16 +873,17 @@ mod tests {
             success_threshold: 2,
             open_ms: 100.0,
             half_open_probes_max: 2,
+            ..BreakerConfig::default()
         });
         fail(&mut b, ms(0));
         let a = b.allow(ms(100)).expect("probe a");
         let late = b.allow(ms(100)).expect("probe b");
-        b.on_result(ms(101), a, false);
+        b.on_result(ms(101), a, false, Duration::ZERO);
         let c = b.allow(ms(201)).expect("probe c");
         let _d = b.allow(ms(201)).expect("probe d");
-        b.on_result(ms(202), late, true);
+        b.on_result(ms(202), late, true, Duration::ZERO);
         assert_eq!(b.allow(ms(202)), None, "still two probes in flight");
-        b.on_result(ms(203), c, true);
+        b.on_result(ms(203), c, true, Duration::ZERO);
         assert_eq!(
             b.state(),
             BreakerState::HalfOpen,

@@ -12,6 +12,7 @@ use super::breaker::{BreakerConfig, BreakerSettings};
 use super::concurrency_limit::{ConcurrencyLimitConfig, ConcurrencyLimitSettings};
 use super::config_error::{ensure, ConfigError};
 use super::dlq::{DlqConfig, DlqSettings};
+use super::hedge::{HedgeConfig, HedgeSettings};
 use super::idempotency::{IdempotencyConfig, IdempotencySettings};
 use super::queue::{QueueConfig, QueueSettings};
 use super::rate_limit::{RateLimitConfig, RateLimitSettings};
@@ -40,6 +41,9 @@ pub struct RelayConfig {
     /// bounds them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency_limit: Option<ConcurrencyLimitConfig>,
+    /// Absent: no hedged requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<HedgeConfig>,
 }
 
 impl Default for RelayConfig {
@@ -55,6 +59,7 @@ impl Default for RelayConfig {
             dlq: DlqConfig::default(),
             history_max: 0,
             concurrency_limit: None,
+            hedge: None,
         }
     }
 }
@@ -75,6 +80,7 @@ pub struct RelaySettings {
     pub(super) dlq: DlqSettings,
     pub(super) history_max: usize,
     pub(super) concurrency_limit: Option<ConcurrencyLimitSettings>,
+    pub(super) hedge: Option<HedgeSettings>,
 }
 
 impl RelayConfig {
@@ -131,7 +137,12 @@ impl RelayConfig {
             .concurrency_limit
             .map(|c| c.check().map_err(|e| e.within("concurrency_limit")))
             .transpose()?;
+        let hedge = self
+            .hedge
+            .map(|h| h.check().map_err(|e| e.within("hedge")))
+            .transpose()?;
         Ok(RelaySettings {
+            hedge,
             workers: self.workers,
             jobs_max: self.jobs_max,
             queue,

@@ -17,6 +17,7 @@ mod concurrency_limit;
 mod config;
 mod config_error;
 mod dlq;
+mod hedge;
 mod idempotency;
 mod job;
 mod queue;
@@ -36,13 +37,16 @@ pub use age_shedding::ShedTo;
 pub use adaptive_throttle::ThrottleConfig;
 pub use answer::{Answer, Refusal, Request};
 pub use backoff::{Backoff, BackoffConfig, BackoffKind, BackoffState};
-pub use breaker::{Breaker, BreakerConfig, BreakerSettings, BreakerState, TripConfig};
+pub use breaker::{
+    Breaker, BreakerConfig, BreakerSettings, BreakerState, TripConfig, COUNT_WINDOW_MAX,
+};
 pub use concurrency_limit::{AimdConfig, ConcurrencyLimitConfig, GradientConfig};
 pub use config::{RelayConfig, RelaySettings, WORKERS_LIMIT};
 pub use config_error::{ensure, ensure_ms, ensure_probability, parse_ms, ConfigError};
 pub use dlq::{
     ByteSize, DeadLetter, DeadLetterQueue, DlqConfig, RedriveError, WhenFull, DLQ_BYTES_MAX_DEFAULT,
 };
+pub use hedge::{HedgeConfig, HedgeCounts, HEDGE_WINDOW_MAX};
 pub use idempotency::{IdempotencyConfig, KeysWhenFull, ReplayWindow};
 pub use job::{CallId, JobId, JobState, JobStatus, LateSuccess, Outcome};
 pub use queue::QueueConfig;

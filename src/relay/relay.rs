@@ -39,6 +39,7 @@ use super::breaker::{Breaker, BreakerState, Permit, Transition};
 use super::concurrency_limit::{ConcurrencyLimit, Sample};
 use super::config::RelaySettings;
 use super::dlq::{ByteSize, DeadLetter, DeadLetterQueue, Dropped, RedriveError};
+use super::hedge::{Flight, HedgeCounts, Hedger};
 use super::idempotency::{Begin, IdempotencyStore, ReplayWindow};
 use super::job::{CallId, JobId, JobState, JobStatus, LateSuccess, Outcome};
 use super::queue::{BoundedQueue, Served};
@@ -110,6 +111,18 @@ pub enum Event {
     Shed {
         job: JobId,
         to: ShedTo,
+    },
+    /// Attempt `attempt` of a job already in flight starts as a hedge; its
+    /// `Call` follows.
+    HedgeSent {
+        job: JobId,
+        attempt: u32,
+    },
+    /// Another attempt of the job won: the relay stopped waiting for this
+    /// one (its worker is free; a later answer is late).
+    HedgeAbandoned {
+        job: JobId,
+        attempt: u32,
     },
 }
 
@@ -263,6 +276,7 @@ pub struct Relay<K, P> {
     /// The downstream's `Retry-After` on the answer being handled, read by
     /// the retry it schedules; empty outside [`Relay::handle_call_result_with`].
     throttle_wait: Option<Duration>,
+    hedge: Option<Hedger>,
 }
 
 impl<K: Key, P: Payload> Relay<K, P> {
@@ -304,6 +318,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             limit: s.concurrency_limit.as_ref().map(ConcurrencyLimit::new),
             honour_retry_after: s.retry.honour_retry_after,
             throttle_wait: None,
+            hedge: s.hedge.as_ref().map(Hedger::new),
         }
     }
 
@@ -483,6 +498,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             };
             self.start_attempt(now, id, permit);
         }
+        self.pump_hedges(now);
         // The attempts just started left room in the queue: pending
         // redrives take it before the next new request can.
         tried.extend(self.step_redrives(now));
@@ -638,6 +654,9 @@ impl<K: Key, P: Payload> Relay<K, P> {
             payload,
             timeout,
         });
+        if let Some(h) = &mut self.hedge {
+            h.on_attempt_start(now, id, attempt);
+        }
     }
 
     fn arm(&mut self, at: Time, job: JobId, attempt: u32, kind: TimerKind) {
@@ -677,6 +696,10 @@ impl<K: Key, P: Payload> Relay<K, P> {
 
     fn on_call_result(&mut self, now: Time, call: CallId, result: Result<P, CallError>) {
         self.advance(now);
+        let Some(result) = self.hedged_result(now, call, result) else {
+            self.pump(now);
+            return;
+        };
         let current = self.job_mut(call.job).is_some_and(|j| {
             j.attempts == call.attempt && matches!(j.stage, Stage::InFlight { .. })
         });
@@ -763,7 +786,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         if let Some(b) = &mut self.breaker {
             // A 4xx says the request was bad, not that the downstream is sick.
             let healthy = matches!(result, Ok(_) | Err(CallError::ClientError));
-            b.on_result(now, permit, healthy);
+            b.on_result(now, permit, healthy, now.since(started));
         }
         self.stats.attempt_latency.record(now.since(started));
         match result {
@@ -928,6 +951,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             self.timers.pop();
             self.fire(now, id, attempt, kind);
         }
+        self.expire_hedged(now);
         self.pump(now);
     }
 
@@ -959,10 +983,8 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// expire lazily (on look-up), so they never wake the driver.
     pub fn poll_timeout(&self) -> Option<Time> {
         let timer = self.timers.peek().map(|Reverse((at, ..))| *at);
-        let timer = match (timer, self.next_shed_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let hedge = self.hedge.as_ref().and_then(Hedger::poll_timeout);
+        let timer = [timer, self.next_shed_at(), hedge].into_iter().flatten().min();
         let breaker = if !self.has_waiting_work() {
             None
         } else {
@@ -1211,6 +1233,25 @@ impl<K: Key, P: Payload> Relay<K, P> {
         self.live_jobs_max_seen
     }
 
+    /// Hedges sent, won and refused; `None` without `[relay.hedge]`.
+    pub fn hedge_counts(&self) -> Option<HedgeCounts> {
+        self.hedge.as_ref().map(Hedger::counts)
+    }
+
+    /// Attempts of `job` in flight at once: more than one only while hedged.
+    pub fn attempts_in_flight(&self, job: JobId) -> usize {
+        let hedged = self.hedge.as_ref().map_or(0, |h| h.in_flight(job));
+        let flying = self
+            .jobs
+            .get(job.slot())
+            .is_some_and(|j| j.id == job && matches!(j.stage, Stage::InFlight { .. }));
+        if hedged > 0 {
+            hedged
+        } else {
+            usize::from(flying)
+        }
+    }
+
     pub fn breaker_state(&self) -> Option<BreakerState> {
         self.breaker.as_ref().map(Breaker::state)
     }
@@ -1243,5 +1284,217 @@ impl<K: Key, P: Payload> Relay<K, P> {
 
     pub fn now(&self) -> Time {
         self.now
+    }
+}
+
+/// Hedged requests ([`super::hedge`]). While a job is hedged, the hedger
+/// holds every attempt of it in flight (permit, start, deadline); the job's
+/// stage stays `InFlight` and its relay timers are stale. The first success
+/// ends the job through `finish_attempt`; a failure ends only its attempt
+/// while another is still in flight, and the last one goes through
+/// `finish_attempt` (retry or dead letter) like any other attempt.
+impl<K: Key, P: Payload> Relay<K, P> {
+    /// Sends hedges for attempts whose delay is over, while workers are
+    /// free after the waiting work.
+    fn pump_hedges(&mut self, now: Time) {
+        if self.hedge.is_none() {
+            return;
+        }
+        self.compact_hedge_checks();
+        while let Some((id, attempt)) = self.hedge.as_mut().and_then(|h| h.pop_due(now)) {
+            let Some(Stage::InFlight { permit, started }) = self
+                .job_mut(id)
+                .filter(|j| j.attempts == attempt)
+                .map(|j| j.stage)
+            else {
+                continue;
+            };
+            // A hedge is a call like any other: it needs a free worker and
+            // room under the concurrency limit.
+            let room = self.workers.has_free_slot() && self.under_limit();
+            let Some(h) = &mut self.hedge else { return };
+            if h.permit(id).is_err() {
+                continue;
+            }
+            let closed = self
+                .breaker
+                .as_ref()
+                .is_none_or(|b| b.state() == BreakerState::Closed);
+            let hedge_permit = match &mut self.breaker {
+                _ if !closed || !room => None,
+                Some(b) => b.allow(now),
+                None => Some(Permit::UNGUARDED),
+            };
+            match hedge_permit {
+                Some(p) => self.start_hedge(now, id, (permit, started), p),
+                None => h.skipped(),
+            }
+        }
+    }
+
+    /// Bounds the hedger's pending checks by the attempts in flight.
+    fn compact_hedge_checks(&mut self) {
+        let Some(mut h) = self.hedge.take() else {
+            return;
+        };
+        if h.checks_len() > 4 * self.workers.slots() + 64 {
+            h.retain_checks(|id, attempt| {
+                self.jobs.get(id.slot()).is_some_and(|j| {
+                    j.id == id && j.attempts == attempt && matches!(j.stage, Stage::InFlight { .. })
+                })
+            });
+        }
+        self.hedge = Some(h);
+    }
+
+    /// Starts attempt `attempts + 1` of an in-flight job beside the one
+    /// out since `started`.
+    fn start_hedge(&mut self, now: Time, id: JobId, hedged: (Permit, Time), permit: Permit) {
+        let acquired = self.workers.try_acquire();
+        assert!(acquired, "pump_hedges checked for a free worker");
+        let timeout = self.attempt_timeout;
+        let Some(job) = self.job_mut(id) else { return };
+        let first = Flight {
+            attempt: job.attempts,
+            permit: hedged.0,
+            started: hedged.1,
+            deadline: timeout.map(|t| hedged.1 + t),
+        };
+        job.attempts += 1;
+        job.stage = Stage::InFlight {
+            permit,
+            started: now,
+        };
+        let attempt = job.attempts;
+        let (key, payload) = (job.key.clone(), job.payload.clone());
+        let hedge = Flight {
+            attempt,
+            permit,
+            started: now,
+            deadline: timeout.map(|t| now + t),
+        };
+        if let Some(h) = &mut self.hedge {
+            h.sent(id, first, hedge);
+            h.on_attempt_start(now, id, attempt);
+        }
+        self.stats.attempts += 1;
+        self.outputs
+            .push_back(Output::Event(Event::HedgeSent { job: id, attempt }));
+        self.outputs.push_back(Output::Call {
+            call: CallId { job: id, attempt },
+            key,
+            payload,
+            timeout,
+        });
+    }
+
+    /// Takes a result the hedger owns; hands back any other. A success of
+    /// an attempt the relay waits for also feeds the percentile delay.
+    fn hedged_result(
+        &mut self,
+        now: Time,
+        call: CallId,
+        result: Result<P, CallError>,
+    ) -> Option<Result<P, CallError>> {
+        let Some(h) = self.hedge.as_mut() else {
+            return Some(result);
+        };
+        if !h.is_hedged(call.job) {
+            let started = self.jobs.get(call.job.slot()).and_then(|j| match j.stage {
+                Stage::InFlight { started, .. }
+                    if j.id == call.job && j.attempts == call.attempt =>
+                {
+                    Some(started)
+                }
+                _ => None,
+            });
+            if let (Some(started), Ok(_), Some(h)) = (started, &result, &mut self.hedge) {
+                h.on_success(now.since(started));
+            }
+            return Some(result);
+        }
+        match h.take_flight(call.job, call.attempt) {
+            Some(flight) => self.flight_ended(now, call.job, flight, result),
+            None => self.late_answer(now, call, result),
+        }
+        None
+    }
+
+    /// An answer to an attempt of a hedged job that already timed out.
+    fn late_answer(&mut self, now: Time, call: CallId, result: Result<P, CallError>) {
+        self.stats.late_results += 1;
+        match result {
+            Ok(response) => self.late_success(now, call, response),
+            Err(_) => self.outputs.push_back(Output::Event(Event::LateResult {
+                job: call.job,
+                attempt: call.attempt,
+            })),
+        }
+    }
+
+    /// Flights whose deadline passed time out, one by one.
+    fn expire_hedged(&mut self, now: Time) {
+        while let Some((id, flight)) = self.hedge.as_mut().and_then(|h| h.pop_expired(now)) {
+            self.flight_ended(now, id, flight, Err(CallError::Timeout));
+        }
+    }
+
+    fn flight_ended(&mut self, now: Time, id: JobId, flight: Flight, result: Result<P, CallError>) {
+        let Some(h) = &mut self.hedge else { return };
+        match result {
+            Ok(response) => {
+                h.on_success(now.since(flight.started));
+                for lost in h.end(id, Some(flight.attempt)) {
+                    self.workers.release();
+                    self.outputs.push_back(Output::Event(Event::HedgeAbandoned {
+                        job: id,
+                        attempt: lost.attempt,
+                    }));
+                }
+                self.finish_flight(now, id, flight, Ok(response));
+            }
+            Err(error) if h.in_flight(id) > 0 => self.flight_failed(now, id, flight, error),
+            Err(error) => {
+                h.end(id, None);
+                self.finish_flight(now, id, flight, Err(error));
+            }
+        }
+    }
+
+    /// Ends the job's attempt as `flight` through the common path.
+    fn finish_flight(
+        &mut self,
+        now: Time,
+        id: JobId,
+        flight: Flight,
+        result: Result<P, CallError>,
+    ) {
+        if let Some(job) = self.job_mut(id) {
+            job.stage = Stage::InFlight {
+                permit: flight.permit,
+                started: flight.started,
+            };
+            self.finish_attempt(now, id, result);
+        }
+    }
+
+    /// One attempt of a hedged job failed while another is in flight: it
+    /// is counted like any failure, but no retry is made yet.
+    fn flight_failed(&mut self, now: Time, id: JobId, flight: Flight, error: CallError) {
+        self.workers.release();
+        if let Some(b) = &mut self.breaker {
+            let healthy = error == CallError::ClientError;
+            b.on_result(now, flight.permit, healthy, now.since(flight.started));
+        }
+        self.stats.attempt_latency.record(now.since(flight.started));
+        self.stats.attempt_errors[error] += 1;
+        if let Some(job) = self.job_mut(id) {
+            job.last_error = Some(error);
+        }
+        self.outputs.push_back(Output::Event(Event::AttemptFailed {
+            job: id,
+            attempt: flight.attempt,
+            error,
+        }));
     }
 }

@@ -19,7 +19,9 @@
 //! - no success lost: every successful answer either ends its job as a
 //!   success in the same step, or is reported as a late success that
 //!   completed its job, or that the relay shows on the job (its status or
-//!   dead letter), or whose job the relay no longer knows at all.
+//!   dead letter), or whose job the relay no longer knows at all;
+//! - a hedge is announced, and is an extra attempt of a live job that is in
+//!   flight, never one waiting in the retry lane.
 
 use crate::relay::{BreakerState, CallId, JobId, LateFate};
 use crate::time::Time;
@@ -65,6 +67,8 @@ pub struct Checker {
     shed: Vec<u64>,
     /// The job shed in this step whose end must follow.
     shed_pending: Option<JobId>,
+    /// The hedge the relay announced; its call comes next.
+    hedge_next: Option<CallId>,
     pub checks: u64,
 }
 
@@ -101,6 +105,7 @@ impl Checker {
             called: Vec::new(),
             shed: Vec::new(),
             shed_pending: None,
+            hedge_next: None,
             checks: 0,
         }
     }
@@ -128,6 +133,26 @@ impl Checker {
     pub fn attempt_failed(&mut self, job: JobId, attempt: u32) {
         self.attempts_ended += 1;
         self.last_failed = Some((job, attempt));
+    }
+
+    /// The relay announced a hedge: attempt `attempt` of `job`, whose
+    /// call comes next.
+    pub fn hedge_sent(&mut self, at: Time, job: JobId, attempt: u32) -> Check {
+        self.checks += 1;
+        let in_lane = self.in_lane.get(job.slot()).copied().unwrap_or(false);
+        if !self.is_live(job) || in_lane || attempt < 2 {
+            let why = format!(
+                "hedge {attempt} of job {job}: not live, not in flight, or a first attempt"
+            );
+            return fail(at, why);
+        }
+        self.hedge_next = Some(CallId { job, attempt });
+        Ok(())
+    }
+
+    /// The relay stopped waiting for an attempt: another attempt won.
+    pub fn attempt_abandoned(&mut self) {
+        self.attempts_ended += 1;
     }
 
     fn is_live(&self, job: JobId) -> bool {
@@ -260,6 +285,15 @@ impl Checker {
     pub fn call_started(&mut self, at: Time, call: CallId, key: Option<u64>) -> Check {
         self.checks += 1;
         self.calls += 1;
+        if let Some(hedge) = self.hedge_next.take() {
+            if hedge != call {
+                return fail(
+                    at,
+                    format!("hedge {hedge:?} announced, call {call:?} started"),
+                );
+            }
+            return key.map_or(Ok(()), |key| self.key_not_completed(at, key));
+        }
         let retry = call.attempt > 1;
         if self.leave_lane(call.job) != retry {
             let why = format!(
@@ -482,6 +516,34 @@ mod tests {
         c.accepted(t, a).expect("accepted");
         c.shed(t, a).expect("shed");
         assert!(c.end_of_step(t).is_err(), "shed but never ended");
+    }
+
+    #[test]
+    fn a_hedge_must_be_announced_and_of_a_live_job() {
+        let mut c = Checker::new(1000.0);
+        c.accepted(Time::ZERO, JobId(0)).expect("accepted");
+        c.call_started(Time::ZERO, call(0, 1), None)
+            .expect("first try");
+        assert!(
+            c.call_started(Time::ZERO, call(0, 2), None).is_err(),
+            "an unannounced second attempt is a retry not from the lane"
+        );
+        let mut c = Checker::new(1000.0);
+        c.accepted(Time::ZERO, JobId(0)).expect("accepted");
+        c.call_started(Time::ZERO, call(0, 1), None)
+            .expect("first try");
+        c.hedge_sent(Time::ZERO, JobId(0), 2).expect("live job");
+        c.call_started(Time::ZERO, call(0, 2), None)
+            .expect("announced");
+        assert!(
+            c.hedge_sent(Time::ZERO, JobId(9), 2).is_err(),
+            "no such job"
+        );
+        c.hedge_sent(Time::ZERO, JobId(0), 3).expect("live job");
+        assert!(
+            c.call_started(Time::ZERO, call(0, 4), None).is_err(),
+            "not the call announced"
+        );
     }
 
     #[test]

@@ -614,6 +614,10 @@ impl Simulation {
                         Event::Requeued { job } => self.checker.requeued(now, job)?,
                         Event::Redriven { .. } => self.checker.enqueued(),
                         Event::Shed { job, .. } => self.checker.shed(now, job)?,
+                        Event::HedgeSent { job, attempt } => {
+                            self.checker.hedge_sent(now, job, attempt)?;
+                        }
+                        Event::HedgeAbandoned { .. } => self.checker.attempt_abandoned(),
                         Event::LateSuccess { job, attempt, fate } => {
                             let shown =
                                 self.relay.job_status(job).map(|s| s.late_success.is_some());

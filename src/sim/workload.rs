@@ -110,6 +110,7 @@ impl Workload {
             },
             history_max: 0,
             concurrency_limit: None,
+            hedge: None,
         };
         Scenario {
             name: name.to_string(),

@@ -115,6 +115,9 @@ pub fn trip_label(trip: TripConfig) -> String {
             window_ms,
             calls_min,
         } => format!("failure-ratio-{ratio}-{window_ms}ms-{calls_min}calls"),
+        TripConfig::FailureRatioCount { ratio, calls } => {
+            format!("failure-ratio-{ratio}-last-{calls}calls")
+        }
     }
 }
 
@@ -187,6 +190,7 @@ fn scenario_for(point: &BreakerPoint, options: &BreakerOptions) -> Scenario {
         success_threshold: options.success_threshold,
         open_ms: point.open_ms as f64,
         half_open_probes_max: options.half_open_probes_max,
+        ..BreakerConfig::default()
     });
     scenario.name = match point.trip {
         None => format!("{}-no-breaker", options.scenario.name),

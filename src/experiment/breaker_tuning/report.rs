@@ -72,6 +72,9 @@ fn describe(trip: Option<TripConfig>) -> String {
             "failure ratio ≥ {ratio} over {} s (≥ {calls_min} calls)",
             window_ms / 1000.0
         ),
+        Some(TripConfig::FailureRatioCount { ratio, calls }) => {
+            format!("failure ratio ≥ {ratio} over the last {calls} calls")
+        }
     }
 }
 
