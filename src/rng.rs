@@ -24,6 +24,17 @@ pub enum Domain {
     Experiment = 5,
     /// A member of a closed-loop population (think times, start offset).
     Member = 6,
+    /// One downstream call's latency and failure, keyed by the logical
+    /// request and stepped by send and relay attempt (not by call order).
+    Call = 7,
+    /// Network delays of one downstream call (there, then back), keyed
+    /// like [`Domain::Call`].
+    CallNetwork = 8,
+    /// Network delays between a client and the relay, keyed by the logical
+    /// request and stepped by send and leg.
+    ClientNetwork = 9,
+    /// A client's own retry-gate draws (adaptive throttling), per client.
+    ClientGate = 10,
 }
 
 /// Number of low bits of a stream id left for the entity index.

@@ -14,6 +14,7 @@ fn run(seed: u64) -> (String, String) {
         seed,
         trace_records_max: 10_000_000,
         calls_bucket_ms: Some(100.0),
+        series_bucket_ms: None,
     };
     let result = simulate(&scenario, &opts).unwrap_or_else(|f| {
         panic!("{f}\nreproduce with: cargo run --release -- simulate {SCENARIO} --seed {seed}")

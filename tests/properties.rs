@@ -70,6 +70,7 @@ fn client_retry() -> impl Strategy<Value = ClientRetryConfig> {
             attempts_max,
             backoff,
             timeout_ms,
+            ..ClientRetryConfig::default()
         },
     )
 }

@@ -229,7 +229,7 @@ mod one_fault_model {
         DownstreamConfig, FailureMix, LatencyConfig, OutageConfig, OutageMode, Switch,
     };
     use resilient_relay::relay::CallError;
-    use resilient_relay::rng::{Domain, Seed};
+    use resilient_relay::rng::Seed;
     use resilient_relay::server::client::{uri, HttpClient};
     use resilient_relay::server::flaky::Flaky;
     use resilient_relay::server::{DownstreamArgs, DownstreamService, DownstreamSettings};
@@ -242,8 +242,8 @@ mod one_fault_model {
 
     /// How the simulator's downstream answers a call starting at `at_s`.
     fn simulated(cfg: &DownstreamConfig, at_s: f64) -> Result<(), CallError> {
-        let mut d = Downstream::new(cfg, Seed(SEED).stream(Domain::Downstream, 0));
-        d.start(Time::from_secs_f64(at_s)).result
+        let mut d = Downstream::new(cfg, Seed(SEED));
+        d.start(Time::from_secs_f64(at_s), 0, 0).result
     }
 
     /// The HTTP status the service gives a kind (what the relay classifies back).

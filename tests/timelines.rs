@@ -9,6 +9,7 @@ fn timeline(toml: &str, seed: u64) -> String {
         seed,
         trace_records_max: 10_000,
         calls_bucket_ms: None,
+        series_bucket_ms: None,
     };
     let result = simulate(&scenario, &opts).unwrap_or_else(|f| panic!("{f} (seed {seed})"));
     let trace = result.trace.expect("trace requested");
@@ -99,10 +100,10 @@ requests_max = 2
 "#;
 
 /// One worker, a queue of one, 30 ms timeouts against calls of 5–45 ms.
-/// Seed 3: job 1-1's retry comes due while job 2-2 fills the queue and
-/// waits in the retry lane (request 3 is shed); the lane is served before
-/// the queue; a late success completes 1-1 while it waits, and one that
-/// comes after 0-0 was dead-lettered is recorded on its letter.
+/// Seed 14: a retry comes due while the queue is full and waits in the
+/// retry lane (a request is shed), and the lane is served before the
+/// queue; a late success completes a job while it waits to retry, and one
+/// that comes after its job was dead-lettered is recorded on the letter.
 const LATE_AND_LANE: &str = r#"
 name = "late-and-lane"
 [relay]
@@ -143,7 +144,7 @@ fn exhausted_retries_into_the_dlq() {
 
 #[test]
 fn retries_wait_in_the_lane_and_late_successes_are_used_or_recorded() {
-    let timeline = timeline(LATE_AND_LANE, 3);
+    let timeline = timeline(LATE_AND_LANE, 14);
     for shown in [r#""fate":"completed-job""#, r#""fate":"recorded""#] {
         assert!(timeline.contains(shown), "{shown} missing:\n{timeline}");
     }

@@ -47,6 +47,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             0
         },
         calls_bucket_ms: None,
+        series_bucket_ms: None,
     };
     #[allow(clippy::disallowed_methods)]
     // wall time is reported beside the virtual time, never used by the run

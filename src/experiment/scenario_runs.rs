@@ -75,6 +75,7 @@ where
             seed: seed.0,
             trace_records_max: 0,
             calls_bucket_ms,
+            series_bucket_ms: None,
         };
         simulate(&scenario(point), &options).map(|result| extract(point, result))
     });

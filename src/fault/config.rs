@@ -134,6 +134,15 @@ pub struct DownstreamConfig {
     pub outages: Vec<OutageConfig>,
     pub brownouts: Vec<BrownoutConfig>,
     pub capacity: Option<CapacityConfig>,
+    /// Added latency per call already in progress when a call starts (ms),
+    /// counted at the downstream whether or not its caller still waits: a
+    /// downstream that slows with its load. 0: latency does not depend on load.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub load_slope_ms: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 const RETRY_AFTER_MS_DEFAULT: f64 = 1_000.0;
@@ -154,6 +163,7 @@ impl Default for DownstreamConfig {
             outages: vec![],
             brownouts: vec![],
             capacity: None,
+            load_slope_ms: 0.0,
         }
     }
 }
@@ -168,6 +178,7 @@ impl DownstreamConfig {
         self.failure_mix.validate()?;
         ensure_ms(self.throttle_retry_after_ms, "throttle_retry_after_ms")?;
         ensure_ms(self.fail_fast_ms, "fail_fast_ms")?;
+        ensure_ms(self.load_slope_ms, "load_slope_ms")?;
         ensure(
             self.outages.len() <= WINDOWS_MAX,
             "outages",

@@ -32,13 +32,21 @@ impl DenseLedger {
     /// duplicate. Keys are dense request numbers, so the store grows with
     /// the run's requests, which the scenario bounds.
     pub fn record(&mut self, key: u64) -> bool {
+        self.record_as(key, true)
+    }
+
+    /// [`DenseLedger::record`] for a call that may not have carried its
+    /// idempotency key: `key` is the logical request either way, so a
+    /// repeat is counted honestly, but only a call that carried the key
+    /// (`keyed`) can be deduplicated by a downstream that honours keys.
+    pub fn record_as(&mut self, key: u64, keyed: bool) -> bool {
         let index = usize::try_from(key).unwrap_or(usize::MAX);
         if index >= self.effects.len() {
             self.effects
                 .resize(index.saturating_add(1).max(self.effects.len() * 2), 0);
         }
         let seen = self.effects[index];
-        if seen > 0 && self.honours_key {
+        if seen > 0 && self.honours_key && keyed {
             return false;
         }
         self.effects[index] = seen.saturating_add(1);
@@ -190,6 +198,15 @@ mod tests {
         dense.record(3);
         assert!(!dense.record(3));
         assert_eq!((dense.effects_on(3), dense.duplicates()), (1, 0));
+    }
+
+    #[test]
+    fn a_keyless_repeat_is_a_duplicate_even_where_keys_are_honoured() {
+        let mut d = DenseLedger::new(true);
+        assert!(!d.record_as(5, false));
+        assert!(d.record_as(5, false));
+        assert!(!d.record_as(5, true), "a keyed repeat is deduplicated");
+        assert_eq!((d.effects_on(5), d.duplicates()), (2, 1));
     }
 
     #[test]

@@ -164,8 +164,20 @@ impl FaultModel {
         self.switch = switch;
     }
 
-    /// A call starts at `now`: decide when it answers and how.
+    /// A call starts at `now`: decide when it answers and how, drawing
+    /// from the model's own stream (one sequence in call order).
     pub fn start(&mut self, now: Time) -> CallPlan {
+        let mut rng = self.rng.clone();
+        let plan = self.start_drawing(now, &mut rng);
+        self.rng = rng;
+        plan
+    }
+
+    /// [`FaultModel::start`] drawing from `rng`: a caller that keys a stream
+    /// by the call's identity (not its order) gives every strategy compared
+    /// on one seed the same latency and failure draw for the same call.
+    pub fn start_drawing(&mut self, now: Time, rng: &mut Stream) -> CallPlan {
+        let in_progress = self.in_flight;
         self.calls += 1;
         self.in_flight += 1;
         self.in_flight_max_seen = self.in_flight_max_seen.max(self.in_flight);
@@ -198,12 +210,9 @@ impl FaultModel {
                 failure_rate = 1.0 - (1.0 - failure_rate) * (1.0 - c.failure_rate_over);
             }
         }
-        let done_at = after(self.latency.draw_ms(&mut self.rng) * factor);
-        let u = if failure_rate > 0.0 {
-            unit(&mut self.rng)
-        } else {
-            1.0
-        };
+        let load_ms = self.cfg.load_slope_ms * f64::from(in_progress);
+        let done_at = after(self.latency.draw_ms(rng) * factor + load_ms);
+        let u = if failure_rate > 0.0 { unit(rng) } else { 1.0 };
         let result = if u < failure_rate {
             Err(self.cfg.failure_mix.kind_at(u / failure_rate))
         } else {

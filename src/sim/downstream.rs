@@ -1,11 +1,16 @@
 //! The simulated downstream: the shared [`FaultModel`] on virtual time, and
 //! a ledger of side effects per request number.
 //!
+//! Each call draws its latency and failure from a stream keyed by the call's
+//! identity (logical request, send, relay attempt), not from one stream in
+//! call order: two strategies run on one seed then see the same first-try
+//! latency and failure for the same logical request, whatever else they do.
+//!
 //! The scenario's `[downstream]` is [`DownstreamConfig`], the same table the
 //! real-time `downstream` service serves.
 
 use crate::fault::{CallPlan, DenseLedger, FaultModel};
-use crate::rng::Stream;
+use crate::rng::{Domain, Seed};
 use crate::time::Time;
 
 pub use crate::fault::{
@@ -14,31 +19,50 @@ pub use crate::fault::{
 };
 
 pub struct Downstream {
+    seed: Seed,
     model: FaultModel,
     ledger: DenseLedger,
+    duplicates_keyless: u64,
 }
 
 impl Downstream {
-    pub fn new(cfg: &DownstreamConfig, rng: Stream) -> Downstream {
+    pub fn new(cfg: &DownstreamConfig, seed: Seed) -> Downstream {
         Downstream {
-            model: FaultModel::new(cfg, rng),
+            seed,
+            model: FaultModel::new(cfg, seed.stream(Domain::Downstream, 0)),
             ledger: DenseLedger::new(cfg.honours_idempotency_key),
+            duplicates_keyless: 0,
         }
     }
 
-    /// A call starts now: decide when it answers and how.
-    pub fn start(&mut self, now: Time) -> CallPlan {
-        self.model.start(now)
+    /// Call `step` (see [`super::network::call_step`]) of logical request
+    /// `request` starts now: decide when it answers and how.
+    pub fn start(&mut self, now: Time, request: u64, step: u64) -> CallPlan {
+        let mut rng = self.seed.step_stream(Domain::Call, request, step);
+        self.model.start_drawing(now, &mut rng)
     }
 
-    /// A call ends; a successful one lands its side effect on `key`.
-    /// Returns whether that effect was a duplicate.
-    pub fn finish(&mut self, key: Option<u64>, landed: bool) -> bool {
+    /// A call for logical request `request` ends; a successful one lands
+    /// its side effect there, whether or not the call carried the key
+    /// (`keyed`). Returns whether that effect was a duplicate.
+    pub fn finish(&mut self, request: Option<u64>, keyed: bool, landed: bool) -> bool {
         self.model.finish();
-        match (key, landed) {
-            (Some(key), true) => self.ledger.record(key),
+        let duplicate = match (request, landed) {
+            (Some(r), true) => self.ledger.record_as(r, keyed),
             _ => false,
-        }
+        };
+        self.duplicates_keyless += u64::from(duplicate && !keyed);
+        duplicate
+    }
+
+    /// Calls in progress at the downstream now, whether or not their caller waits.
+    pub fn in_progress(&self) -> u32 {
+        self.model.in_flight()
+    }
+
+    /// Duplicate effects of calls that carried no idempotency key.
+    pub fn duplicates_keyless(&self) -> u64 {
+        self.duplicates_keyless
     }
 
     pub fn calls(&self) -> u64 {

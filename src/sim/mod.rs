@@ -5,13 +5,17 @@
 pub mod clients;
 pub mod downstream;
 pub mod invariants;
+pub mod network;
 pub mod scenario;
 pub mod scheduler;
+pub mod series;
 pub mod simulation;
 pub mod summary;
 pub mod trace;
 pub mod workload;
 
+pub use network::NetworkConfig;
 pub use scenario::Scenario;
+pub use series::Series;
 pub use simulation::{simulate, SimFailure, SimOptions, SimResult, Stop, EVENTS_MAX};
 pub use summary::Summary;

@@ -3,6 +3,7 @@
 
 use super::clients::ClientsConfig;
 use super::downstream::DownstreamConfig;
+use super::network::NetworkConfig;
 use crate::relay::{ensure, ConfigError, RelayConfig};
 use crate::toml_doc::{LocatedError, TomlDoc};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,9 @@ pub struct Scenario {
     pub relay: RelayConfig,
     #[serde(default)]
     pub downstream: DownstreamConfig,
+    /// Delays on the wire; absent: none.
+    #[serde(default, skip_serializing_if = "NetworkConfig::is_none")]
+    pub network: NetworkConfig,
     pub clients: Vec<ClientsConfig>,
 }
 
@@ -59,6 +63,7 @@ impl Scenario {
         self.downstream
             .validate()
             .map_err(|e| e.within("downstream"))?;
+        self.network.validate().map_err(|e| e.within("network"))?;
         ensure(
             !self.clients.is_empty(),
             "clients",

@@ -12,15 +12,18 @@
 use super::clients::{ClientOutput, ClientTimer, Clients, Outgoing, Woke};
 use super::downstream::Downstream;
 use super::invariants::{Checker, Violation};
+use super::network::{after, call_step, ClientLeg, Network};
 use super::scenario::Scenario;
 use super::scheduler::Scheduler;
+use super::series::{Count, Series, SeriesRecorder};
 use super::summary::{Counters, Summary};
 use super::trace::{SimRecord, Trace, TraceRecord};
 use crate::relay::{
-    Answer, CallError, CallId, Event, Finished, JobId, LatencyHistogram, Output, Relay,
+    Answer, CallError, CallId, Event, Finished, JobId, LatencyHistogram, Output, Refusal, Relay,
 };
 use crate::rng::{Domain, Seed};
 use crate::time::{duration_ms, ms_to_nanos, Time};
+use slab::Slab;
 use std::time::Duration;
 
 /// How to run a scenario, beyond what the scenario says.
@@ -31,6 +34,8 @@ pub struct SimOptions {
     pub trace_records_max: usize,
     /// Count downstream calls per bucket of this many milliseconds.
     pub calls_bucket_ms: Option<f64>,
+    /// Keep a [`Series`] per bucket of this many milliseconds.
+    pub series_bucket_ms: Option<f64>,
 }
 
 impl SimOptions {
@@ -39,6 +44,7 @@ impl SimOptions {
             seed,
             trace_records_max: 0,
             calls_bucket_ms: None,
+            series_bucket_ms: None,
         }
     }
 }
@@ -53,6 +59,8 @@ pub struct SimResult {
     pub client_latency: LatencyHistogram,
     /// Accepted → success latency per job (the relay's RED histogram).
     pub job_latency: LatencyHistogram,
+    /// Counts per time bucket, if asked for.
+    pub series: Option<Series>,
 }
 
 /// A run that did not end well; says which run, to reproduce it.
@@ -94,17 +102,82 @@ enum Ev {
     Client(ClientTimer),
     /// A downstream call answers. Flattened (not a `CallId`) to keep events
     /// small: the heap holds one per call in flight.
+    /// Without a relay↔downstream delay, the downstream's answer and the
+    /// relay hearing it are one event. `key` is a [`LedgerKey`].
     CallDone {
         job: JobId,
         attempt: u32,
         result: Result<(), CallError>,
         key: u64,
     },
+    /// A call reaches the downstream (after the network).
+    CallArrives {
+        job: JobId,
+        attempt: u32,
+        step: u32,
+        key: u64,
+    },
+    /// The downstream answers (its side effect lands now).
+    CallLeaves {
+        job: JobId,
+        attempt: u32,
+        result: Result<(), CallError>,
+        key: u64,
+    },
+    /// The downstream's answer reaches the relay.
+    RelayHears {
+        job: JobId,
+        attempt: u32,
+        result: Result<(), CallError>,
+    },
+    /// A client's request reaches the relay.
+    RequestArrives {
+        transit: u32,
+    },
+    /// The relay's answer reaches the client.
+    AnswerArrives {
+        transit: u32,
+    },
+    /// The news that a job finished reaches its client.
+    JobNews {
+        job: JobId,
+        slot: u32,
+        succeeded: bool,
+    },
     RelayWake,
 }
 
-/// A call without an idempotency key (keys are dense request numbers).
+/// Whose side effect a call lands: the logical request number, with
+/// [`KEYLESS`] set when the call carried no idempotency key; [`NO_KEY`]
+/// when the call belongs to no known request.
 const NO_KEY: u64 = u64::MAX;
+const KEYLESS: u64 = 1 << 63;
+
+/// The entity whose streams a call draws from: its logical request, or
+/// the job itself for a call no request is known for.
+fn draw_index(key: u64, job: JobId) -> u64 {
+    let i = if key == NO_KEY { job.0 } else { key & !KEYLESS };
+    i & ((1 << 48) - 1)
+}
+
+/// Where a job came from: the send that created it.
+#[derive(Clone, Copy, Debug)]
+struct Origin {
+    job: JobId,
+    request: u64,
+    send: u32,
+    /// The client's slot for that logical request.
+    slot: u32,
+    keyed: bool,
+}
+
+/// The relay's answer on its way to a client.
+struct AnswerInTransit {
+    slot: usize,
+    request: u64,
+    send: u32,
+    answer: Answer<()>,
+}
 
 pub struct Simulation {
     scenario_name: String,
@@ -124,6 +197,14 @@ pub struct Simulation {
     c: Counters,
     bucket_ns: Option<u64>,
     calls_per_bucket: Vec<u32>,
+    network: Network,
+    /// Requests and answers on the wire: bounded by the sends in flight,
+    /// which the populations bound.
+    requests_in_transit: Slab<Outgoing>,
+    answers_in_transit: Slab<AnswerInTransit>,
+    /// Job slot → the send that created the job living there.
+    origins: Vec<Option<Origin>>,
+    series: Option<SeriesRecorder>,
 }
 
 /// Buckets kept for a calls-per-bucket series.
@@ -147,7 +228,7 @@ impl Simulation {
             sched: Scheduler::new(),
             events_max: EVENTS_MAX,
             relay,
-            downstream: Downstream::new(&scenario.downstream, seed.stream(Domain::Downstream, 0)),
+            downstream: Downstream::new(&scenario.downstream, seed),
             clients: Clients::new(&scenario.clients, seed, horizon),
             relay_wake: None,
             checker: Checker::new(scenario.relay.idempotency.ttl_ms),
@@ -155,6 +236,11 @@ impl Simulation {
             c: Counters::default(),
             bucket_ns: opts.calls_bucket_ms.map(|ms| ms_to_nanos(ms).max(1)),
             calls_per_bucket: Vec::new(),
+            network: Network::new(&scenario.network, seed),
+            requests_in_transit: Slab::new(),
+            answers_in_transit: Slab::new(),
+            origins: Vec::new(),
+            series: opts.series_bucket_ms.map(SeriesRecorder::new),
         };
         sim.drain_clients(Time::ZERO);
         sim
@@ -247,26 +333,82 @@ impl Simulation {
             } => {
                 let call = CallId { job, attempt };
                 self.last_active = now;
-                self.c.model_call_completions += 1;
-                let landed = result.is_ok();
-                if landed {
-                    self.c.call_successes += 1;
-                    self.checker.success_answered(now, call)?;
-                }
-                let duplicate = self
-                    .downstream
-                    .finish((key != NO_KEY).then_some(key), landed);
-                self.record(
-                    now,
-                    SimRecord::CallDone {
-                        job: call.job,
-                        attempt: call.attempt,
-                        ok: landed,
-                        error: result.err(),
-                        duplicate,
+                self.call_leaves(now, call, result, key)?;
+                self.relay.handle_call_result(now, call, result);
+                Ok(())
+            }
+            Ev::CallArrives {
+                job,
+                attempt,
+                step,
+                key,
+            } => {
+                self.last_active = now;
+                let index = draw_index(key, job);
+                let plan = self.downstream_starts(now, index, u64::from(step));
+                let (_, back_ms) = self.network.relay_downstream(index, u64::from(step));
+                let (result, key) = (plan.result, key);
+                self.sched.schedule(
+                    plan.done_at,
+                    Ev::CallLeaves {
+                        job,
+                        attempt,
+                        result,
+                        key,
                     },
                 );
-                self.relay.handle_call_result(now, call, result);
+                let heard = after(plan.done_at, back_ms);
+                self.sched.schedule(
+                    heard,
+                    Ev::RelayHears {
+                        job,
+                        attempt,
+                        result,
+                    },
+                );
+                Ok(())
+            }
+            Ev::CallLeaves {
+                job,
+                attempt,
+                result,
+                key,
+            } => {
+                self.last_active = now;
+                self.call_leaves(now, CallId { job, attempt }, result, key)
+            }
+            Ev::RelayHears {
+                job,
+                attempt,
+                result,
+            } => {
+                self.last_active = now;
+                self.relay
+                    .handle_call_result(now, CallId { job, attempt }, result);
+                Ok(())
+            }
+            Ev::RequestArrives { transit } => {
+                self.last_active = now;
+                let out = self.requests_in_transit.remove(transit as usize);
+                self.relay_receives(now, out)
+            }
+            Ev::AnswerArrives { transit } => {
+                self.last_active = now;
+                let a = self.answers_in_transit.remove(transit as usize);
+                self.clients
+                    .handle_answer_later(now, a.slot, a.request, a.send, &a.answer);
+                self.drain_clients(now);
+                Ok(())
+            }
+            Ev::JobNews {
+                job,
+                slot,
+                succeeded,
+            } => {
+                self.last_active = now;
+                self.clients
+                    .handle_job_news(now, slot as usize, job, succeeded);
+                self.drain_clients(now);
                 Ok(())
             }
             Ev::RelayWake => {
@@ -282,14 +424,127 @@ impl Simulation {
         }
     }
 
-    /// Hands a client's request to the relay and its answer back.
+    /// Puts a client's request on the wire to the relay (or hands it over
+    /// at once when there is no client↔relay delay).
     fn send(&mut self, now: Time, out: Outgoing) -> Result<(), Violation> {
+        if !self.network.has_client_relay() {
+            return self.relay_receives(now, out);
+        }
+        let at = self
+            .network
+            .client_relay(now, out.logical, out.send, ClientLeg::Request);
+        let transit = self.requests_in_transit.insert(out) as u32;
+        self.sched.schedule(at, Ev::RequestArrives { transit });
+        Ok(())
+    }
+
+    /// The relay takes a client's request and answers it.
+    fn relay_receives(&mut self, now: Time, out: Outgoing) -> Result<(), Violation> {
+        let keyed = out.request.key.is_some();
+        let (slot, request, send) = (out.slot, out.logical, out.send);
         let answer = self.relay.handle_request(now, out.request);
-        self.clients.handle_answer(now, out.slot, &answer);
-        self.drain_clients(now);
+        if let Answer::Refused {
+            why: Refusal::Shed | Refusal::RateLimited | Refusal::Unavailable,
+            ..
+        } = answer
+        {
+            self.count(now, Count::Refusal);
+        }
+        if let Answer::Accepted { job } = answer {
+            self.set_origin(Origin {
+                job,
+                request,
+                send,
+                slot: slot as u32,
+                keyed,
+            });
+        }
+        if self.network.has_client_relay() {
+            let at = self
+                .network
+                .client_relay(now, request, send, ClientLeg::Answer);
+            let transit = self.answers_in_transit.insert(AnswerInTransit {
+                slot,
+                request,
+                send,
+                answer: answer.clone(),
+            }) as u32;
+            self.sched.schedule(at, Ev::AnswerArrives { transit });
+        } else {
+            self.clients.handle_answer(now, slot, &answer);
+            self.drain_clients(now);
+        }
         if let Answer::Accepted { job } = answer {
             self.checker.accepted(now, job)?;
         }
+        Ok(())
+    }
+
+    fn set_origin(&mut self, o: Origin) {
+        let i = o.job.slot();
+        if i >= self.origins.len() {
+            self.origins
+                .resize((i + 1).max(self.origins.len() * 2), None);
+        }
+        self.origins[i] = Some(o);
+    }
+
+    /// The send that created `job`, if the clients created it.
+    fn origin(&self, job: JobId) -> Option<Origin> {
+        self.origins
+            .get(job.slot())
+            .copied()
+            .flatten()
+            .filter(|o| o.job == job)
+    }
+
+    fn count(&mut self, now: Time, what: Count) {
+        if let Some(s) = &mut self.series {
+            s.count(now, what);
+        }
+    }
+
+    /// A call starts at the downstream, with draws keyed by its identity.
+    fn downstream_starts(&mut self, now: Time, index: u64, step: u64) -> crate::fault::CallPlan {
+        let plan = self.downstream.start(now, index, step);
+        let level = self.downstream.in_progress();
+        if let Some(s) = &mut self.series {
+            s.count(now, Count::Call);
+            s.in_progress(now, level);
+        }
+        plan
+    }
+
+    /// The downstream answers a call; a success lands its side effect.
+    fn call_leaves(
+        &mut self,
+        now: Time,
+        call: CallId,
+        result: Result<(), CallError>,
+        key: u64,
+    ) -> Result<(), Violation> {
+        self.c.model_call_completions += 1;
+        let landed = result.is_ok();
+        if landed {
+            self.c.call_successes += 1;
+            self.checker.success_answered(now, call)?;
+        }
+        let request = (key != NO_KEY).then_some(key & !KEYLESS);
+        let duplicate = self.downstream.finish(request, key & KEYLESS == 0, landed);
+        let level = self.downstream.in_progress();
+        if let Some(s) = &mut self.series {
+            s.in_progress(now, level);
+        }
+        self.record(
+            now,
+            SimRecord::CallDone {
+                job: call.job,
+                attempt: call.attempt,
+                ok: landed,
+                error: result.err(),
+                duplicate,
+            },
+        );
         Ok(())
     }
 
@@ -298,9 +553,30 @@ impl Simulation {
         while let Some(out) = self.clients.poll_output() {
             match out {
                 ClientOutput::Arm { at, timer } => self.sched.schedule(at, Ev::Client(timer)),
-                ClientOutput::Record(r) => self.record(now, r),
+                ClientOutput::Record(r) => {
+                    if self.series.is_some() {
+                        self.count_record(now, &r);
+                    }
+                    self.record(now, r);
+                }
             }
         }
+    }
+
+    /// Adds a client's record to the series.
+    fn count_record(&mut self, now: Time, r: &SimRecord) {
+        let what = match r {
+            SimRecord::Send { send: 1, .. } => Count::FirstTry,
+            SimRecord::Send { .. } => Count::Retry,
+            SimRecord::ClientTimeout { .. } => Count::Timeout,
+            SimRecord::ClientDone {
+                outcome: "succeeded" | "replayed",
+                ..
+            } => Count::Success,
+            SimRecord::ClientRetryDenied { .. } => Count::BudgetDenied,
+            _ => return,
+        };
+        self.count(now, what);
     }
 
     /// Performs everything the relay asked for since the last step.
@@ -342,7 +618,13 @@ impl Simulation {
 
     fn start_call(&mut self, now: Time, call: CallId, key: Option<u64>) -> Result<(), Violation> {
         self.checker.call_started(now, call, key)?;
-        let key = key.unwrap_or(NO_KEY);
+        // The side effect belongs to the logical request, keyed or not.
+        let (key, send) = match self.origin(call.job) {
+            Some(o) if o.keyed => (o.request, o.send),
+            Some(o) => (o.request | KEYLESS, o.send),
+            None => (key.unwrap_or(NO_KEY), 0),
+        };
+        let step = call_step(send, call.attempt);
         self.record(
             now,
             SimRecord::Call {
@@ -359,7 +641,20 @@ impl Simulation {
                 self.calls_per_bucket[i] += 1;
             }
         }
-        let plan = self.downstream.start(now);
+        if self.network.has_relay_downstream() {
+            let (there_ms, _) = self
+                .network
+                .relay_downstream(draw_index(key, call.job), step);
+            let ev = Ev::CallArrives {
+                job: call.job,
+                attempt: call.attempt,
+                step: step as u32,
+                key,
+            };
+            self.sched.schedule(after(now, there_ms), ev);
+            return Ok(());
+        }
+        let plan = self.downstream_starts(now, draw_index(key, call.job), step);
         self.sched.schedule(
             plan.done_at,
             Ev::CallDone {
@@ -401,8 +696,23 @@ impl Simulation {
                 latency_ms: duration_ms(latency),
             },
         );
-        self.clients.handle_job_finished(now, job, success);
-        self.drain_clients(now);
+        match self.origin(job) {
+            Some(o) if self.network.has_client_relay() => {
+                let at = self
+                    .network
+                    .client_relay(now, o.request, o.send, ClientLeg::News);
+                let news = Ev::JobNews {
+                    job,
+                    slot: o.slot,
+                    succeeded: success,
+                };
+                self.sched.schedule(at, news);
+            }
+            _ => {
+                self.clients.handle_job_finished(now, job, success);
+                self.drain_clients(now);
+            }
+        }
         Ok(())
     }
 
@@ -461,7 +771,9 @@ impl Simulation {
             .as_ref()
             .filter(|t| t.truncated)
             .map(|t| t.lines.len());
+        let series = self.series.take().map(|s| s.finish(end));
         SimResult {
+            series,
             summary,
             trace: self.trace,
             calls_per_bucket: self.calls_per_bucket,

@@ -54,6 +54,16 @@ pub enum SimRecord {
         send: u32,
         at: Time,
     },
+    /// A retry the client's gate did not allow, and why.
+    ClientRetryDenied {
+        request: u64,
+        send: u32,
+        reason: &'static str,
+    },
+    /// The logical request reached its deadline and was given up.
+    ClientDeadline {
+        request: u64,
+    },
     ClientDone {
         request: u64,
         outcome: &'static str,

@@ -10,6 +10,7 @@
 
 use super::clients::{ClientRetryConfig, ClientsConfig};
 use super::downstream::{DownstreamConfig, LatencyConfig};
+use super::network::NetworkConfig;
 use super::scenario::Scenario;
 use crate::relay::{
     BackoffConfig, BackoffKind, DlqConfig, IdempotencyConfig, QueueConfig, RelayConfig, RetryConfig,
@@ -122,6 +123,7 @@ impl Workload {
                 failure_rate: self.failure_rate,
                 ..DownstreamConfig::default()
             },
+            network: NetworkConfig::default(),
             clients: vec![ClientsConfig::OpenLoop {
                 per_s: Some(self.per_s),
                 schedule: vec![],

@@ -155,6 +155,7 @@ requests_max = 2
             seed: 1,
             trace_records_max: 0,
             calls_bucket_ms: Some(BUCKET_MS),
+            series_bucket_ms: None,
         };
         let result = crate::sim::simulate(&scenario, &options).expect("runs");
         let last_s = result.summary.client_done_last_s;

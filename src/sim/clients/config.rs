@@ -13,6 +13,31 @@ pub struct ClientRetryConfig {
     pub backoff: BackoffConfig,
     /// Give up waiting for the outcome after this long and send again; 0 waits.
     pub timeout_ms: f64,
+    /// Give up the logical request this long after it was created, wherever
+    /// it is (counted as abandoned at its deadline); 0: no deadline.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub deadline_ms: f64,
+    /// Reuse the idempotency key on every send (the relay can then answer
+    /// a retry with 409 or a replay). `false`: every send is a new request
+    /// without a key, as most real clients do, and the outcome of a send
+    /// the client stopped waiting for is ignored.
+    #[serde(skip_serializing_if = "is_true")]
+    pub keyed: bool,
+    /// Wait at least the `Retry-After` of a 429/503 before the next send.
+    #[serde(skip_serializing_if = "is_false")]
+    pub honour_retry_after: bool,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for ClientRetryConfig {
@@ -26,6 +51,9 @@ impl Default for ClientRetryConfig {
                 multiplier: 2.0,
             },
             timeout_ms: 0.0,
+            deadline_ms: 0.0,
+            keyed: true,
+            honour_retry_after: false,
         }
     }
 }
@@ -38,6 +66,7 @@ impl ClientRetryConfig {
             format!("must be between 1 and {ATTEMPTS_LIMIT}"),
         )?;
         ensure_ms(self.timeout_ms, "timeout_ms")?;
+        ensure_ms(self.deadline_ms, "deadline_ms")?;
         self.backoff.validate().map_err(|e| e.within("backoff"))
     }
 }

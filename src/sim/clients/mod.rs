@@ -47,6 +47,8 @@ pub enum ClientTimer {
     Send { slot: u32, key: u64 },
     /// Stop waiting for send number `send`'s outcome.
     Timeout { slot: u32, key: u64, send: u32 },
+    /// The logical request's total deadline.
+    Deadline { slot: u32, key: u64 },
 }
 
 /// What the clients ask of the event loop.
@@ -61,6 +63,10 @@ pub enum ClientOutput {
 #[derive(Clone, Debug)]
 pub struct Outgoing {
     pub slot: usize,
+    /// The logical request's number and this send's (1 = first try): the
+    /// send's identity, which keys its random draws.
+    pub logical: u64,
+    pub send: u32,
     pub request: Request<u64, ()>,
 }
 
@@ -84,6 +90,8 @@ pub struct ClientStats {
     pub timeouts: u64,
     pub succeeded: u64,
     pub abandoned: u64,
+    /// Of the abandoned, the ones given up at their deadline.
+    pub deadline_abandoned: u64,
     /// When the last logical request got its final answer.
     pub done_last: Time,
     /// Creation → final answer of logical requests that succeeded.
@@ -111,6 +119,9 @@ struct Source {
     retry_backoff: Backoff,
     attempts_max: u32,
     timeout: Option<Duration>,
+    deadline: Option<Duration>,
+    keyed: bool,
+    honour_retry_after: bool,
     think_ms: f64,
     /// Closed loop: logical requests each member still has to send.
     remaining: Vec<u32>,
@@ -125,6 +136,8 @@ struct Logical {
     client: u32,
     created: Time,
     sends: u32,
+    /// When the latest send left the client.
+    sent_at: Time,
     backoff: BackoffState,
     /// The job this request waits on, or [`NO_JOB`].
     job: JobId,
@@ -243,16 +256,25 @@ impl Clients {
                     }
                 }
                 let slot = self.new_logical(now, source, NO_MEMBER, client);
-                Woke::Send(self.send(slot))
+                Woke::Send(self.send(now, slot))
             }
             ClientTimer::Start { source, member } => {
                 let slot = self.new_logical(now, source, member, member);
-                Woke::Send(self.send(slot))
+                Woke::Send(self.send(now, slot))
             }
             ClientTimer::Send { slot, key } => match self.live_slot(slot, key) {
-                Some(slot) => Woke::Send(self.send(slot)),
+                Some(slot) => Woke::Send(self.send(now, slot)),
                 None => Woke::Stale,
             },
+            ClientTimer::Deadline { slot, key } => {
+                let Some(slot) = self.live_slot(slot, key) else {
+                    return Woke::Stale;
+                };
+                self.stats.deadline_abandoned += 1;
+                self.record(SimRecord::ClientDeadline { request: key });
+                self.done(now, slot, Ending::Abandoned);
+                Woke::Changed
+            }
             ClientTimer::Timeout { slot, key, send } => {
                 let Some(slot) = self.live_slot(slot, key) else {
                     return Woke::Stale;
@@ -266,7 +288,7 @@ impl Clients {
                 // reaches the client, whose next send will find it (409 or a
                 // replay). One retry chain per request, never two.
                 self.requests[slot].job = NO_JOB;
-                self.retry(now, slot);
+                self.retry(now, slot, None);
                 Woke::Changed
             }
         }
@@ -292,7 +314,9 @@ impl Clients {
                         key,
                         send,
                     };
-                    self.arm(now + t, timer);
+                    // The attempt's clock runs from the send, not from
+                    // when the answer made it back through the network.
+                    self.arm((self.requests[slot].sent_at + t).max(now), timer);
                 }
             }
             Answer::Replayed { .. } => self.done(now, slot, Ending::Replayed),
@@ -300,7 +324,31 @@ impl Clients {
                 why: Refusal::Mismatch | Refusal::BadKey,
                 ..
             } => self.done(now, slot, Ending::Abandoned),
-            Answer::Refused { .. } => self.retry(now, slot),
+            Answer::Refused { retry_after, .. } => self.retry(now, slot, *retry_after),
+        }
+    }
+
+    /// The relay's answer to send `send` of logical request `key`, arriving
+    /// after the network: ignored if the client has moved on since.
+    pub fn handle_answer_later(
+        &mut self,
+        now: Time,
+        slot: usize,
+        key: u64,
+        send: u32,
+        answer: &Answer<()>,
+    ) {
+        let live = self.live_slot(slot as u32, key);
+        if live.is_some_and(|s| self.requests[s].sends == send) {
+            self.handle_answer(now, slot, answer);
+        }
+    }
+
+    /// The news that job `job`, created from logical request slot `slot`,
+    /// finished, arriving after the network.
+    pub fn handle_job_news(&mut self, now: Time, slot: usize, job: JobId, succeeded: bool) {
+        if self.requests.get(slot).is_some_and(|l| l.job == job) {
+            self.job_outcome(now, slot, succeeded);
         }
     }
 
@@ -310,11 +358,15 @@ impl Clients {
         if self.requests.get(owner).is_none_or(|l| l.job != job) {
             return;
         }
+        self.job_outcome(now, owner, succeeded);
+    }
+
+    fn job_outcome(&mut self, now: Time, slot: usize, succeeded: bool) {
         if succeeded {
-            self.done(now, owner, Ending::Succeeded);
+            self.done(now, slot, Ending::Succeeded);
         } else {
-            self.requests[owner].job = NO_JOB;
-            self.retry(now, owner);
+            self.requests[slot].job = NO_JOB;
+            self.retry(now, slot, None);
         }
     }
 
@@ -339,22 +391,33 @@ impl Clients {
         self.stats.population(source).requests += 1;
         let key = self.next_key;
         self.next_key += 1;
-        self.requests.insert(Logical {
+        let slot = self.requests.insert(Logical {
             key,
             source,
             member,
             client,
             created: now,
             sends: 0,
+            sent_at: now,
             backoff: BackoffState::default(),
             job: NO_JOB,
-        })
+        });
+        if let Some(d) = self.sources[usize::from(source)].deadline {
+            let timer = ClientTimer::Deadline {
+                slot: slot as u32,
+                key,
+            };
+            self.arm(now + d, timer);
+        }
+        slot
     }
 
     /// One more send of logical request `slot`.
-    fn send(&mut self, slot: usize) -> Outgoing {
+    fn send(&mut self, now: Time, slot: usize) -> Outgoing {
         let l = &mut self.requests[slot];
         l.sends += 1;
+        l.sent_at = now;
+        let keyed = self.sources[usize::from(l.source)].keyed;
         // Client ids are unique across populations: the population in the high bits.
         let client = (u64::from(l.source) << 32) | u64::from(l.client);
         let (key, send) = (l.key, l.sends);
@@ -366,9 +429,11 @@ impl Clients {
         });
         Outgoing {
             slot,
+            logical: key,
+            send,
             request: Request {
                 client,
-                key: Some(key),
+                key: keyed.then_some(key),
                 fingerprint: key,
                 payload: (),
             },
@@ -384,8 +449,9 @@ impl Clients {
         self.job_owner[i] = slot as u32;
     }
 
-    /// Arms the next send after the client's backoff, or gives up.
-    fn retry(&mut self, now: Time, slot: usize) {
+    /// Arms the next send after the client's backoff (and, when it honours
+    /// them, at least the relay's `retry_after`), or gives up.
+    fn retry(&mut self, now: Time, slot: usize, retry_after: Option<Duration>) {
         let l = &mut self.requests[slot];
         let s = &mut self.sources[usize::from(l.source)];
         if l.sends >= s.attempts_max {
@@ -397,7 +463,10 @@ impl Clients {
         let mut rng = self
             .seed
             .step_stream(Domain::Client, l.key, u64::from(l.sends));
-        let at = now + s.retry_backoff.delay(l.sends, &mut l.backoff, &mut rng);
+        let mut at = now + s.retry_backoff.delay(l.sends, &mut l.backoff, &mut rng);
+        if let Some(wait) = retry_after.filter(|_| s.honour_retry_after) {
+            at = at.max(now + wait);
+        }
         let (key, send) = (l.key, l.sends + 1);
         self.stats.retries += 1;
         self.record(SimRecord::ClientRetry {
@@ -461,6 +530,10 @@ fn source(cfg: &ClientsConfig, seed: Seed, index: usize) -> Source {
         attempts_max: retry.attempts_max,
         timeout: (retry.timeout_ms > 0.0)
             .then(|| Duration::from_nanos(ms_to_nanos(retry.timeout_ms))),
+        deadline: (retry.deadline_ms > 0.0)
+            .then(|| Duration::from_nanos(ms_to_nanos(retry.deadline_ms))),
+        keyed: retry.keyed,
+        honour_retry_after: retry.honour_retry_after,
         think_ms: 0.0,
         remaining: Vec::new(),
         requests_per_client: 0,
@@ -524,6 +597,7 @@ mod tests {
                 multiplier: 2.0,
             },
             timeout_ms,
+            ..ClientRetryConfig::default()
         }
     }
 
