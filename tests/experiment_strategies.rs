@@ -80,12 +80,10 @@ metrics = ["downstream_calls", "served_pct"]
 
 [series]
 bucket_ms = 1000
-metrics = ["calls"]
+metrics = ["calls", "successes"]
 
 [recovery]
 after_s = 4
-goodput = "calls"
-reference = "calls"
 window_s = 2
 
 [tables]
@@ -238,7 +236,10 @@ fn counters_over_time_and_recovery_are_tabled_per_point() {
     let dir = run(MINE, "strategies_series", 2);
     let over = read(&dir, "mine_over_time.csv");
     assert!(
-        over.starts_with("strategy,load,time_s,calls_mean,calls_ci95_low,calls_ci95_high\n"),
+        over.starts_with(
+            "strategy,load,time_s,calls_mean,calls_ci95_low,calls_ci95_high,\
+             successes_mean,successes_ci95_low,successes_ci95_high\n"
+        ),
         "{over}"
     );
     assert_eq!(
@@ -292,7 +293,10 @@ fn a_baseline_or_exclusion_that_names_nothing_is_refused_with_the_names() {
             .contains("exclude: axis `load` has no value labelled `medium`; labels: light, heavy"),
         "{message}"
     );
-    let bad = MINE.replace("metrics = [\"calls\"]", "metrics = [\"goodput\"]");
+    let bad = MINE.replace(
+        "metrics = [\"calls\", \"successes\"]",
+        "metrics = [\"goodput\"]",
+    );
     let message = errors_of(&bad);
     assert!(message.contains("no series named `goodput`"), "{message}");
     let bad = MINE.replace("name = \"fast-retries\"", "name = \"retries\"");

@@ -52,19 +52,22 @@ impl SeriesMetric {
         SERIES.iter().map(|s| s.1).collect::<Vec<_>>().join(", ")
     }
 
-    /// Whether the simulator counts this series (the downstream calls are
-    /// always counted; the rest come with the simulator's per-bucket
-    /// `Series`).
-    pub fn available(self) -> bool {
-        matches!(self, SeriesMetric::Calls)
-    }
-
-    /// This series of one run, counted per bucket of the bucket size the
-    /// run was given.
+    /// This series of one run, counted per bucket of the run's
+    /// `series_bucket_ms` (empty if the run kept no series).
     pub fn of(self, result: &SimResult) -> Vec<u32> {
+        let Some(s) = &result.series else {
+            return Vec::new();
+        };
         match self {
-            SeriesMetric::Calls => result.calls_per_bucket.clone(),
-            _ => Vec::new(),
+            SeriesMetric::Starts => s.starts.clone(),
+            SeriesMetric::FirstTries => s.first_tries.clone(),
+            SeriesMetric::Retries => s.retries.clone(),
+            SeriesMetric::Successes => s.successes.clone(),
+            SeriesMetric::Timeouts => s.timeouts.clone(),
+            SeriesMetric::Calls => s.calls.clone(),
+            SeriesMetric::InProgress => s.in_progress.clone(),
+            SeriesMetric::Refusals => s.refusals.clone(),
+            SeriesMetric::BudgetDenied => s.budget_denied.clone(),
         }
     }
 }

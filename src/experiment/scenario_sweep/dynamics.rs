@@ -172,22 +172,6 @@ pub(super) fn check(
     }
     needed.sort();
     needed.dedup();
-    let missing: Vec<&str> = needed
-        .iter()
-        .filter(|m| !m.available())
-        .map(|m| m.name())
-        .collect();
-    checks.check(
-        missing.is_empty(),
-        "series.metrics",
-        series.metrics.span(),
-        || {
-            format!(
-                "this simulator does not count {} per bucket yet",
-                missing.join(", ")
-            )
-        },
-    );
     out.needed = needed;
     out
 }

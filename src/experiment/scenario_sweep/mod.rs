@@ -177,16 +177,19 @@ pub fn run(ctx: &Context<'_>, name: &str) -> Result<Outputs, ExperimentError> {
         .charts
         .iter()
         .find_map(report::Chart::calls_bucket_ms)
-        .map(|b| b.0)
-        .or(sweep.dynamics.bucket_ms());
+        .map(|b| b.0);
     let needed = sweep.dynamics.needed();
-    let trials = scenario_runs::run(
+    let buckets = scenario_runs::Buckets {
+        calls_ms: bucket_ms,
+        series_ms: sweep.dynamics.bucket_ms().filter(|_| !needed.is_empty()),
+    };
+    let trials = scenario_runs::run_counting(
         ctx,
         name,
         ctx.seeds(),
         &sweep.points,
         |p| sweep.scenario_of(p).clone(),
-        bucket_ms,
+        buckets,
         |_, result| {
             let series: Vec<Vec<u32>> = needed.iter().map(|m| m.of(&result)).collect();
             (result.summary, result.calls_per_bucket, series)
