@@ -110,6 +110,7 @@ async fn answer(call: Handoff, result: Result<&'static [u8], CallError>) {
     let done = CallDone {
         call: call.request.call,
         result: result.map(Bytes::from_static),
+        retry_after: None,
     };
     call.done.send(done).await.expect("the task takes answers");
 }

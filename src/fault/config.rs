@@ -123,8 +123,10 @@ pub struct DownstreamConfig {
     #[serde(skip_serializing_if = "FailureMix::is_server_errors")]
     pub failure_mix: FailureMix,
     /// What a throttled answer asks the caller to wait: the `downstream`
-    /// service's `Retry-After` header. The relay does not honour it yet (in
-    /// either driver), so the simulator draws nothing from it.
+    /// service's `Retry-After` header (whole seconds, rounded up), and the
+    /// simulator's throttled answers. The relay waits at least this long
+    /// before retrying a throttled attempt when `relay.retry.
+    /// honour_retry_after` is on; the simulator draws nothing from it.
     #[serde(skip_serializing_if = "is_default_retry_after")]
     pub throttle_retry_after_ms: f64,
     /// How long a call takes to fail during a fail-fast outage.

@@ -9,6 +9,7 @@
 //! [`Relay::new`]: super::Relay::new
 
 use super::breaker::{BreakerConfig, BreakerSettings};
+use super::concurrency_limit::{ConcurrencyLimitConfig, ConcurrencyLimitSettings};
 use super::config_error::{ensure, ConfigError};
 use super::dlq::{DlqConfig, DlqSettings};
 use super::idempotency::{IdempotencyConfig, IdempotencySettings};
@@ -35,6 +36,10 @@ pub struct RelayConfig {
     pub dlq: DlqConfig,
     /// Finished jobs remembered for status look-ups (0 in simulation).
     pub history_max: usize,
+    /// Adaptive limit on downstream calls in flight; absent: only `workers`
+    /// bounds them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency_limit: Option<ConcurrencyLimitConfig>,
 }
 
 impl Default for RelayConfig {
@@ -49,6 +54,7 @@ impl Default for RelayConfig {
             idempotency: IdempotencyConfig::default(),
             dlq: DlqConfig::default(),
             history_max: 0,
+            concurrency_limit: None,
         }
     }
 }
@@ -68,6 +74,7 @@ pub struct RelaySettings {
     pub(super) idempotency: IdempotencySettings,
     pub(super) dlq: DlqSettings,
     pub(super) history_max: usize,
+    pub(super) concurrency_limit: Option<ConcurrencyLimitSettings>,
 }
 
 impl RelayConfig {
@@ -120,6 +127,10 @@ impl RelayConfig {
             "history_max",
             "must be ≤ 10,000,000",
         )?;
+        let concurrency_limit = self
+            .concurrency_limit
+            .map(|c| c.check().map_err(|e| e.within("concurrency_limit")))
+            .transpose()?;
         Ok(RelaySettings {
             workers: self.workers,
             jobs_max: self.jobs_max,
@@ -130,6 +141,7 @@ impl RelayConfig {
             idempotency,
             dlq,
             history_max: self.history_max,
+            concurrency_limit,
         })
     }
 }
@@ -213,6 +225,17 @@ mod tests {
             with(|c| c.dlq.capacity = 0, "dlq.capacity"),
             with(|c| c.dlq.bytes_max = 0, "dlq.bytes_max"),
             with(|c| c.history_max = 10_000_001, "history_max"),
+            with(|c| c.queue.shed_after_ms = f64::NAN, "queue.shed_after_ms"),
+            with(
+                |c| {
+                    c.concurrency_limit =
+                        Some(ConcurrencyLimitConfig::Aimd(crate::relay::AimdConfig {
+                            min: 0,
+                            ..crate::relay::AimdConfig::default()
+                        }))
+                },
+                "concurrency_limit.min",
+            ),
         ]
     }
 

@@ -80,11 +80,22 @@ pub enum Outcome<P> {
         reason: GiveUp,
         last_error: CallError,
     },
+    /// Answered as failed without a dead letter (a job shed by age under
+    /// `shed_to = "fail"`).
+    Failed { reason: GiveUp },
 }
 
 impl<P> Outcome<P> {
     pub fn is_success(&self) -> bool {
         matches!(self, Outcome::Succeeded { .. })
+    }
+
+    /// Why the job did not succeed, if it did not.
+    pub fn reason(&self) -> Option<GiveUp> {
+        match self {
+            Outcome::Succeeded { .. } => None,
+            Outcome::DeadLettered { reason, .. } | Outcome::Failed { reason } => Some(*reason),
+        }
     }
 }
 
@@ -100,6 +111,10 @@ pub enum JobState {
     RetryQueued,
     Succeeded,
     DeadLettered,
+    /// Never called: it waited in the queue too long and was answered as
+    /// failed (`shed_to = "fail"`; under `"dead-letter"` it is dead-lettered
+    /// with reason `shed`).
+    Shed,
 }
 
 impl JobState {

@@ -8,9 +8,11 @@
 //! so anything it does not name and the relay does not use is dead code the
 //! compiler points out.
 
+mod age_shedding;
 mod answer;
 mod backoff;
 mod breaker;
+mod concurrency_limit;
 mod config;
 mod config_error;
 mod dlq;
@@ -25,9 +27,11 @@ mod retry_lane;
 mod stats;
 mod workers;
 
+pub use age_shedding::ShedTo;
 pub use answer::{Answer, Refusal, Request};
 pub use backoff::{Backoff, BackoffConfig, BackoffKind, BackoffState};
 pub use breaker::{Breaker, BreakerConfig, BreakerSettings, BreakerState, TripConfig};
+pub use concurrency_limit::{AimdConfig, ConcurrencyLimitConfig, GradientConfig};
 pub use config::{RelayConfig, RelaySettings, WORKERS_LIMIT};
 pub use config_error::{ensure, ensure_ms, ensure_probability, parse_ms, ConfigError};
 pub use dlq::{
@@ -38,5 +42,7 @@ pub use job::{CallId, JobId, JobState, JobStatus, LateSuccess, Outcome};
 pub use queue::QueueConfig;
 pub use rate_limit::RateLimitConfig;
 pub use relay::{Event, Finished, LateFate, Output, Relay};
-pub use retry::{CallError, GiveUp, RetryBudgetConfig, RetryConfig, ATTEMPTS_LIMIT};
+pub use retry::{
+    CallError, GiveUp, RetryBudgetConfig, RetryConfig, ATTEMPTS_LIMIT, RETRY_AFTER_MAX,
+};
 pub use stats::{LatencyHistogram, LatencySummary, Stats, StatsSnapshot};

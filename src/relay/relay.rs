@@ -20,20 +20,30 @@
 //! ended, it is recorded on the job (its status, its dead letter) and
 //! counted, so a later redrive knows the work may be done.
 //!
+//! Overload options, all off by default: a job that waited in the queue
+//! too long is shed before it costs a call ([`super::age_shedding`]); the
+//! queue serves newest first past a watermark (adaptive LIFO); an adaptive
+//! limit ([`super::concurrency_limit`]) bounds calls in flight below the
+//! workers; a throttled attempt's retry waits at least the downstream's
+//! `Retry-After` ([`Relay::handle_call_result_with`]).
+//!
 //! Invariants asserted here, always on: time never goes backwards, the queue
-//! never exceeds its capacity, calls in flight never exceed the workers, the
-//! job table (and so the retry lane) never exceeds `jobs_max`.
+//! never exceeds its capacity, calls in flight never exceed the workers (nor
+//! the concurrency limit when a call starts), the job table (and so the
+//! retry lane) never exceeds `jobs_max`.
 
+use super::age_shedding::{AgeShedding, ShedTo};
 use super::answer::{Answer, Refusal, Request};
 use super::backoff::{Backoff, BackoffState};
 use super::breaker::{Breaker, BreakerState, Permit, Transition};
+use super::concurrency_limit::{ConcurrencyLimit, Sample};
 use super::config::RelaySettings;
 use super::dlq::{ByteSize, DeadLetter, DeadLetterQueue, Dropped, RedriveError};
 use super::idempotency::{Begin, IdempotencyStore, ReplayWindow};
 use super::job::{CallId, JobId, JobState, JobStatus, LateSuccess, Outcome};
-use super::queue::BoundedQueue;
+use super::queue::{BoundedQueue, Served};
 use super::rate_limit::RateLimiter;
-use super::retry::{CallError, GiveUp, RetryPolicy};
+use super::retry::{CallError, GiveUp, RetryPolicy, RETRY_AFTER_MAX};
 use super::retry_lane::RetryLane;
 use super::stats::Stats;
 use super::workers::WorkerPool;
@@ -94,6 +104,12 @@ pub enum Event {
     Redriven {
         letter: JobId,
         job: JobId,
+    },
+    /// A job waited in the queue longer than `shed_after_ms`: it leaves the
+    /// queue without a call, and its `Finished` follows.
+    Shed {
+        job: JobId,
+        to: ShedTo,
     },
 }
 
@@ -239,6 +255,14 @@ pub struct Relay<K, P> {
     draining: bool,
     now: Time,
     live_jobs_max_seen: usize,
+    /// `None`: jobs are never shed by age.
+    shedding: Option<AgeShedding>,
+    /// `None`: only the workers bound calls in flight.
+    limit: Option<ConcurrencyLimit>,
+    honour_retry_after: bool,
+    /// The downstream's `Retry-After` on the answer being handled, read by
+    /// the retry it schedules; empty outside [`Relay::handle_call_result_with`].
+    throttle_wait: Option<Duration>,
 }
 
 impl<K: Key, P: Payload> Relay<K, P> {
@@ -276,6 +300,10 @@ impl<K: Key, P: Payload> Relay<K, P> {
             draining: false,
             now: Time::ZERO,
             live_jobs_max_seen: 0,
+            shedding: s.queue.shedding,
+            limit: s.concurrency_limit.as_ref().map(ConcurrencyLimit::new),
+            honour_retry_after: s.retry.honour_retry_after,
+            throttle_wait: None,
         }
     }
 
@@ -437,7 +465,12 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// [`Relay::pump`], keeping what became of the redrives it moved.
     fn pump_noting(&mut self, now: Time, tried: &mut Vec<(JobId, Result<JobId, RedriveError>)>) {
         tried.extend(self.step_redrives(now));
+        self.shed_expired(now);
         while self.workers.has_free_slot() && self.has_waiting_work() {
+            if !self.under_limit() {
+                self.stats.calls_held_back += 1;
+                break;
+            }
             let permit = match &mut self.breaker {
                 Some(b) => match b.allow(now) {
                     Some(p) => p,
@@ -445,7 +478,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 },
                 None => Permit::UNGUARDED,
             };
-            let Some(id) = self.retry_lane.pop().or_else(|| self.queue.pop()) else {
+            let Some(id) = self.retry_lane.pop().or_else(|| self.serve_queue()) else {
                 break;
             };
             self.start_attempt(now, id, permit);
@@ -477,6 +510,90 @@ impl<K: Key, P: Payload> Relay<K, P> {
         self.timers = BinaryHeap::from(timers);
     }
 
+    /// The next queued job: the oldest, or the newest past the LIFO
+    /// watermark (counted as served out of order).
+    fn serve_queue(&mut self) -> Option<JobId> {
+        let (id, served) = self.queue.serve()?;
+        if served == Served::OutOfOrder && !self.queue.is_empty() {
+            self.stats.served_out_of_order += 1;
+        }
+        Some(id)
+    }
+
+    /// Whether the concurrency limit lets one more call start.
+    fn under_limit(&self) -> bool {
+        self.limit
+            .as_ref()
+            .is_none_or(|l| self.workers.busy() < l.limit())
+    }
+
+    /// Sheds every queued job that has waited longer than `shed_after_ms`.
+    /// The queue is in order of arrival (a job enters it once, when it is
+    /// accepted or redriven), so the expired jobs are at its front.
+    fn shed_expired(&mut self, now: Time) {
+        let Some(rule) = self.shedding else { return };
+        while let Some(&id) = self.queue.front() {
+            let Some(job) = self.jobs.get(id.slot()).filter(|j| j.id == id) else {
+                unreachable!("queued job {id} is missing")
+            };
+            if !rule.is_expired(now, job.accepted_at) {
+                break;
+            }
+            self.queue.pop();
+            self.shed(now, id, rule.to);
+        }
+    }
+
+    /// Ends a job that was never called: a dead letter with reason `shed`
+    /// (its `last_error` is `timeout`: its wait timed out), or a failure
+    /// with no letter.
+    fn shed(&mut self, now: Time, id: JobId, to: ShedTo) {
+        self.stats.shed += 1;
+        self.outputs
+            .push_back(Output::Event(Event::Shed { job: id, to }));
+        match to {
+            ShedTo::DeadLetter => self.dead_letter(now, id, GiveUp::Shed, CallError::Timeout),
+            ShedTo::Fail => self.fail(now, id, GiveUp::Shed),
+        }
+    }
+
+    /// Ends a job as failed without a dead letter.
+    fn fail(&mut self, now: Time, id: JobId, reason: GiveUp) {
+        let (job, late) = self.remove_job(id);
+        if let Some(key) = &job.key {
+            self.idempotency.release(key);
+        }
+        self.remember(now, &job, JobState::Shed, None, late);
+        self.outputs.push_back(Output::Finished(Finished {
+            job: id,
+            key: job.key,
+            attempts: job.attempts,
+            latency: now.since(job.accepted_at),
+            outcome: Outcome::Failed { reason },
+        }));
+    }
+
+    /// When the oldest queued job becomes too old, if shedding is on and
+    /// the queue holds a job.
+    fn next_shed_at(&self) -> Option<Time> {
+        let rule = self.shedding?;
+        let id = *self.queue.front()?;
+        let job = self.jobs.get(id.slot()).filter(|j| j.id == id)?;
+        Some(rule.deadline(job.accepted_at) + Duration::from_nanos(1))
+    }
+
+    /// A call ended: the concurrency limit learns from it. `in_flight`
+    /// counts the call itself.
+    fn sample_limit(&mut self, rtt: Duration, in_flight: usize, result: Result<(), CallError>) {
+        let Some(limit) = &mut self.limit else { return };
+        let sample = match result {
+            Ok(()) | Err(CallError::ClientError) => Sample::Ok,
+            Err(CallError::Timeout) => Sample::Timeout,
+            Err(CallError::ServerError | CallError::Throttled) => Sample::Dropped,
+        };
+        limit.on_sample(rtt, in_flight, sample);
+    }
+
     /// A job waits for a worker: new in the queue, or a retry in the lane.
     fn has_waiting_work(&self) -> bool {
         !self.queue.is_empty() || !self.retry_lane.is_empty()
@@ -495,6 +612,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
     }
 
     fn start_attempt(&mut self, now: Time, id: JobId, permit: Permit) {
+        assert!(self.under_limit(), "pump checked the concurrency limit");
         let acquired = self.workers.try_acquire();
         assert!(acquired, "pump checked for a free worker");
         let timeout = self.attempt_timeout;
@@ -536,6 +654,27 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// already timed out is late: a late failure is counted and ignored, a
     /// late success is used or recorded ([`Relay::late_success`]).
     pub fn handle_call_result(&mut self, now: Time, call: CallId, result: Result<P, CallError>) {
+        self.handle_call_result_with(now, call, result, None);
+    }
+
+    /// [`Relay::handle_call_result`] with the downstream's `Retry-After`,
+    /// if its answer carried one. Under `retry.honour_retry_after`, the
+    /// retry of a throttled attempt waits at least that long (at most
+    /// [`RETRY_AFTER_MAX`]); otherwise it is ignored.
+    pub fn handle_call_result_with(
+        &mut self,
+        now: Time,
+        call: CallId,
+        result: Result<P, CallError>,
+        retry_after: Option<Duration>,
+    ) {
+        let throttled = matches!(result, Err(CallError::Throttled));
+        self.throttle_wait = retry_after.filter(|_| throttled && self.honour_retry_after);
+        self.on_call_result(now, call, result);
+        self.throttle_wait = None;
+    }
+
+    fn on_call_result(&mut self, now: Time, call: CallId, result: Result<P, CallError>) {
         self.advance(now);
         let current = self.job_mut(call.job).is_some_and(|j| {
             j.attempts == call.attempt && matches!(j.stage, Stage::InFlight { .. })
@@ -609,6 +748,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
     }
 
     fn finish_attempt(&mut self, now: Time, id: JobId, result: Result<P, CallError>) {
+        let in_flight = self.workers.busy();
         self.workers.release();
         let Some(job) = self.job_mut(id) else {
             unreachable!("in-flight job {id} is missing")
@@ -617,6 +757,8 @@ impl<K: Key, P: Payload> Relay<K, P> {
             unreachable!("job {id} was not in flight")
         };
         let attempts = job.attempts;
+        let ended = result.as_ref().map(drop).map_err(|e| *e);
+        self.sample_limit(now.since(started), in_flight, ended);
         if let Some(b) = &mut self.breaker {
             // A 4xx says the request was bad, not that the downstream is sick.
             let healthy = matches!(result, Ok(_) | Err(CallError::ClientError));
@@ -653,7 +795,14 @@ impl<K: Key, P: Payload> Relay<K, P> {
         let Some(job) = self.jobs.get_mut(id.slot()).filter(|j| j.id == id) else {
             return;
         };
-        let delay = backoff.delay(job.attempts, &mut job.backoff, &mut self.rng);
+        let drawn = backoff.delay(job.attempts, &mut job.backoff, &mut self.rng);
+        let delay = match self.throttle_wait.take() {
+            Some(wait) if wait.min(RETRY_AFTER_MAX) > drawn => {
+                self.stats.retry_after_honoured += 1;
+                wait.min(RETRY_AFTER_MAX)
+            }
+            _ => drawn,
+        };
         let at = now + delay;
         job.stage = Stage::BackingOff { until: at };
         let attempt = job.attempts;
@@ -806,6 +955,10 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// expire lazily (on look-up), so they never wake the driver.
     pub fn poll_timeout(&self) -> Option<Time> {
         let timer = self.timers.peek().map(|Reverse((at, ..))| *at);
+        let timer = match (timer, self.next_shed_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let breaker = if !self.has_waiting_work() {
             None
         } else {
@@ -1028,6 +1181,16 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// Calls in flight (busy workers).
     pub fn in_flight(&self) -> usize {
         self.workers.busy()
+    }
+
+    /// The concurrency limit in force now, if one is configured.
+    pub fn concurrency_limit(&self) -> Option<usize> {
+        self.limit.as_ref().map(ConcurrencyLimit::limit)
+    }
+
+    /// The lowest and highest concurrency limit so far, if one is configured.
+    pub fn concurrency_limit_seen(&self) -> Option<(usize, usize)> {
+        self.limit.as_ref().map(|l| (l.min_seen(), l.max_seen()))
     }
 
     pub fn workers(&self) -> usize {

@@ -69,7 +69,15 @@ pub struct RetryConfig {
     pub backoff: BackoffConfig,
     /// Retry throttling shared by all jobs; absent means unlimited.
     pub budget: Option<RetryBudgetConfig>,
+    /// A throttled attempt's retry waits at least the downstream's
+    /// `Retry-After` (bounded by [`RETRY_AFTER_MAX`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub honour_retry_after: bool,
 }
+
+/// The longest `Retry-After` the relay waits for before a retry; a longer
+/// one is cut to this (a downstream asking for hours is not obeyed blindly).
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
 
 impl Default for RetryConfig {
     fn default() -> Self {
@@ -83,6 +91,7 @@ impl Default for RetryConfig {
             ],
             backoff: BackoffConfig::default(),
             budget: None,
+            honour_retry_after: false,
         }
     }
 }
@@ -99,6 +108,7 @@ pub struct RetrySettings {
     pub(super) retry_on: EnumMap<CallError, bool>,
     pub(super) backoff: Backoff,
     pub(super) budget: Option<RetryBudgetConfig>,
+    pub(super) honour_retry_after: bool,
 }
 
 impl RetryConfig {
@@ -123,6 +133,7 @@ impl RetryConfig {
             retry_on: self.retry_on.iter().map(|e| (*e, true)).collect(),
             backoff,
             budget: self.budget,
+            honour_retry_after: self.honour_retry_after,
         })
     }
 }
@@ -151,6 +162,8 @@ pub enum GiveUp {
     AttemptsExhausted,
     NotRetryable,
     BudgetExhausted,
+    /// Never tried: it waited in the queue longer than `queue.shed_after_ms`.
+    Shed,
 }
 
 impl GiveUp {

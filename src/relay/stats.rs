@@ -120,6 +120,18 @@ pub struct Stats {
     pub dlq_evicted: u64,
     /// Pending redrives left in the dead-letter queue: their key was in use.
     pub dlq_redrive_skipped: u64,
+    /// Jobs shed by age: they waited in the queue longer than
+    /// `shed_after_ms` and were never called (dead-lettered with reason
+    /// `shed`, or answered as failed, as `shed_to` says).
+    pub shed: u64,
+    /// Queued jobs served ahead of older ones (adaptive LIFO).
+    pub served_out_of_order: u64,
+    /// Times a worker was free and work waited, but the concurrency limit
+    /// held the next call back.
+    pub calls_held_back: u64,
+    /// Retries of throttled attempts that waited for the downstream's
+    /// `Retry-After`, longer than their backoff.
+    pub retry_after_honoured: u64,
     /// Accepted → success, per job.
     pub job_latency: LatencyHistogram,
     /// One downstream attempt, start → outcome.
@@ -157,6 +169,10 @@ impl Stats {
             redriven: self.dlq_redriven,
             dlq_evicted: self.dlq_evicted,
             dlq_redrive_skipped: self.dlq_redrive_skipped,
+            shed: self.shed,
+            served_out_of_order: self.served_out_of_order,
+            calls_held_back: self.calls_held_back,
+            retry_after_honoured: self.retry_after_honoured,
             job_latency: self.job_latency.summary(),
             attempt_latency: self.attempt_latency.summary(),
         }
@@ -196,6 +212,14 @@ pub struct StatsSnapshot {
     pub redriven: u64,
     pub dlq_evicted: u64,
     pub dlq_redrive_skipped: u64,
+    #[serde(default)]
+    pub shed: u64,
+    #[serde(default)]
+    pub served_out_of_order: u64,
+    #[serde(default)]
+    pub calls_held_back: u64,
+    #[serde(default)]
+    pub retry_after_honoured: u64,
     pub job_latency: LatencySummary,
     pub attempt_latency: LatencySummary,
 }

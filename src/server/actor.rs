@@ -217,7 +217,8 @@ impl RelayActor {
 
     fn on_result(&mut self, done: CallDone) {
         let now = self.clock.now();
-        self.relay.handle_call_result(now, done.call, done.result);
+        self.relay
+            .handle_call_result_with(now, done.call, done.result, done.retry_after);
     }
 
     fn on_command(&mut self, command: Command) {
@@ -467,6 +468,10 @@ impl RelayActor {
                     last_error = last_error.name(),
                     "job dead-lettered"
                 );
+            }
+            Outcome::Failed { reason } => {
+                let cid = self.cids.remove(&job);
+                tracing::warn!(cid = cid.as_deref(), %job, key = key.as_deref(), attempts, latency_ms, reason = reason.name(), "job failed");
             }
         }
     }

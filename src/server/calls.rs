@@ -10,11 +10,11 @@
 //! one (the relay's own timer reports the timeout, so the task just stops),
 //! else `call_timeout_max`, reported here as a timeout.
 
-use super::client::{CallFailed, HttpClient};
+use super::client::HttpClient;
 use super::flaky::SharedFlaky;
-use crate::relay::{CallError, CallId};
+use crate::relay::{CallError, CallId, RETRY_AFTER_MAX};
 use bytes::Bytes;
-use hyper::header::{HeaderName, HeaderValue};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use hyper::{StatusCode, Uri};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,9 @@ use tokio::sync::mpsc;
 pub struct CallDone {
     pub call: CallId,
     pub result: Result<Bytes, CallError>,
+    /// The downstream's `Retry-After` on a 429 or 503, if it sent one the
+    /// relay can read (see [`retry_after`]).
+    pub retry_after: Option<Duration>,
 }
 
 /// One attempt to perform.
@@ -76,18 +79,22 @@ impl Caller {
             Caller::Flaky(flaky) => {
                 let (fate, in_flight) = flaky.call();
                 let result = fate.result.map(|()| flaky_answer(&req));
+                // The built-in downstream sends this header on its 429s.
+                let retry_after = (result == Err(CallError::Throttled))
+                    .then(|| flaky.lock().retry_after().min(RETRY_AFTER_MAX));
                 if fate.delay.is_zero() {
                     drop(in_flight);
                     return Some(CallDone {
                         call: req.call,
                         result,
+                        retry_after,
                     });
                 }
                 let cutoff = req.timeout.map(|t| t + GRACE);
                 spawn_reply(done.clone(), req.call, cutoff, async move {
                     tokio::time::sleep(fate.delay).await;
                     drop(in_flight);
-                    result
+                    (result, retry_after)
                 });
                 None
             }
@@ -101,12 +108,18 @@ impl Caller {
                 let work = async move { http_call(&client, &url, &req).await };
                 let done = done.clone();
                 tokio::spawn(async move {
-                    let result = match tokio::time::timeout(cutoff, work).await {
-                        Ok(result) => result,
-                        Err(_) if report_timeout => Err(CallError::Timeout),
+                    let (result, retry_after) = match tokio::time::timeout(cutoff, work).await {
+                        Ok(answer) => answer,
+                        Err(_) if report_timeout => (Err(CallError::Timeout), None),
                         Err(_) => return,
                     };
-                    let _ = done.send(CallDone { call, result }).await;
+                    let _ = done
+                        .send(CallDone {
+                            call,
+                            result,
+                            retry_after,
+                        })
+                        .await;
                 });
                 None
             }
@@ -120,6 +133,7 @@ impl Caller {
                 calls.try_send(handoff).err().map(|_| CallDone {
                     call,
                     result: Err(CallError::ServerError),
+                    retry_after: None,
                 })
             }
         }
@@ -129,10 +143,10 @@ impl Caller {
 /// Runs `work` and sends its result, unless `cutoff` passes first.
 fn spawn_reply<F>(done: mpsc::Sender<CallDone>, call: CallId, cutoff: Option<Duration>, work: F)
 where
-    F: std::future::Future<Output = Result<Bytes, CallError>> + Send + 'static,
+    F: std::future::Future<Output = (Result<Bytes, CallError>, Option<Duration>)> + Send + 'static,
 {
     tokio::spawn(async move {
-        let result = match cutoff {
+        let (result, retry_after) = match cutoff {
             Some(c) => match tokio::time::timeout(c, work).await {
                 Ok(r) => r,
                 Err(_) => return,
@@ -141,7 +155,13 @@ where
         };
         // The actor holds the receiver for its whole life; a send fails
         // only after it stopped, when nobody needs the answer.
-        let _ = done.send(CallDone { call, result }).await;
+        let _ = done
+            .send(CallDone {
+                call,
+                result,
+                retry_after,
+            })
+            .await;
     });
 }
 
@@ -160,8 +180,13 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 /// The header carrying the correlation id.
 pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 
-/// One POST to the downstream; the status decides the outcome.
-async fn http_call(client: &HttpClient, url: &Uri, req: &CallRequest) -> Result<Bytes, CallError> {
+/// One POST to the downstream; the status decides the outcome, and a 429
+/// or 503 may say when to try again.
+async fn http_call(
+    client: &HttpClient,
+    url: &Uri,
+    req: &CallRequest,
+) -> (Result<Bytes, CallError>, Option<Duration>) {
     let mut headers = Vec::with_capacity(3);
     // Without a client key the job id names the logical request, so the
     // downstream can still tell a retry from a new request.
@@ -177,14 +202,38 @@ async fn http_call(client: &HttpClient, url: &Uri, req: &CallRequest) -> Result<
             headers.push((CORRELATION_ID, v));
         }
     }
-    let reply = client
-        .post_json(url, &headers, req.payload.clone())
-        .await
-        .map_err(|e: CallFailed| {
+    let reply = match client.post_json(url, &headers, req.payload.clone()).await {
+        Ok(reply) => reply,
+        Err(e) => {
             tracing::debug!(job = %req.call.job, attempt = req.call.attempt, error = %e, "call failed");
-            CallError::ServerError
-        })?;
-    classify(reply.status).map(|()| reply.body)
+            return (Err(CallError::ServerError), None);
+        }
+    };
+    let wait = match reply.status.as_u16() {
+        429 | 503 => retry_after(&reply.headers),
+        _ => None,
+    };
+    (classify(reply.status).map(|()| reply.body), wait)
+}
+
+/// A `Retry-After` in delay-seconds (RFC 9110 §10.2.3), at most
+/// [`RETRY_AFTER_MAX`]. An HTTP date, a negative or garbled value, or
+/// several headers are not understood and give `None`: the retry then
+/// waits its backoff only.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let mut values = headers.get_all(RETRY_AFTER).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let text = value.to_str().ok()?.trim();
+    let digits = !text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit());
+    if !digits {
+        return None;
+    }
+    // All digits: only an overflow fails, and an overflow is past the cap.
+    let secs = text.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(secs).min(RETRY_AFTER_MAX))
 }
 
 /// Maps a downstream status onto the relay's outcomes.
@@ -218,6 +267,39 @@ mod tests {
             serde_json::from_slice(&flaky_answer(&req)).expect("valid JSON");
         assert_eq!(answer["job"], "3-1");
         assert_eq!(answer["attempt"], 2);
+    }
+
+    #[test]
+    fn retry_after_reads_bounded_delay_seconds_and_refuses_the_rest() {
+        let read = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(RETRY_AFTER, HeaderValue::from_str(v).expect("header"));
+            }
+            retry_after(&h)
+        };
+        assert_eq!(read(&["3"]), Some(Duration::from_secs(3)));
+        assert_eq!(read(&[" 0 "]), Some(Duration::ZERO));
+        assert_eq!(read(&["99999999999999999999"]), Some(RETRY_AFTER_MAX));
+        assert_eq!(read(&["86400"]), Some(RETRY_AFTER_MAX), "capped");
+        for garbage in [
+            "",
+            "-1",
+            "1.5",
+            "soon",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+            "+2",
+        ] {
+            assert_eq!(read(&[garbage]), None, "{garbage:?}");
+        }
+        assert_eq!(read(&["1", "2"]), None, "two headers disagree");
+        assert_eq!(read(&[]), None);
+        let mut h = HeaderMap::new();
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_bytes(b"\xff").expect("opaque"),
+        );
+        assert_eq!(retry_after(&h), None, "not text");
     }
 
     #[test]

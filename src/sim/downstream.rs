@@ -11,7 +11,8 @@
 
 use crate::fault::{CallPlan, DenseLedger, FaultModel};
 use crate::rng::{Domain, Seed};
-use crate::time::Time;
+use crate::time::{ms_to_nanos, Time};
+use std::time::Duration;
 
 pub use crate::fault::{
     BrownoutConfig, CapacityConfig, DownstreamConfig, FailureMix, LatencyConfig, OutageConfig,
@@ -63,6 +64,12 @@ impl Downstream {
     /// Duplicate effects of calls that carried no idempotency key.
     pub fn duplicates_keyless(&self) -> u64 {
         self.duplicates_keyless
+    }
+
+    /// The `Retry-After` a throttled answer carries
+    /// (`throttle_retry_after_ms`).
+    pub fn throttle_retry_after(&self) -> Duration {
+        Duration::from_nanos(ms_to_nanos(self.model.config().throttle_retry_after_ms))
     }
 
     pub fn calls(&self) -> u64 {

@@ -59,6 +59,12 @@ pub struct Checker {
     last_failed: Option<(JobId, u32)>,
     /// A successful answer the relay has not yet accounted for.
     success: Option<PendingSuccess>,
+    /// Job slot → 1 + the id of the last job called from it (0: none), and
+    /// of the last job shed from it: a job shed by age is never called.
+    called: Vec<u64>,
+    shed: Vec<u64>,
+    /// The job shed in this step whose end must follow.
+    shed_pending: Option<JobId>,
     pub checks: u64,
 }
 
@@ -92,6 +98,9 @@ impl Checker {
             attempts_ended: 0,
             last_failed: None,
             success: None,
+            called: Vec::new(),
+            shed: Vec::new(),
+            shed_pending: None,
             checks: 0,
         }
     }
@@ -264,6 +273,10 @@ impl Checker {
         if !retry {
             self.queue_calls += 1;
         }
+        if Self::holds(&self.shed, call.job) {
+            return fail(at, format!("job {} was called after it was shed", call.job));
+        }
+        Self::mark(&mut self.called, call.job);
         key.map_or(Ok(()), |key| self.key_not_completed(at, key))
     }
 
@@ -371,9 +384,49 @@ impl Checker {
         Ok(())
     }
 
+    fn holds(slots: &[u64], job: JobId) -> bool {
+        slots.get(job.slot()) == Some(&(job.0 + 1))
+    }
+
+    fn mark(slots: &mut Vec<u64>, job: JobId) {
+        let i = job.slot();
+        if i >= slots.len() {
+            slots.resize((i + 1).max(slots.len() * 2), 0);
+        }
+        slots[i] = job.0 + 1;
+    }
+
+    /// A job left the queue shed by age: it must be live, never called, and
+    /// its end must follow in this step.
+    pub fn shed(&mut self, at: Time, job: JobId) -> Check {
+        self.checks += 1;
+        self.queue_calls += 1;
+        if !self.is_live(job) || self.in_lane.get(job.slot()) == Some(&true) {
+            return fail(at, format!("job {job} shed but not waiting in the queue"));
+        }
+        if Self::holds(&self.called, job) {
+            return fail(at, format!("job {job} shed by age after it was called"));
+        }
+        Self::mark(&mut self.shed, job);
+        self.shed_pending = Some(job);
+        Ok(())
+    }
+
+    /// A job ended with reason `shed`: it must be the one just shed.
+    pub fn shed_finished(&mut self, at: Time, job: JobId) -> Check {
+        self.checks += 1;
+        if self.shed_pending.take() != Some(job) {
+            return fail(at, format!("job {job} ended as shed without being shed"));
+        }
+        Ok(())
+    }
+
     /// After each step: every successful answer has been accounted for.
     pub fn end_of_step(&mut self, at: Time) -> Check {
         self.last_failed = None;
+        if let Some(job) = self.shed_pending.take() {
+            return fail(at, format!("job {job} was shed but never ended"));
+        }
         match self.success.take() {
             None => Ok(()),
             Some(p) => fail(
@@ -408,6 +461,28 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shed_job_that_was_called_or_is_called_is_caught() {
+        let t = Time::ZERO;
+        let (a, b) = (JobId(1), JobId(2));
+        let mut c = Checker::new(1000.0);
+        c.accepted(t, a).expect("accepted");
+        c.accepted(t, b).expect("accepted");
+        c.call_started(t, CallId { job: a, attempt: 1 }, None)
+            .expect("first try");
+        assert!(c.shed(t, a).is_err(), "called, then shed");
+        c.shed(t, b).expect("never called");
+        c.finished(t, b).expect("ends");
+        c.shed_finished(t, b).expect("the job just shed");
+        assert!(c.shed_finished(t, b).is_err(), "ended as shed twice");
+        let late = c.call_started(t, CallId { job: b, attempt: 1 }, None);
+        assert!(late.is_err(), "shed, then called");
+        let mut c = Checker::new(1000.0);
+        c.accepted(t, a).expect("accepted");
+        c.shed(t, a).expect("shed");
+        assert!(c.end_of_step(t).is_err(), "shed but never ended");
+    }
 
     #[test]
     fn a_job_that_ends_twice_is_caught() {

@@ -19,7 +19,8 @@ use super::series::{Count, Series, SeriesRecorder};
 use super::summary::{Counters, Summary};
 use super::trace::{SimRecord, Trace, TraceRecord};
 use crate::relay::{
-    Answer, CallError, CallId, Event, Finished, JobId, LatencyHistogram, Output, Refusal, Relay,
+    Answer, CallError, CallId, Event, Finished, GiveUp, JobId, LatencyHistogram, Outcome, Output,
+    Refusal, Relay,
 };
 use crate::rng::{Domain, Seed};
 use crate::time::{duration_ms, ms_to_nanos, Time};
@@ -383,8 +384,14 @@ impl Simulation {
                 result,
             } => {
                 self.last_active = now;
-                self.relay
-                    .handle_call_result(now, CallId { job, attempt }, result);
+                let retry_after = (result == Err(CallError::Throttled))
+                    .then(|| self.downstream.throttle_retry_after());
+                self.relay.handle_call_result_with(
+                    now,
+                    CallId { job, attempt },
+                    result,
+                    retry_after,
+                );
                 Ok(())
             }
             Ev::RequestArrives { transit } => {
@@ -601,6 +608,7 @@ impl Simulation {
                         }
                         Event::Requeued { job } => self.checker.requeued(now, job)?,
                         Event::Redriven { .. } => self.checker.enqueued(),
+                        Event::Shed { job, .. } => self.checker.shed(now, job)?,
                         Event::LateSuccess { job, attempt, fate } => {
                             let shown =
                                 self.relay.job_status(job).map(|s| s.late_success.is_some());
@@ -679,13 +687,15 @@ impl Simulation {
             if self.deadline.is_some_and(|d| latency > d) {
                 self.c.deadline_missed += 1;
             }
+        } else if done.outcome.reason() == Some(GiveUp::Shed) {
+            self.checker.shed_finished(now, job)?;
         } else {
             self.checker.dead_lettered(now, job, attempts)?;
         }
-        let name = if success {
-            "succeeded"
-        } else {
-            "dead-lettered"
+        let name = match done.outcome {
+            Outcome::Succeeded { .. } => "succeeded",
+            Outcome::DeadLettered { .. } => "dead-lettered",
+            Outcome::Failed { .. } => "failed",
         };
         self.record(
             now,

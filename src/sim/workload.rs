@@ -85,6 +85,7 @@ impl Workload {
             queue: QueueConfig {
                 capacity: self.queue,
                 retry_after_ms: 1000.0,
+                ..QueueConfig::default()
             },
             retry: RetryConfig {
                 attempts_max: self.retries + 1,
@@ -108,6 +109,7 @@ impl Workload {
                 ..DlqConfig::default()
             },
             history_max: 0,
+            concurrency_limit: None,
         };
         Scenario {
             name: name.to_string(),
