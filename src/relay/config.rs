@@ -195,10 +195,12 @@ mod tests {
             ),
             with(
                 |c| {
-                    c.retry.budget = Some(crate::relay::RetryBudgetConfig {
-                        tokens_max: 0.5,
-                        tokens_per_success: 0.1,
-                    })
+                    c.retry.budget = Some(crate::relay::BudgetConfig::TokenBucket(
+                        crate::relay::TokenBucketConfig {
+                            tokens_max: 0.5,
+                            tokens_per_success: 0.1,
+                        },
+                    ))
                 },
                 "retry.budget.tokens_max",
             ),

@@ -9,6 +9,7 @@
 //! compiler points out.
 
 mod age_shedding;
+mod adaptive_throttle;
 mod answer;
 mod backoff;
 mod breaker;
@@ -23,11 +24,16 @@ mod rate_limit;
 #[allow(clippy::module_inception)]
 mod relay;
 mod retry;
+mod retry_breaker;
+mod retry_budget;
+mod retry_gate;
 mod retry_lane;
 mod stats;
+mod window;
 mod workers;
 
 pub use age_shedding::ShedTo;
+pub use adaptive_throttle::ThrottleConfig;
 pub use answer::{Answer, Refusal, Request};
 pub use backoff::{Backoff, BackoffConfig, BackoffKind, BackoffState};
 pub use breaker::{Breaker, BreakerConfig, BreakerSettings, BreakerState, TripConfig};
@@ -42,7 +48,10 @@ pub use job::{CallId, JobId, JobState, JobStatus, LateSuccess, Outcome};
 pub use queue::QueueConfig;
 pub use rate_limit::RateLimitConfig;
 pub use relay::{Event, Finished, LateFate, Output, Relay};
-pub use retry::{
-    CallError, GiveUp, RetryBudgetConfig, RetryConfig, ATTEMPTS_LIMIT, RETRY_AFTER_MAX,
+pub use retry::{CallError, GiveUp, RetryConfig, ATTEMPTS_LIMIT, RETRY_AFTER_MAX};
+pub use retry_breaker::{RetryBreakerConfig, RetryBreakerWindow};
+pub use retry_budget::{
+    AwsStandardConfig, BudgetConfig, ClientBucketConfig, FinagleConfig, TokenBucketConfig,
 };
+pub use retry_gate::{Denied, DeniedCounts, RetryCause, RetryGate, RetryGateConfig, SendOutcome};
 pub use stats::{LatencyHistogram, LatencySummary, Stats, StatsSnapshot};

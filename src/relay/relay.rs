@@ -631,6 +631,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             self.arm(now + t, id, attempt, TimerKind::AttemptDeadline);
         }
         self.stats.attempts += 1;
+        self.retry.on_send(now, attempt > 1);
         self.outputs.push_back(Output::Call {
             call,
             key,
@@ -756,7 +757,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         let Stage::InFlight { permit, started } = job.stage else {
             unreachable!("job {id} was not in flight")
         };
-        let attempts = job.attempts;
+        let (attempts, last_error) = (job.attempts, job.last_error);
         let ended = result.as_ref().map(drop).map_err(|e| *e);
         self.sample_limit(now.since(started), in_flight, ended);
         if let Some(b) = &mut self.breaker {
@@ -767,7 +768,8 @@ impl<K: Key, P: Payload> Relay<K, P> {
         self.stats.attempt_latency.record(now.since(started));
         match result {
             Ok(response) => {
-                self.retry.on_success();
+                self.retry
+                    .on_success(now, last_error.filter(|_| attempts > 1));
                 self.succeed(now, id, response);
             }
             Err(error) => {
@@ -780,7 +782,9 @@ impl<K: Key, P: Payload> Relay<K, P> {
                     attempt: attempts,
                     error,
                 }));
-                match self.retry.on_failure(attempts, error) {
+                let decision = self.retry.on_failure(now, attempts, error);
+                self.stats.retries_denied = *self.retry.denied();
+                match decision {
                     Ok(()) => self.schedule_retry(now, id),
                     Err(why) => self.dead_letter(now, id, why, error),
                 }

@@ -2,15 +2,22 @@
 //!
 //! Retries turn transient failures into successes, but every retry is extra
 //! load on a downstream that may be failing *because* it is overloaded. So a
-//! policy bounds them three ways: a maximum number of attempts per job, a
-//! per-attempt timeout (an attempt that hangs holds a worker), and a retry
-//! budget shared by all jobs (as in gRPC retry throttling and Finagle's
-//! `RetryBudget`): once too many attempts fail, retries stop altogether until
-//! successes refill the budget, so a full outage costs at most a bounded
-//! fraction of extra calls.
+//! policy bounds them: a maximum number of attempts per job, a per-attempt
+//! timeout (an attempt that hangs holds a worker), and the retry controls of
+//! a [`RetryGate`] shared by all jobs — a retry budget (gRPC's token bucket,
+//! Finagle's, the AWS SDKs' quota or a small per-caller bucket) and a retry
+//! breaker — so that a full outage costs at most a bounded fraction of extra
+//! calls.
 
+use super::adaptive_throttle::ThrottleConfig;
 use super::backoff::{Backoff, BackoffConfig};
 use super::config_error::{ensure, parse_ms, ConfigError};
+use super::retry_breaker::RetryBreakerConfig;
+use super::retry_budget::BudgetConfig;
+use super::retry_gate::{
+    Denied, DeniedCounts, RetryCause, RetryGate, RetryGateConfig, SendOutcome,
+};
+use crate::time::Time;
 use enum_map::EnumMap;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -38,25 +45,6 @@ impl CallError {
     }
 }
 
-/// Options of the gRPC-style retry budget.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetryBudgetConfig {
-    /// Size of the token bucket; retries stop when it is half empty.
-    pub tokens_max: f64,
-    /// Tokens a success puts back (a failure takes one).
-    pub tokens_per_success: f64,
-}
-
-impl Default for RetryBudgetConfig {
-    fn default() -> Self {
-        RetryBudgetConfig {
-            tokens_max: 10.0,
-            tokens_per_success: 0.1,
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
@@ -67,8 +55,14 @@ pub struct RetryConfig {
     /// Which failures are retried.
     pub retry_on: Vec<CallError>,
     pub backoff: BackoffConfig,
-    /// Retry throttling shared by all jobs; absent means unlimited.
-    pub budget: Option<RetryBudgetConfig>,
+    /// Retry budget shared by all jobs; absent means unlimited.
+    pub budget: Option<BudgetConfig>,
+    /// No retries while the relay's own failure ratio is above a threshold;
+    /// absent means none.
+    pub retry_breaker: Option<RetryBreakerConfig>,
+    /// Adaptive throttling of the relay's downstream calls; absent means
+    /// none. Checked here and held by the policy's [`RetryGate`].
+    pub throttle: Option<ThrottleConfig>,
     /// A throttled attempt's retry waits at least the downstream's
     /// `Retry-After` (bounded by [`RETRY_AFTER_MAX`]).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -92,6 +86,8 @@ impl Default for RetryConfig {
             backoff: BackoffConfig::default(),
             budget: None,
             honour_retry_after: false,
+            retry_breaker: None,
+            throttle: None,
         }
     }
 }
@@ -107,7 +103,7 @@ pub struct RetrySettings {
     pub(super) attempt_timeout: Option<Duration>,
     pub(super) retry_on: EnumMap<CallError, bool>,
     pub(super) backoff: Backoff,
-    pub(super) budget: Option<RetryBudgetConfig>,
+    pub(super) gate: RetryGateConfig,
     pub(super) honour_retry_after: bool,
 }
 
@@ -124,32 +120,20 @@ impl RetryConfig {
         )?;
         let timeout = parse_ms(self.attempt_timeout_ms, "attempt_timeout_ms")?;
         let backoff = self.backoff.check().map_err(|e| e.within("backoff"))?;
-        if let Some(b) = &self.budget {
-            b.check().map_err(|e| e.within("budget"))?;
-        }
+        let gate = RetryGateConfig {
+            budget: self.budget,
+            retry_breaker: self.retry_breaker,
+            throttle: self.throttle,
+        };
+        gate.check()?;
         Ok(RetrySettings {
             attempts_max: self.attempts_max,
             attempt_timeout: (self.attempt_timeout_ms > 0.0).then_some(timeout),
             retry_on: self.retry_on.iter().map(|e| (*e, true)).collect(),
             backoff,
-            budget: self.budget,
+            gate,
             honour_retry_after: self.honour_retry_after,
         })
-    }
-}
-
-impl RetryBudgetConfig {
-    fn check(&self) -> Result<(), ConfigError> {
-        ensure(
-            self.tokens_max.is_finite() && self.tokens_max >= 1.0,
-            "tokens_max",
-            "must be ≥ 1",
-        )?;
-        ensure(
-            self.tokens_per_success.is_finite() && self.tokens_per_success > 0.0,
-            "tokens_per_success",
-            "must be > 0",
-        )
     }
 }
 
@@ -161,9 +145,12 @@ impl RetryBudgetConfig {
 pub enum GiveUp {
     AttemptsExhausted,
     NotRetryable,
+    /// The retry budget had no room for the retry.
     BudgetExhausted,
     /// Never tried: it waited in the queue longer than `queue.shed_after_ms`.
     Shed,
+    /// The relay's failure ratio was above the retry breaker's threshold.
+    RetryBreakerOpen,
 }
 
 impl GiveUp {
@@ -173,20 +160,12 @@ impl GiveUp {
     }
 }
 
-/// Token bucket in thousandths of a token, so it is exact and deterministic.
-#[derive(Clone, Copy, Debug)]
-struct Budget {
-    milli_tokens: u64,
-    milli_tokens_max: u64,
-    milli_per_success: u64,
-}
-
-/// The policy plus the shared budget's state.
+/// The policy plus the state of its retry controls, shared by all jobs.
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
     attempts_max: u32,
     retry_on: EnumMap<CallError, bool>,
-    budget: Option<Budget>,
+    gate: RetryGate,
 }
 
 impl RetryPolicy {
@@ -195,50 +174,82 @@ impl RetryPolicy {
             (1..=ATTEMPTS_LIMIT).contains(&settings.attempts_max),
             "checked by RetryConfig::check"
         );
-        let budget = settings.budget.map(|b| {
-            let max = (b.tokens_max * 1000.0) as u64;
-            Budget {
-                milli_tokens: max,
-                milli_tokens_max: max,
-                milli_per_success: ((b.tokens_per_success * 1000.0) as u64).max(1),
-            }
-        });
         RetryPolicy {
             attempts_max: settings.attempts_max,
             retry_on: settings.retry_on,
-            budget,
+            gate: RetryGate::new(&settings.gate),
         }
     }
 
+    /// An attempt goes out; `retry` unless it is the job's first.
+    pub fn on_send(&mut self, now: Time, retry: bool) {
+        self.gate.on_send(now, retry);
+    }
+
     /// After attempt number `attempts_made` failed with `error`: retry, or
-    /// give up and say why. A retry is charged to the budget here.
-    pub fn on_failure(&mut self, attempts_made: u32, error: CallError) -> Result<(), GiveUp> {
-        if let Some(b) = &mut self.budget {
-            b.milli_tokens = b.milli_tokens.saturating_sub(1000);
-        }
+    /// give up and say why. Every failure counts against the controls (a
+    /// client error too: the token bucket has always charged it); a retry
+    /// is charged to the budget here.
+    pub fn on_failure(
+        &mut self,
+        now: Time,
+        attempts_made: u32,
+        error: CallError,
+    ) -> Result<(), GiveUp> {
+        self.gate.on_outcome(now, outcome_of(error));
         if !self.retry_on[error] {
             return Err(GiveUp::NotRetryable);
         }
         if attempts_made >= self.attempts_max {
             return Err(GiveUp::AttemptsExhausted);
         }
-        match &self.budget {
-            Some(b) if b.milli_tokens <= b.milli_tokens_max / 2 => Err(GiveUp::BudgetExhausted),
-            _ => Ok(()),
-        }
+        self.gate
+            .allow_retry(now, cause_of(error))
+            .map_err(|why| match why {
+                Denied::Budget => GiveUp::BudgetExhausted,
+                Denied::RetryBreaker => GiveUp::RetryBreakerOpen,
+                Denied::Throttled => unreachable!("allow_retry does not throttle"),
+            })
     }
 
-    /// A success refills the budget a little.
-    pub fn on_success(&mut self) {
-        if let Some(b) = &mut self.budget {
-            b.milli_tokens = (b.milli_tokens + b.milli_per_success).min(b.milli_tokens_max);
-        }
+    /// An attempt succeeded; `after` is the error of the attempt before it,
+    /// if this one was a retry (the AWS quota refunds that retry's cost).
+    pub fn on_success(&mut self, now: Time, after: Option<CallError>) {
+        let outcome = match after {
+            None => SendOutcome::Success,
+            Some(e) => SendOutcome::RetrySuccess { cause: cause_of(e) },
+        };
+        self.gate.on_outcome(now, outcome);
+    }
+
+    /// Retries not made, by which control refused them.
+    pub fn denied(&self) -> &DeniedCounts {
+        self.gate.denied()
+    }
+}
+
+/// An attempt's error as the retry controls see it.
+fn outcome_of(error: CallError) -> SendOutcome {
+    match error {
+        CallError::Timeout => SendOutcome::Timeout,
+        CallError::Throttled => SendOutcome::Throttled,
+        CallError::ServerError | CallError::ClientError => SendOutcome::Failure,
+    }
+}
+
+fn cause_of(error: CallError) -> RetryCause {
+    match error {
+        CallError::Timeout => RetryCause::Timeout,
+        _ => RetryCause::Error,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relay::retry_budget::TokenBucketConfig;
+
+    const T0: Time = Time::ZERO;
 
     fn policy(cfg: &RetryConfig) -> RetryPolicy {
         RetryPolicy::new(&cfg.check().expect("valid"))
@@ -250,10 +261,10 @@ mod tests {
             attempts_max: 3,
             ..RetryConfig::default()
         });
-        assert_eq!(p.on_failure(1, CallError::ServerError), Ok(()));
-        assert_eq!(p.on_failure(2, CallError::ServerError), Ok(()));
+        assert_eq!(p.on_failure(T0, 1, CallError::ServerError), Ok(()));
+        assert_eq!(p.on_failure(T0, 2, CallError::ServerError), Ok(()));
         assert_eq!(
-            p.on_failure(3, CallError::ServerError),
+            p.on_failure(T0, 3, CallError::ServerError),
             Err(GiveUp::AttemptsExhausted)
         );
     }
@@ -262,35 +273,73 @@ mod tests {
     fn client_errors_are_not_retried_by_default() {
         let mut p = policy(&RetryConfig::default());
         assert_eq!(
-            p.on_failure(1, CallError::ClientError),
+            p.on_failure(T0, 1, CallError::ClientError),
             Err(GiveUp::NotRetryable)
         );
-        assert_eq!(p.on_failure(1, CallError::Timeout), Ok(()));
+        assert_eq!(p.on_failure(T0, 1, CallError::Timeout), Ok(()));
     }
 
     #[test]
     fn budget_stops_retries_when_half_spent_and_successes_refill_it() {
         let cfg = RetryConfig {
             attempts_max: 100,
-            budget: Some(RetryBudgetConfig {
+            budget: Some(BudgetConfig::TokenBucket(TokenBucketConfig {
                 tokens_max: 4.0,
                 tokens_per_success: 0.5,
-            }),
+            })),
             ..RetryConfig::default()
         };
         let mut p = policy(&cfg);
-        assert_eq!(p.on_failure(1, CallError::ServerError), Ok(())); // 3 left
+        assert_eq!(p.on_failure(T0, 1, CallError::ServerError), Ok(())); // 3 left
         assert_eq!(
-            p.on_failure(1, CallError::ServerError),
+            p.on_failure(T0, 1, CallError::ServerError),
             Err(GiveUp::BudgetExhausted)
         ); // 2 left
         for _ in 0..2 {
-            p.on_success();
+            p.on_success(T0, Some(CallError::ServerError));
         }
-        assert_eq!(p.budget.map(|b| b.milli_tokens), Some(3_000));
         assert_eq!(
-            p.on_failure(1, CallError::ServerError),
+            p.on_failure(T0, 1, CallError::ServerError),
             Err(GiveUp::BudgetExhausted)
+        );
+    }
+
+    #[test]
+    fn the_retry_breaker_gives_its_own_reason_and_is_counted() {
+        let cfg = RetryConfig {
+            retry_breaker: Some(RetryBreakerConfig::default()),
+            ..RetryConfig::default()
+        };
+        let mut p = policy(&cfg);
+        for _ in 0..9 {
+            p.on_send(T0, false);
+            p.on_success(T0, None);
+        }
+        p.on_send(T0, false);
+        assert_eq!(p.on_failure(T0, 1, CallError::Timeout), Ok(()), "1/10");
+        p.on_send(T0, true);
+        assert_eq!(
+            p.on_failure(T0, 2, CallError::Timeout),
+            Err(GiveUp::RetryBreakerOpen),
+            "2/11 > 10 %"
+        );
+        assert_eq!(p.denied()[Denied::RetryBreaker], 1);
+        assert_eq!(p.denied()[Denied::Budget], 0);
+    }
+
+    #[test]
+    fn gate_errors_are_named_under_their_control() {
+        let cfg: RetryConfig =
+            toml::from_str(r#"budget = { kind = "aws-standard", timeout_cost = 0 }"#)
+                .expect("parses");
+        assert_eq!(
+            cfg.check().map_err(|e| e.field),
+            Err("budget.timeout_cost".to_owned())
+        );
+        let cfg: RetryConfig = toml::from_str("throttle = { window_s = 0 }").expect("parses");
+        assert_eq!(
+            cfg.check().map_err(|e| e.field),
+            Err("throttle.window_s".to_owned())
         );
     }
 }

@@ -8,6 +8,7 @@
 
 use super::answer::Refusal;
 use super::retry::{CallError, GiveUp};
+use super::retry_gate::DeniedCounts;
 use crate::time::{duration_nanos, nanos_to_ms, Time};
 use enum_map::{EnumArray, EnumMap};
 use hdrhistogram::Histogram;
@@ -104,6 +105,8 @@ pub struct Stats {
     pub attempts: u64,
     pub attempt_errors: EnumMap<CallError, u64>,
     pub retries: u64,
+    /// Retries not made because a retry control refused them, by reason.
+    pub retries_denied: DeniedCounts,
     pub succeeded: u64,
     pub dead_lettered: EnumMap<GiveUp, u64>,
     pub dlq_overflowed: u64,
@@ -158,6 +161,7 @@ impl Stats {
             dead_lettered: self.dead_lettered_total(),
             attempts: self.attempts,
             retries: self.retries,
+            retries_denied: named(&self.retries_denied),
             request_rate_per_s: self.requests as f64 / secs,
             refused: named(&self.refused),
             attempt_errors: named(&self.attempt_errors),
@@ -199,6 +203,8 @@ pub struct StatsSnapshot {
     pub dead_lettered: u64,
     pub attempts: u64,
     pub retries: u64,
+    /// Retries refused by the budget or the retry breaker, by reason.
+    pub retries_denied: BTreeMap<String, u64>,
     pub request_rate_per_s: f64,
     pub refused: BTreeMap<String, u64>,
     pub attempt_errors: BTreeMap<String, u64>,
@@ -278,5 +284,6 @@ mod tests {
         same::<Refusal>();
         same::<CallError>();
         same::<GiveUp>();
+        same::<crate::relay::Denied>();
     }
 }

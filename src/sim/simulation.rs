@@ -335,8 +335,7 @@ impl Simulation {
                 let call = CallId { job, attempt };
                 self.last_active = now;
                 self.call_leaves(now, call, result, key)?;
-                self.relay.handle_call_result(now, call, result);
-                Ok(())
+                self.relay_hears(now, call, result)
             }
             Ev::CallArrives {
                 job,
@@ -384,15 +383,7 @@ impl Simulation {
                 result,
             } => {
                 self.last_active = now;
-                let retry_after = (result == Err(CallError::Throttled))
-                    .then(|| self.downstream.throttle_retry_after());
-                self.relay.handle_call_result_with(
-                    now,
-                    CallId { job, attempt },
-                    result,
-                    retry_after,
-                );
-                Ok(())
+                self.relay_hears(now, CallId { job, attempt }, result)
             }
             Ev::RequestArrives { transit } => {
                 self.last_active = now;
@@ -522,6 +513,23 @@ impl Simulation {
         plan
     }
 
+    /// The relay hears how a call went.
+    fn relay_hears(
+        &mut self,
+        now: Time,
+        call: CallId,
+        result: Result<(), CallError>,
+    ) -> Result<(), Violation> {
+        if result.is_ok() {
+            self.checker.success_answered(now, call)?;
+        }
+        let retry_after = (result == Err(CallError::Throttled))
+            .then(|| self.downstream.throttle_retry_after());
+        self.relay
+            .handle_call_result_with(now, call, result, retry_after);
+        Ok(())
+    }
+
     /// The downstream answers a call; a success lands its side effect.
     fn call_leaves(
         &mut self,
@@ -532,10 +540,7 @@ impl Simulation {
     ) -> Result<(), Violation> {
         self.c.model_call_completions += 1;
         let landed = result.is_ok();
-        if landed {
-            self.c.call_successes += 1;
-            self.checker.success_answered(now, call)?;
-        }
+        self.c.call_successes += u64::from(landed);
         let request = (key != NO_KEY).then_some(key & !KEYLESS);
         let duplicate = self.downstream.finish(request, key & KEYLESS == 0, landed);
         let level = self.downstream.in_progress();
@@ -762,6 +767,7 @@ impl Simulation {
         self.c.client_timeouts = stats.timeouts;
         self.c.client_succeeded = stats.succeeded;
         self.c.client_abandoned = stats.abandoned;
+        self.c.client_deadline_abandoned = stats.deadline_abandoned;
         self.c.client_done_last = stats.done_last;
         self.c.populations = stats.populations.clone();
         let mut summary = Summary::collect(

@@ -19,6 +19,7 @@ pub struct Counters {
     pub client_timeouts: u64,
     pub client_succeeded: u64,
     pub client_abandoned: u64,
+    pub client_deadline_abandoned: u64,
     pub breaker_transitions: u64,
     pub dlq_overflowed: u64,
     pub deadline_missed: u64,
@@ -84,6 +85,10 @@ pub struct Summary {
     pub retry_amplification: f64,
     pub side_effects: u64,
     pub duplicate_side_effects: u64,
+    /// Of those, effects of calls that carried no idempotency key (keyless
+    /// clients): no key, so neither relay nor downstream could stop them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub duplicate_side_effects_keyless: u64,
     pub breaker_transitions: u64,
     /// Answers to attempts that had already timed out.
     pub late_results: u64,
@@ -99,6 +104,9 @@ pub struct Summary {
     pub client_timeouts: u64,
     pub client_succeeded: u64,
     pub client_abandoned: u64,
+    /// Of the abandoned, logical requests given up at their `deadline_ms`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub client_deadline_abandoned: u64,
     pub client_still_waiting: u64,
     /// Accepted → success, per job (virtual time).
     pub latency: LatencySummary,
@@ -136,6 +144,10 @@ pub struct Summary {
     /// compare populations; not part of the printed or JSON summary).
     #[serde(skip)]
     pub populations: Vec<PopulationCounts>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Summary {
@@ -192,6 +204,7 @@ impl Summary {
             },
             side_effects: downstream.effects_total(),
             duplicate_side_effects: downstream.duplicates(),
+            duplicate_side_effects_keyless: downstream.duplicates_keyless(),
             breaker_transitions: c.breaker_transitions,
             late_results: s.late_results,
             late_successes_used: s.late_successes_used,
@@ -201,6 +214,7 @@ impl Summary {
             client_timeouts: c.client_timeouts,
             client_succeeded: c.client_succeeded,
             client_abandoned: c.client_abandoned,
+            client_deadline_abandoned: c.client_deadline_abandoned,
             client_still_waiting,
             latency: s.job_latency.summary(),
             client_latency: client_latency.summary(),
@@ -291,6 +305,13 @@ impl fmt::Display for Summary {
             "  duplicate side effects  {:>12}   of {}",
             self.duplicate_side_effects, self.side_effects
         )?;
+        if self.duplicate_side_effects_keyless > 0 {
+            writeln!(
+                f,
+                "  of them without a key   {:>12}",
+                self.duplicate_side_effects_keyless
+            )?;
+        }
         writeln!(
             f,
             "  breaker transitions     {:>12}",
@@ -320,6 +341,13 @@ impl fmt::Display for Summary {
             "  clients                 succeeded {}  abandoned {}  still waiting {}  retries {}  timeouts {}",
             self.client_succeeded, self.client_abandoned, self.client_still_waiting, self.client_retries, self.client_timeouts
         )?;
+        if self.client_deadline_abandoned > 0 {
+            writeln!(
+                f,
+                "  client deadlines        {:>12}   logical requests given up at their deadline",
+                self.client_deadline_abandoned
+            )?;
+        }
         write!(
             f,
             "  events                  {} model, {} scheduled; {} invariant checks",
