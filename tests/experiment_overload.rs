@@ -118,17 +118,17 @@ mod retry_storm {
     #[test]
     fn tables_have_one_row_per_strategy_trigger_and_second() {
         let summary = rows(dir(), "retry_storm_summary.csv", 2);
-        assert_eq!(summary.len(), 12 * 2, "12 strategies × 2 triggers");
+        assert_eq!(summary.len(), 11 * 2, "11 strategies × 2 triggers");
         let over = read(dir(), "retry_storm_over_time.csv");
         assert!(over.starts_with(
             "strategy,trigger,time_s,starts_mean,starts_ci95_low,starts_ci95_high,first_tries_mean,"
         ));
-        assert_eq!(over.lines().count(), 1 + 24 * 80, "80 one-second buckets");
+        assert_eq!(over.lines().count(), 1 + 22 * 80, "80 one-second buckets");
         let paired = rows(dir(), "retry_storm_paired.csv", 3);
         assert_eq!(
             paired.len(),
-            11 * 2 * 3,
-            "11 strategies × 2 triggers × 3 metrics"
+            10 * 2 * 3,
+            "10 strategies × 2 triggers × 3 metrics"
         );
         assert!(!paired.keys().any(|k| k.starts_with("no-backoff/")));
         let md = read(dir(), "summary.md");

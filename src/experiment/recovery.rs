@@ -5,8 +5,12 @@
 //! counts per bucket: the run has recovered at the first bucket, at or after
 //! the trigger's end, from which every window of `window_s` seconds until
 //! the end of the run delivers at least `share` of its reference (goodput
-//! against the first tries the clients offered in the same window). Windows
-//! in which nothing was offered prove nothing either way and are skipped; a
+//! against the first tries the clients offered in the same window, taken
+//! `lag_s` earlier: a healthy request succeeds about one latency after it
+//! was sent, and comparing the same requests keeps the arrivals' own noise
+//! out of the comparison). Windows
+//! in which less than `offered_min` was offered prove nothing either way
+//! and are skipped; a
 //! run with no counted window left after the last bad one never recovered:
 //! it is stuck.
 
@@ -19,6 +23,11 @@ pub struct Rule {
     pub share: f64,
     /// Window length in seconds (a whole number of buckets).
     pub window_s: f64,
+    /// How much earlier the reference window starts (whole buckets).
+    pub lag_s: f64,
+    /// A window whose reference counts fewer than this proves nothing
+    /// either way (a handful of requests at the end of a ramp).
+    pub offered_min: u64,
     /// Length of one bucket in milliseconds.
     pub bucket_ms: f64,
     /// The run's length: every window must lie inside it.
@@ -33,11 +42,12 @@ pub fn recovered_after(rule: &Rule, goodput: &[u32], reference: &[u32]) -> Optio
     let buckets = (rule.horizon_s / bucket_s).round() as usize;
     let window = ((rule.window_s / bucket_s).round() as usize).max(1);
     let first = (rule.after_s / bucket_s).ceil() as usize;
+    let lag = (rule.lag_s / bucket_s).round() as usize;
     if buckets < window || first > buckets - window {
         return None;
     }
-    let sum = |v: &[u32], s: usize| -> u64 {
-        (s..s + window)
+    let sum = |v: &[u32], from: usize, to: usize| -> u64 {
+        (from..to)
             .map(|i| u64::from(v.get(i).copied().unwrap_or(0)))
             .sum()
     };
@@ -46,11 +56,15 @@ pub fn recovered_after(rule: &Rule, goodput: &[u32], reference: &[u32]) -> Optio
     let mut from = first;
     let mut counted_since = false;
     for s in first..=last_start {
-        let offered = sum(reference, s);
-        if offered == 0 {
+        let offered = sum(
+            reference,
+            s.saturating_sub(lag),
+            (s + window).saturating_sub(lag),
+        );
+        if offered == 0 || offered < rule.offered_min {
             continue;
         }
-        if (sum(goodput, s) as f64) < rule.share * offered as f64 {
+        if (sum(goodput, s, s + window) as f64) < rule.share * offered as f64 {
             from = s + 1;
             counted_since = false;
         } else {
@@ -69,6 +83,8 @@ mod tests {
             after_s: 5.0,
             share: 0.9,
             window_s: 2.0,
+            lag_s: 0.0,
+            offered_min: 1,
             bucket_ms: 1000.0,
             horizon_s: 12.0,
         }
@@ -104,6 +120,21 @@ mod tests {
     }
 
     #[test]
+    fn the_reference_is_read_lag_s_earlier() {
+        // Goodput is the offered load two buckets later, bursty arrivals
+        // included: with the lag it matches exactly, without it falls short.
+        let offered = [10, 30, 0, 10, 40, 10, 0, 30, 10, 10, 10, 10];
+        let mut goodput = [0; 12];
+        goodput[2..].copy_from_slice(&offered[..10]);
+        let lagged = Rule {
+            lag_s: 2.0,
+            ..rule()
+        };
+        assert_eq!(recovered_after(&lagged, &goodput, &offered), Some(0.0));
+        assert_ne!(recovered_after(&rule(), &goodput, &offered), Some(0.0));
+    }
+
+    #[test]
     fn windows_with_nothing_offered_are_skipped_but_prove_nothing() {
         let mut offered = [10; 12];
         let mut goodput = [0; 12];
@@ -113,5 +144,14 @@ mod tests {
         goodput[6] = 10;
         goodput[7] = 10;
         assert_eq!(recovered_after(&rule(), &goodput, &offered), Some(1.0));
+        // Windows offering fewer than `offered_min` are skipped too.
+        offered[8] = 3;
+        goodput[8] = 0;
+        assert_eq!(recovered_after(&rule(), &goodput, &offered), None);
+        let coarse = Rule {
+            offered_min: 5,
+            ..rule()
+        };
+        assert_eq!(recovered_after(&coarse, &goodput, &offered), Some(1.0));
     }
 }

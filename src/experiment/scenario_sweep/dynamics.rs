@@ -42,6 +42,13 @@ pub(super) struct RawRecovery {
     share: f64,
     #[serde(default = "default_window_s")]
     window_s: f64,
+    /// The reference window starts this much earlier (about one healthy
+    /// latency), so that goodput is compared with the same requests.
+    #[serde(default)]
+    lag_s: f64,
+    /// Windows whose reference counts fewer prove nothing either way.
+    #[serde(default = "one")]
+    offered_min: u64,
     #[serde(default = "default_goodput")]
     goodput: SeriesMetric,
     #[serde(default = "default_reference")]
@@ -54,6 +61,10 @@ fn default_share() -> f64 {
 
 fn default_window_s() -> f64 {
     5.0
+}
+
+fn one() -> u64 {
+    1
 }
 
 fn default_goodput() -> SeriesMetric {
@@ -81,6 +92,8 @@ struct RecoverySpec {
     after_s: f64,
     share: f64,
     window_s: f64,
+    lag_s: f64,
+    offered_min: u64,
     goodput: SeriesMetric,
     reference: SeriesMetric,
 }
@@ -161,11 +174,25 @@ pub(super) fn check(
                 )
             },
         );
+        let lag = r.lag_s * 1e3 / ms;
+        checks.check(
+            r.lag_s >= 0.0 && (lag - lag.round()).abs() < 1e-9 && r.lag_s <= after,
+            "recovery.lag_s",
+            r.after_s.span(),
+            || {
+                format!(
+                    "must be a whole number of {ms} ms buckets, at most after_s, got {} s",
+                    r.lag_s
+                )
+            },
+        );
         needed.extend([r.goodput, r.reference]);
         out.recovery = Some(RecoverySpec {
             after_s: after,
             share: r.share,
             window_s: r.window_s,
+            lag_s: r.lag_s,
+            offered_min: r.offered_min,
             goodput: r.goodput,
             reference: r.reference,
         });
@@ -208,6 +235,8 @@ impl Dynamics {
                 "after_s": r.after_s,
                 "share": r.share,
                 "window_s": r.window_s,
+                "lag_s": r.lag_s,
+                "offered_min": r.offered_min,
                 "goodput": r.goodput.name(),
                 "reference": r.reference.name(),
             })
@@ -283,6 +312,8 @@ fn per_run(sweep: &Plan, dynamics: &Dynamics, series: &[Trial<Vec<Vec<u32>>>]) -
                 after_s: spec.after_s,
                 share: spec.share,
                 window_s: spec.window_s,
+                lag_s: spec.lag_s,
+                offered_min: spec.offered_min,
                 bucket_ms: ms,
                 horizon_s: sweep.scenarios[sweep.points[t.point].index].horizon_s,
             };
@@ -391,11 +422,15 @@ fn markdown(sweep: &Plan, spec: RecoverySpec, points: &[Point], summaries: &[Rec
     let mut md = format!(
         "## Recovery\n\nA run has recovered at the first second, from {after} s on, from which \
          every {window} s window until the end of the run has {goodput} at least {share:.0} % of \
-         its {reference}; a run with no such second is stuck. The time to recover is counted \
-         from {after} s, over the seeds that recovered (mean ± 95% CI half-width).\n\n\
+         the {reference} of the same window taken {lag} s earlier (windows with fewer than \
+         {offered_min} {reference} prove nothing either way); a run with no such second is \
+         stuck. The time to recover is counted from {after} s, over the seeds that recovered \
+         (mean ± 95% CI half-width).\n\n\
          | {key} | recovered (seeds) | time to recover (s) |\n|---|---:|---:|\n",
         after = spec.after_s,
         window = spec.window_s,
+        lag = spec.lag_s,
+        offered_min = spec.offered_min,
         goodput = spec.goodput.name(),
         share = spec.share * 100.0,
         reference = spec.reference.name(),
