@@ -419,18 +419,29 @@ fn share_pct(s: &Recovered) -> f64 {
 }
 
 fn markdown(sweep: &Plan, spec: RecoverySpec, points: &[Point], summaries: &[Recovered]) -> String {
+    let lag = if spec.lag_s > 0.0 {
+        format!(" taken {} s earlier", spec.lag_s)
+    } else {
+        String::new()
+    };
+    let thin = if spec.offered_min > 1 {
+        format!(
+            " (windows with fewer than {} {} prove nothing either way)",
+            spec.offered_min,
+            spec.reference.name()
+        )
+    } else {
+        String::new()
+    };
     let mut md = format!(
         "## Recovery\n\nA run has recovered at the first second, from {after} s on, from which \
          every {window} s window until the end of the run has {goodput} at least {share:.0} % of \
-         the {reference} of the same window taken {lag} s earlier (windows with fewer than \
-         {offered_min} {reference} prove nothing either way); a run with no such second is \
-         stuck. The time to recover is counted from {after} s, over the seeds that recovered \
-         (mean ± 95% CI half-width).\n\n\
+         the {reference} of the same window{lag}{thin}; a run with no such second is stuck. The \
+         time to recover is counted from {after} s, over the seeds that recovered (mean ± 95% CI \
+         half-width).\n\n\
          | {key} | recovered (seeds) | time to recover (s) |\n|---|---:|---:|\n",
         after = spec.after_s,
         window = spec.window_s,
-        lag = spec.lag_s,
-        offered_min = spec.offered_min,
         goodput = spec.goodput.name(),
         share = spec.share * 100.0,
         reference = spec.reference.name(),
