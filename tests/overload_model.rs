@@ -40,12 +40,15 @@ fn first_tries(r: &SimResult) -> BTreeMap<u64, (f64, bool, Value)> {
     for l in &lines {
         match l["event"].as_str() {
             Some("send") => {
-                sends.insert(l["request"].as_u64().unwrap(), l["send"].as_u64().unwrap());
+                sends.insert(
+                    l["request"].as_u64().expect("request"),
+                    l["send"].as_u64().expect("send"),
+                );
             }
             Some("answer") if l["answer"] == "accepted" => {
-                let req = l["request"].as_u64().unwrap();
+                let req = l["request"].as_u64().expect("request");
                 if sends.get(&req) == Some(&1) {
-                    job_of.insert(l["job"].as_str().unwrap().to_string(), req);
+                    job_of.insert(l["job"].as_str().expect("job").to_string(), req);
                 }
             }
             _ => {}
@@ -148,7 +151,7 @@ fn latency_grows_by_the_slope_per_call_in_progress_at_the_start() {
         series.in_progress[0], 5,
         "all five in progress in the first bucket"
     );
-    assert_eq!(*series.in_progress.last().unwrap(), 0);
+    assert_eq!(*series.in_progress.last().expect("buckets"), 0);
 }
 
 const LATE: &str = r#"
@@ -283,11 +286,11 @@ fn retry_gaps(r: &SimResult) -> Vec<f64> {
     for l in &lines {
         match l["event"].as_str() {
             Some("answer") if l["answer"] == "shed" => {
-                shed_at.insert(l["request"].as_u64().unwrap(), ms(l));
+                shed_at.insert(l["request"].as_u64().expect("request"), ms(l));
             }
             Some("client-retry") => {
-                let req = l["request"].as_u64().unwrap();
-                let at = l["at"].as_u64().unwrap() as f64 / 1e6;
+                let req = l["request"].as_u64().expect("request");
+                let at = l["at"].as_u64().expect("at") as f64 / 1e6;
                 gaps.push(at - shed_at[&req]);
             }
             _ => {}
@@ -434,4 +437,64 @@ fn a_spike_leaves_the_retry_storm_collapsed_and_without_it_the_system_stays_heal
             assert_eq!(s.retries.iter().sum::<u32>(), 0);
         }
     }
+}
+
+fn with_gate(gate: &str) -> SimResult {
+    run(&(STORMY.to_string() + gate + "\n"), 3)
+}
+
+#[test]
+fn client_gates_deny_retries_by_reason_and_the_series_counts_them() {
+    let open = run(STORMY, 3).summary;
+    let bucket = "gate_scope = \"per-client\"\nbudget = { kind = \"client-bucket\", size = 5, per_first_try = 0.1, threshold = 1, cost = 1 }";
+    let cases = [
+        (bucket, 0),
+        (
+            "retry_breaker = { threshold = 0.1, window = { kind = \"cumulative\" } }",
+            1,
+        ),
+        ("throttle = { k = 1.1, window_s = 2 }", 2),
+    ];
+    for (gate, reason) in cases {
+        let r = with_gate(gate);
+        let s = &r.summary;
+        let by_reason = [
+            s.client_denied_budget,
+            s.client_denied_retry_breaker,
+            s.client_denied_throttled,
+        ];
+        assert!(by_reason[reason] > 0, "{gate}: {s}");
+        let others: u64 = by_reason.iter().sum::<u64>() - by_reason[reason];
+        assert_eq!(others, 0, "{gate}: only its own control denies: {s}");
+        let series = r.series.as_ref().expect("series");
+        let denied: u64 = series.budget_denied.iter().map(|&x| u64::from(x)).sum();
+        assert_eq!(denied, by_reason[reason], "{gate}");
+        assert_eq!(s.arrivals, open.arrivals, "the same arrivals: {gate}");
+        assert!(
+            s.sends < open.sends,
+            "{gate}: {} vs {}",
+            s.sends,
+            open.sends
+        );
+        let per_population: u64 = s
+            .populations
+            .iter()
+            .map(|p| p.denied.values().sum::<u64>())
+            .sum();
+        assert_eq!(per_population, by_reason[reason]);
+    }
+}
+
+#[test]
+fn a_shared_budget_and_budgets_per_client_are_different_gates() {
+    let budget = "budget = { kind = \"client-bucket\", size = 5, per_first_try = 0.1, threshold = 1, cost = 1 }";
+    let shared = with_gate(budget).summary;
+    let per_client = with_gate(&format!("gate_scope = \"per-client\"\n{budget}")).summary;
+    // Ten clients each hold a bucket of 5: more retries get through.
+    assert!(
+        per_client.client_denied_budget < shared.client_denied_budget,
+        "per client {} vs shared {}",
+        per_client.client_denied_budget,
+        shared.client_denied_budget
+    );
 }

@@ -768,6 +768,7 @@ impl Simulation {
         self.c.client_succeeded = stats.succeeded;
         self.c.client_abandoned = stats.abandoned;
         self.c.client_deadline_abandoned = stats.deadline_abandoned;
+        self.c.client_denied = stats.denied;
         self.c.client_done_last = stats.done_last;
         self.c.populations = stats.populations.clone();
         let mut summary = Summary::collect(

@@ -1,7 +1,7 @@
 //! What a run amounts to: the numbers `simulate` prints.
 
 use super::downstream::Downstream;
-use crate::relay::{LatencyHistogram, LatencySummary, Refusal, Relay};
+use crate::relay::{Denied, DeniedCounts, LatencyHistogram, LatencySummary, Refusal, Relay};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -20,6 +20,7 @@ pub struct Counters {
     pub client_succeeded: u64,
     pub client_abandoned: u64,
     pub client_deadline_abandoned: u64,
+    pub client_denied: DeniedCounts,
     pub breaker_transitions: u64,
     pub dlq_overflowed: u64,
     pub deadline_missed: u64,
@@ -41,6 +42,8 @@ pub struct PopulationCounts {
     pub requests: u64,
     /// Of those, the ones that got a success.
     pub client_succeeded: u64,
+    /// Sends and retries its retry gates did not allow, by reason.
+    pub denied: DeniedCounts,
 }
 
 /// The run's outcome. Deterministic: same scenario and seed, same bytes.
@@ -107,6 +110,15 @@ pub struct Summary {
     /// Of the abandoned, logical requests given up at their `deadline_ms`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub client_deadline_abandoned: u64,
+    /// Client retries the clients' budgets did not allow.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub client_denied_budget: u64,
+    /// Client retries their retry breakers did not allow.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub client_denied_retry_breaker: u64,
+    /// Client sends (first tries or retries) adaptive throttling rejected locally.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub client_denied_throttled: u64,
     pub client_still_waiting: u64,
     /// Accepted → success, per job (virtual time).
     pub latency: LatencySummary,
@@ -215,6 +227,9 @@ impl Summary {
             client_succeeded: c.client_succeeded,
             client_abandoned: c.client_abandoned,
             client_deadline_abandoned: c.client_deadline_abandoned,
+            client_denied_budget: c.client_denied[Denied::Budget],
+            client_denied_retry_breaker: c.client_denied[Denied::RetryBreaker],
+            client_denied_throttled: c.client_denied[Denied::Throttled],
             client_still_waiting,
             latency: s.job_latency.summary(),
             client_latency: client_latency.summary(),
@@ -341,6 +356,19 @@ impl fmt::Display for Summary {
             "  clients                 succeeded {}  abandoned {}  still waiting {}  retries {}  timeouts {}",
             self.client_succeeded, self.client_abandoned, self.client_still_waiting, self.client_retries, self.client_timeouts
         )?;
+        let denied = self.client_denied_budget
+            + self.client_denied_retry_breaker
+            + self.client_denied_throttled;
+        if denied > 0 {
+            writeln!(
+                f,
+                "  client gates denied     {:>12}   (budget {}  retry breaker {}  throttled {})",
+                denied,
+                self.client_denied_budget,
+                self.client_denied_retry_breaker,
+                self.client_denied_throttled
+            )?;
+        }
         if self.client_deadline_abandoned > 0 {
             writeln!(
                 f,

@@ -1,7 +1,10 @@
 //! How a population of clients is written: open or closed loop, its rate
 //! or size, and how each client retries.
 
-use crate::relay::{ensure, ensure_ms, BackoffConfig, BackoffKind, ConfigError, ATTEMPTS_LIMIT};
+use crate::relay::{
+    ensure, ensure_ms, BackoffConfig, BackoffKind, BudgetConfig, ConfigError, RetryBreakerConfig,
+    RetryGateConfig, ThrottleConfig, ATTEMPTS_LIMIT,
+};
 use serde::{Deserialize, Serialize};
 
 /// How a client retries one logical request.
@@ -26,6 +29,35 @@ pub struct ClientRetryConfig {
     /// Wait at least the `Retry-After` of a 429/503 before the next send.
     #[serde(skip_serializing_if = "is_false")]
     pub honour_retry_after: bool,
+    /// Where the retry gate lives: one for the population, or one per client.
+    #[serde(skip_serializing_if = "GateScope::is_shared")]
+    pub gate_scope: GateScope,
+    /// A retry budget on the client's own re-sends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetConfig>,
+    /// No re-sends while the client's failure ratio is above a threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_breaker: Option<RetryBreakerConfig>,
+    /// Adaptive throttling: reject sends locally as accepts fall behind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<ThrottleConfig>,
+}
+
+/// Which clients of a population share one retry gate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GateScope {
+    /// One gate for the whole population.
+    #[default]
+    Shared,
+    /// One gate per client id.
+    PerClient,
+}
+
+impl GateScope {
+    fn is_shared(&self) -> bool {
+        *self == GateScope::Shared
+    }
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -54,11 +86,28 @@ impl Default for ClientRetryConfig {
             deadline_ms: 0.0,
             keyed: true,
             honour_retry_after: false,
+            gate_scope: GateScope::Shared,
+            budget: None,
+            retry_breaker: None,
+            throttle: None,
         }
     }
 }
 
 impl ClientRetryConfig {
+    /// The retry gate's controls; none configured means no gate at all.
+    pub fn gate(&self) -> RetryGateConfig {
+        RetryGateConfig {
+            budget: self.budget,
+            retry_breaker: self.retry_breaker,
+            throttle: self.throttle,
+        }
+    }
+
+    pub fn has_gate(&self) -> bool {
+        self.budget.is_some() || self.retry_breaker.is_some() || self.throttle.is_some()
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         ensure(
             (1..=ATTEMPTS_LIMIT).contains(&self.attempts_max),
@@ -67,6 +116,7 @@ impl ClientRetryConfig {
         )?;
         ensure_ms(self.timeout_ms, "timeout_ms")?;
         ensure_ms(self.deadline_ms, "deadline_ms")?;
+        self.gate().check()?;
         self.backoff.validate().map_err(|e| e.within("backoff"))
     }
 }

@@ -21,13 +21,16 @@ mod arrivals;
 mod config;
 
 pub use arrivals::Arrivals;
-pub use config::{ClientRetryConfig, ClientsConfig, RatePhase, POPULATION_MAX, REQUESTS_MAX};
+pub use config::{
+    ClientRetryConfig, ClientsConfig, GateScope, RatePhase, POPULATION_MAX, REQUESTS_MAX,
+};
 
 use super::summary::PopulationCounts;
 use super::trace::SimRecord;
 use crate::relay::JobId;
 use crate::relay::{Answer, Request};
 use crate::relay::{Backoff, BackoffState};
+use crate::relay::{Denied, DeniedCounts, RetryCause, RetryGate, RetryGateConfig, SendOutcome};
 use crate::relay::{LatencyHistogram, Refusal};
 use crate::rng::{exponential, unit, Domain, Seed};
 use crate::time::ms_to_nanos;
@@ -92,6 +95,8 @@ pub struct ClientStats {
     pub abandoned: u64,
     /// Of the abandoned, the ones given up at their deadline.
     pub deadline_abandoned: u64,
+    /// Sends and retries the clients' retry gates did not allow, by reason.
+    pub denied: DeniedCounts,
     /// When the last logical request got its final answer.
     pub done_last: Time,
     /// Creation → final answer of logical requests that succeeded.
@@ -123,6 +128,11 @@ struct Source {
     keyed: bool,
     honour_retry_after: bool,
     think_ms: f64,
+    /// The retry gate's controls, if any; `gates` holds one per scope,
+    /// made on first use (at most one per client id of the population).
+    gate: Option<RetryGateConfig>,
+    gate_scope: GateScope,
+    gates: Vec<Option<RetryGate>>,
     /// Closed loop: logical requests each member still has to send.
     remaining: Vec<u32>,
     requests_per_client: u32,
@@ -138,6 +148,8 @@ struct Logical {
     sends: u32,
     /// When the latest send left the client.
     sent_at: Time,
+    /// Why the latest send was a retry (for the gate's bookkeeping).
+    cause: RetryCause,
     backoff: BackoffState,
     /// The job this request waits on, or [`NO_JOB`].
     job: JobId,
@@ -256,14 +268,14 @@ impl Clients {
                     }
                 }
                 let slot = self.new_logical(now, source, NO_MEMBER, client);
-                Woke::Send(self.send(now, slot))
+                self.try_send(now, slot)
             }
             ClientTimer::Start { source, member } => {
                 let slot = self.new_logical(now, source, member, member);
-                Woke::Send(self.send(now, slot))
+                self.try_send(now, slot)
             }
             ClientTimer::Send { slot, key } => match self.live_slot(slot, key) {
-                Some(slot) => Woke::Send(self.send(now, slot)),
+                Some(slot) => self.try_send(now, slot),
                 None => Woke::Stale,
             },
             ClientTimer::Deadline { slot, key } => {
@@ -288,7 +300,8 @@ impl Clients {
                 // reaches the client, whose next send will find it (409 or a
                 // replay). One retry chain per request, never two.
                 self.requests[slot].job = NO_JOB;
-                self.retry(now, slot, None);
+                self.outcome(now, slot, SendOutcome::Timeout);
+                self.retry(now, slot, None, RetryCause::Timeout);
                 Woke::Changed
             }
         }
@@ -319,12 +332,32 @@ impl Clients {
                     self.arm((self.requests[slot].sent_at + t).max(now), timer);
                 }
             }
-            Answer::Replayed { .. } => self.done(now, slot, Ending::Replayed),
+            Answer::Replayed { .. } => {
+                self.outcome(now, slot, self.success(slot));
+                self.done(now, slot, Ending::Replayed)
+            }
             Answer::Refused {
                 why: Refusal::Mismatch | Refusal::BadKey,
                 ..
-            } => self.done(now, slot, Ending::Abandoned),
-            Answer::Refused { retry_after, .. } => self.retry(now, slot, *retry_after),
+            } => {
+                self.outcome(now, slot, SendOutcome::Failure);
+                self.done(now, slot, Ending::Abandoned)
+            }
+            Answer::Refused {
+                why, retry_after, ..
+            } => {
+                let throttled = matches!(
+                    why,
+                    Refusal::Shed | Refusal::RateLimited | Refusal::Unavailable
+                );
+                let outcome = if throttled {
+                    SendOutcome::Throttled
+                } else {
+                    SendOutcome::Failure
+                };
+                self.outcome(now, slot, outcome);
+                self.retry(now, slot, *retry_after, RetryCause::Error)
+            }
         }
     }
 
@@ -363,11 +396,85 @@ impl Clients {
 
     fn job_outcome(&mut self, now: Time, slot: usize, succeeded: bool) {
         if succeeded {
+            self.outcome(now, slot, self.success(slot));
             self.done(now, slot, Ending::Succeeded);
         } else {
             self.requests[slot].job = NO_JOB;
-            self.retry(now, slot, None);
+            self.outcome(now, slot, SendOutcome::Failure);
+            self.retry(now, slot, None, RetryCause::Error);
         }
+    }
+
+    /// The gate logical request `slot` answers to, made on first use;
+    /// `None` when its population has no retry controls.
+    fn gate_of(&mut self, slot: usize) -> Option<&mut RetryGate> {
+        let l = &self.requests[slot];
+        let s = &mut self.sources[usize::from(l.source)];
+        let cfg = s.gate?;
+        let i = match s.gate_scope {
+            GateScope::Shared => 0,
+            GateScope::PerClient => l.client as usize,
+        };
+        if i >= s.gates.len() {
+            s.gates.resize(i + 1, None);
+        }
+        Some(s.gates[i].get_or_insert_with(|| RetryGate::new(&cfg)))
+    }
+
+    /// Tells the gate how the latest send of `slot` ended.
+    fn outcome(&mut self, now: Time, slot: usize, outcome: SendOutcome) {
+        if let Some(g) = self.gate_of(slot) {
+            g.on_outcome(now, outcome);
+        }
+    }
+
+    /// The success of `slot`'s latest send, as its gate counts it.
+    fn success(&self, slot: usize) -> SendOutcome {
+        let l = &self.requests[slot];
+        if l.sends > 1 {
+            SendOutcome::RetrySuccess { cause: l.cause }
+        } else {
+            SendOutcome::Success
+        }
+    }
+
+    /// The gate refused send `send` of `slot`: counted by reason.
+    fn denied(&mut self, slot: usize, send: u32, why: Denied) {
+        let (request, source) = (self.requests[slot].key, self.requests[slot].source);
+        self.stats.denied[why] += 1;
+        self.stats.population(source).denied[why] += 1;
+        self.record(SimRecord::ClientRetryDenied {
+            request,
+            send,
+            reason: why.name(),
+        });
+    }
+
+    /// Sends `slot` again unless adaptive throttling rejects it locally
+    /// (the send is then used up and fails like a throttled answer).
+    fn try_send(&mut self, now: Time, slot: usize) -> Woke {
+        let l = &self.requests[slot];
+        let (key, send, retry) = (l.key, l.sends + 1, l.sends > 0);
+        let index = member_index(l.source, l.client);
+        let seed = self.seed;
+        if let Some(gate) = self.gate_of(slot) {
+            // The client's own stream, at a position fixed by the send.
+            let draw = if gate.throttles() {
+                let step = key.saturating_mul(128) + u64::from(send);
+                unit(&mut seed.step_stream(Domain::ClientGate, index, step))
+            } else {
+                0.0
+            };
+            if let Err(why) = gate.admit(now, draw) {
+                gate.on_outcome(now, SendOutcome::Throttled);
+                self.requests[slot].sends = send;
+                self.denied(slot, send, why);
+                self.retry(now, slot, None, RetryCause::Error);
+                return Woke::Changed;
+            }
+            gate.on_send(now, retry);
+        }
+        Woke::Send(self.send(now, slot))
     }
 
     fn arm(&mut self, at: Time, timer: ClientTimer) {
@@ -399,6 +506,7 @@ impl Clients {
             created: now,
             sends: 0,
             sent_at: now,
+            cause: RetryCause::Error,
             backoff: BackoffState::default(),
             job: NO_JOB,
         });
@@ -451,13 +559,23 @@ impl Clients {
 
     /// Arms the next send after the client's backoff (and, when it honours
     /// them, at least the relay's `retry_after`), or gives up.
-    fn retry(&mut self, now: Time, slot: usize, retry_after: Option<Duration>) {
-        let l = &mut self.requests[slot];
-        let s = &mut self.sources[usize::from(l.source)];
-        if l.sends >= s.attempts_max {
+    fn retry(&mut self, now: Time, slot: usize, retry_after: Option<Duration>, cause: RetryCause) {
+        let l = &self.requests[slot];
+        if l.sends >= self.sources[usize::from(l.source)].attempts_max {
             self.done(now, slot, Ending::Abandoned);
             return;
         }
+        let next = l.sends + 1;
+        if let Some(gate) = self.gate_of(slot) {
+            if let Err(why) = gate.allow_retry(now, cause) {
+                self.denied(slot, next, why);
+                self.done(now, slot, Ending::Abandoned);
+                return;
+            }
+        }
+        let l = &mut self.requests[slot];
+        l.cause = cause;
+        let s = &mut self.sources[usize::from(l.source)];
         // Each logical request draws its jitter from its own stream, at a
         // position fixed by the send number.
         let mut rng = self
@@ -534,6 +652,9 @@ fn source(cfg: &ClientsConfig, seed: Seed, index: usize) -> Source {
             .then(|| Duration::from_nanos(ms_to_nanos(retry.deadline_ms))),
         keyed: retry.keyed,
         honour_retry_after: retry.honour_retry_after,
+        gate: retry.has_gate().then(|| retry.gate()),
+        gate_scope: retry.gate_scope,
+        gates: Vec::new(),
         think_ms: 0.0,
         remaining: Vec::new(),
         requests_per_client: 0,
