@@ -23,6 +23,9 @@
 //! | [`scenario_runs`] | running a scenario per parameter set and seed |
 //! | [`scenario_sweep`] | a sweep of scenario fields declared in TOML alone |
 //! | [`over_time`] | per-bucket counters averaged over seeds: table and chart lines |
+//! | [`time_series`] | the simulator's counters per time bucket, by name |
+//! | [`recovery`] | whether a run recovered after its trigger, and when |
+//! | [`paired`] | paired differences against a baseline beside independent ones |
 //! | [`chart`] | line charts as PNG and SVG with the embedded font |
 //! | [`outputs`] | writing it all, `summary.md` and `meta.json` |
 //! | [`runner`] | definition → sweep → files |
@@ -41,6 +44,8 @@ pub mod knobs;
 pub mod metrics;
 pub mod outputs;
 pub mod over_time;
+pub mod paired;
+pub mod recovery;
 pub mod registry;
 pub mod runner;
 pub mod scenario_runs;
@@ -49,6 +54,7 @@ pub mod seeds;
 pub mod stats;
 pub mod sweep;
 pub mod table;
+pub mod time_series;
 
 pub use cli::{run, ExperimentArgs};
 pub use registry::{Context, Experiment, ExperimentError, Outputs};

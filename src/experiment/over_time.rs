@@ -23,6 +23,17 @@ pub struct OverTime {
 /// `p`; `names` and `keys` name each set.
 pub fn over_seeds(runs: &[Vec<&[u32]>], names: Vec<String>, keys: Vec<Vec<Cell>>) -> Vec<OverTime> {
     let len = runs.iter().flatten().map(|r| r.len()).max().unwrap_or(0);
+    over_seeds_to(runs, names, keys, len)
+}
+
+/// [`over_seeds`] with every series padded (or cut) to `len` buckets, so
+/// that several counters of the same runs line up.
+pub fn over_seeds_to(
+    runs: &[Vec<&[u32]>],
+    names: Vec<String>,
+    keys: Vec<Vec<Cell>>,
+    len: usize,
+) -> Vec<OverTime> {
     runs.iter()
         .zip(names.into_iter().zip(keys))
         .map(|(seeds, (name, keys))| OverTime {
@@ -54,19 +65,55 @@ pub fn table(
     series: &[OverTime],
     bucket_ms: f64,
 ) -> Table {
-    let mut columns = key_columns.to_vec();
-    columns.extend(["time_s", "calls_mean", "calls_ci95_low", "calls_ci95_high"]);
+    table_of(
+        name,
+        description,
+        key_columns,
+        &[("calls", series)],
+        bucket_ms,
+    )
+}
+
+/// One row per parameter set and bucket: keys, `time_s`, then the mean and
+/// CI of each named counter (`<name>_mean`, `<name>_ci95_low`,
+/// `<name>_ci95_high`). Every counter's series list the same parameter sets
+/// in the same order, padded to the same length.
+pub fn table_of(
+    name: &str,
+    description: &str,
+    key_columns: &[&str],
+    counters: &[(&str, &[OverTime])],
+    bucket_ms: f64,
+) -> Table {
+    let mut columns: Vec<String> = key_columns.iter().map(|c| (*c).to_string()).collect();
+    columns.push("time_s".to_string());
+    for (counter, _) in counters {
+        for stat in ["mean", "ci95_low", "ci95_high"] {
+            columns.push(format!("{counter}_{stat}"));
+        }
+    }
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
     let mut table = Table::new(name, description, &columns);
     let time_decimals = if bucket_ms % 100.0 == 0.0 { 1 } else { 3 };
-    for s in series {
-        for (i, e) in s.buckets.iter().enumerate() {
+    let Some((_, first)) = counters.first() else {
+        return table;
+    };
+    for (p, s) in first.iter().enumerate() {
+        for i in 0..s.buckets.len() {
             let mut row = s.keys.clone();
-            row.extend([
-                Cell::fixed(bucket_start_s(i, bucket_ms), time_decimals),
-                Cell::fixed(e.mean, 2),
-                Cell::fixed(e.ci95_low(), 2),
-                Cell::fixed(e.ci95_high(), 2),
-            ]);
+            row.push(Cell::fixed(bucket_start_s(i, bucket_ms), time_decimals));
+            for (_, series) in counters {
+                let e = series
+                    .get(p)
+                    .and_then(|s| s.buckets.get(i))
+                    .copied()
+                    .unwrap_or(Estimate::of(&[]));
+                row.extend([
+                    Cell::fixed(e.mean, 2),
+                    Cell::fixed(e.ci95_low(), 2),
+                    Cell::fixed(e.ci95_high(), 2),
+                ]);
+            }
             table.push(row);
         }
     }

@@ -159,6 +159,8 @@ built_in![
     "jitter-comparison",
     "queue-sizing",
     "rate-limit-sizing",
+    "retry-policies",
+    "retry-storm",
     "timeout-tuning",
     "worker-pool-sizing",
 ];

@@ -70,12 +70,43 @@ where
     P: Sync + Debug,
     R: Send,
 {
+    let buckets = Buckets {
+        calls_ms: calls_bucket_ms,
+        series_ms: None,
+    };
+    run_counting(ctx, label, seeds, points, scenario, buckets, extract)
+}
+
+/// What a run counts per time bucket, and how long a bucket is.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Buckets {
+    /// Downstream calls per bucket of this many ms.
+    pub calls_ms: Option<f64>,
+    /// The simulator's [`crate::sim::Series`] per bucket of this many ms.
+    pub series_ms: Option<f64>,
+}
+
+/// [`run`], also keeping the simulator's counters per bucket as `buckets`
+/// asks.
+pub fn run_counting<P, R>(
+    ctx: &Context<'_>,
+    label: &str,
+    seeds: &SeedSet,
+    points: &[P],
+    scenario: impl Fn(&P) -> Scenario + Sync,
+    buckets: Buckets,
+    extract: impl Fn(&P, SimResult) -> R + Sync,
+) -> Result<Vec<Trial<R>>, ExperimentError>
+where
+    P: Sync + Debug,
+    R: Send,
+{
     let trials = ctx.sweep().run(label, points, seeds, |point, seed| {
         let options = SimOptions {
             seed: seed.0,
             trace_records_max: 0,
-            calls_bucket_ms,
-            series_bucket_ms: None,
+            calls_bucket_ms: buckets.calls_ms,
+            series_bucket_ms: buckets.series_ms,
         };
         simulate(&scenario(point), &options).map(|result| extract(point, result))
     });

@@ -8,8 +8,8 @@
 //! so anything it does not name and the relay does not use is dead code the
 //! compiler points out.
 
-mod age_shedding;
 mod adaptive_throttle;
+mod age_shedding;
 mod answer;
 mod backoff;
 mod breaker;
@@ -33,8 +33,8 @@ mod stats;
 mod window;
 mod workers;
 
-pub use age_shedding::ShedTo;
 pub use adaptive_throttle::ThrottleConfig;
+pub use age_shedding::ShedTo;
 pub use answer::{Answer, Refusal, Request};
 pub use backoff::{Backoff, BackoffConfig, BackoffKind, BackoffState};
 pub use breaker::{

@@ -984,7 +984,10 @@ impl<K: Key, P: Payload> Relay<K, P> {
     pub fn poll_timeout(&self) -> Option<Time> {
         let timer = self.timers.peek().map(|Reverse((at, ..))| *at);
         let hedge = self.hedge.as_ref().and_then(Hedger::poll_timeout);
-        let timer = [timer, self.next_shed_at(), hedge].into_iter().flatten().min();
+        let timer = [timer, self.next_shed_at(), hedge]
+            .into_iter()
+            .flatten()
+            .min();
         let breaker = if !self.has_waiting_work() {
             None
         } else {

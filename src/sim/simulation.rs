@@ -523,8 +523,8 @@ impl Simulation {
         if result.is_ok() {
             self.checker.success_answered(now, call)?;
         }
-        let retry_after = (result == Err(CallError::Throttled))
-            .then(|| self.downstream.throttle_retry_after());
+        let retry_after =
+            (result == Err(CallError::Throttled)).then(|| self.downstream.throttle_retry_after());
         self.relay
             .handle_call_result_with(now, call, result, retry_after);
         Ok(())

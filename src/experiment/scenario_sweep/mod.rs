@@ -24,12 +24,18 @@
 //!
 //! An axis can instead list labelled overlays, for points that change
 //! several fields at once: `points = [{ label = "…", set = { "a.b" = 1 } }]`.
+//! Named `[[strategies]]` are such overlays on an axis of their own (the
+//! first), with a `[paired]` baseline, `[[exclude]]`d combinations, counters
+//! per time bucket (`[series]`) and a `[recovery]` rule ([`strategies`],
+//! [`dynamics`]).
 //! Prose that depends on the numbers stays in Rust, as an optional
 //! [`hooks`] function of the summaries.
 
+mod dynamics;
 mod hooks;
 pub mod path;
 mod report;
+pub mod strategies;
 
 use super::catalogue::Metric;
 use super::definition::{Checks, DefinitionErrors, Resolved};
@@ -53,7 +59,14 @@ const POINTS_MAX: usize = 1024;
 #[serde(deny_unknown_fields)]
 struct Raw {
     question: String,
-    axes: Spanned<Vec<RawAxis>>,
+    axes: Option<Spanned<Vec<RawAxis>>>,
+    strategies: Option<Spanned<Vec<strategies::RawStrategy>>>,
+    /// Combinations left out: each table selects points to drop.
+    #[serde(default)]
+    exclude: Vec<Spanned<toml::Table>>,
+    paired: Option<strategies::RawPaired>,
+    series: Option<dynamics::RawSeries>,
+    recovery: Option<dynamics::RawRecovery>,
     tables: RawTables,
     #[serde(default)]
     charts: Vec<report::RawChart>,
@@ -139,6 +152,12 @@ pub struct Plan {
     tables: RawTables,
     charts: Vec<report::Chart>,
     summary: report::SummarySpec,
+    /// `[paired]`, checked against the strategies.
+    paired: Option<strategies::Paired>,
+    /// `[series]` and `[recovery]`, checked.
+    dynamics: dynamics::Dynamics,
+    /// Each strategy's description, for `meta.json`.
+    strategy_notes: Vec<(String, String)>,
 }
 
 /// The question a definition asks, if it is a sweep (for `list`, and to
@@ -154,40 +173,59 @@ pub fn question(resolved: &Resolved<'_>) -> Option<String> {
 /// Checks the definition, runs every point and seed, and returns the files.
 pub fn run(ctx: &Context<'_>, name: &str) -> Result<Outputs, ExperimentError> {
     let sweep = validate(ctx, name)?;
-    let bucket_ms = sweep.charts.iter().find_map(report::Chart::calls_bucket_ms);
-    let trials = scenario_runs::run(
+    let bucket_ms = sweep
+        .charts
+        .iter()
+        .find_map(report::Chart::calls_bucket_ms)
+        .map(|b| b.0);
+    let needed = sweep.dynamics.needed();
+    let buckets = scenario_runs::Buckets {
+        calls_ms: bucket_ms,
+        series_ms: sweep.dynamics.bucket_ms().filter(|_| !needed.is_empty()),
+    };
+    let trials = scenario_runs::run_counting(
         ctx,
         name,
         ctx.seeds(),
         &sweep.points,
         |p| sweep.scenario_of(p).clone(),
-        bucket_ms.map(|b| b.0),
-        |_, result| (result.summary, result.calls_per_bucket),
+        buckets,
+        |_, result| {
+            let series: Vec<Vec<u32>> = needed.iter().map(|m| m.of(&result)).collect();
+            (result.summary, result.calls_per_bucket, series)
+        },
     )?;
-    let (summaries, calls) = trials
-        .into_iter()
-        .map(|t| {
-            let (summary, calls) = t.result;
-            let (point, seed) = (t.point, t.seed);
-            (
-                Trial {
-                    point,
-                    seed,
-                    result: summary,
-                },
-                Trial {
-                    point,
-                    seed,
-                    result: calls,
-                },
-            )
-        })
-        .unzip::<_, _, Vec<_>, Vec<_>>();
+    let mut summaries = Vec::with_capacity(trials.len());
+    let mut calls = Vec::with_capacity(trials.len());
+    let mut series = Vec::with_capacity(trials.len());
+    for t in trials {
+        let (point, seed) = (t.point, t.seed);
+        let (summary, per_bucket, counters) = t.result;
+        let trial = |result| Trial {
+            point,
+            seed,
+            result,
+        };
+        summaries.push(trial(summary));
+        calls.push(Trial {
+            point,
+            seed,
+            result: per_bucket,
+        });
+        series.push(Trial {
+            point,
+            seed,
+            result: counters,
+        });
+    }
     let columns: Vec<&str> = sweep.axes.iter().map(|a| a.column.as_str()).collect();
     Ok(report::outputs(
         &sweep,
-        &summaries,
-        &calls,
+        &report::Runs {
+            summaries: &summaries,
+            calls: &calls,
+            series: &series,
+        },
         hooks::notes(name, &columns),
     ))
 }
@@ -223,7 +261,7 @@ const FILE_NAME_BYTES_MAX: usize = 64;
 /// Tables and charts become files in the output directory: their names are
 /// plain (lower-case letters, digits, `_`, `-`) and distinct, so that none
 /// writes outside the directory or over another.
-fn file_names(table: &str, charts: &[report::Chart], checks: &mut Checks<'_>) {
+fn file_names(table: &str, extra: &[String], charts: &[report::Chart], checks: &mut Checks<'_>) {
     let plain = |name: &str| {
         (1..=FILE_NAME_BYTES_MAX).contains(&name.len())
             && name
@@ -232,6 +270,7 @@ fn file_names(table: &str, charts: &[report::Chart], checks: &mut Checks<'_>) {
     };
     let summary = format!("{table}_summary");
     let mut taken: Vec<&str> = vec![table, &summary];
+    taken.extend(extra.iter().map(String::as_str));
     let mut names = vec![("tables.name".to_string(), table)];
     names.extend(
         charts
@@ -265,11 +304,37 @@ fn file_names(table: &str, charts: &[report::Chart], checks: &mut Checks<'_>) {
 fn validate(ctx: &Context<'_>, name: &str) -> Result<Plan, DefinitionErrors> {
     ctx.options(|raw: Raw, checks: &mut Checks<'_>| {
         let base = scenario_runs::check(&raw.scenario, "scenario", checks);
-        let axes = axes(&raw.axes, checks);
-        let points = grid(&axes);
-        checks.check(points.len() <= POINTS_MAX, "axes", raw.axes.span(), || {
-            format!("{} points; at most {POINTS_MAX}", points.len())
-        });
+        let mut axes = match &raw.axes {
+            Some(written) => axes(written, raw.strategies.is_some(), checks),
+            None => Vec::new(),
+        };
+        if let Some(s) = &raw.strategies {
+            axes.insert(0, strategies::axis(s, checks));
+        }
+        checks.check(
+            !axes.is_empty(),
+            "axes",
+            raw.scenario.span().start..raw.scenario.span().start,
+            || "give [[axes]] or [[strategies]] (or both)".into(),
+        );
+        let excluded: Vec<strategies::Selection> = raw
+            .exclude
+            .iter()
+            .map(|e| strategies::selection(e.get_ref(), &axes, "exclude", e.span(), checks))
+            .collect();
+        let points = grid(&axes, &excluded);
+        let grid_span = raw
+            .axes
+            .as_ref()
+            .map(Spanned::span)
+            .or(raw.strategies.as_ref().map(Spanned::span))
+            .unwrap_or(0..0);
+        checks.check(
+            (1..=POINTS_MAX).contains(&points.len()),
+            "axes",
+            grid_span,
+            || format!("{} points; give 1 to {POINTS_MAX}", points.len()),
+        );
         let scenarios = scenarios(&base, &axes, &points, checks);
         checks.check(
             !raw.tables.metrics.get_ref().is_empty(),
@@ -295,8 +360,22 @@ fn validate(ctx: &Context<'_>, name: &str) -> Result<Plan, DefinitionErrors> {
                 )
             });
         }
-        file_names(&raw.tables.name, &charts, checks);
+        let tables_name = &raw.tables.name;
+        let dynamics = dynamics::check(raw.series, raw.recovery, &charts, &base, checks);
+        let paired = raw
+            .paired
+            .and_then(|p| strategies::paired(p, &axes, checks));
+        let mut extra = dynamics.table_names(tables_name);
+        if paired.is_some() {
+            extra.push(format!("{tables_name}_paired"));
+        }
+        file_names(tables_name, &extra, &charts, checks);
         let summary = report::check_summary(raw.summary, &base, checks);
+        let strategy_notes = raw
+            .strategies
+            .as_ref()
+            .map(|s| strategies::descriptions(s.get_ref()))
+            .unwrap_or_default();
         Plan {
             name: name.to_string(),
             question: raw.question,
@@ -307,14 +386,22 @@ fn validate(ctx: &Context<'_>, name: &str) -> Result<Plan, DefinitionErrors> {
             tables: raw.tables,
             charts,
             summary,
+            paired,
+            dynamics,
+            strategy_notes,
         }
     })
 }
 
-fn axes(raw: &Spanned<Vec<RawAxis>>, checks: &mut Checks<'_>) -> Vec<Axis> {
+fn axes(raw: &Spanned<Vec<RawAxis>>, with_strategies: bool, checks: &mut Checks<'_>) -> Vec<Axis> {
     let count = raw.get_ref().len();
-    checks.check((1..=AXES_MAX).contains(&count), "axes", raw.span(), || {
-        format!("give one to {AXES_MAX} [[axes]], got {count}")
+    let max = AXES_MAX - usize::from(with_strategies);
+    checks.check((1..=max).contains(&count), "axes", raw.span(), || {
+        if with_strategies {
+            format!("give one to {max} [[axes]] beside the strategies, got {count}")
+        } else {
+            format!("give one to {AXES_MAX} [[axes]], got {count}")
+        }
     });
     let axes: Vec<Axis> = raw
         .get_ref()
@@ -322,6 +409,12 @@ fn axes(raw: &Spanned<Vec<RawAxis>>, checks: &mut Checks<'_>) -> Vec<Axis> {
         .filter_map(|a| axis(a, raw.span(), checks))
         .collect();
     for (i, a) in axes.iter().enumerate() {
+        checks.check(
+            a.column != strategies::STRATEGY || !with_strategies,
+            "axes",
+            a.span.clone(),
+            || "the column `strategy` belongs to [[strategies]]".into(),
+        );
         checks.check(
             !axes[..i].iter().any(|b| b.column == a.column),
             "axes",
@@ -443,8 +536,8 @@ fn overlay_axis(points: &Spanned<Vec<RawOverlay>>, checks: &mut Checks<'_>) -> O
     Some(levels)
 }
 
-/// Every combination of levels, the first axis outermost.
-fn grid(axes: &[Axis]) -> Vec<Point> {
+/// Every combination of levels not excluded, the first axis outermost.
+fn grid(axes: &[Axis], excluded: &[strategies::Selection]) -> Vec<Point> {
     let mut points = vec![Vec::new()];
     for axis in axes {
         points = points
@@ -461,6 +554,7 @@ fn grid(axes: &[Axis]) -> Vec<Point> {
     points
         .into_iter()
         .filter(|p| p.len() == axes.len() && !axes.is_empty())
+        .filter(|p| !excluded.iter().any(|e| e.selects(p)))
         .enumerate()
         .map(|(index, levels)| Point {
             index,

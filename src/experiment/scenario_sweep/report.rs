@@ -1,14 +1,18 @@
 //! The tables, charts and `summary.md` part a scenario sweep declares.
 
 use super::path;
-use super::{Axis, Plan, Point};
+use super::strategies::{self, Selection};
+use super::{dynamics, Axis, Plan, Point};
 use crate::experiment::catalogue::{self, Metric};
 use crate::experiment::chart::{Legend, LineChart, Scale, Series, Shade};
 use crate::experiment::definition::Checks;
 use crate::experiment::metrics::{self, MdColumn, PointSummary};
 use crate::experiment::over_time::{self, OverTime};
+use crate::experiment::paired::{self, Comparison};
 use crate::experiment::registry::Outputs;
 use crate::experiment::sweep::{by_point, Trial};
+use crate::experiment::table::{Cell, Table};
+use crate::experiment::time_series::SeriesMetric;
 use crate::sim::{Scenario, Summary};
 use serde::Deserialize;
 use serde_json::json;
@@ -23,8 +27,14 @@ pub(super) struct RawChart {
     /// The axis along x (its values must be numbers)…
     x: Option<Spanned<String>>,
     /// …or time: downstream calls per bucket of this many ms, one line per
-    /// point, the scenario's first outage shaded.
+    /// point, the scenario's first outage shaded…
     calls_bucket_ms: Option<Spanned<f64>>,
+    /// …or time: this counter of `[series]`, one line per point.
+    over_time: Option<Spanned<SeriesMetric>>,
+    /// Only the points these axes' labels select (`{ trigger = "spike" }`).
+    only: Option<Spanned<toml::Table>>,
+    /// A stretch of time to shade (instead of the scenario's outage).
+    shade: Option<RawShade>,
     /// Multiplies the axis values (e.g. 0.001 for ms shown in s).
     #[serde(default = "one")]
     x_factor: f64,
@@ -43,6 +53,14 @@ pub(super) struct RawChart {
     y: Option<Metric>,
     series: Option<Spanned<String>>,
     series_labels: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShade {
+    from_s: f64,
+    to_s: f64,
+    label: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +102,8 @@ pub(super) struct Chart {
     x_axis: Option<usize>,
     /// `Some((axis, labels))` for a chart of one line per level of `axis`.
     series: Option<(usize, Vec<String>)>,
+    /// The points a chart over a counter draws.
+    only: Selection,
 }
 
 impl Chart {
@@ -115,8 +135,40 @@ pub(super) fn check_chart(
         0..0,
         || format!("must be a finite number > 0, got {}", raw.x_factor),
     );
-    let (x_axis, series) = match (&raw.x, &raw.calls_bucket_ms) {
-        (Some(x), None) => {
+    let only = match &raw.only {
+        Some(t) => strategies::selection(t.get_ref(), axes, &field, t.span(), checks),
+        None => Selection::default(),
+    };
+    checks.check(
+        raw.only.is_none() || raw.over_time.is_some(),
+        &field,
+        0..0,
+        || "`only` selects the points of a chart with `over_time`".into(),
+    );
+    if let Some(shade) = &raw.shade {
+        checks.check(
+            shade.from_s.is_finite() && shade.to_s.is_finite() && shade.from_s < shade.to_s,
+            &format!("{field}.shade"),
+            0..0,
+            || {
+                format!(
+                    "needs from_s < to_s, got {} and {}",
+                    shade.from_s, shade.to_s
+                )
+            },
+        );
+    }
+    let (x_axis, series) = match (&raw.x, &raw.calls_bucket_ms, &raw.over_time) {
+        (None, None, Some(metric)) => {
+            checks.check(
+                raw.lines.is_empty() && raw.y.is_none() && raw.series.is_none(),
+                &field,
+                metric.span(),
+                || "a chart over time draws one counter: no `lines`, `y` or `series`".into(),
+            );
+            (None, None)
+        }
+        (Some(x), None, None) => {
             let x_axis = find_axis(x, axes, &field, checks);
             if let Some(axis) = axes.get(x_axis) {
                 checks.check(
@@ -131,7 +183,7 @@ pub(super) fn check_chart(
                 check_series(&raw, x.span(), axes, &field, checks),
             )
         }
-        (None, Some(bucket)) => {
+        (None, Some(bucket), None) => {
             let ms = *bucket.get_ref();
             checks.check(
                 (1.0..=60_000.0).contains(&ms),
@@ -151,7 +203,7 @@ pub(super) fn check_chart(
             checks.fail(
                 &field,
                 0..0,
-                "give either `x` (an axis) or `calls_bucket_ms`",
+                "give one of `x` (an axis), `calls_bucket_ms` or `over_time` (a counter of [series])",
             );
             (None, None)
         }
@@ -160,6 +212,7 @@ pub(super) fn check_chart(
         raw,
         x_axis,
         series,
+        only,
     }
 }
 
@@ -280,7 +333,19 @@ impl View<'_> {
 /// Prose after the table, from the numbers.
 pub type Notes = fn(&View<'_>) -> String;
 
+impl Plan {
+    /// The header of the key column of `summary.md`'s tables.
+    pub(super) fn summary_key_header(&self) -> &str {
+        &self.summary.raw.key_header
+    }
+}
+
 impl Chart {
+    /// The counter of a chart over `[series]`.
+    pub(super) fn over_time(&self) -> Option<SeriesMetric> {
+        self.raw.over_time.as_ref().map(|m| *m.get_ref())
+    }
+
     /// The bucket of a chart over time.
     pub(super) fn calls_bucket_ms(&self) -> Option<(f64, std::ops::Range<usize>)> {
         self.raw
@@ -290,14 +355,19 @@ impl Chart {
     }
 }
 
-/// Every run's summary, and its downstream calls per bucket (empty unless a
-/// chart is over time).
-pub(super) fn outputs(
-    sweep: &Plan,
-    trials: &[Trial<Summary>],
-    calls: &[Trial<Vec<u32>>],
-    notes: Option<Notes>,
-) -> Outputs {
+/// What every run of a sweep kept.
+pub(super) struct Runs<'a> {
+    pub summaries: &'a [Trial<Summary>],
+    /// Downstream calls per bucket (empty unless a chart counts them).
+    pub calls: &'a [Trial<Vec<u32>>],
+    /// The counters `[series]`, `[recovery]` and the charts need, in the
+    /// order of [`dynamics::Dynamics::needed`].
+    pub series: &'a [Trial<Vec<Vec<u32>>>],
+}
+
+/// Every table, chart and the Markdown of a sweep.
+pub(super) fn outputs(sweep: &Plan, runs: &Runs<'_>, notes: Option<Notes>) -> Outputs {
+    let (trials, calls) = (runs.summaries, runs.calls);
     let all = metrics::summarize(&sweep.points, trials, &catalogue::columns());
     let selected: Vec<_> = sweep
         .tables
@@ -332,7 +402,14 @@ pub(super) fn outputs(
     };
     let mut tables = vec![raw, summary];
     let mut charts = Vec::new();
+    tables.extend(sweep.dynamics.table(sweep, runs.series));
     for c in &sweep.charts {
+        if let Some(metric) = c.over_time() {
+            let series = sweep.dynamics.over_seeds(sweep, runs.series, metric);
+            let bucket_ms = sweep.dynamics.bucket_ms().unwrap_or(1000.0);
+            charts.push(counter_chart(c, sweep, &series, bucket_ms));
+            continue;
+        }
         match c.calls_bucket_ms() {
             None => charts.push(chart(c, &view)),
             Some((bucket_ms, _)) => {
@@ -348,12 +425,160 @@ pub(super) fn outputs(
             }
         }
     }
+    let mut summary_markdown = markdown(&view, notes);
+    if let Some((recovery_tables, md)) = dynamics::recovery_outputs(sweep, runs.series) {
+        tables.extend(recovery_tables);
+        summary_markdown.push('\n');
+        summary_markdown.push_str(&md);
+    }
+    if let Some(p) = &sweep.paired {
+        let (table, md) = paired_outputs(sweep, p, trials);
+        tables.push(table);
+        summary_markdown.push('\n');
+        summary_markdown.push_str(&md);
+    }
     Outputs {
         options: options_json(sweep),
         tables,
         charts,
-        summary_markdown: markdown(&view, notes),
+        summary_markdown,
     }
+}
+
+/// One counter over time, one line per point the chart selects, named by
+/// the levels `only` leaves free.
+fn counter_chart(c: &Chart, sweep: &Plan, series: &[OverTime], bucket_ms: f64) -> LineChart {
+    let selected: Vec<OverTime> = sweep
+        .points
+        .iter()
+        .zip(series)
+        .filter(|(p, _)| c.only.selects(&p.levels))
+        .map(|(p, s)| {
+            let name = sweep
+                .axes
+                .iter()
+                .enumerate()
+                .filter(|(a, _)| !c.only.fixes(*a))
+                .map(|(a, axis)| axis.levels[p.levels[a]].label.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            OverTime { name, ..s.clone() }
+        })
+        .collect();
+    let mut chart = time_chart(c, sweep, &selected, bucket_ms);
+    if let Some(shade) = &c.raw.shade {
+        chart.shade = Some(Shade {
+            from: shade.from_s,
+            to: shade.to_s,
+            label: shade.label.clone(),
+        });
+    }
+    chart
+}
+
+/// Per-seed values of `metric` at every point.
+fn per_seed(sweep: &Plan, trials: &[Trial<Summary>], metric: Metric) -> Vec<Vec<(u64, f64)>> {
+    let value = metric.entry().value;
+    let mut out = vec![Vec::new(); sweep.points.len()];
+    for t in trials {
+        out[t.point].push((t.seed, value(&t.result)));
+    }
+    out
+}
+
+/// The point that runs the baseline where `point` runs its strategy.
+fn baseline_of(sweep: &Plan, point: &Point, baseline_level: usize) -> Option<usize> {
+    sweep
+        .points
+        .iter()
+        .position(|q| q.levels[0] == baseline_level && q.levels[1..] == point.levels[1..])
+}
+
+/// Every strategy against the baseline, per metric: the paired difference
+/// and the independent one, as a table and a Markdown section.
+fn paired_outputs(
+    sweep: &Plan,
+    spec: &strategies::Paired,
+    trials: &[Trial<Summary>],
+) -> (Table, String) {
+    let mut key_columns: Vec<&str> = sweep.axes.iter().map(|a| a.column.as_str()).collect();
+    key_columns.extend([
+        "metric",
+        "pairs",
+        "difference_mean",
+        "paired_ci95_low",
+        "paired_ci95_high",
+        "independent_ci95_low",
+        "independent_ci95_high",
+        "width_ratio",
+    ]);
+    let mut table = Table::new(
+        &format!("{}_paired", sweep.tables.name),
+        &format!(
+            "per point and metric: the difference against `{}` on the same seeds, with the \
+             95% CI of the paired differences and of two independent means (Welch)",
+            spec.baseline
+        ),
+        &key_columns,
+    );
+    let mut md = format!(
+        "## Paired differences against `{}`\n\nEvery strategy runs on the same seeds as the \
+         baseline, and a seed fixes the arrivals, delays and failure draws: the paired \
+         difference (strategy − baseline, seed by seed) cancels the noise both runs share. \
+         Beside it, the same difference of means with the interval of two independent samples \
+         (Welch). Mean difference ± 95% CI half-width.\n\n\
+         | {} | metric | difference | paired 95% CI (±) | independent 95% CI (±) | independent / paired width |\n\
+         |---|---|---:|---:|---:|---:|\n",
+        spec.baseline,
+        sweep.summary_key_header(),
+    );
+    for &metric in &spec.metrics {
+        let values = per_seed(sweep, trials, metric);
+        let decimals = metric.entry().decimals;
+        for (i, point) in sweep.points.iter().enumerate() {
+            if point.levels[0] == spec.baseline_level {
+                continue;
+            }
+            let Some(b) = baseline_of(sweep, point, spec.baseline_level) else {
+                continue;
+            };
+            let c: Comparison = paired::compare(&values[i], &values[b]);
+            let mut row = sweep.keys(point);
+            row.extend([
+                Cell::text(metric.name()),
+                Cell::count(c.paired.n as u64),
+                Cell::fixed(c.paired.mean, decimals),
+                Cell::fixed(c.paired.ci95_low(), decimals),
+                Cell::fixed(c.paired.ci95_high(), decimals),
+                Cell::fixed(c.independent.ci95_low(), decimals),
+                Cell::fixed(c.independent.ci95_high(), decimals),
+                Cell::fixed(c.width_ratio(), 1),
+            ]);
+            table.push(row);
+            let half = |e: f64| {
+                if e.is_finite() {
+                    format!("{e:.decimals$}")
+                } else {
+                    "–".to_string()
+                }
+            };
+            let ratio = c.width_ratio();
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                sweep.label(point),
+                metric.name(),
+                half(c.paired.mean),
+                half(c.paired.ci95_half),
+                half(c.independent.ci95_half),
+                if ratio.is_finite() {
+                    format!("{ratio:.1}×")
+                } else {
+                    "–".to_string()
+                },
+            ));
+        }
+    }
+    (table, md)
 }
 
 fn calls_over_time(sweep: &Plan, calls: &[Trial<Vec<u32>>]) -> Vec<OverTime> {
@@ -438,11 +663,34 @@ fn options_json(sweep: &Plan) -> serde_json::Value {
         .iter()
         .map(|m| m.name())
         .collect();
-    json!({
+    let mut options = json!({
         "axes": axes,
         "metrics": metrics,
         "scenario": serde_json::to_value(&sweep.base).unwrap_or_default(),
-    })
+    });
+    // Only sweeps with strategies say so: the others' meta.json stay as
+    // they were.
+    if let Some(map) = options.as_object_mut() {
+        if !sweep.strategy_notes.is_empty() {
+            let notes: serde_json::Map<String, serde_json::Value> = sweep
+                .strategy_notes
+                .iter()
+                .map(|(n, d)| (n.clone(), json!(d)))
+                .collect();
+            map.insert("strategies".into(), json!(notes));
+        }
+        if let Some(p) = &sweep.paired {
+            let names: Vec<&str> = p.metrics.iter().map(|m| m.name()).collect();
+            map.insert(
+                "paired".into(),
+                json!({ "baseline": p.baseline, "metrics": names }),
+            );
+        }
+        if let Some(d) = sweep.dynamics.describe() {
+            map.insert("dynamics".into(), d);
+        }
+    }
+    options
 }
 
 /// The points a chart draws: every axis but x (and the series axis) at its
