@@ -148,8 +148,9 @@ mod tests {
         offered[8] = 3;
         goodput[8] = 0;
         assert_eq!(recovered_after(&rule(), &goodput, &offered), None);
+        // The thin bucket's windows offer 10 + 3 and 3: both under 14.
         let coarse = Rule {
-            offered_min: 5,
+            offered_min: 14,
             ..rule()
         };
         assert_eq!(recovered_after(&coarse, &goodput, &offered), Some(1.0));
