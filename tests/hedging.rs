@@ -7,7 +7,8 @@ mod hand;
 use hand::{ms, relay, small, TestRelay};
 use proptest::prelude::*;
 use resilient_relay::relay::{
-    CallError, CallId, Event, HedgeConfig, JobId, LateFate, Outcome, Output, RelayConfig, Request,
+    CallError, CallId, Event, GiveUp, HedgeConfig, JobId, LateFate, Outcome, Output, RelayConfig,
+    Request,
 };
 use resilient_relay::sim::{simulate, Scenario, SimOptions};
 
@@ -104,6 +105,7 @@ fn the_hedge_wins_and_the_first_answer_is_late() {
     );
     let c = r.hedge_counts().expect("hedging on");
     assert_eq!((c.sent, c.won, c.first_attempts), (1, 1, 1));
+    assert_eq!(c.abandoned, 1, "the first attempt");
 }
 
 #[test]
@@ -151,6 +153,54 @@ fn when_every_attempt_fails_the_job_retries_once() {
         }],
         "hedges count as attempts"
     );
+}
+
+/// The rule of `HedgeConfig`: a hedge spends an attempt of
+/// `retry.attempts_max`. With 2 attempts, a hedged first attempt leaves no
+/// retry: when both fail, the job is dead-lettered with its attempts
+/// exhausted (were hedges free, attempt 3 would follow as a retry).
+#[test]
+fn a_hedge_spends_an_attempt_of_attempts_max() {
+    let mut cfg = hedged(2, 1, 100.0);
+    cfg.retry.attempts_max = 2;
+    let mut r = relay(cfg);
+    let (first, hedge) = one_hedged_job(&mut r);
+    r.handle_call_result(ms(25), hedge, Err(CallError::ServerError));
+    r.handle_call_result(ms(26), first, Err(CallError::ServerError));
+    let s = drain(&mut r);
+    assert_eq!(s.retries, 0, "no attempt left to retry with");
+    assert_eq!(s.done.len(), 1, "{:?}", s.done);
+    assert!(
+        matches!(
+            s.done[0],
+            Outcome::DeadLettered {
+                reason: GiveUp::AttemptsExhausted,
+                ..
+            }
+        ),
+        "{:?}",
+        s.done
+    );
+    r.handle_timeout(ms(200));
+    assert!(drain(&mut r).calls.is_empty(), "nothing more is sent");
+}
+
+/// The other half of the rule: `attempts_max` does not refuse a hedge. With
+/// one attempt allowed (never retry), the attempt is still hedged, so the
+/// job makes two calls; only `max_per_job` and `budget_pct` bound hedges.
+#[test]
+fn attempts_max_does_not_refuse_a_hedge() {
+    let mut cfg = hedged(2, 1, 100.0);
+    cfg.retry.attempts_max = 1;
+    let mut r = relay(cfg);
+    let (first, hedge) = one_hedged_job(&mut r);
+    assert_eq!((first.attempt, hedge.attempt), (1, 2));
+    r.handle_call_result(ms(25), first, Err(CallError::ServerError));
+    r.handle_call_result(ms(26), hedge, Err(CallError::ServerError));
+    let s = drain(&mut r);
+    assert_eq!(s.retries, 0);
+    assert_eq!(r.stats().attempts, 2, "attempts_max = 1, two calls");
+    assert_eq!(r.hedge_counts().map(|c| c.sent), Some(1));
 }
 
 #[test]
@@ -240,6 +290,7 @@ proptest! {
         let mut flying: Vec<CallId> = Vec::new();
         let mut jobs: Vec<JobId> = Vec::new();
         let mut announced = 0u64;
+        let mut abandoned = 0u64;
         for op in ops {
             match op {
                 Op::Request => {
@@ -259,6 +310,7 @@ proptest! {
             }
             let s = drain(&mut r);
             announced += s.hedges.len() as u64;
+            abandoned += s.abandoned.len() as u64;
             jobs.extend(s.calls.iter().map(|c| c.job));
             flying.extend(s.calls);
             for &job in &jobs {
@@ -267,6 +319,7 @@ proptest! {
             let c = r.hedge_counts().expect("on");
             prop_assert!(c.sent as f64 <= budget_pct / 100.0 * c.first_attempts as f64 + 1e-9, "{:?}", c);
             prop_assert_eq!(c.sent, announced);
+            prop_assert_eq!(c.abandoned, abandoned);
             prop_assert!(r.in_flight() <= workers);
         }
     }
@@ -366,6 +419,14 @@ fn hedging_costs_calls_and_duplicates_unless_the_key_is_honoured() {
     );
     assert!(hedged.duplicate_side_effects > 0);
     assert_eq!(keyed.duplicate_side_effects, 0);
+    let counts = hedged.hedges.expect("the summary carries the hedge counts");
+    assert!(
+        counts.sent > 0 && counts.sent <= counts.first_attempts / 2,
+        "{counts:?}"
+    );
+    assert_eq!(plain.hedges, None, "no [relay.hedge], no hedge counts");
+    let json = serde_json::to_value(&hedged).expect("json");
+    assert_eq!(json["hedges"]["sent"], counts.sent, "in `simulate --json`");
 }
 
 #[test]

@@ -5,7 +5,9 @@ mod common;
 
 use common::{fault, job_of, problem, settings, status_path, Harness};
 use hyper::Method;
-use resilient_relay::relay::{BreakerConfig, RateLimitConfig, TripConfig};
+use resilient_relay::relay::{
+    BreakerConfig, BudgetConfig, HedgeConfig, RateLimitConfig, TokenBucketConfig, TripConfig,
+};
 use resilient_relay::server::client::signature_headers;
 use resilient_relay::server::config::Secret;
 use resilient_relay::server::signature::{unix_now, Signer};
@@ -369,4 +371,54 @@ async fn a_busy_port_is_refused_naming_the_address() {
     };
     assert!(error.contains(&taken.to_string()), "{error}");
     assert!(error.contains("--listen"), "says how to fix it: {error}");
+}
+
+/// Hedges and refused retries are shown: one job on a slow downstream that
+/// always fails is hedged after 20 ms, both attempts fail, and a retry
+/// budget of one token refuses the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hedges_and_denied_retries_show_in_stats_and_metrics() {
+    let mut s = settings();
+    s.relay.hedge = Some(HedgeConfig {
+        after_ms: Some(20.0),
+        budget_pct: 100.0,
+        ..HedgeConfig::default()
+    });
+    s.relay.retry.budget = Some(BudgetConfig::TokenBucket(TokenBucketConfig {
+        tokens_max: 1.0,
+        tokens_per_success: 0.1,
+    }));
+    let h = Harness::with_downstream(s, fault(1.0, 200.0)).await;
+    let job = job_of(&h.relay(None, "{}").await);
+    let done = h.wait_state(&job, "dead-lettered").await;
+    assert_eq!(done["attempts"], 2, "the first attempt and its hedge");
+    let stats = h.stats().await;
+    let hedges = &stats["hedges"];
+    assert_eq!(
+        (&hedges["sent"], &hedges["won"], &hedges["first_attempts"]),
+        (&1.into(), &0.into(), &1.into()),
+        "{stats}"
+    );
+    assert_eq!(stats["retries_denied"]["budget"], 1, "{stats}");
+    let text = String::from_utf8_lossy(&h.get("/metrics").await.body).into_owned();
+    for line in [
+        "relay_hedges_sent_total 1\n",
+        "relay_hedges_won_total 0\n",
+        "relay_hedges_not_sent_total{reason=\"budget\"} 0\n",
+        "relay_retries_denied_total{reason=\"budget\"} 1\n",
+        "relay_retries_denied_total{reason=\"retry-breaker\"} 0\n",
+    ] {
+        assert!(text.contains(line), "/metrics lacks {line:?}:\n{text}");
+    }
+    assert!(text.contains("# HELP relay_hedges_not_sent_total "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_hedging_stats_and_metrics_say_nothing_of_hedges() {
+    let h = Harness::start(settings()).await;
+    job_of(&h.relay(None, "{}").await);
+    assert!(h.stats().await.get("hedges").is_none());
+    let text = String::from_utf8_lossy(&h.get("/metrics").await.body).into_owned();
+    assert!(!text.contains("relay_hedges_"), "{text}");
+    assert!(text.contains("relay_retries_denied_total{reason=\"budget\"} 0\n"));
 }

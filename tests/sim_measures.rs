@@ -161,3 +161,36 @@ fn a_client_error_is_not_retried_where_a_throttled_answer_is() {
     assert_eq!(throttled.dead_lettered, 10);
     assert_eq!(throttled.downstream_calls, 40, "four attempts each");
 }
+
+/// The relay's own retry denials reach the summary and `simulate --json`:
+/// with a one-token budget the first failure empties it, so every job is
+/// dead-lettered after one call and each refused retry is counted. A run
+/// with no denials prints none.
+#[test]
+fn relay_retry_denials_are_in_the_summary() {
+    let plain = always_failing("{ throttled = 1 }");
+    let json = serde_json::to_value(&plain).expect("json");
+    assert!(json.get("relay_denied_budget").is_none(), "{json}");
+    let denied = run(r#"
+name = "budgeted"
+[relay.retry]
+attempts_max = 4
+budget = { kind = "token-bucket", tokens_max = 1, tokens_per_success = 0.1 }
+[relay.retry.backoff]
+base_ms = 1
+cap_ms = 1
+[downstream]
+latency = { kind = "constant", ms = 1 }
+failure_rate = 1
+[[clients]]
+kind = "closed-loop"
+population = 10
+requests_per_client = 1
+"#);
+    assert_eq!((denied.dead_lettered, denied.downstream_calls), (10, 10));
+    assert_eq!(denied.relay_denied_budget, 10, "{denied}");
+    assert_eq!(denied.relay_denied_retry_breaker, 0);
+    let json = serde_json::to_value(&denied).expect("json");
+    assert_eq!(json["relay_denied_budget"], 10);
+    assert!(denied.to_string().contains("relay retries denied"));
+}

@@ -32,6 +32,16 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 /// `[relay.hedge]` as written; absent, the relay never hedges.
+///
+/// A hedge is an attempt of its job, with the next attempt number. When
+/// every attempt in flight has failed, the retry decision counts them all
+/// against `retry.attempts_max`: a job whose first attempt was hedged once
+/// has `attempts_max − 2` retries left, not `attempts_max − 1`, so hedging
+/// spends retries rather than adding to them. `attempts_max` does not
+/// refuse a hedge itself, though: the last attempt it allows may still be
+/// hedged, so a hedged job can make more than `attempts_max` calls; only
+/// `max_per_job` (in flight at once) and `budget_pct` (over the run) bound
+/// the extra calls.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HedgeConfig {
@@ -143,12 +153,17 @@ impl HedgeConfig {
 }
 
 /// What became of hedging, for reports.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HedgeCounts {
     /// Extra attempts started.
     pub sent: u64,
     /// Jobs won by an attempt other than the first of its hedged set.
     pub won: u64,
+    /// Attempts still in flight when another attempt of their job won: the
+    /// relay stopped waiting for them (`Event::HedgeAbandoned`), and one
+    /// that lands is a duplicate unless the downstream honours the key.
+    pub abandoned: u64,
     /// Hedges not sent: the job already had `max_per_job` extras in flight.
     pub denied_cap: u64,
     /// Hedges not sent: the budget was spent.
@@ -345,6 +360,9 @@ impl Hedger {
         if winner.is_some_and(|w| w != f.first) {
             self.counts.won += 1;
         }
+        if winner.is_some() {
+            self.counts.abandoned += f.live.len() as u64;
+        }
         f.live
     }
 
@@ -442,6 +460,7 @@ mod tests {
         assert_eq!(h.take_flight(JobId(1), 2), Some(flight(2)), "the winner");
         assert_eq!(h.end(JobId(1), Some(2)).len(), 0, "nothing left to abandon");
         assert_eq!(h.counts().won, 1);
+        assert_eq!(h.counts().abandoned, 0);
         assert_eq!(h.counts().denied_cap, 1);
     }
 

@@ -358,6 +358,7 @@ impl RelayActor {
                 },
             ),
             live_jobs: r.live_jobs(),
+            hedges: r.hedge_counts(),
             breaker: r.breaker_state(),
             dlq_size: r.dead_letters().len(),
             dlq_capacity: r.dead_letters().capacity(),

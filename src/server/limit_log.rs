@@ -56,6 +56,8 @@ pub struct ListenerStats {
     /// Connections being served now.
     pub open: AtomicU64,
     pub refused: Acted,
+    /// Connections closed at once: their peer held its share already.
+    pub peer_refused: Acted,
     pub accept_errors: Acted,
     pub header_timeouts: Acted,
     pub idle_timeouts: Acted,
@@ -70,6 +72,8 @@ pub struct ListenerStats {
 pub enum Limit {
     /// Connection cap reached: a new connection was closed at once.
     Refused,
+    /// Per-peer cap reached: that peer's new connection was closed at once.
+    PeerRefused,
     /// `accept` failed (out of descriptors, most often).
     AcceptError,
     HeaderTimeout,
@@ -84,6 +88,9 @@ impl Limit {
     fn what(self) -> &'static str {
         match self {
             Limit::Refused => "connection cap reached: new connections closed at once",
+            Limit::PeerRefused => {
+                "per-peer connection cap reached: that peer's new connections closed at once"
+            }
             Limit::AcceptError => "cannot accept connections",
             Limit::HeaderTimeout => "connections closed: first request head not received in time",
             Limit::IdleTimeout => {
@@ -104,6 +111,7 @@ impl Limit {
 pub struct ListenerSnapshot {
     pub open: u64,
     pub refused: u64,
+    pub peer_refused: u64,
     pub accept_errors: u64,
     pub header_timeouts: u64,
     pub idle_timeouts: u64,
@@ -119,6 +127,7 @@ impl Default for ListenerStats {
             started: Instant::now(),
             open: AtomicU64::new(0),
             refused: Acted::default(),
+            peer_refused: Acted::default(),
             accept_errors: Acted::default(),
             header_timeouts: Acted::default(),
             idle_timeouts: Acted::default(),
@@ -134,6 +143,7 @@ impl ListenerStats {
     fn acted(&self, limit: Limit) -> &Acted {
         match limit {
             Limit::Refused => &self.refused,
+            Limit::PeerRefused => &self.peer_refused,
             Limit::AcceptError => &self.accept_errors,
             Limit::HeaderTimeout => &self.header_timeouts,
             Limit::IdleTimeout => &self.idle_timeouts,
@@ -164,6 +174,7 @@ impl ListenerStats {
         ListenerSnapshot {
             open: self.open.load(Ordering::Relaxed),
             refused: self.refused.total(),
+            peer_refused: self.peer_refused.total(),
             accept_errors: self.accept_errors.total(),
             header_timeouts: self.header_timeouts.total(),
             idle_timeouts: self.idle_timeouts.total(),

@@ -32,6 +32,11 @@ pub struct ConnectionLimits {
     /// Unset: the descriptor limit (`RLIMIT_NOFILE`) less headroom for the
     /// server's own files and downstream calls, at most 10,000.
     pub connections_max: Option<usize>,
+    /// Connections one peer address may hold open at once; one more from
+    /// it is accepted and closed at once, while other peers are still
+    /// served. Unset: no cap per peer (clients behind one proxy or NAT
+    /// share an address, and the relay is the downstream's only peer).
+    pub connections_per_peer_max: Option<usize>,
     /// Header fields in one request (431 beyond).
     pub headers_max: usize,
     /// Bytes of request line and header fields together (431 beyond).
@@ -47,6 +52,7 @@ impl Default for ConnectionLimits {
             body_read_timeout_ms: 30_000.0,
             keep_alive: true,
             connections_max: None,
+            connections_per_peer_max: None,
             headers_max: 64,
             head_bytes_max: 16 * 1024,
             uri_bytes_max: 8 * 1024,
@@ -79,6 +85,9 @@ impl ConnectionLimits {
         }
         if let Some(n) = self.connections_max {
             within(n, 1, CONNECTIONS_LIMIT, "connections_max")?;
+        }
+        if let Some(n) = self.connections_per_peer_max {
+            within(n, 1, CONNECTIONS_LIMIT, "connections_per_peer_max")?;
         }
         within(self.headers_max, 1, HEADERS_LIMIT, "headers_max")?;
         within(self.head_bytes_max, 256, HEAD_BYTES_LIMIT, "head_bytes_max")?;
@@ -166,6 +175,14 @@ mod tests {
             ..ConnectionLimits::default()
         };
         assert_eq!(bad.validate().unwrap_err().field, "connections_max");
+        let bad = ConnectionLimits {
+            connections_per_peer_max: Some(0),
+            ..ConnectionLimits::default()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().field,
+            "connections_per_peer_max"
+        );
         let bad = ConnectionLimits {
             header_read_timeout_ms: 0.0,
             ..ConnectionLimits::default()

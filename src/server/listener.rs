@@ -5,13 +5,15 @@
 //! an accept loop in a background task, one hyper connection per client
 //! with the [`ConnectionLimits`] applied (header-read and idle timeouts from
 //! hyper's timer, the [`request_guard`](super::request_guard) in front of
-//! the routes), at most `connections` clients at once, and on stop a
+//! the routes), at most `connections` clients at once (and, when set, at
+//! most `connections_per_peer_max` from one address: [`PeerCap`]), and on stop a
 //! graceful close: idle connections end at once, requests in progress
 //! finish. Whoever stops it bounds the wait and aborts the task, which
 //! drops every connection still open.
 
 use super::limit_log::{Limit, ListenerSnapshot, ListenerStats};
 use super::limits::ConnectionLimits;
+use super::peer_cap::PeerCap;
 use super::request_guard::{GuardPolicy, Guarded};
 use anyhow::Context as _;
 use axum::Router;
@@ -82,6 +84,7 @@ pub fn serve_with(listener: TcpListener, app: Router, options: &ServeOptions) ->
         http: builder(&options.limits),
         policy: Arc::new(GuardPolicy::new(&options.limits, options.body_bytes_max)),
         connections_max: options.limits.connections(),
+        peers: PeerCap::new(options.limits.connections_per_peer_max),
         router: app,
         stats: stats.clone(),
     };
@@ -108,6 +111,7 @@ struct Server {
     http: http1::Builder,
     policy: Arc<GuardPolicy>,
     connections_max: usize,
+    peers: Arc<PeerCap>,
     router: Router,
     stats: Arc<ListenerStats>,
 }
@@ -141,7 +145,8 @@ impl Server {
         Ok(())
     }
 
-    /// Serves a new connection, or closes it at once when the cap is reached.
+    /// Serves a new connection, or closes it at once when the cap, or its
+    /// peer's cap, is reached.
     fn admit(
         &self,
         stream: TcpStream,
@@ -156,6 +161,15 @@ impl Server {
             self.stats.note(Limit::Refused, &detail);
             return;
         }
+        let slot = match self.peers.try_open(peer.ip()) {
+            Ok(slot) => slot,
+            Err(open) => {
+                drop(stream);
+                let detail = format!("{peer}, {open} connections open from it");
+                self.stats.note(Limit::PeerRefused, &detail);
+                return;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let answered = Arc::new(AtomicBool::new(false));
         let service = Guarded {
@@ -170,6 +184,7 @@ impl Server {
         stats.open.fetch_add(1, Ordering::Relaxed);
         connections.spawn(async move {
             let ended = connection.await;
+            drop(slot);
             stats.open.fetch_sub(1, Ordering::Relaxed);
             match ended {
                 // hyper's one timer covers the wait for every head: before

@@ -7,7 +7,7 @@
 //! `_sum` and `_count`) straight from the relay's HDR histograms.
 
 use super::views::StatsView;
-use crate::relay::{BreakerState, LatencySummary};
+use crate::relay::{BreakerState, HedgeCounts, LatencySummary};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -152,8 +152,17 @@ pub fn render(v: &StatsView) -> String {
             "limit",
             &limits,
         ),
+        (
+            "relay_retries_denied_total",
+            "Retries not made because a retry control refused them, by reason.",
+            "reason",
+            &red.retries_denied,
+        ),
     ] {
         labelled(&mut out, name, help, label, values);
+    }
+    if let Some(h) = &v.hedges {
+        hedges(&mut out, h);
     }
     summary(
         &mut out,
@@ -169,6 +178,46 @@ pub fn render(v: &StatsView) -> String {
     );
     gauges(&mut out, v);
     out
+}
+
+/// Hedging's counters; only with `[relay.hedge]`, like the limit gauges.
+fn hedges(out: &mut String, h: &HedgeCounts) {
+    for (name, help, value) in [
+        (
+            "relay_hedges_sent_total",
+            "Hedges sent: extra attempts of a job whose attempt was slow to answer.",
+            h.sent,
+        ),
+        (
+            "relay_hedges_won_total",
+            "Jobs won by an attempt other than the one that was hedged.",
+            h.won,
+        ),
+        (
+            "relay_hedges_abandoned_total",
+            "Attempts no longer waited for because another attempt of their job won.",
+            h.abandoned,
+        ),
+        (
+            "relay_hedge_first_attempts_total",
+            "First attempts, the base of the hedge budget.",
+            h.first_attempts,
+        ),
+    ] {
+        counter(out, name, help, value);
+    }
+    let not_sent = BTreeMap::from([
+        ("budget".to_owned(), h.denied_budget),
+        ("cap".to_owned(), h.denied_cap),
+        ("no_room".to_owned(), h.skipped),
+    ]);
+    labelled(
+        out,
+        "relay_hedges_not_sent_total",
+        "Hedges due but not sent, by reason: cap (max_per_job in flight), budget (budget_pct spent), no_room (no free worker, no room under the concurrency limit, or the breaker not closed).",
+        "reason",
+        &not_sent,
+    );
 }
 
 /// A struct of counters as `field -> value`, in field order.
@@ -398,6 +447,11 @@ mod tests {
                 max_seen: 5,
             }),
             live_jobs: 1,
+            hedges: Some(crate::relay::HedgeCounts {
+                sent: 3,
+                skipped: 2,
+                ..Default::default()
+            }),
             breaker: Some(BreakerState::Open),
             dlq_size: 0,
             dlq_capacity: 10,
@@ -423,6 +477,9 @@ mod tests {
         assert!(text.contains("relay_idempotency_evicted_age_last_seconds 4\n"));
         assert!(text.contains("relay_late_successes_recorded_total 0\n"));
         assert!(text.contains("relay_dlq_bytes_max 0\n"));
+        assert!(text.contains("relay_retries_denied_total{reason=\"retry-breaker\"} 0\n"));
+        assert!(text.contains("relay_hedges_sent_total 3\n"));
+        assert!(text.contains("relay_hedges_not_sent_total{reason=\"no_room\"} 2\n"));
         for line in text.lines() {
             let ok = line.starts_with("# HELP ")
                 || line.starts_with("# TYPE ")

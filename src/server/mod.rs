@@ -17,7 +17,7 @@
 //! - [`downstream`], [`flaky`]: a standalone flaky service
 //!   that counts side effects per idempotency key;
 //! - [`listener`]: binding and serving, for both servers, under the
-//!   [`limits`] (timeouts, head limits, connection cap) that the
+//!   [`limits`] (timeouts, head limits, connection caps, [`peer_cap`]) that the
 //!   [`request_guard`] and [`body_deadline`] enforce and [`limit_log`]
 //!   counts; [`json`]: what a valid JSON body is;
 //! - [`client`]: a small HTTP client; [`bench`]: the accept-path benchmark.
@@ -43,6 +43,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod payload_log;
+pub mod peer_cap;
 pub mod problem;
 pub mod replay_guard;
 pub mod request_guard;

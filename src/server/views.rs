@@ -9,8 +9,8 @@
 use super::limit_log::ListenerSnapshot;
 use super::problem::Problem;
 use crate::relay::{
-    BreakerState, ByteSize, CallError, DeadLetter, DeadLetterQueue, GiveUp, JobId, JobState,
-    JobStatus, LateSuccess, RedriveError, ReplayWindow, StatsSnapshot, WhenFull,
+    BreakerState, ByteSize, CallError, DeadLetter, DeadLetterQueue, GiveUp, HedgeCounts, JobId,
+    JobState, JobStatus, LateSuccess, RedriveError, ReplayWindow, StatsSnapshot, WhenFull,
 };
 use crate::time::{duration_ms, Time};
 use axum::http::StatusCode;
@@ -373,6 +373,11 @@ pub struct StatsView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency_limit: Option<LimitGauge>,
     pub live_jobs: usize,
+    /// Hedges sent, won, abandoned and not sent (by reason), when
+    /// `[relay.hedge]` is set. Retries the retry controls refused are
+    /// `retries_denied`, by reason, beside the other counters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hedges: Option<HedgeCounts>,
     pub breaker: Option<BreakerState>,
     pub dlq_size: usize,
     pub dlq_capacity: usize,

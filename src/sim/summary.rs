@@ -1,7 +1,9 @@
 //! What a run amounts to: the numbers `simulate` prints.
 
 use super::downstream::Downstream;
-use crate::relay::{Denied, DeniedCounts, LatencyHistogram, LatencySummary, Refusal, Relay};
+use crate::relay::{
+    Denied, DeniedCounts, HedgeCounts, LatencyHistogram, LatencySummary, Refusal, Relay,
+};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -84,6 +86,16 @@ pub struct Summary {
     #[serde(default)]
     pub downstream_successes: u64,
     pub relay_retries: u64,
+    /// Relay retries its retry budget did not allow.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub relay_denied_budget: u64,
+    /// Relay retries its retry breaker did not allow.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub relay_denied_retry_breaker: u64,
+    /// Hedges sent, won, abandoned and not sent; absent without
+    /// `[relay.hedge]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedges: Option<HedgeCounts>,
     /// Downstream calls per accepted job.
     pub retry_amplification: f64,
     pub side_effects: u64,
@@ -209,6 +221,9 @@ impl Summary {
             downstream_calls: downstream.calls(),
             downstream_successes: c.call_successes,
             relay_retries: s.retries,
+            relay_denied_budget: s.retries_denied[Denied::Budget],
+            relay_denied_retry_breaker: s.retries_denied[Denied::RetryBreaker],
+            hedges: relay.hedge_counts(),
             retry_amplification: if accepted == 0 {
                 0.0
             } else {
@@ -310,6 +325,22 @@ impl fmt::Display for Summary {
             "  downstream calls        {:>12}   (relay retries: {})",
             self.downstream_calls, self.relay_retries
         )?;
+        if self.relay_denied_budget + self.relay_denied_retry_breaker > 0 {
+            writeln!(
+                f,
+                "  relay retries denied    {:>12}   (budget {}  retry breaker {})",
+                self.relay_denied_budget + self.relay_denied_retry_breaker,
+                self.relay_denied_budget,
+                self.relay_denied_retry_breaker
+            )?;
+        }
+        if let Some(h) = &self.hedges {
+            writeln!(
+                f,
+                "  hedges sent             {:>12}   won {}  abandoned {}  not sent: cap {}  budget {}  no room {}",
+                h.sent, h.won, h.abandoned, h.denied_cap, h.denied_budget, h.skipped
+            )?;
+        }
         writeln!(
             f,
             "  retry amplification     {:>12.3}   calls per accepted job",
