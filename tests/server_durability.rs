@@ -370,3 +370,62 @@ async fn the_same_kill_with_the_memory_store_loses_jobs() {
         before.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_downstream_finishes_a_call_whose_caller_hung_up_and_writes_it_to_its_ledger() {
+    use resilient_relay::server::flaky::FaultConfig;
+    use resilient_relay::server::{DownstreamService, DownstreamSettings};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger_path = dir.path().join("ledger.tsv");
+    let fault = FaultConfig {
+        latency_ms: 300.0,
+        ..FaultConfig::default()
+    };
+    let ds = DownstreamService::spawn(&DownstreamSettings {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        fault: (&fault).into(),
+        keys_max: 100,
+        in_flight_max: 100,
+        ledger: Some(ledger_path.clone()),
+    })
+    .await
+    .expect("downstream starts");
+    let client = HttpClient::new(1 << 20);
+    let work = uri(&ds.base_url(), "/work").expect("uri");
+    let header = (
+        HeaderName::from_static("idempotency-key"),
+        HeaderValue::from_static("hung-up"),
+    );
+    // The caller gives up after 50 ms of the call's 300.
+    let call = client.post_json(&work, std::slice::from_ref(&header), "{}");
+    assert!(tokio::time::timeout(Duration::from_millis(50), call)
+        .await
+        .is_err());
+    let keyless = client.post_json(&work, &[], "{\"k\":0}");
+    assert!(tokio::time::timeout(Duration::from_millis(50), keyless)
+        .await
+        .is_err());
+    let effects = uri(&ds.base_url(), "/effects/hung-up").expect("uri");
+    let until = Instant::now() + PATIENCE;
+    loop {
+        let r = client.get(&effects).await.expect("answers");
+        if r.json()["effects"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the work was dropped with the connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let text = std::fs::read_to_string(&ledger_path).expect("ledger");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.contains(&"hung-up\t1"), "{text}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("sha256:") && l.ends_with("\t0")),
+        "a keyless effect is named by its payload: {text}"
+    );
+}

@@ -224,12 +224,17 @@ impl RelayActor {
         let sleep = tokio::time::sleep_until(self.clock.far_future());
         tokio::pin!(sleep);
         let mut armed: Option<Time> = None;
+        // A recovered relay has work under way before any input: its first
+        // turn is taking that, and arming its timer.
+        let mut started = false;
         loop {
             let room = self
                 .durable
                 .as_ref()
                 .is_none_or(|d| d.pending.len() < PIPELINE_MAX);
-            if room && !self.ready.is_empty() {
+            if !started {
+                started = true;
+            } else if room && !self.ready.is_empty() {
                 // Answers that came back at once, fed in as a turn of their own.
                 while let Some(done) = self.ready.pop_front() {
                     self.on_result(done);
