@@ -185,22 +185,24 @@ fn a_hedge_spends_an_attempt_of_attempts_max() {
     assert!(drain(&mut r).calls.is_empty(), "nothing more is sent");
 }
 
-/// The other half of the rule: `attempts_max` does not refuse a hedge. With
-/// one attempt allowed (never retry), the attempt is still hedged, so the
-/// job makes two calls; only `max_per_job` and `budget_pct` bound hedges.
+/// The other half of the rule: `attempts_max` bounds every call of a job,
+/// hedges included. With one attempt allowed (never retry) the attempt is
+/// not hedged, and the refusal is counted.
 #[test]
-fn attempts_max_does_not_refuse_a_hedge() {
+fn attempts_max_refuses_a_hedge_beyond_it() {
     let mut cfg = hedged(2, 1, 100.0);
     cfg.retry.attempts_max = 1;
     let mut r = relay(cfg);
-    let (first, hedge) = one_hedged_job(&mut r);
-    assert_eq!((first.attempt, hedge.attempt), (1, 2));
+    r.handle_request(ms(0), request(1));
+    let first = drain(&mut r).calls[0];
+    r.handle_timeout(ms(20));
+    assert!(drain(&mut r).calls.is_empty(), "no second call of the job");
+    let c = r.hedge_counts().expect("on");
+    assert_eq!((c.sent, c.denied_attempts), (0, 1));
     r.handle_call_result(ms(25), first, Err(CallError::ServerError));
-    r.handle_call_result(ms(26), hedge, Err(CallError::ServerError));
     let s = drain(&mut r);
     assert_eq!(s.retries, 0);
-    assert_eq!(r.stats().attempts, 2, "attempts_max = 1, two calls");
-    assert_eq!(r.hedge_counts().map(|c| c.sent), Some(1));
+    assert_eq!(r.stats().attempts, 1, "attempts_max = 1, one call");
 }
 
 #[test]

@@ -37,11 +37,10 @@ use std::time::Duration;
 /// every attempt in flight has failed, the retry decision counts them all
 /// against `retry.attempts_max`: a job whose first attempt was hedged once
 /// has `attempts_max − 2` retries left, not `attempts_max − 1`, so hedging
-/// spends retries rather than adding to them. `attempts_max` does not
-/// refuse a hedge itself, though: the last attempt it allows may still be
-/// hedged, so a hedged job can make more than `attempts_max` calls; only
-/// `max_per_job` (in flight at once) and `budget_pct` (over the run) bound
-/// the extra calls.
+/// spends retries rather than adding to them. `attempts_max` bounds the
+/// job's calls, hedges included: the last attempt it allows is not hedged.
+/// Within that, `max_per_job` (in flight at once) and `budget_pct` (over
+/// the run) bound the extra calls.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HedgeConfig {
@@ -168,6 +167,9 @@ pub struct HedgeCounts {
     pub denied_cap: u64,
     /// Hedges not sent: the budget was spent.
     pub denied_budget: u64,
+    /// Hedges not sent: the job had used `retry.attempts_max` attempts,
+    /// which bounds every call of a job, hedges included.
+    pub denied_attempts: u64,
     /// Hedges not sent: no worker free, or the breaker not closed.
     pub skipped: u64,
     /// First attempts, the budget's base.
@@ -317,6 +319,11 @@ impl Hedger {
             return Err(HedgeDenied::Budget);
         }
         Ok(())
+    }
+
+    /// A hedge not sent because the job has no attempt left.
+    pub fn out_of_attempts(&mut self) {
+        self.counts.denied_attempts += 1;
     }
 
     /// A hedge that could not start for want of a worker or a closed breaker.

@@ -1425,6 +1425,12 @@ impl<K: Key, P: Payload> Relay<K, P> {
             else {
                 continue;
             };
+            if attempt >= self.retry.attempts_max() {
+                if let Some(h) = &mut self.hedge {
+                    h.out_of_attempts();
+                }
+                continue;
+            }
             // A hedge is a call like any other: it needs a free worker and
             // room under the concurrency limit.
             let room = self.workers.has_free_slot() && self.under_limit();

@@ -181,6 +181,11 @@ impl RetryPolicy {
         }
     }
 
+    /// Attempts per job, the first included; hedges count too.
+    pub fn attempts_max(&self) -> u32 {
+        self.attempts_max
+    }
+
     /// An attempt goes out; `retry` unless it is the job's first.
     pub fn on_send(&mut self, now: Time, retry: bool) {
         self.gate.on_send(now, retry);

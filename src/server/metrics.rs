@@ -217,6 +217,7 @@ fn hedges(out: &mut String, h: &HedgeCounts) {
         counter(out, name, help, value);
     }
     let not_sent = BTreeMap::from([
+        ("attempts".to_owned(), h.denied_attempts),
         ("budget".to_owned(), h.denied_budget),
         ("cap".to_owned(), h.denied_cap),
         ("no_room".to_owned(), h.skipped),
@@ -224,7 +225,7 @@ fn hedges(out: &mut String, h: &HedgeCounts) {
     labelled(
         out,
         "relay_hedges_not_sent_total",
-        "Hedges due but not sent, by reason: cap (max_per_job in flight), budget (budget_pct spent), no_room (no free worker, no room under the concurrency limit, or the breaker not closed).",
+        "Hedges due but not sent, by reason: attempts (the job's last attempt allowed by attempts_max), cap (max_per_job in flight), budget (budget_pct spent), no_room (no free worker, no room under the concurrency limit, or the breaker not closed).",
         "reason",
         &not_sent,
     );
