@@ -1,10 +1,13 @@
 //! The jitter comparison's contention part, run end to end in quick mode:
 //! files, shape of the results, determinism across thread counts, charts.
 
-use resilient_relay::experiment::{run_named, RunReport, RunSettings};
+#[path = "common/experiments.rs"]
+mod experiments;
+
+use experiments::{read, svg_texts};
+use resilient_relay::experiment::RunReport;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 const STRATEGIES: [&str; 5] = [
     "no-backoff",
@@ -18,26 +21,7 @@ const QUICK_CLIENTS: [u32; 4] = [10, 50, 100, 150];
 const QUICK_SEEDS: u64 = 20;
 
 fn quick_run(jobs: usize) -> &'static RunReport {
-    static ONE: OnceLock<RunReport> = OnceLock::new();
-    static TWO: OnceLock<RunReport> = OnceLock::new();
-    let cell = if jobs == 1 { &ONE } else { &TWO };
-    cell.get_or_init(|| {
-        let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("experiment_contention_jobs{jobs}"));
-        let _ = std::fs::remove_dir_all(&out_dir);
-        let settings = RunSettings {
-            out_dir,
-            jobs,
-            quick: true,
-            seeds: None,
-            progress: false,
-        };
-        run_named("jitter-comparison", &settings).expect("quick run succeeds")
-    })
-}
-
-fn read(dir: &Path, file: &str) -> String {
-    std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+    experiments::quick_run("jitter-comparison", jobs)
 }
 
 /// Summary rows keyed by (strategy, clients) → column → value.
@@ -200,18 +184,6 @@ fn charts_decode_at_the_expected_size_and_name_every_series() {
             "{chart}.svg font"
         );
     }
-}
-
-/// The trimmed contents of every `<text>` element.
-fn svg_texts(svg: &str) -> Vec<&str> {
-    svg.split("<text")
-        .skip(1)
-        .filter_map(|element| {
-            let start = element.find('>')? + 1;
-            let end = element.find("</text>")?;
-            Some(element[start..end].trim())
-        })
-        .collect()
 }
 
 #[test]

@@ -3,10 +3,13 @@
 //! exist to show, byte identity across thread counts, charts, and a pinned
 //! quick-mode summary per experiment.
 
-use resilient_relay::experiment::{run_named, RunReport, RunSettings};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+#[path = "common/experiments.rs"]
+mod experiments;
+
+use experiments::{
+    csv, quick_run, read, rows as summary, same_bytes as check_byte_identity, svg_texts,
+};
+use std::path::Path;
 
 const STRATEGIES: [&str; 5] = [
     "no-backoff",
@@ -30,66 +33,6 @@ const EXPERIMENTS: [&str; 7] = [
     "timeout-tuning",
     "worker-pool-sizing",
 ];
-
-/// Each experiment's quick run with `jobs` threads, once per test binary.
-fn quick_run(experiment: &str, jobs: usize) -> &'static RunReport {
-    static RUNS: [OnceLock<RunReport>; 14] = [const { OnceLock::new() }; 14];
-    let index = EXPERIMENTS
-        .iter()
-        .position(|e| *e == experiment)
-        .expect("known experiment");
-    RUNS[2 * index + jobs - 1].get_or_init(|| {
-        let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("experiment_relay_{experiment}_jobs{jobs}"));
-        let _ = std::fs::remove_dir_all(&out_dir);
-        let settings = RunSettings {
-            out_dir,
-            jobs,
-            quick: true,
-            seeds: None,
-            progress: false,
-        };
-        run_named(experiment, &settings).expect("quick run succeeds")
-    })
-}
-
-fn read(dir: &Path, file: &str) -> String {
-    std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
-}
-
-/// A CSV as its header and rows of raw strings.
-fn csv(dir: &Path, file: &str) -> (Vec<String>, Vec<Vec<String>>) {
-    let text = read(dir, file);
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header = reader
-        .headers()
-        .expect("header")
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let rows = reader
-        .records()
-        .map(|r| r.expect("row").iter().map(str::to_string).collect())
-        .collect();
-    (header, rows)
-}
-
-/// Summary rows keyed by their key columns joined with `/`: column → value.
-fn summary(dir: &Path, file: &str, keys: usize) -> BTreeMap<String, BTreeMap<String, f64>> {
-    let (header, rows) = csv(dir, file);
-    rows.into_iter()
-        .map(|row| {
-            let key = row[..keys].join("/");
-            let values = header
-                .iter()
-                .zip(&row)
-                .skip(keys)
-                .map(|(h, v)| (h.clone(), v.parse().unwrap_or(f64::NAN)))
-                .collect();
-            (key, values)
-        })
-        .collect()
-}
 
 /// `metric` expanded to the summary's three columns.
 fn summary_columns(keys: &[&str], metrics: &[&str]) -> Vec<String> {
@@ -134,28 +77,6 @@ fn check_tables(
     }
 }
 
-/// Every output but `meta.json`'s timing is the same bytes for 1 and 2 jobs.
-fn check_byte_identity(experiment: &str) {
-    let one = quick_run(experiment, 1);
-    let two = quick_run(experiment, 2);
-    assert_eq!(one.files, two.files);
-    for file in one.files.iter().filter(|f| *f != "meta.json") {
-        let a = std::fs::read(one.dir.join(file)).expect("jobs 1 output");
-        let b = std::fs::read(two.dir.join(file)).expect("jobs 2 output");
-        assert!(
-            a == b,
-            "{experiment}: {file} differs between --jobs 1 and 2"
-        );
-    }
-    let meta = |dir: &Path| {
-        let mut v: serde_json::Value =
-            serde_json::from_str(&read(dir, "meta.json")).expect("meta.json is JSON");
-        v.as_object_mut().and_then(|m| m.remove("timing"));
-        v
-    };
-    assert_eq!(meta(&one.dir), meta(&two.dir), "{experiment}: meta.json");
-}
-
 /// The PNG decodes at the chart size and is drawn on; the SVG names every
 /// series and both axes.
 fn check_chart(dir: &Path, chart: &str, series: &[&str], x_label: &str) {
@@ -174,18 +95,6 @@ fn check_chart(dir: &Path, chart: &str, series: &[&str], x_label: &str) {
             "{chart}.svg lacks {name:?}: {texts:?}"
         );
     }
-}
-
-/// The trimmed contents of every `<text>` element.
-fn svg_texts(svg: &str) -> Vec<&str> {
-    svg.split("<text")
-        .skip(1)
-        .filter_map(|element| {
-            let start = element.find('>')? + 1;
-            let end = element.find("</text>")?;
-            Some(element[start..end].trim())
-        })
-        .collect()
 }
 
 mod breaker_tuning {

@@ -302,6 +302,17 @@ fn a_baseline_or_exclusion_that_names_nothing_is_refused_with_the_names() {
     let bad = MINE.replace("name = \"fast-retries\"", "name = \"retries\"");
     let message = errors_of(&bad);
     assert!(message.contains("`retries` is named twice"), "{message}");
+    // A chart over an axis draws each line from one level of the other
+    // axes: `only` may name one label per axis there, never two.
+    let mixed = "[[charts]]\nname = \"mixed\"\ntitle = \"t\"\ndescription = \"d\"\n\
+        x = \"load\"\ny_label = \"y\"\nlegend = \"upper-right\"\ny = \"served_pct\"\n\
+        only = { strategy = [\"retries\", \"no-retries\"] }\n\n[summary]";
+    let bad = MINE.replacen("[summary]", mixed, 1);
+    let message = errors_of(&bad);
+    assert!(
+        message.contains("charts[1].only: a chart over `x` takes one label per axis in `only`"),
+        "{message}"
+    );
 }
 
 /// The trimmed contents of every `<text>` element.

@@ -54,6 +54,10 @@ catalogue! {
     ServedPct: "served_pct", "% of requests", 2, "logical requests that got a success", |s| pct(s.client_succeeded, s.arrivals);
     ClientAbandoned: "client_abandoned", "requests", 0, "logical requests whose client gave up", |s| n(s.client_abandoned);
     RequestsAbandonedPct: "requests_abandoned_pct", "% of requests", 2, "logical requests whose client gave up after its last send", |s| pct(s.client_abandoned, s.arrivals);
+    ClientStillWaiting: "client_still_waiting", "requests", 0, "logical requests still waiting for a final answer when the run ended", |s| n(s.client_still_waiting);
+    ClientDeniedBudget: "client_denied_budget", "retries", 0, "client retries their retry budgets did not allow", |s| n(s.client_denied_budget);
+    ClientDeniedRetryBreaker: "client_denied_retry_breaker", "retries", 0, "client retries their retry breakers did not allow", |s| n(s.client_denied_retry_breaker);
+    ClientDeniedThrottled: "client_denied_throttled", "sends", 0, "client sends (first tries or retries) adaptive throttling rejected locally", |s| n(s.client_denied_throttled);
     ClientRetries: "client_retries", "sends", 0, "sends that retried a logical request", |s| n(s.client_retries);
     Shed429: "shed_429", "answers", 0, "429s because the queue was full", |s| n(s.shed_429);
     Shed429Pct: "shed_429_pct", "% of sends", 2, "429s because the queue was full, per send", |s| pct(s.shed_429, s.sends);
@@ -69,6 +73,7 @@ catalogue! {
     DlqOverflowedPct: "dlq_overflowed_pct", "% of dead-lettered", 2, "letters dropped because the dead-letter queue was full, per dead-lettered job", |s| pct(s.dlq_overflowed, s.dead_lettered);
     DlqFullPct: "dlq_full_pct", "% of runs", 1, "runs that ended with the dead-letter queue full", |s| if s.dlq_full { 100.0 } else { 0.0 };
     DownstreamCalls: "downstream_calls", "calls", 0, "calls the relay made to the downstream", |s| n(s.downstream_calls);
+    CallsPerRequest: "calls_per_request", "calls per request", 3, "downstream calls per logical request (client retries and relay retries included)", |s| ratio(s.downstream_calls, s.arrivals);
     RetryAmplification: "retry_amplification", "calls per job", 3, "downstream calls per accepted job", |s| ratio(s.downstream_calls, s.accepted);
     RelayRetries: "relay_retries", "attempts", 0, "attempts the relay retried", |s| n(s.relay_retries);
     RetriesPer100Requests: "retries_per_100_requests", "per 100 requests", 2, "relay retries per 100 logical requests", |s| pct(s.relay_retries, s.arrivals);

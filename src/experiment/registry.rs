@@ -160,6 +160,7 @@ built_in![
     "queue-sizing",
     "rate-limit-sizing",
     "retry-policies",
+    "retry-policies-clients",
     "retry-storm",
     "timeout-tuning",
     "worker-pool-sizing",

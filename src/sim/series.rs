@@ -10,6 +10,8 @@ use serde::Serialize;
 pub struct Series {
     /// Client sends, first tries and retries.
     pub starts: Vec<u32>,
+    /// First tries of logical requests, sent or rejected locally by
+    /// adaptive throttling: the offered load.
     pub first_tries: Vec<u32>,
     /// Client re-sends.
     pub retries: Vec<u32>,
@@ -32,6 +34,9 @@ pub struct Series {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Count {
     FirstTry,
+    /// A first try adaptive throttling rejected before it left the client:
+    /// offered load all the same (a first try), and a denial.
+    FirstTryThrottled,
     Retry,
     Success,
     Timeout,
@@ -105,6 +110,10 @@ impl SeriesRecorder {
             Count::Call => &mut s.calls,
             Count::Refusal => &mut s.refusals,
             Count::BudgetDenied => &mut s.budget_denied,
+            Count::FirstTryThrottled => {
+                s.first_tries[i] += 1;
+                &mut s.budget_denied
+            }
         };
         v[i] += 1;
     }
@@ -142,6 +151,15 @@ mod tests {
         assert_eq!(s.first_tries, vec![1, 0, 0, 0, 0]);
         assert_eq!(s.retries, vec![0, 1, 0, 0, 0]);
         assert_eq!(s.in_progress, vec![0, 3, 3, 1, 1]);
+    }
+
+    #[test]
+    fn a_throttled_first_try_is_offered_load_but_no_send() {
+        let mut r = SeriesRecorder::new(1000.0);
+        r.count(Time::from_millis(10), Count::FirstTryThrottled);
+        let s = r.finish(Time::from_millis(1000));
+        assert_eq!((s.first_tries, s.starts), (vec![1], vec![0]));
+        assert_eq!(s.budget_denied, vec![1]);
     }
 
     #[test]

@@ -817,6 +817,9 @@ impl Simulation {
                 outcome: "succeeded" | "replayed",
                 ..
             } => Count::Success,
+            // Only throttling can refuse a first try (budgets and breakers
+            // govern retries): it was offered all the same.
+            SimRecord::ClientRetryDenied { send: 1, .. } => Count::FirstTryThrottled,
             SimRecord::ClientRetryDenied { .. } => Count::BudgetDenied,
             _ => return,
         };

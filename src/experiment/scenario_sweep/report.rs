@@ -31,7 +31,8 @@ pub(super) struct RawChart {
     calls_bucket_ms: Option<Spanned<f64>>,
     /// …or time: this counter of `[series]`, one line per point.
     over_time: Option<Spanned<SeriesMetric>>,
-    /// Only the points these axes' labels select (`{ trigger = "spike" }`).
+    /// Only the points these axes' labels select (`{ trigger = "spike" }`);
+    /// over `x`, one label per named axis, the other axes at their first.
     only: Option<Spanned<toml::Table>>,
     /// A stretch of time to shade (instead of the scenario's outage).
     shade: Option<RawShade>,
@@ -140,10 +141,19 @@ pub(super) fn check_chart(
         None => Selection::default(),
     };
     checks.check(
-        raw.only.is_none() || raw.over_time.is_some(),
+        raw.only.is_none() || raw.over_time.is_some() || raw.x.is_some(),
         &field,
         0..0,
-        || "`only` selects the points of a chart with `over_time`".into(),
+        || "`only` selects the points of a chart with `over_time` or `x`".into(),
+    );
+    checks.check(
+        raw.x.is_none() || only.fixes_all(),
+        &format!("{field}.only"),
+        0..0,
+        || {
+            "a chart over `x` takes one label per axis in `only` (its lines must not mix points)"
+                .into()
+        },
     );
     if let Some(shade) = &raw.shade {
         checks.check(
@@ -699,14 +709,16 @@ fn chart_points(view: &View<'_>, chart: &Chart) -> Vec<PointSummary<Point>> {
     let free = |axis: usize| {
         Some(axis) == chart.x_axis || chart.series.as_ref().is_some_and(|s| s.0 == axis)
     };
+    // Every other axis at the level `only` names, or else at its first.
     view.summaries
         .iter()
         .filter(|s| {
-            s.point
-                .levels
-                .iter()
-                .enumerate()
-                .all(|(a, &l)| free(a) || l == 0)
+            chart.only.selects(&s.point.levels)
+                && s.point
+                    .levels
+                    .iter()
+                    .enumerate()
+                    .all(|(a, &l)| free(a) || chart.only.fixes(a) || l == 0)
         })
         .cloned()
         .collect()

@@ -169,6 +169,11 @@ impl Selection {
             .iter()
             .any(|(a, chosen)| *a == axis && chosen.len() == 1)
     }
+
+    /// Whether every axis it names is narrowed to a single level.
+    pub fn fixes_all(&self) -> bool {
+        self.0.iter().all(|(_, chosen)| chosen.len() == 1)
+    }
 }
 
 /// Reads `{ column = "label" | ["label", …], … }`; an unknown column or

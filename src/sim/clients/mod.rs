@@ -153,6 +153,10 @@ struct Logical {
     backoff: BackoffState,
     /// The job this request waits on, or [`NO_JOB`].
     job: JobId,
+    /// News of a job's end that overtook the answer accepting it (the two
+    /// cross the network separately): the outcome, applied when the answer
+    /// naming that job arrives. At most one; a later one replaces it.
+    early_news: Option<(JobId, bool)>,
 }
 
 const NO_MEMBER: u32 = u32::MAX;
@@ -320,6 +324,12 @@ impl Clients {
             Answer::Accepted { job } => {
                 self.own(*job, slot);
                 self.requests[slot].job = *job;
+                if let Some((early, succeeded)) = self.requests[slot].early_news.take() {
+                    if early == *job {
+                        self.job_outcome(now, slot, succeeded);
+                        return;
+                    }
+                }
                 let source = &self.sources[usize::from(self.requests[slot].source)];
                 if let Some(t) = source.timeout {
                     let timer = ClientTimer::Timeout {
@@ -379,9 +389,17 @@ impl Clients {
 
     /// The news that job `job`, created from logical request slot `slot`,
     /// finished, arriving after the network.
+    /// The news can overtake the answer that accepted the job: it is then
+    /// kept until that answer arrives, so no outcome is ever lost to the
+    /// order of two messages.
     pub fn handle_job_news(&mut self, now: Time, slot: usize, job: JobId, succeeded: bool) {
-        if self.requests.get(slot).is_some_and(|l| l.job == job) {
+        let Some(l) = self.requests.get_mut(slot) else {
+            return;
+        };
+        if l.job == job {
             self.job_outcome(now, slot, succeeded);
+        } else if l.job == NO_JOB {
+            l.early_news = Some((job, succeeded));
         }
     }
 
@@ -509,6 +527,7 @@ impl Clients {
             cause: RetryCause::Error,
             backoff: BackoffState::default(),
             job: NO_JOB,
+            early_news: None,
         });
         if let Some(d) = self.sources[usize::from(source)].deadline {
             let timer = ClientTimer::Deadline {
@@ -828,6 +847,31 @@ mod tests {
             matches!(c.handle_timer(Time::from_millis(150), timeout), Woke::Stale),
             "the first send's timeout is for a send that is over"
         );
+    }
+
+    #[test]
+    fn news_of_the_end_that_overtakes_the_acceptance_is_not_lost() {
+        // The answer accepting a job and the news that it finished cross the
+        // network separately; the news may arrive first.
+        let mut c = one_client(retry(1, 0.0), 1);
+        drain(&mut c);
+        let out = sent(c.handle_timer(Time::ZERO, START));
+        let job = JobId(5);
+        c.handle_job_news(Time::from_millis(30), out.slot, job, true);
+        assert_eq!(
+            c.waiting(),
+            1,
+            "not accepted yet as far as the client knows"
+        );
+        c.handle_answer(Time::from_millis(40), out.slot, &Answer::Accepted { job });
+        assert_eq!((c.waiting(), c.stats().succeeded), (0, 1));
+        // News of some other job does not end a request accepted later.
+        let mut c = one_client(retry(1, 0.0), 1);
+        drain(&mut c);
+        let out = sent(c.handle_timer(Time::ZERO, START));
+        c.handle_job_news(Time::from_millis(30), out.slot, JobId(9), true);
+        c.handle_answer(Time::from_millis(40), out.slot, &Answer::Accepted { job });
+        assert_eq!((c.waiting(), c.stats().succeeded), (1, 0));
     }
 
     #[test]
