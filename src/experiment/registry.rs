@@ -163,6 +163,7 @@ built_in![
     "retry-storm",
     "timeout-tuning",
     "worker-pool-sizing",
+    "crash-recovery",
 ];
 
 /// The built-in definition called `name`.
