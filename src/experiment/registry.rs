@@ -155,6 +155,7 @@ macro_rules! built_in {
 
 built_in![
     "breaker-tuning",
+    "crash-recovery",
     "dlq-sizing",
     "jitter-comparison",
     "queue-sizing",
@@ -163,7 +164,6 @@ built_in![
     "retry-storm",
     "timeout-tuning",
     "worker-pool-sizing",
-    "crash-recovery",
 ];
 
 /// The built-in definition called `name`.
