@@ -97,6 +97,11 @@ catalogue! {
     DoneLastS: "done_last_s", "s", 2, "when the last logical request got its final answer", |s| s.client_done_last_s;
     FirstPopulationServedPct: "first_population_served_pct", "% of its requests", 2, "logical requests of the first [[clients]] population that got a success", |s| population_pct(s, true);
     OtherPopulationsServedPct: "other_populations_served_pct", "% of their requests", 2, "logical requests of every other population that got a success", |s| population_pct(s, false);
+    JobsLost: "jobs_lost", "jobs", 0, "jobs whose 202 had left and that no store kept through a relay crash", |s| n(s.jobs_lost);
+    JobsRecovered: "jobs_recovered", "jobs", 0, "unfinished jobs taken back from the store after a crash", |s| n(s.jobs_recovered);
+    JobsRedelivered: "jobs_redelivered", "jobs", 0, "recovered jobs that had started an attempt: run again, their work possibly done twice", |s| n(s.jobs_redelivered);
+    RefusedWhileDown: "refused_while_down", "sends", 0, "sends that found the relay down (refused connections, retried by the clients)", |s| n(s.refused_while_down);
+    ClientStillWaiting: "client_still_waiting", "requests", 0, "logical requests still waiting at the end (for a job lost in a crash, or still running)", |s| n(s.client_still_waiting);
 }
 
 impl Metric {

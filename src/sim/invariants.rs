@@ -124,14 +124,21 @@ impl Checker {
             c.key_succeeded(r.finished_at, r.key);
         }
         for j in &stored.jobs {
-            c.accepted(at, j.job)?;
-            if j.attempts > 0 {
-                c.queued_in -= 1;
-                c.in_lane[j.job.slot()] = true;
-                c.lane_count += 1;
-            }
+            c.adopted(at, j.job, j.attempts > 0)?;
         }
         Ok(c)
+    }
+
+    /// A job taken from a store: live, queued, or in the retry lane when it
+    /// had started an attempt.
+    pub fn adopted(&mut self, at: Time, job: JobId, in_lane: bool) -> Check {
+        self.accepted(at, job)?;
+        if in_lane {
+            self.queued_in -= 1;
+            self.in_lane[job.slot()] = true;
+            self.lane_count += 1;
+        }
+        Ok(())
     }
 
     /// A job entered the queue by another way than acceptance (a redrive).

@@ -16,15 +16,16 @@ use super::network::{after, call_step, ClientLeg, Network};
 use super::scenario::Scenario;
 use super::scheduler::Scheduler;
 use super::series::{Count, Series, SeriesRecorder};
-use super::store::SimStore;
+use super::store::{SimStore, StoreKind};
 use super::summary::{Counters, Summary};
 use super::trace::{SimRecord, Trace, TraceRecord};
 use crate::relay::{
     Answer, CallError, CallId, Event, Finished, GiveUp, JobId, LatencyHistogram, Outcome, Output,
-    Refusal, Relay, RelaySettings, Stats, Stored,
+    Refusal, Relay, RelaySettings, Stats, Stored, StoredJob,
 };
 use crate::rng::{Domain, Seed};
 use crate::time::{duration_ms, ms_to_nanos, Time};
+use rustc_hash::FxHashMap;
 use slab::Slab;
 use std::time::Duration;
 
@@ -173,8 +174,13 @@ enum Effect {
     Answer(AnswerInTransit),
     /// A call leaves for the downstream.
     Call { call: CallId, key: u64, step: u64 },
-    /// The news that a job finished leaves for its client.
-    News { job: JobId, success: bool },
+    /// The news that a job finished leaves for its client (where it came
+    /// from is looked up when it finished: its slot may be reused since).
+    News {
+        job: JobId,
+        success: bool,
+        origin: Option<Origin>,
+    },
 }
 
 /// Whose side effect a call lands: the logical request number, with
@@ -199,6 +205,10 @@ struct Origin {
     /// The client's slot for that logical request.
     slot: u32,
     keyed: bool,
+    /// The id the client knows the job by: `job`, unless another replica
+    /// adopted it (under a new slot, which may be the old one).
+    client_job: JobId,
+    adopted: bool,
 }
 
 /// The relay's answer on its way to a client.
@@ -246,6 +256,12 @@ pub struct Simulation {
     serial_at_crash: u32,
     /// The counts of the relay's earlier lives.
     carried: Stats,
+    /// A shared store's jobs of a crashed replica, with where they came
+    /// from, until their lease expires and another replica adopts them.
+    leased: Vec<(StoredJob<u64, ()>, Option<Origin>)>,
+    /// Origins of jobs the store still holds whose slot a newer job took
+    /// (bounded by the store's unfinished jobs: each leaves as its job ends).
+    displaced: FxHashMap<JobId, Origin>,
 }
 
 /// Buckets kept for a calls-per-bucket series.
@@ -294,6 +310,8 @@ impl Simulation {
             life: 0,
             serial_at_crash: 0,
             carried: Stats::default(),
+            leased: Vec::new(),
+            displaced: FxHashMap::default(),
         };
         for (i, c) in scenario.faults.crash.iter().enumerate() {
             let index = i as u8;
@@ -538,6 +556,8 @@ impl Simulation {
                 send,
                 slot: slot as u32,
                 keyed,
+                client_job: job,
+                adopted: false,
             });
         }
         let reply = AnswerInTransit {
@@ -631,7 +651,11 @@ impl Simulation {
         match e {
             Effect::Answer(a) => self.answer_leaves(now, a, true),
             Effect::Call { call, key, step } => self.call_leaves_relay(now, call, key, step),
-            Effect::News { job, success } => self.news_leaves(now, job, success),
+            Effect::News {
+                job,
+                success,
+                origin,
+            } => self.news_leaves(now, job, success, origin),
         }
     }
 
@@ -668,6 +692,9 @@ impl Simulation {
         }
         self.carried = self.relay.stats().clone();
         self.serial_at_crash = self.relay.next_serial();
+        if self.store.config.kind == StoreKind::Shared {
+            return self.fail_over(now, index);
+        }
         let mut dead = Relay::new(
             &self.relay_settings,
             Seed(self.seed).stream(Domain::Relay, 0),
@@ -683,6 +710,9 @@ impl Simulation {
 
     /// The relay restarts from what the store kept.
     fn restart(&mut self, now: Time, index: u8) -> Result<(), Violation> {
+        if self.store.config.kind == StoreKind::Shared {
+            return self.adopt_leased(now);
+        }
         let stored = if self.store.config.is_durable() {
             self.store.durable.stored()
         } else {
@@ -692,6 +722,19 @@ impl Simulation {
             }
         };
         let checker = self.checker.restarted(now, &stored)?;
+        self.relay = self.recovered(now, index, stored)?;
+        self.checker = checker;
+        self.down = false;
+        Ok(())
+    }
+
+    /// A relay rebuilt from `stored`, carrying its earlier lives' counts.
+    fn recovered(
+        &mut self,
+        now: Time,
+        index: u8,
+        stored: Stored<u64, ()>,
+    ) -> Result<Relay<u64, ()>, Violation> {
         let rng = Seed(self.seed).stream(Domain::Relay, u64::from(index) + 1);
         let mut relay =
             Relay::recover(&self.relay_settings, rng, now, stored).map_err(|e| Violation {
@@ -700,9 +743,51 @@ impl Simulation {
             })?;
         relay.set_journal(self.store.config.is_durable());
         relay.carry_stats(&self.carried);
-        self.relay = relay;
-        self.checker = checker;
-        self.down = false;
+        Ok(relay)
+    }
+
+    /// A shared store: another replica serves at once, from the shared
+    /// letters, replays and serials; the crashed replica's jobs wait for
+    /// their lease to expire (`restart_after_s`).
+    fn fail_over(&mut self, now: Time, index: u8) -> Result<(), Violation> {
+        let mut stored = self.store.durable.stored();
+        let jobs = std::mem::take(&mut stored.jobs);
+        self.leased = jobs
+            .into_iter()
+            .map(|j| {
+                let origin = self.origin(j.job);
+                (j, origin)
+            })
+            .collect();
+        self.life = self.life.wrapping_add(1);
+        self.relay_wake = None;
+        self.checker = self.checker.restarted(now, &stored)?;
+        self.relay = self.recovered(now, index, stored)?;
+        Ok(())
+    }
+
+    /// Leases expired: the surviving replica adopts the jobs under new
+    /// slots; their clients still know them by their old ids. A job it has
+    /// no room for (or whose key another job holds) is counted as lost,
+    /// though a real reaper would try again.
+    fn adopt_leased(&mut self, now: Time) -> Result<(), Violation> {
+        for (job, origin) in std::mem::take(&mut self.leased) {
+            let in_lane = job.attempts > 0;
+            self.displaced.remove(&job.job);
+            match self.relay.adopt(now, job) {
+                Ok(id) => {
+                    self.checker.adopted(now, id, in_lane)?;
+                    if let Some(o) = origin {
+                        self.set_origin(Origin {
+                            job: id,
+                            adopted: true,
+                            ..o
+                        });
+                    }
+                }
+                Err(_) => self.c.jobs_lost += 1,
+            }
+        }
         Ok(())
     }
 
@@ -711,6 +796,13 @@ impl Simulation {
         if i >= self.origins.len() {
             self.origins
                 .resize((i + 1).max(self.origins.len() * 2), None);
+        }
+        // A job that ended in memory but not yet in the store may come back
+        // after a crash: keep its origin while a new job uses its slot.
+        if let Some(old) = self.origins[i].filter(|old| old.job != o.job) {
+            if self.store.durable.holds(old.job) {
+                self.displaced.insert(old.job, old);
+            }
         }
         self.origins[i] = Some(o);
     }
@@ -722,6 +814,7 @@ impl Simulation {
             .copied()
             .flatten()
             .filter(|o| o.job == job)
+            .or_else(|| self.displaced.get(&job).copied())
     }
 
     fn count(&mut self, now: Time, what: Count) {
@@ -966,27 +1059,43 @@ impl Simulation {
                 latency_ms: duration_ms(latency),
             },
         );
+        let origin = self.origin(job);
+        if !self.displaced.is_empty() {
+            self.displaced.remove(&job);
+        }
         if self.store.holds_back() {
-            self.store.next.effects.push(Effect::News { job, success });
+            let news = Effect::News {
+                job,
+                success,
+                origin,
+            };
+            self.store.next.effects.push(news);
         } else {
-            self.news_leaves(now, job, success);
+            self.news_leaves(now, job, success, origin);
         }
         Ok(())
     }
 
     /// The news that `job` finished leaves for its client.
-    fn news_leaves(&mut self, now: Time, job: JobId, success: bool) {
-        match self.origin(job) {
+    fn news_leaves(&mut self, now: Time, job: JobId, success: bool, origin: Option<Origin>) {
+        match origin {
             Some(o) if self.network.has_client_relay() => {
                 let at = self
                     .network
                     .client_relay(now, o.request, o.send, ClientLeg::News);
                 let news = Ev::JobNews {
-                    job,
+                    job: o.client_job,
                     slot: o.slot,
                     succeeded: success,
                 };
                 self.sched.schedule(at, news);
+            }
+            // Held news may arrive after the relay slot changed hands (and
+            // an adopted job has a new one): find the client by its own slot.
+            Some(o) if o.adopted || self.store.config.is_durable() => {
+                self.clients
+                    .handle_job_news(now, o.slot as usize, o.client_job, success);
+                self.drain_clients(now);
             }
             _ => {
                 self.clients.handle_job_finished(now, job, success);
