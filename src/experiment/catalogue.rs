@@ -54,7 +54,7 @@ catalogue! {
     ServedPct: "served_pct", "% of requests", 2, "logical requests that got a success", |s| pct(s.client_succeeded, s.arrivals);
     ClientAbandoned: "client_abandoned", "requests", 0, "logical requests whose client gave up", |s| n(s.client_abandoned);
     RequestsAbandonedPct: "requests_abandoned_pct", "% of requests", 2, "logical requests whose client gave up after its last send", |s| pct(s.client_abandoned, s.arrivals);
-    ClientStillWaiting: "client_still_waiting", "requests", 0, "logical requests still waiting for a final answer when the run ended", |s| n(s.client_still_waiting);
+    ClientStillWaiting: "client_still_waiting", "requests", 0, "logical requests still waiting for a final answer when the run ended (for a job lost in a crash, or still running)", |s| n(s.client_still_waiting);
     ClientDeniedBudget: "client_denied_budget", "retries", 0, "client retries their retry budgets did not allow", |s| n(s.client_denied_budget);
     ClientDeniedRetryBreaker: "client_denied_retry_breaker", "retries", 0, "client retries their retry breakers did not allow", |s| n(s.client_denied_retry_breaker);
     ClientDeniedThrottled: "client_denied_throttled", "sends", 0, "client sends (first tries or retries) adaptive throttling rejected locally", |s| n(s.client_denied_throttled);
@@ -101,7 +101,6 @@ catalogue! {
     JobsRecovered: "jobs_recovered", "jobs", 0, "unfinished jobs taken back from the store after a crash", |s| n(s.jobs_recovered);
     JobsRedelivered: "jobs_redelivered", "jobs", 0, "recovered jobs that had started an attempt: run again, their work possibly done twice", |s| n(s.jobs_redelivered);
     RefusedWhileDown: "refused_while_down", "sends", 0, "sends that found the relay down (refused connections, retried by the clients)", |s| n(s.refused_while_down);
-    ClientStillWaiting: "client_still_waiting", "requests", 0, "logical requests still waiting at the end (for a job lost in a crash, or still running)", |s| n(s.client_still_waiting);
 }
 
 impl Metric {
