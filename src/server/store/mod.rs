@@ -1,0 +1,192 @@
+//! Where accepted work survives the process: one small trait, three backends.
+//!
+//! The relay says what must be made durable ([`Record`]s, drained every
+//! turn); the actor hands a turn's records to a [`Store`] on a thread of its
+//! own ([`committer`]) and performs the turn's outputs only once they are
+//! committed. On start the store is loaded ([`Loaded`]) and the relay is
+//! rebuilt from it with `Relay::recover`.
+//!
+//! - [`memory`]: nothing is kept (today's behaviour, and no wait);
+//! - [`sqlite`]: one file, crash-safe, the default for `serve`;
+//! - `postgres`: several replicas share one database.
+
+pub mod memory;
+pub mod sqlite;
+
+use super::actor::Key;
+use crate::relay::{Record, Stored};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// One store backend, driven from a blocking thread (not the async runtime).
+pub trait Store: Send + 'static {
+    /// Opens or creates it; what the relay restarts from.
+    fn load(&mut self, now_unix_ms: u64) -> Result<Loaded, StoreError>;
+    /// Makes `records` durable, in order, as one commit (group commit).
+    fn commit(&mut self, records: &[Record<Key, Bytes>]) -> Result<(), StoreError>;
+}
+
+/// What a store holds as the relay restarts from it.
+pub struct Loaded {
+    pub stored: Stored<Key, Bytes>,
+    /// The store's epoch: relay Time 0 is this unix millisecond, so stored
+    /// Times stay meaningful across restarts (the server's Clock starts at
+    /// now_unix_ms - epoch_unix_ms).
+    pub epoch_unix_ms: u64,
+    /// The job-handle HMAC key, created with the store, so status URLs
+    /// survive a restart.
+    pub handle_key: [u8; 32],
+}
+
+/// Why a store cannot be opened or written; each names the file or URL and
+/// says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the store {} is damaged ({detail}): restore it from a backup, or move it \
+         away to start with an empty store (its jobs are then lost)",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "the store {} has schema version {found}, newer than the {supported} this \
+         build reads: run the newer build, or give another --store",
+        path.display()
+    )]
+    NewerVersion {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error(
+        "the store {} cannot be written (read-only file, directory or file system): \
+         make it writable, or give another --store",
+        path.display()
+    )]
+    ReadOnly { path: PathBuf },
+    #[error(
+        "the disk holding the store {} is full: free space there; until then new work \
+         is refused with 503",
+        path.display()
+    )]
+    DiskFull { path: PathBuf },
+    #[error("the store {url} is unavailable ({detail}): new work is refused with 503 until it is back")]
+    Unavailable { url: String, detail: String },
+    #[error("the store {} cannot be used: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Which store `serve` keeps its work in (`--store`, `server.store`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// Nothing survives the process.
+    #[default]
+    Memory,
+    /// An SQLite file; a relative path is resolved against the settings
+    /// file's directory (or the working directory without one).
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL shared by replicas.
+    Postgres(String),
+}
+
+/// What `serve` uses when nothing says otherwise.
+pub const DEFAULT_SQLITE_FILE: &str = "relay.db";
+
+impl StoreSpec {
+    /// The store `serve` uses by default: `relay.db` beside the settings
+    /// file, or in the working directory.
+    pub fn serve_default(config: Option<&Path>) -> StoreSpec {
+        StoreSpec::Sqlite(PathBuf::from(DEFAULT_SQLITE_FILE)).beside(config)
+    }
+
+    /// A relative SQLite path made relative to the settings file's directory.
+    pub fn beside(self, config: Option<&Path>) -> StoreSpec {
+        match self {
+            StoreSpec::Sqlite(p) if p.is_relative() => {
+                let dir = config.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty());
+                StoreSpec::Sqlite(dir.map_or(p.clone(), |d| d.join(&p)))
+            }
+            other => other,
+        }
+    }
+
+    pub fn is_durable(&self) -> bool {
+        !matches!(self, StoreSpec::Memory)
+    }
+}
+
+/// `--store` that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not a store: give `memory`, `sqlite:PATH` (e.g. sqlite:relay.db) or \
+     `postgres://user@host/db`"
+)]
+pub struct BadStoreSpec(pub String);
+
+impl FromStr for StoreSpec {
+    type Err = BadStoreSpec;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "memory" {
+            Ok(StoreSpec::Memory)
+        } else if let Some(path) = s.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err(BadStoreSpec(s.to_owned()));
+            }
+            Ok(StoreSpec::Sqlite(PathBuf::from(path)))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(StoreSpec::Postgres(s.to_owned()))
+        } else {
+            Err(BadStoreSpec(s.to_owned()))
+        }
+    }
+}
+
+impl fmt::Display for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSpec::Memory => f.write_str("memory"),
+            StoreSpec::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            StoreSpec::Postgres(url) => f.write_str(url),
+        }
+    }
+}
+
+impl Serialize for StoreSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StoreSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How hard a commit insists that its records reached the disk
+/// (`--store-sync`, `server.store_sync`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreSync {
+    /// Every commit is synced to the disk before its 202: nothing
+    /// acknowledged is lost on a process crash or a power loss.
+    #[default]
+    Full,
+    /// Commits reach the OS at once and the disk at checkpoints: nothing
+    /// is lost on a process crash; a power loss may lose the last commits.
+    Normal,
+    /// Never synced: nothing is lost on a process crash; a power loss may
+    /// lose recent commits or damage the file.
+    Off,
+}
