@@ -140,10 +140,15 @@ impl PgCluster {
         run(c, "pg_ctl start");
     }
 
-    /// Runs SQL through psql; its output.
+    /// Runs SQL through psql on the default database; its output.
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_on(&self.url(), sql)
+    }
+
+    /// Runs SQL through psql on the database at `url`; its output.
+    pub fn psql_on(&self, url: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-XAtq", &self.url(), "-c", sql])
+            .args(["-XAtq", url, "-c", sql])
             .output()
             .expect("psql");
         assert!(

@@ -1,0 +1,551 @@
+//! The PostgreSQL store: several `serve` replicas share one database.
+//!
+//! Each replica keeps its relay in memory, as with any store, and makes the
+//! relay's records durable here before it answers. What makes replicas
+//! work together is in the rows ([`schema`]):
+//!
+//! - a job is run by one replica at a time: its row names an `owner` and a
+//!   `lease_until` that the owner renews ([`replica`]) while it lives
+//!   (a visibility timeout, as SQS and BullMQ keep one);
+//! - a replica that stops renewing loses its jobs when their leases
+//!   expire: any other takes them with `SELECT … FOR UPDATE SKIP LOCKED`
+//!   (as River, Oban and graphile-worker do) and feeds them to its relay
+//!   with `Relay::adopt`, at load and from its reaper;
+//! - an idempotency key is unique across replicas: a row in `relay_keys`
+//!   claimed before the local relay admits the request ([`claims`]);
+//! - job serials come from per-replica blocks of a sequence, so ids never
+//!   repeat across replicas or restarts.
+
+pub mod claims;
+pub mod link;
+pub mod replica;
+pub mod schema;
+
+use super::{Loaded, Store, StoreError};
+use crate::relay::{
+    CallError, DeadLetter, GiveUp, JobId, LateSuccess, Outcome, Record, Stored, StoredJob,
+    StoredReplay,
+};
+use crate::server::actor::Key;
+use crate::time::Time;
+use bytes::Bytes;
+use link::Link;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row};
+
+/// How a replica uses the shared database.
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    pub url: String,
+    /// This process's name in `owner` columns: unique per run.
+    pub owner: String,
+    /// How long a job stays this replica's without a renewal.
+    pub lease: Duration,
+    /// How long a succeeded key replays (the relay's idempotency TTL).
+    pub replay_ttl: Duration,
+    /// At most this many jobs are taken at load (the relay's `jobs_max`).
+    pub jobs_max: usize,
+    /// At most this many replay records are loaded (`keys_max`).
+    pub replays_max: usize,
+}
+
+/// A fresh owner name: the process id and 64 random bits, so that a
+/// restarted replica never mistakes an earlier run's leases for its own.
+pub fn new_owner() -> String {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    format!("{}-{}", std::process::id(), hex::encode(bytes))
+}
+
+pub struct PgStore {
+    options: PgOptions,
+    link: Link,
+    /// This run's serials: `[first, end)`.
+    serials: Option<(u32, u32)>,
+    epoch_unix_ms: u64,
+}
+
+/// Relay times and ids are unsigned; PostgreSQL's integers are signed: the
+/// bits are kept as they are.
+fn int(v: u64) -> i64 {
+    i64::from_ne_bytes(v.to_ne_bytes())
+}
+
+fn uint(v: i64) -> u64 {
+    u64::from_ne_bytes(v.to_ne_bytes())
+}
+
+fn int32(v: u32) -> i32 {
+    i32::from_ne_bytes(v.to_ne_bytes())
+}
+
+fn uint32(v: i32) -> u32 {
+    u32::from_ne_bytes(v.to_ne_bytes())
+}
+
+fn time(v: i64) -> Time {
+    Time::from_nanos(uint(v))
+}
+
+fn nanos(t: Time) -> i64 {
+    int(t.as_nanos())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl PgStore {
+    pub fn open(options: PgOptions) -> Result<PgStore, StoreError> {
+        let link = Link::new(&options.url)?;
+        Ok(PgStore {
+            options,
+            link,
+            serials: None,
+            epoch_unix_ms: 0,
+        })
+    }
+
+    /// This run's block of serials, once loaded.
+    pub fn serials(&self) -> Option<(u32, u32)> {
+        self.serials
+    }
+
+    fn corrupt(&self, detail: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            path: self.link.shown().into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Creates the tables if need be and reads (or writes) the one meta row.
+    fn meta(&mut self, now_unix_ms: u64) -> Result<(i32, u64, Vec<u8>), StoreError> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| self.link.unavailable(e))?;
+        let row = self.link.run(|c| async move {
+            let tx = c.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::CREATE_LOCK])
+                .await?;
+            tx.batch_execute(schema::CREATE).await?;
+            tx.execute(
+                "INSERT INTO relay_meta (id, version, epoch_unix_ms, handle_key)
+                 VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                &[&schema::VERSION, &int(now_unix_ms), &&key[..]],
+            )
+            .await?;
+            let row = tx
+                .query_one(
+                    "SELECT version, epoch_unix_ms, handle_key FROM relay_meta WHERE id = 1",
+                    &[],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(row)
+        })?;
+        let version: i32 = row.get(0);
+        let epoch: i64 = row.get(1);
+        let handle_key: Vec<u8> = row.get(2);
+        Ok((version, uint(epoch), handle_key))
+    }
+
+    fn take_block(&mut self) -> Result<(u32, u32), StoreError> {
+        let block: i64 = self
+            .link
+            .run(|c| async move {
+                c.query_one("SELECT nextval('relay_serial_blocks')", &[])
+                    .await
+            })
+            .map_err(|e| match e {
+                StoreError::Unavailable { url, detail } if detail.contains("maximum value") => {
+                    StoreError::Corrupt {
+                        path: url.into(),
+                        detail: "every block of job serials is used: the job ids of this \
+                                 database are exhausted; start a new database"
+                            .to_owned(),
+                    }
+                }
+                other => other,
+            })?
+            .get(0);
+        let first = u64::try_from(block).unwrap_or(0).saturating_mul(schema::BLOCK);
+        let end = first.saturating_add(schema::BLOCK);
+        match (u32::try_from(first), u32::try_from(end - 1)) {
+            (Ok(first), Ok(last)) => Ok((first, last.saturating_add(1))),
+            _ => Err(self.corrupt("the serial block is out of range")),
+        }
+    }
+
+    /// Takes the jobs (and letters) no live replica holds, leasing them to
+    /// this one; returns them in acceptance order.
+    fn take_jobs(&mut self) -> Result<Vec<StoredJob<Key, Bytes>>, StoreError> {
+        let owner = self.options.owner.clone();
+        let lease = ms(self.options.lease);
+        let limit = int(self.options.jobs_max as u64);
+        let rows = self.link.run(|c| async move {
+            let tx = c.transaction().await?;
+            let rows = tx.query(TAKE_JOBS, &[&owner, &limit, &lease]).await?;
+            tx.commit().await?;
+            Ok(rows)
+        })?;
+        let mut jobs: Vec<StoredJob<Key, Bytes>> = rows.iter().map(job_of).collect();
+        jobs.sort_by_key(|j| (j.accepted_at, j.job.serial()));
+        Ok(jobs)
+    }
+
+    fn take_letters(&mut self) -> Result<Vec<DeadLetter<Key, Bytes>>, StoreError> {
+        let owner = self.options.owner.clone();
+        let lease = ms(self.options.lease);
+        let rows = self.link.run(|c| async move {
+            let tx = c.transaction().await?;
+            let rows = tx.query(TAKE_LETTERS, &[&owner, &lease]).await?;
+            tx.commit().await?;
+            Ok(rows)
+        })?;
+        let mut letters = Vec::with_capacity(rows.len());
+        for row in &rows {
+            letters.push(letter_of(row).map_err(|d| self.corrupt(d))?);
+        }
+        letters.sort_by_key(|l| l.job);
+        Ok(letters)
+    }
+
+    fn replays(&mut self, now: Time) -> Result<Vec<StoredReplay<Key, Bytes>>, StoreError> {
+        let limit = int(self.options.replays_max as u64);
+        let now = nanos(now);
+        let rows = self.link.run(|c| async move {
+            c.query(
+                "SELECT key, fingerprint, id, response, finished_at FROM relay_keys
+                 WHERE response IS NOT NULL AND expires_at > $1
+                 ORDER BY finished_at DESC LIMIT $2",
+                &[&now, &limit],
+            )
+            .await
+        })?;
+        let mut replays: Vec<StoredReplay<Key, Bytes>> = rows
+            .iter()
+            .map(|r| StoredReplay {
+                key: Arc::from(r.get::<_, &str>(0)),
+                fingerprint: uint(r.get(1)),
+                job: JobId(uint(r.get::<_, Option<i64>>(2).unwrap_or(0))),
+                response: Bytes::copy_from_slice(r.get::<_, &[u8]>(3)),
+                finished_at: time(r.get(4)),
+            })
+            .collect();
+        replays.reverse();
+        Ok(replays)
+    }
+}
+
+impl Store for PgStore {
+    fn load(&mut self, now_unix_ms: u64) -> Result<Loaded, StoreError> {
+        let (version, epoch_unix_ms, key) = self.meta(now_unix_ms)?;
+        if version > schema::VERSION {
+            return Err(StoreError::NewerVersion {
+                path: self.link.shown().into(),
+                found: i64::from(version),
+                supported: i64::from(schema::VERSION),
+            });
+        }
+        let handle_key: [u8; 32] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| self.corrupt("the job-handle key is not 32 bytes"))?;
+        self.epoch_unix_ms = epoch_unix_ms;
+        let serials = self.take_block()?;
+        self.serials = Some(serials);
+        let now = Time::from_millis(now_unix_ms.saturating_sub(epoch_unix_ms));
+        let stored = Stored {
+            next_serial: serials.0,
+            jobs: self.take_jobs()?,
+            letters: self.take_letters()?,
+            replays: self.replays(now)?,
+        };
+        tracing::info!(
+            store = self.link.shown(),
+            owner = %self.options.owner,
+            serials = ?serials,
+            jobs = stored.jobs.len(),
+            letters = stored.letters.len(),
+            replays = stored.replays.len(),
+            "PostgreSQL store loaded"
+        );
+        Ok(Loaded {
+            stored,
+            epoch_unix_ms,
+            handle_key,
+        })
+    }
+
+    fn commit(&mut self, records: &[Record<Key, Bytes>]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        if let Some((_, end)) = self.serials {
+            let past = records.iter().any(|r| match r {
+                Record::Accepted { job, .. } => job.serial() >= end,
+                _ => false,
+            });
+            if past {
+                return Err(self.link.unavailable(
+                    "this replica has used its whole block of job serials: restart it to \
+                     take a new block",
+                ));
+            }
+        }
+        let statements = Statements::of(records, &self.options);
+        self.link.run(|c| statements.run(c))
+    }
+}
+
+/// A commit's statements, built before the transaction so that they can be
+/// pipelined (sent without waiting for each answer).
+struct Statements {
+    list: Vec<(&'static str, Vec<Box<dyn ToSql + Sync + Send>>)>,
+}
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+fn key_param(key: &Option<Key>) -> Param {
+    Box::new(key.as_deref().map(str::to_owned))
+}
+
+impl Statements {
+    fn of(records: &[Record<Key, Bytes>], o: &PgOptions) -> Statements {
+        let mut list: Vec<(&'static str, Vec<Param>)> = Vec::with_capacity(records.len() * 2);
+        let owner = || -> Param { Box::new(o.owner.clone()) };
+        for record in records {
+            match record {
+                Record::Accepted {
+                    job,
+                    key,
+                    client,
+                    fingerprint,
+                    payload,
+                    accepted_at,
+                    redrives,
+                } => {
+                    list.push((
+                        INSERT_JOB,
+                        vec![
+                            Box::new(i64::from(job.serial())),
+                            Box::new(int(job.0)),
+                            key_param(key),
+                            Box::new(int(*client)),
+                            Box::new(int(*fingerprint)),
+                            Box::new(payload.to_vec()),
+                            Box::new(nanos(*accepted_at)),
+                            Box::new(int32(*redrives)),
+                            owner(),
+                            Box::new(ms(o.lease)),
+                        ],
+                    ));
+                    if let Some(k) = key {
+                        list.push((
+                            CLAIM_FOR_JOB,
+                            vec![
+                                Box::new(k.to_string()),
+                                Box::new(int(*fingerprint)),
+                                Box::new(i64::from(job.serial())),
+                                Box::new(int(job.0)),
+                                owner(),
+                            ],
+                        ));
+                    }
+                }
+                Record::Started { job, attempt } => list.push((
+                    "UPDATE relay_jobs SET attempts = GREATEST(attempts, $2) WHERE serial = $1",
+                    vec![Box::new(i64::from(job.serial())), Box::new(int32(*attempt))],
+                )),
+                Record::Finished {
+                    job,
+                    key,
+                    fingerprint,
+                    finished_at,
+                    outcome,
+                    ..
+                } => {
+                    let serial = i64::from(job.serial());
+                    list.push((
+                        "DELETE FROM relay_jobs WHERE serial = $1",
+                        vec![Box::new(serial)],
+                    ));
+                    match (key, outcome) {
+                        (Some(k), Outcome::Succeeded { response }) => list.push((
+                            REPLAY,
+                            vec![
+                                Box::new(k.to_string()),
+                                Box::new(int(*fingerprint)),
+                                Box::new(serial),
+                                Box::new(int(job.0)),
+                                owner(),
+                                Box::new(response.to_vec()),
+                                Box::new(nanos(*finished_at)),
+                                Box::new(nanos(*finished_at + o.replay_ttl)),
+                            ],
+                        )),
+                        (Some(k), _) => list.push((
+                            "DELETE FROM relay_keys WHERE key = $1 AND serial = $2",
+                            vec![Box::new(k.to_string()), Box::new(serial)],
+                        )),
+                        (None, _) => {}
+                    }
+                }
+                Record::DeadLettered(letter) => list.push((INSERT_LETTER, letter_params(letter, o))),
+                Record::LetterRemoved { letter } => list.push((
+                    "DELETE FROM relay_letters WHERE serial = $1",
+                    vec![Box::new(i64::from(letter.serial()))],
+                )),
+            }
+        }
+        Statements { list }
+    }
+
+    async fn run(self, c: &mut Client) -> Result<(), tokio_postgres::Error> {
+        let tx = c.transaction().await?;
+        let t = &tx;
+        let mut pending = Vec::with_capacity(self.list.len());
+        for (sql, params) in &self.list {
+            let refs: Vec<&(dyn ToSql + Sync)> = params
+                .iter()
+                .map(|p| &**p as &(dyn ToSql + Sync))
+                .collect();
+            pending.push(async move { t.execute(*sql, &refs).await });
+        }
+        // Sent together, answered in order.
+        futures_util::future::try_join_all(pending).await?;
+        tx.commit().await
+    }
+}
+
+fn letter_params(l: &DeadLetter<Key, Bytes>, o: &PgOptions) -> Vec<Param> {
+    let late = l.late_success.as_ref();
+    vec![
+        Box::new(i64::from(l.job.serial())),
+        Box::new(int(l.job.0)),
+        key_param(&l.key),
+        Box::new(int(l.client)),
+        Box::new(int(l.fingerprint)),
+        Box::new(l.payload.to_vec()),
+        Box::new(int32(l.attempts)),
+        Box::new(l.reason.name().to_owned()),
+        Box::new(l.last_error.name().to_owned()),
+        Box::new(nanos(l.accepted_at)),
+        Box::new(nanos(l.dead_at)),
+        Box::new(int32(l.redrives)),
+        Box::new(late.map(|s| int32(s.attempt))),
+        Box::new(late.map(|s| nanos(s.at))),
+        Box::new(late.map(|s| s.response.to_vec())),
+        Box::new(late.map(|s| int32(s.count))),
+        Box::new(o.owner.clone()),
+        Box::new(ms(o.lease)),
+    ]
+}
+
+/// A stored job from a `relay_jobs` row (columns as in [`JOB_COLUMNS`]).
+pub(crate) fn job_of(r: &Row) -> StoredJob<Key, Bytes> {
+    StoredJob {
+        job: JobId(uint(r.get(0))),
+        key: r.get::<_, Option<&str>>(1).map(Arc::from),
+        client: uint(r.get(2)),
+        fingerprint: uint(r.get(3)),
+        payload: Bytes::copy_from_slice(r.get::<_, &[u8]>(4)),
+        accepted_at: time(r.get(5)),
+        redrives: uint32(r.get(6)),
+        attempts: uint32(r.get(7)),
+    }
+}
+
+/// A kebab-case name back into its enum (the names the relay writes).
+fn named<T: serde::de::DeserializeOwned>(name: &str, what: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map_err(|_| format!("a dead letter's {what} `{name}` is not one this build knows"))
+}
+
+fn letter_of(r: &Row) -> Result<DeadLetter<Key, Bytes>, String> {
+    let late = match (
+        r.get::<_, Option<i32>>(12),
+        r.get::<_, Option<i64>>(13),
+        r.get::<_, Option<&[u8]>>(14),
+        r.get::<_, Option<i32>>(15),
+    ) {
+        (Some(attempt), Some(at), Some(response), Some(count)) => Some(LateSuccess {
+            attempt: uint32(attempt),
+            at: time(at),
+            response: Bytes::copy_from_slice(response),
+            count: uint32(count),
+        }),
+        _ => None,
+    };
+    Ok(DeadLetter {
+        job: JobId(uint(r.get(1))),
+        key: r.get::<_, Option<&str>>(2).map(Arc::from),
+        client: uint(r.get(3)),
+        fingerprint: uint(r.get(4)),
+        payload: Bytes::copy_from_slice(r.get::<_, &[u8]>(5)),
+        attempts: uint32(r.get(6)),
+        reason: named::<GiveUp>(r.get(7), "reason")?,
+        last_error: named::<CallError>(r.get(8), "last error")?,
+        accepted_at: time(r.get(9)),
+        dead_at: time(r.get(10)),
+        redrives: uint32(r.get(11)),
+        late_success: late,
+    })
+}
+
+/// The columns [`job_of`] reads, in its order.
+pub(crate) const JOB_COLUMNS: &str =
+    "j.id, j.key, j.client, j.fingerprint, j.payload, j.accepted_at, j.redrives, j.attempts";
+
+const TAKE_JOBS: &str = "
+WITH taken AS (
+    SELECT serial FROM relay_jobs
+    WHERE owner IS NULL OR lease_until IS NULL OR lease_until < now()
+    ORDER BY serial LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE relay_jobs j SET owner = $1, lease_until = now() + $3 * interval '1 millisecond'
+FROM taken WHERE j.serial = taken.serial
+RETURNING j.id, j.key, j.client, j.fingerprint, j.payload, j.accepted_at, j.redrives, j.attempts";
+
+const TAKE_LETTERS: &str = "
+WITH taken AS (
+    SELECT serial FROM relay_letters
+    WHERE owner IS NULL OR lease_until IS NULL OR lease_until < now()
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE relay_letters l SET owner = $1, lease_until = now() + $2 * interval '1 millisecond'
+FROM taken WHERE l.serial = taken.serial
+RETURNING l.serial, l.id, l.key, l.client, l.fingerprint, l.payload, l.attempts, l.reason,
+          l.last_error, l.accepted_at, l.dead_at, l.redrives, l.late_attempt, l.late_at,
+          l.late_response, l.late_count";
+
+const INSERT_JOB: &str = "
+INSERT INTO relay_jobs (serial, id, key, client, fingerprint, payload, accepted_at, redrives,
+                        attempts, owner, lease_until)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, now() + $10 * interval '1 millisecond')
+ON CONFLICT (serial) DO UPDATE SET id = EXCLUDED.id, owner = EXCLUDED.owner,
+                                   lease_until = EXCLUDED.lease_until";
+
+const CLAIM_FOR_JOB: &str = "
+INSERT INTO relay_keys (key, fingerprint, serial, id, owner)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, serial = EXCLUDED.serial,
+    id = EXCLUDED.id, owner = EXCLUDED.owner, response = NULL, finished_at = NULL,
+    expires_at = NULL";
+
+const REPLAY: &str = "
+INSERT INTO relay_keys (key, fingerprint, serial, id, owner, response, finished_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, serial = EXCLUDED.serial,
+    id = EXCLUDED.id, owner = EXCLUDED.owner, response = EXCLUDED.response,
+    finished_at = EXCLUDED.finished_at, expires_at = EXCLUDED.expires_at";
+
+const INSERT_LETTER: &str = "
+INSERT INTO relay_letters (serial, id, key, client, fingerprint, payload, attempts, reason,
+    last_error, accepted_at, dead_at, redrives, late_attempt, late_at, late_response,
+    late_count, owner, lease_until)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+        now() + $18 * interval '1 millisecond')
+ON CONFLICT (serial) DO NOTHING";

@@ -1,0 +1,227 @@
+//! Idempotency keys unique across replicas: a keyed request first claims
+//! its key's row in `relay_keys` (a primary key, so of two replicas
+//! claiming at once exactly one inserts); only the winner's relay admits
+//! it. A key another replica holds is answered as a relay answers a key it
+//! knows: 422 for another payload, 409 while its job runs, the stored
+//! answer once it succeeded. A key this replica holds is left to its own
+//! relay, which knows it. A claim whose job never came (refused, or its
+//! replica died before the commit) is released, or taken over once stale.
+//!
+//! Runs on the server's runtime, from the HTTP handlers, on one pipelined
+//! connection (reconnected on demand, at most once per backoff).
+
+use super::link::{describe, redact, BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, STATEMENT_TIMEOUT};
+use super::{int, ms, uint};
+use crate::relay::{Answer, JobId, Refusal};
+use crate::server::store::StoreError;
+use crate::time::Time;
+use bytes::Bytes;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_postgres::{Client, NoTls};
+
+/// What the claim decided.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// The key is this replica's: let the local relay answer.
+    Local,
+    /// Another replica holds it: this is the answer.
+    Known(Answer<Bytes>),
+}
+
+pub struct Claims {
+    url: String,
+    shown: String,
+    owner: String,
+    /// A claim older than this with no job is stale (its replica died
+    /// between the claim and the commit).
+    stale_after: Duration,
+    link: Mutex<Conn>,
+    connecting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Conn {
+    client: Option<Arc<Client>>,
+    next_try: Option<Instant>,
+    backoff: Duration,
+}
+
+const CLAIM: &str = "
+WITH ins AS (
+    INSERT INTO relay_keys (key, fingerprint, owner) VALUES ($1, $2, $3)
+    ON CONFLICT (key) DO NOTHING RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM ins), k.owner, k.fingerprint, k.id, k.response, k.expires_at,
+       k.claimed_at < now() - $4 * interval '1 millisecond',
+       EXISTS (SELECT 1 FROM relay_jobs j WHERE j.serial = k.serial),
+       k.serial IS NULL, k.claimed_at::text
+FROM (SELECT 1) AS one LEFT JOIN relay_keys k ON k.key = $1";
+
+const TAKE_OVER: &str = "
+UPDATE relay_keys SET owner = $3, fingerprint = $2, serial = NULL, id = NULL, response = NULL,
+    finished_at = NULL, expires_at = NULL, claimed_at = now()
+WHERE key = $1 AND owner = $4 AND claimed_at::text = $5";
+
+impl Claims {
+    pub fn new(url: &str, owner: &str, stale_after: Duration) -> Claims {
+        Claims {
+            url: url.to_owned(),
+            shown: redact(url),
+            owner: owner.to_owned(),
+            stale_after,
+            link: Mutex::new(Conn {
+                backoff: BACKOFF_MIN,
+                ..Conn::default()
+            }),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn unavailable(&self, detail: impl std::fmt::Display) -> StoreError {
+        StoreError::Unavailable {
+            url: self.shown.clone(),
+            detail: detail.to_string(),
+        }
+    }
+
+    fn current(&self) -> Option<Arc<Client>> {
+        let conn = self.link.lock().ok()?;
+        conn.client.clone().filter(|c| !c.is_closed())
+    }
+
+    async fn client(&self) -> Result<Arc<Client>, StoreError> {
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let now = Instant::now();
+        let next_try = self.link.lock().ok().and_then(|c| c.next_try);
+        if next_try.is_some_and(|at| at > now) {
+            return Err(self.unavailable("not connected; waiting to reconnect"));
+        }
+        let made = tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(&self.url, NoTls)).await;
+        let mut conn = self
+            .link
+            .lock()
+            .map_err(|_| self.unavailable("connection state poisoned"))?;
+        match made {
+            Ok(Ok((client, connection))) => {
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                let client = Arc::new(client);
+                conn.client = Some(client.clone());
+                conn.next_try = None;
+                conn.backoff = BACKOFF_MIN;
+                Ok(client)
+            }
+            failed => {
+                conn.client = None;
+                conn.next_try = Some(now + conn.backoff);
+                conn.backoff = (conn.backoff * 2).min(BACKOFF_MAX);
+                Err(self.unavailable(match failed {
+                    Ok(Err(e)) => describe(&e),
+                    _ => "no connection in time".to_owned(),
+                }))
+            }
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(STATEMENT_TIMEOUT, work).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.unavailable(describe(&e))),
+            Err(_) => Err(self.unavailable("no answer in time")),
+        }
+    }
+
+    /// Claims `key` for a request with `fingerprint`, at relay time `now`.
+    pub async fn claim(&self, key: &str, fingerprint: u64, now: Time) -> Result<Claim, StoreError> {
+        let client = self.client().await?;
+        let stale = ms(self.stale_after);
+        let row = self
+            .bounded(client.query_one(CLAIM, &[&key, &int(fingerprint), &self.owner, &stale]))
+            .await?;
+        if row.get::<_, bool>(0) {
+            return Ok(Claim::Local);
+        }
+        let Some(owner) = row.get::<_, Option<String>>(1) else {
+            // Removed between the insert and the read: try once more later.
+            return Ok(Claim::Known(conflict(None)));
+        };
+        if owner == self.owner {
+            return Ok(Claim::Local);
+        }
+        let job = row.get::<_, Option<i64>>(3).map(|id| JobId(uint(id)));
+        let response = row.get::<_, Option<Vec<u8>>>(4);
+        let expired = row
+            .get::<_, Option<i64>>(5)
+            .is_some_and(|at| uint(at) <= now.as_nanos());
+        let stale_claim = row.get::<_, bool>(6);
+        let job_live = row.get::<_, bool>(7);
+        let no_job = row.get::<_, bool>(8);
+        let mismatch = uint(row.get(2)) != fingerprint;
+        let take_over = match (&response, no_job) {
+            (Some(_), _) => expired,
+            (None, true) => stale_claim,
+            (None, false) => !job_live,
+        };
+        if !take_over {
+            return Ok(Claim::Known(match (mismatch, response, job) {
+                (true, _, _) => Answer::Refused {
+                    why: Refusal::Mismatch,
+                    retry_after: None,
+                    job: None,
+                },
+                (false, Some(response), Some(job)) => Answer::Replayed {
+                    job,
+                    response: Bytes::from(response),
+                },
+                (false, _, job) => conflict(job),
+            }));
+        }
+        let claimed_at: Option<String> = row.get(9);
+        let taken = self
+            .bounded(client.execute(
+                TAKE_OVER,
+                &[&key, &int(fingerprint), &self.owner, &owner, &claimed_at],
+            ))
+            .await?;
+        Ok(if taken == 1 {
+            Claim::Local
+        } else {
+            Claim::Known(conflict(job))
+        })
+    }
+
+    /// Gives back a claim whose request the local relay did not accept.
+    pub async fn release(&self, key: &str) {
+        let Ok(client) = self.client().await else {
+            return;
+        };
+        let done = self
+            .bounded(client.execute(
+                "DELETE FROM relay_keys WHERE key = $1 AND owner = $2 AND serial IS NULL",
+                &[&key, &self.owner],
+            ))
+            .await;
+        if let Err(e) = done {
+            tracing::debug!(error = %e, "claim not released: it goes stale instead");
+        }
+    }
+}
+
+fn conflict(job: Option<JobId>) -> Answer<Bytes> {
+    Answer::Refused {
+        why: Refusal::Conflict,
+        retry_after: Some(Duration::from_secs(1)),
+        job,
+    }
+}
