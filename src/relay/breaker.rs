@@ -519,6 +519,20 @@ impl Breaker {
         }
     }
 
+    /// Hands back a permit whose call never left (the job was taken back
+    /// before it was sent): a probe slot is freed, nothing is counted.
+    pub fn forget(&mut self, permit: Permit) {
+        if permit.epoch != self.epoch || !permit.probe {
+            return;
+        }
+        if let State::HalfOpen {
+            probes_in_flight, ..
+        } = &mut self.state
+        {
+            *probes_in_flight = probes_in_flight.saturating_sub(1);
+        }
+    }
+
     fn should_trip(&self, now: Time, consecutive_failures: u32) -> bool {
         let (ratio, calls_min) = match self.settings.trip {
             Trip::ConsecutiveFailures { failures } => return consecutive_failures >= failures,

@@ -141,6 +141,9 @@ pub struct JobStatus<P> {
     /// longer complete the job: the downstream did this job's work once more
     /// than the outcome says.
     pub late_success: Option<LateSuccess<P>>,
+    /// The job was in flight (or between attempts) when the relay crashed,
+    /// and runs again after recovery: its work may be done twice.
+    pub redelivered: bool,
 }
 
 /// A success that came back after its attempt had timed out and a retry

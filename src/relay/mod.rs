@@ -20,8 +20,10 @@ mod dlq;
 mod hedge;
 mod idempotency;
 mod job;
+mod journal;
 mod queue;
 mod rate_limit;
+mod recovery;
 #[allow(clippy::module_inception)]
 mod relay;
 mod retry;
@@ -49,8 +51,10 @@ pub use dlq::{
 pub use hedge::{HedgeConfig, HedgeCounts, HEDGE_WINDOW_MAX};
 pub use idempotency::{IdempotencyConfig, KeysWhenFull, ReplayWindow};
 pub use job::{CallId, JobId, JobState, JobStatus, LateSuccess, Outcome};
+pub use journal::Record;
 pub use queue::QueueConfig;
 pub use rate_limit::RateLimitConfig;
+pub use recovery::{RecoverError, Stored, StoredJob, StoredReplay};
 pub use relay::{Event, Finished, LateFate, Output, Relay};
 pub use retry::{CallError, GiveUp, RetryConfig, ATTEMPTS_LIMIT, RETRY_AFTER_MAX};
 pub use retry_breaker::{RetryBreakerConfig, RetryBreakerWindow};

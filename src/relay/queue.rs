@@ -139,6 +139,19 @@ impl<T> BoundedQueue<T> {
         Ok(())
     }
 
+    /// Takes `item` out wherever it is, searching from the newest end
+    /// (what is taken back is usually what just came in).
+    pub fn remove(&mut self, item: &T) -> bool
+    where
+        T: PartialEq,
+    {
+        let Some(at) = self.items.iter().rposition(|t| t == item) else {
+            return false;
+        };
+        self.items.remove(at);
+        true
+    }
+
     /// Takes the oldest job.
     pub fn pop(&mut self) -> Option<T> {
         self.items.pop_front()

@@ -42,8 +42,10 @@ use super::dlq::{ByteSize, DeadLetter, DeadLetterQueue, Dropped, RedriveError};
 use super::hedge::{Flight, HedgeCounts, Hedger};
 use super::idempotency::{Begin, IdempotencyStore, ReplayWindow};
 use super::job::{CallId, JobId, JobState, JobStatus, LateSuccess, Outcome};
+use super::journal::{Journal, Record};
 use super::queue::{BoundedQueue, Served};
 use super::rate_limit::RateLimiter;
+use super::recovery::{RecoverError, Stored, StoredJob};
 use super::retry::{CallError, GiveUp, RetryPolicy, RETRY_AFTER_MAX};
 use super::retry_lane::RetryLane;
 use super::stats::Stats;
@@ -205,6 +207,9 @@ struct Job<K, P> {
     backoff: BackoffState,
     last_error: Option<CallError>,
     redrives: u32,
+    /// Recovered after a crash with an attempt already started: the
+    /// downstream may do its work twice.
+    redelivered: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -277,6 +282,8 @@ pub struct Relay<K, P> {
     /// the retry it schedules; empty outside [`Relay::handle_call_result_with`].
     throttle_wait: Option<Duration>,
     hedge: Option<Hedger>,
+    /// `None`: nothing is journaled (no store).
+    journal: Option<Journal<K, P>>,
 }
 
 impl<K: Key, P: Payload> Relay<K, P> {
@@ -319,7 +326,45 @@ impl<K: Key, P: Payload> Relay<K, P> {
             honour_retry_after: s.retry.honour_retry_after,
             throttle_wait: None,
             hedge: s.hedge.as_ref().map(Hedger::new),
+            journal: None,
         }
+    }
+
+    /// Turns the journal on or off (off by default). While on, every
+    /// transition a store must keep comes out of [`Relay::poll_record`];
+    /// the driver drains it every turn and makes the records durable before
+    /// it performs that turn's outputs.
+    pub fn set_journal(&mut self, on: bool) {
+        match (on, self.journal.is_some()) {
+            (true, false) => self.journal = Some(Journal::new(self.jobs_max)),
+            (false, true) => self.journal = None,
+            _ => {}
+        }
+    }
+
+    /// The next record to make durable, in the order the transitions happened.
+    pub fn poll_record(&mut self) -> Option<Record<K, P>> {
+        self.journal.as_mut()?.pop()
+    }
+
+    /// Journals a record if the journal is on; `make` runs only then, so a
+    /// relay without a store clones nothing.
+    fn journal(&mut self, make: impl FnOnce() -> Record<K, P>) {
+        if let Some(j) = &mut self.journal {
+            j.push(make());
+        }
+    }
+
+    /// Journals how a job ended.
+    fn journal_finished(&mut self, now: Time, job: &Job<K, P>, outcome: &Outcome<P>) {
+        self.journal(|| Record::Finished {
+            job: job.id,
+            key: job.key.clone(),
+            fingerprint: job.fingerprint,
+            attempts: job.attempts,
+            finished_at: now,
+            outcome: outcome.clone(),
+        });
     }
 
     fn advance(&mut self, now: Time) {
@@ -394,7 +439,16 @@ impl<K: Key, P: Payload> Relay<K, P> {
         if self.queue.is_full() || self.jobs.len() >= self.jobs_max {
             return Some(self.refuse_for_room(now));
         }
+        if self.serials_exhausted() {
+            return Some(refused(Refusal::Unavailable, None));
+        }
         None
+    }
+
+    /// Every job serial has been handed out: a new job would repeat an id.
+    /// `u32::MAX` itself is never used, so a store's next serial can say so.
+    fn serials_exhausted(&self) -> bool {
+        self.serial == u32::MAX
     }
 
     /// A full dead-letter queue (policy `refuse`) frees room only when
@@ -442,9 +496,21 @@ impl<K: Key, P: Payload> Relay<K, P> {
         payload: P,
         redrives: u32,
     ) -> JobId {
+        assert!(!self.serials_exhausted(), "callers check for serials left");
         let entry = self.jobs.vacant_entry();
         let id = JobId::new(self.serial, entry.key());
-        self.serial = self.serial.wrapping_add(1);
+        self.serial += 1;
+        if let Some(j) = &mut self.journal {
+            j.push(Record::Accepted {
+                job: id,
+                key: key.clone(),
+                client,
+                fingerprint,
+                payload: payload.clone(),
+                accepted_at: now,
+                redrives,
+            });
+        }
         entry.insert(Job {
             id,
             key,
@@ -457,6 +523,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             backoff: BackoffState::default(),
             last_error: None,
             redrives,
+            redelivered: false,
         });
         assert!(self.jobs.len() <= self.jobs_max, "job table over its bound");
         self.live_jobs_max_seen = self.live_jobs_max_seen.max(self.jobs.len());
@@ -580,12 +647,14 @@ impl<K: Key, P: Payload> Relay<K, P> {
             self.idempotency.release(key);
         }
         self.remember(now, &job, JobState::Shed, None, late);
+        let outcome = Outcome::Failed { reason };
+        self.journal_finished(now, &job, &outcome);
         self.outputs.push_back(Output::Finished(Finished {
             job: id,
             key: job.key,
             attempts: job.attempts,
             latency: now.since(job.accepted_at),
-            outcome: Outcome::Failed { reason },
+            outcome,
         }));
     }
 
@@ -647,6 +716,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             self.arm(now + t, id, attempt, TimerKind::AttemptDeadline);
         }
         self.stats.attempts += 1;
+        self.journal(|| Record::Started { job: id, attempt });
         self.retry.on_send(now, attempt > 1);
         self.outputs.push_back(Output::Call {
             call,
@@ -862,12 +932,14 @@ impl<K: Key, P: Payload> Relay<K, P> {
         self.stats.succeeded += 1;
         self.stats.job_latency.record(latency);
         self.remember(now, &job, JobState::Succeeded, Some(response.clone()), late);
+        let outcome = Outcome::Succeeded { response };
+        self.journal_finished(now, &job, &outcome);
         self.outputs.push_back(Output::Finished(Finished {
             job: id,
             key: job.key,
             attempts: job.attempts,
             latency,
-            outcome: Outcome::Succeeded { response },
+            outcome,
         }));
     }
 
@@ -880,6 +952,17 @@ impl<K: Key, P: Payload> Relay<K, P> {
         self.remember(now, &job, JobState::DeadLettered, None, late.clone());
         let latency = now.since(job.accepted_at);
         let (key, attempts) = (job.key.clone(), job.attempts);
+        let outcome = Outcome::DeadLettered { reason, last_error };
+        // The letter is journaled before the end of the job: a store that
+        // kept only the first loses no job, it may run one twice.
+        let finished = self.journal.is_some().then(|| Record::Finished {
+            job: id,
+            key: job.key.clone(),
+            fingerprint: job.fingerprint,
+            attempts,
+            finished_at: now,
+            outcome: outcome.clone(),
+        });
         let letter = DeadLetter {
             job: id,
             key: job.key,
@@ -895,7 +978,9 @@ impl<K: Key, P: Payload> Relay<K, P> {
             late_success: late,
         };
         self.store_letter(letter);
-        let outcome = Outcome::DeadLettered { reason, last_error };
+        if let (Some(j), Some(r)) = (&mut self.journal, finished) {
+            j.push(r);
+        }
         self.outputs.push_back(Output::Finished(Finished {
             job: id,
             key,
@@ -931,6 +1016,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             last_error: job.last_error,
             response,
             late_success,
+            redelivered: job.redelivered,
         };
         self.history.push_back(job.id);
         self.finished.insert(job.id, status);
@@ -1015,13 +1101,25 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// Keeps a dead letter; every letter the queue could not keep is
     /// counted and handed to the driver.
     fn store_letter(&mut self, letter: DeadLetter<K, P>) {
+        let id = letter.job;
+        let mut journaled = self.journal.is_some().then(|| letter.clone());
         for (why, dropped) in self.dlq.push(letter) {
             match why {
                 Dropped::Overflowed => self.stats.dlq_overflowed += 1,
                 Dropped::Evicted => self.stats.dlq_evicted += 1,
             }
+            if dropped.job == id {
+                journaled = None;
+            } else {
+                self.journal(|| Record::LetterRemoved {
+                    letter: dropped.job,
+                });
+            }
             self.outputs
                 .push_back(Output::Overflowed(Box::new(dropped)));
+        }
+        if let Some(letter) = journaled {
+            self.journal(|| Record::DeadLettered(Box::new(letter)));
         }
     }
 
@@ -1035,7 +1133,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
 
     /// Whether the queue and the job table have room for one more job.
     fn has_room(&self) -> bool {
-        !self.queue.is_full() && self.jobs.len() < self.jobs_max
+        !self.queue.is_full() && self.jobs.len() < self.jobs_max && !self.serials_exhausted()
     }
 
     fn redrive_letter(&mut self, now: Time, letter_id: JobId) -> Result<JobId, RedriveError> {
@@ -1074,6 +1172,9 @@ impl<K: Key, P: Payload> Relay<K, P> {
             letter.redrives + 1,
         );
         self.stats.dlq_redriven += 1;
+        // After the new job's `Accepted`: a store that kept only that one
+        // still holds the work.
+        self.journal(|| Record::LetterRemoved { letter: letter_id });
         self.outputs.push_back(Output::Event(Event::Redriven {
             letter: letter_id,
             job,
@@ -1148,6 +1249,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 last_error: job.last_error,
                 response: None,
                 late_success: self.late_successes.get(&id).cloned(),
+                redelivered: job.redelivered,
             });
         }
         if let Some(status) = self.finished.get(&id) {
@@ -1162,6 +1264,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             last_error: Some(l.last_error),
             response: None,
             late_success: l.late_success.clone(),
+            redelivered: false,
         })
     }
 
@@ -1381,6 +1484,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             h.on_attempt_start(now, id, attempt);
         }
         self.stats.attempts += 1;
+        self.journal(|| Record::Started { job: id, attempt });
         self.outputs
             .push_back(Output::Event(Event::HedgeSent { job: id, attempt }));
         self.outputs.push_back(Output::Call {
@@ -1500,4 +1604,261 @@ impl<K: Key, P: Payload> Relay<K, P> {
             error,
         }));
     }
+}
+
+/// Durability ([`super::journal`], [`super::recovery`]): a relay rebuilt
+/// from what a store kept, a job adopted from another replica, and a job
+/// taken back because its acceptance could not be made durable.
+impl<K: Key, P: Payload> Relay<K, P> {
+    /// A relay rebuilt from `stored`: unfinished jobs queue again (in their
+    /// old slots, so their ids and status URLs stay valid), keeping their
+    /// attempt count; those with attempts > 0 are marked possibly run twice
+    /// and wait in the retry lane, ahead of new work; letters and replay
+    /// records are back; ids continue from `next_serial`. The relay comes
+    /// back with its journal on, and has already started what it can: the
+    /// driver drains its records and outputs as after any turn.
+    ///
+    /// Errors (not panics) when the stored state does not fit the settings
+    /// or contradicts itself. Replays that do not fit the idempotency store
+    /// are left out, oldest first, as a full store would forget them.
+    pub fn recover(
+        settings: &RelaySettings,
+        rng: Stream,
+        now: Time,
+        stored: Stored<K, P>,
+    ) -> Result<Relay<K, P>, RecoverError> {
+        check_stored(settings, &stored)?;
+        let mut relay = Relay::new(settings, rng);
+        relay.now = now;
+        relay.serial = stored.next_serial;
+        relay.restore_jobs(now, stored.jobs)?;
+        for letter in stored.letters {
+            let dropped = relay.dlq.push(letter);
+            if !dropped.is_empty() {
+                return Err(RecoverError::LettersDoNotFit {
+                    letters: relay.dlq.len() + dropped.len(),
+                    capacity: relay.dlq.capacity(),
+                    bytes_max: relay.dlq.bytes_max(),
+                });
+            }
+        }
+        let ttl = settings.replay_ttl();
+        let mut replays = stored.replays;
+        replays.sort_by_key(|r| r.finished_at);
+        for r in replays.into_iter().filter(|r| r.finished_at + ttl > now) {
+            let begun = relay.idempotency.begin(now, &r.key, r.fingerprint, r.job);
+            if matches!(begun, Begin::Started) {
+                relay
+                    .idempotency
+                    .complete(r.finished_at, &r.key, r.response);
+            }
+            relay.idempotency.take_forgotten();
+        }
+        relay.set_journal(true);
+        relay.pump(now);
+        Ok(relay)
+    }
+
+    /// Puts unfinished jobs back in their slots: never called, in the
+    /// queue; called, in the retry lane and marked redelivered.
+    fn restore_jobs(&mut self, now: Time, jobs: Vec<StoredJob<K, P>>) -> Result<(), RecoverError> {
+        let mut table = Vec::with_capacity(jobs.len());
+        for stored in jobs {
+            let id = stored.job;
+            if let Some(key) = &stored.key {
+                let begun = self.idempotency.begin(now, key, stored.fingerprint, id);
+                if !matches!(begun, Begin::Started) {
+                    return Err(RecoverError::DuplicateKey { job: id });
+                }
+            }
+            let job = self.stored_job(id, stored);
+            self.place(&job);
+            table.push((id.slot(), job));
+        }
+        self.jobs = table.into_iter().collect();
+        self.live_jobs_max_seen = self.jobs.len();
+        Ok(())
+    }
+
+    /// A stored job as a live one, counted as recovered.
+    fn stored_job(&mut self, id: JobId, s: StoredJob<K, P>) -> Job<K, P> {
+        let redelivered = s.attempts > 0;
+        self.stats.recovered_jobs += 1;
+        self.stats.redelivered_jobs += u64::from(redelivered);
+        Job {
+            id,
+            key: s.key,
+            client: s.client,
+            fingerprint: s.fingerprint,
+            payload: s.payload,
+            accepted_at: s.accepted_at,
+            attempts: s.attempts,
+            stage: if redelivered {
+                Stage::RetryQueued
+            } else {
+                Stage::Queued
+            },
+            backoff: BackoffState::default(),
+            last_error: None,
+            redrives: s.redrives,
+            redelivered,
+        }
+    }
+
+    /// Queues a job as its stage says; the caller checked for room.
+    fn place(&mut self, job: &Job<K, P>) {
+        if job.stage == Stage::RetryQueued {
+            self.retry_lane.push(job.id);
+        } else if self.queue.offer(job.id).is_err() {
+            unreachable!("caller checked that the queue had room");
+        }
+    }
+
+    /// Takes one stored job into this running relay (another replica's job
+    /// whose lease expired). It keeps the stored serial; the slot is this
+    /// relay's, so the returned id may differ from the stored one in its
+    /// slot (stores key jobs by serial). Nothing is journaled for it: the
+    /// store that handed it over already holds it; its attempts are
+    /// journaled as they start.
+    pub fn adopt(&mut self, now: Time, job: StoredJob<K, P>) -> Result<JobId, Refusal> {
+        self.advance(now);
+        if let Some(Answer::Refused { why, .. }) = self.blocked(now) {
+            return Err(why);
+        }
+        let serial = job.job.serial();
+        if serial == u32::MAX {
+            return Err(Refusal::Unavailable);
+        }
+        let id = JobId::new(serial, self.jobs.vacant_key());
+        if job.attempts == 0 && self.queue.is_full() {
+            return Err(Refusal::Shed);
+        }
+        if let Some(key) = &job.key {
+            match self.idempotency.begin(now, key, job.fingerprint, id) {
+                Begin::Started => {}
+                Begin::Full => return Err(Refusal::KeysFull),
+                Begin::Mismatch => return Err(Refusal::Mismatch),
+                Begin::InFlight(_) | Begin::Replay { .. } => return Err(Refusal::Conflict),
+            }
+            if let Some(key) = self.idempotency.take_forgotten() {
+                self.outputs.push_back(Output::Forgotten { key });
+            }
+        }
+        self.serial = self.serial.max(serial + 1);
+        let job = self.stored_job(id, job);
+        self.place(&job);
+        self.jobs.insert(job);
+        assert!(self.jobs.len() <= self.jobs_max, "job table over its bound");
+        self.live_jobs_max_seen = self.live_jobs_max_seen.max(self.jobs.len());
+        self.pump(now);
+        Ok(id)
+    }
+
+    /// Takes back a job whose `Accepted` record could not be made durable.
+    /// Valid only before any of its outputs were performed: the driver
+    /// answers its request as refused and drops its call. Its key is
+    /// released; counted as refused (`unavailable`) instead of accepted.
+    /// A redriven job's letter is not restored here: the store still holds
+    /// it, and it is back at the next recovery. Returns whether the job was live.
+    pub fn retract(&mut self, now: Time, id: JobId) -> bool {
+        self.advance(now);
+        if self.job_mut(id).is_none() {
+            return false;
+        }
+        let (job, _) = self.remove_job(id);
+        match job.stage {
+            Stage::Queued => {
+                self.queue.remove(&id);
+            }
+            Stage::RetryQueued => {
+                self.retry_lane.remove(id);
+            }
+            Stage::InFlight { permit, .. } => {
+                let hedged = self.hedge.as_mut().map(|h| h.end(id, None));
+                let flights = hedged.map_or(1, |lost| lost.len().max(1));
+                for _ in 0..flights {
+                    self.workers.release();
+                }
+                if let Some(b) = &mut self.breaker {
+                    b.forget(permit);
+                }
+            }
+            Stage::BackingOff { .. } => {}
+        }
+        if let Some(key) = &job.key {
+            self.idempotency.release(key);
+        }
+        self.outputs
+            .retain(|o| !matches!(o, Output::Call { call, .. } if call.job == id));
+        if job.redrives > 0 {
+            self.stats.dlq_redriven = self.stats.dlq_redriven.saturating_sub(1);
+        } else {
+            self.stats.accepted = self.stats.accepted.saturating_sub(1);
+            self.stats.refused[Refusal::Unavailable] += 1;
+        }
+        self.pump(now);
+        true
+    }
+}
+
+/// Checks what does not fit the settings or contradicts itself, before
+/// anything is built.
+fn check_stored<K, P>(settings: &RelaySettings, stored: &Stored<K, P>) -> Result<(), RecoverError> {
+    let next = stored.next_serial;
+    if next == u32::MAX {
+        return Err(RecoverError::SerialsExhausted);
+    }
+    let ids = stored
+        .jobs
+        .iter()
+        .map(|j| j.job)
+        .chain(stored.letters.iter().map(|l| l.job))
+        .chain(stored.replays.iter().map(|r| r.job));
+    if let Some(job) = ids.into_iter().find(|j| j.serial() >= next) {
+        return Err(RecoverError::SerialAhead {
+            job,
+            next_serial: next,
+        });
+    }
+    let jobs_max = settings.jobs_max;
+    if stored.jobs.len() > jobs_max {
+        return Err(RecoverError::TooManyJobs {
+            stored: stored.jobs.len(),
+            jobs_max,
+        });
+    }
+    let waiting = stored.jobs.iter().filter(|j| j.attempts == 0).count();
+    if waiting > settings.queue.capacity {
+        return Err(RecoverError::QueueTooSmall {
+            waiting,
+            capacity: settings.queue.capacity,
+        });
+    }
+    let mut slots: FxHashMap<usize, JobId> = FxHashMap::default();
+    for j in &stored.jobs {
+        if j.job.slot() >= jobs_max {
+            return Err(RecoverError::SlotOutOfRange {
+                job: j.job,
+                jobs_max,
+            });
+        }
+        if let Some(first) = slots.insert(j.job.slot(), j.job) {
+            return Err(RecoverError::DuplicateSlot {
+                first,
+                second: j.job,
+            });
+        }
+    }
+    let keys = stored.jobs.iter().filter(|j| j.key.is_some()).count();
+    if keys > settings.idempotency.keys_max {
+        return Err(RecoverError::KeysDoNotFit {
+            keys,
+            keys_max: settings.idempotency.keys_max,
+        });
+    }
+    let mut letters = std::collections::BTreeSet::new();
+    if let Some(l) = stored.letters.iter().find(|l| !letters.insert(l.job)) {
+        return Err(RecoverError::DuplicateLetter { letter: l.job });
+    }
+    Ok(())
 }

@@ -135,6 +135,11 @@ pub struct Stats {
     /// Retries of throttled attempts that waited for the downstream's
     /// `Retry-After`, longer than their backoff.
     pub retry_after_honoured: u64,
+    /// Unfinished jobs taken back from a store at a restart.
+    pub recovered_jobs: u64,
+    /// Recovered jobs that had started an attempt before the crash: they
+    /// run again, and the downstream may do their work twice.
+    pub redelivered_jobs: u64,
     /// Accepted → success, per job.
     pub job_latency: LatencyHistogram,
     /// One downstream attempt, start → outcome.
@@ -177,6 +182,8 @@ impl Stats {
             served_out_of_order: self.served_out_of_order,
             calls_held_back: self.calls_held_back,
             retry_after_honoured: self.retry_after_honoured,
+            recovered_jobs: self.recovered_jobs,
+            redelivered_jobs: self.redelivered_jobs,
             job_latency: self.job_latency.summary(),
             attempt_latency: self.attempt_latency.summary(),
         }
@@ -226,6 +233,10 @@ pub struct StatsSnapshot {
     pub calls_held_back: u64,
     #[serde(default)]
     pub retry_after_honoured: u64,
+    #[serde(default)]
+    pub recovered_jobs: u64,
+    #[serde(default)]
+    pub redelivered_jobs: u64,
     pub job_latency: LatencySummary,
     pub attempt_latency: LatencySummary,
 }

@@ -407,6 +407,7 @@ mod tests {
             last_error: Some(CallError::Timeout),
             response: None,
             late_success: None,
+            redelivered: false,
         };
         let json = serde_json::to_value(JobView::new(&status)).expect("json");
         assert!(json.get("late_success").is_none(), "{json}");
