@@ -297,3 +297,140 @@ fn rand_suffix() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
 }
+
+// --- the store alone, against the reference fold ----------------------------
+
+mod store {
+    use super::{cluster, database};
+    use bytes::Bytes;
+    use resilient_relay::relay::{
+        CallError, DeadLetter, GiveUp, JobId, Outcome, Record, Stored,
+    };
+    use resilient_relay::server::store::postgres::{new_owner, PgOptions, PgStore};
+    use resilient_relay::server::store::Store;
+    use resilient_relay::time::Time;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    type Key = Arc<str>;
+
+    const TTL: Duration = Duration::from_secs(3600);
+
+    fn options(url: &str, lease: Duration) -> PgOptions {
+        PgOptions {
+            url: url.to_owned(),
+            owner: new_owner(),
+            lease,
+            replay_ttl: TTL,
+            jobs_max: 100,
+            queue_capacity: 100,
+            letters_max: 100,
+            replays_max: 100,
+        }
+    }
+
+    fn accepted(serial: u32, slot: usize, key: Option<&str>, at_ms: u64) -> Record<Key, Bytes> {
+        Record::Accepted {
+            job: JobId::new(serial, slot),
+            key: key.map(Arc::from),
+            client: 7,
+            fingerprint: u64::from(serial) * 31,
+            payload: Bytes::from(format!("payload-{serial}")),
+            accepted_at: Time::from_millis(at_ms),
+            redrives: 0,
+        }
+    }
+
+    fn finished(serial: u32, slot: usize, key: Option<&str>, ok: bool) -> Record<Key, Bytes> {
+        Record::Finished {
+            job: JobId::new(serial, slot),
+            key: key.map(Arc::from),
+            fingerprint: u64::from(serial) * 31,
+            attempts: 1,
+            finished_at: Time::from_millis(500),
+            outcome: if ok {
+                Outcome::Succeeded {
+                    response: Bytes::from_static(b"{\"ok\":true}"),
+                }
+            } else {
+                Outcome::DeadLettered {
+                    reason: GiveUp::AttemptsExhausted,
+                    last_error: CallError::ServerError,
+                }
+            },
+        }
+    }
+
+    fn letter(serial: u32, slot: usize) -> Record<Key, Bytes> {
+        Record::DeadLettered(Box::new(DeadLetter {
+            job: JobId::new(serial, slot),
+            key: Some(Arc::from(format!("k{serial}"))),
+            client: 7,
+            fingerprint: u64::from(serial) * 31,
+            payload: Bytes::from(format!("payload-{serial}")),
+            attempts: 3,
+            reason: GiveUp::AttemptsExhausted,
+            last_error: CallError::ServerError,
+            accepted_at: Time::from_millis(10),
+            dead_at: Time::from_millis(400),
+            redrives: 1,
+            late_success: None,
+        }))
+    }
+
+    /// What a restart must see: the jobs, letters and replays of the
+    /// reference fold, whatever groups the records were committed in.
+    #[test]
+    fn a_restart_loads_what_the_reference_fold_keeps() {
+        let url = database("fold");
+        let records = vec![
+            accepted(0, 0, Some("k0"), 1),
+            accepted(1, 1, None, 2),
+            accepted(2, 2, Some("k2"), 3),
+            Record::Started {
+                job: JobId::new(0, 0),
+                attempt: 1,
+            },
+            Record::Started {
+                job: JobId::new(2, 2),
+                attempt: 2,
+            },
+            finished(0, 0, Some("k0"), true),
+            accepted(3, 0, Some("k3"), 4),
+            finished(2, 2, Some("k2"), false),
+            letter(2, 2),
+            letter(9, 5),
+            Record::LetterRemoved {
+                letter: JobId::new(9, 5),
+            },
+        ];
+        let mut reference: Stored<Key, Bytes> = Stored::default();
+        for r in records.clone() {
+            reference.apply(r, TTL);
+        }
+        let lease = Duration::from_millis(1);
+        let mut first = PgStore::open(options(&url, lease)).expect("open");
+        let loaded = first.load(1_000_000).expect("load an empty store");
+        assert!(loaded.stored.jobs.is_empty());
+        for group in records.chunks(3) {
+            first.commit(group).expect("commit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let mut second = PgStore::open(options(&url, Duration::from_secs(5))).expect("open");
+        let again = second.load(1_000_100).expect("load");
+        assert_eq!(again.epoch_unix_ms, loaded.epoch_unix_ms, "one epoch per database");
+        assert_eq!(again.handle_key, loaded.handle_key, "one job-handle key per database");
+        assert_eq!(again.stored.jobs, reference.jobs, "unfinished jobs, with attempts");
+        assert_eq!(again.stored.letters, reference.letters, "letters not removed");
+        assert_eq!(again.stored.replays, reference.replays, "replays of keyed successes");
+        assert!(
+            again.stored.next_serial > loaded.stored.next_serial,
+            "a new run takes a new block of serials"
+        );
+        // Leased to the second run now: a third finds nothing to take.
+        let mut third = PgStore::open(options(&url, Duration::from_secs(5))).expect("open");
+        let none = third.load(1_000_200).expect("load");
+        assert!(none.stored.jobs.is_empty(), "jobs under a live lease stay with their owner");
+        let _ = cluster();
+    }
+}

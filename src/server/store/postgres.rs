@@ -30,6 +30,7 @@ use crate::server::actor::Key;
 use crate::time::Time;
 use bytes::Bytes;
 use link::Link;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
@@ -45,10 +46,23 @@ pub struct PgOptions {
     pub lease: Duration,
     /// How long a succeeded key replays (the relay's idempotency TTL).
     pub replay_ttl: Duration,
-    /// At most this many jobs are taken at load (the relay's `jobs_max`).
+    /// What the relay can take at load: `jobs_max`, the queue's capacity
+    /// (jobs never called wait there), the dead-letter queue's capacity.
     pub jobs_max: usize,
+    pub queue_capacity: usize,
+    pub letters_max: usize,
     /// At most this many replay records are loaded (`keys_max`).
     pub replays_max: usize,
+}
+
+/// What the store thread and the replica's lease thread share.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The block this replica's new serials come from.
+    pub block: AtomicU64,
+    /// The block was taken by another replica (this one's leases lapsed,
+    /// as in a long outage): new work is refused until a restart.
+    pub fenced: AtomicBool,
 }
 
 /// A fresh owner name: the process id and 64 random bits, so that a
@@ -62,8 +76,7 @@ pub fn new_owner() -> String {
 pub struct PgStore {
     options: PgOptions,
     link: Link,
-    /// This run's serials: `[first, end)`.
-    serials: Option<(u32, u32)>,
+    shared: Arc<Shared>,
     epoch_unix_ms: u64,
 }
 
@@ -103,14 +116,19 @@ impl PgStore {
         Ok(PgStore {
             options,
             link,
-            serials: None,
+            shared: Arc::new(Shared::default()),
             epoch_unix_ms: 0,
         })
     }
 
-    /// This run's block of serials, once loaded.
-    pub fn serials(&self) -> Option<(u32, u32)> {
-        self.serials
+    /// What the replica's lease thread shares with this store.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// The store's epoch, once loaded.
+    pub fn epoch_unix_ms(&self) -> u64 {
+        self.epoch_unix_ms
     }
 
     fn corrupt(&self, detail: impl std::fmt::Display) -> StoreError {
@@ -124,7 +142,7 @@ impl PgStore {
     fn meta(&mut self, now_unix_ms: u64) -> Result<(i32, u64, Vec<u8>), StoreError> {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| self.link.unavailable(e))?;
-        let row = self.link.run(|c| async move {
+        let row = self.link.run(async move |c: &mut Client| {
             let tx = c.transaction().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::CREATE_LOCK])
                 .await?;
@@ -150,12 +168,26 @@ impl PgStore {
         Ok((version, uint(epoch), handle_key))
     }
 
-    fn take_block(&mut self) -> Result<(u32, u32), StoreError> {
+    /// Takes a new block of serials from the sequence and leases it.
+    fn take_block(&mut self) -> Result<u64, StoreError> {
+        let owner = self.options.owner.clone();
+        let lease = ms(self.options.lease);
         let block: i64 = self
             .link
-            .run(|c| async move {
-                c.query_one("SELECT nextval('relay_serial_blocks')", &[])
-                    .await
+            .run(async move |c: &mut Client| {
+                let tx = c.transaction().await?;
+                let row = tx
+                    .query_one("SELECT nextval('relay_serial_blocks')", &[])
+                    .await?;
+                let block: i64 = row.get(0);
+                tx.execute(
+                    "INSERT INTO relay_blocks (block, owner, lease_until)
+                     VALUES ($1, $2, now() + $3 * interval '1 millisecond')",
+                    &[&block, &owner, &lease],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(block)
             })
             .map_err(|e| match e {
                 StoreError::Unavailable { url, detail } if detail.contains("maximum value") => {
@@ -167,39 +199,49 @@ impl PgStore {
                     }
                 }
                 other => other,
-            })?
-            .get(0);
-        let first = u64::try_from(block).unwrap_or(0).saturating_mul(schema::BLOCK);
-        let end = first.saturating_add(schema::BLOCK);
-        match (u32::try_from(first), u32::try_from(end - 1)) {
-            (Ok(first), Ok(last)) => Ok((first, last.saturating_add(1))),
-            _ => Err(self.corrupt("the serial block is out of range")),
-        }
+            })?;
+        u64::try_from(block).map_err(|_| self.corrupt("a negative serial block"))
     }
 
-    /// Takes the jobs (and letters) no live replica holds, leasing them to
-    /// this one; returns them in acceptance order.
+    /// Takes the jobs no live replica holds, as many as the relay can
+    /// restore in their old slots, leasing them to this replica; returns
+    /// them in acceptance order. The rest (a slot taken twice, beyond the
+    /// relay's bounds) stay expired, for a reaper to adopt into new slots.
     fn take_jobs(&mut self) -> Result<Vec<StoredJob<Key, Bytes>>, StoreError> {
         let owner = self.options.owner.clone();
         let lease = ms(self.options.lease);
-        let limit = int(self.options.jobs_max as u64);
-        let rows = self.link.run(|c| async move {
+        let (jobs_max, queue_capacity) = (self.options.jobs_max, self.options.queue_capacity);
+        let limit = int(jobs_max as u64);
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM relay_jobs j
+             WHERE j.owner IS NULL OR j.lease_until IS NULL OR j.lease_until < now()
+             ORDER BY j.serial LIMIT $1 FOR UPDATE SKIP LOCKED"
+        );
+        self.link.run(async move |c: &mut Client| {
             let tx = c.transaction().await?;
-            let rows = tx.query(TAKE_JOBS, &[&owner, &limit, &lease]).await?;
+            let rows = tx.query(&sql, &[&limit]).await?;
+            let mut jobs: Vec<StoredJob<Key, Bytes>> = rows.iter().map(job_of).collect();
+            jobs.sort_by_key(|j| (j.accepted_at, j.job.serial()));
+            let jobs = restorable(jobs, jobs_max, queue_capacity);
+            let serials: Vec<i64> = jobs.iter().map(|j| i64::from(j.job.serial())).collect();
+            tx.execute(
+                "UPDATE relay_jobs SET owner = $1, lease_until = now() + $2 * interval '1 millisecond'
+                 WHERE serial = ANY($3)",
+                &[&owner, &lease, &serials],
+            )
+            .await?;
             tx.commit().await?;
-            Ok(rows)
-        })?;
-        let mut jobs: Vec<StoredJob<Key, Bytes>> = rows.iter().map(job_of).collect();
-        jobs.sort_by_key(|j| (j.accepted_at, j.job.serial()));
-        Ok(jobs)
+            Ok(jobs)
+        })
     }
 
     fn take_letters(&mut self) -> Result<Vec<DeadLetter<Key, Bytes>>, StoreError> {
         let owner = self.options.owner.clone();
         let lease = ms(self.options.lease);
-        let rows = self.link.run(|c| async move {
+        let limit = int(self.options.letters_max as u64);
+        let rows = self.link.run(async move |c: &mut Client| {
             let tx = c.transaction().await?;
-            let rows = tx.query(TAKE_LETTERS, &[&owner, &lease]).await?;
+            let rows = tx.query(TAKE_LETTERS, &[&owner, &lease, &limit]).await?;
             tx.commit().await?;
             Ok(rows)
         })?;
@@ -214,7 +256,7 @@ impl PgStore {
     fn replays(&mut self, now: Time) -> Result<Vec<StoredReplay<Key, Bytes>>, StoreError> {
         let limit = int(self.options.replays_max as u64);
         let now = nanos(now);
-        let rows = self.link.run(|c| async move {
+        let rows = self.link.run(async move |c: &mut Client| {
             c.query(
                 "SELECT key, fingerprint, id, response, finished_at FROM relay_keys
                  WHERE response IS NOT NULL AND expires_at > $1
@@ -253,11 +295,12 @@ impl Store for PgStore {
             .try_into()
             .map_err(|_| self.corrupt("the job-handle key is not 32 bytes"))?;
         self.epoch_unix_ms = epoch_unix_ms;
-        let serials = self.take_block()?;
-        self.serials = Some(serials);
+        let block = self.take_block()?;
+        let first = block_start(block).ok_or_else(|| self.corrupt("the serial block is out of range"))?;
+        self.shared.block.store(block, Ordering::Relaxed);
         let now = Time::from_millis(now_unix_ms.saturating_sub(epoch_unix_ms));
         let stored = Stored {
-            next_serial: serials.0,
+            next_serial: first,
             jobs: self.take_jobs()?,
             letters: self.take_letters()?,
             replays: self.replays(now)?,
@@ -265,7 +308,7 @@ impl Store for PgStore {
         tracing::info!(
             store = self.link.shown(),
             owner = %self.options.owner,
-            serials = ?serials,
+            block,
             jobs = stored.jobs.len(),
             letters = stored.letters.len(),
             replays = stored.replays.len(),
@@ -282,20 +325,25 @@ impl Store for PgStore {
         if records.is_empty() {
             return Ok(());
         }
-        if let Some((_, end)) = self.serials {
-            let past = records.iter().any(|r| match r {
-                Record::Accepted { job, .. } => job.serial() >= end,
-                _ => false,
-            });
-            if past {
-                return Err(self.link.unavailable(
-                    "this replica has used its whole block of job serials: restart it to \
-                     take a new block",
-                ));
-            }
+        if self.shared.fenced.load(Ordering::Relaxed) {
+            return Err(self.link.unavailable(
+                "another replica took this one's block of job serials while its leases \
+                 lapsed: restart this replica",
+            ));
+        }
+        let block = self.shared.block.load(Ordering::Relaxed);
+        let outside = records.iter().any(|r| match r {
+            Record::Accepted { job, .. } => block_of(job.serial()) != block,
+            _ => false,
+        });
+        if outside {
+            return Err(self.link.unavailable(
+                "this replica has used its whole block of job serials: restart it to \
+                 take a new block",
+            ));
         }
         let statements = Statements::of(records, &self.options);
-        self.link.run(|c| statements.run(c))
+        self.link.run(async move |c: &mut Client| statements.run(c).await)
     }
 }
 
@@ -443,6 +491,52 @@ fn letter_params(l: &DeadLetter<Key, Bytes>, o: &PgOptions) -> Vec<Param> {
     ]
 }
 
+/// The block a serial belongs to.
+pub fn block_of(serial: u32) -> u64 {
+    u64::from(serial) / schema::BLOCK
+}
+
+/// The first serial of `block`, if it is within u32.
+pub fn block_start(block: u64) -> Option<u32> {
+    let last = block.checked_add(1)?.checked_mul(schema::BLOCK)?.checked_sub(1)?;
+    u32::try_from(last).ok()?;
+    u32::try_from(block * schema::BLOCK).ok()
+}
+
+/// The jobs a fresh relay can restore, in order: distinct slots below
+/// `jobs_max`, and no more never-called jobs than the queue holds.
+fn restorable(
+    jobs: Vec<StoredJob<Key, Bytes>>,
+    jobs_max: usize,
+    queue_capacity: usize,
+) -> Vec<StoredJob<Key, Bytes>> {
+    let mut slots = std::collections::HashSet::new();
+    let mut keys = std::collections::HashSet::new();
+    let mut waiting = 0;
+    let mut kept = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let slot = job.job.slot();
+        if slot >= jobs_max || kept.len() >= jobs_max || slots.contains(&slot) {
+            continue;
+        }
+        if job.key.as_ref().is_some_and(|k| keys.contains(k)) {
+            continue;
+        }
+        if job.attempts == 0 {
+            if waiting >= queue_capacity {
+                continue;
+            }
+            waiting += 1;
+        }
+        slots.insert(slot);
+        if let Some(k) = &job.key {
+            keys.insert(k.clone());
+        }
+        kept.push(job);
+    }
+    kept
+}
+
 /// A stored job from a `relay_jobs` row (columns as in [`JOB_COLUMNS`]).
 pub(crate) fn job_of(r: &Row) -> StoredJob<Key, Bytes> {
     StoredJob {
@@ -498,21 +592,11 @@ fn letter_of(r: &Row) -> Result<DeadLetter<Key, Bytes>, String> {
 pub(crate) const JOB_COLUMNS: &str =
     "j.id, j.key, j.client, j.fingerprint, j.payload, j.accepted_at, j.redrives, j.attempts";
 
-const TAKE_JOBS: &str = "
-WITH taken AS (
-    SELECT serial FROM relay_jobs
-    WHERE owner IS NULL OR lease_until IS NULL OR lease_until < now()
-    ORDER BY serial LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE relay_jobs j SET owner = $1, lease_until = now() + $3 * interval '1 millisecond'
-FROM taken WHERE j.serial = taken.serial
-RETURNING j.id, j.key, j.client, j.fingerprint, j.payload, j.accepted_at, j.redrives, j.attempts";
-
 const TAKE_LETTERS: &str = "
 WITH taken AS (
     SELECT serial FROM relay_letters
     WHERE owner IS NULL OR lease_until IS NULL OR lease_until < now()
+    ORDER BY serial LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
 UPDATE relay_letters l SET owner = $1, lease_until = now() + $2 * interval '1 millisecond'

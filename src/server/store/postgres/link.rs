@@ -5,7 +5,6 @@
 //! turn, not a hung thread.
 
 use super::super::StoreError;
-use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
 
@@ -80,10 +79,9 @@ impl Link {
     /// Runs `work` on the connection (made first if there is none), within
     /// [`STATEMENT_TIMEOUT`]. A failure drops the connection, so the next
     /// call reconnects (after the backoff).
-    pub fn run<T, F, Fut>(&mut self, work: F) -> Result<T, StoreError>
+    pub fn run<T, F>(&mut self, work: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&mut Client) -> Fut,
-        Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+        F: AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
     {
         self.connect()?;
         let Some(client) = self.client.as_mut() else {

@@ -10,10 +10,11 @@
 //! [`Replica::reachable`] feeds `/ready` while no request comes in.
 
 use super::link::Link;
-use super::{job_of, ms, PgOptions, JOB_COLUMNS};
+use super::{block_of, job_of, ms, PgOptions, Shared, JOB_COLUMNS};
 use crate::relay::StoredJob;
 use crate::server::actor::Key;
 use bytes::Bytes;
+use tokio_postgres::Client;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +38,11 @@ pub struct Replica {
 
 impl Replica {
     /// Starts the thread; `adopt` is called from it.
-    pub fn start(options: PgOptions, adopt: Adopt) -> Result<Replica, super::StoreError> {
+    pub fn start(
+        options: PgOptions,
+        shared: Arc<Shared>,
+        adopt: Adopt,
+    ) -> Result<Replica, super::StoreError> {
         let link = Link::new(&options.url)?;
         let url = link.shown().to_owned();
         let stop = Arc::new(AtomicBool::new(false));
@@ -46,6 +51,7 @@ impl Replica {
             options,
             link,
             adopt,
+            shared,
             stop: stop.clone(),
             reachable: reachable.clone(),
         };
@@ -87,6 +93,7 @@ struct Keeper {
     options: PgOptions,
     link: Link,
     adopt: Adopt,
+    shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     reachable: Arc<AtomicBool>,
 }
@@ -126,24 +133,66 @@ impl Keeper {
         }
     }
 
+    /// Renews this replica's leases: its block, its jobs, its letters. A
+    /// block found taken means this replica's leases lapsed and another
+    /// took over: it is fenced (takes no new work) until restarted.
     fn renew(&mut self) -> Result<(), super::StoreError> {
         let owner = self.options.owner.clone();
         let lease = ms(self.options.lease);
-        self.link.run(|c| async move {
+        let block = i64::try_from(self.shared.block.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let held = self.link.run(async move |c: &mut Client| {
+            let held = c
+                .execute(
+                    "UPDATE relay_blocks SET lease_until = now() + $3 * interval '1 millisecond'
+                     WHERE block = $2 AND owner = $1",
+                    &[&owner, &block, &lease],
+                )
+                .await?;
+            for table in ["relay_jobs", "relay_letters"] {
+                c.execute(
+                    &format!(
+                        "UPDATE {table} SET lease_until = now() + $2 * interval '1 millisecond'
+                         WHERE owner = $1"
+                    ),
+                    &[&owner, &lease],
+                )
+                .await?;
+            }
+            Ok(held)
+        })?;
+        if held == 0 && !self.shared.fenced.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                block,
+                "another replica took this replica's block of job serials (its leases \
+                 lapsed): no new work is taken; restart this replica"
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes block `block` from its owner whose lease expired; whether it
+    /// is now this replica's.
+    fn take_block(&mut self, block: u64) -> bool {
+        let owner = self.options.owner.clone();
+        let lease = ms(self.options.lease);
+        let Ok(b) = i64::try_from(block) else {
+            return false;
+        };
+        let taken = self.link.run(async move |c: &mut Client| {
             c.execute(
-                "UPDATE relay_jobs SET lease_until = now() + $2 * interval '1 millisecond'
-                 WHERE owner = $1",
-                &[&owner, &lease],
+                "UPDATE relay_blocks SET owner = $1, lease_until = now() + $3 * interval '1 millisecond'
+                 WHERE block = $2 AND (owner = $1 OR lease_until < now())",
+                &[&owner, &b, &lease],
             )
-            .await?;
-            c.execute(
-                "UPDATE relay_letters SET lease_until = now() + $2 * interval '1 millisecond'
-                 WHERE owner = $1",
-                &[&owner, &lease],
-            )
-            .await?;
-            Ok(())
-        })
+            .await
+        });
+        if matches!(taken, Ok(1)) {
+            self.shared.block.store(block, Ordering::Relaxed);
+            tracing::info!(block, "took the block of a replica whose lease expired");
+            true
+        } else {
+            false
+        }
     }
 
     /// One pass: takes expired jobs and hands them to the relay. False
@@ -161,7 +210,7 @@ impl Keeper {
              FROM taken WHERE j.serial = taken.serial
              RETURNING {JOB_COLUMNS}"
         );
-        let rows = match self.link.run(|c| async move {
+        let rows = match self.link.run(async move |c: &mut Client| {
             let tx = c.transaction().await?;
             let rows = tx.query(&sql, &[&owner, &REAP_BATCH, &lease]).await?;
             tx.commit().await?;
@@ -177,7 +226,25 @@ impl Keeper {
             return true;
         }
         let mut jobs: Vec<StoredJob<Key, Bytes>> = rows.iter().map(job_of).collect();
-        jobs.sort_by_key(|j| (j.accepted_at, j.job.serial()));
+        // Adopting a job moves the relay's serials past it: one from a later
+        // block needs that block first (its owner is gone), else it waits.
+        jobs.sort_by_key(|j| j.job.serial());
+        let mut later = Vec::new();
+        let mut i = 0;
+        while i < jobs.len() {
+            let block = block_of(jobs[i].job.serial());
+            if block > self.shared.block.load(Ordering::Relaxed) && !self.take_block(block) {
+                later.push(i64::from(jobs.remove(i).job.serial()));
+            } else {
+                i += 1;
+            }
+        }
+        if !later.is_empty() {
+            self.release(&later);
+        }
+        if jobs.is_empty() {
+            return true;
+        }
         let serials: Vec<i64> = jobs.iter().map(|j| i64::from(j.job.serial())).collect();
         let taken = jobs.len();
         let Some(adopted) = (self.adopt)(jobs) else {
@@ -205,7 +272,7 @@ impl Keeper {
     fn release(&mut self, serials: &[i64]) {
         let owner = self.options.owner.clone();
         let serials = serials.to_vec();
-        if let Err(e) = self.link.run(|c| async move {
+        if let Err(e) = self.link.run(async move |c: &mut Client| {
             c.execute(
                 "UPDATE relay_jobs SET owner = NULL, lease_until = NULL
                  WHERE owner = $1 AND serial = ANY($2)",

@@ -6,6 +6,9 @@
 //!   same clock origin and signs the same status URLs;
 //! - `relay_serial_blocks`: a sequence handing each starting replica its own
 //!   block of job serials, so ids never repeat across restarts or replicas;
+//! - `relay_blocks`: who holds each block, under a lease like a job's: a
+//!   replica that adopts a job from a later block (the relay then continues
+//!   its serials from there) must first take that block from its dead owner;
 //! - `relay_jobs`: unfinished jobs, with `owner` and `lease_until` (the
 //!   visibility timeout a live owner keeps renewing);
 //! - `relay_keys`: one row per idempotency key (unique across replicas): a
@@ -34,6 +37,11 @@ CREATE TABLE IF NOT EXISTS relay_meta (
     handle_key    bytea NOT NULL
 );
 CREATE SEQUENCE IF NOT EXISTS relay_serial_blocks MINVALUE 0 START 0 MAXVALUE 1023 NO CYCLE;
+CREATE TABLE IF NOT EXISTS relay_blocks (
+    block       bigint PRIMARY KEY,
+    owner       text NOT NULL,
+    lease_until timestamptz NOT NULL
+);
 CREATE TABLE IF NOT EXISTS relay_jobs (
     serial      bigint PRIMARY KEY,
     id          bigint NOT NULL,
