@@ -7,12 +7,16 @@
 //! relay, which knows it. A claim whose job never came (refused, or its
 //! replica died before the commit) is released, or taken over once stale.
 //!
+//! The same connection answers status look-ups for jobs the local relay
+//! does not know ([`Claims::status`]): another replica's, or one adopted
+//! here under a new slot, found by serial.
+//!
 //! Runs on the server's runtime, from the HTTP handlers, on one pipelined
 //! connection (reconnected on demand, at most once per backoff).
 
 use super::link::{describe, redact, BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, STATEMENT_TIMEOUT};
 use super::{int, ms, uint};
-use crate::relay::{Answer, JobId, Refusal};
+use crate::relay::{Answer, JobId, JobState, JobStatus, Refusal};
 use crate::server::store::StoreError;
 use crate::time::Time;
 use bytes::Bytes;
@@ -215,6 +219,53 @@ impl Claims {
         if let Err(e) = done {
             tracing::debug!(error = %e, "claim not released: it goes stale instead");
         }
+    }
+}
+
+const STATUS: &str = "
+SELECT 'live', j.id, j.attempts, j.accepted_at, NULL::bigint, NULL::bytea
+    FROM relay_jobs j WHERE j.serial = $1
+UNION ALL
+SELECT 'succeeded', k.id, 0, 0, k.finished_at, k.response
+    FROM relay_keys k WHERE k.serial = $1 AND k.response IS NOT NULL
+UNION ALL
+SELECT 'dead', l.id, l.attempts, l.accepted_at, l.dead_at, NULL::bytea
+    FROM relay_letters l WHERE l.serial = $1
+LIMIT 1";
+
+impl Claims {
+    /// What the database knows of `job` (by serial): a live job (queued,
+    /// as far as a look-up from afar can tell), a keyed success with its
+    /// answer, or a dead letter. `None` when it holds nothing of it.
+    pub async fn status(&self, job: JobId) -> Result<Option<JobStatus<Bytes>>, StoreError> {
+        let client = self.client().await?;
+        let serial = i64::from(job.serial());
+        let rows = self.bounded(client.query(STATUS, &[&serial])).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let stored = JobId(uint(row.get(1)));
+        // The handle named this id: a job under another id is not it.
+        if stored.serial() != job.serial() {
+            return Ok(None);
+        }
+        let kind: &str = row.get(0);
+        let at = |i: usize| row.get::<_, Option<i64>>(i).map(|v| Time::from_nanos(uint(v)));
+        Ok(Some(JobStatus {
+            job: stored,
+            state: match kind {
+                "live" => JobState::Queued,
+                "succeeded" => JobState::Succeeded,
+                _ => JobState::DeadLettered,
+            },
+            attempts: u32::try_from(row.get::<_, i32>(2)).unwrap_or(0),
+            accepted_at: at(3).unwrap_or(Time::ZERO),
+            finished_at: at(4),
+            last_error: None,
+            response: row.get::<_, Option<Vec<u8>>>(5).map(Bytes::from),
+            late_success: None,
+            redelivered: false,
+        }))
     }
 }
 
