@@ -272,6 +272,7 @@ mod one_fault_model {
             },
             keys_max: 100,
             in_flight_max,
+            ledger: None,
         };
         DownstreamService::spawn(&settings).await.expect("starts")
     }

@@ -3,7 +3,11 @@
 //! `POST /work` answers after a drawn latency, failing as the shared fault
 //! model says (503 for a server error, 429 with `Retry-After` when
 //! throttled, 400 for a client error); each success is one side effect,
-//! recorded in a [`Ledger`] under the request's `Idempotency-Key`. With
+//! recorded in a [`Ledger`] under the request's `Idempotency-Key`. A call
+//! whose caller hangs up is still finished, as a real service finishes the
+//! work it started; with `--ledger FILE` every side effect is also appended
+//! to a file (its key, or a hash of a keyless payload, and its count), so
+//! duplicates across a crash of the caller can be counted afterwards. With
 //! `--scenario FILE` it serves that scenario's `[downstream]`, exactly what
 //! `simulate` models, its windows counted from the service's start. Faults
 //! are also switched at runtime, so a demo can start an outage or a
@@ -64,6 +68,10 @@ pub struct DownstreamArgs {
     /// `busy` (a hang window would otherwise hold every call for its length).
     #[arg(long, default_value_t = 10_000)]
     pub in_flight_max: usize,
+    /// Append each side effect to this file, one line each:
+    /// `<key or sha256:payload-hash>\t<count>` (created if missing).
+    #[arg(long, env = "DOWNSTREAM_LEDGER", value_name = "FILE")]
+    pub ledger: Option<PathBuf>,
 }
 
 /// A resolved downstream service configuration.
@@ -73,6 +81,8 @@ pub struct DownstreamSettings {
     pub fault: Flaky,
     pub keys_max: usize,
     pub in_flight_max: usize,
+    /// Where side effects are appended, if anywhere.
+    pub ledger: Option<PathBuf>,
 }
 
 /// Most calls `--in-flight-max` may allow at once.
@@ -124,6 +134,7 @@ impl DownstreamArgs {
             fault,
             keys_max: self.keys_max,
             in_flight_max: self.in_flight_max,
+            ledger: self.ledger.clone(),
         })
     }
 }
@@ -146,6 +157,56 @@ struct Books {
     ledger: Ledger,
     calls: u64,
     failed: u64,
+    /// The side-effect file, if one was asked for.
+    file: Option<LedgerFile>,
+}
+
+/// Side effects appended to a file, one line each, written as they happen
+/// (no buffer to lose when the service stops).
+struct LedgerFile {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Set after a failed write: logged once, the service goes on.
+    failed: bool,
+}
+
+impl LedgerFile {
+    fn open(path: &std::path::Path) -> anyhow::Result<LedgerFile> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "`--ledger`: cannot open {} for appending: {e}",
+                    path.display()
+                )
+            })?;
+        Ok(LedgerFile {
+            path: path.to_owned(),
+            file,
+            failed: false,
+        })
+    }
+
+    /// One line: the key (or the payload's hash) and its count.
+    fn append(&mut self, name: &str, count: u32) {
+        use std::io::Write;
+        let line = format!("{name}\t{count}\n");
+        if let Err(e) = self.file.write_all(line.as_bytes()) {
+            if !self.failed {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot append to the ledger file: side effects are no longer written there");
+            }
+            self.failed = true;
+        }
+    }
+}
+
+/// How a keyless call is named in the ledger file: its payload's hash.
+fn payload_name(body: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body);
+    format!("sha256:{}", hex::encode(&digest[..16]))
 }
 
 #[derive(Clone)]
@@ -167,7 +228,8 @@ impl Shared {
 }
 
 /// The service's routes over fresh state; the model's clock starts now.
-pub fn router(settings: &DownstreamSettings) -> Router {
+/// Fails only when the ledger file cannot be opened.
+pub fn router(settings: &DownstreamSettings) -> anyhow::Result<Router> {
     let books = Books {
         ledger: Ledger::new(
             settings.keys_max,
@@ -175,13 +237,18 @@ pub fn router(settings: &DownstreamSettings) -> Router {
         ),
         calls: 0,
         failed: 0,
+        file: settings
+            .ledger
+            .as_deref()
+            .map(LedgerFile::open)
+            .transpose()?,
     };
     let shared = Shared {
         flaky: SharedFlaky::start(&settings.fault),
         books: Arc::new(Mutex::new(books)),
         slots: Arc::new(tokio::sync::Semaphore::new(settings.in_flight_max)),
     };
-    Router::new()
+    Ok(Router::new()
         .route("/work", post(work))
         .route("/admin", get(admin).post(change))
         .route("/effects", get(effects))
@@ -191,11 +258,13 @@ pub fn router(settings: &DownstreamSettings) -> Router {
             get(|| async { Json(serde_json::json!({"status": "alive"})) }),
         )
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .with_state(shared)
+        .with_state(shared))
 }
 
+/// A call runs in a task of its own: when the caller hangs up, the handler
+/// is dropped but the work is finished (and its side effect recorded).
 async fn work(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let Ok(_slot) = shared.slots.clone().try_acquire_owned() else {
+    let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
         let body = serde_json::json!({"ok": false, "error": "busy"});
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     };
@@ -203,6 +272,20 @@ async fn work(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> 
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let task = tokio::spawn(async move {
+        let _slot = slot;
+        finish_work(&shared, key, body).await
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(e) => {
+            let body = serde_json::json!({"ok": false, "error": format!("the call failed: {e}")});
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+        }
+    }
+}
+
+async fn finish_work(shared: &Shared, key: Option<String>, body: Bytes) -> Response {
     shared.books().calls += 1;
     let (fate, in_flight) = shared.flaky.call();
     tokio::time::sleep(fate.delay).await;
@@ -212,7 +295,18 @@ async fn work(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> 
         let retry_after = shared.flaky.lock().retry_after();
         return failure(kind, retry_after);
     }
-    let effect = shared.books().ledger.record(key.as_deref());
+    let effect = {
+        let mut books = shared.books();
+        let before = key.as_deref().map_or(0, |k| books.ledger.count(k));
+        let effect = books.ledger.record(key.as_deref());
+        // A key the service honours and already served takes no new effect.
+        let landed = key.is_none() || effect == 0 || effect != before;
+        if let (Some(file), true) = (&mut books.file, landed) {
+            let name = key.clone().unwrap_or_else(|| payload_name(&body));
+            file.append(&name, effect);
+        }
+        effect
+    };
     let body = serde_json::json!({
         "ok": true,
         "key": key,
@@ -346,7 +440,7 @@ impl DownstreamService {
     pub async fn spawn(settings: &DownstreamSettings) -> anyhow::Result<DownstreamService> {
         let listener = super::listener::bind(settings.listen).await?;
         let addr = listener.local_addr()?;
-        let (stop, task) = super::listener::serve(listener, router(settings));
+        let (stop, task) = super::listener::serve(listener, router(settings)?);
         Ok(DownstreamService {
             addr,
             stop: Some(stop),

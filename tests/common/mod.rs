@@ -82,6 +82,7 @@ impl Harness {
             fault: (&fault).into(),
             keys_max: 100_000,
             in_flight_max: 1_000,
+            ledger: None,
         })
         .await
         .expect("downstream starts");

@@ -10,7 +10,9 @@
 //! - [`sqlite`]: one file, crash-safe, the default for `serve`;
 //! - `postgres`: several replicas share one database.
 
+pub mod committer;
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 use super::actor::Key;
@@ -73,7 +75,9 @@ pub enum StoreError {
         path.display()
     )]
     DiskFull { path: PathBuf },
-    #[error("the store {url} is unavailable ({detail}): new work is refused with 503 until it is back")]
+    #[error(
+        "the store {url} is unavailable ({detail}): new work is refused with 503 until it is back"
+    )]
     Unavailable { url: String, detail: String },
     #[error("the store {} cannot be used: {source}", path.display())]
     Io {
@@ -110,7 +114,9 @@ impl StoreSpec {
     pub fn beside(self, config: Option<&Path>) -> StoreSpec {
         match self {
             StoreSpec::Sqlite(p) if p.is_relative() => {
-                let dir = config.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty());
+                let dir = config
+                    .and_then(Path::parent)
+                    .filter(|d| !d.as_os_str().is_empty());
                 StoreSpec::Sqlite(dir.map_or(p.clone(), |d| d.join(&p)))
             }
             other => other,
@@ -174,9 +180,7 @@ impl<'de> Deserialize<'de> for StoreSpec {
 
 /// How hard a commit insists that its records reached the disk
 /// (`--store-sync`, `server.store_sync`).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum StoreSync {
     /// Every commit is synced to the disk before its 202: nothing
