@@ -29,7 +29,9 @@ use crate::relay::{
 use crate::server::actor::Key;
 use crate::time::Time;
 use bytes::Bytes;
+use claims::Claims;
 use link::Link;
+use replica::Replica;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +65,49 @@ pub struct Shared {
     /// The block was taken by another replica (this one's leases lapsed,
     /// as in a long outage): new work is refused until a restart.
     pub fenced: AtomicBool,
+}
+
+impl PgOptions {
+    /// The options of a `serve` on `url`, from its settings.
+    pub fn from_settings(url: &str, settings: &crate::server::Settings) -> PgOptions {
+        let relay = &settings.relay;
+        PgOptions {
+            url: url.to_owned(),
+            owner: new_owner(),
+            lease: Duration::from_millis(settings.server.store_lease_ms),
+            replay_ttl: crate::time::ms_to_duration(relay.idempotency.ttl_ms),
+            jobs_max: relay.jobs_max,
+            queue_capacity: relay.queue.capacity,
+            letters_max: relay.dlq.capacity,
+            replays_max: relay.idempotency.keys_max,
+        }
+    }
+}
+
+/// What a server on PostgreSQL runs beside its relay: the lease keeper and
+/// reaper, and the key claims and look-ups its handlers use.
+pub struct Replication {
+    pub claims: Arc<Claims>,
+    _replica: Replica,
+}
+
+impl Replication {
+    /// Starts the lease thread; `store_failing` (the gauge behind `/ready`)
+    /// follows whether the database answers, even with no traffic.
+    pub fn start(
+        options: &PgOptions,
+        shared: Arc<Shared>,
+        epoch_unix_ms: u64,
+        store_failing: Arc<AtomicBool>,
+        adopt: replica::Adopt,
+    ) -> Result<Replication, StoreError> {
+        let claims = Arc::new(Claims::new(&options.url, &options.owner, options.lease, epoch_unix_ms));
+        let replica = Replica::start(options.clone(), shared, store_failing, adopt)?;
+        Ok(Replication {
+            claims,
+            _replica: replica,
+        })
+    }
 }
 
 /// A fresh owner name: the process id and 64 random bits, so that a

@@ -40,6 +40,8 @@ pub struct Claims {
     /// A claim older than this with no job is stale (its replica died
     /// between the claim and the commit).
     stale_after: Duration,
+    /// Relay time 0, as a unix millisecond: replay expiry is in relay time.
+    epoch_unix_ms: u64,
     link: Mutex<Conn>,
     connecting: tokio::sync::Mutex<()>,
 }
@@ -68,12 +70,13 @@ UPDATE relay_keys SET owner = $3, fingerprint = $2, serial = NULL, id = NULL, re
 WHERE key = $1 AND owner = $4 AND claimed_at::text = $5";
 
 impl Claims {
-    pub fn new(url: &str, owner: &str, stale_after: Duration) -> Claims {
+    pub fn new(url: &str, owner: &str, stale_after: Duration, epoch_unix_ms: u64) -> Claims {
         Claims {
             url: url.to_owned(),
             shown: redact(url),
             owner: owner.to_owned(),
             stale_after,
+            epoch_unix_ms,
             link: Mutex::new(Conn {
                 backoff: BACKOFF_MIN,
                 ..Conn::default()
@@ -146,8 +149,18 @@ impl Claims {
         }
     }
 
-    /// Claims `key` for a request with `fingerprint`, at relay time `now`.
-    pub async fn claim(&self, key: &str, fingerprint: u64, now: Time) -> Result<Claim, StoreError> {
+    /// Relay time now, on the shared epoch.
+    #[allow(clippy::disallowed_methods)] // wall time: replicas share the epoch, not a clock
+    fn now(&self) -> Time {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Time::from_millis(unix_ms.saturating_sub(self.epoch_unix_ms))
+    }
+
+    /// Claims `key` for a request with `fingerprint`.
+    pub async fn claim(&self, key: &str, fingerprint: u64) -> Result<Claim, StoreError> {
+        let now = self.now();
         let client = self.client().await?;
         let stale = ms(self.stale_after);
         let row = self

@@ -6,8 +6,9 @@
 //! (`FOR UPDATE SKIP LOCKED`, so two reapers never take the same job),
 //! leases them to itself and hands them to the relay's task to adopt. A job
 //! the relay cannot take now (full) is released at once for any replica
-//! to take. The renewals also tell whether the database is reachable:
-//! [`Replica::reachable`] feeds `/ready` while no request comes in.
+//! to take. The renewals also tell whether the database is reachable: they
+//! set and clear the server's `store_failing` gauge (behind `/ready`), so
+//! readiness follows the database while no request comes in.
 
 use super::link::Link;
 use super::{block_of, job_of, ms, PgOptions, Shared, JOB_COLUMNS};
@@ -32,7 +33,6 @@ pub type Adopt = Box<dyn FnMut(Vec<StoredJob<Key, Bytes>>) -> Option<Vec<bool>> 
 /// The replica's lease keeper and reaper, running on its own thread.
 pub struct Replica {
     stop: Arc<AtomicBool>,
-    reachable: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -41,19 +41,19 @@ impl Replica {
     pub fn start(
         options: PgOptions,
         shared: Arc<Shared>,
+        failing: Arc<AtomicBool>,
         adopt: Adopt,
     ) -> Result<Replica, super::StoreError> {
         let link = Link::new(&options.url)?;
         let url = link.shown().to_owned();
         let stop = Arc::new(AtomicBool::new(false));
-        let reachable = Arc::new(AtomicBool::new(true));
         let mut keeper = Keeper {
             options,
             link,
             adopt,
             shared,
             stop: stop.clone(),
-            reachable: reachable.clone(),
+            failing,
         };
         let thread = std::thread::Builder::new()
             .name("relay-replica".into())
@@ -64,14 +64,8 @@ impl Replica {
             })?;
         Ok(Replica {
             stop,
-            reachable,
             thread: Some(thread),
         })
-    }
-
-    /// Whether the last renewal reached the database.
-    pub fn reachable(&self) -> Arc<AtomicBool> {
-        self.reachable.clone()
     }
 }
 
@@ -95,7 +89,8 @@ struct Keeper {
     adopt: Adopt,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
-    reachable: Arc<AtomicBool>,
+    /// The server's `store_failing` gauge.
+    failing: Arc<AtomicBool>,
 }
 
 impl Keeper {
@@ -105,12 +100,13 @@ impl Keeper {
             self.sleep(tick);
             match self.renew() {
                 Ok(()) => {
-                    if !self.reachable.swap(true, Ordering::Relaxed) {
+                    let fenced = self.shared.fenced.load(Ordering::Relaxed);
+                    if !fenced && self.failing.swap(false, Ordering::Relaxed) {
                         tracing::info!(store = self.link.shown(), "PostgreSQL reachable again");
                     }
                 }
                 Err(e) => {
-                    if self.reachable.swap(false, Ordering::Relaxed) {
+                    if !self.failing.swap(true, Ordering::Relaxed) {
                         tracing::warn!(error = %e, "leases not renewed: PostgreSQL unreachable");
                     }
                     continue;
@@ -160,6 +156,9 @@ impl Keeper {
             }
             Ok(held)
         })?;
+        if held == 0 {
+            self.failing.store(true, Ordering::Relaxed);
+        }
         if held == 0 && !self.shared.fenced.swap(true, Ordering::Relaxed) {
             tracing::error!(
                 block,
