@@ -23,7 +23,7 @@ enum Command {
     Experiment(experiment::ExperimentArgs),
     /// Serve the relay over HTTP: the same state machines, on real time.
     #[command(after_help = SERVE_EXIT_CODES)]
-    Serve(resilient_relay::server::ServeArgs),
+    Serve(Box<resilient_relay::server::ServeArgs>),
     /// Run a standalone flaky downstream service that counts side effects.
     Downstream(resilient_relay::server::DownstreamArgs),
 }
@@ -34,8 +34,8 @@ Exit codes:
   0  stopped cleanly: every accepted job finished, no dead letter left
   1  error (bad settings, cannot listen, the relay's task failed)
   2  bad command line
-  3  the drain deadline passed with accepted jobs unfinished (logged)
-  4  every job finished, but dead letters were left (logged, then lost)
+  3  the drain deadline passed with accepted jobs unfinished (logged; kept by a durable store)
+  4  every job finished, but dead letters were left (logged; lost with --store memory)
 On SIGTERM or Ctrl-C the process exits within --drain-deadline-ms plus
 about half a second, whatever its connections are doing.";
 

@@ -435,7 +435,7 @@ struct Served {
 
 fn serve(args: &[&str]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_resilient-relay"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory"])
         .args(args)
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")

@@ -464,3 +464,177 @@ fn a_full_disk_fails_the_commit_with_advice_and_keeps_what_was_committed() {
         .iter()
         .any(|j| j.key.as_deref() == Some("kept")));
 }
+
+// --- the store under a running server -----------------------------------------
+
+/// One durable server at a time in this binary: the job-handle key is the
+/// process's, and each store brings its own.
+static SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn durable_settings(path: &Path, latency_ms: f64) -> resilient_relay::server::Settings {
+    let mut s = common::settings();
+    s.server.store = resilient_relay::server::store::StoreSpec::Sqlite(path.to_owned());
+    s.server.drain_deadline_ms = 50.0;
+    s.relay.retry.attempt_timeout_ms = 120_000.0;
+    s.downstream = resilient_relay::server::config::DownstreamConfig::Flaky(
+        resilient_relay::server::flaky::FaultConfig {
+            latency_ms,
+            ..resilient_relay::server::flaky::FaultConfig::default()
+        },
+    );
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_takes_back_jobs_in_flight_as_redelivered_under_their_old_urls() {
+    let _one = SERVER.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.db");
+    // The downstream takes a minute: the jobs are in flight at the stop.
+    let mut h = common::Harness::start(durable_settings(&path, 60_000.0)).await;
+    let mut urls = Vec::new();
+    for k in ["a", "b", "c"] {
+        let r = h.relay(Some(k), "{\"x\":1}").await;
+        assert_eq!(r.status, 202, "{:?}", r.json());
+        urls.push(r.json()["status_url"].as_str().expect("url").to_owned());
+    }
+    for url in &urls {
+        h.wait_for(url, "in flight", |r| r.json()["state"] == "in-flight")
+            .await;
+    }
+    let report = h.server.take().expect("server").shutdown().await;
+    assert_eq!(report.left.live.len(), 3, "left at the drain deadline");
+
+    let h = common::Harness::start(durable_settings(&path, 60_000.0)).await;
+    for url in &urls {
+        let v = h.get(url).await;
+        assert_eq!(v.status, 200, "{url} resolves after the restart");
+        assert_eq!(v.json()["redelivered"], true, "{:?}", v.json());
+        assert!(v.json()["attempts"].as_u64() >= Some(1), "{:?}", v.json());
+    }
+    let stats = h.stats().await;
+    assert_eq!(stats["recovered_jobs"], 3, "{stats}");
+    assert_eq!(stats["redelivered_jobs"], 3, "{stats}");
+    let metrics = String::from_utf8_lossy(&h.get("/metrics").await.body).into_owned();
+    assert!(
+        metrics.contains("relay_recovered_jobs_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("relay_redelivered_jobs_total 3"),
+        "{metrics}"
+    );
+    // A new job does not take an old one's id.
+    let r = h.relay(Some("d"), "{\"x\":2}").await;
+    let old: Vec<String> = urls
+        .iter()
+        .map(|u| {
+            u.trim_start_matches("/relay/")
+                .split('.')
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    let new = r.json()["job"].as_str().unwrap_or("").to_owned();
+    assert!(!old.contains(&new), "{new} reuses an id of {old:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_new_work_with_503_until_space_is_back() {
+    let _one = SERVER.lock().await;
+    let Some(fs) = Tmpfs::mount("2m") else {
+        return;
+    };
+    let path = fs.path().join("relay.db");
+    let h = common::Harness::start(durable_settings(&path, 1.0)).await;
+    assert_eq!(h.relay(Some("first"), "{}").await.status, 202);
+    // Fill the disk, then send payloads that must grow the log.
+    let filler = fs.path().join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k", "count=64"])
+        .arg(format!("of={}", filler.display()))
+        .output();
+    let payload = format!("{{\"pad\":\"{}\"}}", "z".repeat(60_000));
+    let mut refused = None;
+    for i in 0..200 {
+        let r = h.relay(Some(&format!("big-{i}")), &payload).await;
+        if r.status == 503 {
+            refused = Some(r);
+            break;
+        }
+        assert_eq!(r.status, 202, "{:?}", r.json());
+    }
+    let r = refused.expect("a full disk refuses");
+    assert_eq!(
+        r.json()["type"]
+            .as_str()
+            .map(|t| t.ends_with("store-unavailable")),
+        Some(true),
+        "{:?}",
+        r.json()
+    );
+    let ready = h.get("/ready").await;
+    assert_eq!(ready.status, 503, "not ready while the store fails");
+    std::fs::remove_file(&filler).expect("free space");
+    let back = h
+        .wait_for("/ready", "ready again", |r| r.status == 200)
+        .await;
+    assert_eq!(back.status, 200);
+    let r = h.relay(Some("after"), "{}").await;
+    assert_eq!(r.status, 202, "{:?}", r.json());
+}
+
+// --- settings -------------------------------------------------------------------
+
+/// `serve --print-config` with `args`: the printed settings, or the error.
+fn print_config(args: &[&str]) -> Result<toml::Table, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_resilient-relay"))
+        .args(["serve", "--print-config"])
+        .args(args)
+        .env_remove("RELAY_STORE")
+        .output()
+        .expect("runs");
+    if out.status.success() {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok(text.parse().expect("toml"))
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn store_of(t: &toml::Table) -> String {
+    t["server"]["store"].as_str().unwrap_or("").to_owned()
+}
+
+#[test]
+fn serve_keeps_its_store_beside_its_settings_unless_told_otherwise() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = dir.path().join("plain.toml");
+    std::fs::write(&plain, "[server]\nseed = 3\n").expect("write");
+    let named = dir.path().join("named.toml");
+    std::fs::write(&named, "[server]\nstore = \"sqlite:jobs/work.db\"\n").expect("write");
+    let d = dir.path().display();
+    assert_eq!(store_of(&print_config(&[]).expect("ok")), "sqlite:relay.db");
+    let beside = print_config(&["--config", plain.to_str().expect("utf-8")]).expect("ok");
+    assert_eq!(store_of(&beside), format!("sqlite:{d}/relay.db"));
+    let file = print_config(&["--config", named.to_str().expect("utf-8")]).expect("ok");
+    assert_eq!(store_of(&file), format!("sqlite:{d}/jobs/work.db"));
+    let flag = print_config(&["--store", "memory", "--store-sync", "normal"]).expect("ok");
+    assert_eq!(store_of(&flag), "memory");
+    assert_eq!(flag["server"]["store_sync"].as_str(), Some("normal"));
+    assert_eq!(flag["server"]["commit_wait_ms"].as_integer(), Some(2));
+}
+
+#[test]
+fn a_bad_store_setting_is_named_with_its_fix() {
+    let e = print_config(&["--store", "redis://x"]).expect_err("refused");
+    assert!(e.contains("--store") && e.contains("sqlite:PATH"), "{e}");
+    let e = print_config(&["--commit-wait-ms", "51"]).expect_err("refused");
+    assert!(e.contains("commit_wait_ms") && e.contains("50"), "{e}");
+    let e = print_config(&["--store-sync", "sometimes"]).expect_err("refused");
+    assert!(
+        e.contains("full") && e.contains("normal") && e.contains("off"),
+        "{e}"
+    );
+}

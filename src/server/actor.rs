@@ -6,15 +6,24 @@
 //! answer, a wake-up), perform every output, keep one timer armed at
 //! `poll_timeout`. Handlers reach it through a bounded inbox with a one-shot
 //! reply each; a full inbox is answered at once (503), never waited on.
+//!
+//! With a durable store a turn ends differently: its journal records go to
+//! the store's thread ([`Committer`]) and its outputs and answers wait in
+//! [`Turn`]s until the commit is acknowledged, while the task goes on with
+//! the next turns (a group commit then covers several). A failed commit
+//! takes the turn's new jobs back (`Relay::retract`), their requests get
+//! 503 `store-unavailable`, and `/ready` says so until a commit succeeds.
 
 use super::calls::{CallDone, CallRequest, Caller};
 use super::clock::Clock;
 use super::limit_log::Acted;
+use super::store::committer::{Ack, Batch, Committer, PIPELINE_MAX};
+use super::store::StoreError;
 use super::views::{
     DlqFill, DlqGauges, DlqPage, JobView, LetterView, RedriveReport, RedriveView, ReplayWindowView,
     StatsView,
 };
-use crate::relay::{Answer, Event, Finished, JobId, Outcome, Output, Relay, Request};
+use crate::relay::{Answer, Event, Finished, JobId, Outcome, Output, Record, Relay, Request};
 use crate::time::Time;
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
@@ -88,6 +97,9 @@ pub struct Gauges {
     pub idle: Notify,
     /// The dead-letter queue's fill, for `/ready`.
     pub dlq: DlqGauges,
+    /// The last commit to the store failed: new work is refused (503) and
+    /// `/ready` is false until one succeeds.
+    pub store_failing: Arc<AtomicBool>,
 }
 
 /// Work still unfinished when the task ended.
@@ -121,6 +133,44 @@ pub struct RelayActor {
     /// Dead letters not kept (full queue, or evicted as the oldest): the
     /// same, one line per interval.
     dropped_letters: Acted,
+    /// The store's thread and the turns waiting for it; `None`: memory.
+    durable: Option<Durable>,
+    /// The current turn's answers, held until its records are committed.
+    replies: Vec<Reply>,
+}
+
+/// Turns committed in order, their outputs performed on acknowledgement.
+struct Durable {
+    committer: Committer,
+    pending: VecDeque<Turn>,
+}
+
+/// What a turn does once its records are durable.
+struct Turn {
+    outputs: Vec<Output<Key, Bytes>>,
+    replies: Vec<Reply>,
+    /// It sent records of its own (else it only waits for earlier turns).
+    awaits: bool,
+}
+
+/// An answer held back until the turn's records are committed.
+enum Reply {
+    Submit(oneshot::Sender<Answer<Bytes>>, Answer<Bytes>),
+    Redrive(oneshot::Sender<RedriveReport>, RedriveReport),
+}
+
+impl Reply {
+    fn send(self) {
+        // A client that hung up still has its job: the answer is just not read.
+        match self {
+            Reply::Submit(tx, answer) => {
+                let _ = tx.send(answer);
+            }
+            Reply::Redrive(tx, report) => {
+                let _ = tx.send(report);
+            }
+        }
+    }
 }
 
 /// How often a repeated warning may be logged, in relay milliseconds.
@@ -156,7 +206,22 @@ impl RelayActor {
             stop: None,
             forgotten: Acted::default(),
             dropped_letters: Acted::default(),
+            durable: None,
+            replies: Vec::new(),
         }
+    }
+
+    /// Commits every turn's records through `committer` before its outputs
+    /// and answers; `clock` carries relay time on from the store's epoch.
+    /// The relay must journal (a recovered relay does).
+    pub fn with_store(mut self, committer: Committer, clock: Clock) -> RelayActor {
+        self.relay.set_journal(true);
+        self.clock = clock;
+        self.durable = Some(Durable {
+            committer,
+            pending: VecDeque::new(),
+        });
+        self
     }
 
     /// Runs until a `Stop` command, or until every handle is gone; returns
@@ -166,22 +231,41 @@ impl RelayActor {
         tokio::pin!(sleep);
         let mut armed: Option<Time> = None;
         loop {
-            tokio::select! {
-                biased;
-                Some(done) = self.results.recv() => self.on_result(done),
-                () = &mut sleep, if armed.is_some() => {
-                    let due = armed.take().unwrap_or(Time::ZERO);
-                    let now = self.clock.now_at_least(due);
-                    self.relay.handle_timeout(now);
+            let room = self
+                .durable
+                .as_ref()
+                .is_none_or(|d| d.pending.len() < PIPELINE_MAX);
+            if room && !self.ready.is_empty() {
+                // Answers that came back at once, fed in as a turn of their own.
+                while let Some(done) = self.ready.pop_front() {
+                    self.on_result(done);
                 }
-                command = self.commands.recv() => match command {
-                    Some(c) => self.on_command(c),
-                    None => return self.leftovers(),
-                },
+            } else {
+                tokio::select! {
+                    biased;
+                    ack = next_ack(&mut self.durable) => self.on_ack(ack),
+                    Some(done) = self.results.recv(), if room => self.on_result(done),
+                    () = &mut sleep, if armed.is_some() && room => {
+                        let due = armed.take().unwrap_or(Time::ZERO);
+                        let now = self.clock.now_at_least(due);
+                        self.relay.handle_timeout(now);
+                    }
+                    command = self.commands.recv(), if room => match command {
+                        Some(c) => self.on_command(c),
+                        None => {
+                            self.end_turn();
+                            self.flush().await;
+                            return self.leftovers();
+                        }
+                    },
+                }
             }
-            self.absorb_more();
-            self.perform_outputs();
+            if room {
+                self.absorb_more();
+            }
+            self.end_turn();
             if let Some(reply) = self.stop.take() {
+                self.flush().await;
                 let left = self.leftovers();
                 let _ = reply.send(left.clone());
                 return left;
@@ -221,6 +305,111 @@ impl RelayActor {
         }
     }
 
+    /// Ends a turn: performs its outputs now (memory store, or nothing to
+    /// make durable and nothing waiting before it), or sends its records to
+    /// the store and holds its outputs and answers until the commit.
+    fn end_turn(&mut self) {
+        if self.durable.is_none() {
+            self.perform_outputs();
+            return;
+        }
+        let records: Vec<Record<Key, Bytes>> =
+            std::iter::from_fn(|| self.relay.poll_record()).collect();
+        let outputs: Vec<_> = std::iter::from_fn(|| self.relay.poll_output()).collect();
+        let replies = std::mem::take(&mut self.replies);
+        let Some(d) = &mut self.durable else { return };
+        if records.is_empty() && d.pending.is_empty() {
+            self.perform_turn(outputs, replies);
+            return;
+        }
+        if records.is_empty() && outputs.is_empty() && replies.is_empty() {
+            return;
+        }
+        let awaits = !records.is_empty();
+        let turn = Turn {
+            outputs,
+            replies,
+            awaits,
+        };
+        if awaits && d.committer.send(Batch(records)).is_err() {
+            let gone = StoreError::Unavailable {
+                url: "the store's thread".to_owned(),
+                detail: "it has stopped".to_owned(),
+            };
+            self.gauges.store_failing.store(true, Ordering::Relaxed);
+            self.fail_turn(turn, &gone);
+            return;
+        }
+        d.pending.push_back(turn);
+    }
+
+    /// A commit was acknowledged: performs its turn, and the turns behind
+    /// it that had nothing of their own to commit.
+    fn on_ack(&mut self, ack: Ack) {
+        let Some(d) = &mut self.durable else { return };
+        let Some(turn) = d.pending.pop_front() else {
+            return;
+        };
+        match ack {
+            Ok(()) => self.perform_turn(turn.outputs, turn.replies),
+            Err(e) => self.fail_turn(turn, &e),
+        }
+        while let Some(d) = &mut self.durable {
+            if d.pending.front().is_none_or(|t| t.awaits) {
+                break;
+            }
+            if let Some(next) = d.pending.pop_front() {
+                self.perform_turn(next.outputs, next.replies);
+            }
+        }
+    }
+
+    /// The turn's records were not committed: its new jobs are taken back
+    /// and their requests answered 503 (by dropping the reply while
+    /// `store_failing` is set, which the store's thread did before it
+    /// acknowledged); the rest is performed, its records being retried by
+    /// the store's thread.
+    fn fail_turn(&mut self, turn: Turn, e: &StoreError) {
+        tracing::debug!(error = %e, "a turn was not committed: its new jobs are taken back");
+        let now = self.clock.now();
+        let mut retracted = Vec::new();
+        let mut replies = Vec::new();
+        for reply in turn.replies {
+            match reply {
+                Reply::Submit(_, Answer::Accepted { job }) => {
+                    self.relay.retract(now, job);
+                    self.cids.remove(&job);
+                    retracted.push(job);
+                }
+                other => replies.push(other),
+            }
+        }
+        let outputs = turn
+            .outputs
+            .into_iter()
+            .filter(|o| !matches!(o, Output::Call { call, .. } if retracted.contains(&call.job)))
+            .collect();
+        self.perform_turn(outputs, replies);
+    }
+
+    fn perform_turn(&mut self, outputs: Vec<Output<Key, Bytes>>, replies: Vec<Reply>) {
+        for out in outputs {
+            self.perform(out);
+        }
+        for reply in replies {
+            reply.send();
+        }
+    }
+
+    /// Waits until every turn sent to the store is acknowledged (at stop).
+    async fn flush(&mut self) {
+        while self.durable.as_ref().is_some_and(|d| !d.pending.is_empty()) {
+            let ack = next_ack(&mut self.durable).await;
+            self.on_ack(ack);
+            self.end_turn();
+        }
+    }
+
     fn on_result(&mut self, done: CallDone) {
         let now = self.clock.now();
         self.relay
@@ -254,7 +443,12 @@ impl RelayActor {
                 cid,
                 reply,
             } => {
-                let _ = reply.send(self.redrive(letters, &cid));
+                let reply = Reply::Redrive(reply, self.redrive(letters, &cid));
+                if self.durable.is_some() {
+                    self.replies.push(reply);
+                } else {
+                    reply.send();
+                }
             }
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats());
@@ -292,8 +486,12 @@ impl RelayActor {
         if let Answer::Accepted { job } = &answer {
             self.cids.insert(*job, cid);
         }
-        // A client that hung up still has its job: the answer is just not read.
-        let _ = reply.send(answer);
+        let reply = Reply::Submit(reply, answer);
+        if self.durable.is_some() {
+            self.replies.push(reply);
+        } else {
+            reply.send();
+        }
     }
 
     /// Redrives the letters named, or all of them (those without room now
@@ -391,7 +589,8 @@ impl RelayActor {
     }
 
     /// Performs everything the relay asked for; answers that came back at
-    /// once are fed in and their outputs performed in turn.
+    /// once are fed in and their outputs performed in turn (memory store:
+    /// with a durable one they are a turn of their own).
     fn perform_outputs(&mut self) {
         loop {
             while let Some(out) = self.relay.poll_output() {
@@ -551,6 +750,21 @@ impl RelayActor {
     }
 }
 
+/// The next acknowledgement from the store's thread; never resolves with
+/// a memory store or nothing waiting. A thread that is gone fails each turn.
+async fn next_ack(durable: &mut Option<Durable>) -> Ack {
+    match durable {
+        Some(d) if !d.pending.is_empty() => match d.committer.acks.recv().await {
+            Some(ack) => ack,
+            None => Err(Arc::new(StoreError::Unavailable {
+                url: "the store's thread".to_owned(),
+                detail: "it has stopped".to_owned(),
+            })),
+        },
+        _ => std::future::pending().await,
+    }
+}
+
 /// Why the relay's task could not answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Unavailable {
@@ -558,6 +772,8 @@ pub enum Unavailable {
     Full,
     #[error("the relay has stopped")]
     Stopped,
+    #[error("the store cannot commit: new work is refused until it can")]
+    Store,
 }
 
 /// How handlers talk to the relay's task. Cheap to clone.
@@ -592,7 +808,13 @@ impl RelayHandle {
             mpsc::error::TrySendError::Full(_) => Unavailable::Full,
             mpsc::error::TrySendError::Closed(_) => Unavailable::Stopped,
         })?;
-        answer.await.map_err(|_| Unavailable::Stopped)
+        answer.await.map_err(|_| {
+            if self.gauges.store_failing.load(Ordering::Relaxed) {
+                Unavailable::Store
+            } else {
+                Unavailable::Stopped
+            }
+        })
     }
 
     /// Stops admitting. Resolves once the task has taken the command, so

@@ -7,22 +7,35 @@
 //! everything that was left — live jobs and dead letters, with their
 //! correlation ids and payloads — since nothing outlives the process.
 //!
+//! With a durable store (the default for `serve`) the relay starts from
+//! what the store kept: unfinished jobs queue again, those that were in
+//! flight marked redelivered; letters and replays are back, ids go on, and
+//! status URLs keep resolving ([`open_store`]). What is left at the exit is
+//! then kept for the next start, not lost.
+//!
 //! The deadline bounds the exit: the HTTP close shares it (a half-sent
 //! request cannot hold the process), and when it passes with work left the
 //! relay's task is stopped first, so no call or retry starts after it.
 //! Past the deadline only [`HTTP_CLOSE_GRACE`] and [`RUNTIME_STOP_MAX`]
 //! remain. The exit code says what was left ([`Outcome`]).
 
-use super::actor::{Command, Leftovers, RelayHandle, Unavailable};
+use super::actor::{Command, Key, Leftovers, RelayHandle, ServerRelay, Unavailable};
 use super::calls::{Caller, HttpCaller};
 use super::client::HttpClient;
+use super::clock::Clock;
 use super::config::{DownstreamConfig, Settings};
 use super::flaky::SharedFlaky;
 use super::http::{router, HttpPolicy};
 use super::limit_log::{ListenerSnapshot, ListenerStats};
 use super::listener::ServeOptions;
-use crate::relay::Relay;
+use super::store::committer::Committer;
+use super::store::memory::MemoryStore;
+use super::store::sqlite::SqliteStore;
+use super::store::{Loaded, Store, StoreSpec};
+use crate::relay::{Relay, Stored};
 use crate::rng::{Domain, Seed};
+use crate::time::Time;
+use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,18 +103,43 @@ impl DrainReport {
 }
 
 impl RelayServer {
-    /// Binds `settings.server.listen` and starts serving on the current runtime.
+    /// Opens the store, rebuilds the relay from it, binds
+    /// `settings.server.listen` and starts serving on the current runtime.
     pub async fn start(settings: &Settings) -> anyhow::Result<RelayServer> {
-        let relay = Relay::new(
-            &settings.relay.check()?,
-            Seed(settings.server.seed).stream(Domain::Relay, 0),
-        );
-        let (handle, actor) = RelayHandle::new(
+        let relay_settings = settings.relay.check()?;
+        let rng = Seed(settings.server.seed).stream(Domain::Relay, 0);
+        let opened = match &settings.server.store {
+            StoreSpec::Memory => None,
+            spec => Some(open_store(spec, settings)?),
+        };
+        let (relay, durable) = match opened {
+            None => (Relay::new(&relay_settings, rng), None),
+            Some(opened) => {
+                let replays = opened.loaded.stored.replays.len();
+                let relay = Relay::recover(&relay_settings, rng, opened.now, opened.loaded.stored)
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "the store {} does not fit these settings: {e} (start with the \
+                             settings it was written under, or move the store away)",
+                            settings.server.store
+                        )
+                    })?;
+                log_recovered(&relay, &settings.server.store, replays);
+                (relay, Some((opened.store, Clock::start_at(opened.now))))
+            }
+        };
+        let (handle, mut actor) = RelayHandle::new(
             relay,
             caller(settings)?,
             settings.server.commands_max,
             settings.server.results_max,
         );
+        if let Some((store, clock)) = durable {
+            let wait = Duration::from_millis(settings.server.commit_wait_ms);
+            let failing = handle.gauges.store_failing.clone();
+            let committer = Committer::start(store, wait, failing)?;
+            actor = actor.with_store(committer, clock);
+        }
         let actor_task = tokio::spawn(actor.run());
         let policy = HttpPolicy::from_settings(settings);
         if settings.server.log_payloads {
@@ -239,6 +277,67 @@ impl Drop for RelayServer {
     }
 }
 
+/// A loaded store, ready to be handed to its thread.
+pub struct OpenedStore {
+    pub store: Box<dyn Store>,
+    pub loaded: Loaded,
+    /// Relay time now: since the store's epoch, and never before a time it holds.
+    pub now: Time,
+}
+
+/// Opens and loads the store `spec` names, and takes its job-handle key.
+pub fn open_store(spec: &StoreSpec, settings: &Settings) -> anyhow::Result<OpenedStore> {
+    let ttl = crate::time::ms_to_duration(settings.relay.idempotency.ttl_ms);
+    let mut store: Box<dyn Store> = match spec {
+        StoreSpec::Memory => Box::new(MemoryStore),
+        StoreSpec::Sqlite(path) => {
+            Box::new(SqliteStore::new(path, settings.server.store_sync, ttl))
+        }
+        StoreSpec::Postgres(url) => anyhow::bail!(
+            "`--store {url}`: this build has no PostgreSQL store; use sqlite:PATH or memory"
+        ),
+    };
+    let now_unix_ms = unix_now_ms();
+    let loaded = store.load(now_unix_ms)?;
+    super::job_handle::use_key(&loaded.handle_key);
+    let since_epoch = Time::from_millis(now_unix_ms.saturating_sub(loaded.epoch_unix_ms));
+    let now = since_epoch.max(latest_time(&loaded.stored));
+    Ok(OpenedStore { store, loaded, now })
+}
+
+/// The latest time a store holds: relay time must not start before it
+/// (the wall clock may have been set back between two runs).
+fn latest_time(stored: &Stored<Key, Bytes>) -> Time {
+    let jobs = stored.jobs.iter().map(|j| j.accepted_at);
+    let letters = stored.letters.iter().map(|l| l.dead_at);
+    let replays = stored.replays.iter().map(|r| r.finished_at);
+    jobs.chain(letters)
+        .chain(replays)
+        .max()
+        .unwrap_or(Time::ZERO)
+}
+
+/// Milliseconds since the Unix epoch: the store's epoch is one.
+#[allow(clippy::disallowed_methods)] // once at start: where the stored times sit today
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One line: what the relay took back from the store.
+fn log_recovered(relay: &ServerRelay, store: &StoreSpec, replays: usize) {
+    let stats = relay.stats();
+    tracing::info!(
+        store = %store,
+        jobs = stats.recovered_jobs,
+        redelivered = stats.redelivered_jobs,
+        letters = relay.dead_letters().len(),
+        replays,
+        "recovered from the store (redelivered jobs were in flight at the last stop and may run twice)"
+    );
+}
+
 fn caller(settings: &Settings) -> anyhow::Result<Caller> {
     Ok(match &settings.downstream {
         DownstreamConfig::Flaky(fault) => Caller::Flaky(SharedFlaky::start(&fault.into())),
@@ -311,6 +410,8 @@ pub fn serve(args: &super::ServeArgs) -> anyhow::Result<Outcome> {
             queue_capacity = settings.relay.queue.capacity,
             downstream = ?settings.downstream,
             signed = settings.server.hmac_secret.is_some(),
+            store = %settings.server.store,
+            store_sync = ?settings.server.store_sync,
             "relay listening"
         );
         tokio::select! {

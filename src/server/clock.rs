@@ -4,7 +4,9 @@
 //! jumps from event to event; here it is the monotonic time elapsed since
 //! the server started, in nanoseconds, so that the same [`Time`] values mean
 //! the same thing to both drivers. Reads never go backwards, even across a
-//! wake-up that was rounded up to its deadline.
+//! wake-up that was rounded up to its deadline. With a durable store, time
+//! starts where the store's epoch puts it ([`Clock::start_at`]), so the
+//! times it holds (acceptance, expiry of replays) keep their meaning.
 
 use crate::time::{duration_nanos, Time};
 use std::time::Duration;
@@ -14,6 +16,8 @@ use tokio::time::Instant;
 #[derive(Clone, Debug)]
 pub struct Clock {
     start: Instant,
+    /// Relay time at `start`.
+    offset: Time,
     last: Time,
 }
 
@@ -23,15 +27,22 @@ const FAR_AHEAD: Duration = Duration::from_secs(365 * 24 * 3600);
 impl Clock {
     /// Starts relay time at zero, now.
     pub fn start() -> Clock {
+        Clock::start_at(Time::ZERO)
+    }
+
+    /// Starts relay time at `now`, now.
+    pub fn start_at(now: Time) -> Clock {
         Clock {
             start: read_monotonic(),
-            last: Time::ZERO,
+            offset: now,
+            last: now,
         }
     }
 
     /// The current relay time; never earlier than the previous read.
     pub fn now(&mut self) -> Time {
-        let measured = Time::from_nanos(duration_nanos(read_monotonic() - self.start));
+        let elapsed = duration_nanos(read_monotonic() - self.start);
+        let measured = Time::from_nanos(self.offset.as_nanos().saturating_add(elapsed));
         self.last = self.last.max(measured);
         self.last
     }
@@ -44,7 +55,8 @@ impl Clock {
 
     /// The tokio instant at which relay time reaches `t`.
     pub fn instant_at(&self, t: Time) -> Instant {
-        let ahead = Duration::from_nanos(t.as_nanos()).min(FAR_AHEAD);
+        let after_start = t.as_nanos().saturating_sub(self.offset.as_nanos());
+        let ahead = Duration::from_nanos(after_start).min(FAR_AHEAD);
         self.start + ahead
     }
 
@@ -76,5 +88,21 @@ mod tests {
         assert_eq!(later, Time::from_millis(10_000));
         assert!(clock.now() >= later, "a read after a jump never goes back");
         assert!(clock.instant_at(Time::NEVER) <= clock.far_future());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clock_started_later_counts_on_from_there() {
+        let at = Time::from_millis(5_000);
+        let mut clock = Clock::start_at(at);
+        assert_eq!(clock.now(), at);
+        tokio::time::advance(Duration::from_millis(20)).await;
+        assert_eq!(clock.now(), Time::from_millis(5_020));
+        let due = clock.instant_at(Time::from_millis(5_100));
+        assert_eq!(due - clock.instant_at(at), Duration::from_millis(100));
+        assert_eq!(
+            clock.instant_at(Time::ZERO),
+            clock.instant_at(at),
+            "the past is now"
+        );
     }
 }

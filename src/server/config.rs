@@ -11,6 +11,8 @@
 
 use super::flaky::{FaultConfig, LatencyKind};
 use super::limits::ConnectionLimits;
+use super::store::committer::COMMIT_WAIT_MS_MAX;
+use super::store::{StoreSpec, StoreSync};
 use crate::relay::{ensure, ensure_ms, ConfigError, RelayConfig};
 use crate::time::ms_to_nanos;
 use crate::toml_doc::{LocatedError, TomlDoc};
@@ -61,6 +63,14 @@ pub struct ServerConfig {
     pub seed: u64,
     /// Timeouts, head limits and the connection cap (`[server.limits]`).
     pub limits: ConnectionLimits,
+    /// Where accepted work is kept: `memory`, `sqlite:PATH` (relative to
+    /// this file's directory) or `postgres://…`. `serve` uses
+    /// `sqlite:relay.db` when neither the file nor `--store` says.
+    pub store: StoreSpec,
+    /// How hard a commit insists its records reached the disk.
+    pub store_sync: StoreSync,
+    /// How long the store waits for more records to join a commit, in ms.
+    pub commit_wait_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +90,9 @@ impl Default for ServerConfig {
             response_bytes_max: 1024 * 1024,
             seed: 1,
             limits: ConnectionLimits::default(),
+            store: StoreSpec::Memory,
+            store_sync: StoreSync::Full,
+            commit_wait_ms: 2,
         }
     }
 }
@@ -147,6 +160,15 @@ impl ServerConfig {
                 format!("must be between 1 and {CHANNEL_LIMIT}, got {v}"),
             )?;
         }
+        ensure(
+            self.commit_wait_ms <= COMMIT_WAIT_MS_MAX,
+            "commit_wait_ms",
+            format!(
+                "must be between 0 and {COMMIT_WAIT_MS_MAX} ms (a longer wait only delays \
+                 every answer), got {}",
+                self.commit_wait_ms
+            ),
+        )?;
         ensure_ms(self.call_timeout_ms_max, "call_timeout_ms_max")?;
         ensure(
             (1.0..=3_600_000.0).contains(&self.call_timeout_ms_max),
@@ -373,6 +395,20 @@ pub struct ServeArgs {
         value_name = "PATH=VALUE"
     )]
     pub set: Vec<String>,
+    /// Where accepted work is kept: `sqlite:PATH` (crash-safe, one file),
+    /// `memory` (lost when the process ends) or `postgres://…` (shared by
+    /// replicas) [default: sqlite:relay.db beside --config, else in the
+    /// working directory, or the file's `server.store`].
+    #[arg(long, env = "RELAY_STORE", value_name = "STORE")]
+    pub store: Option<StoreSpec>,
+    /// How hard each commit syncs: `full` loses nothing acknowledged even on
+    /// power loss; `normal` and `off` lose nothing on a process crash, but
+    /// may lose the last commits on power loss (`off` may damage the file).
+    #[arg(long, value_enum, env = "RELAY_STORE_SYNC")]
+    pub store_sync: Option<StoreSync>,
+    /// How long the store waits for more records to join a commit (0 to 50).
+    #[arg(long, env = "RELAY_COMMIT_WAIT_MS", value_parser = Typed::<u64>::new(WHOLE))]
+    pub commit_wait_ms: Option<u64>,
     /// Print the resolved settings as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -401,6 +437,11 @@ impl ServeArgs {
         let mut doc = TomlDoc::parse(origin, &text)?;
         doc.set_all(&self.set)?;
         let mut settings = Settings::from_doc(&mut doc)?;
+        settings.server.store = match (&self.store, doc.has("server.store")) {
+            (Some(flag), _) => flag.clone(),
+            (None, true) => settings.server.store.clone().beside(self.config.as_deref()),
+            (None, false) => StoreSpec::serve_default(self.config.as_deref()),
+        };
         self.apply_flags(&mut settings)?;
         for (path, flag) in self.given_flags() {
             doc.mark_override(path, source_of(flag));
@@ -425,6 +466,9 @@ impl ServeArgs {
             (self.failure_rate.is_some(), "downstream.failure_rate", "failure-rate"),
             (self.latency_ms.is_some(), "downstream.latency_ms", "latency-ms"),
             (self.seed.is_some(), "downstream.seed", "seed"),
+            (self.store.is_some(), "server.store", "store"),
+            (self.store_sync.is_some(), "server.store_sync", "store-sync"),
+            (self.commit_wait_ms.is_some(), "server.commit_wait_ms", "commit-wait-ms"),
         ]
         .into_iter()
         .filter(|(given, ..)| *given)
@@ -436,6 +480,8 @@ impl ServeArgs {
         set(&mut s.server.listen, self.listen);
         set(&mut s.server.body_bytes_max, self.body_bytes_max);
         set(&mut s.server.drain_deadline_ms, self.drain_deadline_ms);
+        set(&mut s.server.store_sync, self.store_sync);
+        set(&mut s.server.commit_wait_ms, self.commit_wait_ms);
         if let Some(secret) = self.hmac_secret()? {
             s.server.hmac_secret = Some(secret);
         }

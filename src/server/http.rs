@@ -328,9 +328,11 @@ impl AppState {
     fn busy(&self, e: Unavailable, cid: &Arc<str>) -> Response {
         self.rejections.busy.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(error = %e, "relay task unavailable");
-        Problem::busy(e.to_string())
-            .correlation_id(cid)
-            .into_response()
+        let problem = match e {
+            Unavailable::Store => store_unavailable(),
+            _ => Problem::busy(e.to_string()),
+        };
+        problem.correlation_id(cid).into_response()
     }
 }
 
@@ -745,7 +747,21 @@ async fn ready(
         .correlation_id(&cid)
         .into_response();
     }
+    if app.relay.gauges.store_failing.load(Ordering::Relaxed) {
+        return store_unavailable().correlation_id(&cid).into_response();
+    }
     super::views::ready(&app.relay.gauges.dlq, &cid)
+}
+
+/// The store cannot commit: nothing new can be promised.
+fn store_unavailable() -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store-unavailable",
+        "Service unavailable",
+        "the store cannot commit (see the server's log): new work is refused until it can",
+    )
+    .retry_after(std::time::Duration::from_secs(1))
 }
 
 impl AppState {

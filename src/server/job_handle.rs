@@ -5,13 +5,14 @@
 //! instead: `<job id>.<tag>`, the tag being the first 128 bits of an
 //! HMAC-SHA256 of the id under a key drawn from the OS when the process
 //! starts. `GET /relay/{handle}` answers only when the tag matches (checked
-//! in constant time); a scan of ids finds nothing. The key lives only in
-//! this process: handles stop resolving across a restart, as jobs do today.
+//! in constant time); a scan of ids finds nothing. The key is drawn when
+//! the process starts, or comes from the durable store ([`use_key`]), in
+//! which case status URLs keep resolving across restarts, as the jobs do.
 
 use crate::relay::JobId;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::sync::OnceLock;
+use std::sync::{PoisonError, RwLock};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -28,28 +29,45 @@ pub enum HandleError {
     Unknown(String),
 }
 
-/// Draws the key now (at start) rather than on the first status URL.
+/// The process's key; set once at start (drawn, or the store's).
+static KEY: RwLock<Option<HmacSha256>> = RwLock::new(None);
+
+/// Draws the key now (at start) rather than on the first status URL,
+/// unless a store already gave one.
 pub fn init() {
     key();
 }
 
-fn key() -> &'static HmacSha256 {
-    static KEY: OnceLock<HmacSha256> = OnceLock::new();
-    KEY.get_or_init(|| {
+/// Takes the key a durable store keeps, so handles outlive the process.
+pub fn use_key(secret: &[u8; 32]) {
+    *KEY.write().unwrap_or_else(PoisonError::into_inner) = Some(mac_with(secret));
+}
+
+fn mac_with(secret: &[u8]) -> HmacSha256 {
+    match HmacSha256::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of every length"),
+    }
+}
+
+fn key() -> HmacSha256 {
+    if let Some(mac) = &*KEY.read().unwrap_or_else(PoisonError::into_inner) {
+        return mac.clone();
+    }
+    let mut slot = KEY.write().unwrap_or_else(PoisonError::into_inner);
+    slot.get_or_insert_with(|| {
         let mut secret = [0u8; 32];
         if let Err(e) = getrandom::fill(&mut secret) {
             // No OS randomness means no unguessable handles: refuse to go on.
             panic!("cannot draw the job-handle key from the OS: {e}");
         }
-        match HmacSha256::new_from_slice(&secret) {
-            Ok(mac) => mac,
-            Err(_) => unreachable!("HMAC accepts keys of every length"),
-        }
+        mac_with(&secret)
     })
+    .clone()
 }
 
 fn mac_of(job: JobId) -> HmacSha256 {
-    let mut mac = key().clone();
+    let mut mac = key();
     mac.update(b"job-handle\n");
     mac.update(job.to_string().as_bytes());
     mac

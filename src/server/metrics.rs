@@ -40,6 +40,16 @@ pub fn render(v: &StatsView) -> String {
         ),
         ("relay_retries_total", "Retries scheduled.", red.retries),
         (
+            "relay_recovered_jobs_total",
+            "Unfinished jobs taken back from the store at start.",
+            red.recovered_jobs,
+        ),
+        (
+            "relay_redelivered_jobs_total",
+            "Recovered jobs that were in flight at the last stop: run again, maybe twice.",
+            red.redelivered_jobs,
+        ),
+        (
             "relay_succeeded_total",
             "Jobs that succeeded.",
             red.succeeded,

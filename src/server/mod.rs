@@ -20,6 +20,8 @@
 //!   [`limits`] (timeouts, head limits, connection cap) that the
 //!   [`request_guard`] and [`body_deadline`] enforce and [`limit_log`]
 //!   counts; [`json`]: what a valid JSON body is;
+//! - [`store`]: where accepted work survives the process (SQLite by
+//!   default), committed in groups before a turn's answers leave;
 //! - [`client`]: a small HTTP client; [`bench`]: the accept-path benchmark.
 
 pub mod actor;
@@ -48,6 +50,7 @@ pub mod replay_guard;
 pub mod request_guard;
 pub mod shutdown;
 pub mod signature;
+pub mod store;
 pub mod views;
 
 pub use app::{serve, DrainReport, Outcome, RelayServer};

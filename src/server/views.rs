@@ -54,6 +54,9 @@ pub struct JobView {
     /// retry was already sent: the downstream may have done the work twice.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub late_success: Option<LateSuccessView>,
+    /// It was in flight when the relay last stopped and runs again: the
+    /// downstream may have done its work twice.
+    pub redelivered: bool,
 }
 
 /// A late success as shown on a job or a dead letter.
@@ -89,6 +92,7 @@ impl JobView {
             last_error: s.last_error,
             response: s.response.as_ref().map(body_json),
             late_success: s.late_success.as_ref().map(LateSuccessView::new),
+            redelivered: s.redelivered,
         }
     }
 }

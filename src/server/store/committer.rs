@@ -13,6 +13,7 @@
 use super::{Key, Store, StoreError};
 use crate::relay::Record;
 use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,13 +51,19 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the thread that owns `store` (already loaded).
-    pub fn start(store: Box<dyn Store>, commit_wait: Duration) -> std::io::Result<Committer> {
+    /// Starts the thread that owns `store` (already loaded). It keeps
+    /// `failing` up to date: set by a failed commit, cleared by the next
+    /// that succeeds (a retry of its own included), for `/ready`.
+    pub fn start(
+        store: Box<dyn Store>,
+        commit_wait: Duration,
+        failing: Arc<AtomicBool>,
+    ) -> std::io::Result<Committer> {
         let (batches, from_actor) = sync_channel(PIPELINE_MAX);
         let (to_actor, acks) = mpsc::channel(PIPELINE_MAX + 1);
         let thread = std::thread::Builder::new()
             .name("relay-store".to_owned())
-            .spawn(move || run(store, &from_actor, &to_actor, commit_wait))?;
+            .spawn(move || run(store, &from_actor, &to_actor, commit_wait, &failing))?;
         Ok(Committer {
             batches: Some(batches),
             acks,
@@ -93,6 +100,7 @@ fn run(
     from_actor: &Receiver<Batch>,
     to_actor: &mpsc::Sender<Ack>,
     commit_wait: Duration,
+    failing: &AtomicBool,
 ) {
     let mut carry: Vec<Record<Key, Bytes>> = Vec::new();
     loop {
@@ -112,9 +120,16 @@ fn run(
         let mut records = std::mem::take(&mut carry);
         records.extend(group.iter().flat_map(|b| b.0.iter().cloned()));
         let ack = match store.commit(&records) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the store commits again: new work is admitted");
+                }
+                Ok(())
+            }
             Err(e) => {
-                tracing::error!(error = %e, records = records.len(), "store commit failed: its new jobs are refused with 503; the rest is tried again");
+                if !failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "store commit failed: new work is refused with 503 and /ready is false until a commit succeeds (retried every 200 ms)");
+                }
                 carry = kept_after_failure(records);
                 Err(Arc::new(e))
             }
