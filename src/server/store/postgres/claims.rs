@@ -27,8 +27,9 @@ use tokio_postgres::{Client, NoTls};
 /// What the claim decided.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {
-    /// The key is this replica's: let the local relay answer.
-    Local,
+    /// The key is this replica's: let the local relay answer. `fresh`: this
+    /// request inserted the claim (release it if the relay refuses).
+    Local { fresh: bool },
     /// Another replica holds it: this is the answer.
     Known(Answer<Bytes>),
 }
@@ -167,14 +168,14 @@ impl Claims {
             .bounded(client.query_one(CLAIM, &[&key, &int(fingerprint), &self.owner, &stale]))
             .await?;
         if row.get::<_, bool>(0) {
-            return Ok(Claim::Local);
+            return Ok(Claim::Local { fresh: true });
         }
         let Some(owner) = row.get::<_, Option<String>>(1) else {
             // Removed between the insert and the read: try once more later.
             return Ok(Claim::Known(conflict(None)));
         };
         if owner == self.owner {
-            return Ok(Claim::Local);
+            return Ok(Claim::Local { fresh: false });
         }
         let job = row.get::<_, Option<i64>>(3).map(|id| JobId(uint(id)));
         let response = row.get::<_, Option<Vec<u8>>>(4);
@@ -212,7 +213,7 @@ impl Claims {
             ))
             .await?;
         Ok(if taken == 1 {
-            Claim::Local
+            Claim::Local { fresh: true }
         } else {
             Claim::Known(conflict(job))
         })
@@ -279,6 +280,15 @@ impl Claims {
             late_success: None,
             redelivered: false,
         }))
+    }
+}
+
+impl std::fmt::Debug for Claims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claims")
+            .field("url", &self.shown)
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
     }
 }
 
