@@ -829,7 +829,10 @@ impl RelayHandle {
     /// Hands over jobs to adopt from a thread outside the runtime (the
     /// replica's reaper), waiting for room and for the answer; `None` once
     /// the task has stopped.
-    pub fn adopt_blocking(&self, jobs: Vec<crate::relay::StoredJob<Key, Bytes>>) -> Option<Vec<bool>> {
+    pub fn adopt_blocking(
+        &self,
+        jobs: Vec<crate::relay::StoredJob<Key, Bytes>>,
+    ) -> Option<Vec<bool>> {
         let (reply, answer) = oneshot::channel();
         self.tx.blocking_send(Command::Adopt { jobs, reply }).ok()?;
         answer.blocking_recv().ok()

@@ -80,11 +80,8 @@ impl PgCluster {
     /// Creates and starts a cluster (about a second).
     pub fn start() -> PgCluster {
         let bin = find_bin();
-        let dir = std::env::temp_dir().join(format!(
-            "relay-pg-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("relay-pg-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("cluster directory");
         if is_root() {
             run(

@@ -101,7 +101,12 @@ impl Replication {
         store_failing: Arc<AtomicBool>,
         adopt: replica::Adopt,
     ) -> Result<Replication, StoreError> {
-        let claims = Arc::new(Claims::new(&options.url, &options.owner, options.lease, epoch_unix_ms));
+        let claims = Arc::new(Claims::new(
+            &options.url,
+            &options.owner,
+            options.lease,
+            epoch_unix_ms,
+        ));
         let replica = Replica::start(options.clone(), shared, store_failing, adopt)?;
         Ok(Replication {
             claims,
@@ -326,7 +331,29 @@ impl PgStore {
 }
 
 impl Store for PgStore {
+    /// Loads on a thread of its own when called from async code (the
+    /// server starts inside its runtime), since this store blocks on a
+    /// runtime of its own.
     fn load(&mut self, now_unix_ms: u64) -> Result<Loaded, StoreError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.load_here(now_unix_ms);
+        }
+        std::thread::scope(|s| s.spawn(|| self.load_here(now_unix_ms)).join()).unwrap_or_else(
+            |_| {
+                Err(self
+                    .link
+                    .unavailable("the load failed (a bug: see the log)"))
+            },
+        )
+    }
+
+    fn commit(&mut self, records: &[Record<Key, Bytes>]) -> Result<(), StoreError> {
+        self.commit_here(records)
+    }
+}
+
+impl PgStore {
+    fn load_here(&mut self, now_unix_ms: u64) -> Result<Loaded, StoreError> {
         let (version, epoch_unix_ms, key) = self.meta(now_unix_ms)?;
         if version > schema::VERSION {
             return Err(StoreError::NewerVersion {
@@ -341,7 +368,8 @@ impl Store for PgStore {
             .map_err(|_| self.corrupt("the job-handle key is not 32 bytes"))?;
         self.epoch_unix_ms = epoch_unix_ms;
         let block = self.take_block()?;
-        let first = block_start(block).ok_or_else(|| self.corrupt("the serial block is out of range"))?;
+        let first =
+            block_start(block).ok_or_else(|| self.corrupt("the serial block is out of range"))?;
         self.shared.block.store(block, Ordering::Relaxed);
         let now = Time::from_millis(now_unix_ms.saturating_sub(epoch_unix_ms));
         let stored = Stored {
@@ -366,7 +394,7 @@ impl Store for PgStore {
         })
     }
 
-    fn commit(&mut self, records: &[Record<Key, Bytes>]) -> Result<(), StoreError> {
+    fn commit_here(&mut self, records: &[Record<Key, Bytes>]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -388,7 +416,8 @@ impl Store for PgStore {
             ));
         }
         let statements = Statements::of(records, &self.options);
-        self.link.run(async move |c: &mut Client| statements.run(c).await)
+        self.link
+            .run(async move |c: &mut Client| statements.run(c).await)
     }
 }
 
@@ -485,7 +514,9 @@ impl Statements {
                         (None, _) => {}
                     }
                 }
-                Record::DeadLettered(letter) => list.push((INSERT_LETTER, letter_params(letter, o))),
+                Record::DeadLettered(letter) => {
+                    list.push((INSERT_LETTER, letter_params(letter, o)))
+                }
                 Record::LetterRemoved { letter } => list.push((
                     "DELETE FROM relay_letters WHERE serial = $1",
                     vec![Box::new(i64::from(letter.serial()))],
@@ -500,10 +531,8 @@ impl Statements {
         let t = &tx;
         let mut pending = Vec::with_capacity(self.list.len());
         for (sql, params) in &self.list {
-            let refs: Vec<&(dyn ToSql + Sync)> = params
-                .iter()
-                .map(|p| &**p as &(dyn ToSql + Sync))
-                .collect();
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
             pending.push(async move { t.execute(*sql, &refs).await });
         }
         // Sent together, answered in order.
@@ -543,7 +572,10 @@ pub fn block_of(serial: u32) -> u64 {
 
 /// The first serial of `block`, if it is within u32.
 pub fn block_start(block: u64) -> Option<u32> {
-    let last = block.checked_add(1)?.checked_mul(schema::BLOCK)?.checked_sub(1)?;
+    let last = block
+        .checked_add(1)?
+        .checked_mul(schema::BLOCK)?
+        .checked_sub(1)?;
     u32::try_from(last).ok()?;
     u32::try_from(block * schema::BLOCK).ok()
 }

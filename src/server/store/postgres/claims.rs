@@ -111,7 +111,8 @@ impl Claims {
         if next_try.is_some_and(|at| at > now) {
             return Err(self.unavailable("not connected; waiting to reconnect"));
         }
-        let made = tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(&self.url, NoTls)).await;
+        let made =
+            tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(&self.url, NoTls)).await;
         let mut conn = self
             .link
             .lock()
@@ -264,7 +265,10 @@ impl Claims {
             return Ok(None);
         }
         let kind: &str = row.get(0);
-        let at = |i: usize| row.get::<_, Option<i64>>(i).map(|v| Time::from_nanos(uint(v)));
+        let at = |i: usize| {
+            row.get::<_, Option<i64>>(i)
+                .map(|v| Time::from_nanos(uint(v)))
+        };
         Ok(Some(JobStatus {
             job: stored,
             state: match kind {

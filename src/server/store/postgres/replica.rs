@@ -15,10 +15,10 @@ use super::{block_of, job_of, ms, PgOptions, Shared, JOB_COLUMNS};
 use crate::relay::StoredJob;
 use crate::server::actor::Key;
 use bytes::Bytes;
-use tokio_postgres::Client;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_postgres::Client;
 
 /// Jobs taken at once by one reaper pass.
 pub const REAP_BATCH: i64 = 64;
