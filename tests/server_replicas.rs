@@ -12,7 +12,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// One cluster for the whole binary; each test has a database of its own.
 fn cluster() -> &'static PgCluster {
@@ -155,7 +156,7 @@ fn unfinished(url: &str, keys: &[String]) -> Vec<String> {
         "SELECT key FROM relay_keys WHERE response IS NOT NULL
          UNION SELECT key FROM relay_letters WHERE key IS NOT NULL",
     );
-    let done: std::collections::HashSet<&str> = done.lines().collect();
+    let done: std::collections::BTreeSet<&str> = done.lines().collect();
     keys.iter()
         .filter(|k| !done.contains(k.as_str()))
         .cloned()
@@ -326,10 +327,10 @@ fn postgres_away_means_503_and_not_ready_then_it_recovers_by_itself() {
     });
 }
 
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+/// A fresh number per call, for keys that must not repeat.
+fn rand_suffix() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 // --- the store alone, against the reference fold ----------------------------

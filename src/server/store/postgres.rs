@@ -587,8 +587,8 @@ fn restorable(
     jobs_max: usize,
     queue_capacity: usize,
 ) -> Vec<StoredJob<Key, Bytes>> {
-    let mut slots = std::collections::HashSet::new();
-    let mut keys = std::collections::HashSet::new();
+    let mut slots = rustc_hash::FxHashSet::default();
+    let mut keys = rustc_hash::FxHashSet::default();
     let mut waiting = 0;
     let mut kept = Vec::with_capacity(jobs.len());
     for job in jobs {

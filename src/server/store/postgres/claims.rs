@@ -21,7 +21,8 @@ use crate::server::store::StoreError;
 use crate::time::Time;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio_postgres::{Client, NoTls};
 
 /// What the claim decided.
@@ -106,7 +107,7 @@ impl Claims {
         if let Some(c) = self.current() {
             return Ok(c);
         }
-        let now = Instant::now();
+        let now = crate::server::clock::read_monotonic();
         let next_try = self.link.lock().ok().and_then(|c| c.next_try);
         if next_try.is_some_and(|at| at > now) {
             return Err(self.unavailable("not connected; waiting to reconnect"));

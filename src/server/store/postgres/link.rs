@@ -5,7 +5,8 @@
 //! turn, not a hung thread.
 
 use super::super::StoreError;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio_postgres::{Client, NoTls};
 
 pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -116,7 +117,7 @@ impl Link {
             return Ok(());
         }
         self.client = None;
-        let now = Instant::now();
+        let now = crate::server::clock::read_monotonic();
         if let Some(at) = self.next_try.filter(|at| *at > now) {
             return Err(self.unavailable(format!(
                 "not connected; next try in {} ms",

@@ -27,7 +27,7 @@ pub const VERSION: i32 = 1;
 pub const BLOCK: u64 = 1 << 22;
 
 /// Advisory lock key serialising schema creation (any constant will do).
-pub const CREATE_LOCK: i64 = 0x7265_6c61_79;
+pub const CREATE_LOCK: i64 = 0x0072_656c_6179;
 
 pub const CREATE: &str = "
 CREATE TABLE IF NOT EXISTS relay_meta (
