@@ -35,6 +35,8 @@ pub enum Domain {
     ClientNetwork = 9,
     /// A client's own retry-gate draws (adaptive throttling), per client.
     ClientGate = 10,
+    /// The simulated store's commit latencies.
+    Store = 11,
 }
 
 /// Number of low bits of a stream id left for the entity index.

@@ -759,3 +759,107 @@ fn the_fold_forgets_finished_jobs_and_removed_letters() {
         }]
     );
 }
+
+// ---- The simulator's store and crash model ---------------------------------
+
+mod simulated {
+    use resilient_relay::sim::{simulate, Scenario, SimOptions, Summary};
+
+    /// 200 req/s of keyed requests for 30 s into a relay whose calls take
+    /// about 300 ms (so about 60 are in flight at any time), no attempt
+    /// timeout short enough to retry, and patient clients; the relay
+    /// crashes at 10 s and is back 2 s later.
+    fn scenario(store: &str) -> Scenario {
+        let text = format!(
+            r#"
+name = "crash"
+seed = 3
+horizon_s = 30
+{store}
+[[faults.crash]]
+at_s = 10
+restart_after_s = 2
+
+[relay]
+workers = 200
+jobs_max = 10000
+queue = {{ capacity = 2000, retry_after_ms = 500 }}
+
+[relay.retry]
+attempts_max = 3
+attempt_timeout_ms = 20000
+
+[downstream]
+latency = {{ kind = "uniform", min_ms = 200, max_ms = 400 }}
+
+[[clients]]
+kind = "open-loop"
+per_s = 200
+clients = 100
+retry = {{ attempts_max = 20, keyed = true, backoff = {{ kind = "constant", base_ms = 500, cap_ms = 500 }} }}
+"#
+        );
+        Scenario::from_toml(&text, "crash.toml").expect("valid scenario")
+    }
+
+    fn run(store: &str) -> Summary {
+        let s = scenario(store);
+        simulate(&s, &SimOptions::seed(s.seed))
+            .expect("the run keeps every invariant")
+            .summary
+    }
+
+    const EMBEDDED: &str =
+        "[store]\nkind = \"embedded\"\ncommit_ms = { kind = \"constant\", ms = 2 }";
+
+    /// Nothing that got a 202 is lost (the run would stop with a violation);
+    /// the jobs in flight at the crash run again, and only those can land
+    /// twice at the downstream.
+    #[test]
+    fn a_durable_store_loses_no_accepted_job() {
+        let s = run(EMBEDDED);
+        assert_eq!((s.crashes, s.jobs_lost), (1, 0), "{s}");
+        assert!(s.jobs_recovered >= 30, "about 60 jobs were live: {s}");
+        assert!(s.jobs_redelivered >= 30, "{s}");
+        assert!(
+            s.duplicate_side_effects > 0,
+            "in-flight work ran twice: {s}"
+        );
+        assert!(
+            s.duplicate_side_effects <= s.jobs_redelivered,
+            "duplicates only from redelivered jobs: {s}"
+        );
+        assert!(s.refused_while_down > 0, "{s}");
+        assert_eq!(
+            s.client_still_waiting, s.still_in_flight,
+            "every client waits only on a job still running: {s}"
+        );
+    }
+
+    /// In memory, the jobs live at the crash are gone, and their clients
+    /// wait for news that never comes.
+    #[test]
+    fn a_memory_relay_loses_its_live_jobs() {
+        let s = run("");
+        assert!(s.jobs_lost >= 30, "{s}");
+        assert_eq!((s.jobs_recovered, s.commits), (0, 0), "{s}");
+        assert!(s.client_still_waiting >= s.jobs_lost, "{s}");
+    }
+
+    /// Every answer and call waits for a commit: the median client latency
+    /// grows by at least the two commits on its path (the 202's, then the
+    /// success's) with 10 ms commits.
+    #[test]
+    fn the_commit_wait_shows_in_client_latency() {
+        let memory = run("");
+        let slow = run("[store]\nkind = \"shared\"\ncommit_ms = { kind = \"constant\", ms = 10 }");
+        let extra = slow.client_latency.p50_ms - memory.client_latency.p50_ms;
+        assert!(extra >= 19.0, "commit wait added {extra} ms");
+        assert!(slow.commits > 0);
+    }
+
+    #[test]
+    fn a_crash_run_is_deterministic() {
+        assert_eq!(run(EMBEDDED), run(EMBEDDED));
+    }
+}

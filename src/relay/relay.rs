@@ -1391,6 +1391,16 @@ impl<K: Key, P: Payload> Relay<K, P> {
     pub fn now(&self) -> Time {
         self.now
     }
+
+    /// The serial the next job will get.
+    pub fn next_serial(&self) -> u32 {
+        self.serial
+    }
+
+    /// Adds an earlier life's counts to this relay's (after a restart).
+    pub fn carry_stats(&mut self, earlier: &Stats) {
+        self.stats.absorb(earlier);
+    }
 }
 
 /// Hedged requests ([`super::hedge`]). While a job is hedged, the hedger

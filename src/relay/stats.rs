@@ -147,6 +147,68 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds an earlier process's counts to these: the totals of a relay
+    /// that restarted, as a scraper summing both lives would see them.
+    pub fn absorb(&mut self, earlier: &Stats) {
+        let Stats {
+            requests,
+            accepted,
+            replayed,
+            refused,
+            attempts,
+            attempt_errors,
+            retries,
+            retries_denied,
+            succeeded,
+            dead_lettered,
+            dlq_overflowed,
+            late_results,
+            late_successes_used,
+            late_successes_recorded,
+            dlq_redriven,
+            dlq_evicted,
+            dlq_redrive_skipped,
+            shed,
+            served_out_of_order,
+            calls_held_back,
+            retry_after_honoured,
+            recovered_jobs,
+            redelivered_jobs,
+            job_latency,
+            attempt_latency,
+        } = earlier;
+        fn add<E: EnumArray<u64>>(to: &mut EnumMap<E, u64>, from: &EnumMap<E, u64>) {
+            for (e, n) in from.iter() {
+                to[e] += *n;
+            }
+        }
+        self.requests += requests;
+        self.accepted += accepted;
+        self.replayed += replayed;
+        add(&mut self.refused, refused);
+        self.attempts += attempts;
+        add(&mut self.attempt_errors, attempt_errors);
+        self.retries += retries;
+        add(&mut self.retries_denied, retries_denied);
+        self.succeeded += succeeded;
+        add(&mut self.dead_lettered, dead_lettered);
+        self.dlq_overflowed += dlq_overflowed;
+        self.late_results += late_results;
+        self.late_successes_used += late_successes_used;
+        self.late_successes_recorded += late_successes_recorded;
+        self.dlq_redriven += dlq_redriven;
+        self.dlq_evicted += dlq_evicted;
+        self.dlq_redrive_skipped += dlq_redrive_skipped;
+        self.shed += shed;
+        self.served_out_of_order += served_out_of_order;
+        self.calls_held_back += calls_held_back;
+        self.retry_after_honoured += retry_after_honoured;
+        self.recovered_jobs += recovered_jobs;
+        self.redelivered_jobs += redelivered_jobs;
+        self.job_latency.add(job_latency);
+        self.attempt_latency.add(attempt_latency);
+    }
+
     pub fn refused(&self, why: Refusal) -> u64 {
         self.refused[why]
     }

@@ -11,12 +11,16 @@
 //! The overload run paces requests open-loop at ten times what the
 //! downstream can serve, so the queue is full and nearly every answer is a
 //! 429; it reports their latency, memory before and after, and checks that
-//! every accepted job ended.
+//! every accepted job ended. The store run measures the same accept path
+//! with each store side by side, in alternating rounds (memory, then SQLite
+//! at each sync setting, files in a temporary directory), and reports each
+//! store's requests per second and p99 with its ratio to memory.
 
 use super::client::{signature_headers, uri, HttpClient, Reply};
 use super::config::{DownstreamConfig, Settings};
 use super::flaky::FaultConfig;
 use super::signature::{unix_now, Signer};
+use super::store::{StoreSpec, StoreSync};
 use super::RelayServer;
 use crate::relay::LatencyHistogram;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
@@ -60,6 +64,9 @@ pub struct BenchArgs {
     /// ratio is the server's cost).
     #[arg(long)]
     pub signed: bool,
+    /// The stores' `commit_wait_ms` in the store measurement.
+    #[arg(long, default_value_t = 2)]
+    pub commit_wait_ms: u64,
 }
 
 /// The secret of `--signed` runs.
@@ -70,6 +77,8 @@ pub enum Only {
     Bare,
     Relay,
     Overload,
+    /// The accept path with each store.
+    Stores,
 }
 
 /// One closed-loop measurement.
@@ -145,8 +154,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         if args.only.is_none() || args.only == Some(Only::Overload) {
             print_line(&overload(args).await?);
         }
-        if args.only != Some(Only::Overload) {
+        if args.only.is_none() || matches!(args.only, Some(Only::Bare | Only::Relay)) {
             accept_paths(args).await?;
+        }
+        if args.only.is_none() || args.only == Some(Only::Stores) {
+            stores(args).await?;
         }
         Ok(())
     })
@@ -219,6 +231,69 @@ async fn accept_paths(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The stores measured side by side: a name, the store and its sync setting.
+fn store_kinds(dir: &std::path::Path) -> Vec<(&'static str, StoreSpec, StoreSync)> {
+    let sqlite = |name: &str| StoreSpec::Sqlite(dir.join(format!("{name}.db")));
+    vec![
+        ("memory", StoreSpec::Memory, StoreSync::Full),
+        ("sqlite-full", sqlite("full"), StoreSync::Full),
+        ("sqlite-normal", sqlite("normal"), StoreSync::Normal),
+        ("sqlite-off", sqlite("off"), StoreSync::Off),
+    ]
+}
+
+/// The accept path with each store, in alternating rounds; one line per
+/// store, then their ratios to memory.
+async fn stores(args: &BenchArgs) -> anyhow::Result<()> {
+    let client = HttpClient::new(64 * 1024);
+    let dir = std::env::temp_dir().join(format!("relay-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let kinds = store_kinds(&dir);
+    let mut targets = Vec::with_capacity(kinds.len());
+    for (name, store, sync) in &kinds {
+        let server = start_relay_with(false, store.clone(), *sync, args.commit_wait_ms).await?;
+        let target = uri(&server.base_url(), "/relay")?;
+        warm_up(&client, &target, name, None).await?;
+        targets.push((server, target));
+    }
+    let per_round = Duration::from_secs_f64(args.secs / args.rounds as f64);
+    let mut loops: Vec<Loop> = kinds.iter().map(|_| Loop::default()).collect();
+    for round in 0..args.rounds {
+        for (i, (_, target)) in targets.iter().enumerate() {
+            let label = format!("{}-{round}", kinds[i].0);
+            let shape = (per_round, args.concurrency);
+            loops[i].add(closed_loop(&client, target, &label, shape, None).await);
+        }
+    }
+    drop(targets);
+    let _ = std::fs::remove_dir_all(&dir);
+    let memory_rps = loops[0].rps().max(1e-9);
+    let mut summary = serde_json::Map::new();
+    for ((name, _, _), l) in kinds.iter().zip(&loops) {
+        let report = l.report(name, args.concurrency);
+        print_line(&serde_json::json!({
+            "bench": format!("accept-store-{name}"),
+            "report": report,
+        }));
+        summary.insert(
+            (*name).to_owned(),
+            serde_json::json!({
+                "rps": report.rps,
+                "p99_ms": report.p99_ms,
+                "rps_over_memory": report.rps / memory_rps,
+            }),
+        );
+    }
+    print_line(&serde_json::json!({
+        "bench": "accept-stores",
+        "commit_wait_ms": args.commit_wait_ms,
+        "rounds": args.rounds,
+        "concurrency": args.concurrency,
+        "stores": summary,
+    }));
+    Ok(())
+}
+
 /// A bare axum handler on loopback: reads the body, answers 202 with JSON.
 async fn start_bare() -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)>
 {
@@ -247,7 +322,20 @@ async fn start_bare() -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std
 /// The relay, its jobs finishing at once behind it (zero-latency built-in
 /// downstream), so the queue never fills and every answer is a 202.
 async fn start_relay(signed: bool) -> anyhow::Result<RelayServer> {
+    start_relay_with(signed, StoreSpec::Memory, StoreSync::Full, 0).await
+}
+
+/// The same relay on `store`.
+async fn start_relay_with(
+    signed: bool,
+    store: StoreSpec,
+    sync: StoreSync,
+    commit_wait_ms: u64,
+) -> anyhow::Result<RelayServer> {
     let mut s = Settings::default();
+    s.server.store = store;
+    s.server.store_sync = sync;
+    s.server.commit_wait_ms = commit_wait_ms;
     if signed {
         let secret = String::from_utf8_lossy(BENCH_SECRET).into_owned();
         s.server.hmac_secret = Some(super::config::Secret(secret));

@@ -23,7 +23,7 @@
 //! - a hedge is announced, and is an extra attempt of a live job that is in
 //!   flight, never one waiting in the retry lane.
 
-use crate::relay::{BreakerState, CallId, JobId, LateFate};
+use crate::relay::{BreakerState, CallId, JobId, LateFate, Stored};
 use crate::time::Time;
 use std::fmt;
 
@@ -108,6 +108,30 @@ impl Checker {
             hedge_next: None,
             checks: 0,
         }
+    }
+
+    /// The checker for a relay restarted from `stored`: what it must know
+    /// is what the store kept (its unfinished jobs, queued or, if they had
+    /// started, in the retry lane; its replays), nothing of the crashed
+    /// relay's memory.
+    pub fn restarted(&self, at: Time, stored: &Stored<u64, ()>) -> Result<Checker, Violation> {
+        let mut c = Checker {
+            ttl_ns: self.ttl_ns,
+            checks: self.checks,
+            ..Checker::new(0.0)
+        };
+        for r in &stored.replays {
+            c.key_succeeded(r.finished_at, r.key);
+        }
+        for j in &stored.jobs {
+            c.accepted(at, j.job)?;
+            if j.attempts > 0 {
+                c.queued_in -= 1;
+                c.in_lane[j.job.slot()] = true;
+                c.lane_count += 1;
+            }
+        }
+        Ok(c)
     }
 
     /// A job entered the queue by another way than acceptance (a redrive).

@@ -4,6 +4,7 @@
 use super::clients::ClientsConfig;
 use super::downstream::DownstreamConfig;
 use super::network::NetworkConfig;
+use super::store::{FaultsConfig, StoreConfig};
 use crate::relay::{ensure, ConfigError, RelayConfig};
 use crate::toml_doc::{LocatedError, TomlDoc};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,12 @@ pub struct Scenario {
     /// Delays on the wire; absent: none.
     #[serde(default, skip_serializing_if = "NetworkConfig::is_none")]
     pub network: NetworkConfig,
+    /// What the relay keeps its promises in; absent: memory.
+    #[serde(default, skip_serializing_if = "StoreConfig::is_default")]
+    pub store: StoreConfig,
+    /// Faults of the relay itself (crashes); absent: none.
+    #[serde(default, skip_serializing_if = "FaultsConfig::is_empty")]
+    pub faults: FaultsConfig,
     pub clients: Vec<ClientsConfig>,
 }
 
@@ -64,6 +71,15 @@ impl Scenario {
             .validate()
             .map_err(|e| e.within("downstream"))?;
         self.network.validate().map_err(|e| e.within("network"))?;
+        self.store.validate().map_err(|e| e.within("store"))?;
+        self.faults.validate().map_err(|e| e.within("faults"))?;
+        if let Some(last) = self.faults.crash.last() {
+            ensure(
+                self.horizon_s > 0.0 && last.at_s <= self.horizon_s,
+                "faults.crash",
+                "crashes need a horizon_s, and must happen before it",
+            )?;
+        }
         ensure(
             !self.clients.is_empty(),
             "clients",

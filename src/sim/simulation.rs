@@ -16,11 +16,12 @@ use super::network::{after, call_step, ClientLeg, Network};
 use super::scenario::Scenario;
 use super::scheduler::Scheduler;
 use super::series::{Count, Series, SeriesRecorder};
+use super::store::SimStore;
 use super::summary::{Counters, Summary};
 use super::trace::{SimRecord, Trace, TraceRecord};
 use crate::relay::{
     Answer, CallError, CallId, Event, Finished, GiveUp, JobId, LatencyHistogram, Outcome, Output,
-    Refusal, Relay,
+    Refusal, Relay, RelaySettings, Stats, Stored,
 };
 use crate::rng::{Domain, Seed};
 use crate::time::{duration_ms, ms_to_nanos, Time};
@@ -105,10 +106,13 @@ enum Ev {
     /// small: the heap holds one per call in flight.
     /// Without a relay↔downstream delay, the downstream's answer and the
     /// relay hearing it are one event. `key` is a [`LedgerKey`].
+    /// `life` is the relay process that made the call: after a crash, the
+    /// answer to a call of the dead process reaches no one.
     CallDone {
         job: JobId,
         attempt: u32,
         result: Result<(), CallError>,
+        life: u16,
         key: u64,
     },
     /// A call reaches the downstream (after the network).
@@ -116,6 +120,7 @@ enum Ev {
         job: JobId,
         attempt: u32,
         step: u32,
+        life: u16,
         key: u64,
     },
     /// The downstream answers (its side effect lands now).
@@ -130,6 +135,7 @@ enum Ev {
         job: JobId,
         attempt: u32,
         result: Result<(), CallError>,
+        life: u16,
     },
     /// A client's request reaches the relay.
     RequestArrives {
@@ -146,6 +152,29 @@ enum Ev {
         succeeded: bool,
     },
     RelayWake,
+    /// The store's commit under way is done (if the relay made it in this life).
+    Committed {
+        life: u16,
+    },
+    /// Crash `index` of the scenario's `[[faults.crash]]`, and its restart.
+    Crash {
+        index: u8,
+    },
+    Restart {
+        index: u8,
+    },
+}
+
+/// What the driver does in the world on the relay's behalf, held until
+/// the turn's records are committed when the store is durable.
+#[derive(Debug)]
+enum Effect {
+    /// The relay's answer leaves for the client.
+    Answer(AnswerInTransit),
+    /// A call leaves for the downstream.
+    Call { call: CallId, key: u64, step: u64 },
+    /// The news that a job finished leaves for its client.
+    News { job: JobId, success: bool },
 }
 
 /// Whose side effect a call lands: the logical request number, with
@@ -173,6 +202,7 @@ struct Origin {
 }
 
 /// The relay's answer on its way to a client.
+#[derive(Debug)]
 struct AnswerInTransit {
     slot: usize,
     request: u64,
@@ -206,6 +236,16 @@ pub struct Simulation {
     /// Job slot → the send that created the job living there.
     origins: Vec<Option<Origin>>,
     series: Option<SeriesRecorder>,
+    relay_settings: RelaySettings,
+    store: SimStore<Effect>,
+    /// The relay process is down (crashed, not yet restarted).
+    down: bool,
+    /// Which relay process this is: 0, then one more per crash.
+    life: u16,
+    /// The serial the crashed relay would have given next.
+    serial_at_crash: u32,
+    /// The counts of the relay's earlier lives.
+    carried: Stats,
 }
 
 /// Buckets kept for a calls-per-bucket series.
@@ -216,7 +256,13 @@ impl Simulation {
     pub fn new(scenario: &Scenario, opts: &SimOptions) -> Simulation {
         let seed = Seed(opts.seed);
         let relay_settings = scenario.relay.check().expect("the scenario was validated");
-        let relay = Relay::new(&relay_settings, seed.stream(Domain::Relay, 0));
+        let mut relay = Relay::new(&relay_settings, seed.stream(Domain::Relay, 0));
+        relay.set_journal(scenario.store.is_durable());
+        let store = SimStore::new(
+            scenario.store,
+            relay_settings.replay_ttl(),
+            seed.stream(Domain::Store, 0),
+        );
         let horizon = (scenario.horizon_s > 0.0).then(|| Time::from_secs_f64(scenario.horizon_s));
         let mut sim = Simulation {
             scenario_name: scenario.name.clone(),
@@ -242,7 +288,20 @@ impl Simulation {
             answers_in_transit: Slab::new(),
             origins: Vec::new(),
             series: opts.series_bucket_ms.map(SeriesRecorder::new),
+            relay_settings,
+            store,
+            down: false,
+            life: 0,
+            serial_at_crash: 0,
+            carried: Stats::default(),
         };
+        for (i, c) in scenario.faults.crash.iter().enumerate() {
+            let index = i as u8;
+            let at = Time::from_secs_f64(c.at_s);
+            sim.sched.schedule(at, Ev::Crash { index });
+            let back = Time::from_secs_f64(c.at_s + c.restart_after_s);
+            sim.sched.schedule(back, Ev::Restart { index });
+        }
         sim.drain_clients(Time::ZERO);
         sim
     }
@@ -284,6 +343,7 @@ impl Simulation {
             self.integrate_live_jobs(now);
             self.dispatch(now, ev)?;
             self.perform_outputs(now)?;
+            self.start_commit(now);
             let queue_bytes = self.relay.queue_bytes() as u64;
             self.c.queue_bytes_max = self.c.queue_bytes_max.max(queue_bytes);
             self.checker.end_of_step(now)?;
@@ -330,17 +390,19 @@ impl Simulation {
                 job,
                 attempt,
                 result,
+                life,
                 key,
             } => {
                 let call = CallId { job, attempt };
                 self.last_active = now;
                 self.call_leaves(now, call, result, key)?;
-                self.relay_hears(now, call, result)
+                self.relay_hears(now, call, result, life)
             }
             Ev::CallArrives {
                 job,
                 attempt,
                 step,
+                life,
                 key,
             } => {
                 self.last_active = now;
@@ -364,6 +426,7 @@ impl Simulation {
                         job,
                         attempt,
                         result,
+                        life,
                     },
                 );
                 Ok(())
@@ -381,9 +444,10 @@ impl Simulation {
                 job,
                 attempt,
                 result,
+                life,
             } => {
                 self.last_active = now;
-                self.relay_hears(now, CallId { job, attempt }, result)
+                self.relay_hears(now, CallId { job, attempt }, result, life)
             }
             Ev::RequestArrives { transit } => {
                 self.last_active = now;
@@ -419,6 +483,21 @@ impl Simulation {
                 }
                 Ok(())
             }
+            Ev::Committed { life } => {
+                if life == self.life {
+                    self.last_active = now;
+                    self.committed(now);
+                }
+                Ok(())
+            }
+            Ev::Crash { index } => {
+                self.last_active = now;
+                self.crash(now, index)
+            }
+            Ev::Restart { index } => {
+                self.last_active = now;
+                self.restart(now, index)
+            }
         }
     }
 
@@ -438,6 +517,10 @@ impl Simulation {
 
     /// The relay takes a client's request and answers it.
     fn relay_receives(&mut self, now: Time, out: Outgoing) -> Result<(), Violation> {
+        if self.down {
+            self.refuse_while_down(now, out);
+            return Ok(());
+        }
         let keyed = out.request.key.is_some();
         let (slot, request, send) = (out.slot, out.logical, out.send);
         let answer = self.relay.handle_request(now, out.request);
@@ -457,24 +540,169 @@ impl Simulation {
                 keyed,
             });
         }
-        if self.network.has_client_relay() {
-            let at = self
-                .network
-                .client_relay(now, request, send, ClientLeg::Answer);
-            let transit = self.answers_in_transit.insert(AnswerInTransit {
-                slot,
-                request,
-                send,
-                answer: answer.clone(),
-            }) as u32;
-            self.sched.schedule(at, Ev::AnswerArrives { transit });
+        let reply = AnswerInTransit {
+            slot,
+            request,
+            send,
+            answer: answer.clone(),
+        };
+        if self.hold_records() {
+            self.store.next.effects.push(Effect::Answer(reply));
         } else {
-            self.clients.handle_answer(now, slot, &answer);
-            self.drain_clients(now);
+            self.answer_leaves(now, reply, false);
         }
         if let Answer::Accepted { job } = answer {
             self.checker.accepted(now, job)?;
         }
+        Ok(())
+    }
+
+    /// The relay's answer leaves for its client; `later`: it was held for
+    /// a commit, and the client may have moved on since.
+    fn answer_leaves(&mut self, now: Time, a: AnswerInTransit, later: bool) {
+        if self.network.has_client_relay() {
+            let at = self
+                .network
+                .client_relay(now, a.request, a.send, ClientLeg::Answer);
+            let transit = self.answers_in_transit.insert(a) as u32;
+            self.sched.schedule(at, Ev::AnswerArrives { transit });
+        } else if later {
+            self.clients
+                .handle_answer_later(now, a.slot, a.request, a.send, &a.answer);
+            self.drain_clients(now);
+        } else {
+            self.clients.handle_answer(now, a.slot, &a.answer);
+            self.drain_clients(now);
+        }
+    }
+
+    /// A send reaches a relay that is down: the connection is refused, an
+    /// error the client retries like a 503.
+    fn refuse_while_down(&mut self, now: Time, out: Outgoing) {
+        self.c.refused_while_down += 1;
+        self.count(now, Count::Refusal);
+        let reply = AnswerInTransit {
+            slot: out.slot,
+            request: out.logical,
+            send: out.send,
+            answer: connection_refused(),
+        };
+        self.answer_leaves(now, reply, true);
+    }
+
+    /// Moves the relay's new journal records into the store's waiting
+    /// group; returns whether outputs must now wait for a commit. Always
+    /// false for a memory store (the relay journals nothing).
+    fn hold_records(&mut self) -> bool {
+        if !self.store.config.is_durable() {
+            return false;
+        }
+        while let Some(r) = self.relay.poll_record() {
+            self.store.next.records.push(r);
+        }
+        self.store.holds_back()
+    }
+
+    /// Starts a commit of the waiting records, if none is under way.
+    fn start_commit(&mut self, now: Time) {
+        if !self.store.config.is_durable() {
+            return;
+        }
+        self.hold_records();
+        if let Some(done) = self.store.start_commit(now) {
+            self.sched.schedule(done, Ev::Committed { life: self.life });
+        }
+    }
+
+    /// A commit is done: what waited for it happens now, and so does what
+    /// waited behind it without records of its own.
+    fn committed(&mut self, now: Time) {
+        let mut effects = self.store.finish_commit();
+        if self.store.next.records.is_empty() {
+            effects.append(&mut self.store.next.effects);
+        }
+        self.start_commit(now);
+        for e in effects {
+            self.perform(now, e);
+        }
+    }
+
+    fn perform(&mut self, now: Time, e: Effect) {
+        match e {
+            Effect::Answer(a) => self.answer_leaves(now, a, true),
+            Effect::Call { call, key, step } => self.call_leaves_relay(now, call, key, step),
+            Effect::News { job, success } => self.news_leaves(now, job, success),
+        }
+    }
+
+    /// The relay process dies: everything in memory and every commit not
+    /// done is lost; answers held for a commit become connection errors.
+    fn crash(&mut self, now: Time, index: u8) -> Result<(), Violation> {
+        self.c.crashes += 1;
+        let held = self.store.crash();
+        let mut unanswered = Vec::new();
+        for e in held {
+            if let Effect::Answer(mut a) = e {
+                if let Answer::Accepted { job } = a.answer {
+                    unanswered.push(job);
+                }
+                a.answer = connection_refused();
+                self.answer_leaves(now, a, true);
+            }
+        }
+        let durable = self.store.config.is_durable();
+        for (status, ..) in self.relay.unfinished() {
+            let job = status.job;
+            if self.store.durable.holds(job) || unanswered.contains(&job) {
+                continue;
+            }
+            self.c.jobs_lost += 1;
+            if durable {
+                return Err(Violation {
+                    at: now,
+                    what: format!(
+                        "job {job} was accepted (its 202 sent) and lost in crash {index}: its record was not committed"
+                    ),
+                });
+            }
+        }
+        self.carried = self.relay.stats().clone();
+        self.serial_at_crash = self.relay.next_serial();
+        let mut dead = Relay::new(
+            &self.relay_settings,
+            Seed(self.seed).stream(Domain::Relay, 0),
+        );
+        dead.carry_stats(&self.carried);
+        self.relay = dead;
+        self.down = true;
+        self.life = self.life.wrapping_add(1);
+        self.relay_wake = None;
+        self.checker = self.checker.restarted(now, &Stored::default())?;
+        Ok(())
+    }
+
+    /// The relay restarts from what the store kept.
+    fn restart(&mut self, now: Time, index: u8) -> Result<(), Violation> {
+        let stored = if self.store.config.is_durable() {
+            self.store.durable.stored()
+        } else {
+            Stored {
+                next_serial: self.serial_at_crash,
+                ..Stored::default()
+            }
+        };
+        let checker = self.checker.restarted(now, &stored)?;
+        let rng = Seed(self.seed).stream(Domain::Relay, u64::from(index) + 1);
+        let mut relay =
+            Relay::recover(&self.relay_settings, rng, now, stored).map_err(|e| Violation {
+                at: now,
+                what: format!("the relay could not restart after crash {index}: {e}"),
+            })?;
+        relay.set_journal(self.store.config.is_durable());
+        relay.carry_stats(&self.carried);
+        self.relay = relay;
+        self.checker = checker;
+        self.down = false;
         Ok(())
     }
 
@@ -519,7 +747,11 @@ impl Simulation {
         now: Time,
         call: CallId,
         result: Result<(), CallError>,
+        life: u16,
     ) -> Result<(), Violation> {
+        if life != self.life {
+            return Ok(());
+        }
         if result.is_ok() {
             self.checker.success_answered(now, call)?;
         }
@@ -593,6 +825,7 @@ impl Simulation {
 
     /// Performs everything the relay asked for since the last step.
     fn perform_outputs(&mut self, now: Time) -> Result<(), Violation> {
+        self.hold_records();
         while let Some(out) = self.relay.poll_output() {
             match out {
                 Output::Call { call, key, .. } => self.start_call(now, call, key)?,
@@ -649,6 +882,20 @@ impl Simulation {
                 attempt: call.attempt,
             },
         );
+        if self.store.holds_back() {
+            self.store
+                .next
+                .effects
+                .push(Effect::Call { call, key, step });
+        } else {
+            self.call_leaves_relay(now, call, key, step);
+        }
+        Ok(())
+    }
+
+    /// A call leaves the relay for the downstream.
+    fn call_leaves_relay(&mut self, now: Time, call: CallId, key: u64, step: u64) {
+        let life = self.life;
         if let Some(b) = self.bucket_ns {
             let i = (now.as_nanos() / b) as usize;
             if i < BUCKETS_MAX {
@@ -666,10 +913,11 @@ impl Simulation {
                 job: call.job,
                 attempt: call.attempt,
                 step: step as u32,
+                life,
                 key,
             };
             self.sched.schedule(after(now, there_ms), ev);
-            return Ok(());
+            return;
         }
         let plan = self.downstream_starts(now, draw_index(key, call.job), step);
         self.sched.schedule(
@@ -678,10 +926,10 @@ impl Simulation {
                 job: call.job,
                 attempt: call.attempt,
                 result: plan.result,
+                life,
                 key,
             },
         );
-        Ok(())
     }
 
     fn job_finished(&mut self, now: Time, done: Finished<u64, ()>) -> Result<(), Violation> {
@@ -715,6 +963,16 @@ impl Simulation {
                 latency_ms: duration_ms(latency),
             },
         );
+        if self.store.holds_back() {
+            self.store.next.effects.push(Effect::News { job, success });
+        } else {
+            self.news_leaves(now, job, success);
+        }
+        Ok(())
+    }
+
+    /// The news that `job` finished leaves for its client.
+    fn news_leaves(&mut self, now: Time, job: JobId, success: bool) {
         match self.origin(job) {
             Some(o) if self.network.has_client_relay() => {
                 let at = self
@@ -732,7 +990,6 @@ impl Simulation {
                 self.drain_clients(now);
             }
         }
-        Ok(())
     }
 
     /// Keeps one wake-up armed at the relay's next timer.
@@ -775,6 +1032,7 @@ impl Simulation {
         self.c.client_denied = stats.denied;
         self.c.client_done_last = stats.done_last;
         self.c.populations = stats.populations.clone();
+        self.c.commits = self.store.commits;
         let mut summary = Summary::collect(
             &self.scenario_name,
             self.seed,
@@ -806,6 +1064,16 @@ impl Simulation {
     /// The relay being driven, for inspection after a run.
     pub fn relay(&self) -> &Relay<u64, ()> {
         &self.relay
+    }
+}
+
+/// What a client hears from a relay that is down (or died holding its
+/// answer): a refused connection, retried like a 503.
+fn connection_refused() -> Answer<()> {
+    Answer::Refused {
+        why: Refusal::Unavailable,
+        retry_after: None,
+        job: None,
     }
 }
 

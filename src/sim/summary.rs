@@ -33,6 +33,14 @@ pub struct Counters {
     pub client_done_last: Time,
     /// Per `[[clients]]` population, in scenario order.
     pub populations: Vec<PopulationCounts>,
+    /// Relay crashes (`[[faults.crash]]`).
+    pub crashes: u64,
+    /// Jobs whose 202 had left and that no store kept through a crash.
+    pub jobs_lost: u64,
+    /// Sends that found the relay down.
+    pub refused_while_down: u64,
+    /// Group commits the store made.
+    pub commits: u64,
 }
 
 /// What one `[[clients]]` population asked for and got.
@@ -152,6 +160,23 @@ pub struct Summary {
     /// Trace records kept when the trace was cut short; absent when whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_cut_at: Option<usize>,
+    /// Relay crashes, and what they cost: jobs whose 202 had left and that
+    /// no store kept, jobs taken back from the store, of those the ones
+    /// that had started an attempt (run again: the downstream may do
+    /// their work twice), and sends refused while the relay was down.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub crashes: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jobs_lost: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jobs_recovered: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jobs_redelivered: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused_while_down: u64,
+    /// Group commits of a durable store.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub commits: u64,
     /// Per `[[clients]]` population, in scenario order (for experiments that
     /// compare populations; not part of the printed or JSON summary).
     #[serde(skip)]
@@ -249,6 +274,12 @@ impl Summary {
             scheduler_depth_max: scheduler_depth_max as u64,
             invariant_checks,
             trace_cut_at: None,
+            crashes: c.crashes,
+            jobs_lost: c.jobs_lost,
+            jobs_recovered: s.recovered_jobs,
+            jobs_redelivered: s.redelivered_jobs,
+            refused_while_down: c.refused_while_down,
+            commits: c.commits,
             populations: c.populations.clone(),
         }
     }
@@ -305,6 +336,18 @@ impl fmt::Display for Summary {
             self.dlq_overflowed
         )?;
         writeln!(f, "  still in flight         {:>12}", self.still_in_flight)?;
+        if self.crashes + self.commits > 0 {
+            writeln!(
+                f,
+                "  crashes                 {:>12}   jobs lost {}  recovered {}  redelivered {}  refused while down {}  commits {}",
+                self.crashes,
+                self.jobs_lost,
+                self.jobs_recovered,
+                self.jobs_redelivered,
+                self.refused_while_down,
+                self.commits
+            )?;
+        }
         writeln!(
             f,
             "  downstream calls        {:>12}   (relay retries: {})",

@@ -127,6 +127,8 @@ impl Workload {
                 ..DownstreamConfig::default()
             },
             network: NetworkConfig::default(),
+            store: Default::default(),
+            faults: Default::default(),
             clients: vec![ClientsConfig::OpenLoop {
                 per_s: Some(self.per_s),
                 schedule: vec![],
