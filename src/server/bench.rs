@@ -268,14 +268,16 @@ async fn stores(args: &BenchArgs) -> anyhow::Result<()> {
             "skipped": "give --postgres URL (scripts/pg-cluster.sh start prints one)",
         })),
     }
+    let run = std::process::id();
     let mut targets = Vec::with_capacity(kinds.len());
     for ((name, store, sync), n) in kinds.iter().zip(&replicas) {
         let mut group = Vec::with_capacity(*n);
-        for _ in 0..*n {
-            let server =
-                start_relay_with(false, store.clone(), *sync, args.commit_wait_ms).await?;
+        for r in 0..*n {
+            let server = start_relay_with(false, store.clone(), *sync, args.commit_wait_ms).await?;
             let target = uri(&server.base_url(), "/relay")?;
-            warm_up(&client, &target, name, None).await?;
+            // Keys of their own: a shared database replays keys already used.
+            let label = format!("{name}-{run}-r{r}");
+            warm_up(&client, &target, &label, None).await?;
             group.push((server, target));
         }
         targets.push(group);
@@ -284,7 +286,7 @@ async fn stores(args: &BenchArgs) -> anyhow::Result<()> {
     let mut loops: Vec<Loop> = kinds.iter().map(|_| Loop::default()).collect();
     for round in 0..args.rounds {
         for (i, group) in targets.iter().enumerate() {
-            let label = format!("{}-{round}", kinds[i].0);
+            let label = format!("{}-{run}-{round}", kinds[i].0);
             // Replicas share the load: the same concurrency in all, split.
             let shape = (per_round, (args.concurrency / group.len()).max(1));
             let runs = group.iter().enumerate().map(|(r, (_, target))| {

@@ -434,9 +434,15 @@ fn key_param(key: &Option<Key>) -> Param {
 }
 
 impl Statements {
+    /// One statement per kind of change, over arrays (`unnest`), so a
+    /// commit costs the same few round trips however many records it
+    /// holds. The kinds run in an order that keeps the journal's meaning:
+    /// a job is inserted before it is started or finished, a key is
+    /// claimed before a failure releases it (only its own job's claim),
+    /// and a letter is kept before it is removed.
     fn of(records: &[Record<Key, Bytes>], o: &PgOptions) -> Statements {
-        let mut list: Vec<(&'static str, Vec<Param>)> = Vec::with_capacity(records.len() * 2);
-        let owner = || -> Param { Box::new(o.owner.clone()) };
+        let mut b = Batches::default();
+        let mut letters: Vec<(&'static str, Vec<Param>)> = Vec::new();
         for record in records {
             match record {
                 Record::Accepted {
@@ -448,38 +454,24 @@ impl Statements {
                     accepted_at,
                     redrives,
                 } => {
-                    list.push((
-                        INSERT_JOB,
-                        vec![
-                            Box::new(i64::from(job.serial())),
-                            Box::new(int(job.0)),
-                            key_param(key),
-                            Box::new(int(*client)),
-                            Box::new(int(*fingerprint)),
-                            Box::new(payload.to_vec()),
-                            Box::new(nanos(*accepted_at)),
-                            Box::new(int32(*redrives)),
-                            owner(),
-                            Box::new(ms(o.lease)),
-                        ],
-                    ));
+                    let serial = i64::from(job.serial());
+                    b.jobs.serial.push(serial);
+                    b.jobs.id.push(int(job.0));
+                    b.jobs.key.push(key.as_deref().map(str::to_owned));
+                    b.jobs.client.push(int(*client));
+                    b.jobs.fingerprint.push(int(*fingerprint));
+                    b.jobs.payload.push(payload.to_vec());
+                    b.jobs.accepted_at.push(nanos(*accepted_at));
+                    b.jobs.redrives.push(int32(*redrives));
                     if let Some(k) = key {
-                        list.push((
-                            CLAIM_FOR_JOB,
-                            vec![
-                                Box::new(k.to_string()),
-                                Box::new(int(*fingerprint)),
-                                Box::new(i64::from(job.serial())),
-                                Box::new(int(job.0)),
-                                owner(),
-                            ],
-                        ));
+                        b.claims
+                            .insert(k.to_string(), (int(*fingerprint), serial, int(job.0)));
                     }
                 }
-                Record::Started { job, attempt } => list.push((
-                    "UPDATE relay_jobs SET attempts = GREATEST(attempts, $2) WHERE serial = $1",
-                    vec![Box::new(i64::from(job.serial())), Box::new(int32(*attempt))],
-                )),
+                Record::Started { job, attempt } => {
+                    let at = b.started.entry(i64::from(job.serial())).or_insert(0);
+                    *at = (*at).max(int32(*attempt));
+                }
                 Record::Finished {
                     job,
                     key,
@@ -489,40 +481,36 @@ impl Statements {
                     ..
                 } => {
                     let serial = i64::from(job.serial());
-                    list.push((
-                        "DELETE FROM relay_jobs WHERE serial = $1",
-                        vec![Box::new(serial)],
-                    ));
+                    b.finished.push(serial);
                     match (key, outcome) {
-                        (Some(k), Outcome::Succeeded { response }) => list.push((
-                            REPLAY,
-                            vec![
-                                Box::new(k.to_string()),
-                                Box::new(int(*fingerprint)),
-                                Box::new(serial),
-                                Box::new(int(job.0)),
-                                owner(),
-                                Box::new(response.to_vec()),
-                                Box::new(nanos(*finished_at)),
-                                Box::new(nanos(*finished_at + o.replay_ttl)),
-                            ],
-                        )),
-                        (Some(k), _) => list.push((
-                            "DELETE FROM relay_keys WHERE key = $1 AND serial = $2",
-                            vec![Box::new(k.to_string()), Box::new(serial)],
-                        )),
+                        (Some(k), Outcome::Succeeded { response }) => {
+                            b.replays.insert(
+                                k.to_string(),
+                                Replay {
+                                    fingerprint: int(*fingerprint),
+                                    serial,
+                                    id: int(job.0),
+                                    response: response.to_vec(),
+                                    finished_at: nanos(*finished_at),
+                                    expires_at: nanos(*finished_at + o.replay_ttl),
+                                },
+                            );
+                        }
+                        (Some(k), _) => b.released.push((k.to_string(), serial)),
                         (None, _) => {}
                     }
                 }
                 Record::DeadLettered(letter) => {
-                    list.push((INSERT_LETTER, letter_params(letter, o)))
+                    letters.push((INSERT_LETTER, letter_params(letter, o)))
                 }
-                Record::LetterRemoved { letter } => list.push((
+                Record::LetterRemoved { letter } => letters.push((
                     "DELETE FROM relay_letters WHERE serial = $1",
                     vec![Box::new(i64::from(letter.serial()))],
                 )),
             }
         }
+        let mut list = b.into_statements(o);
+        list.extend(letters);
         Statements { list }
     }
 
@@ -538,6 +526,122 @@ impl Statements {
         // Sent together, answered in order.
         futures_util::future::try_join_all(pending).await?;
         tx.commit().await
+    }
+}
+
+/// The columns of the jobs a commit inserts.
+#[derive(Default)]
+struct JobColumns {
+    serial: Vec<i64>,
+    id: Vec<i64>,
+    key: Vec<Option<String>>,
+    client: Vec<i64>,
+    fingerprint: Vec<i64>,
+    payload: Vec<Vec<u8>>,
+    accepted_at: Vec<i64>,
+    redrives: Vec<i32>,
+}
+
+struct Replay {
+    fingerprint: i64,
+    serial: i64,
+    id: i64,
+    response: Vec<u8>,
+    finished_at: i64,
+    expires_at: i64,
+}
+
+/// A commit's changes by kind; per key and per job the last one counts
+/// (one statement may not change a row twice).
+#[derive(Default)]
+struct Batches {
+    jobs: JobColumns,
+    claims: std::collections::BTreeMap<String, (i64, i64, i64)>,
+    started: std::collections::BTreeMap<i64, i32>,
+    finished: Vec<i64>,
+    replays: std::collections::BTreeMap<String, Replay>,
+    released: Vec<(String, i64)>,
+}
+
+impl Batches {
+    fn into_statements(self, o: &PgOptions) -> Vec<(&'static str, Vec<Param>)> {
+        let mut list: Vec<(&'static str, Vec<Param>)> = Vec::new();
+        let owner = || -> Param { Box::new(o.owner.clone()) };
+        let j = self.jobs;
+        if !j.serial.is_empty() {
+            list.push((
+                INSERT_JOBS,
+                vec![
+                    Box::new(j.serial),
+                    Box::new(j.id),
+                    Box::new(j.key),
+                    Box::new(j.client),
+                    Box::new(j.fingerprint),
+                    Box::new(j.payload),
+                    Box::new(j.accepted_at),
+                    Box::new(j.redrives),
+                    owner(),
+                    Box::new(ms(o.lease)),
+                ],
+            ));
+        }
+        if !self.claims.is_empty() {
+            let (keys, rest): (Vec<String>, Vec<(i64, i64, i64)>) = self.claims.into_iter().unzip();
+            let fingerprints: Vec<i64> = rest.iter().map(|r| r.0).collect();
+            let serials: Vec<i64> = rest.iter().map(|r| r.1).collect();
+            let ids: Vec<i64> = rest.iter().map(|r| r.2).collect();
+            list.push((
+                CLAIMS_FOR_JOBS,
+                vec![
+                    Box::new(keys),
+                    Box::new(fingerprints),
+                    Box::new(serials),
+                    Box::new(ids),
+                    owner(),
+                ],
+            ));
+        }
+        if !self.started.is_empty() {
+            let (serials, attempts): (Vec<i64>, Vec<i32>) = self.started.into_iter().unzip();
+            list.push((STARTED, vec![Box::new(serials), Box::new(attempts)]));
+        }
+        if !self.finished.is_empty() {
+            list.push((
+                "DELETE FROM relay_jobs WHERE serial = ANY($1)",
+                vec![Box::new(self.finished)],
+            ));
+        }
+        if !self.replays.is_empty() {
+            let mut cols: (Vec<String>, Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
+            let mut more: (Vec<Vec<u8>>, Vec<i64>, Vec<i64>) = Default::default();
+            for (key, r) in self.replays {
+                cols.0.push(key);
+                cols.1.push(r.fingerprint);
+                cols.2.push(r.serial);
+                cols.3.push(r.id);
+                more.0.push(r.response);
+                more.1.push(r.finished_at);
+                more.2.push(r.expires_at);
+            }
+            list.push((
+                REPLAYS,
+                vec![
+                    Box::new(cols.0),
+                    Box::new(cols.1),
+                    Box::new(cols.2),
+                    Box::new(cols.3),
+                    Box::new(more.0),
+                    Box::new(more.1),
+                    Box::new(more.2),
+                    owner(),
+                ],
+            ));
+        }
+        if !self.released.is_empty() {
+            let (keys, serials): (Vec<String>, Vec<i64>) = self.released.into_iter().unzip();
+            list.push((RELEASED, vec![Box::new(keys), Box::new(serials)]));
+        }
+        list
     }
 }
 
@@ -682,26 +786,39 @@ RETURNING l.serial, l.id, l.key, l.client, l.fingerprint, l.payload, l.attempts,
           l.last_error, l.accepted_at, l.dead_at, l.redrives, l.late_attempt, l.late_at,
           l.late_response, l.late_count";
 
-const INSERT_JOB: &str = "
+const INSERT_JOBS: &str = "
 INSERT INTO relay_jobs (serial, id, key, client, fingerprint, payload, accepted_at, redrives,
                         attempts, owner, lease_until)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, now() + $10 * interval '1 millisecond')
+SELECT s, i, k, c, f, p, a, r, 0, $9, now() + $10 * interval '1 millisecond'
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bytea[],
+            $7::bigint[], $8::int[]) AS t(s, i, k, c, f, p, a, r)
 ON CONFLICT (serial) DO UPDATE SET id = EXCLUDED.id, owner = EXCLUDED.owner,
                                    lease_until = EXCLUDED.lease_until";
 
-const CLAIM_FOR_JOB: &str = "
+const CLAIMS_FOR_JOBS: &str = "
 INSERT INTO relay_keys (key, fingerprint, serial, id, owner)
-VALUES ($1, $2, $3, $4, $5)
+SELECT k, f, s, i, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
+    AS t(k, f, s, i)
 ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, serial = EXCLUDED.serial,
     id = EXCLUDED.id, owner = EXCLUDED.owner, response = NULL, finished_at = NULL,
     expires_at = NULL";
 
-const REPLAY: &str = "
+const STARTED: &str = "
+UPDATE relay_jobs j SET attempts = GREATEST(j.attempts, t.a)
+FROM unnest($1::bigint[], $2::int[]) AS t(s, a) WHERE j.serial = t.s";
+
+const REPLAYS: &str = "
 INSERT INTO relay_keys (key, fingerprint, serial, id, owner, response, finished_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+SELECT k, f, s, i, $8, r, fa, e
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[], $6::bigint[],
+            $7::bigint[]) AS t(k, f, s, i, r, fa, e)
 ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, serial = EXCLUDED.serial,
     id = EXCLUDED.id, owner = EXCLUDED.owner, response = EXCLUDED.response,
     finished_at = EXCLUDED.finished_at, expires_at = EXCLUDED.expires_at";
+
+const RELEASED: &str = "
+DELETE FROM relay_keys k USING unnest($1::text[], $2::bigint[]) AS t(key, s)
+WHERE k.key = t.key AND k.serial = t.s";
 
 const INSERT_LETTER: &str = "
 INSERT INTO relay_letters (serial, id, key, client, fingerprint, payload, attempts, reason,
