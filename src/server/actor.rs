@@ -78,6 +78,12 @@ pub enum Command {
     Stop {
         reply: oneshot::Sender<Leftovers>,
     },
+    /// Take over jobs another replica left (its leases expired); the reply
+    /// says, per job, whether the relay took it.
+    Adopt {
+        jobs: Vec<crate::relay::StoredJob<Key, Bytes>>,
+        reply: oneshot::Sender<Vec<bool>>,
+    },
 }
 
 /// Gauges read without asking the task: whether it drains (for `/ready`)
@@ -463,6 +469,14 @@ impl RelayActor {
                 let _ = reply.send(live);
             }
             Command::Stop { reply } => self.stop = Some(reply),
+            Command::Adopt { jobs, reply } => {
+                let now = self.clock.now();
+                let taken = jobs
+                    .into_iter()
+                    .map(|job| self.relay.adopt(now, job).is_ok())
+                    .collect();
+                let _ = reply.send(taken);
+            }
         }
     }
 
@@ -816,6 +830,18 @@ impl RelayHandle {
         let (reply, answer) = oneshot::channel();
         self.tell(Command::Drain { reply }).await?;
         answer.await.map_err(|_| Unavailable::Stopped)
+    }
+
+    /// Hands over jobs to adopt from a thread outside the runtime (the
+    /// replica's reaper), waiting for room and for the answer; `None` once
+    /// the task has stopped.
+    pub fn adopt_blocking(
+        &self,
+        jobs: Vec<crate::relay::StoredJob<Key, Bytes>>,
+    ) -> Option<Vec<bool>> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.blocking_send(Command::Adopt { jobs, reply }).ok()?;
+        answer.blocking_recv().ok()
     }
 
     /// Sends a command that has no reply; waits for room (shutdown only).

@@ -30,6 +30,7 @@ use super::limit_log::{ListenerSnapshot, ListenerStats};
 use super::listener::ServeOptions;
 use super::store::committer::Committer;
 use super::store::memory::MemoryStore;
+use super::store::postgres::{PgOptions, PgStore, Replication, Shared};
 use super::store::sqlite::SqliteStore;
 use super::store::{Loaded, Store, StoreSpec};
 use crate::relay::{Relay, Stored};
@@ -58,6 +59,8 @@ pub struct RelayServer {
     http_task: JoinHandle<std::io::Result<()>>,
     http_stats: Arc<ListenerStats>,
     actor_task: JoinHandle<Leftovers>,
+    /// PostgreSQL: the lease keeper and reaper (stopped on drop).
+    _replication: Option<Replication>,
 }
 
 /// How a shutdown went.
@@ -112,6 +115,8 @@ impl RelayServer {
             StoreSpec::Memory => None,
             spec => Some(open_store(spec, settings)?),
         };
+        let mut opened = opened;
+        let replication = opened.as_mut().and_then(|o| o.replication.take());
         let (relay, durable) = match opened {
             None => (Relay::new(&relay_settings, rng), None),
             Some(opened) => {
@@ -141,7 +146,12 @@ impl RelayServer {
             actor = actor.with_store(committer, clock);
         }
         let actor_task = tokio::spawn(actor.run());
-        let policy = HttpPolicy::from_settings(settings);
+        let mut policy = HttpPolicy::from_settings(settings);
+        let replication = match replication {
+            Some(r) => Some(r.start(&handle)?),
+            None => None,
+        };
+        policy.claims = replication.as_ref().map(|r| r.claims.clone());
         if settings.server.log_payloads {
             super::payload_log::enable();
         }
@@ -162,6 +172,7 @@ impl RelayServer {
             http_task: serving.task,
             http_stats: serving.stats,
             actor_task,
+            _replication: replication,
         })
     }
 
@@ -283,26 +294,65 @@ pub struct OpenedStore {
     pub loaded: Loaded,
     /// Relay time now: since the store's epoch, and never before a time it holds.
     pub now: Time,
+    /// PostgreSQL: the replication to start beside the relay.
+    pub replication: Option<PgReplication>,
 }
 
 /// Opens and loads the store `spec` names, and takes its job-handle key.
 pub fn open_store(spec: &StoreSpec, settings: &Settings) -> anyhow::Result<OpenedStore> {
     let ttl = crate::time::ms_to_duration(settings.relay.idempotency.ttl_ms);
+    let mut replication = None;
     let mut store: Box<dyn Store> = match spec {
         StoreSpec::Memory => Box::new(MemoryStore),
         StoreSpec::Sqlite(path) => {
             Box::new(SqliteStore::new(path, settings.server.store_sync, ttl))
         }
-        StoreSpec::Postgres(url) => anyhow::bail!(
-            "`--store {url}`: this build has no PostgreSQL store; use sqlite:PATH or memory"
-        ),
+        StoreSpec::Postgres(url) => {
+            let options = PgOptions::from_settings(url, settings);
+            let pg = PgStore::open(options.clone())?;
+            replication = Some((options, pg.shared()));
+            Box::new(pg)
+        }
     };
     let now_unix_ms = unix_now_ms();
     let loaded = store.load(now_unix_ms)?;
     super::job_handle::use_key(&loaded.handle_key);
     let since_epoch = Time::from_millis(now_unix_ms.saturating_sub(loaded.epoch_unix_ms));
     let now = since_epoch.max(latest_time(&loaded.stored));
-    Ok(OpenedStore { store, loaded, now })
+    let replication = replication.map(|(options, shared)| PgReplication {
+        options,
+        shared,
+        epoch_unix_ms: loaded.epoch_unix_ms,
+    });
+    Ok(OpenedStore {
+        store,
+        loaded,
+        now,
+        replication,
+    })
+}
+
+/// A PostgreSQL store's replication, to start beside the relay.
+pub struct PgReplication {
+    options: PgOptions,
+    shared: Arc<Shared>,
+    epoch_unix_ms: u64,
+}
+
+impl PgReplication {
+    /// Starts the lease keeper and reaper, feeding adopted jobs to `relay`.
+    fn start(self, relay: &RelayHandle) -> anyhow::Result<Replication> {
+        let handle = relay.clone();
+        let adopt = Box::new(move |jobs| handle.adopt_blocking(jobs));
+        let failing = relay.gauges.store_failing.clone();
+        Ok(Replication::start(
+            &self.options,
+            self.shared,
+            self.epoch_unix_ms,
+            failing,
+            adopt,
+        )?)
+    }
 }
 
 /// The latest time a store holds: relay time must not start before it

@@ -13,8 +13,9 @@
 //! 429; it reports their latency, memory before and after, and checks that
 //! every accepted job ended. The store run measures the same accept path
 //! with each store side by side, in alternating rounds (memory, then SQLite
-//! at each sync setting, files in a temporary directory), and reports each
-//! store's requests per second and p99 with its ratio to memory.
+//! at each sync setting, files in a temporary directory; with `--postgres
+//! URL`, PostgreSQL with one replica and with two sharing the load), and
+//! reports each store's requests per second and p99 with its ratio to memory.
 
 use super::client::{signature_headers, uri, HttpClient, Reply};
 use super::config::{DownstreamConfig, Settings};
@@ -67,6 +68,11 @@ pub struct BenchArgs {
     /// The stores' `commit_wait_ms` in the store measurement.
     #[arg(long, default_value_t = 2)]
     pub commit_wait_ms: u64,
+    /// A PostgreSQL URL: the store measurement adds PostgreSQL with one
+    /// replica and with two sharing it (`scripts/pg-cluster.sh start`
+    /// prints one). Its relay tables are created there.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
 }
 
 /// The secret of `--signed` runs.
@@ -248,21 +254,48 @@ async fn stores(args: &BenchArgs) -> anyhow::Result<()> {
     let client = HttpClient::new(64 * 1024);
     let dir = std::env::temp_dir().join(format!("relay-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let kinds = store_kinds(&dir);
+    let mut kinds = store_kinds(&dir);
+    let mut replicas = vec![1; kinds.len()];
+    match &args.postgres {
+        Some(url) => {
+            for (name, n) in [("postgres", 1), ("postgres-2-replicas", 2)] {
+                kinds.push((name, StoreSpec::Postgres(url.clone()), StoreSync::Full));
+                replicas.push(n);
+            }
+        }
+        None => print_line(&serde_json::json!({
+            "bench": "accept-store-postgres",
+            "skipped": "give --postgres URL (scripts/pg-cluster.sh start prints one)",
+        })),
+    }
+    let run = std::process::id();
     let mut targets = Vec::with_capacity(kinds.len());
-    for (name, store, sync) in &kinds {
-        let server = start_relay_with(false, store.clone(), *sync, args.commit_wait_ms).await?;
-        let target = uri(&server.base_url(), "/relay")?;
-        warm_up(&client, &target, name, None).await?;
-        targets.push((server, target));
+    for ((name, store, sync), n) in kinds.iter().zip(&replicas) {
+        let mut group = Vec::with_capacity(*n);
+        for r in 0..*n {
+            let server = start_relay_with(false, store.clone(), *sync, args.commit_wait_ms).await?;
+            let target = uri(&server.base_url(), "/relay")?;
+            // Keys of their own: a shared database replays keys already used.
+            let label = format!("{name}-{run}-r{r}");
+            warm_up(&client, &target, &label, None).await?;
+            group.push((server, target));
+        }
+        targets.push(group);
     }
     let per_round = Duration::from_secs_f64(args.secs / args.rounds as f64);
     let mut loops: Vec<Loop> = kinds.iter().map(|_| Loop::default()).collect();
     for round in 0..args.rounds {
-        for (i, (_, target)) in targets.iter().enumerate() {
-            let label = format!("{}-{round}", kinds[i].0);
-            let shape = (per_round, args.concurrency);
-            loops[i].add(closed_loop(&client, target, &label, shape, None).await);
+        for (i, group) in targets.iter().enumerate() {
+            let label = format!("{}-{run}-{round}", kinds[i].0);
+            // Replicas share the load: the same concurrency in all, split.
+            let shape = (per_round, (args.concurrency / group.len()).max(1));
+            let runs = group.iter().enumerate().map(|(r, (_, target))| {
+                let label = format!("{label}-r{r}");
+                let client = &client;
+                async move { closed_loop(client, target, &label, shape, None).await }
+            });
+            let side_by_side = futures_util::future::join_all(runs).await;
+            loops[i].add(Loop::concurrent(side_by_side));
         }
     }
     drop(targets);
@@ -393,6 +426,19 @@ struct Loop {
 }
 
 impl Loop {
+    /// Loops that ran at the same time, as one: their requests add up over
+    /// the longest one's time.
+    fn concurrent(loops: Vec<Loop>) -> Loop {
+        let mut all = Loop::default();
+        for l in loops {
+            all.latency.add(&l.latency);
+            all.requests += l.requests;
+            all.other += l.other;
+            all.secs = all.secs.max(l.secs);
+        }
+        all
+    }
+
     fn rps(&self) -> f64 {
         self.requests as f64 / self.secs.max(1e-9)
     }

@@ -71,6 +71,10 @@ pub struct ServerConfig {
     pub store_sync: StoreSync,
     /// How long the store waits for more records to join a commit, in ms.
     pub commit_wait_ms: u64,
+    /// PostgreSQL only: how long a replica's jobs stay its own without a
+    /// renewal (renewed every third of it); after it, another replica
+    /// takes them over. In ms.
+    pub store_lease_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -93,9 +97,14 @@ impl Default for ServerConfig {
             store: StoreSpec::Memory,
             store_sync: StoreSync::Full,
             commit_wait_ms: 2,
+            store_lease_ms: 10_000,
         }
     }
 }
+
+/// Bounds of `store_lease_ms`.
+pub const STORE_LEASE_MS_MIN: u64 = 300;
+pub const STORE_LEASE_MS_MAX: u64 = 600_000;
 
 /// Upper bound on body limits: the relay holds bodies in memory.
 const BODY_BYTES_LIMIT: usize = 64 * 1024 * 1024;
@@ -167,6 +176,15 @@ impl ServerConfig {
                 "must be between 0 and {COMMIT_WAIT_MS_MAX} ms (a longer wait only delays \
                  every answer), got {}",
                 self.commit_wait_ms
+            ),
+        )?;
+        ensure(
+            (STORE_LEASE_MS_MIN..=STORE_LEASE_MS_MAX).contains(&self.store_lease_ms),
+            "store_lease_ms",
+            format!(
+                "must be between {STORE_LEASE_MS_MIN} and {STORE_LEASE_MS_MAX} ms (shorter \
+                 leases expire under a slow database; longer ones delay a takeover), got {}",
+                self.store_lease_ms
             ),
         )?;
         ensure_ms(self.call_timeout_ms_max, "call_timeout_ms_max")?;
@@ -409,6 +427,10 @@ pub struct ServeArgs {
     /// How long the store waits for more records to join a commit (0 to 50).
     #[arg(long, env = "RELAY_COMMIT_WAIT_MS", value_parser = Typed::<u64>::new(WHOLE))]
     pub commit_wait_ms: Option<u64>,
+    /// PostgreSQL: how long a replica's jobs stay its own without a renewal
+    /// before another replica takes them over, in ms (300 to 600000).
+    #[arg(long, env = "RELAY_STORE_LEASE_MS", value_parser = Typed::<u64>::new(WHOLE))]
+    pub store_lease_ms: Option<u64>,
     /// Print the resolved settings as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -469,6 +491,7 @@ impl ServeArgs {
             (self.store.is_some(), "server.store", "store"),
             (self.store_sync.is_some(), "server.store_sync", "store-sync"),
             (self.commit_wait_ms.is_some(), "server.commit_wait_ms", "commit-wait-ms"),
+            (self.store_lease_ms.is_some(), "server.store_lease_ms", "store-lease-ms"),
         ]
         .into_iter()
         .filter(|(given, ..)| *given)
@@ -482,6 +505,7 @@ impl ServeArgs {
         set(&mut s.server.drain_deadline_ms, self.drain_deadline_ms);
         set(&mut s.server.store_sync, self.store_sync);
         set(&mut s.server.commit_wait_ms, self.commit_wait_ms);
+        set(&mut s.server.store_lease_ms, self.store_lease_ms);
         if let Some(secret) = self.hmac_secret()? {
             s.server.hmac_secret = Some(secret);
         }

@@ -16,7 +16,8 @@ use super::metrics;
 use super::problem::Problem;
 use super::replay_guard::{Refused, ReplayGuard};
 use super::signature::{self, Presented, SignatureError, Signed, Signer};
-use super::views::{body_json, status_url, HttpRejections, StatsView};
+use super::store::postgres::claims::{Claim, Claims};
+use super::views::{body_json, status_url, HttpRejections, JobView, StatsView};
 use crate::relay::{Answer, JobId, Refusal, Request};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
@@ -60,6 +61,9 @@ pub struct HttpPolicy {
     /// Bound of the seen-signature cache.
     pub replay_cache_max: usize,
     pub operator: OperatorAuth,
+    /// PostgreSQL replicas: idempotency keys claimed across replicas, and
+    /// status look-ups of jobs this replica does not hold.
+    pub claims: Option<Arc<Claims>>,
 }
 
 impl HttpPolicy {
@@ -77,6 +81,7 @@ impl HttpPolicy {
             signature_window_s: server.signature_window_s,
             replay_cache_max: server.replay_cache_max,
             operator: OperatorAuth::new(server.operator_token.as_ref().map(|t| t.0.as_str())),
+            claims: None,
         };
         if !server.listen.ip().is_loopback() {
             if !policy.operator.has_token() {
@@ -220,12 +225,30 @@ async fn submit(State(app): State<App>, request: axum::extract::Request) -> Resp
             return app.refuse(problem, &cid);
         }
     };
+    // Replicas: the key is claimed across them before this relay admits it.
+    let claimed = match (&app.policy.claims, &request.key) {
+        (Some(claims), Some(key)) => match claims.claim(key, request.fingerprint).await {
+            Ok(Claim::Local { fresh }) => fresh.then(|| (claims.clone(), key.clone())),
+            Ok(Claim::Known(answer)) => return answer_response(answer, &cid, false),
+            Err(e) => {
+                tracing::warn!(error = %e, "idempotency key not claimed");
+                return store_unavailable().correlation_id(&cid).into_response();
+            }
+        },
+        _ => None,
+    };
     let submit = |cid, reply| Command::Submit {
         request,
         cid,
         reply,
     };
-    match app.ask_for(&cid, submit).await {
+    let answer = app.ask_for(&cid, submit).await;
+    if let Some((claims, key)) = claimed {
+        if !matches!(answer, Ok(Answer::Accepted { .. })) {
+            claims.release(&key).await;
+        }
+    }
+    match answer {
         Ok(a) => answer_response(a, &cid, app.relay.is_draining()),
         Err(busy) => busy,
     }
@@ -608,14 +631,38 @@ async fn look_up<V: serde::Serialize>(
     }
 }
 
+/// A job this replica does not hold, looked up in the shared database.
+async fn look_up_shared(app: &App, job: JobId) -> Option<JobView> {
+    let claims = app.policy.claims.as_ref()?;
+    match claims.status(job).await {
+        Ok(status) => status.as_ref().map(JobView::new),
+        Err(e) => {
+            tracing::debug!(error = %e, "shared status look-up failed");
+            None
+        }
+    }
+}
+
 async fn job_status(
     State(app): State<App>,
     Extension(CorrelationId(cid)): Extension<CorrelationId>,
     Path(raw): Path<String>,
 ) -> Response {
-    let status = |job, reply| Command::Status { job, reply };
-    let missing = |_| format!("no job {raw} (never accepted, or forgotten)");
-    look_up(&app, &cid, parse_handle(&raw), status, missing).await
+    let job = match parse_handle(&raw) {
+        Ok(j) => j,
+        Err(p) => return p.correlation_id(&cid).into_response(),
+    };
+    match app.relay.ask(|reply| Command::Status { job, reply }).await {
+        Ok(Some(view)) => Json(view).into_response(),
+        // Replicas: another one's job, or one adopted here under a new slot.
+        Ok(None) => match look_up_shared(&app, job).await {
+            Some(view) => Json(view).into_response(),
+            None => Problem::not_found(format!("no job {raw} (never accepted, or forgotten)"))
+                .correlation_id(&cid)
+                .into_response(),
+        },
+        Err(e) => app.busy(e, &cid),
+    }
 }
 
 /// `?after=<job>&limit=<n>` of `GET /dlq`.

@@ -12,6 +12,7 @@
 
 pub mod committer;
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 use super::actor::Key;

@@ -1,0 +1,285 @@
+//! What keeps a replica's jobs its own, and takes over those of replicas
+//! that died: one thread per replica, with a connection of its own.
+//!
+//! Every tick (a third of the lease) it renews the leases of every job and
+//! letter this replica owns, then looks for jobs whose leases expired
+//! (`FOR UPDATE SKIP LOCKED`, so two reapers never take the same job),
+//! leases them to itself and hands them to the relay's task to adopt. A job
+//! the relay cannot take now (full) is released at once for any replica
+//! to take. The renewals also tell whether the database is reachable: they
+//! set and clear the server's `store_failing` gauge (behind `/ready`), so
+//! readiness follows the database while no request comes in.
+
+use super::link::Link;
+use super::{block_of, job_of, ms, PgOptions, Shared, JOB_COLUMNS};
+use crate::relay::StoredJob;
+use crate::server::actor::Key;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::Client;
+
+/// Jobs taken at once by one reaper pass.
+pub const REAP_BATCH: i64 = 64;
+/// Shortest and longest pause between two passes.
+const TICK_MIN: Duration = Duration::from_millis(50);
+const TICK_MAX: Duration = Duration::from_secs(5);
+
+/// How the reaper hands jobs to the relay: takes them, answers for each
+/// whether the relay adopted it. `None`: the relay is gone, stop.
+pub type Adopt = Box<dyn FnMut(Vec<StoredJob<Key, Bytes>>) -> Option<Vec<bool>> + Send>;
+
+/// The replica's lease keeper and reaper, running on its own thread.
+pub struct Replica {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Replica {
+    /// Starts the thread; `adopt` is called from it.
+    pub fn start(
+        options: PgOptions,
+        shared: Arc<Shared>,
+        failing: Arc<AtomicBool>,
+        adopt: Adopt,
+    ) -> Result<Replica, super::StoreError> {
+        let link = Link::new(&options.url)?;
+        let url = link.shown().to_owned();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut keeper = Keeper {
+            options,
+            link,
+            adopt,
+            shared,
+            stop: stop.clone(),
+            failing,
+        };
+        let thread = std::thread::Builder::new()
+            .name("relay-replica".into())
+            .spawn(move || keeper.run())
+            .map_err(|e| super::StoreError::Unavailable {
+                url,
+                detail: format!("cannot start the lease thread: {e}"),
+            })?;
+        Ok(Replica {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The pause between passes: a third of the lease, within bounds.
+pub fn tick(lease: Duration) -> Duration {
+    (lease / 3).clamp(TICK_MIN, TICK_MAX)
+}
+
+struct Keeper {
+    options: PgOptions,
+    link: Link,
+    adopt: Adopt,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    /// The server's `store_failing` gauge.
+    failing: Arc<AtomicBool>,
+}
+
+impl Keeper {
+    fn run(&mut self) {
+        let tick = tick(self.options.lease);
+        while !self.stop.load(Ordering::Relaxed) {
+            self.sleep(tick);
+            match self.renew() {
+                Ok(()) => {
+                    let fenced = self.shared.fenced.load(Ordering::Relaxed);
+                    if !fenced && self.failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!(store = self.link.shown(), "PostgreSQL reachable again");
+                    }
+                }
+                Err(e) => {
+                    if !self.failing.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(error = %e, "leases not renewed: PostgreSQL unreachable");
+                    }
+                    continue;
+                }
+            }
+            if !self.reap() {
+                return;
+            }
+        }
+    }
+
+    /// Sleeps `d` in short steps, so a stop is seen quickly.
+    fn sleep(&self, d: Duration) {
+        let step = Duration::from_millis(20);
+        let mut left = d;
+        while !left.is_zero() && !self.stop.load(Ordering::Relaxed) {
+            let now = left.min(step);
+            std::thread::sleep(now);
+            left -= now;
+        }
+    }
+
+    /// Renews this replica's leases: its block, its jobs, its letters. A
+    /// block found taken means this replica's leases lapsed and another
+    /// took over: it is fenced (takes no new work) until restarted.
+    fn renew(&mut self) -> Result<(), super::StoreError> {
+        let owner = self.options.owner.clone();
+        let lease = ms(self.options.lease);
+        let block = i64::try_from(self.shared.block.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let held = self.link.run(async move |c: &mut Client| {
+            let held = c
+                .execute(
+                    "UPDATE relay_blocks SET lease_until = now() + $3 * interval '1 millisecond'
+                     WHERE block = $2 AND owner = $1",
+                    &[&owner, &block, &lease],
+                )
+                .await?;
+            for table in ["relay_jobs", "relay_letters"] {
+                c.execute(
+                    &format!(
+                        "UPDATE {table} SET lease_until = now() + $2 * interval '1 millisecond'
+                         WHERE owner = $1"
+                    ),
+                    &[&owner, &lease],
+                )
+                .await?;
+            }
+            Ok(held)
+        })?;
+        if held == 0 {
+            self.failing.store(true, Ordering::Relaxed);
+        }
+        if held == 0 && !self.shared.fenced.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                block,
+                "another replica took this replica's block of job serials (its leases \
+                 lapsed): no new work is taken; restart this replica"
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes block `block` from its owner whose lease expired; whether it
+    /// is now this replica's.
+    fn take_block(&mut self, block: u64) -> bool {
+        let owner = self.options.owner.clone();
+        let lease = ms(self.options.lease);
+        let Ok(b) = i64::try_from(block) else {
+            return false;
+        };
+        let taken = self.link.run(async move |c: &mut Client| {
+            c.execute(
+                "UPDATE relay_blocks SET owner = $1, lease_until = now() + $3 * interval '1 millisecond'
+                 WHERE block = $2 AND (owner = $1 OR lease_until < now())",
+                &[&owner, &b, &lease],
+            )
+            .await
+        });
+        if matches!(taken, Ok(1)) {
+            self.shared.block.store(block, Ordering::Relaxed);
+            tracing::info!(block, "took the block of a replica whose lease expired");
+            true
+        } else {
+            false
+        }
+    }
+
+    /// One pass: takes expired jobs and hands them to the relay. False
+    /// once the relay is gone.
+    fn reap(&mut self) -> bool {
+        let owner = self.options.owner.clone();
+        let lease = ms(self.options.lease);
+        let sql = format!(
+            "WITH taken AS (
+                 SELECT serial FROM relay_jobs
+                 WHERE owner IS NULL OR lease_until IS NULL OR lease_until < now()
+                 ORDER BY serial LIMIT $2 FOR UPDATE SKIP LOCKED)
+             UPDATE relay_jobs j SET owner = $1,
+                 lease_until = now() + $3 * interval '1 millisecond'
+             FROM taken WHERE j.serial = taken.serial
+             RETURNING {JOB_COLUMNS}"
+        );
+        let rows = match self.link.run(async move |c: &mut Client| {
+            let tx = c.transaction().await?;
+            let rows = tx.query(&sql, &[&owner, &REAP_BATCH, &lease]).await?;
+            tx.commit().await?;
+            Ok(rows)
+        }) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::debug!(error = %e, "reaper pass failed");
+                return true;
+            }
+        };
+        if rows.is_empty() {
+            return true;
+        }
+        let mut jobs: Vec<StoredJob<Key, Bytes>> = rows.iter().map(job_of).collect();
+        // Adopting a job moves the relay's serials past it: one from a later
+        // block needs that block first (its owner is gone), else it waits.
+        jobs.sort_by_key(|j| j.job.serial());
+        let mut later = Vec::new();
+        let mut i = 0;
+        while i < jobs.len() {
+            let block = block_of(jobs[i].job.serial());
+            if block > self.shared.block.load(Ordering::Relaxed) && !self.take_block(block) {
+                later.push(i64::from(jobs.remove(i).job.serial()));
+            } else {
+                i += 1;
+            }
+        }
+        if !later.is_empty() {
+            self.release(&later);
+        }
+        if jobs.is_empty() {
+            return true;
+        }
+        let serials: Vec<i64> = jobs.iter().map(|j| i64::from(j.job.serial())).collect();
+        let taken = jobs.len();
+        let Some(adopted) = (self.adopt)(jobs) else {
+            self.release(&serials);
+            return false;
+        };
+        let refused: Vec<i64> = serials
+            .iter()
+            .zip(&adopted)
+            .filter(|(_, ok)| !**ok)
+            .map(|(s, _)| *s)
+            .collect();
+        tracing::info!(
+            taken,
+            adopted = taken - refused.len(),
+            "reaper: adopted jobs whose leases expired"
+        );
+        if !refused.is_empty() {
+            self.release(&refused);
+        }
+        true
+    }
+
+    /// Gives jobs back: their leases end now, for any replica to take.
+    fn release(&mut self, serials: &[i64]) {
+        let owner = self.options.owner.clone();
+        let serials = serials.to_vec();
+        if let Err(e) = self.link.run(async move |c: &mut Client| {
+            c.execute(
+                "UPDATE relay_jobs SET owner = NULL, lease_until = NULL
+                 WHERE owner = $1 AND serial = ANY($2)",
+                &[&owner, &serials],
+            )
+            .await
+        }) {
+            tracing::warn!(error = %e, "jobs not released: they are taken again when their leases expire");
+        }
+    }
+}

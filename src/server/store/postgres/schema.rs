@@ -1,0 +1,91 @@
+//! The tables replicas share, created once under an advisory lock so that
+//! replicas starting together do not race.
+//!
+//! - `relay_meta`: one row, the schema version, the epoch (relay time 0 as a
+//!   unix millisecond) and the job-handle key, so every replica reads the
+//!   same clock origin and signs the same status URLs;
+//! - `relay_serial_blocks`: a sequence handing each starting replica its own
+//!   block of job serials, so ids never repeat across restarts or replicas;
+//! - `relay_blocks`: who holds each block, under a lease like a job's: a
+//!   replica that adopts a job from a later block (the relay then continues
+//!   its serials from there) must first take that block from its dead owner;
+//! - `relay_jobs`: unfinished jobs, with `owner` and `lease_until` (the
+//!   visibility timeout a live owner keeps renewing);
+//! - `relay_keys`: one row per idempotency key (unique across replicas): a
+//!   claim while its job runs, the replay record once it succeeded;
+//! - `relay_letters`: the dead letters, with the replica holding each.
+//!
+//! Times are relay `Time` in nanoseconds since the epoch, except leases,
+//! which use the database's own clock (`now()`), the one clock every
+//! replica shares.
+
+/// The schema this build reads and writes.
+pub const VERSION: i32 = 1;
+
+/// Serials per block: a replica's run accepts at most this many jobs
+/// before it must restart to take a new block.
+pub const BLOCK: u64 = 1 << 22;
+
+/// Advisory lock key serialising schema creation (any constant will do).
+pub const CREATE_LOCK: i64 = 0x0072_656c_6179;
+
+pub const CREATE: &str = "
+CREATE TABLE IF NOT EXISTS relay_meta (
+    id            int PRIMARY KEY CHECK (id = 1),
+    version       int NOT NULL,
+    epoch_unix_ms bigint NOT NULL,
+    handle_key    bytea NOT NULL
+);
+CREATE SEQUENCE IF NOT EXISTS relay_serial_blocks MINVALUE 0 START 0 MAXVALUE 1023 NO CYCLE;
+CREATE TABLE IF NOT EXISTS relay_blocks (
+    block       bigint PRIMARY KEY,
+    owner       text NOT NULL,
+    lease_until timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS relay_jobs (
+    serial      bigint PRIMARY KEY,
+    id          bigint NOT NULL,
+    key         text,
+    client      bigint NOT NULL,
+    fingerprint bigint NOT NULL,
+    payload     bytea NOT NULL,
+    accepted_at bigint NOT NULL,
+    redrives    int NOT NULL,
+    attempts    int NOT NULL DEFAULT 0,
+    owner       text,
+    lease_until timestamptz
+);
+CREATE INDEX IF NOT EXISTS relay_jobs_owner ON relay_jobs (owner);
+CREATE INDEX IF NOT EXISTS relay_jobs_lease ON relay_jobs (lease_until);
+CREATE TABLE IF NOT EXISTS relay_keys (
+    key         text PRIMARY KEY,
+    fingerprint bigint NOT NULL,
+    serial      bigint,
+    id          bigint,
+    owner       text NOT NULL,
+    claimed_at  timestamptz NOT NULL DEFAULT now(),
+    response    bytea,
+    finished_at bigint,
+    expires_at  bigint
+);
+CREATE TABLE IF NOT EXISTS relay_letters (
+    serial        bigint PRIMARY KEY,
+    id            bigint NOT NULL,
+    key           text,
+    client        bigint NOT NULL,
+    fingerprint   bigint NOT NULL,
+    payload       bytea NOT NULL,
+    attempts      int NOT NULL,
+    reason        text NOT NULL,
+    last_error    text NOT NULL,
+    accepted_at   bigint NOT NULL,
+    dead_at       bigint NOT NULL,
+    redrives      int NOT NULL,
+    late_attempt  int,
+    late_at       bigint,
+    late_response bytea,
+    late_count    int,
+    owner         text,
+    lease_until   timestamptz
+);
+";

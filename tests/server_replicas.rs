@@ -1,0 +1,487 @@
+//! `serve --store postgres://…`: replicas sharing one PostgreSQL, as child
+//! processes on 127.0.0.1 ephemeral ports, against a private cluster this
+//! binary starts (and stops). Without PostgreSQL installed these tests fail
+//! and say how to install it.
+
+#[path = "common/pg.rs"]
+mod pg;
+
+use pg::PgCluster;
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One cluster for the whole binary; each test has a database of its own.
+fn cluster() -> &'static PgCluster {
+    static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
+    CLUSTER.get_or_init(PgCluster::start)
+}
+
+/// A fresh database on the shared cluster; its URL.
+fn database(name: &str) -> String {
+    let c = cluster();
+    c.psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    c.psql(&format!("CREATE DATABASE {name}"));
+    format!("postgres://postgres@127.0.0.1:{}/{name}", c.port)
+}
+
+fn sql(url: &str, query: &str) -> String {
+    cluster().psql_on(url, query)
+}
+
+/// Lease of the replicas under test: short, so a takeover is quick.
+const LEASE_MS: &str = "600";
+
+struct Replica {
+    child: Child,
+    addr: SocketAddr,
+}
+
+fn replica(store: &str, extra: &[&str]) -> Replica {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_resilient-relay"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
+        .args(["--store-lease-ms", LEASE_MS])
+        .args(["--downstream", "flaky", "--failure-rate", "0"])
+        .args(extra)
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["fields"]["message"] == "relay listening" {
+                let _ = tx.send(Ok(v["fields"]["addr"].as_str().unwrap_or("").to_owned()));
+            } else if v["level"] == "ERROR" || !line.starts_with('{') {
+                let _ = tx.send(Err(line));
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Ok(addr)) => {
+                let addr = addr.parse().expect("an address");
+                return Replica { child, addr };
+            }
+            Ok(Err(line)) => eprintln!("serve: {line}"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("serve did not log its address within 30 s");
+            }
+        }
+    }
+}
+
+impl Replica {
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP/1.1 exchange on a fresh connection: status and body.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let key = key.map_or(String::new(), |k| format!("idempotency-key: {k}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\n\
+         {key}content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(head.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+fn post(addr: SocketAddr, key: &str, body: &str) -> (u16, String) {
+    http(addr, "POST", "/relay", Some(key), body)
+}
+
+fn wait_for(what: &str, patience: Duration, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + patience;
+    while !done() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Keys whose job neither succeeded (a replay record) nor was
+/// dead-lettered, among `keys`.
+fn unfinished(url: &str, keys: &[String]) -> Vec<String> {
+    let done = sql(
+        url,
+        "SELECT key FROM relay_keys WHERE response IS NOT NULL
+         UNION SELECT key FROM relay_letters WHERE key IS NOT NULL",
+    );
+    let done: std::collections::BTreeSet<&str> = done.lines().collect();
+    keys.iter()
+        .filter(|k| !done.contains(k.as_str()))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn one_replica_restarts_from_postgres_with_its_jobs_ids_and_replays() {
+    let url = database("restart");
+    // Slow downstream, one worker: most jobs are still queued at the kill.
+    let slow = ["--latency-ms", "150", "--workers", "1"];
+    let a = replica(&url, &slow);
+    let mut keys = Vec::new();
+    for i in 0..12 {
+        let key = format!("restart-{i}");
+        let (status, body) = post(a.addr, &key, &format!(r#"{{"n":{i}}}"#));
+        assert_eq!(status, 202, "{body}");
+        keys.push(key);
+    }
+    let first_ids = sql(&url, "SELECT count(*) FROM relay_jobs");
+    assert_ne!(first_ids, "0", "jobs are in the database before their 202s");
+    a.kill9();
+    let b = replica(&url, &slow);
+    wait_for("every accepted job to end", Duration::from_secs(30), || {
+        unfinished(&url, &keys).is_empty()
+    });
+    // The replayed key answers the stored response, on the new process.
+    let (status, body) = post(b.addr, &keys[0], r#"{"n":0}"#);
+    assert_eq!(
+        status, 200,
+        "a succeeded key replays after the restart: {body}"
+    );
+    let (status, _) = post(b.addr, &keys[0], r#"{"n":"other"}"#);
+    assert_eq!(status, 422, "the same key with another body is refused");
+    // Ids continue from a new block: none repeats.
+    let (status, body) = post(b.addr, "restart-new", "{}");
+    assert_eq!(status, 202, "{body}");
+    let serial: u64 = body
+        .split(r#""job":""#)
+        .nth(1)
+        .and_then(|s| s.split('-').next())
+        .and_then(|s| s.parse().ok())
+        .expect("a job id");
+    assert!(
+        serial >= 1 << 22,
+        "the restarted run takes a new block of serials: {body}"
+    );
+}
+
+#[test]
+fn a_key_is_one_job_whichever_replica_gets_it() {
+    let url = database("keys");
+    let slow = ["--latency-ms", "400"];
+    let a = replica(&url, &slow);
+    let b = replica(&url, &slow);
+    let (status, body) = post(a.addr, "shared-1", r#"{"x":1}"#);
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = post(b.addr, "shared-1", r#"{"x":1}"#);
+    assert_eq!(
+        status, 409,
+        "the other replica sees the key in flight: {body}"
+    );
+    let (status, body) = post(b.addr, "shared-1", r#"{"x":2}"#);
+    assert_eq!(status, 422, "another body under the same key: {body}");
+    wait_for("the job to succeed", Duration::from_secs(10), || {
+        unfinished(&url, &["shared-1".to_owned()]).is_empty()
+    });
+    let (status, body) = post(b.addr, "shared-1", r#"{"x":1}"#);
+    assert_eq!(status, 200, "the other replica replays the answer: {body}");
+    // Two replicas racing for one key: exactly one job.
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let racers: Vec<_> = [a.addr, b.addr, a.addr, b.addr]
+        .into_iter()
+        .map(|addr| {
+            let accepted = accepted.clone();
+            std::thread::spawn(move || {
+                if post(addr, "race", "{}").0 == 202 {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for r in racers {
+        r.join().expect("racer");
+    }
+    assert_eq!(accepted.load(Ordering::Relaxed), 1, "one 202 for one key");
+}
+
+#[test]
+fn a_killed_replicas_jobs_are_finished_by_the_other_after_its_lease() {
+    let url = database("failover");
+    let slow = ["--latency-ms", "100", "--workers", "2"];
+    let a = replica(&url, &slow);
+    let b = replica(&url, &slow);
+    let stop = Arc::new(AtomicBool::new(false));
+    let keys = Arc::new(Mutex::new(Vec::new()));
+    // Load on both replicas while one dies.
+    let load: Vec<_> = [(a.addr, "a"), (b.addr, "b")]
+        .into_iter()
+        .map(|(addr, name)| {
+            let (stop, keys) = (stop.clone(), keys.clone());
+            std::thread::spawn(move || {
+                for i in 0..400 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let key = format!("{name}-{i}");
+                    if post(addr, &key, &format!(r#"{{"i":{i}}}"#)).0 == 202 {
+                        keys.lock().expect("keys").push(key);
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    a.kill9();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.join().expect("load");
+    }
+    let keys = keys.lock().expect("keys").clone();
+    let from_a = keys.iter().filter(|k| k.starts_with("a-")).count();
+    assert!(from_a > 5, "the killed replica had accepted work: {from_a}");
+    wait_for(
+        "every 202 to end on the survivor",
+        Duration::from_secs(40),
+        || unfinished(&url, &keys).is_empty(),
+    );
+    // Jobs whose 202 the kill cut off end too.
+    let patience = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = sql(
+            &url,
+            "SELECT serial, key, attempts, owner, lease_until < now() FROM relay_jobs",
+        );
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < patience, "jobs left unfinished: {left}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(b);
+}
+
+#[test]
+fn postgres_away_means_503_and_not_ready_then_it_recovers_by_itself() {
+    // A cluster of its own: the others' tests keep theirs meanwhile.
+    let own = PgCluster::start();
+    let a = replica(&own.url(), &["--latency-ms", "5"]);
+    assert_eq!(post(a.addr, "before", "{}").0, 202);
+    assert_eq!(http(a.addr, "GET", "/ready", None, "").0, 200);
+    own.pause();
+    let refused = (0..50).any(|i| post(a.addr, &format!("away-{i}"), "{}").0 == 503);
+    let (ready, _) = http(a.addr, "GET", "/ready", None, "");
+    own.resume();
+    assert!(
+        refused,
+        "a request while PostgreSQL is away is refused with 503"
+    );
+    assert_eq!(ready, 503, "/ready is false while PostgreSQL is away");
+    wait_for("/ready to come back", Duration::from_secs(15), || {
+        http(a.addr, "GET", "/ready", None, "").0 == 200
+    });
+    wait_for("a 202 again", Duration::from_secs(15), || {
+        post(a.addr, &format!("back-{}", rand_suffix()), "{}").0 == 202
+    });
+}
+
+/// A fresh number per call, for keys that must not repeat.
+fn rand_suffix() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+// --- the store alone, against the reference fold ----------------------------
+
+mod store {
+    use super::{cluster, database};
+    use bytes::Bytes;
+    use resilient_relay::relay::{CallError, DeadLetter, GiveUp, JobId, Outcome, Record, Stored};
+    use resilient_relay::server::store::postgres::{new_owner, PgOptions, PgStore};
+    use resilient_relay::server::store::Store;
+    use resilient_relay::time::Time;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    type Key = Arc<str>;
+
+    const TTL: Duration = Duration::from_secs(3600);
+
+    fn options(url: &str, lease: Duration) -> PgOptions {
+        PgOptions {
+            url: url.to_owned(),
+            owner: new_owner(),
+            lease,
+            replay_ttl: TTL,
+            jobs_max: 100,
+            queue_capacity: 100,
+            letters_max: 100,
+            replays_max: 100,
+        }
+    }
+
+    fn accepted(serial: u32, slot: usize, key: Option<&str>, at_ms: u64) -> Record<Key, Bytes> {
+        Record::Accepted {
+            job: JobId::new(serial, slot),
+            key: key.map(Arc::from),
+            client: 7,
+            fingerprint: u64::from(serial) * 31,
+            payload: Bytes::from(format!("payload-{serial}")),
+            accepted_at: Time::from_millis(at_ms),
+            redrives: 0,
+        }
+    }
+
+    fn finished(serial: u32, slot: usize, key: Option<&str>, ok: bool) -> Record<Key, Bytes> {
+        Record::Finished {
+            job: JobId::new(serial, slot),
+            key: key.map(Arc::from),
+            fingerprint: u64::from(serial) * 31,
+            attempts: 1,
+            finished_at: Time::from_millis(500),
+            outcome: if ok {
+                Outcome::Succeeded {
+                    response: Bytes::from_static(b"{\"ok\":true}"),
+                }
+            } else {
+                Outcome::DeadLettered {
+                    reason: GiveUp::AttemptsExhausted,
+                    last_error: CallError::ServerError,
+                }
+            },
+        }
+    }
+
+    fn letter(serial: u32, slot: usize) -> Record<Key, Bytes> {
+        Record::DeadLettered(Box::new(DeadLetter {
+            job: JobId::new(serial, slot),
+            key: Some(Arc::from(format!("k{serial}"))),
+            client: 7,
+            fingerprint: u64::from(serial) * 31,
+            payload: Bytes::from(format!("payload-{serial}")),
+            attempts: 3,
+            reason: GiveUp::AttemptsExhausted,
+            last_error: CallError::ServerError,
+            accepted_at: Time::from_millis(10),
+            dead_at: Time::from_millis(400),
+            redrives: 1,
+            late_success: None,
+        }))
+    }
+
+    /// What a restart must see: the jobs, letters and replays of the
+    /// reference fold, whatever groups the records were committed in.
+    #[test]
+    fn a_restart_loads_what_the_reference_fold_keeps() {
+        let url = database("fold");
+        let records = vec![
+            accepted(0, 0, Some("k0"), 1),
+            accepted(1, 1, None, 2),
+            accepted(2, 2, Some("k2"), 3),
+            Record::Started {
+                job: JobId::new(0, 0),
+                attempt: 1,
+            },
+            Record::Started {
+                job: JobId::new(2, 2),
+                attempt: 2,
+            },
+            finished(0, 0, Some("k0"), true),
+            accepted(3, 0, Some("k3"), 4),
+            finished(2, 2, Some("k2"), false),
+            letter(2, 2),
+            letter(9, 5),
+            Record::LetterRemoved {
+                letter: JobId::new(9, 5),
+            },
+        ];
+        let mut reference: Stored<Key, Bytes> = Stored::default();
+        for r in records.clone() {
+            reference.apply(r, TTL);
+        }
+        let lease = Duration::from_millis(1);
+        let mut first = PgStore::open(options(&url, lease)).expect("open");
+        let loaded = first.load(1_000_000).expect("load an empty store");
+        assert!(loaded.stored.jobs.is_empty());
+        for group in records.chunks(3) {
+            first.commit(group).expect("commit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let mut second = PgStore::open(options(&url, Duration::from_secs(5))).expect("open");
+        let again = second.load(1_000_100).expect("load");
+        assert_eq!(
+            again.epoch_unix_ms, loaded.epoch_unix_ms,
+            "one epoch per database"
+        );
+        assert_eq!(
+            again.handle_key, loaded.handle_key,
+            "one job-handle key per database"
+        );
+        assert_eq!(
+            again.stored.jobs, reference.jobs,
+            "unfinished jobs, with attempts"
+        );
+        assert_eq!(
+            again.stored.letters, reference.letters,
+            "letters not removed"
+        );
+        assert_eq!(
+            again.stored.replays, reference.replays,
+            "replays of keyed successes"
+        );
+        assert!(
+            again.stored.next_serial > loaded.stored.next_serial,
+            "a new run takes a new block of serials"
+        );
+        // Leased to the second run now: a third finds nothing to take.
+        let mut third = PgStore::open(options(&url, Duration::from_secs(5))).expect("open");
+        let none = third.load(1_000_200).expect("load");
+        assert!(
+            none.stored.jobs.is_empty(),
+            "jobs under a live lease stay with their owner"
+        );
+        let _ = cluster();
+    }
+}
