@@ -8,7 +8,8 @@
 //! actor takes back the jobs accepted in it (their requests get 503), and
 //! the thread keeps the group's other records (a start, a finish, a letter)
 //! and commits them ahead of the next group, or on its own after
-//! [`RETRY_AFTER`], so the store's order stays the relay's.
+//! [`RETRY_AFTER`], so the store's order stays the relay's. With nothing
+//! to retry it probes the store every [`RETRY_AFTER`] until it is back.
 
 use super::{Key, Store, StoreError};
 use crate::relay::Record;
@@ -104,7 +105,7 @@ fn run(
 ) {
     let mut carry: Vec<Record<Key, Bytes>> = Vec::new();
     loop {
-        let first = if carry.is_empty() {
+        let first = if !failing.load(Ordering::Relaxed) {
             match from_actor.recv() {
                 Ok(b) => Some(b),
                 Err(_) => return,
@@ -119,7 +120,12 @@ fn run(
         let group = first.map_or_else(Vec::new, |b| gather(b, from_actor, commit_wait));
         let mut records = std::mem::take(&mut carry);
         records.extend(group.iter().flat_map(|b| b.0.iter().cloned()));
-        let ack = match store.commit(&records) {
+        let done = if records.is_empty() {
+            store.probe()
+        } else {
+            store.commit(&records)
+        };
+        let ack = match done {
             Ok(()) => {
                 if failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("the store commits again: new work is admitted");
@@ -201,4 +207,74 @@ fn gather(first: Batch, from_actor: &Receiver<Batch>, wait: Duration) -> Vec<Bat
         group.push(next);
     }
     group
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::JobId;
+    use crate::time::Time;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Fails its first `failures` commits, as a full disk does until space
+    /// is freed.
+    struct Flaky {
+        failures: Arc<AtomicUsize>,
+    }
+
+    impl Store for Flaky {
+        fn load(&mut self, _now_unix_ms: u64) -> Result<super::super::Loaded, StoreError> {
+            unreachable!("the committer gets a loaded store")
+        }
+        fn commit(&mut self, _records: &[Record<Key, Bytes>]) -> Result<(), StoreError> {
+            let left = self.failures.load(Ordering::Relaxed);
+            if left == 0 {
+                return Ok(());
+            }
+            self.failures.store(left - 1, Ordering::Relaxed);
+            Err(StoreError::Unavailable {
+                url: "flaky".to_owned(),
+                detail: "full".to_owned(),
+            })
+        }
+    }
+
+    fn new_job() -> Record<Key, Bytes> {
+        Record::Accepted {
+            job: JobId::new(1, 0),
+            key: None,
+            client: 1,
+            fingerprint: 2,
+            payload: Bytes::from_static(b"{}"),
+            accepted_at: Time::from_millis(1),
+            redrives: 0,
+        }
+    }
+
+    /// A failed group of nothing but new jobs leaves nothing to retry; the
+    /// thread must still find out that the store is back, or `/ready` stays
+    /// false and no new work (which would prove it) ever arrives.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // the committer's retry is wall time
+    fn readiness_comes_back_with_the_store_even_with_nothing_to_retry() {
+        let failures = Arc::new(AtomicUsize::new(1));
+        let failing = Arc::new(AtomicBool::new(false));
+        let store = Box::new(Flaky {
+            failures: failures.clone(),
+        });
+        let mut c = Committer::start(store, Duration::ZERO, failing.clone()).expect("starts");
+        assert!(c.send(Batch(vec![new_job()])).is_ok());
+        let ack = c.acks.blocking_recv().expect("acknowledged");
+        assert!(ack.is_err(), "the first commit fails");
+        assert!(failing.load(Ordering::Relaxed), "and says so");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while failing.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::thread::sleep(RETRY_AFTER / 4);
+        }
+        assert!(
+            !failing.load(Ordering::Relaxed),
+            "still failing {:?} after the store came back",
+            Duration::from_secs(10)
+        );
+    }
 }

@@ -29,6 +29,11 @@ pub trait Store: Send + 'static {
     fn load(&mut self, now_unix_ms: u64) -> Result<Loaded, StoreError>;
     /// Makes `records` durable, in order, as one commit (group commit).
     fn commit(&mut self, records: &[Record<Key, Bytes>]) -> Result<(), StoreError>;
+    /// Whether a commit could succeed now, tried while commits fail with
+    /// nothing left to retry, so that readiness comes back with the store.
+    fn probe(&mut self) -> Result<(), StoreError> {
+        self.commit(&[])
+    }
 }
 
 /// What a store holds as the relay restarts from it.

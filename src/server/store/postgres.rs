@@ -350,6 +350,11 @@ impl Store for PgStore {
     fn commit(&mut self, records: &[Record<Key, Bytes>]) -> Result<(), StoreError> {
         self.commit_here(records)
     }
+
+    fn probe(&mut self) -> Result<(), StoreError> {
+        self.link
+            .run(async |c: &mut Client| c.simple_query("SELECT 1").await.map(drop))
+    }
 }
 
 impl PgStore {
