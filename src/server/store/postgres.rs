@@ -106,6 +106,7 @@ impl Replication {
             &options.owner,
             options.lease,
             epoch_unix_ms,
+            store_failing.clone(),
         ));
         let replica = Replica::start(options.clone(), shared, store_failing, adopt)?;
         Ok(Replication {

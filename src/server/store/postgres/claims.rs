@@ -22,6 +22,7 @@ use crate::relay::{Answer, JobId, JobState, JobStatus, Refusal};
 use crate::server::store::StoreError;
 use crate::time::Time;
 use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -48,6 +49,10 @@ pub struct Claims {
     epoch_unix_ms: u64,
     link: Mutex<Conn>,
     connecting: tokio::sync::Mutex<()>,
+    /// The server's `store_failing` gauge: a claim that cannot reach the
+    /// database makes `/ready` false at once, not at the lease thread's
+    /// next tick; the store's thread or the lease thread clears it.
+    failing: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -74,7 +79,13 @@ UPDATE relay_keys SET owner = $3, fingerprint = $2, serial = NULL, id = NULL, re
 WHERE key = $1 AND owner = $4 AND claimed_at::text = $5";
 
 impl Claims {
-    pub fn new(url: &str, owner: &str, stale_after: Duration, epoch_unix_ms: u64) -> Claims {
+    pub fn new(
+        url: &str,
+        owner: &str,
+        stale_after: Duration,
+        epoch_unix_ms: u64,
+        failing: Arc<AtomicBool>,
+    ) -> Claims {
         Claims {
             url: url.to_owned(),
             shown: redact(url),
@@ -86,10 +97,12 @@ impl Claims {
                 ..Conn::default()
             }),
             connecting: tokio::sync::Mutex::new(()),
+            failing,
         }
     }
 
     fn unavailable(&self, detail: impl std::fmt::Display) -> StoreError {
+        self.failing.store(true, Ordering::Relaxed);
         StoreError::Unavailable {
             url: self.shown.clone(),
             detail: detail.to_string(),
