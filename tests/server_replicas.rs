@@ -45,7 +45,12 @@ fn replica(store: &str, extra: &[&str]) -> Replica {
     let mut child = Command::new(env!("CARGO_BIN_EXE_resilient-relay"))
         .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
         .args(["--store-lease-ms", LEASE_MS])
-        .args(["--downstream", "flaky", "--failure-rate", "0"])
+        .args(["--downstream", "flaky"])
+        .args(if extra.contains(&"--failure-rate") {
+            &[][..]
+        } else {
+            &["--failure-rate", "0"][..]
+        })
         .args(extra)
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
@@ -114,7 +119,7 @@ fn http(
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let key = key.map_or(String::new(), |k| format!("idempotency-key: {k}\r\n"));
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\n\
          {key}content-length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -301,6 +306,72 @@ fn a_killed_replicas_jobs_are_finished_by_the_other_after_its_lease() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(b);
+}
+
+/// Letters held by `owner` (`NULL` for none), and with `redrives`.
+fn letters_where(url: &str, filter: &str) -> usize {
+    sql(
+        url,
+        &format!("SELECT count(*) FROM relay_letters WHERE {filter}"),
+    )
+    .trim()
+    .parse()
+    .unwrap_or(usize::MAX)
+}
+
+#[test]
+fn the_dead_letter_queue_is_shared_and_each_letter_redriven_by_its_holder() {
+    let url = database("letters");
+    // A's downstream always fails, with one attempt: every job a letter.
+    let failing = ["--failure-rate", "1", "--set", "relay.retry.attempts_max=1"];
+    let a = replica(&url, &failing);
+    let b = replica(&url, &[]);
+    for i in 0..3 {
+        let (status, body) = post(a.addr, &format!("dead-{i}"), &format!(r#"{{"i":{i}}}"#));
+        assert_eq!(status, 202, "{body}");
+    }
+    wait_for("three letters", Duration::from_secs(10), || {
+        letters_where(&url, "true") == 3
+    });
+    let holder = sql(&url, "SELECT DISTINCT owner FROM relay_letters");
+    let holder = holder.trim();
+    // B lists A's letters, and shows one of them whole.
+    let (status, list) = http(b.addr, "GET", "/dlq", None, "");
+    assert_eq!(status, 200, "{list}");
+    let list: serde_json::Value = serde_json::from_str(&list).expect("json");
+    let letters = list["letters"].as_array().expect("letters");
+    assert_eq!(letters.len(), 3, "every replica's letters: {list}");
+    assert!(letters.iter().all(|l| l["held_by"] == holder), "{list}");
+    let one = letters[0]["job"].as_str().expect("an id");
+    let (status, letter) = http(b.addr, "GET", &format!("/dlq/{one}"), None, "");
+    assert_eq!(status, 200, "{letter}");
+    assert!(letter.contains(r#""payload":{"i":"#), "{letter}");
+    // A redrive asked of B is carried out by A, the holder: the jobs fail
+    // again there and come back as letters redriven once.
+    let (status, report) = http(b.addr, "POST", "/dlq/redrive", None, "");
+    assert_eq!(status, 200, "{report}");
+    assert!(
+        report.contains(r#""asked_of_other_replicas":3"#),
+        "{report}"
+    );
+    wait_for("A to redrive its letters", Duration::from_secs(10), || {
+        letters_where(&url, "redrives = 1 AND NOT redrive_asked") == 3
+    });
+    // A dies: B takes its letters once the lease expires, and redrives them
+    // itself, to a downstream that answers.
+    a.kill9();
+    wait_for("B to adopt the letters", Duration::from_secs(10), || {
+        letters_where(&url, &format!("owner IS NOT NULL AND owner <> '{holder}'")) == 3
+    });
+    let (status, report) = http(b.addr, "POST", "/dlq/redrive", None, "");
+    assert_eq!(status, 200, "{report}");
+    assert!(!report.contains("asked_of_other_replicas"), "{report}");
+    let keys: Vec<String> = (0..3).map(|i| format!("dead-{i}")).collect();
+    wait_for(
+        "the redriven jobs to succeed",
+        Duration::from_secs(10),
+        || unfinished(&url, &keys).is_empty() && letters_where(&url, "true") == 0,
+    );
 }
 
 #[test]

@@ -338,6 +338,19 @@ impl<K, P: ByteSize> DeadLetterQueue<K, P> {
         dropped
     }
 
+    /// Stores the letter only if it fits without evicting another (a
+    /// letter taken over from elsewhere must not push out one held here);
+    /// gives it back otherwise.
+    pub(super) fn admit(&mut self, letter: DeadLetter<K, P>) -> Result<(), DeadLetter<K, P>> {
+        let size = Self::letter_bytes(&letter);
+        if self.letters.contains_key(&letter.job) || !self.has_room_for(size) {
+            return Err(letter);
+        }
+        self.bytes += size;
+        self.letters.insert(letter.job, letter);
+        Ok(())
+    }
+
     fn has_room_for(&self, size: usize) -> bool {
         self.letters.len() < self.capacity && self.bytes + size <= self.bytes_max
     }

@@ -1770,6 +1770,14 @@ impl<K: Key, P: Payload> Relay<K, P> {
         Ok(id)
     }
 
+    /// Takes one stored dead letter into this running relay (another
+    /// replica's, whose lease expired), if it fits without evicting one of
+    /// this relay's. Nothing is journaled: the store holds it already.
+    pub fn adopt_letter(&mut self, now: Time, letter: DeadLetter<K, P>) -> bool {
+        self.advance(now);
+        self.dlq.admit(letter).is_ok()
+    }
+
     /// Takes back a job whose `Accepted` record could not be made durable.
     /// Valid only before any of its outputs were performed: the driver
     /// answers its request as refused and drops its call. Its key is

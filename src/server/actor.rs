@@ -84,6 +84,12 @@ pub enum Command {
         jobs: Vec<crate::relay::StoredJob<Key, Bytes>>,
         reply: oneshot::Sender<Vec<bool>>,
     },
+    /// Take over dead letters another replica held (its lease expired);
+    /// the reply says, per letter, whether the relay took it.
+    AdoptLetters {
+        letters: Vec<crate::relay::DeadLetter<Key, Bytes>>,
+        reply: oneshot::Sender<Vec<bool>>,
+    },
 }
 
 /// Gauges read without asking the task: whether it drains (for `/ready`)
@@ -477,6 +483,14 @@ impl RelayActor {
                     .collect();
                 let _ = reply.send(taken);
             }
+            Command::AdoptLetters { letters, reply } => {
+                let now = self.clock.now();
+                let taken = letters
+                    .into_iter()
+                    .map(|letter| self.relay.adopt_letter(now, letter))
+                    .collect();
+                let _ = reply.send(taken);
+            }
         }
     }
 
@@ -841,6 +855,30 @@ impl RelayHandle {
     ) -> Option<Vec<bool>> {
         let (reply, answer) = oneshot::channel();
         self.tx.blocking_send(Command::Adopt { jobs, reply }).ok()?;
+        answer.blocking_recv().ok()
+    }
+
+    /// As [`RelayHandle::adopt_blocking`], for dead letters.
+    pub fn adopt_letters_blocking(
+        &self,
+        letters: Vec<crate::relay::DeadLetter<Key, Bytes>>,
+    ) -> Option<Vec<bool>> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::AdoptLetters { letters, reply };
+        self.tx.blocking_send(command).ok()?;
+        answer.blocking_recv().ok()
+    }
+
+    /// Redrives `letters` from a thread outside the runtime (the replica's
+    /// lease thread, for another replica's request), waiting for the report.
+    pub fn redrive_blocking(&self, letters: Vec<JobId>, cid: Arc<str>) -> Option<RedriveReport> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Redrive {
+            letters: Some(letters),
+            cid,
+            reply,
+        };
+        self.tx.blocking_send(command).ok()?;
         answer.blocking_recv().ok()
     }
 

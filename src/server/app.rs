@@ -33,7 +33,7 @@ use super::store::memory::MemoryStore;
 use super::store::postgres::{PgOptions, PgStore, Replication, Shared};
 use super::store::sqlite::SqliteStore;
 use super::store::{Loaded, Store, StoreSpec};
-use crate::relay::{Relay, Stored};
+use crate::relay::{JobId, Relay, Stored};
 use crate::rng::{Domain, Seed};
 use crate::time::Time;
 use bytes::Bytes;
@@ -342,8 +342,7 @@ pub struct PgReplication {
 impl PgReplication {
     /// Starts the lease keeper and reaper, feeding adopted jobs to `relay`.
     fn start(self, relay: &RelayHandle) -> anyhow::Result<Replication> {
-        let handle = relay.clone();
-        let adopt = Box::new(move |jobs| handle.adopt_blocking(jobs));
+        let adopt = Box::new(relay.clone());
         let failing = relay.gauges.store_failing.clone();
         Ok(Replication::start(
             &self.options,
@@ -352,6 +351,30 @@ impl PgReplication {
             failing,
             adopt,
         )?)
+    }
+}
+
+/// The lease thread's way into the relay's task.
+impl crate::server::store::postgres::replica::LocalRelay for RelayHandle {
+    fn adopt_jobs(&mut self, jobs: Vec<crate::relay::StoredJob<Key, Bytes>>) -> Option<Vec<bool>> {
+        self.adopt_blocking(jobs)
+    }
+
+    fn adopt_letters(
+        &mut self,
+        letters: Vec<crate::relay::DeadLetter<Key, Bytes>>,
+    ) -> Option<Vec<bool>> {
+        self.adopt_letters_blocking(letters)
+    }
+
+    fn redrive(&mut self, letters: Vec<JobId>) -> Option<()> {
+        let report = self.redrive_blocking(letters, Arc::from("asked-by-another-replica"))?;
+        tracing::info!(
+            redriven = report.redriven,
+            not_redriven = report.not_redriven,
+            "redrive asked by another replica"
+        );
+        Some(())
     }
 }
 

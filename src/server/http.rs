@@ -17,7 +17,8 @@ use super::problem::Problem;
 use super::replay_guard::{Refused, ReplayGuard};
 use super::signature::{self, Presented, SignatureError, Signed, Signer};
 use super::store::postgres::claims::{Claim, Claims};
-use super::views::{body_json, status_url, HttpRejections, JobView, StatsView};
+use super::store::StoreError;
+use super::views::{body_json, status_url, HttpRejections, JobView, LetterView, StatsView};
 use crate::relay::{Answer, JobId, Refusal, Request};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
@@ -700,17 +701,41 @@ async fn dlq_list(
     Extension(CorrelationId(cid)): Extension<CorrelationId>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    match dlq_query(query.as_deref()) {
-        Ok((after, limit)) => {
-            reply(&app, &cid, |reply| Command::DeadLetters {
-                after,
-                limit,
-                reply,
-            })
-            .await
+    let (after, limit) = match dlq_query(query.as_deref()) {
+        Ok(q) => q,
+        Err(p) => return p.correlation_id(&cid).into_response(),
+    };
+    let page = |reply| Command::DeadLetters {
+        after,
+        limit,
+        reply,
+    };
+    let Some(claims) = &app.policy.claims else {
+        return reply(&app, &cid, page).await;
+    };
+    // Shared: this replica's bounds and counts, every replica's letters.
+    let mut local = match app.relay.ask(page).await {
+        Ok(p) => p,
+        Err(e) => return app.busy(e, &cid),
+    };
+    match claims.letters(after, limit + 1).await {
+        Ok(mut letters) => {
+            local.next_after = (letters.len() > limit).then(|| letters[limit - 1].letter.job);
+            letters.truncate(limit);
+            local.letters = letters
+                .iter()
+                .map(|l| LetterView::shared(l, false))
+                .collect();
+            Json(local).into_response()
         }
-        Err(p) => p.correlation_id(&cid).into_response(),
+        Err(e) => shared_dlq_unavailable(&e, &cid),
     }
+}
+
+/// 503 for a shared dead-letter queue the database cannot show now.
+fn shared_dlq_unavailable(e: &StoreError, cid: &Arc<str>) -> Response {
+    tracing::warn!(error = %e, "the shared dead-letter queue is unreachable");
+    store_unavailable().correlation_id(cid).into_response()
 }
 
 async fn dlq_get(
@@ -720,7 +745,21 @@ async fn dlq_get(
 ) -> Response {
     let letter = |job, reply| Command::DeadLetter { job, reply };
     let missing = |job| format!("no dead letter {job}");
-    look_up(&app, &cid, parse_job(&raw), letter, missing).await
+    let (Some(claims), Ok(job)) = (&app.policy.claims, parse_job(&raw)) else {
+        return look_up(&app, &cid, parse_job(&raw), letter, missing).await;
+    };
+    match app.relay.ask(|reply| letter(job, reply)).await {
+        Ok(Some(view)) => return Json(view).into_response(),
+        Ok(None) => {}
+        Err(e) => return app.busy(e, &cid),
+    }
+    match claims.letter(job).await {
+        Ok(Some(l)) => Json(LetterView::shared(&l, true)).into_response(),
+        Ok(None) => Problem::not_found(missing(job))
+            .correlation_id(&cid)
+            .into_response(),
+        Err(e) => shared_dlq_unavailable(&e, &cid),
+    }
 }
 
 /// The body of `POST /dlq/redrive`: empty or `{}` redrives all.
@@ -761,17 +800,32 @@ async fn dlq_redrive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let letters = match redrive_body(&headers, body) {
+    let mut letters = match redrive_body(&headers, body) {
         Ok(l) => l,
         Err(p) => return app.refuse(p, &cid),
     };
+    // Shared: the other replicas' letters are marked for their holders;
+    // this replica redrives its own.
+    let mut asked = Vec::new();
+    if let Some(claims) = &app.policy.claims {
+        asked = match claims.ask_redrive(letters.as_deref()).await {
+            Ok(marked) => marked,
+            Err(e) => return shared_dlq_unavailable(&e, &cid),
+        };
+        if let Some(ids) = &mut letters {
+            ids.retain(|id| !asked.contains(id));
+        }
+    }
     let redrive = |cid, reply| Command::Redrive {
         letters,
         cid,
         reply,
     };
     match app.ask_for(&cid, redrive).await {
-        Ok(report) => Json(report).into_response(),
+        Ok(mut report) => {
+            report.asked_of_other_replicas = asked.len();
+            Json(report).into_response()
+        }
         Err(busy) => busy,
     }
 }

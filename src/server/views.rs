@@ -8,6 +8,7 @@
 
 use super::limit_log::ListenerSnapshot;
 use super::problem::Problem;
+use super::store::postgres::letters::SharedLetter;
 use crate::relay::{
     BreakerState, ByteSize, CallError, DeadLetter, DeadLetterQueue, GiveUp, HedgeCounts, JobId,
     JobState, JobStatus, LateSuccess, RedriveError, ReplayWindow, StatsSnapshot, WhenFull,
@@ -116,6 +117,13 @@ pub struct LetterView {
     /// Only when one letter is asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
+    /// On a shared store: the replica holding it (the only one that can
+    /// redrive it), `null` while none does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<Option<String>>,
+    /// On a shared store: a redrive was asked of its holder.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub redrive_asked: bool,
 }
 
 impl LetterView {
@@ -133,6 +141,17 @@ impl LetterView {
             payload_bytes: l.payload.len(),
             late_success: l.late_success.as_ref().map(LateSuccessView::new),
             payload: with_payload.then(|| body_json(&l.payload)),
+            held_by: None,
+            redrive_asked: false,
+        }
+    }
+
+    /// A letter as the shared store holds it.
+    pub fn shared(l: &SharedLetter, with_payload: bool) -> LetterView {
+        LetterView {
+            held_by: Some(l.held_by.clone()),
+            redrive_asked: l.redrive_asked,
+            ..LetterView::new(&l.letter, with_payload)
         }
     }
 }
@@ -325,6 +344,14 @@ pub struct RedriveReport {
     pub not_redriven: usize,
     pub scheduled: usize,
     pub results: Vec<RedriveView>,
+    /// On a shared store: letters held by other replicas, whose holders
+    /// were asked to redrive them (they do at their lease thread's next tick).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub asked_of_other_replicas: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl RedriveReport {
@@ -335,6 +362,7 @@ impl RedriveReport {
             not_redriven: results.len() - redriven,
             scheduled,
             results,
+            asked_of_other_replicas: 0,
         }
     }
 }

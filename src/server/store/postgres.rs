@@ -17,6 +17,7 @@
 //!   repeat across replicas or restarts.
 
 pub mod claims;
+pub mod letters;
 pub mod link;
 pub mod replica;
 pub mod schema;

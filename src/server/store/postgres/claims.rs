@@ -41,7 +41,7 @@ pub enum Claim {
 pub struct Claims {
     url: String,
     shown: String,
-    owner: String,
+    pub(super) owner: String,
     /// A claim older than this with no job is stale (its replica died
     /// between the claim and the commit).
     stale_after: Duration,
@@ -101,6 +101,11 @@ impl Claims {
         }
     }
 
+    /// The URL without its password, for messages.
+    pub(super) fn shown(&self) -> &str {
+        &self.shown
+    }
+
     fn unavailable(&self, detail: impl std::fmt::Display) -> StoreError {
         self.failing.store(true, Ordering::Relaxed);
         StoreError::Unavailable {
@@ -114,7 +119,7 @@ impl Claims {
         conn.client.clone().filter(|c| !c.is_closed())
     }
 
-    async fn client(&self) -> Result<Arc<Client>, StoreError> {
+    pub(super) async fn client(&self) -> Result<Arc<Client>, StoreError> {
         if let Some(c) = self.current() {
             return Ok(c);
         }
@@ -167,7 +172,7 @@ impl Claims {
         }
     }
 
-    async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, StoreError> {

@@ -6,13 +6,15 @@
 //! (`FOR UPDATE SKIP LOCKED`, so two reapers never take the same job),
 //! leases them to itself and hands them to the relay's task to adopt. A job
 //! the relay cannot take now (full) is released at once for any replica
-//! to take. The renewals also tell whether the database is reachable: they
+//! to take. It does the same with the letters of replicas that died, and
+//! carries out the redrives other replicas asked of this one's letters
+//! (see [`super::letters`]). The renewals also tell whether the database is reachable: they
 //! set and clear the server's `store_failing` gauge (behind `/ready`), so
 //! readiness follows the database while no request comes in.
 
 use super::link::Link;
-use super::{block_of, job_of, ms, PgOptions, Shared, JOB_COLUMNS};
-use crate::relay::StoredJob;
+use super::{block_of, job_of, letter_of, ms, PgOptions, Shared, JOB_COLUMNS, TAKE_LETTERS};
+use crate::relay::{DeadLetter, JobId, StoredJob};
 use crate::server::actor::Key;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,9 +28,18 @@ pub const REAP_BATCH: i64 = 64;
 const TICK_MIN: Duration = Duration::from_millis(50);
 const TICK_MAX: Duration = Duration::from_secs(5);
 
-/// How the reaper hands jobs to the relay: takes them, answers for each
-/// whether the relay adopted it. `None`: the relay is gone, stop.
-pub type Adopt = Box<dyn FnMut(Vec<StoredJob<Key, Bytes>>) -> Option<Vec<bool>> + Send>;
+/// What the lease thread asks of its relay's task, from its own thread;
+/// each answers `None` once the task has stopped.
+pub trait LocalRelay: Send + 'static {
+    /// Takes jobs whose leases expired; whether each was adopted.
+    fn adopt_jobs(&mut self, jobs: Vec<StoredJob<Key, Bytes>>) -> Option<Vec<bool>>;
+    /// Takes letters whose holder's lease expired; whether each was adopted.
+    fn adopt_letters(&mut self, letters: Vec<DeadLetter<Key, Bytes>>) -> Option<Vec<bool>>;
+    /// Redrives letters of this replica's that another replica asked for.
+    fn redrive(&mut self, letters: Vec<JobId>) -> Option<()>;
+}
+
+pub type Adopt = Box<dyn LocalRelay>;
 
 /// The replica's lease keeper and reaper, running on its own thread.
 pub struct Replica {
@@ -112,7 +123,7 @@ impl Keeper {
                     continue;
                 }
             }
-            if !self.reap() {
+            if !(self.reap() && self.reap_letters() && self.redrive_asked()) {
                 return;
             }
         }
@@ -246,7 +257,7 @@ impl Keeper {
         }
         let serials: Vec<i64> = jobs.iter().map(|j| i64::from(j.job.serial())).collect();
         let taken = jobs.len();
-        let Some(adopted) = (self.adopt)(jobs) else {
+        let Some(adopted) = self.adopt.adopt_jobs(jobs) else {
             self.release(&serials);
             return false;
         };
@@ -267,19 +278,108 @@ impl Keeper {
         true
     }
 
-    /// Gives jobs back: their leases end now, for any replica to take.
-    fn release(&mut self, serials: &[i64]) {
+    /// Takes the letters of replicas that died and hands them to the
+    /// relay; those it has no room for are released. False once the relay
+    /// is gone.
+    fn reap_letters(&mut self) -> bool {
         let owner = self.options.owner.clone();
-        let serials = serials.to_vec();
-        if let Err(e) = self.link.run(async move |c: &mut Client| {
-            c.execute(
-                "UPDATE relay_jobs SET owner = NULL, lease_until = NULL
-                 WHERE owner = $1 AND serial = ANY($2)",
-                &[&owner, &serials],
+        let lease = ms(self.options.lease);
+        let rows = match self.link.run(async move |c: &mut Client| {
+            let tx = c.transaction().await?;
+            let rows = tx
+                .query(TAKE_LETTERS, &[&owner, &lease, &REAP_BATCH])
+                .await?;
+            tx.commit().await?;
+            Ok(rows)
+        }) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::debug!(error = %e, "letter reaper pass failed");
+                return true;
+            }
+        };
+        let mut letters = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match letter_of(row) {
+                Ok(l) => letters.push(l),
+                // Kept leased to this replica, so that no reaper spins on it.
+                Err(detail) => {
+                    tracing::error!(%detail, "a dead letter in the store does not read back")
+                }
+            }
+        }
+        if letters.is_empty() {
+            return true;
+        }
+        let serials: Vec<i64> = letters.iter().map(|l| i64::from(l.job.serial())).collect();
+        let Some(adopted) = self.adopt.adopt_letters(letters) else {
+            self.release_rows("relay_letters", &serials);
+            return false;
+        };
+        let refused: Vec<i64> = serials
+            .iter()
+            .zip(&adopted)
+            .filter(|(_, ok)| !**ok)
+            .map(|(s, _)| *s)
+            .collect();
+        tracing::info!(
+            taken = serials.len(),
+            adopted = serials.len() - refused.len(),
+            "reaper: adopted dead letters whose holder's lease expired"
+        );
+        if !refused.is_empty() {
+            self.release_rows("relay_letters", &refused);
+        }
+        true
+    }
+
+    /// Redrives this replica's letters that another replica asked to. False
+    /// once the relay is gone.
+    fn redrive_asked(&mut self) -> bool {
+        let owner = self.options.owner.clone();
+        let asked = self.link.run(async move |c: &mut Client| {
+            c.query(
+                "UPDATE relay_letters SET redrive_asked = false
+                 WHERE owner = $1 AND redrive_asked RETURNING id",
+                &[&owner],
             )
             .await
-        }) {
-            tracing::warn!(error = %e, "jobs not released: they are taken again when their leases expire");
+        });
+        let ids: Vec<JobId> = match asked {
+            Ok(rows) => rows.iter().map(|r| JobId(super::uint(r.get(0)))).collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "asked redrives not read");
+                return true;
+            }
+        };
+        if ids.is_empty() {
+            return true;
+        }
+        tracing::info!(
+            letters = ids.len(),
+            "redriving letters another replica asked for"
+        );
+        self.adopt.redrive(ids).is_some()
+    }
+
+    /// Gives jobs back: their leases end now, for any replica to take.
+    fn release(&mut self, serials: &[i64]) {
+        self.release_rows("relay_jobs", serials);
+    }
+
+    /// Ends this replica's leases on rows of `table` (jobs or letters).
+    fn release_rows(&mut self, table: &'static str, serials: &[i64]) {
+        let owner = self.options.owner.clone();
+        let serials = serials.to_vec();
+        let sql = format!(
+            "UPDATE {table} SET owner = NULL, lease_until = NULL
+             WHERE owner = $1 AND serial = ANY($2)"
+        );
+        if let Err(e) = self
+            .link
+            .run(async move |c: &mut Client| c.execute(&sql, &[&owner, &serials]).await)
+        {
+            tracing::warn!(error = %e, table, "rows not released: they are taken again when their leases expire");
         }
     }
 }

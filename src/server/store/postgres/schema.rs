@@ -13,7 +13,8 @@
 //!   visibility timeout a live owner keeps renewing);
 //! - `relay_keys`: one row per idempotency key (unique across replicas): a
 //!   claim while its job runs, the replay record once it succeeded;
-//! - `relay_letters`: the dead letters, with the replica holding each.
+//! - `relay_letters`: the dead letters, with the replica holding each and
+//!   whether another replica asked it to redrive one (`redrive_asked`).
 //!
 //! Times are relay `Time` in nanoseconds since the epoch, except leases,
 //! which use the database's own clock (`now()`), the one clock every
@@ -86,6 +87,8 @@ CREATE TABLE IF NOT EXISTS relay_letters (
     late_response bytea,
     late_count    int,
     owner         text,
-    lease_until   timestamptz
+    lease_until   timestamptz,
+    redrive_asked boolean NOT NULL DEFAULT false
 );
+CREATE INDEX IF NOT EXISTS relay_letters_asked ON relay_letters (owner) WHERE redrive_asked;
 ";
