@@ -279,9 +279,12 @@ async fn kill_9_under_load_loses_no_accepted_job_with_the_embedded_store() {
             }
         }
     }
+    // A recovered job may be one whose 202 the kill cut off (committed, the
+    // answer not yet out): at most one per sender, and its client holds no
+    // URL; such keys are checked below.
     assert!(
-        resolved as u64 >= recovered_jobs,
-        "{resolved} of {recovered_jobs} resolve"
+        resolved as u64 + SENDERS as u64 >= recovered_jobs,
+        "{resolved} of {recovered_jobs} resolve, with {SENDERS} senders"
     );
 
     // Every key that got a 202 replays its job's answer: none lost, none run again.

@@ -635,7 +635,7 @@ fn serve_keeps_its_store_beside_its_settings_unless_told_otherwise() {
     let flag = print_config(&["--store", "memory", "--store-sync", "normal"]).expect("ok");
     assert_eq!(store_of(&flag), "memory");
     assert_eq!(flag["server"]["store_sync"].as_str(), Some("normal"));
-    assert_eq!(flag["server"]["commit_wait_ms"].as_integer(), Some(2));
+    assert_eq!(flag["server"]["commit_wait_ms"].as_integer(), Some(0));
 }
 
 #[test]

@@ -66,7 +66,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub signed: bool,
     /// The stores' `commit_wait_ms` in the store measurement.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 0)]
     pub commit_wait_ms: u64,
     /// A PostgreSQL URL: the store measurement adds PostgreSQL with one
     /// replica and with two sharing it (`scripts/pg-cluster.sh start`

@@ -70,6 +70,9 @@ pub struct ServerConfig {
     /// How hard a commit insists its records reached the disk.
     pub store_sync: StoreSync,
     /// How long the store waits for more records to join a commit, in ms.
+    /// 0 by default: the turns that arrive while a commit syncs join the
+    /// next one anyway, and a fixed wait caps a closed loop of `c` clients
+    /// at `c` requests per wait (measured in the README).
     pub commit_wait_ms: u64,
     /// PostgreSQL only: how long a replica's jobs stay its own without a
     /// renewal (renewed every third of it); after it, another replica
@@ -96,7 +99,7 @@ impl Default for ServerConfig {
             limits: ConnectionLimits::default(),
             store: StoreSpec::Memory,
             store_sync: StoreSync::Full,
-            commit_wait_ms: 2,
+            commit_wait_ms: 0,
             store_lease_ms: 10_000,
         }
     }
