@@ -89,6 +89,16 @@ impl Drop for Replica {
     }
 }
 
+/// The serials the relay did not adopt, `adopted` answering for each.
+fn refused(serials: &[i64], adopted: &[bool]) -> Vec<i64> {
+    serials
+        .iter()
+        .zip(adopted)
+        .filter(|(_, ok)| !**ok)
+        .map(|(s, _)| *s)
+        .collect()
+}
+
 /// The pause between passes: a third of the lease, within bounds.
 pub fn tick(lease: Duration) -> Duration {
     (lease / 3).clamp(TICK_MIN, TICK_MAX)
@@ -261,12 +271,7 @@ impl Keeper {
             self.release(&serials);
             return false;
         };
-        let refused: Vec<i64> = serials
-            .iter()
-            .zip(&adopted)
-            .filter(|(_, ok)| !**ok)
-            .map(|(s, _)| *s)
-            .collect();
+        let refused = refused(&serials, &adopted);
         tracing::info!(
             taken,
             adopted = taken - refused.len(),
@@ -316,12 +321,7 @@ impl Keeper {
             self.release_rows("relay_letters", &serials);
             return false;
         };
-        let refused: Vec<i64> = serials
-            .iter()
-            .zip(&adopted)
-            .filter(|(_, ok)| !**ok)
-            .map(|(s, _)| *s)
-            .collect();
+        let refused = refused(&serials, &adopted);
         tracing::info!(
             taken = serials.len(),
             adopted = serials.len() - refused.len(),
