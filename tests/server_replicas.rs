@@ -248,6 +248,51 @@ fn a_key_is_one_job_whichever_replica_gets_it() {
         r.join().expect("racer");
     }
     assert_eq!(accepted.load(Ordering::Relaxed), 1, "one 202 for one key");
+    // A burst: claims batch, so one statement carries several requests for
+    // one key, and the two replicas' batches overlap. Still one 202 a key.
+    let keys = 6;
+    let per_key = 6;
+    let wins: Arc<Vec<AtomicUsize>> = Arc::new((0..keys).map(|_| AtomicUsize::new(0)).collect());
+    let burst: Vec<_> = (0..keys * per_key)
+        .map(|i| {
+            let wins = wins.clone();
+            let addr = if i % 2 == 0 { a.addr } else { b.addr };
+            std::thread::spawn(move || {
+                let (status, body) = post(addr, &format!("burst-{}", i % keys), "{}");
+                assert!(matches!(status, 202 | 409), "{status} {body}");
+                if status == 202 {
+                    wins[i % keys].fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for r in burst {
+        r.join().expect("burst sender");
+    }
+    let wins: Vec<usize> = wins.iter().map(|w| w.load(Ordering::Relaxed)).collect();
+    assert_eq!(wins, vec![1; keys], "one 202 per key in the burst");
+}
+
+#[test]
+fn expired_replays_are_swept_from_the_shared_keys() {
+    let url = database("sweep");
+    let a = replica(&url, &["--set", "relay.idempotency.ttl_ms=300"]);
+    for i in 0..5 {
+        let (status, body) = post(a.addr, &format!("sweep-{i}"), "{}");
+        assert_eq!(status, 202, "{body}");
+    }
+    wait_for("the jobs to succeed", Duration::from_secs(10), || {
+        sql(
+            &url,
+            "SELECT count(*) FROM relay_keys WHERE response IS NOT NULL",
+        ) == "5"
+    });
+    // The keeper sweeps at each tick (a third of the lease).
+    wait_for(
+        "expired replays to be swept",
+        Duration::from_secs(10),
+        || sql(&url, "SELECT count(*) FROM relay_keys") == "0",
+    );
 }
 
 #[test]

@@ -73,6 +73,10 @@ pub struct BenchArgs {
     /// prints one). Its relay tables are created there.
     #[arg(long, value_name = "URL")]
     pub postgres: Option<String>,
+    /// Leave SQLite out of the store measurement (memory stays, as the
+    /// yardstick), e.g. to profile PostgreSQL alone.
+    #[arg(long)]
+    pub no_sqlite: bool,
 }
 
 /// The secret of `--signed` runs.
@@ -255,6 +259,9 @@ async fn stores(args: &BenchArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("relay-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut kinds = store_kinds(&dir);
+    if args.no_sqlite {
+        kinds.retain(|(_, store, _)| !matches!(store, StoreSpec::Sqlite(_)));
+    }
     let mut replicas = vec![1; kinds.len()];
     match &args.postgres {
         Some(url) => {

@@ -31,7 +31,7 @@ use crate::server::actor::Key;
 use crate::time::Time;
 use bytes::Bytes;
 use claims::Claims;
-use link::Link;
+use link::{Link, Session};
 use replica::Replica;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -66,6 +66,9 @@ pub struct Shared {
     /// The block was taken by another replica (this one's leases lapsed,
     /// as in a long outage): new work is refused until a restart.
     pub fenced: AtomicBool,
+    /// Relay time 0 as a unix millisecond, once loaded: replay expiry is
+    /// in relay time.
+    pub epoch_unix_ms: AtomicU64,
 }
 
 impl PgOptions {
@@ -102,13 +105,13 @@ impl Replication {
         store_failing: Arc<AtomicBool>,
         adopt: replica::Adopt,
     ) -> Result<Replication, StoreError> {
-        let claims = Arc::new(Claims::new(
+        let claims = Claims::start(
             &options.url,
             &options.owner,
             options.lease,
             epoch_unix_ms,
             store_failing.clone(),
-        ));
+        )?;
         let replica = Replica::start(options.clone(), shared, store_failing, adopt)?;
         Ok(Replication {
             claims,
@@ -156,6 +159,15 @@ fn time(v: i64) -> Time {
 
 fn nanos(t: Time) -> i64 {
     int(t.as_nanos())
+}
+
+/// Relay time now on the shared epoch.
+#[allow(clippy::disallowed_methods)] // wall time: replicas share the epoch, not a clock
+pub(crate) fn relay_now(epoch_unix_ms: u64) -> Time {
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Time::from_millis(unix_ms.saturating_sub(epoch_unix_ms))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -374,6 +386,9 @@ impl PgStore {
             .try_into()
             .map_err(|_| self.corrupt("the job-handle key is not 32 bytes"))?;
         self.epoch_unix_ms = epoch_unix_ms;
+        self.shared
+            .epoch_unix_ms
+            .store(epoch_unix_ms, Ordering::Relaxed);
         let block = self.take_block()?;
         let first =
             block_start(block).ok_or_else(|| self.corrupt("the serial block is out of range"))?;
@@ -424,7 +439,7 @@ impl PgStore {
         }
         let statements = Statements::of(records, &self.options);
         self.link
-            .run(async move |c: &mut Client| statements.run(c).await)
+            .run_session(async move |s: &mut Session| statements.run(s).await)
     }
 }
 
@@ -521,18 +536,27 @@ impl Statements {
         Statements { list }
     }
 
-    async fn run(self, c: &mut Client) -> Result<(), tokio_postgres::Error> {
-        let tx = c.transaction().await?;
-        let t = &tx;
-        let mut pending = Vec::with_capacity(self.list.len());
-        for (sql, params) in &self.list {
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
-            pending.push(async move { t.execute(*sql, &refs).await });
+    /// One round trip and one WAL flush: `BEGIN`, the statements
+    /// (prepared once per connection) and `COMMIT` are sent together and
+    /// answered in order. A statement that fails fails the commit: the
+    /// `COMMIT` behind it then rolls the transaction back.
+    async fn run(self, session: &mut Session) -> Result<(), tokio_postgres::Error> {
+        let sqls: Vec<&'static str> = self.list.iter().map(|(sql, _)| *sql).collect();
+        let statements = session.statements(&sqls).await?;
+        let c = &session.client;
+        type Step<'a> = futures_util::future::BoxFuture<'a, Result<(), tokio_postgres::Error>>;
+        let mut steps: Vec<Step<'_>> = Vec::with_capacity(self.list.len() + 2);
+        steps.push(Box::pin(c.batch_execute("BEGIN")));
+        for (statement, (_, params)) in statements.iter().zip(&self.list) {
+            steps.push(Box::pin(async move {
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
+                c.execute(statement, &refs).await.map(drop)
+            }));
         }
-        // Sent together, answered in order.
-        futures_util::future::try_join_all(pending).await?;
-        tx.commit().await
+        steps.push(Box::pin(c.batch_execute("COMMIT")));
+        // Each is sent on its first poll, and `try_join_all` polls in order.
+        futures_util::future::try_join_all(steps).await.map(drop)
     }
 }
 

@@ -16,17 +16,21 @@
 //! asynchronous commits: a claim is visible to other replicas at once, and
 //! what must survive a crash is written again by the job's own commit.
 
-use super::link::{describe, redact, BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, STATEMENT_TIMEOUT};
+use super::link::{
+    describe, redact, BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, SESSION, STATEMENT_TIMEOUT,
+};
 use super::{int, ms, uint};
 use crate::relay::{Answer, JobId, JobState, JobStatus, Refusal};
 use crate::server::store::StoreError;
 use crate::time::Time;
 use bytes::Bytes;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 /// What the claim decided.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,6 +57,8 @@ pub struct Claims {
     /// database makes `/ready` false at once, not at the lease thread's
     /// next tick; the store's thread or the lease thread clears it.
     failing: Arc<AtomicBool>,
+    /// Claims waiting for the batcher ([`batches`]).
+    asks: mpsc::Sender<Ask>,
 }
 
 #[derive(Default)]
@@ -62,16 +68,24 @@ struct Conn {
     backoff: Duration,
 }
 
-const CLAIM: &str = "
-WITH ins AS (
-    INSERT INTO relay_keys (key, fingerprint, owner) VALUES ($1, $2, $3)
-    ON CONFLICT (key) DO NOTHING RETURNING 1
+/// Claims a batch of distinct keys, sorted (two replicas inserting
+/// overlapping batches in one order cannot deadlock), in one statement: a
+/// row per key, in the batch's order, with whether this statement inserted
+/// it and, if not, the row that holds it.
+const CLAIM_MANY: &str = "
+WITH asked AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS a(key, fingerprint, n)
+), ins AS (
+    INSERT INTO relay_keys (key, fingerprint, owner)
+    SELECT key, fingerprint, $3 FROM asked ORDER BY n
+    ON CONFLICT (key) DO NOTHING RETURNING key
 )
-SELECT EXISTS (SELECT 1 FROM ins), k.owner, k.fingerprint, k.id, k.response, k.expires_at,
+SELECT a.key IN (SELECT key FROM ins), k.owner, k.fingerprint, k.id, k.response, k.expires_at,
        k.claimed_at < now() - $4 * interval '1 millisecond',
        EXISTS (SELECT 1 FROM relay_jobs j WHERE j.serial = k.serial),
        k.serial IS NULL, k.claimed_at::text
-FROM (SELECT 1) AS one LEFT JOIN relay_keys k ON k.key = $1";
+FROM asked a LEFT JOIN relay_keys k ON k.key = a.key
+ORDER BY a.n";
 
 const TAKE_OVER: &str = "
 UPDATE relay_keys SET owner = $3, fingerprint = $2, serial = NULL, id = NULL, response = NULL,
@@ -79,14 +93,21 @@ UPDATE relay_keys SET owner = $3, fingerprint = $2, serial = NULL, id = NULL, re
 WHERE key = $1 AND owner = $4 AND claimed_at::text = $5";
 
 impl Claims {
-    pub fn new(
+    /// Starts the claims' batcher on the current runtime.
+    pub fn start(
         url: &str,
         owner: &str,
         stale_after: Duration,
         epoch_unix_ms: u64,
         failing: Arc<AtomicBool>,
-    ) -> Claims {
-        Claims {
+    ) -> Result<Arc<Claims>, StoreError> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| StoreError::Unavailable {
+                url: redact(url),
+                detail: "key claims need the server's runtime".to_owned(),
+            })?;
+        let (asks, waiting) = mpsc::channel(ASKS_MAX);
+        let claims = Arc::new(Claims {
             url: url.to_owned(),
             shown: redact(url),
             owner: owner.to_owned(),
@@ -98,7 +119,10 @@ impl Claims {
             }),
             connecting: tokio::sync::Mutex::new(()),
             failing,
-        }
+            asks,
+        });
+        runtime.spawn(batches(Arc::downgrade(&claims), waiting));
+        Ok(claims)
     }
 
     /// The URL without its password, for messages.
@@ -144,10 +168,11 @@ impl Claims {
                     // the job's own commit (synchronous) writes the key's row
                     // again before its 202. Not waiting for the WAL flush lets
                     // claims go at the speed of the connection, not of the disk.
-                    if let Err(e) = client.batch_execute("SET synchronous_commit = off").await {
-                        tracing::debug!(error = %e, "claims connection keeps synchronous commits");
+                    let set = format!("{SESSION}; SET synchronous_commit = off");
+                    match client.batch_execute(&set).await {
+                        Ok(()) => Ok(Arc::new(client)),
+                        Err(e) => Err(describe(&e)),
                     }
-                    Ok(Arc::new(client))
                 }
                 Ok(Err(e)) => Err(describe(&e)),
                 Err(_) => Err("no connection in time".to_owned()),
@@ -184,71 +209,153 @@ impl Claims {
     }
 
     /// Relay time now, on the shared epoch.
-    #[allow(clippy::disallowed_methods)] // wall time: replicas share the epoch, not a clock
     fn now(&self) -> Time {
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Time::from_millis(unix_ms.saturating_sub(self.epoch_unix_ms))
+        super::relay_now(self.epoch_unix_ms)
     }
 
-    /// Claims `key` for a request with `fingerprint`.
+    /// Claims `key` for a request with `fingerprint`. Claims made while
+    /// a batch is out join the next one: one statement (one round trip, one
+    /// transaction) for every claim waiting, as group commit does for jobs.
     pub async fn claim(&self, key: &str, fingerprint: u64) -> Result<Claim, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let ask = Ask {
+            key: key.to_owned(),
+            fingerprint,
+            reply,
+        };
+        let asked = async {
+            self.asks.send(ask).await.ok()?;
+            answer.await.ok()
+        };
+        // The batch ahead of this one, then this one.
+        match tokio::time::timeout(STATEMENT_TIMEOUT * 2, asked).await {
+            Ok(Some(result)) => result,
+            Ok(None) => Err(self.unavailable("the claims batcher has stopped")),
+            Err(_) => Err(self.unavailable("no answer in time")),
+        }
+    }
+
+    /// Answers one batch of claims.
+    async fn settle(&self, asks: Vec<Ask>, prepared: &mut Option<(Arc<Client>, Statement)>) {
+        let answers = self.decide(&asks, prepared).await;
+        for (ask, answer) in asks.into_iter().zip(answers) {
+            // Its request is gone (the client hung up): give the key back
+            // now rather than let it go stale.
+            if let Err(Ok(Claim::Local { fresh: true })) = ask.reply.send(answer) {
+                self.release(&ask.key).await;
+            }
+        }
+    }
+
+    /// One answer per ask, in order. A key asked twice in a batch is
+    /// claimed once: the first ask decides, and a later one is this
+    /// replica's (not fresh) if the first won it.
+    async fn decide(
+        &self,
+        asks: &[Ask],
+        prepared: &mut Option<(Arc<Client>, Statement)>,
+    ) -> Vec<Result<Claim, StoreError>> {
+        let mut firsts: BTreeMap<&str, u64> = BTreeMap::new();
+        for ask in asks {
+            firsts.entry(ask.key.as_str()).or_insert(ask.fingerprint);
+        }
+        // Sorted: the map's order.
+        let keys: Vec<&str> = firsts.keys().copied().collect();
+        let fingerprints: Vec<i64> = keys.iter().map(|k| int(firsts[k])).collect();
+        let held = match self.held(&keys, &fingerprints, prepared).await {
+            Ok(held) => held,
+            Err(e) => {
+                let detail = e.to_string();
+                return asks
+                    .iter()
+                    .map(|_| Err(self.unavailable(&detail)))
+                    .collect();
+            }
+        };
+        let held: BTreeMap<&str, Held> = keys.into_iter().zip(held).collect();
         let now = self.now();
+        let mut decided: BTreeMap<&str, Claim> = BTreeMap::new();
+        let mut answers = Vec::with_capacity(asks.len());
+        for ask in asks {
+            let key = ask.key.as_str();
+            let Some(row) = held.get(key) else {
+                answers.push(Ok(Claim::Known(conflict(None))));
+                continue;
+            };
+            let answer = match (
+                decided.get(key),
+                row.verdict(&self.owner, ask.fingerprint, now),
+            ) {
+                (Some(Claim::Local { .. }), _) => Ok(Claim::Local { fresh: false }),
+                (Some(_), Verdict::Claim(c)) => Ok(c),
+                (Some(_), Verdict::TakeOver) => Ok(Claim::Known(conflict(row.job))),
+                (None, Verdict::Claim(c)) => Ok(c),
+                (None, Verdict::TakeOver) => self.take_over(key, ask.fingerprint, row).await,
+            };
+            if let Ok(claim) = &answer {
+                decided.entry(key).or_insert_with(|| claim.clone());
+            }
+            answers.push(answer);
+        }
+        answers
+    }
+
+    /// The rows of `keys` (distinct, sorted) after inserting each one that
+    /// no row holds yet.
+    async fn held(
+        &self,
+        keys: &[&str],
+        fingerprints: &[i64],
+        prepared: &mut Option<(Arc<Client>, Statement)>,
+    ) -> Result<Vec<Held>, StoreError> {
         let client = self.client().await?;
+        let statement = match prepared {
+            Some((on, statement)) if Arc::ptr_eq(on, &client) => statement.clone(),
+            _ => {
+                let statement = self.bounded(client.prepare(CLAIM_MANY)).await?;
+                *prepared = Some((client.clone(), statement.clone()));
+                statement
+            }
+        };
         let stale = ms(self.stale_after);
-        let row = self
-            .bounded(client.query_one(CLAIM, &[&key, &int(fingerprint), &self.owner, &stale]))
+        let rows = self
+            .bounded(client.query(&statement, &[&keys, &fingerprints, &self.owner, &stale]))
             .await?;
-        if row.get::<_, bool>(0) {
-            return Ok(Claim::Local { fresh: true });
+        if rows.len() != keys.len() {
+            return Err(self.unavailable(format!(
+                "a claim of {} keys answered {} rows",
+                keys.len(),
+                rows.len()
+            )));
         }
-        let Some(owner) = row.get::<_, Option<String>>(1) else {
-            // Removed between the insert and the read: try once more later.
-            return Ok(Claim::Known(conflict(None)));
-        };
-        if owner == self.owner {
-            return Ok(Claim::Local { fresh: false });
-        }
-        let job = row.get::<_, Option<i64>>(3).map(|id| JobId(uint(id)));
-        let response = row.get::<_, Option<Vec<u8>>>(4);
-        let expired = row
-            .get::<_, Option<i64>>(5)
-            .is_some_and(|at| uint(at) <= now.as_nanos());
-        let stale_claim = row.get::<_, bool>(6);
-        let job_live = row.get::<_, bool>(7);
-        let no_job = row.get::<_, bool>(8);
-        let mismatch = uint(row.get(2)) != fingerprint;
-        let take_over = match (&response, no_job) {
-            (Some(_), _) => expired,
-            (None, true) => stale_claim,
-            (None, false) => !job_live,
-        };
-        if !take_over {
-            return Ok(Claim::Known(match (mismatch, response, job) {
-                (true, _, _) => Answer::Refused {
-                    why: Refusal::Mismatch,
-                    retry_after: None,
-                    job: None,
-                },
-                (false, Some(response), Some(job)) => Answer::Replayed {
-                    job,
-                    response: Bytes::from(response),
-                },
-                (false, _, job) => conflict(job),
-            }));
-        }
-        let claimed_at: Option<String> = row.get(9);
+        Ok(rows.iter().map(Held::of).collect())
+    }
+
+    /// Takes over a key whose holder is gone (a stale claim, a lost job, an
+    /// expired answer), unless another replica took it first.
+    async fn take_over(
+        &self,
+        key: &str,
+        fingerprint: u64,
+        row: &Held,
+    ) -> Result<Claim, StoreError> {
+        let client = self.client().await?;
         let taken = self
             .bounded(client.execute(
                 TAKE_OVER,
-                &[&key, &int(fingerprint), &self.owner, &owner, &claimed_at],
+                &[
+                    &key,
+                    &int(fingerprint),
+                    &self.owner,
+                    &row.owner,
+                    &row.claimed_at,
+                ],
             ))
             .await?;
         Ok(if taken == 1 {
             Claim::Local { fresh: true }
         } else {
-            Claim::Known(conflict(job))
+            Claim::Known(conflict(row.job))
         })
     }
 
@@ -266,6 +373,116 @@ impl Claims {
         if let Err(e) = done {
             tracing::debug!(error = %e, "claim not released: it goes stale instead");
         }
+    }
+}
+
+/// At most this many claims wait for a batch (a claim beyond waits to
+/// join the queue), and at most this many go in one statement.
+const ASKS_MAX: usize = 1024;
+const BATCH_MAX: usize = 256;
+
+/// A claim waiting for its batch.
+struct Ask {
+    key: String,
+    fingerprint: u64,
+    reply: oneshot::Sender<Result<Claim, StoreError>>,
+}
+
+/// Runs the batches, one at a time, until the [`Claims`] are dropped (its
+/// sender with them). It holds them weakly, or they would never drop.
+async fn batches(claims: Weak<Claims>, mut asks: mpsc::Receiver<Ask>) {
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    // The claim statement, prepared once per connection.
+    let mut prepared = None;
+    while asks.recv_many(&mut batch, BATCH_MAX).await > 0 {
+        let Some(claims) = claims.upgrade() else {
+            return;
+        };
+        claims
+            .settle(std::mem::take(&mut batch), &mut prepared)
+            .await;
+    }
+}
+
+/// The row that holds a key, as a claim reads it (the columns of
+/// [`CLAIM_MANY`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Held {
+    /// This claim inserted it.
+    inserted: bool,
+    /// `None` with `inserted` false: the row went between insert and read.
+    owner: Option<String>,
+    fingerprint: u64,
+    job: Option<JobId>,
+    response: Option<Vec<u8>>,
+    /// The replay's expiry, in relay nanoseconds.
+    expires_at: Option<u64>,
+    stale_claim: bool,
+    job_live: bool,
+    no_job: bool,
+    claimed_at: Option<String>,
+}
+
+/// What a claim decides from the row alone.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Claim(Claim),
+    /// The holder is gone: take the key over, if no one else does first.
+    TakeOver,
+}
+
+impl Held {
+    fn of(row: &tokio_postgres::Row) -> Held {
+        Held {
+            inserted: row.get(0),
+            owner: row.get(1),
+            fingerprint: row.get::<_, Option<i64>>(2).map_or(0, uint),
+            job: row.get::<_, Option<i64>>(3).map(|id| JobId(uint(id))),
+            response: row.get(4),
+            expires_at: row.get::<_, Option<i64>>(5).map(uint),
+            stale_claim: row.get::<_, Option<bool>>(6).unwrap_or(false),
+            job_live: row.get(7),
+            no_job: row.get::<_, Option<bool>>(8).unwrap_or(false),
+            claimed_at: row.get(9),
+        }
+    }
+
+    /// A key another replica holds is answered as a relay answers a key it
+    /// knows; one whose holder is gone is taken over.
+    fn verdict(&self, me: &str, fingerprint: u64, now: Time) -> Verdict {
+        if self.inserted {
+            return Verdict::Claim(Claim::Local { fresh: true });
+        }
+        let Some(owner) = &self.owner else {
+            // Removed between the insert and the read: try once more later.
+            return Verdict::Claim(Claim::Known(conflict(None)));
+        };
+        if owner == me {
+            return Verdict::Claim(Claim::Local { fresh: false });
+        }
+        let expired = self.expires_at.is_some_and(|at| at <= now.as_nanos());
+        let take_over = match (&self.response, self.no_job) {
+            (Some(_), _) => expired,
+            (None, true) => self.stale_claim,
+            (None, false) => !self.job_live,
+        };
+        if take_over {
+            return Verdict::TakeOver;
+        }
+        Verdict::Claim(Claim::Known(
+            match (self.fingerprint != fingerprint, &self.response, self.job) {
+                (true, _, _) => Answer::Refused {
+                    why: Refusal::Mismatch,
+                    retry_after: None,
+                    job: None,
+                },
+                (false, Some(response), Some(job)) => Answer::Replayed {
+                    job,
+                    response: Bytes::from(response.clone()),
+                },
+                (false, _, job) => conflict(job),
+            },
+        ))
     }
 }
 
@@ -333,5 +550,112 @@ fn conflict(job: Option<JobId>) -> Answer<Bytes> {
         why: Refusal::Conflict,
         retry_after: Some(Duration::from_secs(1)),
         job,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held_by(owner: &str) -> Held {
+        Held {
+            owner: Some(owner.to_owned()),
+            fingerprint: 7,
+            job: Some(JobId(3)),
+            job_live: true,
+            ..Held::default()
+        }
+    }
+
+    fn known(v: Verdict) -> Answer<Bytes> {
+        match v {
+            Verdict::Claim(Claim::Known(a)) => a,
+            other => panic!("expected a known answer, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_inserted_key_is_fresh_and_an_own_key_is_left_to_the_relay() {
+        let inserted = Held {
+            inserted: true,
+            ..Held::default()
+        };
+        let now = Time::ZERO;
+        assert_eq!(
+            inserted.verdict("me", 1, now),
+            Verdict::Claim(Claim::Local { fresh: true })
+        );
+        assert_eq!(
+            held_by("me").verdict("me", 99, now),
+            Verdict::Claim(Claim::Local { fresh: false })
+        );
+    }
+
+    #[test]
+    fn another_replicas_key_answers_as_a_relay_would() {
+        let now = Time::from_millis(10);
+        let running = held_by("other");
+        assert!(matches!(
+            known(running.verdict("me", 7, now)),
+            Answer::Refused {
+                why: Refusal::Conflict,
+                job: Some(JobId(3)),
+                ..
+            }
+        ));
+        assert!(matches!(
+            known(running.verdict("me", 8, now)),
+            Answer::Refused {
+                why: Refusal::Mismatch,
+                ..
+            }
+        ));
+        let done = Held {
+            response: Some(b"ok".to_vec()),
+            expires_at: Some(Time::from_millis(20).as_nanos()),
+            job_live: false,
+            ..held_by("other")
+        };
+        assert_eq!(
+            known(done.verdict("me", 7, now)),
+            Answer::Replayed {
+                job: JobId(3),
+                response: Bytes::from_static(b"ok")
+            }
+        );
+        assert_eq!(
+            done.verdict("me", 7, Time::from_millis(20)),
+            Verdict::TakeOver
+        );
+    }
+
+    #[test]
+    fn a_key_whose_holder_is_gone_is_taken_over() {
+        let now = Time::ZERO;
+        let lost_job = Held {
+            job_live: false,
+            ..held_by("dead")
+        };
+        assert_eq!(lost_job.verdict("me", 7, now), Verdict::TakeOver);
+        let stale_claim = Held {
+            no_job: true,
+            stale_claim: true,
+            job_live: false,
+            job: None,
+            ..held_by("dead")
+        };
+        assert_eq!(stale_claim.verdict("me", 7, now), Verdict::TakeOver);
+        let young_claim = Held {
+            stale_claim: false,
+            ..stale_claim
+        };
+        assert!(matches!(
+            known(young_claim.verdict("me", 7, now)),
+            Answer::Refused {
+                why: Refusal::Conflict,
+                job: None,
+                ..
+            }
+        ));
     }
 }

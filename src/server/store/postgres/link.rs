@@ -5,9 +5,10 @@
 //! turn, not a hung thread.
 
 use super::super::StoreError;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -15,6 +16,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest any one statement (or commit) may take before the store counts
 /// as away.
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Set on every connection. The relay's tables churn like a queue, so the
+/// statistics a cached generic plan was made from (often an empty table at
+/// start) say nothing of the table now: a generic plan then scans a heap of
+/// dead rows for a handful of keys (measured: 0.84 ms against 0.12 ms a
+/// claim, 7 % against 17 % of memory's accept rate). Statements stay
+/// prepared (parsed once); each execution is planned for its arguments.
+pub const SESSION: &str = "SET plan_cache_mode = force_custom_plan";
 
 /// A URL with its password hidden, for messages and logs.
 pub fn redact(url: &str) -> String {
@@ -36,7 +45,7 @@ pub struct Link {
     url: String,
     shown: String,
     runtime: tokio::runtime::Runtime,
-    client: Option<Client>,
+    client: Option<Session>,
     backoff: Duration,
     next_try: Option<Instant>,
 }
@@ -84,13 +93,21 @@ impl Link {
     where
         F: AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
     {
+        self.run_session(async move |s: &mut Session| work(&mut s.client).await)
+    }
+
+    /// [`Link::run`] with the connection's prepared statements at hand.
+    pub fn run_session<T, F>(&mut self, work: F) -> Result<T, StoreError>
+    where
+        F: AsyncFnOnce(&mut Session) -> Result<T, tokio_postgres::Error>,
+    {
         self.connect()?;
-        let Some(client) = self.client.as_mut() else {
+        let Some(session) = self.client.as_mut() else {
             return Err(self.unavailable("not connected"));
         };
         let outcome = self
             .runtime
-            .block_on(async { tokio::time::timeout(STATEMENT_TIMEOUT, work(client)).await });
+            .block_on(async { tokio::time::timeout(STATEMENT_TIMEOUT, work(session)).await });
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
@@ -109,7 +126,7 @@ impl Link {
 
     /// Whether a connection is open now.
     pub fn is_connected(&self) -> bool {
-        self.client.as_ref().is_some_and(|c| !c.is_closed())
+        self.client.as_ref().is_some_and(|s| !s.client.is_closed())
     }
 
     fn connect(&mut self) -> Result<(), StoreError> {
@@ -135,7 +152,10 @@ impl Link {
                             tracing::debug!(error = %e, "PostgreSQL connection ended");
                         }
                     });
-                    Ok(client)
+                    match client.batch_execute(SESSION).await {
+                        Ok(()) => Ok(client),
+                        Err(e) => Err(describe(&e)),
+                    }
                 }
                 Ok(Err(e)) => Err(describe(&e)),
                 Err(_) => Err(format!(
@@ -146,7 +166,10 @@ impl Link {
         });
         match made {
             Ok(client) => {
-                self.client = Some(client);
+                self.client = Some(Session {
+                    client,
+                    prepared: BTreeMap::new(),
+                });
                 self.backoff = BACKOFF_MIN;
                 self.next_try = None;
                 Ok(())
@@ -157,6 +180,38 @@ impl Link {
                 Err(self.unavailable(detail))
             }
         }
+    }
+}
+
+/// A connection and the statements prepared on it: a statement is parsed
+/// and planned once per connection, not once per commit.
+pub struct Session {
+    pub client: Client,
+    prepared: BTreeMap<&'static str, Statement>,
+}
+
+impl Session {
+    /// `sqls` as statements prepared on this connection; the ones not
+    /// prepared yet are prepared together (one round trip).
+    pub async fn statements(
+        &mut self,
+        sqls: &[&'static str],
+    ) -> Result<Vec<Statement>, tokio_postgres::Error> {
+        let mut missing: Vec<&'static str> = sqls
+            .iter()
+            .copied()
+            .filter(|s| !self.prepared.contains_key(s))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        let client = &self.client;
+        let made =
+            futures_util::future::try_join_all(missing.iter().map(|s| client.prepare(s))).await?;
+        self.prepared.extend(missing.into_iter().zip(made));
+        Ok(sqls
+            .iter()
+            .filter_map(|s| self.prepared.get(s).cloned())
+            .collect())
     }
 }
 

@@ -13,7 +13,9 @@
 //! readiness follows the database while no request comes in.
 
 use super::link::Link;
-use super::{block_of, job_of, letter_of, ms, PgOptions, Shared, JOB_COLUMNS, TAKE_LETTERS};
+use super::{
+    block_of, job_of, letter_of, ms, nanos, relay_now, PgOptions, Shared, JOB_COLUMNS, TAKE_LETTERS,
+};
 use crate::relay::{DeadLetter, JobId, StoredJob};
 use crate::server::actor::Key;
 use bytes::Bytes;
@@ -99,6 +101,10 @@ fn refused(serials: &[i64], adopted: &[bool]) -> Vec<i64> {
         .collect()
 }
 
+/// Expired replay records deleted per statement, and statements per pass.
+const SWEEP_BATCH: u64 = 5_000;
+const SWEEP_BATCHES: usize = 20;
+
 /// The pause between passes: a third of the lease, within bounds.
 pub fn tick(lease: Duration) -> Duration {
     (lease / 3).clamp(TICK_MIN, TICK_MAX)
@@ -135,6 +141,33 @@ impl Keeper {
             }
             if !(self.reap() && self.reap_letters() && self.redrive_asked()) {
                 return;
+            }
+            self.sweep();
+        }
+    }
+
+    /// Deletes replay records past their expiry (any replica's: whoever
+    /// sweeps first), at most [`SWEEP_BATCH`] × [`SWEEP_BATCHES`] a pass,
+    /// so the keys table holds about the replays of one TTL.
+    fn sweep(&mut self) {
+        let now = nanos(relay_now(self.shared.epoch_unix_ms.load(Ordering::Relaxed)));
+        let batch = i64::try_from(SWEEP_BATCH).unwrap_or(i64::MAX);
+        for _ in 0..SWEEP_BATCHES {
+            let swept = self.link.run(async move |c: &mut Client| {
+                c.execute(
+                    "DELETE FROM relay_keys WHERE key IN (
+                         SELECT key FROM relay_keys WHERE expires_at <= $1 LIMIT $2)",
+                    &[&now, &batch],
+                )
+                .await
+            });
+            match swept {
+                Ok(n) if n < SWEEP_BATCH => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "expired replays not swept: next pass");
+                    return;
+                }
             }
         }
     }

@@ -16,6 +16,13 @@
 //! - `relay_letters`: the dead letters, with the replica holding each and
 //!   whether another replica asked it to redrive one (`redrive_asked`).
 //!
+//! `relay_jobs` and `relay_keys` churn like a queue (each job's row is
+//! inserted, updated and deleted within moments), so they leave room on
+//! each page for updates that need no new index entry (`fillfactor`), and
+//! are vacuumed after a fixed number of dead rows rather than a fraction
+//! of a table that is nearly empty: otherwise every look-up wades through
+//! dead rows. Expired replays are swept by each replica's keeper.
+//!
 //! Times are relay `Time` in nanoseconds since the epoch, except leases,
 //! which use the database's own clock (`now()`), the one clock every
 //! replica shares.
@@ -91,4 +98,10 @@ CREATE TABLE IF NOT EXISTS relay_letters (
     redrive_asked boolean NOT NULL DEFAULT false
 );
 CREATE INDEX IF NOT EXISTS relay_letters_asked ON relay_letters (owner) WHERE redrive_asked;
+CREATE INDEX IF NOT EXISTS relay_keys_expiry ON relay_keys (expires_at);
+ALTER TABLE relay_jobs SET (fillfactor = 80, autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 2000, autovacuum_vacuum_cost_delay = 0,
+    autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 2000);
+ALTER TABLE relay_keys SET (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0);
 ";
