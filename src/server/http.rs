@@ -713,8 +713,14 @@ async fn dlq_list(
     let Some(claims) = &app.policy.claims else {
         return reply(&app, &cid, page).await;
     };
-    // Shared: this replica's bounds and counts, every replica's letters.
-    let mut local = match app.relay.ask(page).await {
+    // Shared: this replica's bounds and counts (no letters: the page comes
+    // from the database), every replica's letters.
+    let counts = |reply| Command::DeadLetters {
+        after: None,
+        limit: 0,
+        reply,
+    };
+    let mut local = match app.relay.ask(counts).await {
         Ok(p) => p,
         Err(e) => return app.busy(e, &cid),
     };
