@@ -9,15 +9,16 @@
 //! for jobs marked redelivered. The same run with `--store memory` loses
 //! jobs: that is what the test would see if the store did nothing.
 
+#[path = "common/process.rs"]
+mod process;
+
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
+use process::Process as Proc;
 use resilient_relay::server::client::{uri, HttpClient, Reply};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,78 +31,6 @@ const KILL_AFTER: usize = 120;
 const SENDERS: usize = 8;
 /// Longest the test waits for anything.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A child process and its JSON log lines.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Proc {
-    /// Starts the binary with `args` and waits for the line `listening`
-    /// that carries its address.
-    fn spawn(args: &[&str], listening: &'static str) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_resilient-relay"))
-            .args(args)
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let v: Value = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                if v["fields"]["message"] == listening {
-                    let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or("").to_owned());
-                }
-                lines.lock().expect("log").push(v);
-            }
-        });
-        let addr = match rx.recv_timeout(PATIENCE) {
-            Ok(a) => a.parse().expect("an address"),
-            Err(_) => {
-                let _ = child.kill();
-                let log = log.lock().expect("log");
-                panic!("{args:?} did not start: {log:?}");
-            }
-        };
-        Proc { child, addr, log }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// The first log line with this message.
-    fn logged(&self, message: &str) -> Option<Value> {
-        let log = self.log.lock().expect("log");
-        log.iter()
-            .find(|v| v["fields"]["message"] == message)
-            .cloned()
-    }
-
-    fn kill_9(&mut self) {
-        self.child.kill().expect("kill -9");
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn serve(store: &str, downstream: &Proc) -> Proc {
     let ds = format!("{}/work", downstream.url());

@@ -5,11 +5,13 @@
 
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/process.rs"]
+mod process;
 
 use pg::PgCluster;
-use std::io::{BufRead, Read, Write};
+use process::Process;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -36,73 +38,17 @@ fn sql(url: &str, query: &str) -> String {
 /// Lease of the replicas under test: short, so a takeover is quick.
 const LEASE_MS: &str = "600";
 
-struct Replica {
-    child: Child,
-    addr: SocketAddr,
-}
-
-fn replica(store: &str, extra: &[&str]) -> Replica {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_resilient-relay"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
-        .args(["--store-lease-ms", LEASE_MS])
-        .args(["--downstream", "flaky"])
-        .args(if extra.contains(&"--failure-rate") {
-            &[][..]
-        } else {
-            &["--failure-rate", "0"][..]
-        })
-        .args(extra)
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["fields"]["message"] == "relay listening" {
-                let _ = tx.send(Ok(v["fields"]["addr"].as_str().unwrap_or("").to_owned()));
-            } else if v["level"] == "ERROR" || !line.starts_with('{') {
-                let _ = tx.send(Err(line));
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(Ok(addr)) => {
-                let addr = addr.parse().expect("an address");
-                return Replica { child, addr };
-            }
-            Ok(Err(line)) => eprintln!("serve: {line}"),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("serve did not log its address within 30 s");
-            }
-        }
-    }
-}
-
-impl Replica {
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn replica(store: &str, extra: &[&str]) -> Process {
+    let failure_rate: &[&str] = if extra.contains(&"--failure-rate") {
+        &[]
+    } else {
+        &["--failure-rate", "0"]
+    };
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--store", store];
+    args.extend(["--store-lease-ms", LEASE_MS, "--downstream", "flaky"]);
+    args.extend(failure_rate);
+    args.extend(extra);
+    Process::spawn(&args, "relay listening")
 }
 
 /// A blocking HTTP/1.1 exchange on a fresh connection: status and body.
@@ -173,7 +119,7 @@ fn one_replica_restarts_from_postgres_with_its_jobs_ids_and_replays() {
     let url = database("restart");
     // Slow downstream, one worker: most jobs are still queued at the kill.
     let slow = ["--latency-ms", "150", "--workers", "1"];
-    let a = replica(&url, &slow);
+    let mut a = replica(&url, &slow);
     let mut keys = Vec::new();
     for i in 0..12 {
         let key = format!("restart-{i}");
@@ -183,7 +129,7 @@ fn one_replica_restarts_from_postgres_with_its_jobs_ids_and_replays() {
     }
     let first_ids = sql(&url, "SELECT count(*) FROM relay_jobs");
     assert_ne!(first_ids, "0", "jobs are in the database before their 202s");
-    a.kill9();
+    a.kill_9();
     let b = replica(&url, &slow);
     wait_for("every accepted job to end", Duration::from_secs(30), || {
         unfinished(&url, &keys).is_empty()
@@ -299,7 +245,7 @@ fn expired_replays_are_swept_from_the_shared_keys() {
 fn a_killed_replicas_jobs_are_finished_by_the_other_after_its_lease() {
     let url = database("failover");
     let slow = ["--latency-ms", "100", "--workers", "2"];
-    let a = replica(&url, &slow);
+    let mut a = replica(&url, &slow);
     let b = replica(&url, &slow);
     let stop = Arc::new(AtomicBool::new(false));
     let keys = Arc::new(Mutex::new(Vec::new()));
@@ -323,7 +269,7 @@ fn a_killed_replicas_jobs_are_finished_by_the_other_after_its_lease() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(700));
-    a.kill9();
+    a.kill_9();
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     for l in load {
@@ -369,7 +315,7 @@ fn the_dead_letter_queue_is_shared_and_each_letter_redriven_by_its_holder() {
     let url = database("letters");
     // A's downstream always fails, with one attempt: every job a letter.
     let failing = ["--failure-rate", "1", "--set", "relay.retry.attempts_max=1"];
-    let a = replica(&url, &failing);
+    let mut a = replica(&url, &failing);
     let b = replica(&url, &[]);
     for i in 0..3 {
         let (status, body) = post(a.addr, &format!("dead-{i}"), &format!(r#"{{"i":{i}}}"#));
@@ -404,7 +350,7 @@ fn the_dead_letter_queue_is_shared_and_each_letter_redriven_by_its_holder() {
     });
     // A dies: B takes its letters once the lease expires, and redrives them
     // itself, to a downstream that answers.
-    a.kill9();
+    a.kill_9();
     wait_for("B to adopt the letters", Duration::from_secs(10), || {
         letters_where(&url, &format!("owner IS NOT NULL AND owner <> '{holder}'")) == 3
     });

@@ -3,12 +3,15 @@
 //! ports, so every byte the server sends is seen; the limits are set short
 //! through the settings, and every wait has a deadline.
 
+#[path = "common/process.rs"]
+mod process;
+
+use process::Process;
 use resilient_relay::server::config::DownstreamConfig;
 use resilient_relay::server::flaky::FaultConfig;
 use resilient_relay::server::{RelayServer, Settings};
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 // tokio's clock (the runtime's, or the system's outside one): std's is kept for drivers.
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -427,64 +430,15 @@ async fn json_outside_i_json_is_refused_with_400() {
 
 // --- the exit ----------------------------------------------------------------
 
-/// A `serve` process on an ephemeral port, its address read from its log.
-struct Served {
-    child: std::process::Child,
-    addr: SocketAddr,
+/// A `serve` process on an ephemeral port with the memory store.
+fn serve(args: &[&str]) -> Process {
+    let mut all = vec!["serve", "--listen", "127.0.0.1:0", "--store", "memory"];
+    all.extend(args);
+    Process::spawn(&all, "relay listening")
 }
 
-fn serve(args: &[&str]) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_resilient-relay"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory"])
-        .args(args)
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["fields"]["message"] == "relay listening" {
-                let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or("").to_owned());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("serve logs its address")
-        .parse()
-        .expect("an address");
-    Served { child, addr }
-}
-
-impl Served {
-    /// SIGTERM, then the exit code and how long the exit took.
-    fn terminate(mut self) -> (Option<i32>, Duration) {
-        let pid = self.child.id().to_string();
-        let sent = Instant::now();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status();
-        assert!(killed.is_ok_and(|s| s.success()), "kill -TERM");
-        let until = sent + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return (status.code(), sent.elapsed());
-            }
-            if Instant::now() > until {
-                let _ = self.child.kill();
-                panic!("serve did not exit within 20 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
+/// How long a SIGTERM'd `serve` may take before the test gives up.
+const EXIT_PATIENCE: Duration = Duration::from_secs(20);
 
 /// A request whose head is sent and whose body never completes.
 fn half_sent(addr: SocketAddr) -> std::net::TcpStream {
@@ -511,7 +465,7 @@ fn a_half_sent_request_does_not_hold_the_exit_past_the_deadline() {
     let served = serve(&["--drain-deadline-ms", "500"]);
     let _open = half_sent(served.addr);
     std::thread::sleep(Duration::from_millis(100));
-    let (code, took) = served.terminate();
+    let (code, took) = served.terminate(EXIT_PATIENCE);
     assert_eq!(code, Some(0), "nothing was accepted, nothing left");
     assert!(took < EXIT_BOUND, "exit took {took:?}");
 }
@@ -529,7 +483,7 @@ fn work_left_at_the_deadline_exits_3_on_time() {
     assert_eq!(accepted(served.addr), 202);
     let _open = half_sent(served.addr);
     std::thread::sleep(Duration::from_millis(100));
-    let (code, took) = served.terminate();
+    let (code, took) = served.terminate(EXIT_PATIENCE);
     assert_eq!(code, Some(3), "an accepted job was left unfinished");
     assert!(
         (Duration::from_millis(450)..EXIT_BOUND).contains(&took),
@@ -549,7 +503,7 @@ fn dead_letters_left_exit_4() {
     ]);
     assert_eq!(accepted(served.addr), 202);
     std::thread::sleep(Duration::from_millis(300));
-    let (code, took) = served.terminate();
+    let (code, took) = served.terminate(EXIT_PATIENCE);
     assert_eq!(
         code,
         Some(4),
