@@ -210,6 +210,9 @@ impl PgStore {
             let tx = c.transaction().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::CREATE_LOCK])
                 .await?;
+            // A start that cannot get a table's lock fails with a message,
+            // rather than queue the other replicas' statements behind it.
+            tx.batch_execute("SET LOCAL lock_timeout = '5s'").await?;
             tx.batch_execute(schema::CREATE).await?;
             tx.execute(
                 "INSERT INTO relay_meta (id, version, epoch_unix_ms, handle_key)

@@ -24,7 +24,7 @@ use crate::relay::{Answer, JobId, JobState, JobStatus, Refusal};
 use crate::server::store::StoreError;
 use crate::time::Time;
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -223,27 +223,38 @@ impl Claims {
             fingerprint,
             reply,
         };
+        let mut answer = answer;
         let asked = async {
             self.asks.send(ask).await.ok()?;
-            answer.await.ok()
+            (&mut answer).await.ok()
         };
         // The batch ahead of this one, then this one.
-        match tokio::time::timeout(STATEMENT_TIMEOUT * 2, asked).await {
+        let outcome = tokio::time::timeout(STATEMENT_TIMEOUT * 2, asked).await;
+        match outcome {
             Ok(Some(result)) => result,
             Ok(None) => Err(self.unavailable("the claims batcher has stopped")),
-            Err(_) => Err(self.unavailable("no answer in time")),
+            Err(_) => {
+                // An answer that came as the wait ended is this request's
+                // to give back; one that comes later finds the channel
+                // closed and is given back by the batcher.
+                answer.close();
+                if let Ok(Ok(Claim::Local { fresh: true })) = answer.try_recv() {
+                    self.release(key).await;
+                }
+                Err(self.unavailable("no answer in time"))
+            }
         }
     }
 
-    /// Answers one batch of claims.
+    /// Answers one batch of claims. A fresh claim whose request is gone
+    /// (its client hung up, or its wait ended) passes to the next ask for
+    /// the same key in the batch, which this replica admits on the strength
+    /// of that row; with none left the key is given back now, rather than
+    /// left to go stale.
     async fn settle(&self, asks: Vec<Ask>, prepared: &mut Option<(Arc<Client>, Statement)>) {
         let answers = self.decide(&asks, prepared).await;
-        for (ask, answer) in asks.into_iter().zip(answers) {
-            // Its request is gone (the client hung up): give the key back
-            // now rather than let it go stale.
-            if let Err(Ok(Claim::Local { fresh: true })) = ask.reply.send(answer) {
-                self.release(&ask.key).await;
-            }
+        for key in deliver(asks, answers) {
+            self.release(&key).await;
         }
     }
 
@@ -402,6 +413,22 @@ async fn batches(claims: Weak<Claims>, mut asks: mpsc::Receiver<Ask>) {
             .settle(std::mem::take(&mut batch), &mut prepared)
             .await;
     }
+}
+
+/// Sends each ask its answer; a fresh claim whose request is gone passes
+/// to the next ask for its key that this replica admits. Returns the keys
+/// whose fresh claim no request took, to be given back.
+fn deliver(asks: Vec<Ask>, answers: Vec<Result<Claim, StoreError>>) -> BTreeSet<String> {
+    let mut orphaned = BTreeSet::new();
+    for (ask, mut answer) in asks.into_iter().zip(answers) {
+        if matches!(answer, Ok(Claim::Local { fresh: false })) && orphaned.remove(&ask.key) {
+            answer = Ok(Claim::Local { fresh: true });
+        }
+        if let Err(Ok(Claim::Local { fresh: true })) = ask.reply.send(answer) {
+            orphaned.insert(ask.key);
+        }
+    }
+    orphaned
 }
 
 /// The row that holds a key, as a claim reads it (the columns of
@@ -572,6 +599,38 @@ mod tests {
             Verdict::Claim(Claim::Known(a)) => a,
             other => panic!("expected a known answer, got {other:?}"),
         }
+    }
+
+    fn ask(key: &str) -> (Ask, oneshot::Receiver<Result<Claim, StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        let key = key.to_owned();
+        (
+            Ask {
+                key,
+                fingerprint: 7,
+                reply,
+            },
+            answer,
+        )
+    }
+
+    #[test]
+    fn a_fresh_claim_whose_request_is_gone_passes_to_the_next_ask_for_its_key() {
+        let (gone, hung_up) = ask("k");
+        let (next, mut waiting) = ask("k");
+        let (alone, alone_hung_up) = ask("j");
+        drop((hung_up, alone_hung_up));
+        let fresh = || Ok(Claim::Local { fresh: true });
+        let answers = vec![fresh(), Ok(Claim::Local { fresh: false }), fresh()];
+        let released = deliver(vec![gone, next, alone], answers);
+        // The second request for `k` goes on to the relay: it must own the
+        // claim (and give it back if the relay refuses), or a release would
+        // delete the row it stands on.
+        assert!(matches!(
+            waiting.try_recv(),
+            Ok(Ok(Claim::Local { fresh: true }))
+        ));
+        assert_eq!(released, BTreeSet::from(["j".to_owned()]));
     }
 
     #[test]

@@ -104,6 +104,7 @@ fn refused(serials: &[i64], adopted: &[bool]) -> Vec<i64> {
 /// Expired replay records deleted per statement, and statements per pass.
 const SWEEP_BATCH: u64 = 5_000;
 const SWEEP_BATCHES: usize = 20;
+const SWEEP_TIME: Duration = Duration::from_millis(250);
 
 /// The pause between passes: a third of the lease, within bounds.
 pub fn tick(lease: Duration) -> Duration {
@@ -147,16 +148,25 @@ impl Keeper {
     }
 
     /// Deletes replay records past their expiry (any replica's: whoever
-    /// sweeps first), at most [`SWEEP_BATCH`] × [`SWEEP_BATCHES`] a pass,
-    /// so the keys table holds about the replays of one TTL.
+    /// sweeps first), at most [`SWEEP_BATCH`] × [`SWEEP_BATCHES`] a pass
+    /// and no new batch after [`SWEEP_TIME`], so that a backlog cannot hold
+    /// up the renewals on this thread; the keys table holds about the
+    /// replays of one TTL.
     fn sweep(&mut self) {
         let now = nanos(relay_now(self.shared.epoch_unix_ms.load(Ordering::Relaxed)));
         let batch = i64::try_from(SWEEP_BATCH).unwrap_or(i64::MAX);
+        let began = crate::server::clock::read_monotonic();
         for _ in 0..SWEEP_BATCHES {
+            if crate::server::clock::read_monotonic().duration_since(began) > SWEEP_TIME {
+                return;
+            }
             let swept = self.link.run(async move |c: &mut Client| {
                 c.execute(
-                    "DELETE FROM relay_keys WHERE key IN (
-                         SELECT key FROM relay_keys WHERE expires_at <= $1 LIMIT $2)",
+                    // The outer test again: a row another replica took
+                    // over meanwhile (no expiry now) is not deleted.
+                    "DELETE FROM relay_keys WHERE expires_at <= $1 AND key IN (
+                         SELECT key FROM relay_keys WHERE expires_at <= $1 LIMIT $2
+                         FOR UPDATE SKIP LOCKED)",
                     &[&now, &batch],
                 )
                 .await

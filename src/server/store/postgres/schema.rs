@@ -99,9 +99,19 @@ CREATE TABLE IF NOT EXISTS relay_letters (
 );
 CREATE INDEX IF NOT EXISTS relay_letters_asked ON relay_letters (owner) WHERE redrive_asked;
 CREATE INDEX IF NOT EXISTS relay_keys_expiry ON relay_keys (expires_at);
-ALTER TABLE relay_jobs SET (fillfactor = 80, autovacuum_vacuum_scale_factor = 0,
-    autovacuum_vacuum_threshold = 2000, autovacuum_vacuum_cost_delay = 0,
-    autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 2000);
-ALTER TABLE relay_keys SET (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.02,
-    autovacuum_vacuum_cost_delay = 0);
+DO $$ BEGIN
+    -- Only when not yet set: the lock it takes would queue every replica's
+    -- statements behind it (and behind a vacuum it waits for).
+    IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = 'relay_jobs'::regclass
+                   AND reloptions @> ARRAY['fillfactor=80']) THEN
+        ALTER TABLE relay_jobs SET (fillfactor = 80, autovacuum_vacuum_scale_factor = 0,
+            autovacuum_vacuum_threshold = 2000, autovacuum_vacuum_cost_delay = 0,
+            autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 2000);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = 'relay_keys'::regclass
+                   AND reloptions @> ARRAY['fillfactor=80']) THEN
+        ALTER TABLE relay_keys SET (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.02,
+            autovacuum_vacuum_cost_delay = 0);
+    END IF;
+END $$;
 ";
