@@ -398,7 +398,7 @@ fn rand_suffix() -> usize {
 // --- the store alone, against the reference fold ----------------------------
 
 mod store {
-    use super::{cluster, database};
+    use super::{cluster, database, sql};
     use bytes::Bytes;
     use resilient_relay::relay::{CallError, DeadLetter, GiveUp, JobId, Outcome, Record, Stored};
     use resilient_relay::server::store::postgres::{new_owner, PgOptions, PgStore};
@@ -471,6 +471,57 @@ mod store {
             redrives: 1,
             late_success: None,
         }))
+    }
+
+    /// A commit retried until the store has reconnected (a failed commit
+    /// drops its connection; the next waits out a short backoff).
+    fn commit_soon(store: &mut PgStore, records: &[Record<Key, Bytes>]) {
+        let mut tries = 0;
+        while let Err(e) = store.commit(records) {
+            tries += 1;
+            assert!(tries < 40, "the commit never went through: {e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn a_commit_refuses_a_job_whose_key_another_replica_holds() {
+        let url = database("held");
+        let o = options(&url, Duration::from_secs(5));
+        let me = o.owner.clone();
+        let mut store = PgStore::open(o).expect("open");
+        store.load(1_000_000).expect("load");
+        // Another replica claimed k1 after this one's claim was given back
+        // under a request this relay admitted anyway.
+        sql(
+            &url,
+            "INSERT INTO relay_keys (key, fingerprint, owner) VALUES ('k1', 31, 'other')",
+        );
+        let refused = store.commit(&[accepted(1, 1, Some("k1"), 1), accepted(2, 2, None, 1)]);
+        let err = refused.expect_err("the key is another replica's");
+        assert!(err.to_string().contains("held by another replica"), "{err}");
+        assert_eq!(
+            sql(&url, "SELECT owner FROM relay_keys WHERE key = 'k1'"),
+            "other"
+        );
+        assert_eq!(
+            sql(&url, "SELECT count(*) FROM relay_jobs"),
+            "0",
+            "nothing of the refused commit stays"
+        );
+        // This replica's own claim binds, and so does a key with no row.
+        sql(
+            &url,
+            &format!("INSERT INTO relay_keys (key, fingerprint, owner) VALUES ('k3', 93, '{me}')"),
+        );
+        commit_soon(
+            &mut store,
+            &[accepted(3, 3, Some("k3"), 2), accepted(4, 4, Some("k4"), 2)],
+        );
+        assert_eq!(
+            sql(&url, "SELECT string_agg(key || '=' || serial, ',' ORDER BY key) FROM relay_keys WHERE serial IS NOT NULL"),
+            "k3=3,k4=4"
+        );
     }
 
     /// What a restart must see: the jobs, letters and replays of the

@@ -829,13 +829,25 @@ FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], 
 ON CONFLICT (serial) DO UPDATE SET id = EXCLUDED.id, owner = EXCLUDED.owner,
                                    lease_until = EXCLUDED.lease_until";
 
+/// Binds each new keyed job to its key's row: the row this replica claimed
+/// (or a new one, for a redrive). A row another replica holds now (this
+/// replica's claim was released or swept under a request it still
+/// admitted) fails the commit, so the job is refused rather than run twice.
 const CLAIMS_FOR_JOBS: &str = "
-INSERT INTO relay_keys (key, fingerprint, serial, id, owner)
-SELECT k, f, s, i, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
-    AS t(k, f, s, i)
-ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, serial = EXCLUDED.serial,
-    id = EXCLUDED.id, owner = EXCLUDED.owner, response = NULL, finished_at = NULL,
-    expires_at = NULL";
+WITH bound AS (
+    INSERT INTO relay_keys (key, fingerprint, serial, id, owner)
+    SELECT k, f, s, i, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
+        AS t(k, f, s, i)
+    ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,
+        serial = EXCLUDED.serial, id = EXCLUDED.id, response = NULL, finished_at = NULL,
+        expires_at = NULL
+    WHERE relay_keys.owner = EXCLUDED.owner
+    RETURNING 1
+)
+SELECT CASE WHEN count(*) = cardinality($1::text[]) THEN 0
+            ELSE relay_refuse('an idempotency key of this commit is held by another replica')
+       END
+FROM bound";
 
 const STARTED: &str = "
 UPDATE relay_jobs j SET attempts = GREATEST(j.attempts, t.a)

@@ -99,6 +99,10 @@ CREATE TABLE IF NOT EXISTS relay_letters (
 );
 CREATE INDEX IF NOT EXISTS relay_letters_asked ON relay_letters (owner) WHERE redrive_asked;
 CREATE INDEX IF NOT EXISTS relay_keys_expiry ON relay_keys (expires_at);
+CREATE OR REPLACE FUNCTION relay_refuse(why text) RETURNS int LANGUAGE plpgsql AS $f$
+BEGIN
+    RAISE EXCEPTION '%', why USING ERRCODE = 'unique_violation';
+END $f$;
 DO $$ BEGIN
     -- Only when not yet set: the lock it takes would queue every replica's
     -- statements behind it (and behind a vacuum it waits for).
