@@ -834,20 +834,14 @@ ON CONFLICT (serial) DO UPDATE SET id = EXCLUDED.id, owner = EXCLUDED.owner,
 /// replica's claim was released or swept under a request it still
 /// admitted) fails the commit, so the job is refused rather than run twice.
 const CLAIMS_FOR_JOBS: &str = "
-WITH bound AS (
-    INSERT INTO relay_keys (key, fingerprint, serial, id, owner)
-    SELECT k, f, s, i, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
-        AS t(k, f, s, i)
-    ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,
-        serial = EXCLUDED.serial, id = EXCLUDED.id, response = NULL, finished_at = NULL,
-        expires_at = NULL
-    WHERE relay_keys.owner = EXCLUDED.owner
-    RETURNING 1
-)
-SELECT CASE WHEN count(*) = cardinality($1::text[]) THEN 0
-            ELSE relay_refuse('an idempotency key of this commit is held by another replica')
-       END
-FROM bound";
+INSERT INTO relay_keys (key, fingerprint, serial, id, owner)
+SELECT k, f, s, i, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
+    AS t(k, f, s, i)
+ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, serial = EXCLUDED.serial,
+    id = EXCLUDED.id, response = NULL, finished_at = NULL, expires_at = NULL,
+    owner = CASE WHEN relay_keys.owner = EXCLUDED.owner THEN relay_keys.owner
+                 ELSE relay_refuse('an idempotency key of this commit is held by another replica')::text
+            END";
 
 const STARTED: &str = "
 UPDATE relay_jobs j SET attempts = GREATEST(j.attempts, t.a)
