@@ -217,13 +217,12 @@ impl Claims {
     /// a batch is out join the next one: one statement (one round trip, one
     /// transaction) for every claim waiting, as group commit does for jobs.
     pub async fn claim(&self, key: &str, fingerprint: u64) -> Result<Claim, StoreError> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
         let ask = Ask {
             key: key.to_owned(),
             fingerprint,
             reply,
         };
-        let mut answer = answer;
         let asked = async {
             self.asks.send(ask).await.ok()?;
             (&mut answer).await.ok()
