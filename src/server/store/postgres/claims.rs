@@ -275,7 +275,11 @@ impl Claims {
         let held = match self.held(&keys, &fingerprints, prepared).await {
             Ok(held) => held,
             Err(e) => {
-                let detail = e.to_string();
+                // Each ask gets the error, not wrapped in itself again.
+                let detail = match e {
+                    StoreError::Unavailable { detail, .. } => detail,
+                    other => other.to_string(),
+                };
                 return asks
                     .iter()
                     .map(|_| Err(self.unavailable(&detail)))
