@@ -37,6 +37,8 @@ pub enum Domain {
     ClientGate = 10,
     /// The simulated store's commit latencies.
     Store = 11,
+    /// Which route a logical request takes, and the resource it asks for.
+    Route = 12,
 }
 
 /// Number of low bits of a stream id left for the entity index.

@@ -517,6 +517,7 @@ fn a_replay_answers_after_recovery_until_its_ttl() {
 fn stored_job(serial: u32, slot: usize, attempts: u32) -> StoredJob<u64, u32> {
     StoredJob {
         job: JobId::new(serial, slot),
+        route: resilient_relay::relay::RouteId::DEFAULT,
         key: None,
         client: 1,
         fingerprint: 0,
@@ -530,6 +531,7 @@ fn stored_job(serial: u32, slot: usize, attempts: u32) -> StoredJob<u64, u32> {
 fn letter(serial: u32) -> DeadLetter<u64, u32> {
     DeadLetter {
         job: JobId::new(serial, 0),
+        route: resilient_relay::relay::RouteId::DEFAULT,
         key: None,
         client: 1,
         fingerprint: 0,
@@ -725,6 +727,7 @@ fn the_fold_forgets_finished_jobs_and_removed_letters() {
     store.apply(
         Record::Accepted {
             job: j,
+            route: resilient_relay::relay::RouteId::DEFAULT,
             key: Some(1u64),
             client: 1,
             fingerprint: 2,

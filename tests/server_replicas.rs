@@ -427,6 +427,7 @@ mod store {
     fn accepted(serial: u32, slot: usize, key: Option<&str>, at_ms: u64) -> Record<Key, Bytes> {
         Record::Accepted {
             job: JobId::new(serial, slot),
+            route: resilient_relay::relay::RouteId::DEFAULT,
             key: key.map(Arc::from),
             client: 7,
             fingerprint: u64::from(serial) * 31,
@@ -459,6 +460,7 @@ mod store {
     fn letter(serial: u32, slot: usize) -> Record<Key, Bytes> {
         Record::DeadLettered(Box::new(DeadLetter {
             job: JobId::new(serial, slot),
+            route: resilient_relay::relay::RouteId::DEFAULT,
             key: Some(Arc::from(format!("k{serial}"))),
             client: 7,
             fingerprint: u64::from(serial) * 31,

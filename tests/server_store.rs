@@ -30,6 +30,7 @@ fn store(path: &Path) -> SqliteStore {
 fn accepted(serial: u32, key: Option<&str>, at_ms: u64) -> Record<Key, Bytes> {
     Record::Accepted {
         job: JobId::new(serial, serial as usize % 7),
+        route: resilient_relay::relay::RouteId::DEFAULT,
         key: key.map(Arc::from),
         client: u64::MAX - u64::from(serial),
         fingerprint: 0xDEAD_BEEF_0000_0000 | u64::from(serial),
@@ -62,6 +63,7 @@ fn finished(serial: u32, key: Option<&str>, at_ms: u64, ok: bool) -> Record<Key,
 fn letter(serial: u32, at_ms: u64, late: bool) -> Record<Key, Bytes> {
     Record::DeadLettered(Box::new(DeadLetter {
         job: JobId::new(serial, serial as usize % 7),
+        route: resilient_relay::relay::RouteId::DEFAULT,
         key: None,
         client: 3,
         fingerprint: u64::from(serial),
@@ -225,6 +227,7 @@ fn written_store(path: &Path) {
     let big: Vec<Record<Key, Bytes>> = (0..400)
         .map(|i| Record::Accepted {
             job: JobId::new(i, 0),
+            route: resilient_relay::relay::RouteId::DEFAULT,
             key: Some(Arc::from(format!("key-{i}").as_str())),
             client: 1,
             fingerprint: 2,
@@ -435,6 +438,7 @@ fn a_full_disk_fails_the_commit_with_advice_and_keeps_what_was_committed() {
     for i in 1..200u32 {
         let record = Record::Accepted {
             job: JobId::new(i, 0),
+            route: resilient_relay::relay::RouteId::DEFAULT,
             key: None,
             client: 1,
             fingerprint: 2,

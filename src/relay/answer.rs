@@ -4,6 +4,7 @@
 //! answer of a key that already succeeded (an idempotent replay), or a
 //! refusal that says why and when trying again makes sense.
 
+use super::fallback::FallbackFrom;
 use super::job::JobId;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -26,6 +27,9 @@ pub enum Answer<P> {
     Accepted { job: JobId },
     /// The key already succeeded: its stored answer.
     Replayed { job: JobId, response: P },
+    /// The route's breaker is open: an answer from its fallback, not from
+    /// the downstream (no job was made).
+    Fallback { response: P, from: FallbackFrom },
     /// Not taken; `retry_after` says when trying again makes sense.
     Refused {
         why: Refusal,

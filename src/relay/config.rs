@@ -17,6 +17,7 @@ use super::idempotency::{IdempotencyConfig, IdempotencySettings};
 use super::queue::{QueueConfig, QueueSettings};
 use super::rate_limit::{RateLimitConfig, RateLimitSettings};
 use super::retry::{RetryConfig, RetrySettings};
+use super::route::{Inherited, RouteConfig, RouteSettings, ROUTES_MAX};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,6 +45,11 @@ pub struct RelayConfig {
     /// Absent: no hedged requests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hedge: Option<HedgeConfig>,
+    /// Several downstreams, each with its own bulkhead, retry policy,
+    /// breaker, rate limit and fallback (see [`super::route`]); empty: one
+    /// route, `default`, made of the sections above.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteConfig>,
 }
 
 impl Default for RelayConfig {
@@ -60,6 +66,7 @@ impl Default for RelayConfig {
             history_max: 0,
             concurrency_limit: None,
             hedge: None,
+            routes: Vec::new(),
         }
     }
 }
@@ -81,6 +88,20 @@ pub struct RelaySettings {
     pub(super) history_max: usize,
     pub(super) concurrency_limit: Option<ConcurrencyLimitSettings>,
     pub(super) hedge: Option<HedgeSettings>,
+    /// At least one; the first is the default route.
+    pub(super) routes: Vec<RouteSettings>,
+}
+
+impl RelaySettings {
+    pub fn routes(&self) -> &[RouteSettings] {
+        &self.routes
+    }
+
+    /// The route named `name`.
+    pub fn route(&self, name: &str) -> Option<super::RouteId> {
+        let i = self.routes.iter().position(|r| r.name == name)?;
+        Some(super::RouteId(i as u16))
+    }
 }
 
 impl RelayConfig {
@@ -101,11 +122,18 @@ impl RelayConfig {
         )?;
         let queue = self.queue.check().map_err(|e| e.within("queue"))?;
         ensure(
-            self.jobs_max >= self.queue.capacity + self.workers,
+            self.routes.len() <= ROUTES_MAX,
+            "routes",
+            format!("at most {ROUTES_MAX} routes"),
+        )?;
+        // Each route has a queue of `queue.capacity`.
+        let queues = self.queue.capacity * self.routes.len().max(1);
+        ensure(
+            self.jobs_max >= queues + self.workers,
             "jobs_max",
             format!(
-                "must be ≥ queue.capacity + workers = {}, got {}",
-                self.queue.capacity + self.workers,
+                "must be ≥ queue.capacity × routes + workers = {}, got {}",
+                queues + self.workers,
                 self.jobs_max
             ),
         )?;
@@ -141,7 +169,9 @@ impl RelayConfig {
             .hedge
             .map(|h| h.check().map_err(|e| e.within("hedge")))
             .transpose()?;
+        let routes = self.check_routes()?;
         Ok(RelaySettings {
+            routes,
             hedge,
             workers: self.workers,
             jobs_max: self.jobs_max,
@@ -154,6 +184,37 @@ impl RelayConfig {
             history_max: self.history_max,
             concurrency_limit,
         })
+    }
+}
+
+impl RelayConfig {
+    /// The routes, or the one `default` route the top level makes.
+    fn check_routes(&self) -> Result<Vec<RouteSettings>, ConfigError> {
+        let top = Inherited {
+            workers: self.workers,
+            retry: &self.retry,
+            breaker: self.breaker,
+            rate_limit: self.rate_limit,
+        };
+        if self.routes.is_empty() {
+            let default = RouteConfig {
+                name: "default".into(),
+                ..RouteConfig::default()
+            };
+            return Ok(vec![default.check(&top)?]);
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut routes = Vec::with_capacity(self.routes.len());
+        for (i, r) in self.routes.iter().enumerate() {
+            let at = format!("routes[{i}]");
+            routes.push(r.check(&top).map_err(|e| e.within(&at))?);
+            ensure(
+                names.insert(r.name.as_str()),
+                &format!("{at}.name"),
+                format!("route {:?} is named twice", r.name),
+            )?;
+        }
+        Ok(routes)
     }
 }
 

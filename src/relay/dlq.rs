@@ -26,6 +26,7 @@
 use super::config_error::{ensure, ConfigError};
 use super::job::{JobId, LateSuccess};
 use super::retry::{CallError, GiveUp};
+use super::route::RouteId;
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -186,6 +187,8 @@ impl<T: ByteSize + ?Sized> ByteSize for Box<T> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter<K, P> {
     pub job: JobId,
+    /// The route the job was for; a redrive sends it there again.
+    pub route: RouteId,
     pub key: Option<K>,
     pub client: u64,
     pub fingerprint: u64,
@@ -213,6 +216,8 @@ pub enum RedriveError {
     Full,
     #[error("the relay is draining")]
     Draining,
+    #[error("its route is not in the relay's settings any more")]
+    NoRoute,
 }
 
 /// Why a letter left the queue without being redriven.
@@ -466,6 +471,7 @@ mod tests {
     fn sized(job: u64, payload_bytes: usize) -> DeadLetter<u64, Vec<u8>> {
         DeadLetter {
             job: JobId(job),
+            route: RouteId::DEFAULT,
             key: Some(job),
             client: 0,
             fingerprint: 0,

@@ -11,6 +11,7 @@
 
 use super::dlq::DeadLetter;
 use super::job::{JobId, Outcome};
+use super::route::RouteId;
 use crate::time::Time;
 use std::collections::VecDeque;
 
@@ -20,6 +21,7 @@ pub enum Record<K, P> {
     /// A job was accepted (a new request, or a redrive). Durable before its 202.
     Accepted {
         job: JobId,
+        route: RouteId,
         key: Option<K>,
         client: u64,
         fingerprint: u64,

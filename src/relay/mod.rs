@@ -17,6 +17,7 @@ mod concurrency_limit;
 mod config;
 mod config_error;
 mod dlq;
+mod fallback;
 mod hedge;
 mod idempotency;
 mod job;
@@ -31,6 +32,7 @@ mod retry_breaker;
 mod retry_budget;
 mod retry_gate;
 mod retry_lane;
+mod route;
 mod stats;
 mod window;
 mod workers;
@@ -48,6 +50,7 @@ pub use config_error::{ensure, ensure_ms, ensure_probability, parse_ms, ConfigEr
 pub use dlq::{
     ByteSize, DeadLetter, DeadLetterQueue, DlqConfig, RedriveError, WhenFull, DLQ_BYTES_MAX_DEFAULT,
 };
+pub use fallback::{FallbackCacheConfig, FallbackConfig, FallbackFrom, FALLBACK_ENTRIES_MAX};
 pub use hedge::{HedgeConfig, HedgeCounts, HEDGE_WINDOW_MAX};
 pub use idempotency::{IdempotencyConfig, KeysWhenFull, ReplayWindow};
 pub use job::{CallId, JobId, JobState, JobStatus, LateSuccess, Outcome};
@@ -55,11 +58,12 @@ pub use journal::Record;
 pub use queue::QueueConfig;
 pub use rate_limit::RateLimitConfig;
 pub use recovery::{RecoverError, Stored, StoredJob, StoredReplay};
-pub use relay::{Event, Finished, LateFate, Output, Relay};
+pub use relay::{Event, Finished, LateFate, Output, Relay, RouteState, Routing};
 pub use retry::{CallError, GiveUp, RetryConfig, ATTEMPTS_LIMIT, RETRY_AFTER_MAX};
 pub use retry_breaker::{RetryBreakerConfig, RetryBreakerWindow};
 pub use retry_budget::{
     AwsStandardConfig, BudgetConfig, ClientBucketConfig, FinagleConfig, TokenBucketConfig,
 };
 pub use retry_gate::{Denied, DeniedCounts, RetryCause, RetryGate, RetryGateConfig, SendOutcome};
+pub use route::{RouteConfig, RouteId, RouteSettings, RouteStats, ROUTES_MAX};
 pub use stats::{LatencyHistogram, LatencySummary, Stats, StatsSnapshot};

@@ -113,7 +113,6 @@ pub struct BoundedQueue<T> {
     items: VecDeque<T>,
     capacity: usize,
     retry_after: Duration,
-    depth_max_seen: usize,
     lifo_above: usize,
 }
 
@@ -123,7 +122,6 @@ impl<T> BoundedQueue<T> {
             items: VecDeque::with_capacity(settings.capacity.min(4096)),
             capacity: settings.capacity,
             retry_after: settings.retry_after,
-            depth_max_seen: 0,
             lifo_above: settings.lifo_above,
         }
     }
@@ -134,7 +132,6 @@ impl<T> BoundedQueue<T> {
             return Err((item, self.retry_after));
         }
         self.items.push_back(item);
-        self.depth_max_seen = self.depth_max_seen.max(self.items.len());
         debug_assert!(self.items.len() <= self.capacity);
         Ok(())
     }
@@ -190,11 +187,6 @@ impl<T> BoundedQueue<T> {
     pub fn retry_after(&self) -> Duration {
         self.retry_after
     }
-
-    /// The deepest the queue has been.
-    pub fn depth_max_seen(&self) -> usize {
-        self.depth_max_seen
-    }
 }
 
 #[cfg(test)]
@@ -230,7 +222,6 @@ mod tests {
             (q.pop(), q.pop(), q.pop(), q.pop()),
             (Some(0), Some(1), Some(2), None)
         );
-        assert_eq!(q.depth_max_seen(), 3);
     }
 
     #[test]

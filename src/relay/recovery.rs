@@ -12,6 +12,7 @@ use super::config::RelaySettings;
 use super::dlq::DeadLetter;
 use super::job::{JobId, Outcome};
 use super::journal::Record;
+use super::route::RouteId;
 use crate::time::Time;
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ pub struct Stored<K, P> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredJob<K, P> {
     pub job: JobId,
+    pub route: RouteId,
     pub key: Option<K>,
     pub client: u64,
     pub fingerprint: u64,
@@ -63,6 +65,7 @@ impl<K: PartialEq, P> Stored<K, P> {
         match record {
             Record::Accepted {
                 job,
+                route,
                 key,
                 client,
                 fingerprint,
@@ -78,6 +81,7 @@ impl<K: PartialEq, P> Stored<K, P> {
                 }
                 self.jobs.push(StoredJob {
                     job,
+                    route,
                     key,
                     client,
                     fingerprint,
@@ -163,6 +167,15 @@ pub enum RecoverError {
     )]
     QueueTooSmall { waiting: usize, capacity: usize },
     #[error(
+        "stored job {job} is for route {route} but the relay has {routes} routes: \
+         put its route back in `relay.routes`"
+    )]
+    UnknownRoute {
+        job: JobId,
+        route: u16,
+        routes: usize,
+    },
+    #[error(
         "stored job {job} has slot {} but `relay.jobs_max` is {jobs_max}: \
          raise `relay.jobs_max` above the slot",
         job.slot()
@@ -206,6 +219,7 @@ mod tests {
     fn accepted(serial: u32, key: Option<u64>, at_ms: u64) -> Record<u64, u64> {
         Record::Accepted {
             job: JobId::new(serial, serial as usize),
+            route: RouteId::DEFAULT,
             key,
             client: 1,
             fingerprint: 7,
@@ -287,6 +301,7 @@ mod tests {
         let letter = |serial: u32| {
             Record::DeadLettered(Box::new(DeadLetter {
                 job: JobId::new(serial, 0),
+                route: RouteId::DEFAULT,
                 key: None,
                 client: 1,
                 fingerprint: 7,

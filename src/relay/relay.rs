@@ -34,20 +34,22 @@
 
 use super::age_shedding::{AgeShedding, ShedTo};
 use super::answer::{Answer, Refusal, Request};
-use super::backoff::{Backoff, BackoffState};
+use super::backoff::BackoffState;
 use super::breaker::{Breaker, BreakerState, Permit, Transition};
 use super::concurrency_limit::{ConcurrencyLimit, Sample};
 use super::config::RelaySettings;
 use super::dlq::{ByteSize, DeadLetter, DeadLetterQueue, Dropped, RedriveError};
+use super::fallback::FallbackFrom;
 use super::hedge::{Flight, HedgeCounts, Hedger};
 use super::idempotency::{Begin, IdempotencyStore, ReplayWindow};
 use super::job::{CallId, JobId, JobState, JobStatus, LateSuccess, Outcome};
 use super::journal::{Journal, Record};
-use super::queue::{BoundedQueue, Served};
+use super::queue::Served;
 use super::rate_limit::RateLimiter;
 use super::recovery::{RecoverError, Stored, StoredJob};
-use super::retry::{CallError, GiveUp, RetryPolicy, RETRY_AFTER_MAX};
-use super::retry_lane::RetryLane;
+use super::retry::{CallError, GiveUp, RETRY_AFTER_MAX};
+use super::retry_gate::DeniedCounts;
+use super::route::{Route, RouteId, RouteStats};
 use super::stats::Stats;
 use super::workers::WorkerPool;
 use crate::rng::Stream;
@@ -100,6 +102,8 @@ pub enum Event {
         fate: LateFate,
     },
     Breaker {
+        #[serde(skip_serializing_if = "RouteId::is_default")]
+        route: RouteId,
         from: BreakerState,
         to: BreakerState,
     },
@@ -147,11 +151,15 @@ pub enum LateFate {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Finished<K, P> {
     pub job: JobId,
+    pub route: RouteId,
     pub key: Option<K>,
     pub attempts: u32,
     /// From acceptance to the end.
     pub latency: Duration,
     pub outcome: Outcome<P>,
+    /// A job that failed for good, answered from its route's fallback
+    /// (its dead letter, if any, still keeps the work).
+    pub fallback: Option<(P, FallbackFrom)>,
 }
 
 /// What the relay wants its driver to do or know.
@@ -160,6 +168,8 @@ pub enum Output<K, P> {
     /// Start a downstream attempt; report back with [`Relay::handle_call_result`].
     Call {
         call: CallId,
+        /// Which downstream to call.
+        route: RouteId,
         key: Option<K>,
         payload: P,
         timeout: Option<Duration>,
@@ -197,6 +207,7 @@ enum Stage {
 #[derive(Clone, Debug)]
 struct Job<K, P> {
     id: JobId,
+    route: RouteId,
     key: Option<K>,
     client: u64,
     fingerprint: u64,
@@ -210,6 +221,37 @@ struct Job<K, P> {
     /// Recovered after a crash with an attempt already started: the
     /// downstream may do its work twice.
     redelivered: bool,
+}
+
+/// One route's state, for views and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteState {
+    pub queued: usize,
+    pub retry_lane: usize,
+    pub in_flight: usize,
+    pub slots: usize,
+    pub breaker: Option<BreakerState>,
+    pub fallback_cached: usize,
+}
+
+/// Where a request goes: its route, and what that route's fallback cache
+/// knows it by (the driver derives it from the part of the request the
+/// route's settings name; `None`: no cached answer can serve it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Routing {
+    pub route: RouteId,
+    pub cache_key: Option<u64>,
+}
+
+/// A job about to be created: a request's, or a redriven letter's.
+struct NewJob<K, P> {
+    route: RouteId,
+    cache_key: Option<u64>,
+    key: Option<K>,
+    client: u64,
+    fingerprint: u64,
+    payload: P,
+    redrives: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -244,18 +286,18 @@ fn known_key<P>(known: Begin<P>) -> Answer<P> {
 }
 
 pub struct Relay<K, P> {
-    backoff: Backoff,
-    attempt_timeout: Option<Duration>,
     jobs_max: usize,
     history_max: usize,
     jobs: Slab<Job<K, P>>,
     serial: u32,
-    queue: BoundedQueue<JobId>,
-    retry_lane: RetryLane,
+    /// At least one; see [`super::route`].
+    routes: Vec<Route<P>>,
+    /// The route the pump tries first next, so routes take turns.
+    next_route: usize,
+    /// Most jobs queued at once, over every route.
+    queued_max_seen: usize,
+    /// The common pool every call takes a worker from.
     workers: WorkerPool,
-    retry: RetryPolicy,
-    breaker: Option<Breaker>,
-    limiter: Option<RateLimiter>,
     idempotency: IdempotencyStore<K, P>,
     idempotency_required: bool,
     dlq: DeadLetterQueue<K, P>,
@@ -268,6 +310,9 @@ pub struct Relay<K, P> {
     /// rare, and every queued job would otherwise carry room for one. At
     /// most one entry per live job, so `jobs_max` bounds it.
     late_successes: FxHashMap<JobId, LateSuccess<P>>,
+    /// Cache keys of live jobs whose route has a fallback cache, apart
+    /// from the job records for the same reason; `jobs_max` bounds it.
+    cache_keys: FxHashMap<JobId, u64>,
     rng: Stream,
     stats: Stats,
     draining: bool,
@@ -277,7 +322,6 @@ pub struct Relay<K, P> {
     shedding: Option<AgeShedding>,
     /// `None`: only the workers bound calls in flight.
     limit: Option<ConcurrencyLimit>,
-    honour_retry_after: bool,
     /// The downstream's `Retry-After` on the answer being handled, read by
     /// the retry it schedules; empty outside [`Relay::handle_call_result_with`].
     throttle_wait: Option<Duration>,
@@ -294,19 +338,23 @@ impl<K: Key, P: Payload> Relay<K, P> {
             s.jobs_max >= s.queue.capacity + s.workers,
             "checked by RelayConfig::check"
         );
+        let stats = Stats {
+            routes: vec![RouteStats::default(); s.routes.len()],
+            ..Stats::default()
+        };
         Relay {
-            backoff: s.retry.backoff,
-            attempt_timeout: s.retry.attempt_timeout,
             jobs_max: s.jobs_max,
             history_max: s.history_max,
             jobs: Slab::with_capacity(s.jobs_max.min(1 << 16)),
             serial: 0,
-            queue: BoundedQueue::new(&s.queue),
-            retry_lane: RetryLane::new(s.jobs_max),
+            routes: s
+                .routes
+                .iter()
+                .map(|r| Route::new(r, &s.queue, s.jobs_max))
+                .collect(),
+            next_route: 0,
+            queued_max_seen: 0,
             workers: WorkerPool::new(s.workers),
-            retry: RetryPolicy::new(&s.retry),
-            breaker: s.breaker.as_ref().map(Breaker::new),
-            limiter: s.rate_limit.as_ref().map(RateLimiter::new),
             idempotency: IdempotencyStore::new(&s.idempotency),
             idempotency_required: s.idempotency.required,
             dlq: DeadLetterQueue::new(&s.dlq),
@@ -316,14 +364,14 @@ impl<K: Key, P: Payload> Relay<K, P> {
             history: VecDeque::new(),
             finished: FxHashMap::default(),
             late_successes: FxHashMap::default(),
+            cache_keys: FxHashMap::default(),
             rng,
-            stats: Stats::default(),
+            stats,
             draining: false,
             now: Time::ZERO,
             live_jobs_max_seen: 0,
             shedding: s.queue.shedding,
             limit: s.concurrency_limit.as_ref().map(ConcurrencyLimit::new),
-            honour_retry_after: s.retry.honour_retry_after,
             throttle_wait: None,
             hedge: s.hedge.as_ref().map(Hedger::new),
             journal: None,
@@ -377,22 +425,47 @@ impl<K: Key, P: Payload> Relay<K, P> {
         self.now = now;
     }
 
-    /// Answers a request at once: accepted (queued), replayed, or refused.
+    /// Answers a request for the default route at once: accepted
+    /// (queued), replayed, or refused.
     pub fn handle_request(&mut self, now: Time, req: Request<K, P>) -> Answer<P> {
+        self.handle_request_to(now, Routing::default(), req)
+    }
+
+    /// Answers a request for a route at once: accepted (queued), replayed,
+    /// answered from the route's fallback, or refused.
+    pub fn handle_request_to(&mut self, now: Time, to: Routing, req: Request<K, P>) -> Answer<P> {
         self.advance(now);
+        assert!(
+            to.route.index() < self.routes.len(),
+            "no route {:?}",
+            to.route
+        );
         self.stats.requests += 1;
-        let answer = self.admit(now, req);
+        let answer = self.admit(now, to, req);
+        let route = &mut self.stats.routes[to.route.index()];
+        route.requests += 1;
         match &answer {
-            Answer::Accepted { .. } => self.stats.accepted += 1,
+            Answer::Accepted { .. } => {
+                self.stats.accepted += 1;
+                route.accepted += 1;
+            }
             Answer::Replayed { .. } => self.stats.replayed += 1,
-            Answer::Refused { why, .. } => self.stats.refused[*why] += 1,
+            Answer::Fallback { .. } => {
+                self.stats.fallbacks += 1;
+                route.fallbacks_at_door += 1;
+            }
+            Answer::Refused { why, .. } => {
+                self.stats.refused[*why] += 1;
+                route.refused += 1;
+            }
         }
         self.pump(now);
         answer
     }
 
-    fn admit(&mut self, now: Time, req: Request<K, P>) -> Answer<P> {
-        if let Some(limiter) = &mut self.limiter {
+    fn admit(&mut self, now: Time, to: Routing, req: Request<K, P>) -> Answer<P> {
+        let r = to.route.index();
+        if let Some(limiter) = &mut self.routes[r].limiter {
             if let Err(wait) = limiter.check(now, req.client) {
                 return refused(Refusal::RateLimited, Some(wait));
             }
@@ -402,12 +475,18 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
         // When no job can start, a known key is still answered (replay,
         // conflict, mismatch), but nothing is recorded or evicted.
-        if let Some(blocked) = self.blocked(now) {
-            let known = req
-                .key
-                .as_ref()
-                .and_then(|k| self.idempotency.peek(now, k, req.fingerprint));
-            return known.map_or(blocked, known_key);
+        if let Some(blocked) = self.blocked(now, to.route) {
+            return self.known(now, &req).map_or(blocked, known_key);
+        }
+        // The breaker is open: a job would only wait. The fallback answers
+        // instead (a known key is still answered as such).
+        let route = &self.routes[r];
+        if route.is_open() {
+            let fallback = route.fallback.as_ref();
+            if let Some((response, from)) = fallback.and_then(|f| f.answer(now, to.cache_key)) {
+                let fallback = Answer::Fallback { response, from };
+                return self.known(now, &req).map_or(fallback, known_key);
+            }
         }
         let id = JobId::new(self.serial, self.jobs.vacant_key());
         if let Some(key) = &req.key {
@@ -421,23 +500,44 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 known => return known_key(known),
             }
         }
-        self.enqueue_new(now, req.key, req.client, req.fingerprint, req.payload, 0);
+        let new = NewJob {
+            route: to.route,
+            cache_key: to.cache_key,
+            key: req.key,
+            client: req.client,
+            fingerprint: req.fingerprint,
+            payload: req.payload,
+            redrives: 0,
+        };
+        self.enqueue_new(now, new);
         Answer::Accepted { job: id }
     }
 
-    /// Why a new job cannot start now, if it cannot.
-    fn blocked(&self, now: Time) -> Option<Answer<P>> {
+    /// What the idempotency records say of the request's key, if they know
+    /// it; records nothing.
+    fn known(&mut self, now: Time, req: &Request<K, P>) -> Option<Begin<P>> {
+        let key = req.key.as_ref()?;
+        self.idempotency.peek(now, key, req.fingerprint)
+    }
+
+    /// The queue's `Retry-After` hint (the same settings on every route).
+    fn queue_retry_after(&self) -> Duration {
+        self.routes[0].queue.retry_after()
+    }
+
+    /// Why a new job for `route` cannot start now, if it cannot.
+    fn blocked(&self, now: Time, route: RouteId) -> Option<Answer<P>> {
         if self.draining {
             return Some(refused(
                 Refusal::Unavailable,
-                Some(self.queue.retry_after()),
+                Some(self.queue_retry_after()),
             ));
         }
         if self.dlq.blocks_admission() {
             return Some(refused(Refusal::Unavailable, self.dlq_retry_after()));
         }
-        if self.queue.is_full() || self.jobs.len() >= self.jobs_max {
-            return Some(self.refuse_for_room(now));
+        if self.routes[route.index()].queue.is_full() || self.jobs.len() >= self.jobs_max {
+            return Some(self.refuse_for_room(now, route));
         }
         if self.serials_exhausted() {
             return Some(refused(Refusal::Unavailable, None));
@@ -456,7 +556,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// queue's pace, so the queue's hint is honest; without one, waiting
     /// frees nothing and no `Retry-After` is promised.
     fn dlq_retry_after(&self) -> Option<Duration> {
-        (self.dlq.redrive_pending() > 0).then(|| self.queue.retry_after())
+        (self.dlq.redrive_pending() > 0).then(|| self.queue_retry_after())
     }
 
     /// When a full idempotency store has room again: its oldest completed
@@ -465,15 +565,15 @@ impl<K: Key, P: Payload> Relay<K, P> {
     fn keys_retry_after(&self, now: Time) -> Duration {
         match self.idempotency.room_at() {
             Some(at) => at.since(now).max(Duration::from_millis(1)),
-            None => self.queue.retry_after(),
+            None => self.queue_retry_after(),
         }
     }
 
     /// 429 when the queue is simply full; 503 when it is full because the
     /// breaker stopped the workers.
-    fn refuse_for_room(&self, now: Time) -> Answer<P> {
-        let hint = self.queue.retry_after();
-        match &self.breaker {
+    fn refuse_for_room(&self, now: Time, route: RouteId) -> Answer<P> {
+        let hint = self.queue_retry_after();
+        match &self.routes[route.index()].breaker {
             Some(b) if b.state() == BreakerState::Open => Answer::Refused {
                 why: Refusal::Unavailable,
                 retry_after: Some(hint.max(b.retry_after(now))),
@@ -487,22 +587,24 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
     }
 
-    fn enqueue_new(
-        &mut self,
-        now: Time,
-        key: Option<K>,
-        client: u64,
-        fingerprint: u64,
-        payload: P,
-        redrives: u32,
-    ) -> JobId {
+    fn enqueue_new(&mut self, now: Time, new: NewJob<K, P>) -> JobId {
         assert!(!self.serials_exhausted(), "callers check for serials left");
+        let NewJob {
+            route,
+            cache_key,
+            key,
+            client,
+            fingerprint,
+            payload,
+            redrives,
+        } = new;
         let entry = self.jobs.vacant_entry();
         let id = JobId::new(self.serial, entry.key());
         self.serial += 1;
         if let Some(j) = &mut self.journal {
             j.push(Record::Accepted {
                 job: id,
+                route,
                 key: key.clone(),
                 client,
                 fingerprint,
@@ -511,8 +613,12 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 redrives,
             });
         }
+        if let (Some(k), Some(_)) = (cache_key, &self.routes[route.index()].fallback) {
+            self.cache_keys.insert(id, k);
+        }
         entry.insert(Job {
             id,
+            route,
             key,
             client,
             fingerprint,
@@ -527,10 +633,16 @@ impl<K: Key, P: Payload> Relay<K, P> {
         });
         assert!(self.jobs.len() <= self.jobs_max, "job table over its bound");
         self.live_jobs_max_seen = self.live_jobs_max_seen.max(self.jobs.len());
-        if self.queue.offer(id).is_err() {
+        self.offer(route, id);
+        id
+    }
+
+    /// Queues a job of `route`; the caller checked for room.
+    fn offer(&mut self, route: RouteId, id: JobId) {
+        if self.routes[route.index()].queue.offer(id).is_err() {
             unreachable!("caller checked that the queue had room");
         }
-        id
+        self.queued_max_seen = self.queued_max_seen.max(self.queue_len());
     }
 
     fn job_mut(&mut self, id: JobId) -> Option<&mut Job<K, P>> {
@@ -548,23 +660,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
     fn pump_noting(&mut self, now: Time, tried: &mut Vec<(JobId, Result<JobId, RedriveError>)>) {
         tried.extend(self.step_redrives(now));
         self.shed_expired(now);
-        while self.workers.has_free_slot() && self.has_waiting_work() {
-            if !self.under_limit() {
-                self.stats.calls_held_back += 1;
-                break;
-            }
-            let permit = match &mut self.breaker {
-                Some(b) => match b.allow(now) {
-                    Some(p) => p,
-                    None => break,
-                },
-                None => Permit::UNGUARDED,
-            };
-            let Some(id) = self.retry_lane.pop().or_else(|| self.serve_queue()) else {
-                break;
-            };
-            self.start_attempt(now, id, permit);
-        }
+        while self.workers.has_free_slot() && self.start_next(now) {}
         self.pump_hedges(now);
         // The attempts just started left room in the queue: pending
         // redrives take it before the next new request can.
@@ -593,11 +689,47 @@ impl<K: Key, P: Payload> Relay<K, P> {
         self.timers = BinaryHeap::from(timers);
     }
 
-    /// The next queued job: the oldest, or the newest past the LIFO
-    /// watermark (counted as served out of order).
-    fn serve_queue(&mut self) -> Option<JobId> {
-        let (id, served) = self.queue.serve()?;
-        if served == Served::OutOfOrder && !self.queue.is_empty() {
+    /// Starts one attempt, of the first route in turn that has work
+    /// waiting, a free slot and a breaker that allows it; the routes take
+    /// turns so none waits behind another's backlog. False when none can.
+    fn start_next(&mut self, now: Time) -> bool {
+        let n = self.routes.len();
+        for i in 0..n {
+            let r = (self.next_route + i) % n;
+            let route = &self.routes[r];
+            if !route.has_waiting_work() || !route.slots.has_free_slot() {
+                continue;
+            }
+            if !self.under_limit() {
+                self.stats.calls_held_back += 1;
+                return false;
+            }
+            let route = &mut self.routes[r];
+            let permit = match &mut route.breaker {
+                Some(b) => match b.allow(now) {
+                    Some(p) => p,
+                    None => continue,
+                },
+                None => Permit::UNGUARDED,
+            };
+            let next = match route.retry_lane.pop() {
+                Some(id) => Some(id),
+                None => self.serve_queue(r),
+            };
+            let Some(id) = next else { continue };
+            self.next_route = (r + 1) % n;
+            self.start_attempt(now, id, permit);
+            return true;
+        }
+        false
+    }
+
+    /// The next queued job of route `r`: the oldest, or the newest past the
+    /// LIFO watermark (counted as served out of order).
+    fn serve_queue(&mut self, r: usize) -> Option<JobId> {
+        let queue = &mut self.routes[r].queue;
+        let (id, served) = queue.serve()?;
+        if served == Served::OutOfOrder && !queue.is_empty() {
             self.stats.served_out_of_order += 1;
         }
         Some(id)
@@ -615,14 +747,20 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// accepted or redriven), so the expired jobs are at its front.
     fn shed_expired(&mut self, now: Time) {
         let Some(rule) = self.shedding else { return };
-        while let Some(&id) = self.queue.front() {
+        for r in 0..self.routes.len() {
+            self.shed_expired_of(now, rule, r);
+        }
+    }
+
+    fn shed_expired_of(&mut self, now: Time, rule: AgeShedding, r: usize) {
+        while let Some(&id) = self.routes[r].queue.front() {
             let Some(job) = self.jobs.get(id.slot()).filter(|j| j.id == id) else {
                 unreachable!("queued job {id} is missing")
             };
             if !rule.is_expired(now, job.accepted_at) {
                 break;
             }
-            self.queue.pop();
+            self.routes[r].queue.pop();
             self.shed(now, id, rule.to);
         }
     }
@@ -642,19 +780,22 @@ impl<K: Key, P: Payload> Relay<K, P> {
 
     /// Ends a job as failed without a dead letter.
     fn fail(&mut self, now: Time, id: JobId, reason: GiveUp) {
-        let (job, late) = self.remove_job(id);
+        let (job, late, cache_key) = self.remove_job(id);
         if let Some(key) = &job.key {
             self.idempotency.release(key);
         }
         self.remember(now, &job, JobState::Shed, None, late);
         let outcome = Outcome::Failed { reason };
         self.journal_finished(now, &job, &outcome);
+        let fallback = self.fallback_for(now, &job, cache_key);
         self.outputs.push_back(Output::Finished(Finished {
             job: id,
+            route: job.route,
             key: job.key,
             attempts: job.attempts,
             latency: now.since(job.accepted_at),
             outcome,
+            fallback,
         }));
     }
 
@@ -662,9 +803,12 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// the queue holds a job.
     fn next_shed_at(&self) -> Option<Time> {
         let rule = self.shedding?;
-        let id = *self.queue.front()?;
-        let job = self.jobs.get(id.slot()).filter(|j| j.id == id)?;
-        Some(rule.deadline(job.accepted_at) + Duration::from_nanos(1))
+        let oldest = self.routes.iter().filter_map(|r| {
+            let id = *r.queue.front()?;
+            let job = self.jobs.get(id.slot()).filter(|j| j.id == id)?;
+            Some(job.accepted_at)
+        });
+        Some(rule.deadline(oldest.min()?) + Duration::from_nanos(1))
     }
 
     /// A call ended: the concurrency limit learns from it. `in_flight`
@@ -677,11 +821,6 @@ impl<K: Key, P: Payload> Relay<K, P> {
             Err(CallError::ServerError | CallError::Throttled) => Sample::Dropped,
         };
         limit.on_sample(rtt, in_flight, sample);
-    }
-
-    /// A job waits for a worker: new in the queue, or a retry in the lane.
-    fn has_waiting_work(&self) -> bool {
-        !self.queue.is_empty() || !self.retry_lane.is_empty()
     }
 
     fn timer_is_live(&self, id: JobId, attempt: u32, kind: TimerKind) -> bool {
@@ -698,12 +837,14 @@ impl<K: Key, P: Payload> Relay<K, P> {
 
     fn start_attempt(&mut self, now: Time, id: JobId, permit: Permit) {
         assert!(self.under_limit(), "pump checked the concurrency limit");
-        let acquired = self.workers.try_acquire();
-        assert!(acquired, "pump checked for a free worker");
-        let timeout = self.attempt_timeout;
-        let Some(job) = self.job_mut(id) else {
+        let Some(job) = self.jobs.get_mut(id.slot()).filter(|j| j.id == id) else {
             unreachable!("queued job {id} is missing")
         };
+        let r = job.route.index();
+        let route = &mut self.routes[r];
+        let acquired = self.workers.try_acquire() && route.slots.try_acquire();
+        assert!(acquired, "pump checked for a free worker and slot");
+        let timeout = route.attempt_timeout;
         job.attempts += 1;
         job.stage = Stage::InFlight {
             permit,
@@ -716,10 +857,12 @@ impl<K: Key, P: Payload> Relay<K, P> {
             self.arm(now + t, id, attempt, TimerKind::AttemptDeadline);
         }
         self.stats.attempts += 1;
+        self.stats.routes[r].attempts += 1;
         self.journal(|| Record::Started { job: id, attempt });
-        self.retry.on_send(now, attempt > 1);
+        self.routes[r].retry.on_send(now, attempt > 1);
         self.outputs.push_back(Output::Call {
             call,
+            route: RouteId(r as u16),
             key,
             payload,
             timeout,
@@ -759,7 +902,11 @@ impl<K: Key, P: Payload> Relay<K, P> {
         retry_after: Option<Duration>,
     ) {
         let throttled = matches!(result, Err(CallError::Throttled));
-        self.throttle_wait = retry_after.filter(|_| throttled && self.honour_retry_after);
+        let honour = self
+            .job_mut(call.job)
+            .map(|j| j.route.index())
+            .is_some_and(|r| self.routes[r].honour_retry_after);
+        self.throttle_wait = retry_after.filter(|_| throttled && honour);
         self.on_call_result(now, call, result);
         self.throttle_wait = None;
     }
@@ -813,7 +960,9 @@ impl<K: Key, P: Payload> Relay<K, P> {
             fate,
         }));
         if fate == LateFate::CompletedJob {
-            self.retry_lane.remove(call.job);
+            if let Some(r) = self.job_mut(call.job).map(|j| j.route.index()) {
+                self.routes[r].retry_lane.remove(call.job);
+            }
             self.succeed(now, call.job, response);
         }
     }
@@ -843,17 +992,17 @@ impl<K: Key, P: Payload> Relay<K, P> {
 
     fn finish_attempt(&mut self, now: Time, id: JobId, result: Result<P, CallError>) {
         let in_flight = self.workers.busy();
-        self.workers.release();
-        let Some(job) = self.job_mut(id) else {
+        let Some(job) = self.jobs.get_mut(id.slot()).filter(|j| j.id == id) else {
             unreachable!("in-flight job {id} is missing")
         };
         let Stage::InFlight { permit, started } = job.stage else {
             unreachable!("job {id} was not in flight")
         };
-        let (attempts, last_error) = (job.attempts, job.last_error);
+        let (attempts, last_error, r) = (job.attempts, job.last_error, job.route.index());
+        self.release_worker(r);
         let ended = result.as_ref().map(drop).map_err(|e| *e);
         self.sample_limit(now.since(started), in_flight, ended);
-        if let Some(b) = &mut self.breaker {
+        if let Some(b) = &mut self.routes[r].breaker {
             // A 4xx says the request was bad, not that the downstream is sick.
             let healthy = matches!(result, Ok(_) | Err(CallError::ClientError));
             b.on_result(now, permit, healthy, now.since(started));
@@ -861,12 +1010,14 @@ impl<K: Key, P: Payload> Relay<K, P> {
         self.stats.attempt_latency.record(now.since(started));
         match result {
             Ok(response) => {
-                self.retry
+                self.routes[r]
+                    .retry
                     .on_success(now, last_error.filter(|_| attempts > 1));
                 self.succeed(now, id, response);
             }
             Err(error) => {
                 self.stats.attempt_errors[error] += 1;
+                self.stats.routes[r].attempt_errors[error] += 1;
                 if let Some(job) = self.jobs.get_mut(id.slot()) {
                     job.last_error = Some(error);
                 }
@@ -875,8 +1026,8 @@ impl<K: Key, P: Payload> Relay<K, P> {
                     attempt: attempts,
                     error,
                 }));
-                let decision = self.retry.on_failure(now, attempts, error);
-                self.stats.retries_denied = *self.retry.denied();
+                let decision = self.routes[r].retry.on_failure(now, attempts, error);
+                self.count_denied();
                 match decision {
                     Ok(()) => self.schedule_retry(now, id),
                     Err(why) => self.dead_letter(now, id, why, error),
@@ -888,10 +1039,10 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// Arms the retry of a job whose attempt just failed (its `last_error`
     /// is already set by `finish_attempt`).
     fn schedule_retry(&mut self, now: Time, id: JobId) {
-        let backoff = self.backoff;
         let Some(job) = self.jobs.get_mut(id.slot()).filter(|j| j.id == id) else {
             return;
         };
+        let backoff = self.routes[job.route.index()].backoff;
         let drawn = backoff.delay(job.attempts, &mut job.backoff, &mut self.rng);
         let delay = match self.throttle_wait.take() {
             Some(wait) if wait.min(RETRY_AFTER_MAX) > drawn => {
@@ -912,44 +1063,61 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }));
     }
 
-    /// Takes a job out of the table, with its late success if any.
-    fn remove_job(&mut self, id: JobId) -> (Job<K, P>, Option<LateSuccess<P>>) {
+    /// Takes a job out of the table, with its late success and cache key.
+    fn remove_job(&mut self, id: JobId) -> (Job<K, P>, Option<LateSuccess<P>>, Option<u64>) {
         let job = self.jobs.remove(id.slot());
         let late = if self.late_successes.is_empty() {
             None
         } else {
             self.late_successes.remove(&id)
         };
-        (job, late)
+        let cache_key = if self.cache_keys.is_empty() {
+            None
+        } else {
+            self.cache_keys.remove(&id)
+        };
+        (job, late, cache_key)
     }
 
     fn succeed(&mut self, now: Time, id: JobId, response: P) {
-        let (job, late) = self.remove_job(id);
+        let (job, late, cache_key) = self.remove_job(id);
         let latency = now.since(job.accepted_at);
         if let Some(key) = &job.key {
             self.idempotency.complete(now, key, response.clone());
         }
+        let r = job.route.index();
+        if let (Some(f), Some(k)) = (&mut self.routes[r].fallback, cache_key) {
+            f.remember(now, k, &response);
+        }
         self.stats.succeeded += 1;
         self.stats.job_latency.record(latency);
+        let route = &mut self.stats.routes[r];
+        route.succeeded += 1;
+        route.job_latency.record(latency);
         self.remember(now, &job, JobState::Succeeded, Some(response.clone()), late);
         let outcome = Outcome::Succeeded { response };
         self.journal_finished(now, &job, &outcome);
         self.outputs.push_back(Output::Finished(Finished {
             job: id,
+            route: job.route,
             key: job.key,
             attempts: job.attempts,
             latency,
             outcome,
+            fallback: None,
         }));
     }
 
     fn dead_letter(&mut self, now: Time, id: JobId, reason: GiveUp, last_error: CallError) {
-        let (job, late) = self.remove_job(id);
+        let (job, late, cache_key) = self.remove_job(id);
         if let Some(key) = &job.key {
             self.idempotency.release(key);
         }
         self.stats.dead_lettered[reason] += 1;
+        self.stats.routes[job.route.index()].dead_lettered += 1;
         self.remember(now, &job, JobState::DeadLettered, None, late.clone());
+        let fallback = self.fallback_for(now, &job, cache_key);
+        let route = job.route;
         let latency = now.since(job.accepted_at);
         let (key, attempts) = (job.key.clone(), job.attempts);
         let outcome = Outcome::DeadLettered { reason, last_error };
@@ -965,6 +1133,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         });
         let letter = DeadLetter {
             job: id,
+            route,
             key: job.key,
             client: job.client,
             fingerprint: job.fingerprint,
@@ -983,11 +1152,45 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
         self.outputs.push_back(Output::Finished(Finished {
             job: id,
+            route,
             key,
             attempts,
             latency,
             outcome,
+            fallback,
         }));
+    }
+
+    /// The fallback answer for a job that failed for good, counted, if its
+    /// route has one for it.
+    fn fallback_for(
+        &mut self,
+        now: Time,
+        job: &Job<K, P>,
+        key: Option<u64>,
+    ) -> Option<(P, FallbackFrom)> {
+        let r = job.route.index();
+        let answer = self.routes[r].fallback.as_ref()?.answer(now, key)?;
+        self.stats.fallbacks += 1;
+        self.stats.routes[r].fallbacks_after_failure += 1;
+        Some(answer)
+    }
+
+    /// Gives back a call's worker and its route's slot.
+    fn release_worker(&mut self, r: usize) {
+        self.workers.release();
+        self.routes[r].slots.release();
+    }
+
+    /// The retries every route's policy denied, by reason.
+    fn count_denied(&mut self) {
+        let mut denied = DeniedCounts::default();
+        for route in &self.routes {
+            for (why, n) in route.retry.denied() {
+                denied[why] += n;
+            }
+        }
+        self.stats.retries_denied = denied;
     }
 
     /// Keeps a finished job's status for look-ups, bounded by `history_max`.
@@ -1026,7 +1229,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// early or twice: stale timers do nothing.
     pub fn handle_timeout(&mut self, now: Time) {
         self.advance(now);
-        if let Some(b) = &mut self.breaker {
+        for b in self.routes.iter_mut().filter_map(|r| r.breaker.as_mut()) {
             b.handle_timeout(now);
         }
         self.idempotency.handle_timeout(now);
@@ -1060,7 +1263,8 @@ impl<K: Key, P: Payload> Relay<K, P> {
     fn requeue(&mut self, id: JobId) {
         let Some(job) = self.job_mut(id) else { return };
         job.stage = Stage::RetryQueued;
-        self.retry_lane.push(id);
+        let r = job.route.index();
+        self.routes[r].retry_lane.push(id);
         self.outputs
             .push_back(Output::Event(Event::Requeued { job: id }));
     }
@@ -1074,11 +1278,13 @@ impl<K: Key, P: Payload> Relay<K, P> {
             .into_iter()
             .flatten()
             .min();
-        let breaker = if !self.has_waiting_work() {
-            None
-        } else {
-            self.breaker.as_ref().and_then(Breaker::poll_timeout)
-        };
+        // A breaker's wake-up matters only to a route with work waiting.
+        let breaker = self
+            .routes
+            .iter()
+            .filter(|r| r.has_waiting_work())
+            .filter_map(|r| r.breaker.as_ref().and_then(Breaker::poll_timeout))
+            .min();
         match (timer, breaker) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1091,10 +1297,15 @@ impl<K: Key, P: Payload> Relay<K, P> {
     }
 
     fn drain_transitions(&mut self) {
-        let Some(b) = &mut self.breaker else { return };
-        while let Some(Transition { from, to, .. }) = b.poll_transition() {
-            self.outputs
-                .push_back(Output::Event(Event::Breaker { from, to }));
+        for (r, route) in self.routes.iter_mut().enumerate() {
+            let Some(b) = &mut route.breaker else {
+                continue;
+            };
+            while let Some(Transition { from, to, .. }) = b.poll_transition() {
+                let route = RouteId(r as u16);
+                self.outputs
+                    .push_back(Output::Event(Event::Breaker { route, from, to }));
+            }
         }
     }
 
@@ -1131,19 +1342,25 @@ impl<K: Key, P: Payload> Relay<K, P> {
         moved
     }
 
-    /// Whether the queue and the job table have room for one more job.
-    fn has_room(&self) -> bool {
-        !self.queue.is_full() && self.jobs.len() < self.jobs_max && !self.serials_exhausted()
+    /// Whether `route`'s queue and the job table have room for one more job.
+    fn has_room(&self, route: RouteId) -> bool {
+        !self.routes[route.index()].queue.is_full()
+            && self.jobs.len() < self.jobs_max
+            && !self.serials_exhausted()
     }
 
     fn redrive_letter(&mut self, now: Time, letter_id: JobId) -> Result<JobId, RedriveError> {
         if self.draining {
             return Err(RedriveError::Draining);
         }
-        if self.dlq.get(letter_id).is_none() {
+        let Some(route) = self.dlq.get(letter_id).map(|l| l.route) else {
             return Err(RedriveError::NotFound);
+        };
+        if route.index() >= self.routes.len() {
+            // A letter of a route these settings no longer have: kept.
+            return Err(RedriveError::NoRoute);
         }
-        if !self.has_room() {
+        if !self.has_room(route) {
             return Err(RedriveError::Full);
         }
         let letter = self.dlq.take(letter_id).ok_or(RedriveError::NotFound)?;
@@ -1163,14 +1380,16 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 return Err(e);
             }
         }
-        let job = self.enqueue_new(
-            now,
-            letter.key,
-            letter.client,
-            letter.fingerprint,
-            letter.payload,
-            letter.redrives + 1,
-        );
+        let new = NewJob {
+            route,
+            cache_key: None,
+            key: letter.key,
+            client: letter.client,
+            fingerprint: letter.fingerprint,
+            payload: letter.payload,
+            redrives: letter.redrives + 1,
+        };
+        let job = self.enqueue_new(now, new);
         self.stats.dlq_redriven += 1;
         // After the new job's `Accepted`: a store that kept only that one
         // still holds the work.
@@ -1199,10 +1418,15 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// that found the idempotency store full waits for the next step.
     fn step_redrives(&mut self, now: Time) -> Vec<(JobId, Result<JobId, RedriveError>)> {
         let mut tried = Vec::new();
-        while !self.draining && self.has_room() {
+        while !self.draining {
             let Some(letter) = self.dlq.next_pending() else {
                 break;
             };
+            let route = self.dlq.get(letter).map_or(RouteId::DEFAULT, |l| l.route);
+            if route.index() < self.routes.len() && !self.has_room(route) {
+                self.dlq.schedule(letter);
+                break;
+            }
             let result = self.redrive_letter(now, letter);
             match result {
                 Err(RedriveError::Full) => {
@@ -1288,26 +1512,58 @@ impl<K: Key, P: Payload> Relay<K, P> {
         &self.stats
     }
 
+    /// Jobs queued, over every route.
     pub fn queue_len(&self) -> usize {
-        self.queue.len()
+        self.routes.iter().map(|r| r.queue.len()).sum()
     }
 
     pub fn queue_depth_max_seen(&self) -> usize {
-        self.queue.depth_max_seen()
+        self.queued_max_seen
     }
 
+    /// Room in the queues, over every route.
     pub fn queue_capacity(&self) -> usize {
-        self.queue.capacity()
+        self.routes.iter().map(|r| r.queue.capacity()).sum()
+    }
+
+    /// Routes, the default one first.
+    pub fn routes(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// A route's queue length, calls in flight, breaker state and fallback
+    /// cache size.
+    pub fn route_state(&self, route: RouteId) -> RouteState {
+        let r = &self.routes[route.index()];
+        RouteState {
+            queued: r.queue.len(),
+            retry_lane: r.retry_lane.len(),
+            in_flight: r.slots.busy(),
+            slots: r.slots.slots(),
+            breaker: r.breaker.as_ref().map(Breaker::state),
+            fallback_cached: r.fallback.as_ref().map_or(0, |f| f.cached()),
+        }
+    }
+
+    /// Sets a route's static fallback answer (the settings hold its text;
+    /// the driver makes it a payload).
+    pub fn set_static_answer(&mut self, route: RouteId, answer: P) {
+        if let Some(f) = &mut self.routes[route.index()].fallback {
+            f.set_static(answer);
+        }
     }
 
     /// Retries waiting for a worker (their backoff has ended).
     pub fn retry_lane_len(&self) -> usize {
-        self.retry_lane.len()
+        self.routes.iter().map(|r| r.retry_lane.len()).sum()
     }
 
     /// The most retries that waited for a worker at once.
     pub fn retry_lane_depth_max_seen(&self) -> usize {
-        self.retry_lane.depth_max_seen()
+        self.routes
+            .iter()
+            .map(|r| r.retry_lane.depth_max_seen())
+            .sum()
     }
 
     /// Calls in flight (busy workers).
@@ -1359,7 +1615,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
     }
 
     pub fn breaker_state(&self) -> Option<BreakerState> {
-        self.breaker.as_ref().map(Breaker::state)
+        self.routes[0].breaker.as_ref().map(Breaker::state)
     }
 
     pub fn idempotency_keys(&self) -> usize {
@@ -1379,13 +1635,17 @@ impl<K: Key, P: Payload> Relay<K, P> {
 
     /// New clients refused because every rate-limit bucket was in use.
     pub fn rate_limit_table_full(&self) -> u64 {
-        self.limiter.as_ref().map_or(0, RateLimiter::table_full)
+        self.routes
+            .iter()
+            .filter_map(|r| r.limiter.as_ref())
+            .map(RateLimiter::table_full)
+            .sum()
     }
 
     /// Bytes the queue holds right now: its ring buffer plus the job records
     /// of queued jobs (payload bytes are the caller's to add).
     pub fn queue_bytes(&self) -> usize {
-        self.queue.len() * (std::mem::size_of::<JobId>() + std::mem::size_of::<Job<K, P>>())
+        self.queue_len() * (std::mem::size_of::<JobId>() + std::mem::size_of::<Job<K, P>>())
     }
 
     pub fn now(&self) -> Time {
@@ -1425,7 +1685,8 @@ impl<K: Key, P: Payload> Relay<K, P> {
             else {
                 continue;
             };
-            if attempt >= self.retry.attempts_max() {
+            let r = self.jobs[id.slot()].route.index();
+            if attempt >= self.routes[r].retry.attempts_max() {
                 if let Some(h) = &mut self.hedge {
                     h.out_of_attempts();
                 }
@@ -1433,16 +1694,19 @@ impl<K: Key, P: Payload> Relay<K, P> {
             }
             // A hedge is a call like any other: it needs a free worker and
             // room under the concurrency limit.
-            let room = self.workers.has_free_slot() && self.under_limit();
+            let room = self.workers.has_free_slot()
+                && self.routes[r].slots.has_free_slot()
+                && self.under_limit();
+            let route = &mut self.routes[r];
             let Some(h) = &mut self.hedge else { return };
             if h.permit(id).is_err() {
                 continue;
             }
-            let closed = self
+            let closed = route
                 .breaker
                 .as_ref()
                 .is_none_or(|b| b.state() == BreakerState::Closed);
-            let hedge_permit = match &mut self.breaker {
+            let hedge_permit = match &mut route.breaker {
                 _ if !closed || !room => None,
                 Some(b) => b.allow(now),
                 None => Some(Permit::UNGUARDED),
@@ -1472,10 +1736,14 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// Starts attempt `attempts + 1` of an in-flight job beside the one
     /// out since `started`.
     fn start_hedge(&mut self, now: Time, id: JobId, hedged: (Permit, Time), permit: Permit) {
-        let acquired = self.workers.try_acquire();
-        assert!(acquired, "pump_hedges checked for a free worker");
-        let timeout = self.attempt_timeout;
-        let Some(job) = self.job_mut(id) else { return };
+        let Some(job) = self.jobs.get_mut(id.slot()).filter(|j| j.id == id) else {
+            return;
+        };
+        let r = job.route.index();
+        let route = &mut self.routes[r];
+        let acquired = self.workers.try_acquire() && route.slots.try_acquire();
+        assert!(acquired, "pump_hedges checked for a free worker and slot");
+        let timeout = route.attempt_timeout;
         let first = Flight {
             attempt: job.attempts,
             permit: hedged.0,
@@ -1500,11 +1768,13 @@ impl<K: Key, P: Payload> Relay<K, P> {
             h.on_attempt_start(now, id, attempt);
         }
         self.stats.attempts += 1;
+        self.stats.routes[r].attempts += 1;
         self.journal(|| Record::Started { job: id, attempt });
         self.outputs
             .push_back(Output::Event(Event::HedgeSent { job: id, attempt }));
         self.outputs.push_back(Output::Call {
             call: CallId { job: id, attempt },
+            route: RouteId(r as u16),
             key,
             payload,
             timeout,
@@ -1567,8 +1837,10 @@ impl<K: Key, P: Payload> Relay<K, P> {
         match result {
             Ok(response) => {
                 h.on_success(now.since(flight.started));
+                let r = self.jobs[id.slot()].route.index();
                 for lost in h.end(id, Some(flight.attempt)) {
                     self.workers.release();
+                    self.routes[r].slots.release();
                     self.outputs.push_back(Output::Event(Event::HedgeAbandoned {
                         job: id,
                         attempt: lost.attempt,
@@ -1604,8 +1876,10 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// One attempt of a hedged job failed while another is in flight: it
     /// is counted like any failure, but no retry is made yet.
     fn flight_failed(&mut self, now: Time, id: JobId, flight: Flight, error: CallError) {
-        self.workers.release();
-        if let Some(b) = &mut self.breaker {
+        let r = self.jobs[id.slot()].route.index();
+        self.release_worker(r);
+        self.stats.routes[r].attempt_errors[error] += 1;
+        if let Some(b) = &mut self.routes[r].breaker {
             let healthy = error == CallError::ClientError;
             b.on_result(now, flight.permit, healthy, now.since(flight.started));
         }
@@ -1703,6 +1977,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         self.stats.redelivered_jobs += u64::from(redelivered);
         Job {
             id,
+            route: s.route,
             key: s.key,
             client: s.client,
             fingerprint: s.fingerprint,
@@ -1724,9 +1999,9 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// Queues a job as its stage says; the caller checked for room.
     fn place(&mut self, job: &Job<K, P>) {
         if job.stage == Stage::RetryQueued {
-            self.retry_lane.push(job.id);
-        } else if self.queue.offer(job.id).is_err() {
-            unreachable!("caller checked that the queue had room");
+            self.routes[job.route.index()].retry_lane.push(job.id);
+        } else {
+            self.offer(job.route, job.id);
         }
     }
 
@@ -1738,7 +2013,10 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// journaled as they start.
     pub fn adopt(&mut self, now: Time, job: StoredJob<K, P>) -> Result<JobId, Refusal> {
         self.advance(now);
-        if let Some(Answer::Refused { why, .. }) = self.blocked(now) {
+        if job.route.index() >= self.routes.len() {
+            return Err(Refusal::Unavailable);
+        }
+        if let Some(Answer::Refused { why, .. }) = self.blocked(now, job.route) {
             return Err(why);
         }
         let serial = job.job.serial();
@@ -1746,7 +2024,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             return Err(Refusal::Unavailable);
         }
         let id = JobId::new(serial, self.jobs.vacant_key());
-        if job.attempts == 0 && self.queue.is_full() {
+        if job.attempts == 0 && self.routes[job.route.index()].queue.is_full() {
             return Err(Refusal::Shed);
         }
         if let Some(key) = &job.key {
@@ -1789,21 +2067,22 @@ impl<K: Key, P: Payload> Relay<K, P> {
         if self.job_mut(id).is_none() {
             return false;
         }
-        let (job, _) = self.remove_job(id);
+        let (job, ..) = self.remove_job(id);
+        let r = job.route.index();
         match job.stage {
             Stage::Queued => {
-                self.queue.remove(&id);
+                self.routes[r].queue.remove(&id);
             }
             Stage::RetryQueued => {
-                self.retry_lane.remove(id);
+                self.routes[r].retry_lane.remove(id);
             }
             Stage::InFlight { permit, .. } => {
                 let hedged = self.hedge.as_mut().map(|h| h.end(id, None));
                 let flights = hedged.map_or(1, |lost| lost.len().max(1));
                 for _ in 0..flights {
-                    self.workers.release();
+                    self.release_worker(r);
                 }
-                if let Some(b) = &mut self.breaker {
+                if let Some(b) = &mut self.routes[r].breaker {
                     b.forget(permit);
                 }
             }
@@ -1851,12 +2130,21 @@ fn check_stored<K, P>(settings: &RelaySettings, stored: &Stored<K, P>) -> Result
             jobs_max,
         });
     }
-    let waiting = stored.jobs.iter().filter(|j| j.attempts == 0).count();
-    if waiting > settings.queue.capacity {
-        return Err(RecoverError::QueueTooSmall {
-            waiting,
-            capacity: settings.queue.capacity,
-        });
+    // Jobs never called wait in their route's queue.
+    let mut waiting = vec![0usize; settings.routes.len()];
+    for j in &stored.jobs {
+        let Some(w) = waiting.get_mut(j.route.index()) else {
+            return Err(RecoverError::UnknownRoute {
+                job: j.job,
+                route: j.route.0,
+                routes: settings.routes.len(),
+            });
+        };
+        *w += usize::from(j.attempts == 0);
+    }
+    let capacity = settings.queue.capacity;
+    if let Some(&waiting) = waiting.iter().find(|w| **w > capacity) {
+        return Err(RecoverError::QueueTooSmall { waiting, capacity });
     }
     let mut slots: FxHashMap<usize, JobId> = FxHashMap::default();
     for j in &stored.jobs {

@@ -9,6 +9,7 @@
 use super::answer::Refusal;
 use super::retry::{CallError, GiveUp};
 use super::retry_gate::DeniedCounts;
+use super::route::RouteStats;
 use crate::time::{duration_nanos, nanos_to_ms, Time};
 use enum_map::{EnumArray, EnumMap};
 use hdrhistogram::Histogram;
@@ -144,6 +145,11 @@ pub struct Stats {
     pub job_latency: LatencyHistogram,
     /// One downstream attempt, start → outcome.
     pub attempt_latency: LatencyHistogram,
+    /// Requests answered from a route's fallback (at the door, or for a job
+    /// that failed for good).
+    pub fallbacks: u64,
+    /// Per route, in the order of the settings.
+    pub routes: Vec<RouteStats>,
 }
 
 impl Stats {
@@ -176,6 +182,8 @@ impl Stats {
             redelivered_jobs,
             job_latency,
             attempt_latency,
+            fallbacks,
+            routes,
         } = earlier;
         fn add<E: EnumArray<u64>>(to: &mut EnumMap<E, u64>, from: &EnumMap<E, u64>) {
             for (e, n) in from.iter() {
@@ -207,6 +215,13 @@ impl Stats {
         self.redelivered_jobs += redelivered_jobs;
         self.job_latency.add(job_latency);
         self.attempt_latency.add(attempt_latency);
+        self.fallbacks += fallbacks;
+        if self.routes.len() < routes.len() {
+            self.routes.resize_with(routes.len(), RouteStats::default);
+        }
+        for (to, from) in self.routes.iter_mut().zip(routes) {
+            to.absorb(from);
+        }
     }
 
     pub fn refused(&self, why: Refusal) -> u64 {

@@ -630,6 +630,7 @@ impl RelayActor {
                 key,
                 payload,
                 timeout,
+                ..
             } => {
                 let cid = self.cids.get(&call.job).cloned();
                 tracing::debug!(cid = cid.as_deref(), job = %call.job, attempt = call.attempt, "calling downstream");
@@ -718,7 +719,7 @@ impl RelayActor {
 
     fn event(&mut self, e: Event) {
         match e {
-            Event::Breaker { from, to } => {
+            Event::Breaker { from, to, .. } => {
                 tracing::warn!(?from, ?to, "circuit breaker changed state");
             }
             Event::AttemptFailed {

@@ -302,6 +302,13 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate().map_err(|e| e.within("server"))?;
         self.relay.validate().map_err(|e| e.within("relay"))?;
+        // The server calls one downstream, and its stores keep no route.
+        ensure(
+            self.relay.routes.is_empty(),
+            "relay.routes",
+            "the server calls one downstream; routes run in the simulator only for now \
+             (remove [[relay.routes]] from the server's settings)",
+        )?;
         self.downstream
             .validate()
             .map_err(|e| e.within("downstream"))

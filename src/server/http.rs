@@ -547,6 +547,14 @@ fn answer_response(answer: Answer<Bytes>, cid: &Arc<str>, draining: bool) -> Res
                 .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
             r
         }
+        Answer::Fallback { response, from } => {
+            let body = serde_json::json!({
+                "state": "fallback",
+                "fallback": from.name(),
+                "response": body_json(&response),
+            });
+            (StatusCode::OK, Json(body)).into_response()
+        }
         Answer::Refused {
             why,
             retry_after,

@@ -28,9 +28,16 @@ pub struct Downstream {
 
 impl Downstream {
     pub fn new(cfg: &DownstreamConfig, seed: Seed) -> Downstream {
+        Downstream::of_route(cfg, seed, 0)
+    }
+
+    /// The downstream of relay route `route` (0: the default route). Calls
+    /// draw from streams keyed by their logical request, which goes to one
+    /// route only, so the routes' draws never coincide.
+    pub fn of_route(cfg: &DownstreamConfig, seed: Seed, route: u64) -> Downstream {
         Downstream {
             seed,
-            model: FaultModel::new(cfg, seed.stream(Domain::Downstream, 0)),
+            model: FaultModel::new(cfg, seed.stream(Domain::Downstream, route)),
             ledger: DenseLedger::new(cfg.honours_idempotency_key),
             duplicates_keyless: 0,
         }

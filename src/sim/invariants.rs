@@ -23,7 +23,7 @@
 //! - a hedge is announced, and is an extra attempt of a live job that is in
 //!   flight, never one waiting in the retry lane.
 
-use crate::relay::{BreakerState, CallId, JobId, LateFate, Stored};
+use crate::relay::{BreakerState, CallId, JobId, LateFate, RouteId, Stored};
 use crate::time::Time;
 use std::fmt;
 
@@ -47,7 +47,8 @@ pub struct Checker {
     /// Job slot → waiting in the retry lane (its backoff ended).
     in_lane: Vec<bool>,
     lane_count: usize,
-    breaker: BreakerState,
+    /// Each route's breaker, as its transitions say.
+    breakers: Vec<BreakerState>,
     /// Per key (dense request number): 1 + the virtual ns its job succeeded.
     succeeded_ns: Vec<u64>,
     ttl_ns: u64,
@@ -93,7 +94,7 @@ impl Checker {
             live_count: 0,
             in_lane: Vec::new(),
             lane_count: 0,
-            breaker: BreakerState::Closed,
+            breakers: Vec::new(),
             succeeded_ns: Vec::new(),
             ttl_ns: crate::time::ms_to_nanos(idempotency_ttl_ms),
             queued_in: 0,
@@ -281,15 +282,26 @@ impl Checker {
         Ok(())
     }
 
-    pub fn breaker(&mut self, at: Time, from: BreakerState, to: BreakerState) -> Check {
+    pub fn breaker(
+        &mut self,
+        at: Time,
+        route: RouteId,
+        from: BreakerState,
+        to: BreakerState,
+    ) -> Check {
         self.checks += 1;
-        if from != self.breaker || !from.can_become(to) {
+        let r = route.index();
+        if r >= self.breakers.len() {
+            self.breakers.resize(r + 1, BreakerState::Closed);
+        }
+        let now = self.breakers[r];
+        if from != now || !from.can_become(to) {
             return fail(
                 at,
-                format!("breaker went {from:?} -> {to:?} while {:?}", self.breaker),
+                format!("breaker of route {r} went {from:?} -> {to:?} while {now:?}"),
             );
         }
-        self.breaker = to;
+        self.breakers[r] = to;
         Ok(())
     }
 
@@ -707,10 +719,20 @@ mod tests {
     fn breaker_legality_is_checked() {
         let mut c = Checker::new(1000.0);
         assert!(c
-            .breaker(Time::ZERO, BreakerState::Closed, BreakerState::Open)
+            .breaker(
+                Time::ZERO,
+                RouteId::DEFAULT,
+                BreakerState::Closed,
+                BreakerState::Open
+            )
             .is_ok());
         assert!(c
-            .breaker(Time::ZERO, BreakerState::Open, BreakerState::Closed)
+            .breaker(
+                Time::ZERO,
+                RouteId::DEFAULT,
+                BreakerState::Open,
+                BreakerState::Closed
+            )
             .is_err());
     }
 

@@ -6,6 +6,7 @@ pub mod clients;
 pub mod downstream;
 pub mod invariants;
 pub mod network;
+pub mod routes;
 pub mod scenario;
 pub mod scheduler;
 pub mod series;

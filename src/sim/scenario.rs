@@ -4,6 +4,7 @@
 use super::clients::ClientsConfig;
 use super::downstream::DownstreamConfig;
 use super::network::NetworkConfig;
+use super::routes::{validate_routes, SimRouteConfig};
 use super::store::{FaultsConfig, StoreConfig};
 use crate::relay::{ensure, ConfigError, RelayConfig};
 use crate::toml_doc::{LocatedError, TomlDoc};
@@ -39,6 +40,10 @@ pub struct Scenario {
     #[serde(default, skip_serializing_if = "FaultsConfig::is_empty")]
     pub faults: FaultsConfig,
     pub clients: Vec<ClientsConfig>,
+    /// How requests spread over `[[relay.routes]]`, and each route's
+    /// downstream; absent: every request goes to the default route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<SimRouteConfig>,
 }
 
 fn default_seed() -> u64 {
@@ -66,7 +71,8 @@ impl Scenario {
         if let Some(d) = self.deadline_ms {
             ensure(d.is_finite() && d > 0.0, "deadline_ms", "must be > 0")?;
         }
-        self.relay.validate().map_err(|e| e.within("relay"))?;
+        let relay = self.relay.check().map_err(|e| e.within("relay"))?;
+        validate_routes(&self.routes, &relay)?;
         self.downstream
             .validate()
             .map_err(|e| e.within("downstream"))?;

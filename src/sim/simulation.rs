@@ -10,9 +10,9 @@
 //! reaching [`EVENTS_MAX`] events.
 
 use super::clients::{ClientOutput, ClientTimer, Clients, Outgoing, Woke};
-use super::downstream::Downstream;
 use super::invariants::{Checker, Violation};
 use super::network::{after, call_step, ClientLeg, Network};
+use super::routes::{Downstreams, RouteMix, RouteSummary};
 use super::scenario::Scenario;
 use super::scheduler::Scheduler;
 use super::series::{Count, Series, SeriesRecorder};
@@ -21,7 +21,7 @@ use super::summary::{Counters, Summary};
 use super::trace::{SimRecord, Trace, TraceRecord};
 use crate::relay::{
     Answer, CallError, CallId, Event, Finished, GiveUp, JobId, LatencyHistogram, Outcome, Output,
-    Refusal, Relay, RelaySettings, Stats, Stored, StoredJob,
+    Refusal, Relay, RelaySettings, RouteId, Stats, Stored, StoredJob,
 };
 use crate::rng::{Domain, Seed};
 use crate::time::{duration_ms, ms_to_nanos, Time};
@@ -112,6 +112,7 @@ enum Ev {
     CallDone {
         job: JobId,
         attempt: u32,
+        route: RouteId,
         result: Result<(), CallError>,
         life: u16,
         key: u64,
@@ -120,6 +121,7 @@ enum Ev {
     CallArrives {
         job: JobId,
         attempt: u32,
+        route: RouteId,
         step: u32,
         life: u16,
         key: u64,
@@ -128,6 +130,7 @@ enum Ev {
     CallLeaves {
         job: JobId,
         attempt: u32,
+        route: RouteId,
         result: Result<(), CallError>,
         key: u64,
     },
@@ -135,6 +138,7 @@ enum Ev {
     RelayHears {
         job: JobId,
         attempt: u32,
+        route: RouteId,
         result: Result<(), CallError>,
         life: u16,
     },
@@ -173,7 +177,12 @@ enum Effect {
     /// The relay's answer leaves for the client.
     Answer(AnswerInTransit),
     /// A call leaves for the downstream.
-    Call { call: CallId, key: u64, step: u64 },
+    Call {
+        call: CallId,
+        route: RouteId,
+        key: u64,
+        step: u64,
+    },
     /// The news that a job finished leaves for its client (where it came
     /// from is looked up when it finished: its slot may be reused since).
     News {
@@ -230,7 +239,9 @@ pub struct Simulation {
     sched: Scheduler<Ev>,
     events_max: u64,
     relay: Relay<u64, ()>,
-    downstream: Downstream,
+    downstreams: Downstreams,
+    /// Which route each logical request takes.
+    mix: RouteMix,
     clients: Clients,
     relay_wake: Option<Time>,
     checker: Checker,
@@ -274,6 +285,7 @@ impl Simulation {
         let relay_settings = scenario.relay.check().expect("the scenario was validated");
         let mut relay = Relay::new(&relay_settings, seed.stream(Domain::Relay, 0));
         relay.set_journal(scenario.store.is_durable());
+        set_static_answers(&mut relay, &relay_settings);
         let store = SimStore::new(
             scenario.store,
             relay_settings.replay_ttl(),
@@ -291,7 +303,13 @@ impl Simulation {
             sched: Scheduler::new(),
             events_max: EVENTS_MAX,
             relay,
-            downstream: Downstream::new(&scenario.downstream, seed),
+            downstreams: Downstreams::new(
+                &scenario.downstream,
+                &scenario.routes,
+                &relay_settings,
+                seed,
+            ),
+            mix: RouteMix::new(&scenario.routes, &relay_settings, seed),
             clients: Clients::new(&scenario.clients, seed, horizon),
             relay_wake: None,
             checker: Checker::new(scenario.relay.idempotency.ttl_ms),
@@ -407,25 +425,27 @@ impl Simulation {
             Ev::CallDone {
                 job,
                 attempt,
+                route,
                 result,
                 life,
                 key,
             } => {
                 let call = CallId { job, attempt };
                 self.last_active = now;
-                self.call_leaves(now, call, result, key)?;
-                self.relay_hears(now, call, result, life)
+                self.call_leaves(now, (call, route), result, key)?;
+                self.relay_hears(now, (call, route), result, life)
             }
             Ev::CallArrives {
                 job,
                 attempt,
+                route,
                 step,
                 life,
                 key,
             } => {
                 self.last_active = now;
                 let index = draw_index(key, job);
-                let plan = self.downstream_starts(now, index, u64::from(step));
+                let plan = self.downstream_starts(now, route, index, u64::from(step));
                 let (_, back_ms) = self.network.relay_downstream(index, u64::from(step));
                 let (result, key) = (plan.result, key);
                 self.sched.schedule(
@@ -433,6 +453,7 @@ impl Simulation {
                     Ev::CallLeaves {
                         job,
                         attempt,
+                        route,
                         result,
                         key,
                     },
@@ -443,6 +464,7 @@ impl Simulation {
                     Ev::RelayHears {
                         job,
                         attempt,
+                        route,
                         result,
                         life,
                     },
@@ -452,20 +474,22 @@ impl Simulation {
             Ev::CallLeaves {
                 job,
                 attempt,
+                route,
                 result,
                 key,
             } => {
                 self.last_active = now;
-                self.call_leaves(now, CallId { job, attempt }, result, key)
+                self.call_leaves(now, (CallId { job, attempt }, route), result, key)
             }
             Ev::RelayHears {
                 job,
                 attempt,
+                route,
                 result,
                 life,
             } => {
                 self.last_active = now;
-                self.relay_hears(now, CallId { job, attempt }, result, life)
+                self.relay_hears(now, (CallId { job, attempt }, route), result, life)
             }
             Ev::RequestArrives { transit } => {
                 self.last_active = now;
@@ -541,7 +565,8 @@ impl Simulation {
         }
         let keyed = out.request.key.is_some();
         let (slot, request, send) = (out.slot, out.logical, out.send);
-        let answer = self.relay.handle_request(now, out.request);
+        let routing = self.mix.routing(request);
+        let answer = self.relay.handle_request_to(now, routing, out.request);
         if let Answer::Refused {
             why: Refusal::Shed | Refusal::RateLimited | Refusal::Unavailable,
             ..
@@ -650,7 +675,12 @@ impl Simulation {
     fn perform(&mut self, now: Time, e: Effect) {
         match e {
             Effect::Answer(a) => self.answer_leaves(now, a, true),
-            Effect::Call { call, key, step } => self.call_leaves_relay(now, call, key, step),
+            Effect::Call {
+                call,
+                route,
+                key,
+                step,
+            } => self.call_leaves_relay(now, (call, route), key, step),
             Effect::News {
                 job,
                 success,
@@ -743,6 +773,7 @@ impl Simulation {
             })?;
         relay.set_journal(self.store.config.is_durable());
         relay.carry_stats(&self.carried);
+        set_static_answers(&mut relay, &self.relay_settings);
         Ok(relay)
     }
 
@@ -824,9 +855,15 @@ impl Simulation {
     }
 
     /// A call starts at the downstream, with draws keyed by its identity.
-    fn downstream_starts(&mut self, now: Time, index: u64, step: u64) -> crate::fault::CallPlan {
-        let plan = self.downstream.start(now, index, step);
-        let level = self.downstream.in_progress();
+    fn downstream_starts(
+        &mut self,
+        now: Time,
+        route: RouteId,
+        index: u64,
+        step: u64,
+    ) -> crate::fault::CallPlan {
+        let plan = self.downstreams.start(route, now, index, step);
+        let level = self.downstreams.in_progress();
         if let Some(s) = &mut self.series {
             s.count(now, Count::Call);
             s.in_progress(now, level);
@@ -838,7 +875,7 @@ impl Simulation {
     fn relay_hears(
         &mut self,
         now: Time,
-        call: CallId,
+        (call, route): (CallId, RouteId),
         result: Result<(), CallError>,
         life: u16,
     ) -> Result<(), Violation> {
@@ -848,8 +885,8 @@ impl Simulation {
         if result.is_ok() {
             self.checker.success_answered(now, call)?;
         }
-        let retry_after =
-            (result == Err(CallError::Throttled)).then(|| self.downstream.throttle_retry_after());
+        let retry_after = (result == Err(CallError::Throttled))
+            .then(|| self.downstreams.throttle_retry_after(route));
         self.relay
             .handle_call_result_with(now, call, result, retry_after);
         Ok(())
@@ -859,7 +896,7 @@ impl Simulation {
     fn call_leaves(
         &mut self,
         now: Time,
-        call: CallId,
+        (call, route): (CallId, RouteId),
         result: Result<(), CallError>,
         key: u64,
     ) -> Result<(), Violation> {
@@ -867,8 +904,10 @@ impl Simulation {
         let landed = result.is_ok();
         self.c.call_successes += u64::from(landed);
         let request = (key != NO_KEY).then_some(key & !KEYLESS);
-        let duplicate = self.downstream.finish(request, key & KEYLESS == 0, landed);
-        let level = self.downstream.in_progress();
+        let duplicate = self
+            .downstreams
+            .finish(route, request, key & KEYLESS == 0, landed);
+        let level = self.downstreams.in_progress();
         if let Some(s) = &mut self.series {
             s.in_progress(now, level);
         }
@@ -924,7 +963,9 @@ impl Simulation {
         self.hold_records();
         while let Some(out) = self.relay.poll_output() {
             match out {
-                Output::Call { call, key, .. } => self.start_call(now, call, key)?,
+                Output::Call {
+                    call, route, key, ..
+                } => self.start_call(now, (call, route), key)?,
                 Output::Finished(done) => self.job_finished(now, done)?,
                 Output::Overflowed(letter) => {
                     self.c.dlq_overflowed += 1;
@@ -933,8 +974,8 @@ impl Simulation {
                 Output::Forgotten { key } => self.checker.key_forgotten(key),
                 Output::Event(e) => {
                     match e {
-                        Event::Breaker { from, to } => {
-                            self.checker.breaker(now, from, to)?;
+                        Event::Breaker { route, from, to } => {
+                            self.checker.breaker(now, route, from, to)?;
                             self.c.breaker_transitions += 1;
                         }
                         Event::AttemptFailed { job, attempt, .. } => {
@@ -962,7 +1003,12 @@ impl Simulation {
         Ok(())
     }
 
-    fn start_call(&mut self, now: Time, call: CallId, key: Option<u64>) -> Result<(), Violation> {
+    fn start_call(
+        &mut self,
+        now: Time,
+        (call, route): (CallId, RouteId),
+        key: Option<u64>,
+    ) -> Result<(), Violation> {
         self.checker.call_started(now, call, key)?;
         // The side effect belongs to the logical request, keyed or not.
         let (key, send) = match self.origin(call.job) {
@@ -979,18 +1025,26 @@ impl Simulation {
             },
         );
         if self.store.holds_back() {
-            self.store
-                .next
-                .effects
-                .push(Effect::Call { call, key, step });
+            self.store.next.effects.push(Effect::Call {
+                call,
+                route,
+                key,
+                step,
+            });
         } else {
-            self.call_leaves_relay(now, call, key, step);
+            self.call_leaves_relay(now, (call, route), key, step);
         }
         Ok(())
     }
 
     /// A call leaves the relay for the downstream.
-    fn call_leaves_relay(&mut self, now: Time, call: CallId, key: u64, step: u64) {
+    fn call_leaves_relay(
+        &mut self,
+        now: Time,
+        (call, route): (CallId, RouteId),
+        key: u64,
+        step: u64,
+    ) {
         let life = self.life;
         if let Some(b) = self.bucket_ns {
             let i = (now.as_nanos() / b) as usize;
@@ -1008,6 +1062,7 @@ impl Simulation {
             let ev = Ev::CallArrives {
                 job: call.job,
                 attempt: call.attempt,
+                route,
                 step: step as u32,
                 life,
                 key,
@@ -1015,12 +1070,13 @@ impl Simulation {
             self.sched.schedule(after(now, there_ms), ev);
             return;
         }
-        let plan = self.downstream_starts(now, draw_index(key, call.job), step);
+        let plan = self.downstream_starts(now, route, draw_index(key, call.job), step);
         self.sched.schedule(
             plan.done_at,
             Ev::CallDone {
                 job: call.job,
                 attempt: call.attempt,
+                route,
                 result: plan.result,
                 life,
                 key,
@@ -1151,12 +1207,24 @@ impl Simulation {
             end,
             &self.c,
             &self.relay,
-            &self.downstream,
+            &self.downstreams,
             self.clients.waiting() as u64,
             &stats.latency,
             self.sched.len_max_seen(),
             self.checker.checks,
         );
+        let routes = self.relay_settings.routes();
+        if routes.len() > 1 {
+            let stats = &self.relay.stats().routes;
+            summary.routes = routes
+                .iter()
+                .zip(stats)
+                .enumerate()
+                .map(|(i, (r, s))| {
+                    RouteSummary::of(r.name(), s, self.downstreams.route_calls(i), end)
+                })
+                .collect();
+        }
         summary.trace_cut_at = self
             .trace
             .as_ref()
@@ -1192,6 +1260,16 @@ fn connection_refused() -> Answer<()> {
 /// Runs `scenario` with `opts`.
 pub fn simulate(scenario: &Scenario, opts: &SimOptions) -> Result<SimResult, SimFailure> {
     Simulation::new(scenario, opts).run()
+}
+
+/// Gives every route with a static fallback answer its payload (the
+/// simulator's answers carry nothing).
+fn set_static_answers(relay: &mut Relay<u64, ()>, settings: &RelaySettings) {
+    for (i, r) in settings.routes().iter().enumerate() {
+        if r.static_answer().is_some() {
+            relay.set_static_answer(RouteId(i as u16), ());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,7 @@ impl Durable {
                 payload,
                 accepted_at,
                 redrives,
+                route,
             } => {
                 self.see(job);
                 self.expire(accepted_at);
@@ -162,6 +163,7 @@ impl Durable {
                 }
                 let stored = StoredJob {
                     job,
+                    route,
                     key,
                     client,
                     fingerprint,

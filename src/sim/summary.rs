@@ -1,6 +1,6 @@
 //! What a run amounts to: the numbers `simulate` prints.
 
-use super::downstream::Downstream;
+use super::routes::{Downstreams, RouteSummary};
 use crate::relay::{
     Denied, DeniedCounts, HedgeCounts, LatencyHistogram, LatencySummary, Refusal, Relay,
 };
@@ -189,6 +189,9 @@ pub struct Summary {
     /// Group commits of a durable store.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub commits: u64,
+    /// Per relay route, when there is more than one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteSummary>,
     /// Per `[[clients]]` population, in scenario order (for experiments that
     /// compare populations; not part of the printed or JSON summary).
     #[serde(skip)]
@@ -200,6 +203,14 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Summary {
+    /// Requests answered from a route's fallback, over every route.
+    pub fn fallbacks_total(&self) -> u64 {
+        self.routes
+            .iter()
+            .map(|r| r.fallbacks_at_door + r.fallbacks_after_failure)
+            .sum()
+    }
+
     /// Jobs started by redriving a dead letter (they are not `accepted`).
     pub fn dlq_redrives(&self) -> u64 {
         self.dlq_redriven
@@ -212,7 +223,7 @@ impl Summary {
         end: Time,
         c: &Counters,
         relay: &Relay<u64, ()>,
-        downstream: &Downstream,
+        downstream: &Downstreams,
         client_still_waiting: u64,
         client_latency: &LatencyHistogram,
         scheduler_depth_max: usize,
@@ -296,6 +307,7 @@ impl Summary {
             refused_while_down: c.refused_while_down,
             commits: c.commits,
             populations: c.populations.clone(),
+            routes: Vec::new(),
         }
     }
 }
@@ -441,6 +453,22 @@ impl fmt::Display for Summary {
                 self.client_denied_budget,
                 self.client_denied_retry_breaker,
                 self.client_denied_throttled
+            )?;
+        }
+        for r in &self.routes {
+            writeln!(
+                f,
+                "  route {:<17} {:>12}   requests; {} succeeded ({:.1}/s, p99 {:.1} ms), \
+                 {} refused, {} fallbacks at the door, {} after failure, {} dead-lettered",
+                r.name,
+                r.requests,
+                r.succeeded,
+                r.goodput_per_s,
+                r.latency_p99_ms,
+                r.refused,
+                r.fallbacks_at_door,
+                r.fallbacks_after_failure,
+                r.dead_lettered
             )?;
         }
         if self.client_deadline_abandoned > 0 {

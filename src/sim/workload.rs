@@ -111,6 +111,7 @@ impl Workload {
             history_max: 0,
             concurrency_limit: None,
             hedge: None,
+            routes: Vec::new(),
         };
         Scenario {
             name: name.to_string(),
@@ -136,6 +137,7 @@ impl Workload {
                 clients: 1,
                 retry: ClientRetryConfig::default(),
             }],
+            routes: Vec::new(),
         }
     }
 }

@@ -242,6 +242,7 @@ mod tests {
     fn new_job() -> Record<Key, Bytes> {
         Record::Accepted {
             job: JobId::new(1, 0),
+            route: crate::relay::RouteId::DEFAULT,
             key: None,
             client: 1,
             fingerprint: 2,

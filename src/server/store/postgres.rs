@@ -24,7 +24,7 @@ pub mod schema;
 
 use super::{Loaded, Store, StoreError};
 use crate::relay::{
-    CallError, DeadLetter, GiveUp, JobId, LateSuccess, Outcome, Record, Stored, StoredJob,
+    CallError, DeadLetter, GiveUp, JobId, LateSuccess, Outcome, Record, RouteId, Stored, StoredJob,
     StoredReplay,
 };
 use crate::server::actor::Key;
@@ -478,6 +478,8 @@ impl Statements {
                     payload,
                     accepted_at,
                     redrives,
+                    // The server runs the default route only (see `config`).
+                    route: _,
                 } => {
                     let serial = i64::from(job.serial());
                     b.jobs.serial.push(serial);
@@ -756,6 +758,7 @@ fn restorable(
 pub(crate) fn job_of(r: &Row) -> StoredJob<Key, Bytes> {
     StoredJob {
         job: JobId(uint(r.get(0))),
+        route: RouteId::DEFAULT,
         key: r.get::<_, Option<&str>>(1).map(Arc::from),
         client: uint(r.get(2)),
         fingerprint: uint(r.get(3)),
@@ -789,6 +792,7 @@ fn letter_of(r: &Row) -> Result<DeadLetter<Key, Bytes>, String> {
     };
     Ok(DeadLetter {
         job: JobId(uint(r.get(1))),
+        route: RouteId::DEFAULT,
         key: r.get::<_, Option<&str>>(2).map(Arc::from),
         client: uint(r.get(3)),
         fingerprint: uint(r.get(4)),

@@ -17,7 +17,7 @@
 
 use super::{Key, Loaded, Store, StoreError, StoreSync};
 use crate::relay::{
-    CallError, DeadLetter, GiveUp, JobId, LateSuccess, Outcome, Record, Stored, StoredJob,
+    CallError, DeadLetter, GiveUp, JobId, LateSuccess, Outcome, Record, RouteId, Stored, StoredJob,
     StoredReplay,
 };
 use crate::time::Time;
@@ -315,6 +315,8 @@ impl SqliteStore {
                 payload,
                 accepted_at,
                 redrives,
+                // The server runs the default route only (see `config`).
+                route: _,
             } => {
                 self.next_serial = self.next_serial.max(job.serial().saturating_add(1));
                 tx.prepare_cached(
@@ -513,6 +515,7 @@ impl From<rusqlite::Error> for Bad {
 fn job_from(r: &Row<'_>) -> Result<StoredJob<Key, Bytes>, Bad> {
     Ok(StoredJob {
         job: job_id(r.get("id")?),
+        route: RouteId::DEFAULT,
         key: r.get::<_, Option<String>>("key")?.map(Arc::from),
         client: unbits(r.get("client")?),
         fingerprint: unbits(r.get("fingerprint")?),
@@ -545,6 +548,7 @@ fn letter_from(r: &Row<'_>) -> Result<DeadLetter<Key, Bytes>, Bad> {
     };
     Ok(DeadLetter {
         job: job_id(r.get("id")?),
+        route: RouteId::DEFAULT,
         key: r.get::<_, Option<String>>("key")?.map(Arc::from),
         client: unbits(r.get("client")?),
         fingerprint: unbits(r.get("fingerprint")?),

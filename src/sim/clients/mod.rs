@@ -168,6 +168,8 @@ const NO_JOB: JobId = JobId(u64::MAX);
 enum Ending {
     Succeeded,
     Replayed,
+    /// Answered from the route's fallback, not by the downstream.
+    Fallback,
     Abandoned,
 }
 
@@ -176,6 +178,7 @@ impl Ending {
         match self {
             Ending::Succeeded => "succeeded",
             Ending::Replayed => "replayed",
+            Ending::Fallback => "fallback",
             Ending::Abandoned => "abandoned",
         }
     }
@@ -345,6 +348,10 @@ impl Clients {
             Answer::Replayed { .. } => {
                 self.outcome(now, slot, self.success(slot));
                 self.done(now, slot, Ending::Replayed)
+            }
+            Answer::Fallback { .. } => {
+                self.outcome(now, slot, self.success(slot));
+                self.done(now, slot, Ending::Fallback)
             }
             Answer::Refused {
                 why: Refusal::Mismatch | Refusal::BadKey,
@@ -715,6 +722,7 @@ pub fn answer_name(a: &Answer<()>) -> (&'static str, Option<JobId>) {
     match a {
         Answer::Accepted { job } => ("accepted", Some(*job)),
         Answer::Replayed { job, .. } => ("replayed", Some(*job)),
+        Answer::Fallback { .. } => ("fallback", None),
         Answer::Refused { why, job, .. } => (why.name(), *job),
     }
 }
