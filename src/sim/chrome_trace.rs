@@ -311,7 +311,8 @@ impl Timeline {
                 answer,
                 job,
             } => {
-                self.on_request(t, request, answer, json!({ "job": job }));
+                let args = json!({ "answer": answer, "job": job });
+                self.on_request(t, request, "answer", args);
                 if let (Some(job), "accepted") = (job, answer) {
                     self.job_seen(t, job, json!({ "job": job, "request": request }));
                 }
