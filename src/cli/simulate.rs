@@ -1,5 +1,6 @@
 //! `resilient-relay simulate`: run one scenario, print its summary.
 
+use crate::sim::chrome_trace::{chrome_trace, RunInfo};
 use crate::sim::trace::Trace;
 use crate::sim::{simulate, Scenario, SimOptions};
 use anyhow::Context;
@@ -14,9 +15,15 @@ pub struct SimulateArgs {
     /// Seed for every random draw (default: the scenario's own `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Write the timeline as JSON lines to this file.
+    /// Write the timeline to this file, in the format `--trace-format` names.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// How `--trace` is written: `jsonl`, one JSON object per record, or
+    /// `chrome`, the Chrome trace-event format that ui.perfetto.dev and
+    /// chrome://tracing open (a track per job, per worker lane and per
+    /// request).
+    #[arg(long, value_enum, default_value_t = TraceFormat::Jsonl, value_name = "FORMAT")]
+    pub trace_format: TraceFormat,
     /// Most trace records to keep; the trace says when it was cut.
     #[arg(long, default_value_t = 5_000_000, value_name = "N")]
     pub trace_max: usize,
@@ -27,6 +34,15 @@ pub struct SimulateArgs {
     /// (repeatable; the file as written is validated first).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
+}
+
+/// The file formats of `--trace`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceFormat {
+    /// One JSON object per record, as the simulator saw them.
+    Jsonl,
+    /// The Chrome trace-event format (Perfetto, chrome://tracing).
+    Chrome,
 }
 
 #[derive(Serialize)]
@@ -67,9 +83,18 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     if let (Some(path), Some(trace)) = (&args.trace, &result.trace) {
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create trace file {}", path.display()))?;
-        trace
-            .write_jsonl(std::io::BufWriter::new(file))
-            .with_context(|| format!("writing {}", path.display()))?;
+        let out = std::io::BufWriter::new(file);
+        match args.trace_format {
+            TraceFormat::Jsonl => trace.write_jsonl(out),
+            TraceFormat::Chrome => {
+                let run = RunInfo {
+                    scenario: scenario.name.clone(),
+                    seed,
+                };
+                chrome_trace(trace, &run).write(out)
+            }
+        }
+        .with_context(|| format!("writing {}", path.display()))?;
     }
     let mut out = std::io::stdout().lock();
     if args.json {

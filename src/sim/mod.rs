@@ -2,6 +2,7 @@
 //! with faults, scenarios, traces and an outside invariant checker, driving
 //! the real [`crate::relay::Relay`].
 
+pub mod chrome_trace;
 pub mod clients;
 pub mod downstream;
 pub mod invariants;
