@@ -391,13 +391,13 @@ impl Timeline {
                 let args = json!({ "attempt": attempt, "fate": fate });
                 self.on_job(t, job, "late-success", args);
             }
-            Event::Breaker { from, to } => self.instants.push(Instant {
+            Event::Breaker { route, from, to } => self.instants.push(Instant {
                 ts_ns: t,
                 pid: WORKERS_PID,
                 tid: 0,
                 scope: Scope::Process,
                 name: "breaker",
-                args: json!({ "from": from, "to": to }),
+                args: json!({ "route": route.0, "from": from, "to": to }),
             }),
             Event::Redriven { letter, job } => {
                 self.on_job(t, letter, "redriven", json!({ "as": job }));
