@@ -141,3 +141,47 @@ fn a_scenario_route_must_be_a_relay_route() {
         "{err}"
     );
 }
+
+#[path = "common/experiments.rs"]
+mod experiments;
+
+/// `experiment bulkheads --quick`: one summary row per strategy, outage end
+/// and mode, and the cure shows where the disease is.
+#[test]
+fn the_bulkheads_experiment_shows_the_shared_pool_starving_the_healthy_route() {
+    let report = experiments::quick_run("bulkheads", 2);
+    let (header, rows) = experiments::csv(&report.dir, "bulkheads_summary.csv");
+    assert_eq!(rows.len(), 4 * 4 * 2, "strategies × outage ends × modes");
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
+    };
+    let (strategy, until, mode) = (col("strategy"), col("outage_until_s"), col("outage_mode"));
+    let goodput = col("first_route_goodput_per_s_mean");
+    let fallback = col("other_routes_fallback_pct_mean");
+    let at = |s: &str, m: &str, column: usize| -> f64 {
+        let row = rows
+            .iter()
+            .find(|r| r[strategy] == s && r[until] == "30" && r[mode] == m)
+            .unwrap_or_else(|| panic!("no row {s} 30 {m}"));
+        row[column].parse().expect("a number")
+    };
+    assert!(
+        at("partitioned", "hang", goodput) > 1.1 * at("shared-pool", "hang", goodput),
+        "a hang: partitioned slots keep orders served"
+    );
+    // Failing fast holds no worker: the shared pool is not starved.
+    let fast = at("shared-pool", "fail-fast", goodput);
+    assert!(
+        fast > 0.9 * at("partitioned", "fail-fast", goodput),
+        "fail-fast: {fast} jobs/s with a shared pool"
+    );
+    assert!(at("partitioned-breaker-fallback", "hang", fallback) > 0.0);
+    assert_eq!(
+        at("partitioned", "hang", fallback),
+        0.0,
+        "no fallback configured"
+    );
+}

@@ -9,6 +9,7 @@
 
 use super::metrics::Column;
 use super::scenario_runs::defined_if;
+use crate::sim::routes::RouteSummary;
 use crate::sim::Summary;
 use serde::de::{Deserialize, Deserializer, Error as _};
 
@@ -101,6 +102,14 @@ catalogue! {
     JobsRecovered: "jobs_recovered", "jobs", 0, "unfinished jobs taken back from the store after a crash", |s| n(s.jobs_recovered);
     JobsRedelivered: "jobs_redelivered", "jobs", 0, "recovered jobs that had started an attempt: run again, their work possibly done twice", |s| n(s.jobs_redelivered);
     RefusedWhileDown: "refused_while_down", "sends", 0, "sends that found the relay down (refused connections, retried by the clients)", |s| n(s.refused_while_down);
+    FirstRouteGoodputPerS: "first_route_goodput_per_s", "jobs/s", 2, "jobs of the first [[relay.routes]] route that succeeded, per simulated second (runs with routes only)", |s| route_value(s, true, |r| r.goodput_per_s);
+    FirstRouteLatencyP99Ms: "first_route_latency_p99_ms", "ms", 2, "99th percentile job latency of the first route, accepted to success (runs with routes only)", |s| route_value(s, true, |r| defined_if(r.succeeded, r.latency_p99_ms));
+    FirstRouteRefusedPct: "first_route_refused_pct", "% of its requests", 2, "requests to the first route the relay refused (429 or 503)", |s| route_pct(s, true, |r| r.refused);
+    OtherRoutesGoodputPerS: "other_routes_goodput_per_s", "jobs/s", 2, "jobs of every other route that succeeded, per simulated second", |s| route_value(s, false, |r| r.goodput_per_s);
+    OtherRoutesFallbackPct: "other_routes_fallback_pct", "% of their requests", 2, "requests to the other routes answered from their fallback (at the door while the breaker was open, or after the job failed)", |s| route_pct(s, false, |r| r.fallbacks_at_door + r.fallbacks_after_failure);
+    OtherRoutesRefusedPct: "other_routes_refused_pct", "% of their requests", 2, "requests to the other routes the relay refused (429 or 503)", |s| route_pct(s, false, |r| r.refused);
+    OtherRoutesDeadLettered: "other_routes_dead_lettered", "jobs", 0, "jobs of the other routes that ran out of attempts", |s| route_value(s, false, |r| n(r.dead_lettered));
+    OtherRoutesCalls: "other_routes_calls", "calls", 0, "calls the relay made to the other routes' downstreams", |s| route_value(s, false, |r| n(r.downstream_calls));
 }
 
 impl Metric {
@@ -195,6 +204,35 @@ fn population_pct(s: &Summary, first: bool) -> f64 {
         (a + p.client_succeeded, b + p.requests)
     });
     pct(served, requests)
+}
+
+/// The routes of a run with several: the first one (`first`), or every
+/// other; empty for a run with one route.
+fn routes_of(s: &Summary, first: bool) -> impl Iterator<Item = &RouteSummary> {
+    s.routes
+        .iter()
+        .enumerate()
+        .filter(move |(i, _)| (*i == 0) == first)
+        .map(|(_, r)| r)
+}
+
+/// A number of the first route, or the sum over the others (the worst, for
+/// a latency); NaN for a run without routes.
+fn route_value(s: &Summary, first: bool, value: fn(&RouteSummary) -> f64) -> f64 {
+    let values: Vec<f64> = routes_of(s, first).map(value).collect();
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    if first || values.len() == 1 {
+        return values[0];
+    }
+    values.iter().sum()
+}
+
+/// `part` of the chosen routes' requests, in %.
+fn route_pct(s: &Summary, first: bool, part: fn(&RouteSummary) -> u64) -> f64 {
+    let (num, of) = routes_of(s, first).fold((0, 0), |(a, b), r| (a + part(r), b + r.requests));
+    pct(num, of)
 }
 
 #[cfg(test)]

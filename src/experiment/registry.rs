@@ -155,6 +155,7 @@ macro_rules! built_in {
 
 built_in![
     "breaker-tuning",
+    "bulkheads",
     "crash-recovery",
     "dlq-sizing",
     "jitter-comparison",

@@ -473,13 +473,9 @@ impl<K: Key, P: Payload> Relay<K, P> {
         if req.key.is_none() && self.idempotency_required {
             return refused(Refusal::BadKey, None);
         }
-        // When no job can start, a known key is still answered (replay,
-        // conflict, mismatch), but nothing is recorded or evicted.
-        if let Some(blocked) = self.blocked(now, to.route) {
-            return self.known(now, &req).map_or(blocked, known_key);
-        }
-        // The breaker is open: a job would only wait. The fallback answers
-        // instead (a known key is still answered as such).
+        // The breaker is open: a job would only wait (or find the queue
+        // full of jobs that wait). The fallback answers instead; a known key
+        // is still answered as such. Nothing is recorded or evicted.
         let route = &self.routes[r];
         if route.is_open() {
             let fallback = route.fallback.as_ref();
@@ -487,6 +483,11 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 let fallback = Answer::Fallback { response, from };
                 return self.known(now, &req).map_or(fallback, known_key);
             }
+        }
+        // When no job can start, a known key is still answered (replay,
+        // conflict, mismatch), but nothing is recorded or evicted.
+        if let Some(blocked) = self.blocked(now, to.route) {
+            return self.known(now, &req).map_or(blocked, known_key);
         }
         let id = JobId::new(self.serial, self.jobs.vacant_key());
         if let Some(key) = &req.key {
