@@ -19,6 +19,7 @@ use super::clock::Clock;
 use super::limit_log::Acted;
 use super::store::committer::{Ack, Batch, Committer, PIPELINE_MAX};
 use super::store::StoreError;
+use super::telemetry::{AttemptEnd, Telemetry, TelemetryConfig};
 use super::views::{
     DlqFill, DlqGauges, DlqPage, JobView, LetterView, RedriveReport, RedriveView, ReplayWindowView,
     StatsView,
@@ -143,6 +144,8 @@ pub struct RelayActor {
     durable: Option<Durable>,
     /// The current turn's answers, held until its records are committed.
     replies: Vec<Reply>,
+    /// A span per job, when `[telemetry]` asks; else every call is a no-op.
+    telemetry: Telemetry,
 }
 
 /// Turns committed in order, their outputs performed on acknowledgement.
@@ -185,6 +188,9 @@ const WARN_INTERVAL_MS: u64 = super::limit_log::LOG_INTERVAL.as_millis() as u64;
 /// Inputs handled before the outputs are performed and the timer re-armed.
 const BATCH_MAX: usize = 64;
 
+/// How long the task's end waits for its last spans to be exported.
+pub const TELEMETRY_FLUSH_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl RelayActor {
     /// Relay time in milliseconds, for the log gates.
     fn now_ms(&mut self) -> u64 {
@@ -214,7 +220,31 @@ impl RelayActor {
             dropped_letters: Acted::default(),
             durable: None,
             replies: Vec::new(),
+            telemetry: Telemetry::off(),
         }
+    }
+
+    /// Exports a span per job to `config`'s collector, with at most
+    /// `jobs_max` (the relay's bound on live jobs) open at once. After
+    /// [`RelayActor::with_store`], whose clock the spans' times come from.
+    pub fn with_telemetry(
+        mut self,
+        config: &TelemetryConfig,
+        jobs_max: usize,
+    ) -> anyhow::Result<RelayActor> {
+        self.telemetry = Telemetry::start(config, jobs_max, &mut self.clock)?;
+        Ok(self)
+    }
+
+    /// Ends the open spans and exports what is left, off the runtime's threads.
+    async fn close_telemetry(&mut self) {
+        if !self.telemetry.is_on() {
+            return;
+        }
+        let telemetry = std::mem::take(&mut self.telemetry);
+        let now = self.clock.now();
+        let close = move || telemetry.close(now, TELEMETRY_FLUSH_MAX);
+        let _ = tokio::task::spawn_blocking(close).await;
     }
 
     /// Commits every turn's records through `committer` before its outputs
@@ -266,6 +296,7 @@ impl RelayActor {
                         None => {
                             self.end_turn();
                             self.flush().await;
+                            self.close_telemetry().await;
                             return self.leftovers();
                         }
                     },
@@ -279,6 +310,7 @@ impl RelayActor {
                 self.flush().await;
                 let left = self.leftovers();
                 let _ = reply.send(left.clone());
+                self.close_telemetry().await;
                 return left;
             }
             let next = self.relay.poll_timeout();
@@ -390,6 +422,7 @@ impl RelayActor {
                 Reply::Submit(_, Answer::Accepted { job }) => {
                     self.relay.retract(now, job);
                     self.cids.remove(&job);
+                    self.telemetry.job_retracted(now, job);
                     retracted.push(job);
                 }
                 other => replies.push(other),
@@ -423,6 +456,13 @@ impl RelayActor {
 
     fn on_result(&mut self, done: CallDone) {
         let now = self.clock.now();
+        let end = match &done.result {
+            Ok(_) => AttemptEnd::Ok,
+            Err(e) => AttemptEnd::Failed(*e),
+        };
+        let (job, attempt) = (done.call.job, done.call.attempt);
+        self.telemetry
+            .attempt_done(&mut self.clock, job, attempt, end);
         self.relay
             .handle_call_result_with(now, done.call, done.result, done.retry_after);
     }
@@ -501,9 +541,15 @@ impl RelayActor {
         reply: oneshot::Sender<Answer<Bytes>>,
     ) {
         let now = self.clock.now();
+        let key = if self.telemetry.is_on() {
+            request.key.clone()
+        } else {
+            None
+        };
         let answer = self.relay.handle_request(now, request);
         if let Answer::Accepted { job } = &answer {
             self.cids.insert(*job, cid);
+            self.telemetry.job_accepted(now, *job, key.as_deref());
         }
         let reply = Reply::Submit(reply, answer);
         if self.durable.is_some() {
@@ -634,6 +680,9 @@ impl RelayActor {
             } => {
                 let cid = self.cids.get(&call.job).cloned();
                 tracing::debug!(cid = cid.as_deref(), job = %call.job, attempt = call.attempt, "calling downstream");
+                let breaker = self.relay.breaker_state();
+                self.telemetry
+                    .attempt_started(&mut self.clock, call, breaker);
                 let request = CallRequest {
                     call,
                     key,
@@ -684,6 +733,7 @@ impl RelayActor {
     }
 
     fn finished(&mut self, done: Finished<Key, Bytes>) {
+        self.telemetry.job_finished(&mut self.clock, &done);
         let (job, key, attempts, latency) = (done.job, done.key, done.attempts, done.latency);
         let latency_ms = crate::time::duration_ms(latency);
         match done.outcome {
@@ -729,6 +779,15 @@ impl RelayActor {
             } => {
                 let cid = self.cids.get(&job);
                 tracing::debug!(cid = cid.map(|c| &**c), %job, attempt, error = error.name(), "attempt failed");
+                let end = AttemptEnd::Failed(error);
+                self.telemetry
+                    .attempt_done(&mut self.clock, job, attempt, end);
+            }
+            Event::HedgeAbandoned { job, attempt } => {
+                tracing::trace!(event = ?e, "relay event");
+                let end = AttemptEnd::Abandoned;
+                self.telemetry
+                    .attempt_done(&mut self.clock, job, attempt, end);
             }
             Event::Redriven { letter, job } => {
                 let cid = self.cids.remove(&letter);

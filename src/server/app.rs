@@ -145,6 +145,9 @@ impl RelayServer {
             let committer = Committer::start(store, wait, failing)?;
             actor = actor.with_store(committer, clock);
         }
+        if let Some(telemetry) = &settings.telemetry {
+            actor = actor.with_telemetry(telemetry, settings.relay.jobs_max)?;
+        }
         let actor_task = tokio::spawn(actor.run());
         let mut policy = HttpPolicy::from_settings(settings);
         let replication = match replication {
@@ -228,6 +231,9 @@ impl RelayServer {
             Some(left) => left,
             None => self.stop_relay().await,
         };
+        // The task exports its last spans as it ends (at once without telemetry).
+        let flush_max = super::actor::TELEMETRY_FLUSH_MAX + STOP_MAX;
+        let _ = tokio::time::timeout(flush_max, &mut self.actor_task).await;
         DrainReport {
             drained,
             waited,

@@ -13,6 +13,7 @@ use super::flaky::{FaultConfig, LatencyKind};
 use super::limits::ConnectionLimits;
 use super::store::committer::COMMIT_WAIT_MS_MAX;
 use super::store::{StoreSpec, StoreSync};
+use super::telemetry::TelemetryConfig;
 use crate::relay::{ensure, ensure_ms, ConfigError, RelayConfig};
 use crate::time::ms_to_nanos;
 use crate::toml_doc::{LocatedError, TomlDoc};
@@ -275,6 +276,9 @@ pub struct Settings {
     pub relay: RelayConfig,
     #[serde(default)]
     pub downstream: DownstreamConfig,
+    /// Absent: no spans are exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetryConfig>,
 }
 
 /// Finished jobs the server remembers for `GET /relay/{id}` unless told otherwise.
@@ -293,6 +297,7 @@ impl Default for Settings {
             server: ServerConfig::default(),
             relay: server_relay_defaults(),
             downstream: DownstreamConfig::default(),
+            telemetry: None,
         }
     }
 }
@@ -311,7 +316,11 @@ impl Settings {
         )?;
         self.downstream
             .validate()
-            .map_err(|e| e.within("downstream"))
+            .map_err(|e| e.within("downstream"))?;
+        match &self.telemetry {
+            Some(t) => t.validate().map_err(|e| e.within("telemetry")),
+            None => Ok(()),
+        }
     }
 
     /// Reads settings from TOML text plus `path=value` overrides (not yet
@@ -441,6 +450,11 @@ pub struct ServeArgs {
     /// before another replica takes them over, in ms (300 to 600000).
     #[arg(long, env = "RELAY_STORE_LEASE_MS", value_parser = Typed::<u64>::new(WHOLE))]
     pub store_lease_ms: Option<u64>,
+    /// Export a span per job over OTLP/HTTP to this collector, e.g.
+    /// http://127.0.0.1:4318 [default: the file's `telemetry.otlp_endpoint`,
+    /// else no export].
+    #[arg(long, env = "RELAY_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// Print the resolved settings as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -502,6 +516,7 @@ impl ServeArgs {
             (self.store_sync.is_some(), "server.store_sync", "store-sync"),
             (self.commit_wait_ms.is_some(), "server.commit_wait_ms", "commit-wait-ms"),
             (self.store_lease_ms.is_some(), "server.store_lease_ms", "store-lease-ms"),
+            (self.otlp_endpoint.is_some(), "telemetry.otlp_endpoint", "otlp-endpoint"),
         ]
         .into_iter()
         .filter(|(given, ..)| *given)
@@ -530,6 +545,12 @@ impl ServeArgs {
         }
         set(&mut s.relay.workers, self.workers);
         set(&mut s.relay.queue.capacity, self.queue_capacity);
+        if let Some(url) = &self.otlp_endpoint {
+            match &mut s.telemetry {
+                Some(t) => t.otlp_endpoint = url.clone(),
+                None => s.telemetry = Some(TelemetryConfig::to(url.clone())),
+            }
+        }
         self.apply_downstream_flags(&mut s.downstream)
     }
 
@@ -844,6 +865,46 @@ mod tests {
         let printed = Settings::from_toml(&shown, &[]).expect("printed settings read back");
         let err = printed.validate().unwrap_err();
         assert_eq!(err.field, "server.hmac_secret", "{err}");
+    }
+
+    #[test]
+    fn telemetry_is_off_unless_a_section_or_flag_asks() {
+        let s = Settings::from_toml("", &[]).expect("parses");
+        assert_eq!(s.telemetry, None);
+        assert!(!toml::to_string(&s)
+            .expect("serialises")
+            .contains("telemetry"));
+        let text = "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n";
+        let s = Settings::from_toml(text, &[]).expect("parses");
+        let t = s.telemetry.as_ref().expect("a section");
+        assert_eq!(
+            (t.service_name.as_str(), t.queue_spans_max),
+            ("resilient-relay", 4_096)
+        );
+        s.validate().expect("valid");
+        let err = Settings::from_toml("[telemetry]\nservice_name = \"x\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("otlp_endpoint"), "{err}");
+        let bad = "[telemetry]\notlp_endpoint = \"https://c:4318\"\n";
+        let s = Settings::from_toml(bad, &[]).expect("parses");
+        assert_eq!(s.validate().unwrap_err().field, "telemetry.otlp_endpoint");
+        let args = ServeArgs {
+            otlp_endpoint: Some("ftp://c".into()),
+            ..ServeArgs::default()
+        };
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(
+            err.starts_with("--otlp-endpoint: telemetry.otlp_endpoint: "),
+            "{err}"
+        );
+        let args = ServeArgs {
+            otlp_endpoint: Some("http://127.0.0.1:4318".into()),
+            ..ServeArgs::default()
+        };
+        let s = args.resolve().expect("valid");
+        assert_eq!(
+            s.telemetry.map(|t| t.otlp_endpoint).as_deref(),
+            Some("http://127.0.0.1:4318")
+        );
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //!   counts; [`json`]: what a valid JSON body is;
 //! - [`store`]: where accepted work survives the process (SQLite by
 //!   default), committed in groups before a turn's answers leave;
-//! - [`client`]: a small HTTP client; [`bench`]: the accept-path benchmark.
+//! - [`client`]: a small HTTP client; [`bench`]: the accept-path benchmark;
+//! - [`telemetry`]: a span per job over OTLP, when `[telemetry]` asks.
 
 pub mod actor;
 pub mod app;
@@ -52,6 +53,7 @@ pub mod request_guard;
 pub mod shutdown;
 pub mod signature;
 pub mod store;
+pub mod telemetry;
 pub mod views;
 
 pub use app::{serve, DrainReport, Outcome, RelayServer};

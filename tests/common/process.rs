@@ -26,8 +26,18 @@ impl Process {
     /// message is `listening` (it carries the address). A process that
     /// does not get there fails the test with everything it logged.
     pub fn spawn(args: &[&str], listening: &'static str) -> Process {
+        Process::spawn_with_env(args, &[], listening)
+    }
+
+    /// As [`Process::spawn`], with these environment variables set too.
+    pub fn spawn_with_env(
+        args: &[&str],
+        vars: &[(&str, &str)],
+        listening: &'static str,
+    ) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_resilient-relay"))
             .args(args)
+            .envs(vars.iter().copied())
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
