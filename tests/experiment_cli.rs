@@ -182,7 +182,7 @@ fn unknown_names_and_misplaced_files_are_explained() {
     let out = run(&["experiment", "no-such-thing"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr)
-        .contains("known: breaker-tuning, crash-recovery, dlq-sizing, jitter-comparison"));
+        .contains("known: breaker-tuning, bulkheads, crash-recovery, dlq-sizing, jitter-comparison"));
     let out = run(&["experiment", "run"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("needs a definition file"));
