@@ -181,8 +181,9 @@ fn a_type_error_names_field_and_line() {
 fn unknown_names_and_misplaced_files_are_explained() {
     let out = run(&["experiment", "no-such-thing"]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr)
-        .contains("known: breaker-tuning, bulkheads, crash-recovery, dlq-sizing, jitter-comparison"));
+    assert!(text(&out.stderr).contains(
+        "known: breaker-tuning, bulkheads, crash-recovery, dlq-sizing, jitter-comparison"
+    ));
     let out = run(&["experiment", "run"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("needs a definition file"));
