@@ -203,3 +203,54 @@ fn without_routes_the_relay_has_one_default_route() {
     assert_eq!(calls(&mut r)[0].1, RouteId::DEFAULT);
     assert!(r.route_state(RouteId::DEFAULT).breaker.is_none());
 }
+
+#[test]
+fn a_breaker_answered_by_its_fallback_still_moves_on_to_half_open() {
+    let mut cfg = with_fallback(two_routes(Some(1)));
+    if let Some(f) = &mut cfg.routes[1].fallback {
+        f.static_answer = Some("stale".into());
+    }
+    let mut r = relay(cfg);
+    r.set_static_answer(B, 0);
+    r.handle_request_to(ms(0), to(B, None), request(1));
+    let (call, _) = calls(&mut r)[0];
+    r.handle_call_result(ms(10), call, Err(CallError::ServerError));
+    let during = r.handle_request_to(ms(1_000), to(B, None), request(2));
+    assert_eq!(
+        during,
+        Answer::Fallback {
+            response: 0,
+            from: FallbackFrom::Static
+        }
+    );
+    // No job waits on b, so no timer of the relay's would wake it: the
+    // request itself must find the open period over.
+    let after = r.handle_request_to(ms(10_011), to(B, None), request(3));
+    assert!(matches!(after, Answer::Accepted { .. }), "{after:?}");
+    assert_eq!(calls(&mut r).len(), 1, "the probe goes out");
+}
+
+#[test]
+fn a_full_route_does_not_hold_back_the_redrives_of_another() {
+    let mut r = relay(two_routes(Some(1)));
+    let fail = |r: &mut TestRelay, route, key, at| {
+        r.handle_request_to(ms(at), to(route, None), request(key));
+        let (call, _) = calls(r)[0];
+        r.handle_call_result(ms(at + 1), call, Err(CallError::ServerError));
+        call.job
+    };
+    let letter_a = fail(&mut r, A, 1, 0);
+    let _letter_b = fail(&mut r, B, 2, 10);
+    // Route a: one call in flight, its queue of two full.
+    for key in [3, 4, 5] {
+        r.handle_request_to(ms(20), to(A, None), request(key));
+    }
+    assert_eq!(calls(&mut r).len(), 1);
+    assert_eq!(r.route_state(A).queued, 2);
+    r.redrive_all(ms(30));
+    let started = calls(&mut r);
+    assert_eq!(started.len(), 1, "b's letter is redriven and called");
+    assert_eq!(started[0].1, B);
+    assert_eq!(r.redrive_pending(), 1, "a's letter waits for room");
+    assert!(r.dead_letters().get(letter_a).is_some());
+}

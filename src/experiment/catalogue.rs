@@ -216,8 +216,8 @@ fn routes_of(s: &Summary, first: bool) -> impl Iterator<Item = &RouteSummary> {
         .map(|(_, r)| r)
 }
 
-/// A number of the first route, or the sum over the others (the worst, for
-/// a latency); NaN for a run without routes.
+/// A number of the first route, or the sum over the others; NaN for a run
+/// without routes.
 fn route_value(s: &Summary, first: bool, value: fn(&RouteSummary) -> f64) -> f64 {
     let values: Vec<f64> = routes_of(s, first).map(value).collect();
     if values.is_empty() {

@@ -11,8 +11,9 @@
 
 use super::config_error::{ensure, parse_ms, ConfigError};
 use crate::time::Time;
-use indexmap::IndexMap;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -156,11 +157,16 @@ impl<P: Clone> Fallback<P> {
     }
 }
 
-/// Good answers by cache key, in the order they were last written, bounded
-/// by `entries_max` (the least recently written goes first).
+/// Good answers by cache key, bounded by `entries_max`: the least recently
+/// written goes first. `order` lists writes oldest first; a write that a
+/// later one for the same key replaced is skipped when it comes up (its
+/// sequence number no longer matches), so every operation is O(1)
+/// amortised, and `order` is compacted before it outgrows twice the bound.
 #[derive(Clone, Debug)]
 struct AnswerCache<P> {
-    entries: IndexMap<u64, (Time, P)>,
+    entries: FxHashMap<u64, (u64, Time, P)>,
+    order: VecDeque<(u64, u64)>,
+    writes: u64,
     entries_max: usize,
     max_age: Duration,
 }
@@ -168,23 +174,40 @@ struct AnswerCache<P> {
 impl<P> AnswerCache<P> {
     fn new(entries_max: usize, max_age: Duration) -> AnswerCache<P> {
         AnswerCache {
-            entries: IndexMap::with_capacity(entries_max.min(1 << 12)),
+            entries: FxHashMap::default(),
+            order: VecDeque::new(),
+            writes: 0,
             entries_max,
             max_age,
         }
     }
 
     fn put(&mut self, now: Time, key: u64, answer: P) {
-        // Re-insert at the end: the map's order is the order of writing.
-        self.entries.shift_remove(&key);
-        if self.entries.len() >= self.entries_max {
-            self.entries.shift_remove_index(0);
+        self.writes += 1;
+        self.entries.insert(key, (self.writes, now, answer));
+        self.order.push_back((key, self.writes));
+        while self.entries.len() > self.entries_max {
+            let Some((k, seq)) = self.order.pop_front() else {
+                unreachable!("every entry has its write in `order`")
+            };
+            if self.is_current(k, seq) {
+                self.entries.remove(&k);
+            }
         }
-        self.entries.insert(key, (now, answer));
+        if self.order.len() > 2 * self.entries_max + 16 {
+            let mut order = std::mem::take(&mut self.order);
+            order.retain(|&(k, seq)| self.is_current(k, seq));
+            self.order = order;
+        }
+    }
+
+    /// Whether write `seq` of `key` is the one the cache holds.
+    fn is_current(&self, key: u64, seq: u64) -> bool {
+        self.entries.get(&key).is_some_and(|e| e.0 == seq)
     }
 
     fn get(&self, now: Time, key: u64) -> Option<(&P, Duration)> {
-        let (at, p) = self.entries.get(&key)?;
+        let (_, at, p) = self.entries.get(&key)?;
         let age = now.since(*at);
         (age <= self.max_age).then_some((p, age))
     }
@@ -246,6 +269,22 @@ mod tests {
             "2 was written least recently"
         );
         assert_eq!(f.answer(at_ms(4), Some(1)).map(|a| a.0), Some(10));
+    }
+
+    #[test]
+    fn rewriting_keys_keeps_the_cache_and_its_log_bounded() {
+        let mut f = Fallback::new(&settings(3, 1e6));
+        for i in 0..1_000u64 {
+            f.remember(at_ms(i), i % 5, &i);
+        }
+        assert_eq!(f.cached(), 3);
+        let c = f.cache.as_ref().expect("a cache");
+        assert!(c.order.len() <= 2 * 3 + 16, "{}", c.order.len());
+        // The last three written are 997 % 5 = 2, 998 % 5 = 3, 999 % 5 = 4.
+        for (key, answer) in [(2, 997), (3, 998), (4, 999)] {
+            assert_eq!(f.answer(at_ms(1_000), Some(key)).map(|a| a.0), Some(answer));
+        }
+        assert_eq!(f.answer(at_ms(1_000), Some(0)), None);
     }
 
     #[test]

@@ -335,7 +335,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
     pub fn new(settings: &RelaySettings, rng: Stream) -> Self {
         let s = settings;
         assert!(
-            s.jobs_max >= s.queue.capacity + s.workers,
+            s.jobs_max >= s.queue.capacity * s.routes.len() + s.workers,
             "checked by RelayConfig::check"
         );
         let stats = Stats {
@@ -476,7 +476,13 @@ impl<K: Key, P: Payload> Relay<K, P> {
         // The breaker is open: a job would only wait (or find the queue
         // full of jobs that wait). The fallback answers instead; a known key
         // is still answered as such. Nothing is recorded or evicted.
-        let route = &self.routes[r];
+        // The breaker's clock is read lazily: a route whose callers are all
+        // answered at the door has no job waiting, so nothing else would
+        // move its breaker on to half-open when `open_ms` is over.
+        let route = &mut self.routes[r];
+        if let (Some(b), Some(_)) = (&mut route.breaker, &route.fallback) {
+            b.handle_timeout(now);
+        }
         if route.is_open() {
             let fallback = route.fallback.as_ref();
             if let Some((response, from)) = fallback.and_then(|f| f.answer(now, to.cache_key)) {
@@ -1117,7 +1123,12 @@ impl<K: Key, P: Payload> Relay<K, P> {
         self.stats.dead_lettered[reason] += 1;
         self.stats.routes[job.route.index()].dead_lettered += 1;
         self.remember(now, &job, JobState::DeadLettered, None, late.clone());
-        let fallback = self.fallback_for(now, &job, cache_key);
+        // A 4xx says the request was bad: a cached answer would hide that.
+        let fallback = if last_error == CallError::ClientError {
+            None
+        } else {
+            self.fallback_for(now, &job, cache_key)
+        };
         let route = job.route;
         let latency = now.since(job.accepted_at);
         let (key, attempts) = (job.key.clone(), job.attempts);
@@ -1419,14 +1430,17 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// that found the idempotency store full waits for the next step.
     fn step_redrives(&mut self, now: Time) -> Vec<(JobId, Result<JobId, RedriveError>)> {
         let mut tried = Vec::new();
-        while !self.draining {
+        // Letters whose route's queue is full wait for the next step; the
+        // others' routes may have room.
+        let mut waiting = Vec::new();
+        while !self.draining && self.has_job_room() {
             let Some(letter) = self.dlq.next_pending() else {
                 break;
             };
             let route = self.dlq.get(letter).map_or(RouteId::DEFAULT, |l| l.route);
             if route.index() < self.routes.len() && !self.has_room(route) {
-                self.dlq.schedule(letter);
-                break;
+                waiting.push(letter);
+                continue;
             }
             let result = self.redrive_letter(now, letter);
             match result {
@@ -1439,7 +1453,18 @@ impl<K: Key, P: Payload> Relay<K, P> {
             }
             tried.push((letter, result));
         }
+        for letter in waiting {
+            self.dlq.schedule(letter);
+        }
         tried
+    }
+
+    /// Whether a new job fits: the job table has room, serials are left and
+    /// some route's queue has room.
+    fn has_job_room(&self) -> bool {
+        self.jobs.len() < self.jobs_max
+            && !self.serials_exhausted()
+            && self.routes.iter().any(|r| !r.queue.is_full())
     }
 
     /// Dead letters a redrive of all has still to move into the queue.
