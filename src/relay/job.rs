@@ -1,6 +1,8 @@
 //! Job identity and the outcome a job ends with.
 
+use super::fallback::FallbackFrom;
 use super::retry::{CallError, GiveUp};
+use super::route::RouteId;
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use serde_with::{DeserializeFromStr, SerializeDisplay};
@@ -128,6 +130,8 @@ impl JobState {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct JobStatus<P> {
     pub job: JobId,
+    #[serde(skip_serializing_if = "RouteId::is_default")]
+    pub route: RouteId,
     pub state: JobState,
     /// Downstream attempts made so far, the first included.
     pub attempts: u32,
@@ -144,6 +148,9 @@ pub struct JobStatus<P> {
     /// The job was in flight (or between attempts) when the relay crashed,
     /// and runs again after recovery: its work may be done twice.
     pub redelivered: bool,
+    /// It failed for good and its route's fallback answered for it.
+    #[serde(skip)]
+    pub fallback: Option<(P, FallbackFrom)>,
 }
 
 /// A success that came back after its attempt had timed out and a retry

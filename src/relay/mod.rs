@@ -66,4 +66,4 @@ pub use retry_budget::{
 };
 pub use retry_gate::{Denied, DeniedCounts, RetryCause, RetryGate, RetryGateConfig, SendOutcome};
 pub use route::{RouteConfig, RouteId, RouteSettings, RouteStats, ROUTES_MAX};
-pub use stats::{LatencyHistogram, LatencySummary, Stats, StatsSnapshot};
+pub use stats::{named, LatencyHistogram, LatencySummary, Stats, StatsSnapshot};

@@ -456,7 +456,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             }
             Answer::Refused { why, .. } => {
                 self.stats.refused[*why] += 1;
-                route.refused += 1;
+                route.refused[*why] += 1;
             }
         }
         self.pump(now);
@@ -1121,7 +1121,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             self.idempotency.release(key);
         }
         self.stats.dead_lettered[reason] += 1;
-        self.stats.routes[job.route.index()].dead_lettered += 1;
+        self.stats.routes[job.route.index()].dead_lettered[reason] += 1;
         self.remember(now, &job, JobState::DeadLettered, None, late.clone());
         // A 4xx says the request was bad: a cached answer would hide that.
         let fallback = if last_error == CallError::ClientError {
@@ -1185,6 +1185,10 @@ impl<K: Key, P: Payload> Relay<K, P> {
         let answer = self.routes[r].fallback.as_ref()?.answer(now, key)?;
         self.stats.fallbacks += 1;
         self.stats.routes[r].fallbacks_after_failure += 1;
+        // Its status says so too (when the relay keeps finished statuses).
+        if let Some(status) = self.finished.get_mut(&job.id) {
+            status.fallback = Some(answer.clone());
+        }
         Some(answer)
     }
 
@@ -1224,6 +1228,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
         let status = JobStatus {
             job: job.id,
+            route: job.route,
             state,
             attempts: job.attempts,
             accepted_at: job.accepted_at,
@@ -1232,6 +1237,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             response,
             late_success,
             redelivered: job.redelivered,
+            fallback: None,
         };
         self.history.push_back(job.id);
         self.finished.insert(job.id, status);
@@ -1492,6 +1498,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             };
             return Some(JobStatus {
                 job: id,
+                route: job.route,
                 state,
                 attempts: job.attempts,
                 accepted_at: job.accepted_at,
@@ -1500,6 +1507,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 response: None,
                 late_success: self.late_successes.get(&id).cloned(),
                 redelivered: job.redelivered,
+                fallback: None,
             });
         }
         if let Some(status) = self.finished.get(&id) {
@@ -1507,6 +1515,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         }
         self.dlq.get(id).map(|l| JobStatus {
             job: id,
+            route: l.route,
             state: JobState::DeadLettered,
             attempts: l.attempts,
             accepted_at: l.accepted_at,
@@ -1515,6 +1524,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
             response: None,
             late_success: l.late_success.clone(),
             redelivered: false,
+            fallback: None,
         })
     }
 

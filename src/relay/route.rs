@@ -20,13 +20,14 @@
 //! With them, those top-level sections are what a route that leaves its
 //! own out inherits, and the first route is the default one.
 
+use super::answer::Refusal;
 use super::backoff::Backoff;
 use super::breaker::{Breaker, BreakerConfig, BreakerSettings};
 use super::config_error::{ensure, ConfigError};
 use super::fallback::{Fallback, FallbackConfig, FallbackSettings};
 use super::queue::{BoundedQueue, QueueSettings};
 use super::rate_limit::{RateLimitConfig, RateLimitSettings, RateLimiter};
-use super::retry::{CallError, RetryConfig, RetryPolicy, RetrySettings};
+use super::retry::{CallError, GiveUp, RetryConfig, RetryPolicy, RetrySettings};
 use super::retry_lane::RetryLane;
 use super::stats::LatencyHistogram;
 use super::workers::WorkerPool;
@@ -180,7 +181,8 @@ impl RouteConfig {
 pub struct RouteStats {
     pub requests: u64,
     pub accepted: u64,
-    pub refused: u64,
+    /// By reason, as the relay's totals.
+    pub refused: EnumMap<Refusal, u64>,
     /// Answered from the fallback at the door (the breaker was open).
     pub fallbacks_at_door: u64,
     /// Jobs that failed for good and were answered from the fallback.
@@ -188,7 +190,8 @@ pub struct RouteStats {
     pub attempts: u64,
     pub attempt_errors: EnumMap<CallError, u64>,
     pub succeeded: u64,
-    pub dead_lettered: u64,
+    /// By reason, as the relay's totals.
+    pub dead_lettered: EnumMap<GiveUp, u64>,
     /// Accepted → success, per job.
     pub job_latency: LatencyHistogram,
 }
@@ -198,7 +201,9 @@ impl RouteStats {
     pub fn absorb(&mut self, o: &RouteStats) {
         self.requests += o.requests;
         self.accepted += o.accepted;
-        self.refused += o.refused;
+        for (why, n) in &o.refused {
+            self.refused[why] += n;
+        }
         self.fallbacks_at_door += o.fallbacks_at_door;
         self.fallbacks_after_failure += o.fallbacks_after_failure;
         self.attempts += o.attempts;
@@ -206,7 +211,9 @@ impl RouteStats {
             self.attempt_errors[e] += n;
         }
         self.succeeded += o.succeeded;
-        self.dead_lettered += o.dead_lettered;
+        for (why, n) in &o.dead_lettered {
+            self.dead_lettered[why] += n;
+        }
         self.job_latency.add(&o.job_latency);
     }
 }

@@ -268,7 +268,7 @@ impl Stats {
 }
 
 /// Every count of `counts` under its kind's name.
-fn named<E>(counts: &EnumMap<E, u64>) -> BTreeMap<String, u64>
+pub fn named<E>(counts: &EnumMap<E, u64>) -> BTreeMap<String, u64>
 where
     E: EnumArray<u64> + Into<&'static str>,
 {

@@ -238,11 +238,11 @@ impl RouteSummary {
             name: name.to_string(),
             requests: s.requests,
             accepted: s.accepted,
-            refused: s.refused,
+            refused: s.refused.values().sum(),
             fallbacks_at_door: s.fallbacks_at_door,
             fallbacks_after_failure: s.fallbacks_after_failure,
             succeeded: s.succeeded,
-            dead_lettered: s.dead_lettered,
+            dead_lettered: s.dead_lettered.values().sum(),
             downstream_calls: calls,
             goodput_per_s: if secs > 0.0 {
                 s.succeeded as f64 / secs
