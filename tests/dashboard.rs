@@ -12,26 +12,22 @@ use std::collections::{BTreeMap, BTreeSet};
 
 const DASHBOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards/relay.json");
 
-/// Metrics that will carry a `route` label per relay: their selectors must
-/// follow the `$route` variable.
-const PER_ROUTE: [&str; 17] = [
+/// Metrics the server exports per route, under a `route` label: their
+/// selectors must follow the `$route` variable.
+const PER_ROUTE: [&str; 13] = [
     "relay_requests_total",
     "relay_accepted_total",
     "relay_refused_total",
     "relay_attempts_total",
     "relay_attempt_errors_total",
+    "relay_succeeded_total",
     "relay_dead_lettered_total",
     "relay_job_latency_seconds",
-    "relay_attempt_latency_seconds",
     "relay_breaker_state",
     "relay_queue_depth",
     "relay_queue_capacity",
     "relay_in_flight",
-    "relay_workers",
-    "relay_dlq_size",
-    "relay_dlq_capacity",
-    "relay_dlq_bytes",
-    "relay_dlq_redrive_pending",
+    "relay_route_slots",
 ];
 
 /// Grafana's grid is 24 columns wide.
@@ -308,7 +304,7 @@ fn per_relay_queries_group_by_route_and_follow_the_route_variable() {
         "label_values(relay_requests_total, route)"
     );
     assert_eq!(route["includeAll"], true);
-    // With no route label yet, "All" must still match series without one.
+    // "All" must still match the relay-wide series, which have no route.
     assert_eq!(route["allValue"], ".*", "All must match an absent label");
     for p in panels(&d).into_iter().filter(|p| !is_row(p)) {
         for t in p["targets"].as_array().into_iter().flatten() {
@@ -365,4 +361,14 @@ async fn every_metric_the_dashboard_queries_is_exported() {
         used.len() >= 20,
         "the dashboard queries few metrics: {used:?}"
     );
+    // What the dashboard takes as per route is per route, and only that.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let metric = line.split(['{', ' ']).next().unwrap_or_default();
+        let labelled = line.contains("route=\"default\"");
+        let per_route = PER_ROUTE.iter().any(|m| metric.starts_with(m))
+            || metric.starts_with("relay_retry_lane")
+            || metric.starts_with("relay_dlq_size")
+            || metric.starts_with("relay_fallback");
+        assert_eq!(labelled, per_route, "{line}");
+    }
 }

@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use resilient_relay::relay::CallError;
-use resilient_relay::relay::{Answer, JobId, Relay, RelayConfig, Request};
+use resilient_relay::relay::{Answer, JobId, Relay, RelayConfig, Request, Routing};
 use resilient_relay::rng::{Domain, Seed};
 use resilient_relay::server::actor::{Command, Leftovers, RelayHandle, Unavailable};
 use resilient_relay::server::calls::{CallDone, Caller, Handoff};
@@ -62,6 +62,7 @@ impl Harness {
         self.relay
             .ask(|reply| Command::Submit {
                 request,
+                routing: Routing::default(),
                 cid: Arc::from("test"),
                 reply,
             })
@@ -251,6 +252,7 @@ async fn a_job_admitted_just_before_the_drain_is_waited_for() {
     h.relay
         .tell(Command::Submit {
             request,
+            routing: Routing::default(),
             cid: Arc::from("test"),
             reply,
         })
@@ -336,6 +338,7 @@ async fn a_full_inbox_is_an_answer_and_a_burst_in_it_is_handled_in_order() {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let command = Command::Submit {
             request,
+            routing: Routing::default(),
             cid: Arc::from("burst"),
             reply,
         };

@@ -278,8 +278,11 @@ async fn health_ready_stats_and_metrics_answer() {
         .header("content-type")
         .is_some_and(|c| c.starts_with("text/plain")));
     let text = String::from_utf8_lossy(&metrics.body);
-    assert!(text.contains("relay_accepted_total 1"), "{text}");
-    assert!(text.contains("relay_job_latency_seconds{quantile=\"0.99\"}"));
+    assert!(
+        text.contains("relay_accepted_total{route=\"default\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("relay_job_latency_seconds{route=\"default\",quantile=\"0.99\"}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,8 @@ use prost::Message;
 use resilient_relay::relay::BreakerConfig;
 use resilient_relay::server::client::{uri, HttpClient};
 use resilient_relay::server::config::DownstreamConfig;
-use resilient_relay::server::telemetry::{TelemetryConfig, ROUTE_DEFAULT};
+use resilient_relay::server::routes::DEFAULT_ROUTE;
+use resilient_relay::server::telemetry::TelemetryConfig;
 use resilient_relay::server::ServeArgs;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -154,7 +155,7 @@ async fn a_retried_job_is_exported_as_one_span_with_an_attempt_child_each() {
     assert_eq!(jobs.len(), 1, "one job span: {jobs:?}");
     let job = jobs[0];
     assert_eq!(text(job, "job.idempotency_key"), "order-7");
-    assert_eq!(text(job, "job.route"), ROUTE_DEFAULT);
+    assert_eq!(text(job, "job.route"), DEFAULT_ROUTE);
     assert_eq!(text(job, "job.outcome"), "succeeded");
     assert_eq!(int(job, "job.attempts"), 2);
     assert!(!text(job, "job.id").is_empty());

@@ -14,17 +14,20 @@
 //! takes the turn's new jobs back (`Relay::retract`), their requests get
 //! 503 `store-unavailable`, and `/ready` says so until a commit succeeds.
 
-use super::calls::{CallDone, CallRequest, Caller};
+use super::calls::{CallDone, CallRequest, Callers};
 use super::clock::Clock;
 use super::limit_log::Acted;
+use super::routes::RouteTable;
 use super::store::committer::{Ack, Batch, Committer, PIPELINE_MAX};
 use super::store::StoreError;
 use super::telemetry::{AttemptEnd, Telemetry, TelemetryConfig};
 use super::views::{
     DlqFill, DlqGauges, DlqPage, JobView, LetterView, RedriveReport, RedriveView, ReplayWindowView,
-    StatsView,
+    RouteView, StatsView,
 };
-use crate::relay::{Answer, Event, Finished, JobId, Outcome, Output, Record, Relay, Request};
+use crate::relay::{
+    Answer, Event, Finished, JobId, Outcome, Output, Record, Relay, Request, Routing,
+};
 use crate::time::Time;
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
@@ -45,6 +48,8 @@ pub type ServerRelay = Relay<Key, Bytes>;
 pub enum Command {
     Submit {
         request: Request<Key, Bytes>,
+        /// Its route, and what the route's fallback cache knows it by.
+        routing: Routing,
         cid: Arc<str>,
         reply: oneshot::Sender<Answer<Bytes>>,
     },
@@ -123,7 +128,9 @@ pub struct Leftovers {
 pub struct RelayActor {
     relay: ServerRelay,
     clock: Clock,
-    caller: Caller,
+    callers: Callers,
+    /// The routes' names, for logs, spans and views.
+    routes: RouteTable,
     commands: mpsc::Receiver<Command>,
     results: mpsc::Receiver<CallDone>,
     results_tx: mpsc::Sender<CallDone>,
@@ -199,7 +206,7 @@ impl RelayActor {
 
     pub fn new(
         relay: ServerRelay,
-        caller: Caller,
+        callers: Callers,
         commands: mpsc::Receiver<Command>,
         results_max: usize,
         gauges: Arc<Gauges>,
@@ -208,7 +215,8 @@ impl RelayActor {
         RelayActor {
             relay,
             clock: Clock::start(),
-            caller,
+            callers,
+            routes: RouteTable::default(),
             commands,
             results,
             results_tx,
@@ -222,6 +230,12 @@ impl RelayActor {
             replies: Vec::new(),
             telemetry: Telemetry::off(),
         }
+    }
+
+    /// Names the relay's routes (without, its one route is `default`).
+    pub fn with_routes(mut self, routes: RouteTable) -> RelayActor {
+        self.routes = routes;
+        self
     }
 
     /// Exports a span per job to `config`'s collector, with at most
@@ -471,11 +485,17 @@ impl RelayActor {
         match command {
             Command::Submit {
                 request,
+                routing,
                 cid,
                 reply,
-            } => self.submit(request, cid, reply),
+            } => self.submit(request, routing, cid, reply),
             Command::Status { job, reply } => {
-                let view = self.relay.job_status(job).as_ref().map(JobView::new);
+                let routes = &self.routes;
+                let view = self
+                    .relay
+                    .job_status(job)
+                    .as_ref()
+                    .map(|s| JobView::new(s, routes));
                 let _ = reply.send(view);
             }
             Command::DeadLetters {
@@ -487,7 +507,7 @@ impl RelayActor {
             }
             Command::DeadLetter { job, reply } => {
                 let letter = self.relay.dead_letters().get(job);
-                let _ = reply.send(letter.map(|l| LetterView::new(l, true)));
+                let _ = reply.send(letter.map(|l| LetterView::new(l, true, &self.routes)));
             }
             Command::Redrive {
                 letters,
@@ -537,6 +557,7 @@ impl RelayActor {
     fn submit(
         &mut self,
         request: Request<Key, Bytes>,
+        routing: Routing,
         cid: Arc<str>,
         reply: oneshot::Sender<Answer<Bytes>>,
     ) {
@@ -546,10 +567,12 @@ impl RelayActor {
         } else {
             None
         };
-        let answer = self.relay.handle_request(now, request);
+        let answer = self.relay.handle_request_to(now, routing, request);
         if let Answer::Accepted { job } = &answer {
             self.cids.insert(*job, cid);
-            self.telemetry.job_accepted(now, *job, key.as_deref());
+            let route = self.routes.name(routing.route);
+            self.telemetry
+                .job_accepted(now, *job, key.as_deref(), &route);
         }
         let reply = Reply::Submit(reply, answer);
         if self.durable.is_some() {
@@ -596,7 +619,7 @@ impl RelayActor {
             .list()
             .filter(|l| after.is_none_or(|a| l.job > a))
             .take(limit.saturating_add(1))
-            .map(|l| LetterView::new(l, false))
+            .map(|l| LetterView::new(l, false, &self.routes))
             .collect();
         let more = letters.len() > limit;
         letters.truncate(limit);
@@ -651,7 +674,31 @@ impl RelayActor {
             dlq_late_answers_dropped: r.dead_letters().late_answers_dropped(),
             http_rejected: Default::default(),
             connections: Default::default(),
+            routes: self.route_views(),
         }
+    }
+
+    /// Each route's counts and state, and its letters in the queue.
+    fn route_views(&self) -> Vec<RouteView> {
+        let r = &self.relay;
+        let mut letters = vec![0usize; r.routes()];
+        for l in r.dead_letters().list() {
+            if let Some(n) = letters.get_mut(l.route.index()) {
+                *n += 1;
+            }
+        }
+        let stats = r.stats();
+        // Each route has a queue of the same capacity.
+        let capacity = r.queue_capacity() / r.routes().max(1);
+        (0..r.routes())
+            .filter_map(|i| {
+                let id = crate::relay::RouteId(u16::try_from(i).ok()?);
+                let state = r.route_state(id);
+                let counts = stats.routes.get(i)?;
+                let name = self.routes.name(id).to_string();
+                Some(RouteView::new(name, counts, &state, capacity, letters[i]))
+            })
+            .collect()
     }
 
     /// Performs everything the relay asked for; answers that came back at
@@ -676,13 +723,14 @@ impl RelayActor {
                 key,
                 payload,
                 timeout,
-                ..
+                route,
             } => {
                 let cid = self.cids.get(&call.job).cloned();
-                tracing::debug!(cid = cid.as_deref(), job = %call.job, attempt = call.attempt, "calling downstream");
-                let breaker = self.relay.breaker_state();
+                let name = self.routes.name(route);
+                tracing::debug!(cid = cid.as_deref(), job = %call.job, attempt = call.attempt, route = &*name, "calling downstream");
+                let breaker = self.relay.route_state(route).breaker;
                 self.telemetry
-                    .attempt_started(&mut self.clock, call, breaker);
+                    .attempt_started(&mut self.clock, call, &name, breaker);
                 let request = CallRequest {
                     call,
                     key,
@@ -690,7 +738,7 @@ impl RelayActor {
                     timeout,
                     correlation_id: cid,
                 };
-                if let Some(done) = self.caller.start(request, &self.results_tx) {
+                if let Some(done) = self.callers.start(route, request, &self.results_tx) {
                     self.ready.push_back(done);
                 }
             }
@@ -769,8 +817,11 @@ impl RelayActor {
 
     fn event(&mut self, e: Event) {
         match e {
-            Event::Breaker { from, to, .. } => {
-                tracing::warn!(?from, ?to, "circuit breaker changed state");
+            Event::Breaker {
+                route, from, to, ..
+            } => {
+                let route = self.routes.name(route);
+                tracing::warn!(route = &*route, ?from, ?to, "circuit breaker changed state");
             }
             Event::AttemptFailed {
                 job,
@@ -809,7 +860,7 @@ impl RelayActor {
             .map(|(status, _, payload)| {
                 let cid = self.cids.get(&status.job).cloned();
                 (
-                    JobView::new(&status),
+                    JobView::new(&status, &self.routes),
                     cid,
                     String::from_utf8_lossy(payload).into_owned(),
                 )
@@ -822,7 +873,7 @@ impl RelayActor {
                 .relay
                 .dead_letters()
                 .list()
-                .map(|l| LetterView::new(l, true))
+                .map(|l| LetterView::new(l, true, &self.routes))
                 .collect(),
             succeeded: stats.succeeded,
             dead_lettered: stats.dead_lettered_total(),
@@ -867,13 +918,13 @@ impl RelayHandle {
     /// A task owning `relay` (not yet spawned) and its handle.
     pub fn new(
         relay: ServerRelay,
-        caller: Caller,
+        callers: impl Into<Callers>,
         commands_max: usize,
         results_max: usize,
     ) -> (RelayHandle, RelayActor) {
         let (tx, rx) = mpsc::channel(commands_max.max(1));
         let gauges = Arc::new(Gauges::default());
-        let actor = RelayActor::new(relay, caller, rx, results_max, gauges.clone());
+        let actor = RelayActor::new(relay, callers.into(), rx, results_max, gauges.clone());
         (RelayHandle { tx, gauges }, actor)
     }
 

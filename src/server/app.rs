@@ -20,7 +20,7 @@
 //! remain. The exit code says what was left ([`Outcome`]).
 
 use super::actor::{Command, Key, Leftovers, RelayHandle, ServerRelay, Unavailable};
-use super::calls::{Caller, HttpCaller};
+use super::calls::{Caller, Callers, HttpCaller};
 use super::client::HttpClient;
 use super::clock::Clock;
 use super::config::{DownstreamConfig, Settings};
@@ -28,12 +28,13 @@ use super::flaky::SharedFlaky;
 use super::http::{router, HttpPolicy};
 use super::limit_log::{ListenerSnapshot, ListenerStats};
 use super::listener::ServeOptions;
+use super::routes::{route_names, RouteTable};
 use super::store::committer::Committer;
 use super::store::memory::MemoryStore;
 use super::store::postgres::{PgOptions, PgStore, Replication, Shared};
 use super::store::sqlite::SqliteStore;
 use super::store::{Loaded, Store, StoreSpec};
-use crate::relay::{JobId, Relay, Stored};
+use crate::relay::{JobId, Relay, RelaySettings, RouteId, Stored};
 use crate::rng::{Domain, Seed};
 use crate::time::Time;
 use bytes::Bytes;
@@ -117,7 +118,7 @@ impl RelayServer {
         };
         let mut opened = opened;
         let replication = opened.as_mut().and_then(|o| o.replication.take());
-        let (relay, durable) = match opened {
+        let (mut relay, durable) = match opened {
             None => (Relay::new(&relay_settings, rng), None),
             Some(opened) => {
                 let replays = opened.loaded.stored.replays.len();
@@ -133,12 +134,14 @@ impl RelayServer {
                 (relay, Some((opened.store, Clock::start_at(opened.now))))
             }
         };
+        set_static_answers(&mut relay, &relay_settings);
         let (handle, mut actor) = RelayHandle::new(
             relay,
-            caller(settings)?,
+            callers(settings)?,
             settings.server.commands_max,
             settings.server.results_max,
         );
+        actor = actor.with_routes(RouteTable::new(&settings.relay, &settings.routes));
         if let Some((store, clock)) = durable {
             let wait = Duration::from_millis(settings.server.commit_wait_ms);
             let failing = handle.gauges.store_failing.clone();
@@ -417,15 +420,46 @@ fn log_recovered(relay: &ServerRelay, store: &StoreSpec, replays: usize) {
     );
 }
 
-fn caller(settings: &Settings) -> anyhow::Result<Caller> {
-    Ok(match &settings.downstream {
+/// A caller per route: the route's own downstream, or `[downstream]`.
+fn callers(settings: &Settings) -> anyhow::Result<Callers> {
+    let client = HttpClient::new(settings.server.response_bytes_max);
+    let callers = route_names(&settings.relay)
+        .iter()
+        .map(|name| {
+            let downstream = settings
+                .routes
+                .iter()
+                .find(|r| r.name == *name)
+                .and_then(|r| r.downstream.as_ref())
+                .unwrap_or(&settings.downstream);
+            caller(downstream, &client, settings)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Callers::new(callers))
+}
+
+fn caller(
+    downstream: &DownstreamConfig,
+    client: &HttpClient,
+    settings: &Settings,
+) -> anyhow::Result<Caller> {
+    Ok(match downstream {
         DownstreamConfig::Flaky(fault) => Caller::Flaky(SharedFlaky::start(&fault.into())),
         DownstreamConfig::Url { url } => Caller::Http(HttpCaller {
-            client: HttpClient::new(settings.server.response_bytes_max),
+            client: client.clone(),
             url: url.parse()?,
             call_timeout_max: settings.server.call_timeout_max(),
         }),
     })
+}
+
+/// Each route's static fallback answer, as the payload the server answers with.
+fn set_static_answers(relay: &mut ServerRelay, settings: &RelaySettings) {
+    for (i, route) in settings.routes().iter().enumerate() {
+        if let (Some(text), Ok(id)) = (route.static_answer(), u16::try_from(i)) {
+            relay.set_static_answer(RouteId(id), Bytes::from(text.to_owned()));
+        }
+    }
 }
 
 /// Logs a shutdown's outcome: a summary, then every job and letter left,

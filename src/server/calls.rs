@@ -12,7 +12,7 @@
 
 use super::client::HttpClient;
 use super::flaky::SharedFlaky;
-use crate::relay::{CallError, CallId, RETRY_AFTER_MAX};
+use crate::relay::{CallError, CallId, RouteId, RETRY_AFTER_MAX};
 use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use hyper::{StatusCode, Uri};
@@ -50,6 +50,41 @@ pub enum Caller {
     /// given: a driver that plays the downstream itself (the actor's tests,
     /// under a paused clock).
     Handoff(mpsc::Sender<Handoff>),
+}
+
+/// One caller per route, in the relay's route order; one caller alone
+/// serves every route.
+pub struct Callers(Vec<Caller>);
+
+impl Callers {
+    pub fn new(callers: Vec<Caller>) -> Callers {
+        Callers(callers)
+    }
+
+    /// Starts `req` on `route`'s caller, as [`Caller::start`].
+    pub fn start(
+        &mut self,
+        route: RouteId,
+        req: CallRequest,
+        done: &mpsc::Sender<CallDone>,
+    ) -> Option<CallDone> {
+        let i = if self.0.len() == 1 { 0 } else { route.index() };
+        match self.0.get_mut(i) {
+            Some(caller) => caller.start(req, done),
+            // The relay only calls routes it has, and there is a caller each.
+            None => Some(CallDone {
+                call: req.call,
+                result: Err(CallError::ServerError),
+                retry_after: None,
+            }),
+        }
+    }
+}
+
+impl From<Caller> for Callers {
+    fn from(caller: Caller) -> Callers {
+        Callers(vec![caller])
+    }
 }
 
 /// A call passed to whoever plays the downstream, with where to answer.

@@ -11,6 +11,7 @@
 
 use super::flaky::{FaultConfig, LatencyKind};
 use super::limits::ConnectionLimits;
+use super::routes::ServerRouteConfig;
 use super::store::committer::COMMIT_WAIT_MS_MAX;
 use super::store::{StoreSpec, StoreSync};
 use super::telemetry::TelemetryConfig;
@@ -276,6 +277,9 @@ pub struct Settings {
     pub relay: RelayConfig,
     #[serde(default)]
     pub downstream: DownstreamConfig,
+    /// `[[routes]]`: a route's own downstream and cache key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<ServerRouteConfig>,
     /// Absent: no spans are exported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<TelemetryConfig>,
@@ -297,6 +301,7 @@ impl Default for Settings {
             server: ServerConfig::default(),
             relay: server_relay_defaults(),
             downstream: DownstreamConfig::default(),
+            routes: Vec::new(),
             telemetry: None,
         }
     }
@@ -307,13 +312,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate().map_err(|e| e.within("server"))?;
         self.relay.validate().map_err(|e| e.within("relay"))?;
-        // The server calls one downstream, and its stores keep no route.
-        ensure(
-            self.relay.routes.is_empty(),
-            "relay.routes",
-            "the server calls one downstream; routes run in the simulator only for now \
-             (remove [[relay.routes]] from the server's settings)",
-        )?;
+        super::routes::validate(&self.routes, &self.relay)?;
         self.downstream
             .validate()
             .map_err(|e| e.within("downstream"))?;
@@ -350,8 +349,20 @@ const SCENARIO_HINT: &str = "this is a scenario file; `serve --config` reads a s
 with [server], [relay] and [downstream] sections (see experiments/server/relay.toml): \
 copy the scenario's [relay] section into one";
 
-/// A `[downstream]` section that does not say its kind is the built-in one.
+/// A `[downstream]` section that does not say its kind is the built-in
+/// one, and so is a route's `downstream`.
 fn default_downstream_kind(table: &mut DeTable<'_>) {
+    default_kind(table);
+    if let Some(DeValue::Array(routes)) = table.get_mut("routes").map(Spanned::get_mut) {
+        for route in routes.iter_mut() {
+            if let DeValue::Table(r) = route.get_mut() {
+                default_kind(r);
+            }
+        }
+    }
+}
+
+fn default_kind(table: &mut DeTable<'_>) {
     if let Some(DeValue::Table(d)) = table.get_mut("downstream").map(Spanned::get_mut) {
         if d.get("kind").is_none() {
             d.insert(

@@ -15,11 +15,12 @@ use super::limit_log::ListenerStats;
 use super::metrics;
 use super::problem::Problem;
 use super::replay_guard::{Refused, ReplayGuard};
+use super::routes::RouteTable;
 use super::signature::{self, Presented, SignatureError, Signed, Signer};
 use super::store::postgres::claims::{Claim, Claims};
 use super::store::StoreError;
 use super::views::{body_json, status_url, HttpRejections, JobView, LetterView, StatsView};
-use crate::relay::{Answer, JobId, Refusal, Request};
+use crate::relay::{Answer, JobId, Refusal, Request, RouteId, Routing};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::header::{CONTENT_TYPE, LOCATION};
@@ -65,6 +66,8 @@ pub struct HttpPolicy {
     /// PostgreSQL replicas: idempotency keys claimed across replicas, and
     /// status look-ups of jobs this replica does not hold.
     pub claims: Option<Arc<Claims>>,
+    /// `POST /relay/{name}`'s names, and each route's cache key.
+    pub routes: RouteTable,
 }
 
 impl HttpPolicy {
@@ -83,6 +86,7 @@ impl HttpPolicy {
             replay_cache_max: server.replay_cache_max,
             operator: OperatorAuth::new(server.operator_token.as_ref().map(|t| t.0.as_str())),
             claims: None,
+            routes: RouteTable::new(&settings.relay, &settings.routes),
         };
         if !server.listen.ip().is_loopback() {
             if !policy.operator.has_token() {
@@ -194,7 +198,8 @@ pub fn router(relay: RelayHandle, policy: HttpPolicy, listener: Arc<ListenerStat
         ));
     Router::new()
         .route("/relay", post(submit))
-        .route("/relay/{id}", get(job_status))
+        // A job's handle to look at, or a route's name to submit to.
+        .route("/relay/{id}", get(job_status).post(submit_to))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .merge(operator)
@@ -205,9 +210,44 @@ pub fn router(relay: RelayHandle, policy: HttpPolicy, listener: Arc<ListenerStat
         .with_state(state)
 }
 
-/// `POST /relay`. Takes the request whole: the headers are read in place
-/// rather than copied, since this is the path every job comes through.
+/// `POST /relay`: to the default route.
 async fn submit(State(app): State<App>, request: axum::extract::Request) -> Response {
+    submit_on(app, RouteId::DEFAULT, request).await
+}
+
+/// `POST /relay/{route}`; a name that is no route is 404, saying which are.
+async fn submit_to(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    match app.policy.routes.resolve(&name) {
+        Some(route) => submit_on(app, route, request).await,
+        None => {
+            let cid = match request.extensions().get::<CorrelationId>() {
+                Some(CorrelationId(cid)) => cid.clone(),
+                None => Arc::from("none"),
+            };
+            let names: Vec<&str> = app.policy.routes.names().iter().map(|n| &**n).collect();
+            let problem = Problem::new(
+                StatusCode::NOT_FOUND,
+                "no-such-route",
+                "Not found",
+                format!(
+                    "no route named `{}`: this relay's routes are {} (POST /relay reaches {})",
+                    name.escape_debug(),
+                    names.join(", "),
+                    names.first().copied().unwrap_or("none"),
+                ),
+            );
+            problem.correlation_id(&cid).into_response()
+        }
+    }
+}
+
+/// Takes the request whole: the headers are read in place rather than
+/// copied, since this is the path every job comes through.
+async fn submit_on(app: App, route: RouteId, request: axum::extract::Request) -> Response {
     let (parts, body) = request.into_parts();
     let cid = match parts.extensions.get::<CorrelationId>() {
         Some(CorrelationId(cid)) => cid.clone(),
@@ -218,7 +258,7 @@ async fn submit(State(app): State<App>, request: axum::extract::Request) -> Resp
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
     let body = read_body(body, app.policy.body_bytes_max).await;
-    let request = match app.check(peer, &parts, body) {
+    let (request, routing) = match app.check(peer, route, &parts, body) {
         Ok(r) => r,
         Err(problem) => {
             let label = client_label(&parts.headers);
@@ -240,6 +280,7 @@ async fn submit(State(app): State<App>, request: axum::extract::Request) -> Resp
     };
     let submit = |cid, reply| Command::Submit {
         request,
+        routing,
         cid,
         reply,
     };
@@ -261,9 +302,10 @@ impl AppState {
     fn check(
         &self,
         peer: SocketAddr,
+        route: RouteId,
         parts: &Parts,
         body: Result<Bytes, Problem>,
-    ) -> Result<Request<Arc<str>, Bytes>, Problem> {
+    ) -> Result<(Request<Arc<str>, Bytes>, Routing), Problem> {
         let headers = &parts.headers;
         require_json(headers)?;
         let body = body?;
@@ -277,12 +319,22 @@ impl AppState {
                 format!("the body is not valid JSON: {e}"),
             ));
         }
-        Ok(Request {
+        let fingerprint = fingerprint(&body);
+        let routing = Routing {
+            route,
+            cache_key: self
+                .policy
+                .routes
+                .cache_key(route)
+                .of(headers, &body, fingerprint),
+        };
+        let request = Request {
             client: client_id(peer),
             key,
-            fingerprint: fingerprint(&body),
+            fingerprint,
             payload: body,
-        })
+        };
+        Ok((request, routing))
     }
 
     /// Verifies the request's signature, then admits it to the replay guard.
@@ -644,7 +696,7 @@ async fn look_up<V: serde::Serialize>(
 async fn look_up_shared(app: &App, job: JobId) -> Option<JobView> {
     let claims = app.policy.claims.as_ref()?;
     match claims.status(job).await {
-        Ok(status) => status.as_ref().map(JobView::new),
+        Ok(status) => status.as_ref().map(|s| JobView::new(s, &app.policy.routes)),
         Err(e) => {
             tracing::debug!(error = %e, "shared status look-up failed");
             None
@@ -738,7 +790,7 @@ async fn dlq_list(
             letters.truncate(limit);
             local.letters = letters
                 .iter()
-                .map(|l| LetterView::shared(l, false))
+                .map(|l| LetterView::shared(l, false, &app.policy.routes))
                 .collect();
             Json(local).into_response()
         }
@@ -768,7 +820,7 @@ async fn dlq_get(
         Err(e) => return app.busy(e, &cid),
     }
     match claims.letter(job).await {
-        Ok(Some(l)) => Json(LetterView::shared(&l, true)).into_response(),
+        Ok(Some(l)) => Json(LetterView::shared(&l, true, &app.policy.routes)).into_response(),
         Ok(None) => Problem::not_found(missing(job))
             .correlation_id(&cid)
             .into_response(),

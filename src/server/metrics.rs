@@ -6,7 +6,7 @@
 //! not a new metric. Latency quantiles come out as a summary (quantiles plus
 //! `_sum` and `_count`) straight from the relay's HDR histograms.
 
-use super::views::StatsView;
+use super::views::{RouteView, StatsView};
 use crate::relay::{BreakerState, HedgeCounts, LatencySummary};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -19,24 +19,9 @@ pub fn render(v: &StatsView) -> String {
     let red = &v.red;
     for (name, help, value) in [
         (
-            "relay_requests_total",
-            "Requests seen by the relay.",
-            red.requests,
-        ),
-        (
-            "relay_accepted_total",
-            "Requests accepted (202).",
-            red.accepted,
-        ),
-        (
             "relay_replayed_total",
             "Requests answered from the idempotency store.",
             red.replayed,
-        ),
-        (
-            "relay_attempts_total",
-            "Downstream attempts started.",
-            red.attempts,
         ),
         ("relay_retries_total", "Retries scheduled.", red.retries),
         (
@@ -48,11 +33,6 @@ pub fn render(v: &StatsView) -> String {
             "relay_redelivered_jobs_total",
             "Recovered jobs that were in flight at the last stop: run again, maybe twice.",
             red.redelivered_jobs,
-        ),
-        (
-            "relay_succeeded_total",
-            "Jobs that succeeded.",
-            red.succeeded,
         ),
         (
             "relay_dlq_overflowed_total",
@@ -133,24 +113,6 @@ pub fn render(v: &StatsView) -> String {
     limits.remove("open");
     for (name, help, label, values) in [
         (
-            "relay_refused_total",
-            "Requests refused, by reason.",
-            "reason",
-            &red.refused,
-        ),
-        (
-            "relay_attempt_errors_total",
-            "Failed downstream attempts, by kind.",
-            "kind",
-            &red.attempt_errors,
-        ),
-        (
-            "relay_dead_lettered_total",
-            "Jobs dead-lettered, by reason.",
-            "reason",
-            &red.dead_letter_reasons,
-        ),
-        (
             "relay_http_rejected_total",
             "Requests refused by the HTTP layer, by reason.",
             "reason",
@@ -176,18 +138,155 @@ pub fn render(v: &StatsView) -> String {
     }
     summary(
         &mut out,
-        "relay_job_latency_seconds",
-        "Accepted to succeeded, per job.",
-        &red.job_latency,
-    );
-    summary(
-        &mut out,
         "relay_attempt_latency_seconds",
         "One downstream attempt.",
-        &red.attempt_latency,
+        "",
+        [&red.attempt_latency],
     );
     gauges(&mut out, v);
+    per_route(&mut out, &v.routes);
     out
+}
+
+/// Everything a route has of its own, under a `route` label: summed over
+/// the routes, the relay's totals.
+fn per_route(out: &mut String, routes: &[RouteView]) {
+    type Count = fn(&RouteView) -> u64;
+    let counts: [(&str, &str, Count); 4] = [
+        ("relay_requests_total", "Requests seen by the relay.", |r| {
+            r.requests
+        }),
+        ("relay_accepted_total", "Requests accepted (202).", |r| {
+            r.accepted
+        }),
+        (
+            "relay_attempts_total",
+            "Downstream attempts started.",
+            |r| r.attempts,
+        ),
+        ("relay_succeeded_total", "Jobs that succeeded.", |r| {
+            r.succeeded
+        }),
+    ];
+    for (name, help, value) in counts {
+        head(out, name, help, "counter");
+        for r in routes {
+            let _ = writeln!(out, "{name}{{route=\"{}\"}} {}", escape(&r.name), value(r));
+        }
+    }
+    type ByKind = fn(&RouteView) -> &BTreeMap<String, u64>;
+    let kinds: [(&str, &str, &str, ByKind); 3] = [
+        (
+            "relay_refused_total",
+            "Requests refused, by reason.",
+            "reason",
+            |r| &r.refused,
+        ),
+        (
+            "relay_attempt_errors_total",
+            "Failed downstream attempts, by kind.",
+            "kind",
+            |r| &r.attempt_errors,
+        ),
+        (
+            "relay_dead_lettered_total",
+            "Jobs dead-lettered, by reason.",
+            "reason",
+            |r| &r.dead_lettered,
+        ),
+    ];
+    for (name, help, label, values) in kinds {
+        head(out, name, help, "counter");
+        for r in routes {
+            for (k, n) in values(r) {
+                let (route, k) = (escape(&r.name), escape(k));
+                let _ = writeln!(out, "{name}{{route=\"{route}\",{label}=\"{k}\"}} {n}");
+            }
+        }
+    }
+    head(out, "relay_fallbacks_total", "Requests answered by a route's fallback, by when: at the door (breaker open) or after the job's final failure.", "counter");
+    for r in routes {
+        let route = escape(&r.name);
+        for (when, n) in [
+            ("door", r.fallbacks_at_door),
+            ("after_failure", r.fallbacks_after_failure),
+        ] {
+            let _ = writeln!(
+                out,
+                "relay_fallbacks_total{{route=\"{route}\",when=\"{when}\"}} {n}"
+            );
+        }
+    }
+    summary(
+        out,
+        "relay_job_latency_seconds",
+        "Accepted to succeeded, per job.",
+        "route",
+        routes.iter().map(|r| (&*r.name, &r.job_latency)),
+    );
+    type Level = fn(&RouteView) -> usize;
+    let levels: [(&str, &str, Level); 7] = [
+        ("relay_queue_depth", "Jobs waiting for a worker.", |r| {
+            r.queue_depth
+        }),
+        ("relay_queue_capacity", "Queue capacity.", |r| {
+            r.queue_capacity
+        }),
+        (
+            "relay_retry_lane",
+            "Jobs whose backoff is over, waiting for a worker ahead of new work.",
+            |r| r.retry_lane,
+        ),
+        ("relay_in_flight", "Downstream calls in flight.", |r| {
+            r.in_flight
+        }),
+        (
+            "relay_route_slots",
+            "Calls the route may hold at once (its bulkhead), out of relay_workers.",
+            |r| r.slots,
+        ),
+        (
+            "relay_fallback_cached",
+            "Answers the route's fallback cache holds.",
+            |r| r.fallback_cached,
+        ),
+        ("relay_dlq_size", "Letters in the dead-letter queue.", |r| {
+            r.dead_letters
+        }),
+    ];
+    for (name, help, value) in levels {
+        head(out, name, help, "gauge");
+        for r in routes {
+            let _ = writeln!(out, "{name}{{route=\"{}\"}} {}", escape(&r.name), value(r));
+        }
+    }
+    let with_breaker: Vec<_> = routes
+        .iter()
+        .filter_map(|r| Some((&r.name, r.breaker?)))
+        .collect();
+    if with_breaker.is_empty() {
+        return;
+    }
+    head(
+        out,
+        "relay_breaker_state",
+        "Circuit breaker state (1 = current).",
+        "gauge",
+    );
+    for (route, state) in with_breaker {
+        for (name, s) in [
+            ("closed", BreakerState::Closed),
+            ("open", BreakerState::Open),
+            ("half-open", BreakerState::HalfOpen),
+        ] {
+            let on = u8::from(state == s);
+            let route = escape(route);
+            let _ = writeln!(
+                out,
+                "relay_breaker_state{{route=\"{route}\",state=\"{name}\"}} {on}"
+            );
+        }
+    }
 }
 
 /// Hedging's counters; only with `[relay.hedge]`, like the limit gauges.
@@ -266,40 +365,15 @@ fn gauges(out: &mut String, v: &StatsView) {
     }
     for (name, help, value) in [
         (
-            "relay_queue_depth",
-            "Jobs waiting for a worker.",
-            v.queue_depth as f64,
-        ),
-        (
-            "relay_queue_capacity",
-            "Queue capacity.",
-            v.queue_capacity as f64,
-        ),
-        (
-            "relay_retry_lane",
-            "Jobs whose backoff is over, waiting for a worker ahead of new work.",
-            v.retry_lane as f64,
-        ),
-        (
             "relay_open_connections",
             "HTTP connections open now.",
             v.connections.open as f64,
-        ),
-        (
-            "relay_in_flight",
-            "Downstream calls in flight.",
-            v.in_flight as f64,
         ),
         ("relay_workers", "Worker slots.", v.workers as f64),
         (
             "relay_live_jobs",
             "Jobs accepted and not finished.",
             v.live_jobs as f64,
-        ),
-        (
-            "relay_dlq_size",
-            "Letters in the dead-letter queue.",
-            v.dlq_size as f64,
         ),
         (
             "relay_dlq_capacity",
@@ -350,22 +424,6 @@ fn gauges(out: &mut String, v: &StatsView) {
         gauge(out, name, help, value);
     }
     replay_window(out, v);
-    if let Some(state) = v.breaker {
-        head(
-            out,
-            "relay_breaker_state",
-            "Circuit breaker state (1 = current).",
-            "gauge",
-        );
-        for (name, s) in [
-            ("closed", BreakerState::Closed),
-            ("open", BreakerState::Open),
-            ("half-open", BreakerState::HalfOpen),
-        ] {
-            let on = u8::from(state == s);
-            let _ = writeln!(out, "relay_breaker_state{{state=\"{name}\"}} {on}");
-        }
-    }
 }
 
 /// The ages that say how far back replays really reach; absent until known.
@@ -415,18 +473,53 @@ fn labelled(out: &mut String, name: &str, help: &str, label: &str, values: &BTre
     }
 }
 
-fn summary(out: &mut String, name: &str, help: &str, s: &LatencySummary) {
+/// A summary family: per `label` value when `label` is set (else one).
+fn summary<'a, I, S>(out: &mut String, name: &str, help: &str, label: &str, series: I)
+where
+    I: IntoIterator<Item = S>,
+    S: Labelled<'a>,
+{
     head(out, name, help, "summary");
-    for (q, ms) in [
-        ("0.5", s.p50_ms),
-        ("0.9", s.p90_ms),
-        ("0.99", s.p99_ms),
-        ("0.999", s.p999_ms),
-    ] {
-        let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {}", ms / 1e3);
+    for one in series {
+        let (value, s) = one.parts();
+        let (with, alone) = if label.is_empty() {
+            (String::new(), String::new())
+        } else {
+            let l = format!("{label}=\"{}\"", escape(value));
+            (format!("{l},"), format!("{{{l}}}"))
+        };
+        for (q, ms) in [
+            ("0.5", s.p50_ms),
+            ("0.9", s.p90_ms),
+            ("0.99", s.p99_ms),
+            ("0.999", s.p999_ms),
+        ] {
+            let _ = writeln!(out, "{name}{{{with}quantile=\"{q}\"}} {}", ms / 1e3);
+        }
+        let _ = writeln!(
+            out,
+            "{name}_sum{alone} {}",
+            s.mean_ms * s.count as f64 / 1e3
+        );
+        let _ = writeln!(out, "{name}_count{alone} {}", s.count);
     }
-    let _ = writeln!(out, "{name}_sum {}", s.mean_ms * s.count as f64 / 1e3);
-    let _ = writeln!(out, "{name}_count {}", s.count);
+}
+
+/// One summary series: its label value (if any) and its figures.
+trait Labelled<'a> {
+    fn parts(self) -> (&'a str, &'a LatencySummary);
+}
+
+impl<'a> Labelled<'a> for &'a LatencySummary {
+    fn parts(self) -> (&'a str, &'a LatencySummary) {
+        ("", self)
+    }
+}
+
+impl<'a> Labelled<'a> for (&'a str, &'a LatencySummary) {
+    fn parts(self) -> (&'a str, &'a LatencySummary) {
+        self
+    }
 }
 
 /// Label values escape backslash, quote and newline.
@@ -478,10 +571,43 @@ mod tests {
             dlq_late_answers_dropped: 0,
             http_rejected: Default::default(),
             connections: Default::default(),
+            routes: vec![
+                RouteView {
+                    name: "orders".into(),
+                    breaker: Some(BreakerState::Open),
+                    refused: BTreeMap::from([("shed".to_owned(), 0)]),
+                    requests: 7,
+                    fallbacks_at_door: 2,
+                    ..RouteView::default()
+                },
+                RouteView {
+                    name: "se\"arch".into(),
+                    in_flight: 3,
+                    ..RouteView::default()
+                },
+            ],
         };
         let text = render(&view);
-        assert!(text.contains("relay_refused_total{reason=\"shed\"} 0"));
-        assert!(text.contains("relay_breaker_state{state=\"open\"} 1"));
+        assert!(text.contains("relay_requests_total{route=\"orders\"} 7\n"));
+        assert!(text.contains("relay_fallbacks_total{route=\"orders\",when=\"door\"} 2\n"));
+        assert!(
+            text.contains("relay_in_flight{route=\"se\\\"arch\"} 3\n"),
+            "label escaped"
+        );
+        assert!(text.contains("relay_job_latency_seconds_count{route=\"orders\"} 0\n"));
+        assert!(text.contains("relay_job_latency_seconds{route=\"orders\",quantile=\"0.99\"}"));
+        assert!(text.contains("relay_attempt_latency_seconds{quantile=\"0.99\"}"));
+        assert!(
+            !text.contains("relay_breaker_state{route=\"se"),
+            "no breaker, no series"
+        );
+        let families = text
+            .lines()
+            .filter(|l| l.starts_with("# TYPE relay_in_flight "))
+            .count();
+        assert_eq!(families, 1, "one family however many routes");
+        assert!(text.contains("relay_refused_total{route=\"orders\",reason=\"shed\"} 0"));
+        assert!(text.contains("relay_breaker_state{route=\"orders\",state=\"open\"} 1"));
         assert!(text.contains("relay_http_rejected_total{reason=\"too_large\"} 0"));
         assert!(text.contains("relay_connection_limits_total{limit=\"header_timeouts\"} 0"));
         assert!(!text.contains("limit=\"open\""), "open is a gauge");

@@ -13,6 +13,7 @@
 //!   [`payload_log`]: payloads kept out of logs unless asked for;
 //! - [`views`], [`metrics`]: what `/stats`, `/metrics` and the job and
 //!   dead-letter endpoints show;
+//! - [`routes`]: `POST /relay/{name}`, a downstream and a cache key per route;
 //! - [`app`]: start, drain and stop;
 //! - [`downstream`], [`flaky`]: a standalone flaky service
 //!   that counts side effects per idempotency key;
@@ -50,6 +51,7 @@ pub mod peer_cap;
 pub mod problem;
 pub mod replay_guard;
 pub mod request_guard;
+pub mod routes;
 pub mod shutdown;
 pub mod signature;
 pub mod store;

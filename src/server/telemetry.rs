@@ -40,10 +40,6 @@ use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-/// The route every job is traced under until the server has routes: the
-/// one place to change when it does.
-pub const ROUTE_DEFAULT: &str = "default";
-
 /// Where traces go, and the exporter's bounds (`[telemetry]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -319,23 +315,25 @@ impl Telemetry {
         self.on.is_some()
     }
 
-    /// A job was accepted at `now`: its span starts.
-    pub fn job_accepted(&mut self, now: Time, job: JobId, key: Option<&str>) {
+    /// A job was accepted at `now` on `route`: its span starts.
+    pub fn job_accepted(&mut self, now: Time, job: JobId, key: Option<&str>, route: &str) {
         if let Some(spans) = &mut self.on {
-            spans.open_job(now, job, key);
+            spans.open_job(now, job, key, route);
         }
     }
 
-    /// Attempt `call` starts now, the breaker in state `breaker`. A job not
-    /// seen accepted (recovered, adopted, redriven) gets its span now.
+    /// Attempt `call` starts now on `route`, whose breaker is in state
+    /// `breaker`. A job not seen accepted (recovered, adopted, redriven)
+    /// gets its span now.
     pub fn attempt_started(
         &mut self,
         clock: &mut Clock,
         call: CallId,
+        route: &str,
         breaker: Option<BreakerState>,
     ) {
         if let Some(spans) = &mut self.on {
-            spans.start_attempt(clock.now(), call, breaker);
+            spans.start_attempt(clock.now(), call, route, breaker);
         }
     }
 
@@ -424,7 +422,13 @@ impl JobSpans {
     }
 
     /// Opens the job's span unless it is open, or too many are.
-    fn open_job(&mut self, now: Time, job: JobId, key: Option<&str>) -> Option<&mut OpenJob> {
+    fn open_job(
+        &mut self,
+        now: Time,
+        job: JobId,
+        key: Option<&str>,
+        route: &str,
+    ) -> Option<&mut OpenJob> {
         if !self.open.contains_key(&job) {
             if self.open.len() >= self.open_max {
                 if self.untraced == 0 {
@@ -439,7 +443,7 @@ impl JobSpans {
             }
             let mut attrs = vec![
                 KeyValue::new("job.id", job.to_string()),
-                KeyValue::new("job.route", ROUTE_DEFAULT),
+                KeyValue::new("job.route", route.to_owned()),
             ];
             if let Some(key) = key {
                 attrs.push(KeyValue::new("job.idempotency_key", key.to_owned()));
@@ -461,10 +465,16 @@ impl JobSpans {
         self.open.get_mut(&job)
     }
 
-    fn start_attempt(&mut self, now: Time, call: CallId, breaker: Option<BreakerState>) {
+    fn start_attempt(
+        &mut self,
+        now: Time,
+        call: CallId,
+        route: &str,
+        breaker: Option<BreakerState>,
+    ) {
         let start = self.wall(now);
         let tracer = self.tracer.clone();
-        let Some(job) = self.open_job(now, call.job, None) else {
+        let Some(job) = self.open_job(now, call.job, None, route) else {
             return;
         };
         let span = tracer

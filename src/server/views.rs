@@ -8,10 +8,12 @@
 
 use super::limit_log::ListenerSnapshot;
 use super::problem::Problem;
+use super::routes::RouteTable;
 use super::store::postgres::letters::SharedLetter;
 use crate::relay::{
-    BreakerState, ByteSize, CallError, DeadLetter, DeadLetterQueue, GiveUp, HedgeCounts, JobId,
-    JobState, JobStatus, LateSuccess, RedriveError, ReplayWindow, StatsSnapshot, WhenFull,
+    named, BreakerState, ByteSize, CallError, DeadLetter, DeadLetterQueue, FallbackFrom, GiveUp,
+    HedgeCounts, JobId, JobState, JobStatus, LateSuccess, LatencySummary, RedriveError,
+    ReplayWindow, RouteState, RouteStats, StatsSnapshot, WhenFull,
 };
 use crate::time::{duration_ms, Time};
 use axum::http::StatusCode;
@@ -20,6 +22,7 @@ use axum::Json;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -43,6 +46,7 @@ pub fn body_json(body: &Bytes) -> Value {
 pub struct JobView {
     pub job: JobId,
     pub status_url: String,
+    pub route: String,
     /// queued, in-flight, backing-off, succeeded or dead-lettered.
     pub state: JobState,
     pub attempts: u32,
@@ -58,6 +62,33 @@ pub struct JobView {
     /// It was in flight when the relay last stopped and runs again: the
     /// downstream may have done its work twice.
     pub redelivered: bool,
+    /// It failed for good and its route's fallback answered for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackView>,
+}
+
+/// A fallback answer as shown on a job: where it came from, and it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FallbackView {
+    /// `cache` (the last good answer to the same request) or `static`.
+    pub from: &'static str,
+    /// A cached answer's age when it was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<f64>,
+    pub response: Value,
+}
+
+impl FallbackView {
+    pub fn new(response: &Bytes, from: FallbackFrom) -> FallbackView {
+        FallbackView {
+            from: from.name(),
+            age_ms: match from {
+                FallbackFrom::Cache { age } => Some(duration_ms(age)),
+                FallbackFrom::Static => None,
+            },
+            response: body_json(response),
+        }
+    }
 }
 
 /// A late success as shown on a job or a dead letter.
@@ -82,10 +113,11 @@ impl LateSuccessView {
 }
 
 impl JobView {
-    pub fn new(s: &JobStatus<Bytes>) -> JobView {
+    pub fn new(s: &JobStatus<Bytes>, routes: &RouteTable) -> JobView {
         JobView {
             job: s.job,
             status_url: status_url(s.job),
+            route: routes.name(s.route).to_string(),
             state: s.state,
             attempts: s.attempts,
             accepted_at_ms: ms(s.accepted_at),
@@ -94,6 +126,10 @@ impl JobView {
             response: s.response.as_ref().map(body_json),
             late_success: s.late_success.as_ref().map(LateSuccessView::new),
             redelivered: s.redelivered,
+            fallback: s
+                .fallback
+                .as_ref()
+                .map(|(r, from)| FallbackView::new(r, *from)),
         }
     }
 }
@@ -102,6 +138,8 @@ impl JobView {
 pub struct LetterView {
     pub job: JobId,
     pub url: String,
+    /// The route it failed on; a redrive sends it back there.
+    pub route: String,
     pub key: Option<String>,
     pub attempts: u32,
     pub reason: GiveUp,
@@ -127,10 +165,15 @@ pub struct LetterView {
 }
 
 impl LetterView {
-    pub fn new(l: &DeadLetter<std::sync::Arc<str>, Bytes>, with_payload: bool) -> LetterView {
+    pub fn new(
+        l: &DeadLetter<std::sync::Arc<str>, Bytes>,
+        with_payload: bool,
+        routes: &RouteTable,
+    ) -> LetterView {
         LetterView {
             job: l.job,
             url: format!("/dlq/{}", l.job),
+            route: routes.name(l.route).to_string(),
             key: l.key.as_deref().map(str::to_owned),
             attempts: l.attempts,
             reason: l.reason,
@@ -147,11 +190,11 @@ impl LetterView {
     }
 
     /// A letter as the shared store holds it.
-    pub fn shared(l: &SharedLetter, with_payload: bool) -> LetterView {
+    pub fn shared(l: &SharedLetter, with_payload: bool, routes: &RouteTable) -> LetterView {
         LetterView {
             held_by: Some(l.held_by.clone()),
             redrive_asked: l.redrive_asked,
-            ..LetterView::new(&l.letter, with_payload)
+            ..LetterView::new(&l.letter, with_payload, routes)
         }
     }
 }
@@ -427,6 +470,69 @@ pub struct StatsView {
     pub http_rejected: HttpRejections,
     /// What the connection limits did: timeouts, refusals, oversized heads.
     pub connections: ListenerSnapshot,
+    /// Each route's RED counts and state, the default route first.
+    pub routes: Vec<RouteView>,
+}
+
+/// One route in `/stats` (and `/metrics`, under a `route` label).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RouteView {
+    pub name: String,
+    pub requests: u64,
+    pub accepted: u64,
+    pub refused: BTreeMap<String, u64>,
+    /// Answered from the fallback at the door (the breaker was open).
+    pub fallbacks_at_door: u64,
+    /// Jobs that failed for good and were answered from the fallback.
+    pub fallbacks_after_failure: u64,
+    pub attempts: u64,
+    pub attempt_errors: BTreeMap<String, u64>,
+    pub succeeded: u64,
+    pub dead_lettered: BTreeMap<String, u64>,
+    pub job_latency: LatencySummary,
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+    pub retry_lane: usize,
+    pub in_flight: usize,
+    /// Calls this route may hold at once (its bulkhead).
+    pub slots: usize,
+    pub breaker: Option<BreakerState>,
+    /// Answers its fallback cache holds.
+    pub fallback_cached: usize,
+    /// Its letters in the (shared) dead-letter queue.
+    pub dead_letters: usize,
+}
+
+impl RouteView {
+    pub fn new(
+        name: String,
+        stats: &RouteStats,
+        state: &RouteState,
+        queue_capacity: usize,
+        dead_letters: usize,
+    ) -> RouteView {
+        RouteView {
+            name,
+            requests: stats.requests,
+            accepted: stats.accepted,
+            refused: named(&stats.refused),
+            fallbacks_at_door: stats.fallbacks_at_door,
+            fallbacks_after_failure: stats.fallbacks_after_failure,
+            attempts: stats.attempts,
+            attempt_errors: named(&stats.attempt_errors),
+            succeeded: stats.succeeded,
+            dead_lettered: named(&stats.dead_lettered),
+            job_latency: stats.job_latency.summary(),
+            queue_depth: state.queued,
+            queue_capacity,
+            retry_lane: state.retry_lane,
+            in_flight: state.in_flight,
+            slots: state.slots,
+            breaker: state.breaker,
+            fallback_cached: state.fallback_cached,
+            dead_letters,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -437,6 +543,7 @@ mod tests {
     fn a_job_shows_its_late_success_only_when_it_has_one() {
         let mut status = JobStatus {
             job: JobId::new(0, 7),
+            route: crate::relay::RouteId::DEFAULT,
             state: JobState::InFlight,
             attempts: 2,
             accepted_at: Time::from_millis(0),
@@ -445,8 +552,12 @@ mod tests {
             response: None,
             late_success: None,
             redelivered: false,
+            fallback: None,
         };
-        let json = serde_json::to_value(JobView::new(&status)).expect("json");
+        let routes = RouteTable::default();
+        let json = serde_json::to_value(JobView::new(&status, &routes)).expect("json");
+        assert_eq!(json["route"], "default");
+        assert!(json.get("fallback").is_none(), "{json}");
         assert!(json.get("late_success").is_none(), "{json}");
         status.late_success = Some(LateSuccess {
             attempt: 1,
@@ -454,7 +565,7 @@ mod tests {
             response: Bytes::from_static(br#"{"ok":true}"#),
             count: 1,
         });
-        let json = serde_json::to_value(JobView::new(&status)).expect("json");
+        let json = serde_json::to_value(JobView::new(&status, &routes)).expect("json");
         assert_eq!(json["late_success"]["attempt"], 1);
         assert_eq!(json["late_success"]["at_ms"], 1500.0);
         assert_eq!(json["late_success"]["response"]["ok"], true);

@@ -229,6 +229,18 @@ impl Api {
         body: &str,
         extra: &[(&'static str, &str)],
     ) -> Reply {
+        self.post_to("/relay", key, body, extra).await
+    }
+
+    /// `POST path` (`/relay` or `/relay/{route}`), signed when the server
+    /// has a secret, with extra headers.
+    pub async fn post_to(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: &str,
+        extra: &[(&'static str, &str)],
+    ) -> Reply {
         let mut headers = vec![(
             hyper::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -241,7 +253,7 @@ impl Api {
             let signed = signature_headers(
                 signer,
                 &Method::POST,
-                "/relay",
+                path,
                 key,
                 body.as_bytes(),
                 unix_now(),
@@ -252,7 +264,7 @@ impl Api {
             let v = HeaderValue::from_str(value).expect("a header value");
             headers.push((HeaderName::from_static(name), v));
         }
-        let target = uri(&self.base, "/relay").expect("uri");
+        let target = uri(&self.base, path).expect("uri");
         self.client
             .send(
                 Method::POST,

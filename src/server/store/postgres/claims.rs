@@ -550,6 +550,7 @@ impl Claims {
         };
         Ok(Some(JobStatus {
             job: stored,
+            route: crate::relay::RouteId::DEFAULT,
             state: match kind {
                 "live" => JobState::Queued,
                 "succeeded" => JobState::Succeeded,
@@ -562,6 +563,7 @@ impl Claims {
             response: row.get::<_, Option<Vec<u8>>>(5).map(Bytes::from),
             late_success: None,
             redelivered: false,
+            fallback: None,
         }))
     }
 }
