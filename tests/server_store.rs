@@ -9,10 +9,13 @@ mod common;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use resilient_relay::relay::{CallError, DeadLetter, GiveUp, JobId, Outcome, Record, Stored};
+use resilient_relay::relay::{
+    CallError, DeadLetter, GiveUp, JobId, Outcome, Record, RelayConfig, RouteConfig, RouteId,
+    Stored,
+};
 use resilient_relay::server::actor::Key;
 use resilient_relay::server::store::sqlite::{SqliteStore, SCHEMA_VERSION};
-use resilient_relay::server::store::{Store, StoreError, StoreSync};
+use resilient_relay::server::store::{Loaded, RouteNames, Store, StoreError, StoreSync};
 use resilient_relay::time::Time;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,14 +26,37 @@ const TTL: Duration = Duration::from_secs(60);
 /// The unix millisecond the test stores are created at.
 const EPOCH_MS: u64 = 1_700_000_000_000;
 
-fn store(path: &Path) -> SqliteStore {
-    SqliteStore::new(path, StoreSync::Full, TTL)
+/// The routes of a relay with `[[relay.routes]]` named so, in this order.
+fn names(routes: &[&str]) -> RouteNames {
+    RouteNames::of(&RelayConfig {
+        routes: routes
+            .iter()
+            .map(|n| RouteConfig {
+                name: (*n).to_owned(),
+                ..RouteConfig::default()
+            })
+            .collect(),
+        ..RelayConfig::default()
+    })
 }
 
+/// The routes most tests' stores have: `orders` (the default) and `search`.
+const ROUTES: [&str; 2] = ["orders", "search"];
+const SEARCH: RouteId = RouteId(1);
+
+fn store(path: &Path) -> SqliteStore {
+    store_with(path, &ROUTES)
+}
+
+fn store_with(path: &Path, routes: &[&str]) -> SqliteStore {
+    SqliteStore::new(path, StoreSync::Full, TTL, names(routes))
+}
+
+/// A job on `orders` (even serials) or `search` (odd ones).
 fn accepted(serial: u32, key: Option<&str>, at_ms: u64) -> Record<Key, Bytes> {
     Record::Accepted {
         job: JobId::new(serial, serial as usize % 7),
-        route: resilient_relay::relay::RouteId::DEFAULT,
+        route: RouteId((serial % 2) as u16),
         key: key.map(Arc::from),
         client: u64::MAX - u64::from(serial),
         fingerprint: 0xDEAD_BEEF_0000_0000 | u64::from(serial),
@@ -60,10 +86,11 @@ fn finished(serial: u32, key: Option<&str>, at_ms: u64, ok: bool) -> Record<Key,
     }
 }
 
+/// A letter on the route its job was on (see [`accepted`]).
 fn letter(serial: u32, at_ms: u64, late: bool) -> Record<Key, Bytes> {
     Record::DeadLettered(Box::new(DeadLetter {
         job: JobId::new(serial, serial as usize % 7),
-        route: resilient_relay::relay::RouteId::DEFAULT,
+        route: RouteId((serial % 2) as u16),
         key: None,
         client: 3,
         fingerprint: u64::from(serial),
@@ -218,6 +245,179 @@ fn replays_past_their_ttl_are_not_given_back() {
     assert!(later.stored.replays.is_empty(), "expired at finish + TTL");
 }
 
+// --- routes -------------------------------------------------------------------
+
+/// The routes of the jobs and of the letters a store gave back.
+fn routes_of(loaded: &Loaded) -> (Vec<RouteId>, Vec<RouteId>) {
+    let jobs = loaded.stored.jobs.iter().map(|j| j.route).collect();
+    let letters = loaded.stored.letters.iter().map(|l| l.route).collect();
+    (jobs, letters)
+}
+
+#[test]
+fn jobs_and_letters_come_back_on_the_route_of_their_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.db");
+    {
+        let mut s = store(&path);
+        s.load(EPOCH_MS).expect("opens");
+        s.commit(&[
+            accepted(1, None, 1),
+            accepted(2, None, 2),
+            letter(3, 3, false),
+        ])
+        .expect("commits");
+    }
+    let again = store(&path).load(EPOCH_MS).expect("reopens");
+    assert_eq!(
+        routes_of(&again),
+        (vec![SEARCH, RouteId::DEFAULT], vec![SEARCH])
+    );
+    // `[[relay.routes]]` reordered: each is still on the route of its name.
+    let reordered = store_with(&path, &["search", "orders"])
+        .load(EPOCH_MS)
+        .expect("reopens");
+    assert_eq!(
+        routes_of(&reordered),
+        (vec![RouteId(0), RouteId(1)], vec![RouteId(0)])
+    );
+}
+
+#[test]
+fn a_job_of_a_route_the_settings_lack_stops_the_load_and_stays_in_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.db");
+    {
+        let mut s = store(&path);
+        s.load(EPOCH_MS).expect("opens");
+        s.commit(&[accepted(0, None, 1), accepted(1, None, 2)])
+            .expect("commits");
+    }
+    let e = match store_with(&path, &["orders"]).load(EPOCH_MS) {
+        Ok(_) => panic!("a job of `search` was loaded without the route"),
+        Err(e) => e,
+    };
+    match &e {
+        StoreError::UnknownRoute { item, route, .. } => {
+            assert_eq!((item.as_str(), route.as_str()), ("job 1-1", "search"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = e.to_string();
+    let shown = path.display().to_string();
+    for part in [
+        &*shown,
+        "route `search`",
+        "[[relay.routes]]",
+        "dead letters",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+    // Nothing was lost: with the route back, both jobs are.
+    {
+        let mut s = store(&path);
+        let back = s.load(EPOCH_MS).expect("reopens");
+        assert_eq!(back.stored.jobs.len(), 2);
+        s.commit(&[finished(1, None, 3, false), letter(1, 3, false)])
+            .expect("commits");
+    }
+    // A letter of a route the settings lack stops the load too.
+    match store_with(&path, &["orders"]).load(EPOCH_MS) {
+        Err(StoreError::UnknownRoute { item, .. }) => assert_eq!(item, "dead letter 1-1"),
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a letter of `search` was loaded without the route"),
+    }
+}
+
+/// A version-1 store as that build created it (no routes), holding one
+/// started job and one letter.
+const STORE_V1: &str = "
+CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE jobs (
+    serial      INTEGER PRIMARY KEY,
+    id          INTEGER NOT NULL,
+    key         TEXT,
+    client      INTEGER NOT NULL,
+    fingerprint INTEGER NOT NULL,
+    payload     BLOB NOT NULL,
+    accepted_at INTEGER NOT NULL,
+    redrives    INTEGER NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('queued', 'started')),
+    attempts    INTEGER NOT NULL
+);
+CREATE TABLE replays (
+    key         TEXT PRIMARY KEY,
+    fingerprint INTEGER NOT NULL,
+    id          INTEGER NOT NULL,
+    response    BLOB NOT NULL,
+    finished_at INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+);
+CREATE INDEX replays_by_expiry ON replays (expires_at);
+CREATE TABLE letters (
+    serial        INTEGER PRIMARY KEY,
+    id            INTEGER NOT NULL,
+    key           TEXT,
+    client        INTEGER NOT NULL,
+    fingerprint   INTEGER NOT NULL,
+    payload       BLOB NOT NULL,
+    attempts      INTEGER NOT NULL,
+    reason        TEXT NOT NULL,
+    last_error    TEXT NOT NULL,
+    accepted_at   INTEGER NOT NULL,
+    dead_at       INTEGER NOT NULL,
+    redrives      INTEGER NOT NULL,
+    late_attempt  INTEGER,
+    late_at       INTEGER,
+    late_response BLOB,
+    late_count    INTEGER
+);
+INSERT INTO meta (name, value) VALUES ('epoch_unix_ms', 1700000000000),
+    ('handle_key', zeroblob(32)), ('next_serial', 8), ('schema_version', 1);
+INSERT INTO jobs VALUES (5, 5 * 4294967296 + 1, 'k5', 1, 2, X'7B7D', 1000000, 0, 'started', 1);
+INSERT INTO letters VALUES (7, 7 * 4294967296 + 2, NULL, 1, 2, X'5B5D', 3, 'attempts-exhausted',
+    'server-error', 10, 20, 0, NULL, NULL, NULL, NULL);
+PRAGMA user_version = 1;
+";
+
+#[test]
+fn a_version_1_store_is_upgraded_in_place_with_its_work_on_the_default_route() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.db");
+    rusqlite::Connection::open(&path)
+        .and_then(|c| c.execute_batch(STORE_V1))
+        .expect("a version-1 store");
+    let loaded = store(&path)
+        .load(EPOCH_MS)
+        .expect("a version-1 store opens");
+    assert_eq!(loaded.epoch_unix_ms, EPOCH_MS);
+    assert_eq!(loaded.stored.next_serial, 8);
+    let jobs: Vec<(u32, u32)> = loaded
+        .stored
+        .jobs
+        .iter()
+        .map(|j| (j.job.serial(), j.attempts))
+        .collect();
+    assert_eq!(jobs, [(5, 1)]);
+    assert_eq!(loaded.stored.letters.len(), 1);
+    assert_eq!(
+        routes_of(&loaded),
+        (vec![RouteId::DEFAULT], vec![RouteId::DEFAULT])
+    );
+    let version: i64 = rusqlite::Connection::open(&path)
+        .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+        .expect("read the version");
+    assert_eq!(version, SCHEMA_VERSION, "upgraded in place");
+    // The upgraded file keeps routes from now on.
+    {
+        let mut s = store(&path);
+        s.load(EPOCH_MS).expect("reopens");
+        s.commit(&[accepted(9, None, 2_000)]).expect("commits");
+    }
+    let again = store(&path).load(EPOCH_MS).expect("reopens");
+    assert_eq!(routes_of(&again).0, [RouteId::DEFAULT, SEARCH]);
+}
+
 // --- refusals -----------------------------------------------------------------
 
 /// A store with some content, closed.
@@ -227,7 +427,7 @@ fn written_store(path: &Path) {
     let big: Vec<Record<Key, Bytes>> = (0..400)
         .map(|i| Record::Accepted {
             job: JobId::new(i, 0),
-            route: resilient_relay::relay::RouteId::DEFAULT,
+            route: RouteId::DEFAULT,
             key: Some(Arc::from(format!("key-{i}").as_str())),
             client: 1,
             fingerprint: 2,
@@ -438,7 +638,7 @@ fn a_full_disk_fails_the_commit_with_advice_and_keeps_what_was_committed() {
     for i in 1..200u32 {
         let record = Record::Accepted {
             job: JobId::new(i, 0),
-            route: resilient_relay::relay::RouteId::DEFAULT,
+            route: RouteId::DEFAULT,
             key: None,
             client: 1,
             fingerprint: 2,
@@ -599,6 +799,159 @@ async fn a_full_disk_refuses_new_work_with_503_until_space_is_back() {
     assert_eq!(back.status, 200);
     let r = h.relay(Some("after"), "{}").await;
     assert_eq!(r.status, 202, "{:?}", r.json());
+}
+
+// --- routes across a restart ---------------------------------------------------
+
+/// A durable server with two routes, `orders` on `[downstream]` (the
+/// built-in one, taking `latency_ms`) and `search` on `search` (a TOML
+/// downstream table), one slot each, queues of 3.
+fn routed_settings(
+    path: &Path,
+    search: &str,
+    latency_ms: f64,
+) -> resilient_relay::server::Settings {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+drain_deadline_ms = 50
+
+[relay]
+workers = 2
+jobs_max = 20
+
+[relay.queue]
+capacity = 3
+
+[relay.retry]
+attempt_timeout_ms = 120000
+
+[relay.retry.backoff]
+base_ms = 5
+cap_ms = 20
+
+[[relay.routes]]
+name = "orders"
+slots = 1
+
+[[relay.routes]]
+name = "search"
+slots = 1
+
+[downstream]
+kind = "flaky"
+latency_ms = {latency_ms}
+
+[[routes]]
+name = "search"
+downstream = {search}
+"#
+    );
+    let mut s =
+        resilient_relay::server::Settings::from_toml(&text, &[]).expect("the settings parse");
+    s.server.store = resilient_relay::server::store::StoreSpec::Sqlite(path.to_owned());
+    s
+}
+
+/// The built-in downstream, taking a minute: jobs are in flight at a stop.
+const SEARCH_SLOW: &str = r#"{ kind = "flaky", latency_ms = 60000 }"#;
+const SEARCH_QUICK: &str = r#"{ kind = "flaky", latency_ms = 1 }"#;
+
+async fn post_to(
+    h: &common::Harness,
+    path: &str,
+    body: &str,
+) -> resilient_relay::server::client::Reply {
+    h.api().post_to(path, None, body, &[]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_runs_each_job_again_on_the_route_it_was_accepted_on() {
+    let _one = SERVER.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.db");
+    let mut h = common::Harness::start(routed_settings(&path, SEARCH_SLOW, 60_000.0)).await;
+    let search = common::job_of(&post_to(&h, "/relay/search", r#"{"q":"cats"}"#).await);
+    let orders = common::job_of(&post_to(&h, "/relay/orders", r#"{"item":1}"#).await);
+    for id in [&search, &orders] {
+        h.wait_state(id, "in-flight").await;
+    }
+    let report = h.server.take().expect("server").shutdown().await;
+    assert_eq!(report.left.live.len(), 2, "left at the drain deadline");
+
+    // Back with `search` on a downstream of its own that counts its calls.
+    let ds = resilient_relay::server::DownstreamService::spawn(
+        &resilient_relay::server::DownstreamSettings {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            fault: (&common::fault(0.0, 1.0)).into(),
+            keys_max: 1_000,
+            in_flight_max: 100,
+            ledger: None,
+        },
+    )
+    .await
+    .expect("downstream starts");
+    let own = format!(r#"{{ kind = "url", url = "{}/work" }}"#, ds.base_url());
+    let mut h = common::Harness::start(routed_settings(&path, &own, 1.0)).await;
+    h.downstream = Some(ds);
+    let job = h.wait_state(&search, "succeeded").await;
+    assert_eq!(job["route"], "search", "{job}");
+    assert_eq!(job["redelivered"], true, "{job}");
+    let job = h.wait_state(&orders, "succeeded").await;
+    assert_eq!(job["route"], "orders", "{job}");
+    let admin = h.downstream_get("/admin").await;
+    assert_eq!(
+        admin["calls"], 1,
+        "only search's job reached search's downstream: {admin}"
+    );
+}
+
+/// Each route's queue is full at the stop: the store holds as many jobs
+/// never called as all the queues together, more than any one holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_takes_back_every_routes_full_queue() {
+    let _one = SERVER.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("relay.db");
+    let mut h = common::Harness::start(routed_settings(&path, SEARCH_SLOW, 60_000.0)).await;
+    let mut jobs = Vec::new();
+    for route in ["orders", "search"] {
+        let path = format!("/relay/{route}");
+        // One in flight (the route's one slot), three queued.
+        for i in 0..4 {
+            let id = common::job_of(&post_to(&h, &path, &format!(r#"{{"n":{i}}}"#)).await);
+            if i == 0 {
+                h.wait_state(&id, "in-flight").await;
+            }
+            jobs.push((route, id));
+        }
+        let full = post_to(&h, &path, r#"{"n":4}"#).await;
+        assert_eq!(full.status, 429, "{route}'s queue is full");
+    }
+    let report = h.server.take().expect("server").shutdown().await;
+    assert_eq!(report.left.live.len(), 8, "left at the drain deadline");
+
+    let settings = routed_settings(&path, SEARCH_QUICK, 1.0);
+    let server = resilient_relay::server::RelayServer::start(&settings).await;
+    let server = match server {
+        Ok(s) => s,
+        Err(e) => panic!("the store does not load back: {e:#}"),
+    };
+    let h = common::Harness {
+        base: server.base_url(),
+        server: Some(server),
+        downstream: None,
+        client: resilient_relay::server::client::HttpClient::new(1 << 20),
+        signer: None,
+        operator_token: None,
+    };
+    for (route, id) in &jobs {
+        let job = h.wait_state(id, "succeeded").await;
+        assert_eq!(job["route"], *route, "{job}");
+    }
+    let stats = h.stats().await;
+    assert_eq!(stats["recovered_jobs"], 8, "{stats}");
 }
 
 // --- settings -------------------------------------------------------------------

@@ -33,7 +33,7 @@ use super::store::committer::Committer;
 use super::store::memory::MemoryStore;
 use super::store::postgres::{PgOptions, PgStore, Replication, Shared};
 use super::store::sqlite::SqliteStore;
-use super::store::{Loaded, Store, StoreSpec};
+use super::store::{Loaded, RouteNames, Store, StoreSpec};
 use crate::relay::{JobId, Relay, RelaySettings, RouteId, Stored};
 use crate::rng::{Domain, Seed};
 use crate::time::Time;
@@ -314,7 +314,13 @@ pub fn open_store(spec: &StoreSpec, settings: &Settings) -> anyhow::Result<Opene
     let mut store: Box<dyn Store> = match spec {
         StoreSpec::Memory => Box::new(MemoryStore),
         StoreSpec::Sqlite(path) => {
-            Box::new(SqliteStore::new(path, settings.server.store_sync, ttl))
+            let routes = RouteNames::of(&settings.relay);
+            Box::new(SqliteStore::new(
+                path,
+                settings.server.store_sync,
+                ttl,
+                routes,
+            ))
         }
         StoreSpec::Postgres(url) => {
             let options = PgOptions::from_settings(url, settings);

@@ -16,7 +16,8 @@ pub mod postgres;
 pub mod sqlite;
 
 use super::actor::Key;
-use crate::relay::{Record, Stored};
+use super::routes::route_names;
+use crate::relay::{Record, RelayConfig, RouteId, Stored};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -84,12 +85,81 @@ pub enum StoreError {
         "the store {url} is unavailable ({detail}): new work is refused with 503 until it is back"
     )]
     Unavailable { url: String, detail: String },
+    #[error(
+        "the store {store} holds {item} for route `{route}`, which these settings do not \
+         have: add a route named `{route}` back to [[relay.routes]] (and its [[routes]]), or \
+         start once with the settings it was written under to let its jobs finish and to \
+         redrive or delete its dead letters"
+    )]
+    UnknownRoute {
+        store: String,
+        /// The job or letter, e.g. `job 12-3`.
+        item: String,
+        route: String,
+    },
     #[error("the store {} cannot be used: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The routes as a store knows them: by name, since the order of
+/// `[[relay.routes]]` (a [`RouteId`] is an index into it) may change
+/// between two runs on one store. A stored name of `''` is the default
+/// route: what rows written before stores kept routes hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteNames {
+    /// By [`RouteId`]: the relay's order, the default route first.
+    names: Vec<String>,
+}
+
+impl RouteNames {
+    /// The routes of `relay`.
+    pub fn of(relay: &RelayConfig) -> RouteNames {
+        let names = route_names(relay);
+        assert!(!names.is_empty(), "a relay has a default route");
+        RouteNames { names }
+    }
+
+    /// What a store writes for `route`; `None` for a route the relay does
+    /// not have (which it never reports).
+    pub fn name(&self, route: RouteId) -> Option<&str> {
+        self.names.get(route.index()).map(String::as_str)
+    }
+
+    /// The route a stored name means under these settings.
+    pub fn resolve(&self, stored: &str) -> Option<RouteId> {
+        if stored.is_empty() {
+            return Some(RouteId::DEFAULT);
+        }
+        let i = self.names.iter().position(|n| n == stored)?;
+        u16::try_from(i).ok().map(RouteId)
+    }
+
+    /// A stored name as these settings show it (`''`: the default route's).
+    pub fn shown<'a>(&'a self, stored: &'a str) -> &'a str {
+        match self.names.first() {
+            Some(default) if stored.is_empty() => default,
+            _ => stored,
+        }
+    }
+
+    /// Every stored name [`RouteNames::resolve`] knows, `''` included: what
+    /// a query for this relay's jobs matches.
+    pub fn stored(&self) -> Vec<String> {
+        let mut all = self.names.clone();
+        all.push(String::new());
+        all
+    }
+}
+
+/// The relay without `[[relay.routes]]`: one route, `default`.
+impl Default for RouteNames {
+    fn default() -> Self {
+        RouteNames::of(&RelayConfig::default())
+    }
 }
 
 /// Which store `serve` keeps its work in (`--store`, `server.store`).

@@ -7,15 +7,20 @@
 //! one sync. The file is opened in exclusive locking mode: a second relay on
 //! the same file is refused rather than let two processes run the same jobs.
 //!
-//! Tables: `jobs` (unfinished jobs: payload, key, fingerprint, client,
-//! state, attempts), `replays` (succeeded keyed jobs, with their expiry),
-//! `letters` (dead letters with their history) and `meta` (epoch,
-//! job-handle key, next serial, schema version). The schema version is
-//! also SQLite's `user_version`: a file from a newer build is refused.
+//! Tables: `jobs` (unfinished jobs: route, payload, key, fingerprint,
+//! client, state, attempts), `replays` (succeeded keyed jobs, with their
+//! expiry), `letters` (dead letters with their route and history) and
+//! `meta` (epoch, job-handle key, next serial, schema version). Routes are
+//! kept by name ([`RouteNames`]): a job comes back on the route of that
+//! name whatever the order of `[[relay.routes]]`, and a job or letter of a
+//! route the settings no longer have stops the load with
+//! [`StoreError::UnknownRoute`] rather than run elsewhere. The schema
+//! version is also SQLite's `user_version`: a file from a newer build is
+//! refused, one from an older build is upgraded in place.
 //! Loading gives what folding the same records with `Stored::apply` gives
 //! (replays in the order they finished: a replaced row takes the next rowid).
 
-use super::{Key, Loaded, Store, StoreError, StoreSync};
+use super::{Key, Loaded, RouteNames, Store, StoreError, StoreSync};
 use crate::relay::{
     CallError, DeadLetter, GiveUp, JobId, LateSuccess, Outcome, Record, RouteId, Stored, StoredJob,
     StoredReplay,
@@ -28,8 +33,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The schema this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema this build writes and reads. 2: jobs and letters name
+/// their route.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Commits between purges of expired replay records.
 const PURGE_EVERY: u32 = 64;
@@ -52,7 +58,8 @@ CREATE TABLE jobs (
     accepted_at INTEGER NOT NULL,
     redrives    INTEGER NOT NULL,
     state       TEXT NOT NULL CHECK (state IN ('queued', 'started')),
-    attempts    INTEGER NOT NULL
+    attempts    INTEGER NOT NULL,
+    route       TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE replays (
     key         TEXT PRIMARY KEY,
@@ -79,8 +86,18 @@ CREATE TABLE letters (
     late_attempt  INTEGER,
     late_at       INTEGER,
     late_response BLOB,
-    late_count    INTEGER
+    late_count    INTEGER,
+    route         TEXT NOT NULL DEFAULT ''
 );
+";
+
+/// Version 1 to 2, in place: a route per job and letter, `''` (the
+/// default route) for those already held, which version 1 ran there.
+const UPGRADE_TO_2: &str = "
+ALTER TABLE jobs ADD COLUMN route TEXT NOT NULL DEFAULT '';
+ALTER TABLE letters ADD COLUMN route TEXT NOT NULL DEFAULT '';
+UPDATE meta SET value = 2 WHERE name = 'schema_version';
+PRAGMA user_version = 2;
 ";
 
 /// An SQLite file as the relay's store.
@@ -89,18 +106,26 @@ pub struct SqliteStore {
     sync: StoreSync,
     /// How long a replay record is kept (the relay's idempotency TTL).
     replay_ttl: Duration,
+    /// What the stored route names mean.
+    routes: RouteNames,
     conn: Option<Connection>,
     next_serial: u32,
     commits: u32,
 }
 
 impl SqliteStore {
-    /// A store at `path`, opened by [`Store::load`].
-    pub fn new(path: impl Into<PathBuf>, sync: StoreSync, replay_ttl: Duration) -> SqliteStore {
+    /// A store at `path` for a relay with `routes`, opened by [`Store::load`].
+    pub fn new(
+        path: impl Into<PathBuf>,
+        sync: StoreSync,
+        replay_ttl: Duration,
+        routes: RouteNames,
+    ) -> SqliteStore {
         SqliteStore {
             path: path.into(),
             sync,
             replay_ttl,
+            routes,
             conn: None,
             next_serial: 0,
             commits: 0,
@@ -171,7 +196,7 @@ impl SqliteStore {
     }
 
     /// Creates the schema in a new file, or checks an existing one's version
-    /// and integrity.
+    /// and integrity and upgrades it from an older version.
     fn prepare(&self, conn: &mut Connection, now_unix_ms: u64) -> Result<(), StoreError> {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -201,6 +226,26 @@ impl SqliteStore {
         if check != "ok" {
             return Err(self.corrupt(format!("integrity check: {check}")));
         }
+        if version < SCHEMA_VERSION {
+            self.upgrade(conn, version)?;
+        }
+        Ok(())
+    }
+
+    /// Brings an older file to [`SCHEMA_VERSION`] in one transaction: a
+    /// crash during it leaves the file as it was.
+    fn upgrade(&self, conn: &mut Connection, version: i64) -> Result<(), StoreError> {
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        if version < 2 {
+            tx.execute_batch(UPGRADE_TO_2).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        tracing::info!(
+            store = %self.path.display(),
+            from = version,
+            to = SCHEMA_VERSION,
+            "store schema upgraded"
+        );
         Ok(())
     }
 
@@ -274,10 +319,15 @@ impl SqliteStore {
         let now = Time::from_millis(now_unix_ms.saturating_sub(epoch_unix_ms));
         conn.execute("DELETE FROM replays WHERE expires_at <= ?1", [nanos(now)])
             .map_err(|e| self.err(e))?;
+        let routes = &self.routes;
         let stored = Stored {
             next_serial,
-            jobs: self.rows(conn, "SELECT * FROM jobs ORDER BY serial", job_from)?,
-            letters: self.rows(conn, "SELECT * FROM letters ORDER BY serial", letter_from)?,
+            jobs: self.rows(conn, "SELECT * FROM jobs ORDER BY serial", |r| {
+                job_from(r, routes)
+            })?,
+            letters: self.rows(conn, "SELECT * FROM letters ORDER BY serial", |r| {
+                letter_from(r, routes)
+            })?,
             replays: self.rows(conn, "SELECT * FROM replays ORDER BY rowid", replay_from)?,
         };
         Ok(Loaded {
@@ -291,7 +341,7 @@ impl SqliteStore {
         &self,
         conn: &Connection,
         sql: &str,
-        from: fn(&Row<'_>) -> Result<T, Bad>,
+        from: impl Fn(&Row<'_>) -> Result<T, Bad>,
     ) -> Result<Vec<T>, StoreError> {
         let mut stmt = conn.prepare(sql).map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
@@ -300,6 +350,11 @@ impl SqliteStore {
             out.push(from(row).map_err(|b| match b {
                 Bad::Sql(e) => self.err(e),
                 Bad::Value(detail) => self.corrupt(detail),
+                Bad::UnknownRoute { item, route } => StoreError::UnknownRoute {
+                    store: self.path.display().to_string(),
+                    item,
+                    route,
+                },
             })?);
         }
         Ok(out)
@@ -315,14 +370,14 @@ impl SqliteStore {
                 payload,
                 accepted_at,
                 redrives,
-                // The server runs the default route only (see `config`).
-                route: _,
+                route,
             } => {
+                let route = route_name(&self.routes, *route)?;
                 self.next_serial = self.next_serial.max(job.serial().saturating_add(1));
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO jobs (serial, id, key, client, fingerprint, payload, \
-                     accepted_at, redrives, state, attempts) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0)",
+                     accepted_at, redrives, state, attempts, route) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 0, ?9)",
                 )?
                 .execute(params![
                     job.serial(),
@@ -332,7 +387,8 @@ impl SqliteStore {
                     bits(*fingerprint),
                     payload.as_ref(),
                     nanos(*accepted_at),
-                    redrives
+                    redrives,
+                    route
                 ])?;
                 // The relay took the key for a new job: it held no replay of it.
                 if let Some(key) = key {
@@ -377,7 +433,7 @@ impl SqliteStore {
             }
             Record::DeadLettered(letter) => {
                 self.next_serial = self.next_serial.max(letter.job.serial().saturating_add(1));
-                insert_letter(tx, letter)?;
+                insert_letter(tx, letter, route_name(&self.routes, letter.route)?)?;
             }
             Record::LetterRemoved { letter } => {
                 tx.prepare_cached("DELETE FROM letters WHERE serial = ?1")?
@@ -471,13 +527,28 @@ impl SqliteStore {
     }
 }
 
-fn insert_letter(tx: &Transaction<'_>, l: &DeadLetter<Key, Bytes>) -> rusqlite::Result<()> {
+/// The name a route is stored under; a route the relay does not have
+/// (which it never reports) fails the commit rather than be stored as
+/// another.
+fn route_name(routes: &RouteNames, route: RouteId) -> rusqlite::Result<&str> {
+    routes.name(route).ok_or_else(|| {
+        rusqlite::Error::ToSqlConversionFailure(
+            format!("route {} is not one of the relay's routes", route.0).into(),
+        )
+    })
+}
+
+fn insert_letter(
+    tx: &Transaction<'_>,
+    l: &DeadLetter<Key, Bytes>,
+    route: &str,
+) -> rusqlite::Result<()> {
     let late = l.late_success.as_ref();
     tx.prepare_cached(
         "INSERT OR REPLACE INTO letters (serial, id, key, client, fingerprint, payload, \
          attempts, reason, last_error, accepted_at, dead_at, redrives, late_attempt, late_at, \
-         late_response, late_count) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         late_response, late_count, route) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         l.job.serial(),
@@ -496,14 +567,17 @@ fn insert_letter(tx: &Transaction<'_>, l: &DeadLetter<Key, Bytes>) -> rusqlite::
         late.map(|s| nanos(s.at)),
         late.map(|s| s.response.as_ref()),
         late.map(|s| s.count),
+        route,
     ])?;
     Ok(())
 }
 
-/// A row that does not read back: SQLite's error, or a value out of range.
+/// A row that does not read back: SQLite's error, a value out of range,
+/// or a route these settings do not have.
 enum Bad {
     Sql(rusqlite::Error),
     Value(String),
+    UnknownRoute { item: String, route: String },
 }
 
 impl From<rusqlite::Error> for Bad {
@@ -512,10 +586,19 @@ impl From<rusqlite::Error> for Bad {
     }
 }
 
-fn job_from(r: &Row<'_>) -> Result<StoredJob<Key, Bytes>, Bad> {
+/// The route of a job or letter row, by its stored name.
+fn route_from(r: &Row<'_>, routes: &RouteNames, item: String) -> Result<RouteId, Bad> {
+    let route: String = r.get("route")?;
+    routes
+        .resolve(&route)
+        .ok_or(Bad::UnknownRoute { item, route })
+}
+
+fn job_from(r: &Row<'_>, routes: &RouteNames) -> Result<StoredJob<Key, Bytes>, Bad> {
+    let job = job_id(r.get("id")?);
     Ok(StoredJob {
-        job: job_id(r.get("id")?),
-        route: RouteId::DEFAULT,
+        job,
+        route: route_from(r, routes, format!("job {job}"))?,
         key: r.get::<_, Option<String>>("key")?.map(Arc::from),
         client: unbits(r.get("client")?),
         fingerprint: unbits(r.get("fingerprint")?),
@@ -536,7 +619,8 @@ fn replay_from(r: &Row<'_>) -> Result<StoredReplay<Key, Bytes>, Bad> {
     })
 }
 
-fn letter_from(r: &Row<'_>) -> Result<DeadLetter<Key, Bytes>, Bad> {
+fn letter_from(r: &Row<'_>, routes: &RouteNames) -> Result<DeadLetter<Key, Bytes>, Bad> {
+    let job = job_id(r.get("id")?);
     let late_success = match r.get::<_, Option<u32>>("late_attempt")? {
         None => None,
         Some(attempt) => Some(LateSuccess {
@@ -547,8 +631,8 @@ fn letter_from(r: &Row<'_>) -> Result<DeadLetter<Key, Bytes>, Bad> {
         }),
     };
     Ok(DeadLetter {
-        job: job_id(r.get("id")?),
-        route: RouteId::DEFAULT,
+        job,
+        route: route_from(r, routes, format!("dead letter {job}"))?,
         key: r.get::<_, Option<String>>("key")?.map(Arc::from),
         client: unbits(r.get("client")?),
         fingerprint: unbits(r.get("fingerprint")?),
