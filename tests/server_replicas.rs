@@ -389,6 +389,115 @@ fn postgres_away_means_503_and_not_ready_then_it_recovers_by_itself() {
     });
 }
 
+/// A settings file of replicas with `routes`; `search`, when one of them,
+/// calls a built-in downstream of its own taking `search_latency_ms`.
+fn routes_file(
+    dir: &std::path::Path,
+    name: &str,
+    routes: &[&str],
+    search_latency_ms: u32,
+) -> String {
+    let mut text =
+        String::from("[relay]\nworkers = 4\njobs_max = 1000\n[relay.queue]\ncapacity = 100\n");
+    for route in routes {
+        text.push_str(&format!("[[relay.routes]]\nname = \"{route}\"\n"));
+    }
+    if routes.contains(&"search") {
+        text.push_str(&format!(
+            "[[routes]]\nname = \"search\"\n\
+             downstream = {{ kind = \"flaky\", failure_rate = 0, latency_ms = {search_latency_ms} }}\n"
+        ));
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write the settings");
+    path.display().to_string()
+}
+
+/// A route's counters in a replica's `/stats`.
+fn route_stats(addr: SocketAddr, route: &str) -> serde_json::Value {
+    let (status, body) = http(addr, "GET", "/stats", None, "");
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let routes = stats["routes"].as_array().cloned().unwrap_or_default();
+    routes
+        .into_iter()
+        .find(|r| r["name"] == route)
+        .unwrap_or_else(|| panic!("no route {route} in {stats}"))
+}
+
+/// Accepts one keyed job on route `search` of `addr`, waits until it is
+/// in flight and returns its status URL.
+fn search_job_in_flight(url: &str, addr: SocketAddr, key: &str) -> String {
+    let (status, body) = http(addr, "POST", "/relay/search", Some(key), r#"{"q":"cats"}"#);
+    assert_eq!(status, 202, "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let status_url = reply["status_url"]
+        .as_str()
+        .expect("a status URL")
+        .to_owned();
+    wait_for("the job to start", Duration::from_secs(10), || {
+        sql(
+            url,
+            &format!("SELECT attempts FROM relay_jobs WHERE key = '{key}'"),
+        ) == "1"
+    });
+    status_url
+}
+
+#[test]
+fn an_adopted_job_keeps_its_route_and_waits_for_a_replica_that_has_it() {
+    let url = database("routes");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slow = routes_file(dir.path(), "slow.toml", &["orders", "search"], 60_000);
+    let quick = routes_file(dir.path(), "quick.toml", &["orders", "search"], 1);
+    let orders_only = routes_file(dir.path(), "orders.toml", &["orders"], 1);
+    let mut a = replica(&url, &["--config", &slow]);
+    let b = replica(&url, &["--config", &orders_only]);
+    let first = search_job_in_flight(&url, a.addr, "routed-1");
+    let owner_a = sql(&url, "SELECT owner FROM relay_jobs WHERE key = 'routed-1'");
+    a.kill_9();
+    // B has no route `search`: past A's lease and several of B's reaper
+    // passes, the job is still A's, waiting.
+    std::thread::sleep(Duration::from_millis(3 * 600 + 500));
+    assert_eq!(
+        sql(
+            &url,
+            &format!(
+                "SELECT owner = '{owner_a}' AND lease_until < now() FROM relay_jobs \
+                 WHERE key = 'routed-1'"
+            )
+        ),
+        "t",
+        "a replica without the job's route left it alone"
+    );
+    // C has it: it takes the job as it starts, and runs it on `search`.
+    let c = replica(&url, &["--config", &quick]);
+    let keys = ["routed-1".to_owned()];
+    wait_for("the job to end on C", Duration::from_secs(20), || {
+        unfinished(&url, &keys).is_empty()
+    });
+    assert_eq!(route_stats(c.addr, "search")["succeeded"], 1);
+    assert_eq!(route_stats(c.addr, "orders")["succeeded"], 0);
+    // B tells its status from the database, under its route's name.
+    let (status, body) = http(b.addr, "GET", &first, None, "");
+    assert_eq!(status, 200, "{body}");
+    let job: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["route"], "search", "{job}");
+
+    // Another replica dies with a `search` job in flight: C's reaper adopts
+    // it (B's leaves it) and runs it on `search`.
+    let mut d = replica(&url, &["--config", &slow]);
+    search_job_in_flight(&url, d.addr, "routed-2");
+    d.kill_9();
+    let keys = ["routed-2".to_owned()];
+    wait_for("the job to end on C", Duration::from_secs(20), || {
+        unfinished(&url, &keys).is_empty()
+    });
+    assert_eq!(route_stats(c.addr, "search")["succeeded"], 2);
+    assert_eq!(route_stats(b.addr, "orders")["succeeded"], 0);
+}
+
 /// A fresh number per call, for keys that must not repeat.
 fn rand_suffix() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -400,9 +509,12 @@ fn rand_suffix() -> usize {
 mod store {
     use super::{cluster, database, sql};
     use bytes::Bytes;
-    use resilient_relay::relay::{CallError, DeadLetter, GiveUp, JobId, Outcome, Record, Stored};
+    use resilient_relay::relay::{
+        CallError, DeadLetter, GiveUp, JobId, Outcome, Record, RelayConfig, RouteConfig, RouteId,
+        Stored,
+    };
     use resilient_relay::server::store::postgres::{new_owner, PgOptions, PgStore};
-    use resilient_relay::server::store::Store;
+    use resilient_relay::server::store::{Loaded, RouteNames, Store};
     use resilient_relay::time::Time;
     use std::sync::Arc;
     use std::time::Duration;
@@ -410,6 +522,23 @@ mod store {
     type Key = Arc<str>;
 
     const TTL: Duration = Duration::from_secs(3600);
+
+    /// The routes of a relay with `[[relay.routes]]` named so, in this order.
+    fn names(routes: &[&str]) -> RouteNames {
+        RouteNames::of(&RelayConfig {
+            routes: routes
+                .iter()
+                .map(|n| RouteConfig {
+                    name: (*n).to_owned(),
+                    ..RouteConfig::default()
+                })
+                .collect(),
+            ..RelayConfig::default()
+        })
+    }
+
+    /// Of the routes most tests' stores have, `orders` (the default) and this.
+    const SEARCH: RouteId = RouteId(1);
 
     fn options(url: &str, lease: Duration) -> PgOptions {
         PgOptions {
@@ -421,13 +550,14 @@ mod store {
             queue_capacity: 100,
             letters_max: 100,
             replays_max: 100,
+            routes: names(&["orders", "search"]),
         }
     }
 
     fn accepted(serial: u32, slot: usize, key: Option<&str>, at_ms: u64) -> Record<Key, Bytes> {
         Record::Accepted {
             job: JobId::new(serial, slot),
-            route: resilient_relay::relay::RouteId::DEFAULT,
+            route: RouteId::DEFAULT,
             key: key.map(Arc::from),
             client: 7,
             fingerprint: u64::from(serial) * 31,
@@ -460,7 +590,7 @@ mod store {
     fn letter(serial: u32, slot: usize) -> Record<Key, Bytes> {
         Record::DeadLettered(Box::new(DeadLetter {
             job: JobId::new(serial, slot),
-            route: resilient_relay::relay::RouteId::DEFAULT,
+            route: RouteId::DEFAULT,
             key: Some(Arc::from(format!("k{serial}"))),
             client: 7,
             fingerprint: u64::from(serial) * 31,
@@ -598,5 +728,199 @@ mod store {
             "jobs under a live lease stay with their owner"
         );
         let _ = cluster();
+    }
+
+    /// A job and a letter of `search`, and a job of `orders`, keyed.
+    fn routed_records() -> Vec<Record<Key, Bytes>> {
+        let mut search = accepted(1, 1, Some("s1"), 1);
+        if let Record::Accepted { route, .. } = &mut search {
+            *route = SEARCH;
+        }
+        let mut letter = letter(2, 2);
+        if let Record::DeadLettered(l) = &mut letter {
+            l.route = SEARCH;
+        }
+        vec![search, accepted(3, 3, Some("o3"), 2), letter]
+    }
+
+    /// Serials and their routes.
+    type Routed = Vec<(u32, RouteId)>;
+
+    /// The jobs' and the letters' routes a store gave back.
+    fn routes_of(loaded: &Loaded) -> (Routed, Routed) {
+        let jobs = loaded.stored.jobs.iter();
+        let letters = loaded.stored.letters.iter();
+        (
+            jobs.map(|j| (j.job.serial(), j.route)).collect(),
+            letters.map(|l| (l.job.serial(), l.route)).collect(),
+        )
+    }
+
+    #[test]
+    fn jobs_and_letters_come_back_on_the_route_of_their_name() {
+        let url = database("route_names");
+        let mut first = PgStore::open(options(&url, Duration::from_millis(1))).expect("open");
+        first.load(1_000_000).expect("load");
+        commit_soon(&mut first, &routed_records());
+        assert_eq!(
+            sql(
+                &url,
+                "SELECT string_agg(key || '=' || route, ',' ORDER BY key) FROM relay_keys"
+            ),
+            "o3=orders,s1=search",
+            "a key's row names its job's route"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        // Another replica lists `[[relay.routes]]` the other way round.
+        let reordered = PgOptions {
+            routes: names(&["search", "orders"]),
+            ..options(&url, Duration::from_secs(5))
+        };
+        let mut second = PgStore::open(reordered).expect("open");
+        let again = second.load(1_000_100).expect("load");
+        assert_eq!(
+            routes_of(&again),
+            (
+                vec![(1, RouteId(0)), (3, RouteId(1))],
+                vec![(2, RouteId(0))]
+            )
+        );
+    }
+
+    #[test]
+    fn a_replica_leaves_the_jobs_and_letters_of_routes_it_lacks() {
+        let url = database("route_lacking");
+        let mut first = PgStore::open(options(&url, Duration::from_millis(1))).expect("open");
+        first.load(1_000_000).expect("load");
+        commit_soon(&mut first, &routed_records());
+        std::thread::sleep(Duration::from_millis(20));
+        let orders_only = PgOptions {
+            routes: names(&["orders"]),
+            ..options(&url, Duration::from_secs(5))
+        };
+        let mut lacking = PgStore::open(orders_only).expect("open");
+        let loaded = lacking.load(1_000_100).expect("load");
+        assert_eq!(routes_of(&loaded), (vec![(3, RouteId::DEFAULT)], vec![]));
+        assert_eq!(
+            sql(
+                &url,
+                "SELECT count(*) FROM relay_jobs j JOIN relay_letters l ON true
+                 WHERE j.serial = 1 AND j.lease_until < now() AND l.lease_until < now()"
+            ),
+            "1",
+            "search's job and letter are left, their leases expired"
+        );
+        let mut having = PgStore::open(options(&url, Duration::from_secs(5))).expect("open");
+        let loaded = having.load(1_000_200).expect("load");
+        assert_eq!(
+            routes_of(&loaded),
+            (vec![(1, SEARCH)], vec![(2, SEARCH)]),
+            "a replica with the route takes them"
+        );
+    }
+
+    /// The version-1 tables, as that build created them (no routes), with
+    /// one job and one letter.
+    const TABLES_V1: &str = "
+CREATE TABLE relay_meta (
+    id            int PRIMARY KEY CHECK (id = 1),
+    version       int NOT NULL,
+    epoch_unix_ms bigint NOT NULL,
+    handle_key    bytea NOT NULL
+);
+CREATE SEQUENCE relay_serial_blocks MINVALUE 0 START 0 MAXVALUE 1023 NO CYCLE;
+CREATE TABLE relay_blocks (
+    block       bigint PRIMARY KEY,
+    owner       text NOT NULL,
+    lease_until timestamptz NOT NULL
+);
+CREATE TABLE relay_jobs (
+    serial      bigint PRIMARY KEY,
+    id          bigint NOT NULL,
+    key         text,
+    client      bigint NOT NULL,
+    fingerprint bigint NOT NULL,
+    payload     bytea NOT NULL,
+    accepted_at bigint NOT NULL,
+    redrives    int NOT NULL,
+    attempts    int NOT NULL DEFAULT 0,
+    owner       text,
+    lease_until timestamptz
+);
+CREATE INDEX relay_jobs_owner ON relay_jobs (owner);
+CREATE INDEX relay_jobs_lease ON relay_jobs (lease_until);
+CREATE TABLE relay_keys (
+    key         text PRIMARY KEY,
+    fingerprint bigint NOT NULL,
+    serial      bigint,
+    id          bigint,
+    owner       text NOT NULL,
+    claimed_at  timestamptz NOT NULL DEFAULT now(),
+    response    bytea,
+    finished_at bigint,
+    expires_at  bigint
+);
+CREATE TABLE relay_letters (
+    serial        bigint PRIMARY KEY,
+    id            bigint NOT NULL,
+    key           text,
+    client        bigint NOT NULL,
+    fingerprint   bigint NOT NULL,
+    payload       bytea NOT NULL,
+    attempts      int NOT NULL,
+    reason        text NOT NULL,
+    last_error    text NOT NULL,
+    accepted_at   bigint NOT NULL,
+    dead_at       bigint NOT NULL,
+    redrives      int NOT NULL,
+    late_attempt  int,
+    late_at       bigint,
+    late_response bytea,
+    late_count    int,
+    owner         text,
+    lease_until   timestamptz,
+    redrive_asked boolean NOT NULL DEFAULT false
+);
+CREATE INDEX relay_letters_asked ON relay_letters (owner) WHERE redrive_asked;
+CREATE INDEX relay_keys_expiry ON relay_keys (expires_at);
+INSERT INTO relay_meta VALUES (1, 1, 1000000, decode(repeat('ab', 32), 'hex'));
+SELECT setval('relay_serial_blocks', 0);
+INSERT INTO relay_blocks VALUES (0, 'gone', now() - interval '1 hour');
+INSERT INTO relay_jobs VALUES (5, 5 * 4294967296 + 1, 'k5', 1, 2, '\\x7b7d', 1000, 0, 1, 'gone', now() - interval '1 hour');
+INSERT INTO relay_letters VALUES (7, 7 * 4294967296 + 2, NULL, 1, 2, '\\x5b5d', 3, 'attempts-exhausted',
+    'server-error', 10, 20, 0, NULL, NULL, NULL, NULL, 'gone', now() - interval '1 hour', false);
+";
+
+    #[test]
+    fn a_version_1_database_is_upgraded_in_place_with_its_work_on_the_default_route() {
+        let url = database("version_1");
+        sql(&url, TABLES_V1);
+        let mut store = PgStore::open(options(&url, Duration::from_secs(5))).expect("open");
+        let loaded = store.load(1_000_100).expect("a version-1 database loads");
+        assert_eq!(loaded.epoch_unix_ms, 1_000_000);
+        assert_eq!(
+            routes_of(&loaded),
+            (vec![(5, RouteId::DEFAULT)], vec![(7, RouteId::DEFAULT)])
+        );
+        assert_eq!(sql(&url, "SELECT version FROM relay_meta"), "2");
+        assert_eq!(
+            sql(
+                &url,
+                "SELECT count(*) FROM (SELECT route FROM relay_jobs
+                 UNION ALL SELECT route FROM relay_letters) r WHERE route = ''"
+            ),
+            "2",
+            "the rows already there are on the default route (`''`)"
+        );
+        // The upgraded database keeps routes from now on.
+        let mut search = accepted(loaded.stored.next_serial, 0, None, 2_000);
+        if let Record::Accepted { route, .. } = &mut search {
+            *route = SEARCH;
+        }
+        commit_soon(&mut store, &[search]);
+        assert_eq!(
+            sql(&url, "SELECT route FROM relay_jobs WHERE serial <> 5"),
+            "search"
+        );
     }
 }

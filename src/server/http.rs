@@ -696,7 +696,11 @@ async fn look_up<V: serde::Serialize>(
 async fn look_up_shared(app: &App, job: JobId) -> Option<JobView> {
     let claims = app.policy.claims.as_ref()?;
     match claims.status(job).await {
-        Ok(status) => status.as_ref().map(|s| JobView::new(s, &app.policy.routes)),
+        // Under its route's name, which this replica may not have.
+        Ok(shared) => shared.map(|s| JobView {
+            route: s.route,
+            ..JobView::new(&s.status, &app.policy.routes)
+        }),
         Err(e) => {
             tracing::debug!(error = %e, "shared status look-up failed");
             None

@@ -189,9 +189,11 @@ impl LetterView {
         }
     }
 
-    /// A letter as the shared store holds it.
+    /// A letter as the shared store holds it (under its route's name,
+    /// which this replica may not have).
     pub fn shared(l: &SharedLetter, with_payload: bool, routes: &RouteTable) -> LetterView {
         LetterView {
+            route: l.route.clone(),
             held_by: Some(l.held_by.clone()),
             redrive_asked: l.redrive_asked,
             ..LetterView::new(&l.letter, with_payload, routes)

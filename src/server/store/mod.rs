@@ -269,3 +269,39 @@ pub enum StoreSync {
     /// lose recent commits or damage the file.
     Off,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::RouteConfig;
+
+    #[test]
+    fn a_stored_route_is_known_by_name_and_the_empty_name_is_the_default() {
+        let relay = RelayConfig {
+            routes: ["orders", "search"]
+                .iter()
+                .map(|n| RouteConfig {
+                    name: (*n).to_owned(),
+                    ..RouteConfig::default()
+                })
+                .collect(),
+            ..RelayConfig::default()
+        };
+        let routes = RouteNames::of(&relay);
+        assert_eq!(routes.resolve("search"), Some(RouteId(1)));
+        assert_eq!(routes.resolve(""), Some(RouteId::DEFAULT));
+        assert_eq!(
+            routes.resolve("default"),
+            None,
+            "not a route of these settings"
+        );
+        assert_eq!(routes.name(RouteId(1)), Some("search"));
+        assert_eq!(routes.name(RouteId(2)), None);
+        assert_eq!((routes.shown(""), routes.shown("gone")), ("orders", "gone"));
+        assert_eq!(routes.stored(), ["orders", "search", ""]);
+        assert_eq!(
+            RouteNames::default().name(RouteId::DEFAULT),
+            Some("default")
+        );
+    }
+}

@@ -14,7 +14,10 @@
 //! - an idempotency key is unique across replicas: a row in `relay_keys`
 //!   claimed before the local relay admits the request ([`claims`]);
 //! - job serials come from per-replica blocks of a sequence, so ids never
-//!   repeat across replicas or restarts.
+//!   repeat across replicas or restarts;
+//! - a job or letter names its route (by name, [`RouteNames`]): a replica
+//!   takes only those of routes it has, and leaves the others for a
+//!   replica that has them.
 
 pub mod claims;
 pub mod letters;
@@ -22,7 +25,7 @@ pub mod link;
 pub mod replica;
 pub mod schema;
 
-use super::{Loaded, Store, StoreError};
+use super::{Loaded, RouteNames, Store, StoreError};
 use crate::relay::{
     CallError, DeadLetter, GiveUp, JobId, LateSuccess, Outcome, Record, RouteId, Stored, StoredJob,
     StoredReplay,
@@ -56,6 +59,8 @@ pub struct PgOptions {
     pub letters_max: usize,
     /// At most this many replay records are loaded (`keys_max`).
     pub replays_max: usize,
+    /// This replica's routes: it takes jobs and letters of these only.
+    pub routes: RouteNames,
 }
 
 /// What the store thread and the replica's lease thread share.
@@ -84,6 +89,7 @@ impl PgOptions {
             queue_capacity: relay.queue.capacity,
             letters_max: relay.dlq.capacity,
             replays_max: relay.idempotency.keys_max,
+            routes: RouteNames::of(relay),
         }
     }
 }
@@ -111,6 +117,7 @@ impl Replication {
             options.lease,
             epoch_unix_ms,
             store_failing.clone(),
+            options.routes.clone(),
         )?;
         let replica = Replica::start(options.clone(), shared, store_failing, adopt)?;
         Ok(Replication {
@@ -226,13 +233,25 @@ impl PgStore {
                     &[],
                 )
                 .await?;
+            let found: i32 = row.get(0);
+            if found < 2 {
+                tx.batch_execute(schema::UPGRADE_TO_2).await?;
+            }
             tx.commit().await?;
             Ok(row)
         })?;
-        let version: i32 = row.get(0);
+        let found: i32 = row.get(0);
         let epoch: i64 = row.get(1);
         let handle_key: Vec<u8> = row.get(2);
-        Ok((version, uint(epoch), handle_key))
+        if found < schema::VERSION {
+            tracing::info!(
+                store = self.link.shown(),
+                from = found,
+                to = schema::VERSION,
+                "PostgreSQL store schema upgraded"
+            );
+        }
+        Ok((found.max(schema::VERSION), uint(epoch), handle_key))
     }
 
     /// Takes a new block of serials from the sequence and leases it.
@@ -270,24 +289,29 @@ impl PgStore {
         u64::try_from(block).map_err(|_| self.corrupt("a negative serial block"))
     }
 
-    /// Takes the jobs no live replica holds, as many as the relay can
-    /// restore in their old slots, leasing them to this replica; returns
-    /// them in acceptance order. The rest (a slot taken twice, beyond the
-    /// relay's bounds) stay expired, for a reaper to adopt into new slots.
+    /// Takes the jobs no live replica holds, of this replica's routes, as
+    /// many as the relay can restore in their old slots, leasing them to
+    /// this replica; returns them in acceptance order. The rest (a slot
+    /// taken twice, beyond the relay's bounds, a route's queue full) stay
+    /// expired, for a reaper to adopt into new slots; those of other
+    /// routes, for a replica that has them.
     fn take_jobs(&mut self) -> Result<Vec<StoredJob<Key, Bytes>>, StoreError> {
         let owner = self.options.owner.clone();
         let lease = ms(self.options.lease);
         let (jobs_max, queue_capacity) = (self.options.jobs_max, self.options.queue_capacity);
         let limit = int(jobs_max as u64);
+        let routes = self.options.routes.clone();
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM relay_jobs j
-             WHERE j.owner IS NULL OR j.lease_until IS NULL OR j.lease_until < now()
+             WHERE (j.owner IS NULL OR j.lease_until IS NULL OR j.lease_until < now())
+               AND j.route = ANY($2)
              ORDER BY j.serial LIMIT $1 FOR UPDATE SKIP LOCKED"
         );
         self.link.run(async move |c: &mut Client| {
             let tx = c.transaction().await?;
-            let rows = tx.query(&sql, &[&limit]).await?;
-            let mut jobs: Vec<StoredJob<Key, Bytes>> = rows.iter().map(job_of).collect();
+            let rows = tx.query(&sql, &[&limit, &routes.stored()]).await?;
+            let mut jobs: Vec<StoredJob<Key, Bytes>> =
+                rows.iter().filter_map(|r| job_of(r, &routes)).collect();
             jobs.sort_by_key(|j| (j.accepted_at, j.job.serial()));
             let jobs = restorable(jobs, jobs_max, queue_capacity);
             let serials: Vec<i64> = jobs.iter().map(|j| i64::from(j.job.serial())).collect();
@@ -302,22 +326,62 @@ impl PgStore {
         })
     }
 
+    /// Takes the letters no live replica holds, of this replica's routes.
     fn take_letters(&mut self) -> Result<Vec<DeadLetter<Key, Bytes>>, StoreError> {
         let owner = self.options.owner.clone();
         let lease = ms(self.options.lease);
         let limit = int(self.options.letters_max as u64);
+        let names = self.options.routes.stored();
         let rows = self.link.run(async move |c: &mut Client| {
             let tx = c.transaction().await?;
-            let rows = tx.query(TAKE_LETTERS, &[&owner, &lease, &limit]).await?;
+            let rows = tx
+                .query(TAKE_LETTERS, &[&owner, &lease, &limit, &names])
+                .await?;
             tx.commit().await?;
             Ok(rows)
         })?;
         let mut letters = Vec::with_capacity(rows.len());
         for row in &rows {
-            letters.push(letter_of(row).map_err(|d| self.corrupt(d))?);
+            let letter = own_route(row, LETTER_ROUTE, &self.options.routes)
+                .and_then(|route| letter_of(row, route));
+            letters.push(letter.map_err(|d| self.corrupt(d))?);
         }
         letters.sort_by_key(|l| l.job);
         Ok(letters)
+    }
+
+    /// Logs the jobs and letters of routes this replica does not have:
+    /// they wait, unseen by it, for a replica that has their route.
+    fn log_other_routes(&mut self) {
+        let names = self.options.routes.stored();
+        let counts = self.link.run(async move |c: &mut Client| {
+            c.query(
+                "SELECT 'jobs', route, count(*) FROM relay_jobs WHERE route <> ALL($1)
+                 GROUP BY route
+                 UNION ALL
+                 SELECT 'dead letters', route, count(*) FROM relay_letters
+                 WHERE route <> ALL($1) GROUP BY route",
+                &[&names],
+            )
+            .await
+        });
+        match counts {
+            Ok(rows) => {
+                for row in rows {
+                    let (what, route, count): (&str, &str, i64) =
+                        (row.get(0), row.get(1), row.get(2));
+                    tracing::warn!(
+                        store = self.link.shown(),
+                        count,
+                        route,
+                        "the store holds {what} of route `{route}`, which this replica does not \
+                         have: they wait for a replica that has it (add `{route}` to \
+                         [[relay.routes]] here, or run a replica that has it)"
+                    );
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "jobs of other routes not counted"),
+        }
     }
 
     fn replays(&mut self, now: Time) -> Result<Vec<StoredReplay<Key, Bytes>>, StoreError> {
@@ -403,6 +467,7 @@ impl PgStore {
             letters: self.take_letters()?,
             replays: self.replays(now)?,
         };
+        self.log_other_routes();
         tracing::info!(
             store = self.link.shown(),
             owner = %self.options.owner,
@@ -440,7 +505,12 @@ impl PgStore {
                  take a new block",
             ));
         }
-        let statements = Statements::of(records, &self.options);
+        let statements = Statements::of(records, &self.options).map_err(|route| {
+            self.link.unavailable(format!(
+                "a record names route {}, which is not one of the relay's (a bug)",
+                route.0
+            ))
+        })?;
         self.link
             .run_session(async move |s: &mut Session| statements.run(s).await)
     }
@@ -464,8 +534,10 @@ impl Statements {
     /// holds. The kinds run in an order that keeps the journal's meaning:
     /// a job is inserted before it is started or finished, a key is
     /// claimed before a failure releases it (only its own job's claim),
-    /// and a letter is kept before it is removed.
-    fn of(records: &[Record<Key, Bytes>], o: &PgOptions) -> Statements {
+    /// and a letter is kept before it is removed. Routes go by name; a
+    /// route the relay does not have (which it never reports) is the error.
+    fn of(records: &[Record<Key, Bytes>], o: &PgOptions) -> Result<Statements, RouteId> {
+        let name = |route: RouteId| o.routes.name(route).map(str::to_owned).ok_or(route);
         let mut b = Batches::default();
         let mut letters: Vec<(&'static str, Vec<Param>)> = Vec::new();
         for record in records {
@@ -478,9 +550,9 @@ impl Statements {
                     payload,
                     accepted_at,
                     redrives,
-                    // The server runs the default route only (see `config`).
-                    route: _,
+                    route,
                 } => {
+                    let route = name(*route)?;
                     let serial = i64::from(job.serial());
                     b.jobs.serial.push(serial);
                     b.jobs.id.push(int(job.0));
@@ -491,9 +563,15 @@ impl Statements {
                     b.jobs.accepted_at.push(nanos(*accepted_at));
                     b.jobs.redrives.push(int32(*redrives));
                     if let Some(k) = key {
-                        b.claims
-                            .insert(k.to_string(), (int(*fingerprint), serial, int(job.0)));
+                        let claim = KeyClaim {
+                            fingerprint: int(*fingerprint),
+                            serial,
+                            id: int(job.0),
+                            route: route.clone(),
+                        };
+                        b.claims.insert(k.to_string(), claim);
                     }
+                    b.jobs.route.push(route);
                 }
                 Record::Started { job, attempt } => {
                     let at = b.started.entry(i64::from(job.serial())).or_insert(0);
@@ -528,7 +606,8 @@ impl Statements {
                     }
                 }
                 Record::DeadLettered(letter) => {
-                    letters.push((INSERT_LETTER, letter_params(letter, o)))
+                    let route = name(letter.route)?;
+                    letters.push((INSERT_LETTER, letter_params(letter, route, o)))
                 }
                 Record::LetterRemoved { letter } => letters.push((
                     "DELETE FROM relay_letters WHERE serial = $1",
@@ -538,7 +617,7 @@ impl Statements {
         }
         let mut list = b.into_statements(o);
         list.extend(letters);
-        Statements { list }
+        Ok(Statements { list })
     }
 
     /// One round trip and one WAL flush: `BEGIN`, the statements
@@ -576,6 +655,15 @@ struct JobColumns {
     payload: Vec<Vec<u8>>,
     accepted_at: Vec<i64>,
     redrives: Vec<i32>,
+    route: Vec<String>,
+}
+
+/// A new keyed job's claim on its key's row.
+struct KeyClaim {
+    fingerprint: i64,
+    serial: i64,
+    id: i64,
+    route: String,
 }
 
 struct Replay {
@@ -592,7 +680,7 @@ struct Replay {
 #[derive(Default)]
 struct Batches {
     jobs: JobColumns,
-    claims: std::collections::BTreeMap<String, (i64, i64, i64)>,
+    claims: std::collections::BTreeMap<String, KeyClaim>,
     started: std::collections::BTreeMap<i64, i32>,
     finished: Vec<i64>,
     replays: std::collections::BTreeMap<String, Replay>,
@@ -618,14 +706,16 @@ impl Batches {
                     Box::new(j.redrives),
                     owner(),
                     Box::new(ms(o.lease)),
+                    Box::new(j.route),
                 ],
             ));
         }
         if !self.claims.is_empty() {
-            let (keys, rest): (Vec<String>, Vec<(i64, i64, i64)>) = self.claims.into_iter().unzip();
-            let fingerprints: Vec<i64> = rest.iter().map(|r| r.0).collect();
-            let serials: Vec<i64> = rest.iter().map(|r| r.1).collect();
-            let ids: Vec<i64> = rest.iter().map(|r| r.2).collect();
+            let (keys, rest): (Vec<String>, Vec<KeyClaim>) = self.claims.into_iter().unzip();
+            let fingerprints: Vec<i64> = rest.iter().map(|r| r.fingerprint).collect();
+            let serials: Vec<i64> = rest.iter().map(|r| r.serial).collect();
+            let ids: Vec<i64> = rest.iter().map(|r| r.id).collect();
+            let routes: Vec<String> = rest.into_iter().map(|r| r.route).collect();
             list.push((
                 CLAIMS_FOR_JOBS,
                 vec![
@@ -634,6 +724,7 @@ impl Batches {
                     Box::new(serials),
                     Box::new(ids),
                     owner(),
+                    Box::new(routes),
                 ],
             ));
         }
@@ -681,7 +772,7 @@ impl Batches {
     }
 }
 
-fn letter_params(l: &DeadLetter<Key, Bytes>, o: &PgOptions) -> Vec<Param> {
+fn letter_params(l: &DeadLetter<Key, Bytes>, route: String, o: &PgOptions) -> Vec<Param> {
     let late = l.late_success.as_ref();
     vec![
         Box::new(i64::from(l.job.serial())),
@@ -702,6 +793,7 @@ fn letter_params(l: &DeadLetter<Key, Bytes>, o: &PgOptions) -> Vec<Param> {
         Box::new(late.map(|s| int32(s.count))),
         Box::new(o.owner.clone()),
         Box::new(ms(o.lease)),
+        Box::new(route),
     ]
 }
 
@@ -721,7 +813,8 @@ pub fn block_start(block: u64) -> Option<u32> {
 }
 
 /// The jobs a fresh relay can restore, in order: distinct slots below
-/// `jobs_max`, and no more never-called jobs than the queue holds.
+/// `jobs_max`, and no more never-called jobs on a route than its queue
+/// (of `queue_capacity`) holds.
 fn restorable(
     jobs: Vec<StoredJob<Key, Bytes>>,
     jobs_max: usize,
@@ -729,7 +822,7 @@ fn restorable(
 ) -> Vec<StoredJob<Key, Bytes>> {
     let mut slots = rustc_hash::FxHashSet::default();
     let mut keys = rustc_hash::FxHashSet::default();
-    let mut waiting = 0;
+    let mut waiting: std::collections::BTreeMap<RouteId, usize> = Default::default();
     let mut kept = Vec::with_capacity(jobs.len());
     for job in jobs {
         let slot = job.job.slot();
@@ -740,10 +833,11 @@ fn restorable(
             continue;
         }
         if job.attempts == 0 {
-            if waiting >= queue_capacity {
+            let queued = waiting.entry(job.route).or_default();
+            if *queued >= queue_capacity {
                 continue;
             }
-            waiting += 1;
+            *queued += 1;
         }
         slots.insert(slot);
         if let Some(k) = &job.key {
@@ -754,11 +848,12 @@ fn restorable(
     kept
 }
 
-/// A stored job from a `relay_jobs` row (columns as in [`JOB_COLUMNS`]).
-pub(crate) fn job_of(r: &Row) -> StoredJob<Key, Bytes> {
-    StoredJob {
+/// A stored job from a `relay_jobs` row (columns as in [`JOB_COLUMNS`]);
+/// `None` for one of a route `routes` lacks (queries ask for theirs only).
+pub(crate) fn job_of(r: &Row, routes: &RouteNames) -> Option<StoredJob<Key, Bytes>> {
+    Some(StoredJob {
         job: JobId(uint(r.get(0))),
-        route: RouteId::DEFAULT,
+        route: routes.resolve(r.get(8))?,
         key: r.get::<_, Option<&str>>(1).map(Arc::from),
         client: uint(r.get(2)),
         fingerprint: uint(r.get(3)),
@@ -766,8 +861,20 @@ pub(crate) fn job_of(r: &Row) -> StoredJob<Key, Bytes> {
         accepted_at: time(r.get(5)),
         redrives: uint32(r.get(6)),
         attempts: uint32(r.get(7)),
-    }
+    })
 }
+
+/// The route of a row by the name at column `i`, if `routes` has it.
+pub(crate) fn own_route(r: &Row, i: usize, routes: &RouteNames) -> Result<RouteId, String> {
+    let name: &str = r.get(i);
+    routes.resolve(name).ok_or_else(|| {
+        format!("a dead letter's route `{name}` is not one of this replica's routes")
+    })
+}
+
+/// The column of a letter's route in [`TAKE_LETTERS`] and the shared
+/// dead-letter queue's look-ups.
+pub(crate) const LETTER_ROUTE: usize = 16;
 
 /// A kebab-case name back into its enum (the names the relay writes).
 fn named<T: serde::de::DeserializeOwned>(name: &str, what: &str) -> Result<T, String> {
@@ -775,7 +882,9 @@ fn named<T: serde::de::DeserializeOwned>(name: &str, what: &str) -> Result<T, St
         .map_err(|_| format!("a dead letter's {what} `{name}` is not one this build knows"))
 }
 
-fn letter_of(r: &Row) -> Result<DeadLetter<Key, Bytes>, String> {
+/// A letter from a `relay_letters` row (columns as in [`TAKE_LETTERS`]), on
+/// `route`, the one its row names.
+fn letter_of(r: &Row, route: RouteId) -> Result<DeadLetter<Key, Bytes>, String> {
     let late = match (
         r.get::<_, Option<i32>>(12),
         r.get::<_, Option<i64>>(13),
@@ -792,7 +901,7 @@ fn letter_of(r: &Row) -> Result<DeadLetter<Key, Bytes>, String> {
     };
     Ok(DeadLetter {
         job: JobId(uint(r.get(1))),
-        route: RouteId::DEFAULT,
+        route,
         key: r.get::<_, Option<&str>>(2).map(Arc::from),
         client: uint(r.get(3)),
         fingerprint: uint(r.get(4)),
@@ -808,13 +917,15 @@ fn letter_of(r: &Row) -> Result<DeadLetter<Key, Bytes>, String> {
 }
 
 /// The columns [`job_of`] reads, in its order.
-pub(crate) const JOB_COLUMNS: &str =
-    "j.id, j.key, j.client, j.fingerprint, j.payload, j.accepted_at, j.redrives, j.attempts";
+pub(crate) const JOB_COLUMNS: &str = "j.id, j.key, j.client, j.fingerprint, j.payload, \
+     j.accepted_at, j.redrives, j.attempts, j.route";
 
+/// Leases to `$1` for `$2` ms up to `$3` letters no live replica holds, of
+/// the routes named in `$4`.
 const TAKE_LETTERS: &str = "
 WITH taken AS (
     SELECT serial FROM relay_letters
-    WHERE owner IS NULL OR lease_until IS NULL OR lease_until < now()
+    WHERE (owner IS NULL OR lease_until IS NULL OR lease_until < now()) AND route = ANY($4)
     ORDER BY serial LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
@@ -822,27 +933,29 @@ UPDATE relay_letters l SET owner = $1, lease_until = now() + $2 * interval '1 mi
 FROM taken WHERE l.serial = taken.serial
 RETURNING l.serial, l.id, l.key, l.client, l.fingerprint, l.payload, l.attempts, l.reason,
           l.last_error, l.accepted_at, l.dead_at, l.redrives, l.late_attempt, l.late_at,
-          l.late_response, l.late_count";
+          l.late_response, l.late_count, l.route";
 
 const INSERT_JOBS: &str = "
 INSERT INTO relay_jobs (serial, id, key, client, fingerprint, payload, accepted_at, redrives,
-                        attempts, owner, lease_until)
-SELECT s, i, k, c, f, p, a, r, 0, $9, now() + $10 * interval '1 millisecond'
+                        attempts, owner, lease_until, route)
+SELECT s, i, k, c, f, p, a, r, 0, $9, now() + $10 * interval '1 millisecond', rt
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bytea[],
-            $7::bigint[], $8::int[]) AS t(s, i, k, c, f, p, a, r)
+            $7::bigint[], $8::int[], $11::text[]) AS t(s, i, k, c, f, p, a, r, rt)
 ON CONFLICT (serial) DO UPDATE SET id = EXCLUDED.id, owner = EXCLUDED.owner,
-                                   lease_until = EXCLUDED.lease_until";
+                                   lease_until = EXCLUDED.lease_until, route = EXCLUDED.route";
 
 /// Binds each new keyed job to its key's row: the row this replica claimed
 /// (or a new one, for a redrive). A row another replica holds now (this
 /// replica's claim was released or swept under a request it still
 /// admitted) fails the commit, so the job is refused rather than run twice.
 const CLAIMS_FOR_JOBS: &str = "
-INSERT INTO relay_keys (key, fingerprint, serial, id, owner)
-SELECT k, f, s, i, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
-    AS t(k, f, s, i)
+INSERT INTO relay_keys (key, fingerprint, serial, id, owner, route)
+SELECT k, f, s, i, $5, rt
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $6::text[])
+    AS t(k, f, s, i, rt)
 ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, serial = EXCLUDED.serial,
-    id = EXCLUDED.id, response = NULL, finished_at = NULL, expires_at = NULL,
+    id = EXCLUDED.id, route = EXCLUDED.route, response = NULL, finished_at = NULL,
+    expires_at = NULL,
     owner = CASE WHEN relay_keys.owner = EXCLUDED.owner THEN relay_keys.owner
                  ELSE relay_refuse('an idempotency key of this commit is held by another replica')::text
             END";
@@ -867,7 +980,50 @@ WHERE k.key = t.key AND k.serial = t.s";
 const INSERT_LETTER: &str = "
 INSERT INTO relay_letters (serial, id, key, client, fingerprint, payload, attempts, reason,
     last_error, accepted_at, dead_at, redrives, late_attempt, late_at, late_response,
-    late_count, owner, lease_until)
+    late_count, owner, lease_until, route)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-        now() + $18 * interval '1 millisecond')
+        now() + $18 * interval '1 millisecond', $19)
 ON CONFLICT (serial) DO NOTHING";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(serial: u32, route: u16, attempts: u32) -> StoredJob<Key, Bytes> {
+        StoredJob {
+            job: JobId::new(serial, serial as usize),
+            route: RouteId(route),
+            key: None,
+            client: 0,
+            fingerprint: 0,
+            payload: Bytes::new(),
+            accepted_at: Time::from_millis(u64::from(serial)),
+            redrives: 0,
+            attempts,
+        }
+    }
+
+    /// Each route has a queue of its own: a full one leaves its other
+    /// never-called jobs in the store (a reaper adopts them as room opens),
+    /// and takes nothing from the other routes' room.
+    #[test]
+    fn each_routes_queue_bounds_its_own_jobs_never_called() {
+        let jobs = vec![
+            job(0, 0, 0),
+            job(1, 1, 0),
+            job(2, 0, 0),
+            job(3, 0, 0),
+            job(4, 1, 0),
+            job(5, 0, 2),
+        ];
+        let kept: Vec<u32> = restorable(jobs, 100, 2)
+            .iter()
+            .map(|j| j.job.serial())
+            .collect();
+        assert_eq!(
+            kept,
+            [0, 1, 2, 4, 5],
+            "the third of route 0's waiting jobs stays; a started one is not queued"
+        );
+    }
+}

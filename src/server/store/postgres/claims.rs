@@ -21,7 +21,7 @@ use super::link::{
 };
 use super::{int, ms, uint};
 use crate::relay::{Answer, JobId, JobState, JobStatus, Refusal};
-use crate::server::store::StoreError;
+use crate::server::store::{RouteNames, StoreError};
 use crate::time::Time;
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,6 +59,8 @@ pub struct Claims {
     failing: Arc<AtomicBool>,
     /// Claims waiting for the batcher ([`batches`]).
     asks: mpsc::Sender<Ask>,
+    /// This replica's routes, for what other replicas' rows name.
+    pub(super) routes: RouteNames,
 }
 
 #[derive(Default)]
@@ -100,6 +102,7 @@ impl Claims {
         stale_after: Duration,
         epoch_unix_ms: u64,
         failing: Arc<AtomicBool>,
+        routes: RouteNames,
     ) -> Result<Arc<Claims>, StoreError> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| StoreError::Unavailable {
@@ -120,6 +123,7 @@ impl Claims {
             connecting: tokio::sync::Mutex::new(()),
             failing,
             asks,
+            routes,
         });
         runtime.spawn(batches(Arc::downgrade(&claims), waiting));
         Ok(claims)
@@ -517,21 +521,31 @@ impl Held {
 }
 
 const STATUS: &str = "
-SELECT 'live', j.id, j.attempts, j.accepted_at, NULL::bigint, NULL::bytea
+SELECT 'live', j.id, j.attempts, j.accepted_at, NULL::bigint, NULL::bytea, j.route
     FROM relay_jobs j WHERE j.serial = $1
 UNION ALL
-SELECT 'succeeded', k.id, 0, 0, k.finished_at, k.response
+SELECT 'succeeded', k.id, 0, 0, k.finished_at, k.response, k.route
     FROM relay_keys k WHERE k.serial = $1 AND k.response IS NOT NULL
 UNION ALL
-SELECT 'dead', l.id, l.attempts, l.accepted_at, l.dead_at, NULL::bytea
+SELECT 'dead', l.id, l.attempts, l.accepted_at, l.dead_at, NULL::bytea, l.route
     FROM relay_letters l WHERE l.serial = $1
 LIMIT 1";
+
+/// A job as the shared database tells it.
+#[derive(Clone, Debug)]
+pub struct SharedStatus {
+    /// Its `route` is this replica's id for the job's route, the default
+    /// route's for a route this replica does not have: `route` names it.
+    pub status: JobStatus<Bytes>,
+    /// The route's name, which this replica may not have.
+    pub route: String,
+}
 
 impl Claims {
     /// What the database knows of `job` (by serial): a live job (queued,
     /// as far as a look-up from afar can tell), a keyed success with its
     /// answer, or a dead letter. `None` when it holds nothing of it.
-    pub async fn status(&self, job: JobId) -> Result<Option<JobStatus<Bytes>>, StoreError> {
+    pub async fn status(&self, job: JobId) -> Result<Option<SharedStatus>, StoreError> {
         let client = self.client().await?;
         let serial = i64::from(job.serial());
         let rows = self.bounded(client.query(STATUS, &[&serial])).await?;
@@ -548,9 +562,13 @@ impl Claims {
             row.get::<_, Option<i64>>(i)
                 .map(|v| Time::from_nanos(uint(v)))
         };
-        Ok(Some(JobStatus {
+        let route: &str = row.get(6);
+        let status = JobStatus {
             job: stored,
-            route: crate::relay::RouteId::DEFAULT,
+            route: self
+                .routes
+                .resolve(route)
+                .unwrap_or(crate::relay::RouteId::DEFAULT),
             state: match kind {
                 "live" => JobState::Queued,
                 "succeeded" => JobState::Succeeded,
@@ -564,6 +582,10 @@ impl Claims {
             late_success: None,
             redelivered: false,
             fallback: None,
+        };
+        Ok(Some(SharedStatus {
+            status,
+            route: self.routes.shown(route).to_owned(),
         }))
     }
 }

@@ -13,8 +13,8 @@
 //! connection.
 
 use super::claims::Claims;
-use super::{int, letter_of, uint};
-use crate::relay::{DeadLetter, JobId};
+use super::{int, letter_of, uint, LETTER_ROUTE};
+use crate::relay::{DeadLetter, JobId, RouteId};
 use crate::server::actor::Key;
 use crate::server::store::StoreError;
 use bytes::Bytes;
@@ -22,7 +22,11 @@ use bytes::Bytes;
 /// A letter as the table holds it.
 #[derive(Clone, Debug)]
 pub struct SharedLetter {
+    /// Its `route` is this replica's id for the letter's route, the default
+    /// route's for a route this replica does not have: `route` names it.
     pub letter: DeadLetter<Key, Bytes>,
+    /// The route's name, which this replica may not have.
+    pub route: String,
     /// The replica holding it; `None` while no live replica does (its
     /// holder died and no reaper has taken it yet).
     pub held_by: Option<String>,
@@ -30,10 +34,10 @@ pub struct SharedLetter {
     pub redrive_asked: bool,
 }
 
-/// The columns [`letter_of`] reads, then the holder and the mark.
+/// The columns [`letter_of`] reads, the route, then the holder and the mark.
 const COLUMNS: &str = "serial, id, key, client, fingerprint, payload, attempts, reason, \
      last_error, accepted_at, dead_at, redrives, late_attempt, late_at, late_response, \
-     late_count, owner, redrive_asked";
+     late_count, route, owner, redrive_asked";
 
 const ASK: &str = "
 UPDATE relay_letters SET redrive_asked = true
@@ -83,14 +87,17 @@ impl Claims {
     }
 
     fn shared_letter(&self, row: &tokio_postgres::Row) -> Result<SharedLetter, StoreError> {
-        let letter = letter_of(row).map_err(|detail| StoreError::Corrupt {
+        let route: &str = row.get(LETTER_ROUTE);
+        let id = self.routes.resolve(route).unwrap_or(RouteId::DEFAULT);
+        let letter = letter_of(row, id).map_err(|detail| StoreError::Corrupt {
             path: self.shown().into(),
             detail,
         })?;
         Ok(SharedLetter {
             letter,
-            held_by: row.get(16),
-            redrive_asked: row.get(17),
+            route: self.routes.shown(route).to_owned(),
+            held_by: row.get(LETTER_ROUTE + 1),
+            redrive_asked: row.get(LETTER_ROUTE + 2),
         })
     }
 }

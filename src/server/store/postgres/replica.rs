@@ -3,7 +3,8 @@
 //!
 //! Every tick (a third of the lease) it renews the leases of every job and
 //! letter this replica owns, then looks for jobs whose leases expired
-//! (`FOR UPDATE SKIP LOCKED`, so two reapers never take the same job),
+//! (`FOR UPDATE SKIP LOCKED`, so two reapers never take the same job) on
+//! routes this replica has (the others wait for a replica that has them),
 //! leases them to itself and hands them to the relay's task to adopt. A job
 //! the relay cannot take now (full) is released at once for any replica
 //! to take. It does the same with the letters of replicas that died, and
@@ -14,7 +15,8 @@
 
 use super::link::Link;
 use super::{
-    block_of, job_of, letter_of, ms, nanos, relay_now, PgOptions, Shared, JOB_COLUMNS, TAKE_LETTERS,
+    block_of, job_of, letter_of, ms, nanos, own_route, relay_now, PgOptions, Shared, JOB_COLUMNS,
+    LETTER_ROUTE, TAKE_LETTERS,
 };
 use crate::relay::{DeadLetter, JobId, StoredJob};
 use crate::server::actor::Key;
@@ -23,6 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::Client;
+
+/// The serial's column in a reaper pass's rows, after [`JOB_COLUMNS`].
+const JOB_SERIAL: usize = 9;
 
 /// Jobs taken at once by one reaper pass.
 pub const REAP_BATCH: i64 = 64;
@@ -258,24 +263,28 @@ impl Keeper {
         }
     }
 
-    /// One pass: takes expired jobs and hands them to the relay. False
-    /// once the relay is gone.
+    /// One pass: takes expired jobs of this replica's routes and hands
+    /// them to the relay. False once the relay is gone.
     fn reap(&mut self) -> bool {
         let owner = self.options.owner.clone();
         let lease = ms(self.options.lease);
+        let names = self.options.routes.stored();
         let sql = format!(
             "WITH taken AS (
                  SELECT serial FROM relay_jobs
-                 WHERE owner IS NULL OR lease_until IS NULL OR lease_until < now()
+                 WHERE (owner IS NULL OR lease_until IS NULL OR lease_until < now())
+                   AND route = ANY($4)
                  ORDER BY serial LIMIT $2 FOR UPDATE SKIP LOCKED)
              UPDATE relay_jobs j SET owner = $1,
                  lease_until = now() + $3 * interval '1 millisecond'
              FROM taken WHERE j.serial = taken.serial
-             RETURNING {JOB_COLUMNS}"
+             RETURNING {JOB_COLUMNS}, j.serial"
         );
         let rows = match self.link.run(async move |c: &mut Client| {
             let tx = c.transaction().await?;
-            let rows = tx.query(&sql, &[&owner, &REAP_BATCH, &lease]).await?;
+            let rows = tx
+                .query(&sql, &[&owner, &REAP_BATCH, &lease, &names])
+                .await?;
             tx.commit().await?;
             Ok(rows)
         }) {
@@ -288,7 +297,18 @@ impl Keeper {
         if rows.is_empty() {
             return true;
         }
-        let mut jobs: Vec<StoredJob<Key, Bytes>> = rows.iter().map(job_of).collect();
+        let mut jobs: Vec<StoredJob<Key, Bytes>> = Vec::with_capacity(rows.len());
+        let mut others = Vec::new();
+        for row in &rows {
+            match job_of(row, &self.options.routes) {
+                Some(job) => jobs.push(job),
+                // Not one of this replica's routes after all: given back.
+                None => others.push(row.get::<_, i64>(JOB_SERIAL)),
+            }
+        }
+        if !others.is_empty() {
+            self.release(&others);
+        }
         // Adopting a job moves the relay's serials past it: one from a later
         // block needs that block first (its owner is gone), else it waits.
         jobs.sort_by_key(|j| j.job.serial());
@@ -332,10 +352,11 @@ impl Keeper {
     fn reap_letters(&mut self) -> bool {
         let owner = self.options.owner.clone();
         let lease = ms(self.options.lease);
+        let names = self.options.routes.stored();
         let rows = match self.link.run(async move |c: &mut Client| {
             let tx = c.transaction().await?;
             let rows = tx
-                .query(TAKE_LETTERS, &[&owner, &lease, &REAP_BATCH])
+                .query(TAKE_LETTERS, &[&owner, &lease, &REAP_BATCH, &names])
                 .await?;
             tx.commit().await?;
             Ok(rows)
@@ -348,7 +369,9 @@ impl Keeper {
         };
         let mut letters = Vec::with_capacity(rows.len());
         for row in &rows {
-            match letter_of(row) {
+            let letter = own_route(row, LETTER_ROUTE, &self.options.routes)
+                .and_then(|route| letter_of(row, route));
+            match letter {
                 Ok(l) => letters.push(l),
                 // Kept leased to this replica, so that no reaper spins on it.
                 Err(detail) => {

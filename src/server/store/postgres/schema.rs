@@ -9,12 +9,18 @@
 //! - `relay_blocks`: who holds each block, under a lease like a job's: a
 //!   replica that adopts a job from a later block (the relay then continues
 //!   its serials from there) must first take that block from its dead owner;
-//! - `relay_jobs`: unfinished jobs, with `owner` and `lease_until` (the
-//!   visibility timeout a live owner keeps renewing);
+//! - `relay_jobs`: unfinished jobs, with their route, `owner` and
+//!   `lease_until` (the visibility timeout a live owner keeps renewing);
 //! - `relay_keys`: one row per idempotency key (unique across replicas): a
-//!   claim while its job runs, the replay record once it succeeded;
-//! - `relay_letters`: the dead letters, with the replica holding each and
-//!   whether another replica asked it to redrive one (`redrive_asked`).
+//!   claim while its job runs, the replay record once it succeeded, and
+//!   the job's route;
+//! - `relay_letters`: the dead letters, with their route, the replica
+//!   holding each and whether another replica asked it to redrive one
+//!   (`redrive_asked`).
+//!
+//! A route is kept by name (replicas may list `[[relay.routes]]` in other
+//! orders, or not all of them); `''` is the default route, what rows of
+//! version 1 hold.
 //!
 //! `relay_jobs` and `relay_keys` churn like a queue (each job's row is
 //! inserted, updated and deleted within moments), so they leave room on
@@ -27,8 +33,9 @@
 //! which use the database's own clock (`now()`), the one clock every
 //! replica shares.
 
-/// The schema this build reads and writes.
-pub const VERSION: i32 = 1;
+/// The schema this build reads and writes. 2: jobs, keys and letters name
+/// their route.
+pub const VERSION: i32 = 2;
 
 /// Serials per block: a replica's run accepts at most this many jobs
 /// before it must restart to take a new block.
@@ -61,7 +68,8 @@ CREATE TABLE IF NOT EXISTS relay_jobs (
     redrives    int NOT NULL,
     attempts    int NOT NULL DEFAULT 0,
     owner       text,
-    lease_until timestamptz
+    lease_until timestamptz,
+    route       text NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS relay_jobs_owner ON relay_jobs (owner);
 CREATE INDEX IF NOT EXISTS relay_jobs_lease ON relay_jobs (lease_until);
@@ -74,7 +82,8 @@ CREATE TABLE IF NOT EXISTS relay_keys (
     claimed_at  timestamptz NOT NULL DEFAULT now(),
     response    bytea,
     finished_at bigint,
-    expires_at  bigint
+    expires_at  bigint,
+    route       text NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS relay_letters (
     serial        bigint PRIMARY KEY,
@@ -95,7 +104,8 @@ CREATE TABLE IF NOT EXISTS relay_letters (
     late_count    int,
     owner         text,
     lease_until   timestamptz,
-    redrive_asked boolean NOT NULL DEFAULT false
+    redrive_asked boolean NOT NULL DEFAULT false,
+    route         text NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS relay_letters_asked ON relay_letters (owner) WHERE redrive_asked;
 CREATE INDEX IF NOT EXISTS relay_keys_expiry ON relay_keys (expires_at);
@@ -118,4 +128,14 @@ DO $$ BEGIN
             autovacuum_vacuum_cost_delay = 0);
     END IF;
 END $$;
+";
+
+/// Version 1 to 2, in place, under the creation lock: a route per job, key
+/// and letter, `''` (the default route) for the rows already there, which
+/// version 1 ran on it.
+pub const UPGRADE_TO_2: &str = "
+ALTER TABLE relay_jobs ADD COLUMN IF NOT EXISTS route text NOT NULL DEFAULT '';
+ALTER TABLE relay_keys ADD COLUMN IF NOT EXISTS route text NOT NULL DEFAULT '';
+ALTER TABLE relay_letters ADD COLUMN IF NOT EXISTS route text NOT NULL DEFAULT '';
+UPDATE relay_meta SET version = 2 WHERE id = 1 AND version < 2;
 ";
