@@ -573,10 +573,12 @@ fn stored_state_that_does_not_fit_is_an_error() {
         err,
         RecoverError::QueueTooSmall {
             waiting: 7,
-            capacity: 6
+            capacity: 6,
+            ..
         }
     ));
     assert!(err.to_string().contains("relay.queue.capacity"), "{err}");
+    assert!(err.to_string().contains("route `default`"), "{err}");
     assert!(matches!(
         recover(with(vec![stored_job(0, 3, 1), stored_job(1, 3, 1)])),
         Err(RecoverError::DuplicateSlot { .. })

@@ -162,10 +162,15 @@ pub enum RecoverError {
     )]
     TooManyJobs { stored: usize, jobs_max: usize },
     #[error(
-        "the store holds {waiting} jobs never called but `relay.queue.capacity` is {capacity}: \
-         raise `relay.queue.capacity` to at least {waiting}"
+        "the store holds {waiting} jobs never called on route `{route}` but \
+         `relay.queue.capacity` (each route's queue) is {capacity}: raise \
+         `relay.queue.capacity` to at least {waiting}"
     )]
-    QueueTooSmall { waiting: usize, capacity: usize },
+    QueueTooSmall {
+        route: String,
+        waiting: usize,
+        capacity: usize,
+    },
     #[error(
         "stored job {job} is for route {route} but the relay has {routes} routes: \
          put its route back in `relay.routes`"

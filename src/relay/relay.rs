@@ -2179,8 +2179,16 @@ fn check_stored<K, P>(settings: &RelaySettings, stored: &Stored<K, P>) -> Result
         *w += usize::from(j.attempts == 0);
     }
     let capacity = settings.queue.capacity;
-    if let Some(&waiting) = waiting.iter().find(|w| **w > capacity) {
-        return Err(RecoverError::QueueTooSmall { waiting, capacity });
+    let full = waiting
+        .iter()
+        .zip(&settings.routes)
+        .find(|(w, _)| **w > capacity);
+    if let Some((&waiting, route)) = full {
+        return Err(RecoverError::QueueTooSmall {
+            route: route.name().to_owned(),
+            waiting,
+            capacity,
+        });
     }
     let mut slots: FxHashMap<usize, JobId> = FxHashMap::default();
     for j in &stored.jobs {
