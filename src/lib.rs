@@ -7,6 +7,7 @@
 //! - [`fault`]: one downstream fault model for the simulator and the server.
 //! - [`sim`]: scheduler, clients, downstream and faults on virtual time.
 //! - [`experiment`]: parameter sweeps that write CSVs, charts and summaries.
+//! - [`search`]: swarm testing over drawn scenarios, with liveness and shrinking.
 //!
 //! Driving the relay by hand, with a clock that only moves when told:
 //!
@@ -35,7 +36,10 @@ pub mod cli;
 pub mod decision_log;
 pub mod experiment;
 pub mod fault;
+#[cfg(test)]
+mod planted;
 pub mod relay;
+pub mod search;
 pub mod server;
 pub mod sim;
 pub mod toml_doc;

@@ -39,6 +39,8 @@ pub enum Domain {
     Store = 11,
     /// Which route a logical request takes, and the resource it asks for.
     Route = 12,
+    /// The options of a scenario a swarm draws.
+    Swarm = 13,
 }
 
 /// Number of low bits of a stream id left for the entity index.

@@ -482,7 +482,7 @@ impl Breaker {
                     self.go(
                         now,
                         State::Open {
-                            until: now + self.settings.open_for,
+                            until: self.open_until(now),
                         },
                     );
                 }
@@ -499,7 +499,7 @@ impl Breaker {
                     self.go(
                         now,
                         State::Open {
-                            until: now + self.settings.open_for,
+                            until: self.open_until(now),
                         },
                     );
                     return;
@@ -565,6 +565,15 @@ impl Breaker {
             State::Open { until } => Some(until),
             _ => None,
         }
+    }
+
+    /// When an open period starting now ends.
+    fn open_until(&self, now: Time) -> Time {
+        #[cfg(test)]
+        if crate::planted::active(crate::planted::Bug::BreakerStaysOpen) {
+            return now + self.settings.open_for * 1000;
+        }
+        now + self.settings.open_for
     }
 
     /// Open → half-open once the open period is over. Safe to call early.

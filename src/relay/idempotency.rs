@@ -224,6 +224,11 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
 
     /// The key's job succeeded: remember the answer until `now + ttl`.
     pub fn complete(&mut self, now: Time, key: &K, response: R) {
+        #[cfg(test)]
+        if crate::planted::active(crate::planted::Bug::ForgetsSuccess) {
+            self.records.remove(key);
+            return;
+        }
         let Some(record) = self.records.get_mut(key) else {
             return;
         };
