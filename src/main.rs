@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Run one scenario on virtual time and print what happened.
     Simulate(cli::simulate::SimulateArgs),
+    /// Draw many scenarios, check every invariant and liveness, shrink the failures.
+    Swarm(cli::swarm::SwarmArgs),
     /// Refresh the numbers LEARNING_PLAN.md quotes from results/ (or check them with --check).
     Log(cli::log::LogArgs),
     /// Run a standard workload (relay-std, relay-ovl, relay-scale) and print one JSON line of timings.
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
     let done = |r: anyhow::Result<()>| r.map(|()| 0);
     let result = match cli.command {
         Command::Simulate(args) => done(cli::simulate::run(&args)),
+        Command::Swarm(args) => done(cli::swarm::run(&args)),
         Command::Bench(args) => done(cli::bench::run(&args)),
         Command::Log(args) => done(cli::log::run(&args)),
         Command::Experiment(args) => done(experiment::run(&args)),

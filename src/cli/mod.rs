@@ -3,3 +3,4 @@
 pub mod bench;
 pub mod log;
 pub mod simulate;
+pub mod swarm;
