@@ -115,6 +115,9 @@ pub struct Evidence {
     pub calm: Rates,
 }
 
+/// A row of the evidence: its name, and how to read it from the rates.
+type Column = (&'static str, fn(&Rates) -> f64);
+
 /// Per-second means over the judged window.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Rates {
@@ -135,7 +138,7 @@ impl fmt::Display for Evidence {
             "  per second over t = {:.0}..{:.0} s    this run   calm run",
             self.from_s, self.to_s
         )?;
-        let rows: [(&str, fn(&Rates) -> f64); 6] = [
+        let rows: [Column; 6] = [
             ("first tries offered", |r| r.first_tries),
             ("goodput", |r| r.goodput),
             ("client retries", |r| r.retries),
@@ -163,7 +166,7 @@ impl fmt::Display for Evidence {
 pub fn judge(scenario: &Scenario, seed: u64) -> Verdict {
     let run = match series(scenario, seed) {
         Ok(s) => s,
-        Err(v) => return v,
+        Err(what) => return Verdict::Violation(what),
     };
     let Some(end) = last_end(scenario) else {
         return Verdict::Unchecked(Unjudged::NoTrigger);
@@ -175,10 +178,7 @@ pub fn judge(scenario: &Scenario, seed: u64) -> Verdict {
     }
     let calm_series = match series(&calm(scenario), seed) {
         Ok(s) => s,
-        Err(Verdict::Violation(what)) => {
-            return Verdict::Violation(format!("in the calm twin: {what}"))
-        }
-        Err(v) => return v,
+        Err(what) => return Verdict::Violation(format!("in the calm twin: {what}")),
     };
     let window = (from_s, to_s);
     let (mine, theirs) = (sum(&run, window), sum(&calm_series, window));
@@ -201,7 +201,8 @@ pub fn judge(scenario: &Scenario, seed: u64) -> Verdict {
     })
 }
 
-fn series(scenario: &Scenario, seed: u64) -> Result<Series, Verdict> {
+/// The run's series, or what stopped it.
+fn series(scenario: &Scenario, seed: u64) -> Result<Series, String> {
     let opts = SimOptions {
         seed,
         trace_records_max: 0,
@@ -210,10 +211,10 @@ fn series(scenario: &Scenario, seed: u64) -> Result<Series, Verdict> {
     };
     match simulate(scenario, &opts) {
         Ok(result) => Ok(result.series.unwrap_or_default()),
-        Err(failure) => Err(Verdict::Violation(match failure.reason {
+        Err(failure) => Err(match failure.reason {
             Stop::Violation(v) => v.to_string(),
             other => other.to_string(),
-        })),
+        }),
     }
 }
 
