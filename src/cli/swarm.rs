@@ -22,8 +22,8 @@ pub struct SwarmArgs {
     /// Where failing scenarios are written, as TOML files `simulate` runs.
     #[arg(long, value_name = "DIR", default_value = "results/swarm")]
     pub out: PathBuf,
-    /// Failures to shrink (the first ones, by run index); the others are
-    /// written as drawn.
+    /// Failures to shrink: violations first, then stuck runs, each in run
+    /// order; the others are written as drawn.
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub shrink_max: usize,
     /// Most reductions judged while shrinking one failure.
@@ -120,7 +120,11 @@ fn swarm(args: &SwarmArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    for (n, o) in failures.iter().enumerate() {
+    // Violations (bugs) are shrunk before stuck runs (findings about the
+    // drawn settings); within each kind, in run order.
+    let mut order: Vec<&Outcome> = failures.clone();
+    order.sort_by_key(|o| (!matches!(o.verdict, Verdict::Violation(_)), o.index));
+    for (n, o) in order.iter().enumerate() {
         report(args, o, n < args.shrink_max)?;
     }
     let violations = failures
