@@ -880,4 +880,181 @@ retry = {{ attempts_max = 20, keyed = true, backoff = {{ kind = "constant", base
     fn a_crash_run_is_deterministic() {
         assert_eq!(run(EMBEDDED), run(EMBEDDED));
     }
+
+    /// One worker, 100 ms calls and 40 req/s until 4.2 s: about ten jobs
+    /// wait in the queue (none longer than 300 ms) when the relay crashes
+    /// at 4 s. Their leases expire 1 s later, when the survivor's queue is
+    /// empty and each is too old: each is shed as it is adopted, and the
+    /// next adopted job takes the slot it just left. The driver must hear
+    /// of one job's end before it hands out its slot again, and the client
+    /// of every shed job hears that it failed.
+    fn shed_at_adoption() -> Scenario {
+        let text = r#"
+name = "shed-at-adoption"
+seed = 11
+horizon_s = 10
+[store]
+kind = "shared"
+[[faults.crash]]
+at_s = 4
+restart_after_s = 1
+
+[relay]
+workers = 1
+jobs_max = 100
+queue = { capacity = 60, retry_after_ms = 500, shed_after_ms = 300, shed_to = "fail" }
+
+[relay.retry]
+attempts_max = 1
+
+[downstream]
+latency = { kind = "constant", ms = 100 }
+
+[[clients]]
+kind = "open-loop"
+schedule = [{ until_s = 4.2, per_s = 40 }]
+clients = 50
+"#;
+        Scenario::from_toml(text, "shed-at-adoption.toml").expect("valid scenario")
+    }
+
+    #[test]
+    fn leased_jobs_shed_as_they_are_adopted_free_their_slots_in_order() {
+        let s = shed_at_adoption();
+        let summary = simulate(&s, &SimOptions::seed(s.seed))
+            .unwrap_or_else(|e| panic!("seed {}: {e}", s.seed))
+            .summary;
+        assert!(
+            summary.jobs_recovered >= 5,
+            "seed {}: the queued jobs were leased and adopted: {summary}",
+            s.seed
+        );
+        assert_eq!(
+            (summary.client_still_waiting, summary.still_in_flight),
+            (0, 0),
+            "seed {}: every client heard of its job: {summary}",
+            s.seed
+        );
+    }
+
+    /// The swarm's shrunk case of the same: `job 703-0 accepted while job
+    /// 702-0 holds its slot` at the restart after the crash.
+    const SWARM_SLOT: &str = r#"
+name = "swarm-8569042435221559155"
+description = "drawn by `swarm`"
+seed = 8569042435221559155
+horizon_s = 24.0
+
+[relay]
+workers = 2
+jobs_max = 11
+history_max = 0
+
+[relay.queue]
+capacity = 9
+retry_after_ms = 151.76067717728213
+shed_after_ms = 20.155505965614026
+shed_to = "fail"
+
+[relay.retry]
+attempts_max = 2
+attempt_timeout_ms = 0.0
+retry_on = ["timeout", "server-error", "throttled"]
+
+[relay.retry.backoff]
+kind = "equal-jitter"
+base_ms = 15.457705723898174
+cap_ms = 116.4455296716671
+multiplier = 1.9804719754212825
+
+[relay.breaker]
+success_threshold = 5
+open_ms = 205.41500205724915
+half_open_probes_max = 1
+slow_call_ms = 0.0
+slow_call_rate = 1.0
+
+[relay.breaker.trip]
+kind = "consecutive-failures"
+failures = 1
+
+[relay.idempotency]
+ttl_ms = 55636.53136250188
+keys_max = 476
+required = false
+key_bytes_max = 255
+when_full = "refuse"
+
+[relay.dlq]
+capacity = 1
+bytes_max = 67108864
+when_full = "drop-oldest"
+
+[downstream]
+failure_rate = 0.15257771855206745
+fail_fast_ms = 1.0
+honours_idempotency_key = false
+outages = []
+load_slope_ms = 1.6938807186058136
+
+[downstream.latency]
+kind = "exponential"
+mean_ms = 18.338961549341782
+
+[[downstream.brownouts]]
+start_s = 9.753045810731074
+end_s = 11.671173517458234
+failure_rate = 0.2543030722163917
+latency_factor = 1.2952997184925454
+
+[store]
+kind = "shared"
+
+[[faults.crash]]
+at_s = 17.1379738275255
+restart_after_s = 2.9019620788762914
+
+[[clients]]
+kind = "closed-loop"
+population = 2
+think_ms = 52.63934266178078
+requests_per_client = 500000
+start_spread_ms = 3.6811032222063615
+
+[clients.retry]
+attempts_max = 1
+timeout_ms = 0.0
+
+[clients.retry.backoff]
+kind = "none"
+base_ms = 200.73562773230134
+cap_ms = 4042.2193881316507
+multiplier = 2.93715065063686
+
+[[clients]]
+kind = "open-loop"
+per_s = 8.339308169598173
+schedule = []
+clients = 171
+
+[clients.retry]
+attempts_max = 3
+timeout_ms = 0.0
+
+[clients.retry.backoff]
+kind = "full-jitter"
+base_ms = 19.680614420766318
+cap_ms = 22.884865968628056
+multiplier = 2.8297427379818263
+"#;
+
+    #[test]
+    fn the_swarm_case_of_a_slot_reused_at_adoption_keeps_every_invariant() {
+        let s = Scenario::from_toml(SWARM_SLOT, "swarm-bug-slot.toml").expect("valid scenario");
+        let summary = simulate(&s, &SimOptions::seed(s.seed))
+            .unwrap_or_else(|e| panic!("seed {}: {e}", s.seed))
+            .summary;
+        assert_eq!(summary.crashes, 1, "seed {}: {summary}", s.seed);
+        assert!(summary.jobs_recovered >= 2, "seed {}: {summary}", s.seed);
+    }
 }

@@ -801,6 +801,11 @@ impl Simulation {
     /// slots; their clients still know them by their old ids. A job it has
     /// no room for (or whose key another job holds) is counted as lost,
     /// though a real reaper would try again.
+    ///
+    /// Each adoption is an input like a request: its outputs are performed
+    /// before the next. An adopted job may end at once (too old, it is shed)
+    /// and the next one take its slot; the checker and the job's client
+    /// must hear of that end before the slot changes hands.
     fn adopt_leased(&mut self, now: Time) -> Result<(), Violation> {
         for (job, origin) in std::mem::take(&mut self.leased) {
             let in_lane = job.attempts > 0;
@@ -818,6 +823,7 @@ impl Simulation {
                 }
                 Err(_) => self.c.jobs_lost += 1,
             }
+            self.perform_outputs(now)?;
         }
         Ok(())
     }
