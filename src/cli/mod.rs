@@ -2,5 +2,6 @@
 
 pub mod bench;
 pub mod log;
+pub mod merge;
 pub mod simulate;
 pub mod swarm;

@@ -2,9 +2,13 @@
 
 use crate::experiment::seeds::SeedSet;
 use crate::experiment::sweep::Sweep;
-use crate::search::{judge, run_one, shrink_run, tally, Outcome, Verdict};
+use crate::search::shard::{Manifest, Rows, Shard};
+use crate::search::shrink::Shrunk;
+use crate::search::swarm::ROW_HEADER;
+use crate::search::{ending, judge, row, run_one, shrink_run, tally, Outcome, Verdict};
 use crate::sim::Scenario;
 use anyhow::Context;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
@@ -39,6 +43,11 @@ pub struct SwarmArgs {
     /// e.g. a failure an earlier swarm wrote.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["runs"])]
     pub check: Option<PathBuf>,
+    /// Run one shard of the swarm, e.g. `2/3`: runs 1, 4, 7, … (counting
+    /// from 0), written with a manifest to --out; `merge` then gives the
+    /// outputs of the whole run, byte for byte.
+    #[arg(long, value_name = "I/N", conflicts_with = "check")]
+    pub shard: Option<Shard>,
     /// With --check: the seed to run it on [default: the file's `seed`].
     #[arg(long = "check-seed", value_name = "SEED", requires = "check")]
     pub check_seed: Option<u64>,
@@ -85,53 +94,159 @@ fn check(args: &SwarmArgs, path: &Path) -> anyhow::Result<()> {
     anyhow::bail!("the scenario fails")
 }
 
+/// What decides a swarm's outputs beyond its rows: kept in a shard's
+/// manifest so that `merge` finishes the search as the whole run would.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finish {
+    pub seed: u64,
+    pub runs: u64,
+    pub shrink_max: usize,
+    pub shrink_budget: u32,
+    pub stuck: OnStuck,
+}
+
+impl Finish {
+    fn of(args: &SwarmArgs) -> Finish {
+        Finish {
+            seed: args.seed,
+            runs: args.runs,
+            shrink_max: args.shrink_max,
+            shrink_budget: args.shrink_budget,
+            stuck: args.stuck,
+        }
+    }
+
+    fn params(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("seed".into(), self.seed.to_string()),
+            ("runs".into(), self.runs.to_string()),
+            ("shrink_max".into(), self.shrink_max.to_string()),
+            ("shrink_budget".into(), self.shrink_budget.to_string()),
+            ("stuck".into(), format!("{:?}", self.stuck).to_lowercase()),
+        ])
+    }
+
+    /// The settings a shard's manifest recorded.
+    pub fn from_params(params: &BTreeMap<String, String>) -> anyhow::Result<Finish> {
+        fn get<T: std::str::FromStr>(p: &BTreeMap<String, String>, key: &str) -> anyhow::Result<T> {
+            p.get(key)
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("the manifest has no valid `{key}`"))
+        }
+        let stuck = match params.get("stuck").map(String::as_str) {
+            Some("fail") => OnStuck::Fail,
+            Some("report") => OnStuck::Report,
+            _ => anyhow::bail!("the manifest has no valid `stuck`"),
+        };
+        Ok(Finish {
+            seed: get(params, "seed")?,
+            runs: get(params, "runs")?,
+            shrink_max: get(params, "shrink_max")?,
+            shrink_budget: get(params, "shrink_budget")?,
+            stuck,
+        })
+    }
+}
+
 fn swarm(args: &SwarmArgs) -> anyhow::Result<()> {
+    let shard = args.shard.unwrap_or(Shard::WHOLE);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = args.jobs.map_or(cores, |j| j as usize);
     let sweep = Sweep::new(jobs, true).context("cannot start the swarm's threads")?;
-    // The sweep's "seeds" are run indices here; each run derives its own seed.
-    let indices = SeedSet {
+    // The shard's runs are first, first + count, …; the sweep's "seeds" are
+    // their positions here, and each run derives its own seed.
+    let (first, stride) = (u64::from(shard.index - 1), u64::from(shard.count));
+    let mine = args.runs.saturating_sub(first).div_ceil(stride);
+    let positions = SeedSet {
         first: 0,
-        count: u32::try_from(args.runs).context("--runs is too large")?,
+        count: u32::try_from(mine).context("--runs is too large")?,
     };
     #[allow(clippy::disallowed_methods)]
     // wall time is reported as the swarm's speed, never used by a run
     let started = std::time::Instant::now();
-    let outcomes: Vec<Outcome> = sweep
-        .run("swarm", &[()], &indices, |_, index| {
-            run_one(args.seed, index.0)
+    let records: Vec<Vec<String>> = sweep
+        .run("swarm", &[()], &positions, |_, k| {
+            run_one(args.seed, first + k.0 * stride)
         })
-        .into_iter()
-        .map(|t| t.result)
+        .iter()
+        .map(|t| row(&t.result))
         .collect();
     let wall_s = started.elapsed().as_secs_f64();
     println!(
-        "swarm: {} runs from seed {} in {wall_s:.1} s ({:.0} scenarios/s on {jobs} threads)",
-        args.runs,
+        "swarm{}: {mine} runs from seed {} in {wall_s:.1} s ({:.0} scenarios/s on {jobs} threads)",
+        if shard == Shard::WHOLE {
+            String::new()
+        } else {
+            format!(" shard {shard}")
+        },
         args.seed,
-        args.runs as f64 / wall_s
+        mine as f64 / wall_s
     );
-    for (name, n) in tally(&outcomes) {
+    let finish = Finish::of(args);
+    if shard == Shard::WHOLE {
+        return finish_search(&finish, &records, &args.out);
+    }
+    let manifest = Manifest {
+        search: "swarm".into(),
+        params: finish.params(),
+        runs: args.runs,
+        shard: shard.index,
+        shards: shard.count,
+        rows: mine,
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let rows = Rows {
+        header: ROW_HEADER.iter().map(|h| h.to_string()).collect(),
+        records,
+    };
+    crate::search::shard::write(&args.out, &manifest, &rows)?;
+    for (name, n) in tally(rows.records.iter().map(|r| r[2].as_str())) {
         println!("  {name:<48} {n:>8}");
     }
-    let failures: Vec<&Outcome> = outcomes.iter().filter(|o| o.verdict.failed()).collect();
-    if failures.is_empty() {
-        return Ok(());
+    println!(
+        "shard {shard} written to {}; when every shard is done: resilient-relay merge DIR…",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// What the whole search writes from its rows, whether it ran at once or
+/// in shards: `runs.csv`, `summary.md` and the failing scenarios, shrunk.
+pub fn finish_search(finish: &Finish, records: &[Vec<String>], out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    write_rows(&out.join("runs.csv"), records)?;
+    let mut summary = format!(
+        "# swarm: {} runs from seed {}\n\n| ending | runs |\n|---|---:|\n",
+        finish.runs, finish.seed
+    );
+    for (name, n) in tally(records.iter().map(|r| r[2].as_str())) {
+        println!("  {name:<48} {n:>8}");
+        summary += &format!("| {name} | {n} |\n");
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let failures = replay_failures(finish, records)?;
     // Violations (bugs) are shrunk before stuck runs (findings about the
     // drawn settings); within each kind, in run order.
-    let mut order: Vec<&Outcome> = failures.clone();
+    let mut order: Vec<&Outcome> = failures.iter().collect();
     order.sort_by_key(|o| (!matches!(o.verdict, Verdict::Violation(_)), o.index));
-    for (n, o) in order.iter().enumerate() {
-        report(args, o, n < args.shrink_max)?;
+    if !order.is_empty() {
+        summary += "\n## Failures\n\nTheir scenario files are beside this summary.\n";
     }
+    for (n, o) in order.iter().enumerate() {
+        let report = report(finish, out, o, n < finish.shrink_max)?;
+        print!("{}", report.render(out));
+        summary += &format!("\n```text{}```\n", report.render(Path::new("")));
+    }
+    let summary_path = out.join("summary.md");
+    std::fs::write(&summary_path, summary)
+        .with_context(|| format!("cannot write {}", summary_path.display()))?;
     let violations = failures
         .iter()
         .filter(|o| matches!(o.verdict, Verdict::Violation(_)))
         .count();
-    if violations == 0 && args.stuck == OnStuck::Report {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    if violations == 0 && finish.stuck == OnStuck::Report {
         println!(
             "\n{} runs stuck, reported (--stuck report); no invariant violated",
             failures.len()
@@ -141,56 +256,116 @@ fn swarm(args: &SwarmArgs) -> anyhow::Result<()> {
     anyhow::bail!(
         "{} of {} runs failed ({violations} violations); their scenarios are in {}",
         failures.len(),
-        args.runs,
-        args.out.display()
+        finish.runs,
+        out.display()
     )
 }
 
-/// Prints one failure, writes its scenario, and shrinks it if asked.
-fn report(args: &SwarmArgs, o: &Outcome, shrink: bool) -> anyhow::Result<()> {
-    let scenario = crate::search::draw::draw(o.seed);
-    let path = args.out.join(format!("swarm-{}.toml", o.seed));
-    write(&path, &scenario)?;
-    println!(
-        "\nrun {} (seed {}): {}\n  scenario: {}",
-        o.index,
-        o.seed,
-        o.verdict,
-        path.display()
-    );
-    replay_hint(&path, &o.verdict);
-    if !shrink {
-        return Ok(());
+fn write_rows(path: &Path, records: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut out = csv::Writer::from_path(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    out.write_record(ROW_HEADER)?;
+    for r in records {
+        out.write_record(r)?;
     }
-    let shrunk = shrink_run(&scenario, o.seed, &o.verdict, args.shrink_budget);
-    let min = args.out.join(format!("swarm-{}.min.toml", o.seed));
-    let mut small = shrunk.scenario;
-    small.name = format!("swarm-{}-min", o.seed);
-    write(&min, &small)?;
-    println!(
-        "  shrunk in {} steps ({} judged{}): {}\n  {}",
-        shrunk.steps,
-        shrunk.tried,
-        if shrunk.cut { ", budget spent" } else { "" },
-        min.display(),
-        shrunk.verdict
-    );
-    replay_hint(&min, &shrunk.verdict);
-    Ok(())
+    out.flush()
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn replay_hint(path: &Path, verdict: &Verdict) {
-    let how = match verdict {
-        Verdict::Violation(_) => "simulate",
-        _ => "swarm --check",
+/// The failed runs, replayed from their seeds: a row names the ending, the
+/// replay gives the whole verdict (and shows a shard of another build).
+fn replay_failures(finish: &Finish, records: &[Vec<String>]) -> anyhow::Result<Vec<Outcome>> {
+    let mut failures = Vec::new();
+    for r in records {
+        if r.get(2).is_none_or(|e| e != "stuck" && e != "violation") {
+            continue;
+        }
+        let index: u64 = r[0].parse().context("a row's run index is not a number")?;
+        let again = run_one(finish.seed, index);
+        anyhow::ensure!(
+            ending(&again.verdict) == r[2] && again.seed.to_string() == r[1],
+            "run {index}: its row says {} (seed {}) but it replays as {} (seed {}); \
+             were the shards run by another version?",
+            r[2],
+            r[1],
+            ending(&again.verdict),
+            again.seed
+        );
+        failures.push(again);
+    }
+    Ok(failures)
+}
+
+/// One failure as written: its scenario, and its shrunk form if asked.
+struct Report<'a> {
+    outcome: &'a Outcome,
+    file: String,
+    shrunk: Option<(Shrunk, String)>,
+}
+
+impl Report<'_> {
+    /// The report with its files under `dir` (empty: beside the summary).
+    fn render(&self, dir: &Path) -> String {
+        let o = self.outcome;
+        let at = |file: &str| dir.join(file).display().to_string();
+        let mut text = format!(
+            "\nrun {} (seed {}): {}\n  scenario: {}\n{}",
+            o.index,
+            o.seed,
+            o.verdict,
+            at(&self.file),
+            replay_hint(&at(&self.file), &o.verdict)
+        );
+        if let Some((shrunk, min)) = &self.shrunk {
+            text += &format!(
+                "  shrunk in {} steps ({} judged{}): {}\n  {}\n{}",
+                shrunk.steps,
+                shrunk.tried,
+                if shrunk.cut { ", budget spent" } else { "" },
+                at(min),
+                shrunk.verdict,
+                replay_hint(&at(min), &shrunk.verdict)
+            );
+        }
+        text
+    }
+}
+
+/// Writes one failure's scenario into `out`, and shrinks it if asked.
+fn report<'a>(
+    finish: &Finish,
+    out: &Path,
+    o: &'a Outcome,
+    shrink: bool,
+) -> anyhow::Result<Report<'a>> {
+    let scenario = crate::search::draw::draw(o.seed);
+    let file = format!("swarm-{}.toml", o.seed);
+    write(&out.join(&file), &scenario)?;
+    let shrunk = if shrink {
+        let mut shrunk = shrink_run(&scenario, o.seed, &o.verdict, finish.shrink_budget);
+        let min = format!("swarm-{}.min.toml", o.seed);
+        shrunk.scenario.name = format!("swarm-{}-min", o.seed);
+        write(&out.join(&min), &shrunk.scenario)?;
+        Some((shrunk, min))
+    } else {
+        None
     };
-    println!(
-        "  reproduce with: cargo run --release -- {how} {}",
-        path.display()
-    );
+    Ok(Report {
+        outcome: o,
+        file,
+        shrunk,
+    })
 }
 
 fn write(path: &Path, scenario: &Scenario) -> anyhow::Result<()> {
     let text = toml::to_string(scenario).context("cannot write the scenario as TOML")?;
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn replay_hint(path: &str, verdict: &Verdict) -> String {
+    let how = match verdict {
+        Verdict::Violation(_) => "simulate",
+        _ => "swarm --check",
+    };
+    format!("  reproduce with: cargo run --release -- {how} {path}\n")
 }

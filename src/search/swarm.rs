@@ -40,17 +40,35 @@ pub fn shrink_run(scenario: &Scenario, seed: u64, verdict: &Verdict, budget: u32
     shrink(scenario, verdict, budget, |s| judge(s, seed))
 }
 
-/// How many runs ended each way, by name, in a fixed order.
-pub fn tally(outcomes: &[Outcome]) -> BTreeMap<String, usize> {
+/// How a run ended, as counted: `recovered`, `stuck`, `violation` or
+/// `liveness unchecked: <why>`.
+pub fn ending(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Recovered => "recovered".to_string(),
+        Verdict::Unchecked(why) => format!("liveness unchecked: {}", why.name()),
+        Verdict::Violation(_) => "violation".to_string(),
+        Verdict::Stuck(_) => "stuck".to_string(),
+    }
+}
+
+/// The columns of a swarm's rows.
+pub const ROW_HEADER: [&str; 4] = ["run", "seed", "ending", "verdict"];
+
+/// One run as a row: what a shard writes and a merge reads.
+pub fn row(o: &Outcome) -> Vec<String> {
+    vec![
+        o.index.to_string(),
+        o.seed.to_string(),
+        ending(&o.verdict),
+        o.verdict.to_string(),
+    ]
+}
+
+/// How many runs ended each way, by [`ending`], in a fixed order.
+pub fn tally<'a>(endings: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
-    for o in outcomes {
-        let name = match &o.verdict {
-            Verdict::Recovered => "recovered".to_string(),
-            Verdict::Unchecked(why) => format!("liveness unchecked: {}", why.name()),
-            Verdict::Violation(_) => "violation".to_string(),
-            Verdict::Stuck(_) => "stuck".to_string(),
-        };
-        *counts.entry(name).or_insert(0) += 1;
+    for e in endings {
+        *counts.entry(e.to_string()).or_insert(0) += 1;
     }
     counts
 }
@@ -166,6 +184,11 @@ mod tests {
             .iter()
             .filter(|o| o.verdict == Verdict::Recovered)
             .count();
-        assert!(judged >= 20, "{:?}", tally(&outcomes));
+        let endings: Vec<String> = outcomes.iter().map(|o| ending(&o.verdict)).collect();
+        assert!(
+            judged >= 20,
+            "{:?}",
+            tally(endings.iter().map(String::as_str))
+        );
     }
 }

@@ -1,0 +1,47 @@
+//! `resilient-relay merge`: the shards of one search, finished as the whole
+//! run would have finished it.
+
+use crate::cli::swarm::{finish_search, Finish};
+use crate::search::shard;
+use crate::search::swarm::ROW_HEADER;
+use anyhow::Context;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The shards' directories, each written by a `--shard I/N` run of the
+    /// same search (in any order).
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where the whole search's outputs go [default: results/SEARCH, e.g.
+    /// results/swarm].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
+    let (manifest, rows) = shard::merge(&args.dirs)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results").join(&manifest.search));
+    println!(
+        "merged {} shards of a {} search: {} runs",
+        args.dirs.len(),
+        manifest.search,
+        manifest.runs
+    );
+    match manifest.search.as_str() {
+        "swarm" => {
+            anyhow::ensure!(
+                rows.header == ROW_HEADER,
+                "the shards' rows have columns {:?}, a swarm's are {ROW_HEADER:?}",
+                rows.header
+            );
+            let finish = Finish::from_params(&manifest.params)
+                .context("the shards' manifest does not describe a swarm")?;
+            finish_search(&finish, &rows.records, &out)
+        }
+        other => anyhow::bail!("this version cannot finish a `{other}` search"),
+    }
+}
