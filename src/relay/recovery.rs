@@ -92,7 +92,12 @@ impl<K: PartialEq, P> Stored<K, P> {
                 });
             }
             Record::Started { job, attempt } => {
-                if let Some(j) = self.jobs.iter_mut().find(|j| j.job == job) {
+                // A job is known by its serial: adopted, it has a new slot.
+                if let Some(j) = self
+                    .jobs
+                    .iter_mut()
+                    .find(|j| j.job.serial() == job.serial())
+                {
                     j.attempts = j.attempts.max(attempt);
                 }
             }
@@ -105,7 +110,7 @@ impl<K: PartialEq, P> Stored<K, P> {
                 ..
             } => {
                 self.expire(finished_at, replay_ttl);
-                self.jobs.retain(|j| j.job != job);
+                self.jobs.retain(|j| j.job.serial() != job.serial());
                 if let (Some(key), Outcome::Succeeded { response }) = (key, outcome) {
                     self.replays.retain(|r| r.key != key);
                     self.replays.push(StoredReplay {

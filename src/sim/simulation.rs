@@ -812,6 +812,7 @@ impl Simulation {
             self.displaced.remove(&job.job);
             match self.relay.adopt(now, job) {
                 Ok(id) => {
+                    self.store.durable.adopted(id);
                     self.checker.adopted(now, id, in_lane)?;
                     if let Some(o) = origin {
                         self.set_origin(Origin {

@@ -132,10 +132,12 @@ impl FaultsConfig {
 
 /// What has been committed: the journal folded as [`Stored::apply`] folds
 /// it, indexed so that a long run stays linear (a test checks the two agree).
+/// A job is one row, known by its serial as the real stores know it: a
+/// replica that adopts it gives it a new slot, not a new row.
 #[derive(Clone, Debug, Default)]
 pub struct Durable {
     next_serial: u32,
-    jobs: BTreeMap<JobId, StoredJob<u64, ()>>,
+    jobs: BTreeMap<u32, StoredJob<u64, ()>>,
     letters: BTreeMap<JobId, DeadLetter<u64, ()>>,
     replays: FxHashMap<u64, StoredReplay<u64, ()>>,
     /// Replays by expiry (`finished_at + ttl`), in finishing order; entries
@@ -172,10 +174,10 @@ impl Durable {
                     redrives,
                     attempts: 0,
                 };
-                self.jobs.insert(job, stored);
+                self.jobs.insert(job.serial(), stored);
             }
             Record::Started { job, attempt } => {
-                if let Some(j) = self.jobs.get_mut(&job) {
+                if let Some(j) = self.jobs.get_mut(&job.serial()) {
                     j.attempts = j.attempts.max(attempt);
                 }
             }
@@ -188,7 +190,7 @@ impl Durable {
                 ..
             } => {
                 self.expire(finished_at);
-                self.jobs.remove(&job);
+                self.jobs.remove(&job.serial());
                 if let (Some(key), Outcome::Succeeded { response }) = (key, outcome) {
                     let replay = StoredReplay {
                         key,
@@ -230,7 +232,15 @@ impl Durable {
 
     /// Whether `job` was accepted durably and has not finished.
     pub fn holds(&self, job: JobId) -> bool {
-        self.jobs.contains_key(&job)
+        self.jobs.contains_key(&job.serial())
+    }
+
+    /// A replica adopted the job's row under the id `job`: a later
+    /// fail-over hands it on under that id.
+    pub fn adopted(&mut self, job: JobId) {
+        if let Some(j) = self.jobs.get_mut(&job.serial()) {
+            j.job = job;
+        }
     }
 
     /// What a relay restarts from.
