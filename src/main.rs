@@ -17,6 +17,8 @@ enum Command {
     Simulate(cli::simulate::SimulateArgs),
     /// Draw many scenarios, check every invariant and liveness, shrink the failures.
     Swarm(cli::swarm::SwarmArgs),
+    /// Map where a scenario recovers from its trigger and where it stays down, over a few axes.
+    Map(cli::map::MapArgs),
     /// Refresh the numbers LEARNING_PLAN.md quotes from results/ (or check them with --check).
     Log(cli::log::LogArgs),
     /// Run a standard workload (relay-std, relay-ovl, relay-scale) and print one JSON line of timings.
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => done(cli::simulate::run(&args)),
         Command::Swarm(args) => done(cli::swarm::run(&args)),
+        Command::Map(args) => done(cli::map::run(&args)),
         Command::Bench(args) => done(cli::bench::run(&args)),
         Command::Log(args) => done(cli::log::run(&args)),
         Command::Experiment(args) => done(experiment::run(&args)),

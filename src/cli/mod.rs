@@ -2,5 +2,6 @@
 
 pub mod bench;
 pub mod log;
+pub mod map;
 pub mod simulate;
 pub mod swarm;

@@ -7,6 +7,7 @@
 //! - [`swarm`]: many drawn runs, in any order, each replayable alone.
 
 pub mod draw;
+pub mod map;
 pub mod shrink;
 pub mod swarm;
 pub mod triggers;
