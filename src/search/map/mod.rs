@@ -347,7 +347,44 @@ pub fn run(plan: &Plan, sweep: &Sweep) -> Result<Map, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::bisect::Boundary;
     use super::*;
+
+    const STORM: &str = include_str!("../../../experiments/scenarios/retry-storm.toml");
+
+    /// The retry storm's spike at `spike_per_s`, its length bisected over
+    /// 1..20 s, for each variant; 120 s of horizon leave room to recover.
+    fn storm_plan(spike_per_s: u32, variants: &[&str], seeds: u32, tolerance: f64) -> Plan {
+        Plan {
+            origin: "retry-storm.toml".into(),
+            text: STORM.into(),
+            sets: vec![
+                "horizon_s=120".into(),
+                "clients[0].schedule[2].until_s=120".into(),
+                format!("clients[0].schedule[1].per_s={spike_per_s}"),
+            ],
+            variants: variants
+                .iter()
+                .map(|v| v.parse().expect("variant"))
+                .collect(),
+            axes: vec!["duration=1..20".parse().expect("axis")],
+            bisect: 0,
+            steps: 2,
+            seeds: SeedSet {
+                first: 1,
+                count: seeds,
+            },
+            tolerance: Some(tolerance),
+            command: "test".into(),
+        }
+    }
+
+    const BUDGET: &str = "budget:clients[0].retry.budget.kind=token-bucket;\
+        clients[0].retry.budget.tokens_max=10;clients[0].retry.budget.tokens_per_success=0.1";
+
+    fn sweep(jobs: usize) -> Sweep {
+        Sweep::new(jobs, false).expect("pool")
+    }
 
     #[test]
     fn variants_are_a_name_and_overrides() {
@@ -357,5 +394,76 @@ mod tests {
         assert_eq!("plain".parse::<Variant>().expect("valid").sets.len(), 0);
         assert!("no budget:a=1".parse::<Variant>().is_err());
         assert!(":a=1".parse::<Variant>().is_err());
+    }
+
+    #[test]
+    fn a_small_map_is_the_same_for_any_thread_count() {
+        let plan = storm_plan(80, &["as-written"], 3, 4.0);
+        let one = run(&plan, &sweep(1)).expect("maps");
+        let two = run(&plan, &sweep(2)).expect("maps");
+        let bytes = |m: &Map| {
+            (
+                m.points_table().to_csv_string(),
+                m.boundary_table().to_csv_string(),
+                m.summary("t", ""),
+            )
+        };
+        assert_eq!(bytes(&one), bytes(&two));
+        assert_eq!(one.runs, 3 * one.points() as u64);
+        assert!(one.points() >= 3, "the two ends and at least one middle");
+        assert!(matches!(
+            one.lines[0].line.boundary(),
+            Some(Boundary::Between { .. })
+        ));
+    }
+
+    /// The published shape: a spike the budget rides out keeps the storm
+    /// without one down.
+    #[test]
+    fn the_storm_without_a_budget_stays_down_where_the_budget_recovers() {
+        let plan = storm_plan(105, &["no-budget", BUDGET], 6, 2.0);
+        let m = run(&plan, &sweep(2)).expect("maps");
+        assert!(m.violations.is_empty(), "{:?}", m.violations);
+        let bare = m.lines[0].line.boundary().cloned();
+        let budget = m.lines[1].line.boundary().cloned();
+        let Some(Boundary::Between {
+            high,
+            recovers_below: true,
+            ..
+        }) = bare
+        else {
+            panic!("the storm without a budget should cross: {bare:?}")
+        };
+        match budget {
+            Some(Boundary::RecoversThroughout) => {}
+            Some(Boundary::Between {
+                low,
+                recovers_below: true,
+                ..
+            }) => {
+                assert!(
+                    high < low,
+                    "no budget down from {high} s, budget from {low} s"
+                )
+            }
+            other => panic!("the budget should recover longer: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_plan_says_what_is_wrong() {
+        let mut plan = storm_plan(80, &["a"], 1, 1.0);
+        plan.axes.push("duration=1..5".parse().expect("axis"));
+        assert!(run(&plan, &sweep(1))
+            .expect_err("twice")
+            .contains("given twice"));
+        let mut plan = storm_plan(80, &["a"], 1, 1.0);
+        plan.axes = vec!["relay.wrkers=1..4".parse().expect("axis")];
+        let err = run(&plan, &sweep(1)).expect_err("unknown path");
+        assert!(err.contains("relay.wrkers"), "{err}");
+        let plan = storm_plan(80, &["a", "a"], 1, 1.0);
+        assert!(run(&plan, &sweep(1))
+            .expect_err("twice")
+            .contains("given twice"));
     }
 }

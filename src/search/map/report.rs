@@ -242,7 +242,7 @@ impl Map {
         let _ = writeln!(md, "- Reproduce: `{}`", self.plan.command);
         let _ = writeln!(
             md,
-            "- Seeds: {} at every point (the same seeds everywhere)",
+            "- Seeds: {}, the same at every point",
             self.plan.seeds.describe()
         );
         let _ = writeln!(
