@@ -252,14 +252,6 @@ impl Map {
         );
         let _ = writeln!(
             md,
-            "- Cost: {} runs (each a run and its calm twin) at {} points in {} rounds; a full grid at the same resolution would take {} runs",
-            self.runs,
-            self.points(),
-            self.rounds,
-            self.full_grid_runs()
-        );
-        let _ = writeln!(
-            md,
             "- Bisected: `{}` from {} to {}, to a bracket of {} or less; grid: {}\n",
             b.name,
             number(b.lo),
@@ -267,25 +259,33 @@ impl Map {
             number(self.step.tolerance),
             self.grid_text()
         );
-        md.push_str("## Variants\n\n| variant | overrides |\n|---|---|\n");
+        md.push_str("## Variants\n\n");
+        if !self.plan.sets.is_empty() {
+            let _ = writeln!(md, "Every variant: {}.\n", code_list(&self.plan.sets));
+        }
+        md.push_str("| variant | its own overrides |\n|---|---|\n");
         for v in &self.plan.variants {
-            let sets: Vec<String> = self
-                .plan
-                .sets
-                .iter()
-                .chain(&v.sets)
-                .map(|s| format!("`{s}`"))
-                .collect();
-            let sets = if sets.is_empty() {
-                "the scenario as written".to_string()
+            let sets = if v.sets.is_empty() {
+                "none".to_string()
             } else {
-                sets.join(" ")
+                code_list(&v.sets)
             };
             let _ = writeln!(md, "| {} | {sets} |", v.name);
         }
         md.push_str(&self.boundary_markdown());
+        md.push_str(&self.cost_markdown());
         md.push_str(&self.unchecked_markdown());
         md
+    }
+
+    fn cost_markdown(&self) -> String {
+        format!(
+            "\n## Cost\n\n{} runs (each a run and its calm twin) at {} points in {} rounds; a full grid at the same resolution would take {} runs.\n",
+            self.runs,
+            self.points(),
+            self.rounds,
+            self.full_grid_runs()
+        )
     }
 
     fn grid_text(&self) -> String {
@@ -330,8 +330,8 @@ impl Map {
         let d = decimals(b.integral);
         for l in &self.lines {
             let _ = write!(md, "| {} |", self.variant(l));
-            for (i, a) in &grid {
-                let _ = write!(md, " {:.*} |", decimals(a.integral), l.grid[*i]);
+            for (i, _) in &grid {
+                let _ = write!(md, " {} |", number(l.grid[*i]));
             }
             let at = |v: f64| l.line.points.iter().find(|(x, _)| *x == v).map(|(_, t)| t);
             match l.line.boundary() {
@@ -412,6 +412,12 @@ impl Map {
         );
         md
     }
+}
+
+/// Overrides as Markdown code, one after another.
+fn code_list(sets: &[String]) -> String {
+    let quoted: Vec<String> = sets.iter().map(|s| format!("`{s}`")).collect();
+    quoted.join(" ")
 }
 
 /// `k/n (low–high)` for a summary.
