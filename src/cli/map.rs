@@ -225,6 +225,12 @@ fn print(m: &Map, wall_s: f64, jobs: usize, out: &Path) {
                 map::axis::number(*low),
                 map::axis::number(*high)
             ),
+            Some(Boundary::Unjudged { at }) => format!(
+                "unjudged: no seed's liveness could be judged at {} = {} (see summary.md; \
+                 narrow the range)",
+                b.name,
+                map::axis::number(*at)
+            ),
             Some(other) => other.name().to_string(),
             None => "unfinished".to_string(),
         };

@@ -289,6 +289,15 @@ fn point_sets(
 
 /// Runs the map: each round's points times the seeds, judged on `sweep`.
 pub fn run(plan: &Plan, sweep: &Sweep) -> Result<Map, String> {
+    run_with(plan, sweep, judge)
+}
+
+/// [`run`] with another judge (tests put a known answer in its place).
+pub fn run_with(
+    plan: &Plan,
+    sweep: &Sweep,
+    judge: impl Fn(&Scenario, u64) -> Verdict + Sync,
+) -> Result<Map, String> {
     let mut prepared = plan.prepare()?;
     let mut lines = std::mem::take(&mut prepared.lines);
     let mut search_lines: Vec<Line> = lines.iter().map(|l| l.line.clone()).collect();
@@ -448,6 +457,52 @@ mod tests {
             }
             other => panic!("the budget should recover longer: {other:?}"),
         }
+    }
+
+    #[test]
+    fn unchecked_runs_are_counted_apart_and_stop_their_line() {
+        let mut plan = storm_plan(80, &["a"], 2, 1.0);
+        plan.axes = vec!["load=30..120".parse().expect("axis")];
+        let m = run(&plan, &sweep(2)).expect("maps");
+        let line = &m.lines[0].line;
+        assert_eq!(line.boundary(), Some(&Boundary::Unjudged { at: 120.0 }));
+        let (_, over) = &line.points[1];
+        assert_eq!((over.judged(), over.unchecked_total()), (0, 2));
+        assert!(over.share().is_nan());
+        assert!(m
+            .summary("t", "")
+            .contains("over capacity without a trigger: 2"));
+    }
+
+    /// A violation is kept with its seed and every override of its point,
+    /// which rebuild the very scenario that broke.
+    #[test]
+    fn a_violation_names_its_seed_and_the_overrides_that_rebuild_it() {
+        let plan = storm_plan(80, &["a"], 3, 4.0);
+        let long = |s: &Scenario| match &s.clients[0] {
+            crate::sim::clients::ClientsConfig::OpenLoop { schedule, .. } => {
+                schedule[1].until_s - 20.0
+            }
+            _ => 0.0,
+        };
+        let m = run_with(&plan, &sweep(2), |s, seed| {
+            if seed == 2 && long(s) > 15.0 {
+                Verdict::Violation("planted".into())
+            } else {
+                Verdict::Recovered
+            }
+        })
+        .expect("maps");
+        assert_eq!(m.violations.len(), 1, "only the end at 20 s is that long");
+        let v = &m.violations[0];
+        assert_eq!(
+            (v.seed, v.what.as_str(), v.variant.as_str()),
+            (2, "planted", "a")
+        );
+        let rebuilt = plan.build(&v.sets).expect("the overrides are valid");
+        assert_eq!(long(&rebuilt), 20.0);
+        let (_, tally) = m.lines[0].line.points.last().expect("the far end");
+        assert_eq!((tally.recovered, tally.violations.len()), (2, 1));
     }
 
     #[test]
