@@ -2,15 +2,18 @@
 # Regenerates every experiment's results with the default seeds and fails if a
 # committed CSV or summary differs: the decision log must quote what the code
 # produces. (meta.json carries wall time and charts are checked by tests.)
+# The retry storm's map is a `map` run, not an experiment: its script
+# regenerates it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo run --locked -- experiment all
+scripts/map-retry-storm.sh
 changed=$(git status --porcelain -- results | grep -E '\.(csv|md)$' || true)
 if [ -n "$changed" ]; then
   echo "results/ differ from what the code produces:"
   echo "$changed"
   git --no-pager diff --stat -- results
-  echo "regenerate with: cargo run --release -- experiment all   (then commit results/)"
+  echo "regenerate with: cargo run --release -- experiment all; scripts/map-retry-storm.sh --release   (then commit results/)"
   exit 1
 fi
 echo "results/ are up to date"

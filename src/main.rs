@@ -19,6 +19,8 @@ enum Command {
     Swarm(cli::swarm::SwarmArgs),
     /// Merge the shards of a search (`swarm --shard I/N`) into the whole run's outputs.
     Merge(cli::merge::MergeArgs),
+    /// Map where a scenario recovers from its trigger and where it stays down, over a few axes.
+    Map(cli::map::MapArgs),
     /// Refresh the numbers LEARNING_PLAN.md quotes from results/ (or check them with --check).
     Log(cli::log::LogArgs),
     /// Run a standard workload (relay-std, relay-ovl, relay-scale) and print one JSON line of timings.
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => done(cli::simulate::run(&args)),
         Command::Swarm(args) => done(cli::swarm::run(&args)),
         Command::Merge(args) => done(cli::merge::run(&args)),
+        Command::Map(args) => done(cli::map::run(&args)),
         Command::Bench(args) => done(cli::bench::run(&args)),
         Command::Log(args) => done(cli::log::run(&args)),
         Command::Experiment(args) => done(experiment::run(&args)),

@@ -60,7 +60,10 @@ impl<'s> TomlDoc<'s> {
     }
 
     /// Applies one `a.b.c=value` override; `value` is TOML (`3`, `true`,
-    /// `"full-jitter"`), or else taken as a bare string.
+    /// `"full-jitter"`), or else taken as a bare string. An array element
+    /// is named by its index, as `clients[0].schedule[1].per_s` or
+    /// `clients.0.schedule.1.per_s`; it must exist (an override changes a
+    /// written element, it never appends one).
     pub fn set(&mut self, assignment: &'s str) -> Result<(), LocatedError> {
         let by = format!("--set {assignment}");
         let refuse = |field: &str, message: &str| LocatedError::outside(&by, field, message);
@@ -71,29 +74,17 @@ impl<'s> TomlDoc<'s> {
         let value = DeValue::parse(raw)
             .map(Spanned::into_inner)
             .unwrap_or(DeValue::String(Cow::Borrowed(raw)));
-        let mut parts: Vec<&'s str> = path.split('.').collect();
-        let leaf = parts
-            .pop()
-            .filter(|l| !l.is_empty() && !parts.contains(&""));
-        let Some(leaf) = leaf else {
-            return Err(refuse(path, "name a setting, e.g. `relay.workers=4`"));
-        };
-        let mut here = self.root.get_mut();
-        for part in parts {
-            let next = here
-                .entry(Spanned::new(0..0, Cow::Borrowed(part)))
-                .or_insert_with(|| Spanned::new(0..0, DeValue::Table(DeTable::new())));
-            here = match next.get_mut() {
-                DeValue::Table(t) => t,
-                _ => return Err(refuse(path, &format!("`{part}` is not a section"))),
-            };
-        }
-        here.insert(
-            Spanned::new(0..0, Cow::Borrowed(leaf)),
-            Spanned::new(0..0, value),
-        );
-        self.mark_override(path, by);
+        let steps = set_segments(path).map_err(|m| refuse(path, &m))?;
+        let field = canonical(&steps);
+        place(self.root.get_mut(), &steps, value).map_err(|m| refuse(&field, &m))?;
+        self.mark_override(&field, by);
         Ok(())
+    }
+
+    /// The value the document (file or overrides) writes at `field`
+    /// (`clients[0].per_s`), if any.
+    pub fn get(&self, field: &str) -> Option<&DeValue<'s>> {
+        value_at(self.table(), field)
     }
 
     /// Applies every override in order.
@@ -251,10 +242,16 @@ pub fn deserialize<T: DeserializeOwned>(table: Spanned<DeTable<'_>>) -> Result<T
 }
 
 /// Whether serde reported an error at the table `field` itself, as it does
-/// for a bad value inside an internally tagged enum.
+/// for a bad value inside an internally tagged enum (at the table, or at
+/// the array of tables that holds it).
 fn lost(root: &DeTable<'_>, field: &str, span: &Option<Range<usize>>) -> bool {
     let is_table = value_at(root, field).is_some_and(DeValue::is_table);
-    is_table && (span.is_none() || *span == span_of(root, field))
+    let at_a_parent = || {
+        find(root, field)
+            .iter()
+            .any(|n| Some(&n.value) == span.as_ref())
+    };
+    is_table && (span.is_none() || at_a_parent())
 }
 
 /// The one key of the table at `field` whose value `message` quotes
@@ -374,6 +371,102 @@ fn segments(field: &str) -> Vec<Segment<'_>> {
         }
     }
     out
+}
+
+/// Longest path an override may name: far deeper than any setting.
+const SET_SEGMENTS_MAX: usize = 32;
+
+/// An override's path as segments, strictly: `a.b`, `a[0].b` and `a.0.b`;
+/// anything else (an empty part, `a[x]`, a path starting with an index)
+/// is refused with what to write instead.
+fn set_segments(path: &str) -> Result<Vec<Segment<'_>>, String> {
+    const HINT: &str = "name a setting, e.g. `relay.workers=4` or `clients[0].per_s=10`";
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (name, indices) = part
+            .split_once('[')
+            .map_or((part, ""), |(n, rest)| (n, rest));
+        if name.is_empty() && indices.is_empty() {
+            return Err(HINT.to_string());
+        }
+        match name.parse::<usize>() {
+            Ok(i) => out.push(Segment::Index(i)),
+            Err(_) if !name.is_empty() => out.push(Segment::Key(name)),
+            Err(_) => return Err(HINT.to_string()),
+        }
+        if indices.is_empty() {
+            continue;
+        }
+        for index in format!("[{indices}").split_terminator(']') {
+            let i = index
+                .strip_prefix('[')
+                .and_then(|i| i.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    format!("`{part}`: an index is a whole number in brackets, e.g. `clients[0]`")
+                })?;
+            out.push(Segment::Index(i));
+        }
+        if !part.ends_with(']') {
+            return Err(format!("`{part}`: nothing may follow `]` but `.`"));
+        }
+    }
+    match out.first() {
+        Some(Segment::Key(_)) if out.len() <= SET_SEGMENTS_MAX => Ok(out),
+        Some(Segment::Key(_)) => Err(format!("at most {SET_SEGMENTS_MAX} parts")),
+        _ => Err(HINT.to_string()),
+    }
+}
+
+/// `clients`, 0, `per_s` → `clients[0].per_s`, the form errors name fields in.
+fn canonical(steps: &[Segment<'_>]) -> String {
+    let mut out = String::new();
+    for step in steps {
+        match step {
+            Segment::Key(k) if out.is_empty() => out.push_str(k),
+            Segment::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Segment::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Writes `value` at `steps` under `table`, creating absent tables on the
+/// way (an optional section such as `relay.rate_limit`), never array elements.
+fn place<'s>(
+    table: &mut DeTable<'s>,
+    steps: &[Segment<'s>],
+    value: DeValue<'s>,
+) -> Result<(), String> {
+    let Some((Segment::Key(first), rest)) = steps.split_first() else {
+        return Err("a path starts with a name".to_string());
+    };
+    let mut here = table
+        .entry(Spanned::new(0..0, Cow::Borrowed(*first)))
+        .or_insert_with(|| Spanned::new(0..0, DeValue::Table(DeTable::new())));
+    for (n, step) in rest.iter().enumerate() {
+        let walked = || canonical(&steps[..=n]);
+        here = match (step, here.get_mut()) {
+            (Segment::Key(k), DeValue::Table(t)) => t
+                .entry(Spanned::new(0..0, Cow::Borrowed(*k)))
+                .or_insert_with(|| Spanned::new(0..0, DeValue::Table(DeTable::new()))),
+            (Segment::Index(i), DeValue::Array(a)) => {
+                let len = a.len();
+                a.get_mut(*i).ok_or_else(|| {
+                    format!(
+                        "`{}` has {len} element(s): index {i} is out of range (0..{len})",
+                        walked()
+                    )
+                })?
+            }
+            (Segment::Key(_), _) => return Err(format!("`{}` is not a section", walked())),
+            (Segment::Index(_), _) => return Err(format!("`{}` is not an array", walked())),
+        };
+    }
+    *here = Spanned::new(0..0, value);
+    Ok(())
 }
 
 fn find(table: &DeTable<'_>, field: &str) -> Vec<Node> {
@@ -584,6 +677,68 @@ mod tests {
         let nonsense = vec!["relay.workers.x=1".to_string()];
         let mut doc = TomlDoc::parse("t.toml", "[relay]\nworkers = 1\n").expect("parses");
         assert!(doc.set_all(&nonsense).is_err());
+    }
+
+    const TWO_PHASES: &str = "[relay]\nworkers = 1\n[[clients]]\nkind = \"open\"\nper_s = 1\n[[clients]]\nkind = \"open\"\nper_s = 2\n";
+
+    fn per_s(doc: &TomlDoc<'_>, i: usize) -> Option<String> {
+        match doc.get(&format!("clients[{i}].per_s"))? {
+            DeValue::Integer(n) => Some(n.as_str().to_string()),
+            DeValue::Float(f) => Some(f.as_str().to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn array_elements_are_set_by_index_in_either_spelling() {
+        let mut doc = TomlDoc::parse("t.toml", TWO_PHASES).expect("parses");
+        doc.set("clients[1].per_s=7.5").expect("brackets");
+        doc.set("clients.0.per_s=3").expect("dots");
+        assert_eq!(per_s(&doc, 0).as_deref(), Some("3"));
+        assert_eq!(per_s(&doc, 1).as_deref(), Some("7.5"));
+        let bad = "clients[1].per_s=x";
+        let mut doc = TomlDoc::parse("t.toml", TWO_PHASES).expect("parses");
+        doc.set(bad).expect("sets");
+        let err = doc.deserialize::<Root>().expect_err("not a number");
+        assert_eq!(
+            err.to_string(),
+            "--set clients[1].per_s=x: clients[1].per_s: invalid type: string \"x\", expected a number"
+        );
+    }
+
+    #[test]
+    fn an_index_out_of_range_or_a_malformed_path_says_what_is_wrong() {
+        let mut doc = TomlDoc::parse("t.toml", TWO_PHASES).expect("parses");
+        let err = doc.set("clients[2].per_s=1").expect_err("out of range");
+        assert_eq!(
+            err.to_string(),
+            "--set clients[2].per_s=1: clients[2].per_s: `clients` has 2 element(s): index 2 is out of range (0..2)"
+        );
+        let err = doc.set("relay.0=1").expect_err("not an array");
+        assert!(
+            err.to_string().ends_with("`relay` is not an array"),
+            "{err}"
+        );
+        let err = doc.set("relay.workers.x=1").expect_err("not a section");
+        assert!(
+            err.to_string()
+                .ends_with("`relay.workers` is not a section"),
+            "{err}"
+        );
+        for bad in [
+            "clients[x].per_s=1",
+            "clients[0]x=1",
+            ".a=1",
+            "0.a=1",
+            "a..b=1",
+        ] {
+            assert!(doc.set(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            per_s(&doc, 0).as_deref(),
+            Some("1"),
+            "refused overrides change nothing"
+        );
     }
 
     #[test]

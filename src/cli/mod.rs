@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod log;
+pub mod map;
 pub mod merge;
 pub mod simulate;
 pub mod swarm;

@@ -332,7 +332,7 @@ fn min_max(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 
 /// Tick labels without float noise: thousands separated by a thin space,
 /// decimals only when the value has them.
-fn format_tick(v: f64) -> String {
+pub(crate) fn format_tick(v: f64) -> String {
     let magnitude = v.abs();
     if magnitude >= 1000.0 || v == v.round() {
         group_thousands(v.round())
@@ -361,7 +361,7 @@ fn group_thousands(v: f64) -> String {
 /// Registers the embedded DejaVu Sans once per process, under its own name
 /// and under `sans-serif`, so that any text plotters draws with its default
 /// family also uses the embedded font.
-fn register_fonts() -> Result<(), String> {
+pub(crate) fn register_fonts() -> Result<(), String> {
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
     REGISTERED
         .get_or_init(|| {

@@ -39,6 +39,7 @@ pub mod chart;
 pub mod checks;
 pub mod cli;
 pub mod definition;
+pub mod heatmap;
 pub mod jitter_comparison;
 pub mod knobs;
 pub mod metrics;

@@ -190,6 +190,26 @@ fn ln_gamma(x: f64) -> f64 {
     (z - 0.5) * z.ln() - z + 0.5 * (2.0 * std::f64::consts::PI).ln() + series - product.ln()
 }
 
+/// The normal quantile for a two-sided 95 % interval.
+pub const Z95: f64 = 1.959_963_984_540_054;
+
+/// The Wilson score interval (95 %) for `successes` out of `trials`: unlike
+/// the normal approximation p ± z·sqrt(p(1-p)/n), it stays inside [0, 1]
+/// and keeps a width at 0 or n successes, which is where a map of
+/// "recovers / stays down" lives. `(NaN, NaN)` for no trials.
+pub fn wilson95(successes: u64, trials: u64) -> (f64, f64) {
+    if trials == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = trials as f64;
+    let p = successes.min(trials) as f64 / n;
+    let z2 = Z95 * Z95;
+    let denominator = 1.0 + z2 / n;
+    let centre = (p + z2 / (2.0 * n)) / denominator;
+    let half = Z95 / denominator * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +284,30 @@ mod tests {
         assert!(student_t_quantile(0.0, 7.0).is_nan());
         assert!(student_t_quantile(1.0, 7.0).is_nan());
         assert!(student_t_quantile(0.9, 0.0).is_nan());
+    }
+
+    /// Newcombe (1998), "Two-sided confidence intervals for the single
+    /// proportion", Table I, method 3 (Wilson score, no continuity correction).
+    #[test]
+    fn wilson_matches_newcombes_table() {
+        let table = [
+            (81, 263, 0.2553, 0.3662),
+            (15, 148, 0.0624, 0.1605),
+            (0, 20, 0.0, 0.1611),
+            (1, 29, 0.0061, 0.1718),
+        ];
+        for (k, n, low, high) in table {
+            let (l, h) = wilson95(k, n);
+            assert!(
+                close(l, low, 5e-5) && close(h, high, 5e-5),
+                "{k}/{n}: {l} {h}"
+            );
+        }
+        let (l, h) = wilson95(10, 10);
+        assert!(close(l, 0.7225, 5e-5) && close(h, 1.0, 1e-12), "{l} {h}");
+        let (l, h) = wilson95(5, 10);
+        assert!(close(l + h, 1.0, 1e-12), "symmetric about one half");
+        assert!(wilson95(0, 0).0.is_nan());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`shard`]: a search split into shards that run anywhere, merged back.
 
 pub mod draw;
+pub mod map;
 pub mod shard;
 pub mod shrink;
 pub mod swarm;
