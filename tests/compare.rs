@@ -108,6 +108,7 @@ fn compare_answers_every_request_in_both_worlds_and_reports_everything() {
     );
     assert!(live.polls > 0 && live.clock_offset_ms.is_some(), "{live:?}");
     assert!(live.timer_lateness.count > 0, "the noise was measured");
+    assert_eq!(live.timers_shifted, 0, "every timer at its own instant");
 
     let text = report(&c);
     for row in &c.rows {

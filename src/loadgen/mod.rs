@@ -13,6 +13,7 @@
 //! - [`target`]: where the load goes (loopback unless told otherwise) and
 //!   the operator's token for `/stats`.
 
+pub mod bench;
 pub mod compare;
 pub mod offset;
 pub mod player;
@@ -64,6 +65,9 @@ pub struct LiveCounts {
     pub clock_offset_uncertainty_ms: Option<f64>,
     /// How late the player's timers fired: the machine's scheduling noise.
     pub timer_lateness: LatencySummary,
+    /// Timers handed to the clients later than their instant (0 unless
+    /// the clock went back): each would shift what follows it.
+    pub timers_shifted: u64,
 }
 
 impl LiveCounts {
@@ -109,6 +113,9 @@ pub struct LoadgenOptions {
     pub target: Target,
     /// The downstream's base URL, for its side effects and calls per bucket.
     pub downstream: Option<Target>,
+    /// The downstream's `--ledger` file, read at the end for the repeats of
+    /// keyless requests (which its `/effects` cannot tell).
+    pub downstream_ledger: Option<std::path::PathBuf>,
     pub seed: u64,
     pub sends_max: u64,
     pub in_flight_max: usize,
@@ -143,6 +150,7 @@ impl LoadgenOptions {
         Ok(LoadgenOptions {
             target,
             downstream,
+            downstream_ledger: None,
             seed,
             sends_max: 1_000_000,
             in_flight_max: 20_000,

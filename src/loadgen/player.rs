@@ -190,6 +190,7 @@ struct Player {
     in_flight_max: usize,
     out_of_sends: bool,
     keep_trace: bool,
+    horizon: Option<Time>,
 }
 
 /// Plays `scenario`'s clients against `opts.target` until its horizon
@@ -237,6 +238,7 @@ pub async fn play(scenario: &Scenario, opts: &PlayOptions) -> Played {
         in_flight_max: opts.in_flight_max,
         out_of_sends: false,
         keep_trace: opts.trace_records_max > 0,
+        horizon,
     };
     player.drain(Time::ZERO, None);
     let bar = progress_bar(
@@ -303,6 +305,9 @@ impl Player {
             let timer = entry.remove();
             self.lateness.record(now.since(at));
             let t = at.max(self.last);
+            if t > at {
+                self.counts.timers_shifted += 1;
+            }
             self.last = t;
             if let Woke::Send(out) = self.clients.handle_timer(t, timer) {
                 self.dispatch(out, t);
@@ -340,7 +345,11 @@ impl Player {
     }
 
     fn hear(&mut self, e: Event) {
-        let t = self.shared.clock.now().max(self.last);
+        // Timers due before this event happen first, at their own instants
+        // (an arrival handed over late would shift every later arrival).
+        let now = self.shared.clock.now();
+        self.fire_due(self.horizon.map_or(now, |h| now.min(h)));
+        let t = now.max(self.last);
         self.last = t;
         match e {
             Event::Answer {
@@ -529,12 +538,9 @@ async fn post(shared: &Shared, s: &SendSpec) -> Option<crate::server::client::Re
     if s.keyed {
         headers.push(wire::key_header(&shared.run_tag, s.key));
     }
-    // A keyless send is a request of its own: its body says which send.
-    let body = if s.keyed {
-        wire::body(s.key)
-    } else {
-        wire::body((s.key << 8) | u64::from(s.send & 0xff))
-    };
+    // Keyless or not, every send of a request carries its body: the
+    // downstream's ledger can then tell a keyless request's repeats apart.
+    let body = wire::body(s.key);
     shared.http.post_json(&target, &headers, body).await.ok()
 }
 
