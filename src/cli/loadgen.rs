@@ -17,10 +17,6 @@ pub struct LoadgenArgs {
     /// effects, duplicates and calls per bucket.
     #[arg(long, value_name = "URL")]
     pub downstream: Option<String>,
-    /// The downstream's `--ledger` file (on this host), read at the end to
-    /// count repeated side effects of keyless requests.
-    #[arg(long, value_name = "FILE", requires = "downstream")]
-    pub downstream_ledger: Option<PathBuf>,
     /// Send to hosts other than loopback.
     #[arg(long)]
     pub allow_remote: bool,
@@ -90,7 +86,6 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<()> {
     let mut opts =
         LoadgenOptions::for_scenario(&scenario, target, downstream, seed, args.duration_max_s)?;
     opts.sends_max = args.sends_max;
-    opts.downstream_ledger = args.downstream_ledger.clone();
     opts.in_flight_max = args.in_flight_max;
     opts.bucket_ms = args.bucket_ms;
     opts.trace_records_max = if args.trace.is_some() {

@@ -68,7 +68,10 @@ pub const RUNS: &[Run] = &[
 ];
 
 #[derive(Debug, clap::Parser)]
-#[command(name = "compare_bench", about = "compare on the standard scenarios: simulated against live, judged")]
+#[command(
+    name = "compare_bench",
+    about = "compare on the standard scenarios: simulated against live, judged"
+)]
 pub struct BenchArgs {
     /// Run only the scenarios whose file name contains this (repeatable).
     #[arg(long)]
@@ -179,7 +182,14 @@ fn judge<'a>(c: &'a Comparison, note: &'a str, spread: Vec<(f64, f64)>) -> Verdi
 fn table(c: &Comparison, v: &Verdict<'_>) -> String {
     let mut s = format!(
         "\n{} (seed {}, {}; noise {:.2} ms)\n  {:<24} {:>12} {:>12} {:>9}  {:>23}  agrees\n",
-        c.scenario, c.seed, v.note, v.noise_ms, "", "simulated", "live", "diff",
+        c.scenario,
+        c.seed,
+        v.note,
+        v.noise_ms,
+        "",
+        "simulated",
+        "live",
+        "diff",
         format!("sim over {SPREAD_SEEDS} seeds")
     );
     for (r, spread) in c.rows.iter().zip(&v.spread) {

@@ -242,12 +242,7 @@ struct Services {
 }
 
 impl Services {
-    fn start(
-        scenario: &Scenario,
-        seed: u64,
-        token: &str,
-        ledger: &std::path::Path,
-    ) -> anyhow::Result<Services> {
+    fn start(scenario: &Scenario, seed: u64, token: &str) -> anyhow::Result<Services> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
@@ -261,15 +256,17 @@ impl Services {
             },
             keys_max: 1_000_000,
             in_flight_max: DOWNSTREAM_IN_FLIGHT_MAX,
-            ledger: Some(ledger.to_owned()),
+            ledger: None,
         };
         let downstream = runtime.block_on(DownstreamService::spawn(&ds))?;
-        let mut settings = Settings::default();
-        settings.relay = scenario.relay.clone();
-        settings.relay.history_max = settings.relay.history_max.max(HISTORY_MAX);
-        settings.downstream = DownstreamConfig::Url {
-            url: format!("{}/work", downstream.base_url()),
+        let mut settings = Settings {
+            relay: scenario.relay.clone(),
+            downstream: DownstreamConfig::Url {
+                url: format!("{}/work", downstream.base_url()),
+            },
+            ..Settings::default()
         };
+        settings.relay.history_max = settings.relay.history_max.max(HISTORY_MAX);
         settings.server.listen = loopback;
         settings.server.seed = seed;
         settings.server.operator_token = Some(Secret(token.to_owned()));
@@ -305,9 +302,7 @@ fn run_live(scenario: &Scenario, opts: &CompareOptions) -> anyhow::Result<Loadge
     getrandom::fill(&mut token)
         .map_err(|e| anyhow::anyhow!("no OS randomness for the operator token: {e}"))?;
     let token = hex::encode(token);
-    // The downstream's side effects, one line each, for keyless repeats.
-    let ledger = std::env::temp_dir().join(format!("resilient-relay-compare-{}.ledger", &token[..12]));
-    let services = Services::start(scenario, opts.seed, &token, &ledger)?;
+    let services = Services::start(scenario, opts.seed, &token)?;
     let urls = (
         services.relay.as_ref().map(RelayServer::base_url),
         services
@@ -330,11 +325,9 @@ fn run_live(scenario: &Scenario, opts: &CompareOptions) -> anyhow::Result<Loadge
         )?;
         lg.bucket_ms = opts.bucket_ms;
         lg.progress = opts.progress;
-        lg.downstream_ledger = Some(ledger.clone());
         super::run(scenario, &lg)
     })();
     services.stop();
-    let _ = std::fs::remove_file(&ledger);
     let result = result?;
     if result.ending == Ending::Interrupted {
         eprintln!("interrupted: the live figures cover only the time it ran");

@@ -68,6 +68,11 @@ pub struct LiveCounts {
     /// Timers handed to the clients later than their instant (0 unless
     /// the clock went back): each would shift what follows it.
     pub timers_shifted: u64,
+    /// Jobs of keyless requests that succeeded after another job of the
+    /// same request had: repeated side effects no key could stop (the
+    /// relay names each keyless call by its job, so the downstream cannot
+    /// tell them; the statuses can).
+    pub keyless_repeats: u64,
 }
 
 impl LiveCounts {
@@ -113,9 +118,6 @@ pub struct LoadgenOptions {
     pub target: Target,
     /// The downstream's base URL, for its side effects and calls per bucket.
     pub downstream: Option<Target>,
-    /// The downstream's `--ledger` file, read at the end for the repeats of
-    /// keyless requests (which its `/effects` cannot tell).
-    pub downstream_ledger: Option<std::path::PathBuf>,
     pub seed: u64,
     pub sends_max: u64,
     pub in_flight_max: usize,
@@ -150,7 +152,6 @@ impl LoadgenOptions {
         Ok(LoadgenOptions {
             target,
             downstream,
-            downstream_ledger: None,
             seed,
             sends_max: 1_000_000,
             in_flight_max: 20_000,

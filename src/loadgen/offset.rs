@@ -58,7 +58,7 @@ mod tests {
         o.observe(104.0, 110.0, 5.0);
         o.observe(200.5, 201.0, 100.0);
         assert_eq!(o.offset_ms(), Some(101.0));
-        assert_eq!(o.uncertainty_ms(), Some(1.5));
+        assert_eq!(o.uncertainty_ms(), Some(0.5));
         assert_eq!(o.local_ms(50.0), Some(151.0));
     }
 

@@ -42,6 +42,9 @@ const POLL_MAX: Duration = Duration::from_millis(50);
 const POLL_AGE_DIVISOR: u32 = 16;
 /// How long before a client gives up its last poll is made.
 const POLL_BEFORE_GIVING_UP: Duration = Duration::from_millis(1);
+/// A keyless job nobody waits for is still followed, this often, to count
+/// whether it landed (a repeat of its request's side effect).
+const POLL_PAST_GIVING_UP: Duration = Duration::from_millis(500);
 /// Answers and news waiting for the player; senders wait when it is full.
 const EVENTS_MAX: usize = 65_536;
 /// How often the player looks up when nothing is due (progress, bounds).
@@ -151,6 +154,7 @@ enum Event {
         job: JobId,
         succeeded: bool,
         at: Time,
+        keyed: bool,
     },
     /// A polled job's status answered 404 (forgotten by the relay).
     Gone { slot: usize, key: u64, job: JobId },
@@ -191,6 +195,9 @@ struct Player {
     out_of_sends: bool,
     keep_trace: bool,
     horizon: Option<Time>,
+    /// Keyless requests' jobs that succeeded, per request: each beyond
+    /// the first repeated its side effect. At most one entry per request.
+    keyless_landed: BTreeMap<u64, u32>,
 }
 
 /// Plays `scenario`'s clients against `opts.target` until its horizon
@@ -239,6 +246,7 @@ pub async fn play(scenario: &Scenario, opts: &PlayOptions) -> Played {
         out_of_sends: false,
         keep_trace: opts.trace_records_max > 0,
         horizon,
+        keyless_landed: BTreeMap::new(),
     };
     player.drain(Time::ZERO, None);
     let bar = progress_bar(
@@ -365,7 +373,11 @@ impl Player {
                 job,
                 succeeded,
                 at,
+                keyed,
             } => {
+                if succeeded && !keyed {
+                    *self.keyless_landed.entry(key).or_default() += 1;
+                }
                 self.clients.handle_job_news(t, slot, job, succeeded);
                 self.drain(t, Some((key, at.min(t))));
             }
@@ -466,6 +478,11 @@ impl Player {
         self.counts.clock_offset_ms = offset.offset_ms();
         self.counts.clock_offset_uncertainty_ms = offset.uncertainty_ms();
         self.counts.in_flight_at_end = self.shared.in_flight.load(Ordering::Relaxed) as u64;
+        self.counts.keyless_repeats = self
+            .keyless_landed
+            .values()
+            .map(|n| u64::from(n.saturating_sub(1)))
+            .sum();
         let trace = self.keep_trace.then_some(self.trace);
         Played {
             ending,
@@ -539,7 +556,7 @@ async fn post(shared: &Shared, s: &SendSpec) -> Option<crate::server::client::Re
         headers.push(wire::key_header(&shared.run_tag, s.key));
     }
     // Keyless or not, every send of a request carries its body: the
-    // downstream's ledger can then tell a keyless request's repeats apart.
+    // relay sees one request however often it is sent.
     let body = wire::body(s.key);
     shared.http.post_json(&target, &headers, body).await.ok()
 }
@@ -555,7 +572,7 @@ async fn follow(shared: &Shared, s: &SendSpec, status_url: &str, sent: Time, ans
     let mut synced = false;
     loop {
         let now = clock.now();
-        let Some(due) = next_poll(now, sent, s.give_up) else {
+        let Some(due) = next_poll(now, sent, s.give_up, !s.keyed) else {
             return;
         };
         tokio::time::sleep_until(clock.instant_at(due)).await;
@@ -599,13 +616,14 @@ async fn follow(shared: &Shared, s: &SendSpec, status_url: &str, sent: Time, ans
     }
 }
 
-/// When to poll next, or `None` once the client has stopped waiting.
-fn next_poll(now: Time, sent: Time, give_up: Option<Time>) -> Option<Time> {
+/// When to poll next, or `None` once the client has stopped waiting
+/// (unless the job is to be followed past that, `past_giving_up`).
+fn next_poll(now: Time, sent: Time, give_up: Option<Time>, past_giving_up: bool) -> Option<Time> {
     let wait = (now.since(sent) / POLL_AGE_DIVISOR).clamp(POLL_MIN, POLL_MAX);
     let due = now + wait;
     match give_up {
         None => Some(due),
-        Some(g) if now >= g => None,
+        Some(g) if now >= g => past_giving_up.then(|| now + POLL_PAST_GIVING_UP),
         Some(g) => {
             let last = Time::from_nanos(
                 g.as_nanos()
@@ -638,6 +656,7 @@ async fn tell_end(shared: &Shared, s: &SendSpec, succeeded: bool, finished_at_ms
         job: s.job,
         succeeded,
         at,
+        keyed: s.keyed,
     };
     let _ = shared.events.send(news).await;
 }
@@ -666,31 +685,36 @@ mod tests {
         let sent = Time::ZERO;
         let at = |ms| Time::from_millis(ms);
         assert_eq!(
-            next_poll(at(0), sent, None),
+            next_poll(at(0), sent, None, false),
             Some(at(2)),
             "the shortest wait"
         );
         assert_eq!(
-            next_poll(at(160), sent, None),
+            next_poll(at(160), sent, None, false),
             Some(at(170)),
             "a sixteenth of the age"
         );
         assert_eq!(
-            next_poll(at(10_000), sent, None),
+            next_poll(at(10_000), sent, None, false),
             Some(at(10_050)),
             "the longest wait"
         );
         let give_up = Some(at(1_000));
         assert_eq!(
-            next_poll(at(980), sent, give_up),
+            next_poll(at(980), sent, give_up, false),
             Some(at(999)),
             "just before it gives up"
         );
-        assert_eq!(next_poll(at(999), sent, give_up), Some(at(1_000)));
+        assert_eq!(next_poll(at(999), sent, give_up, false), Some(at(1_000)));
         assert_eq!(
-            next_poll(at(1_000), sent, give_up),
+            next_poll(at(1_000), sent, give_up, false),
             None,
             "no longer waited for"
+        );
+        assert_eq!(
+            next_poll(at(1_000), sent, give_up, true),
+            Some(at(1_500)),
+            "a keyless job is followed to count whether it landed"
         );
     }
 }

@@ -42,8 +42,6 @@ pub struct Observed {
     pub stats: Option<Value>,
     pub effects: Option<Value>,
     pub downstream_calls: Option<u64>,
-    /// Effects of keyless requests beyond their first, from the ledger file.
-    pub keyless_duplicates: Option<u64>,
 }
 
 /// Samples of the downstream's call count: (time since start, calls).
@@ -141,35 +139,11 @@ async fn observe(http: &HttpClient, opts: &LoadgenOptions) -> Observed {
         ),
         None => (None, None),
     };
-    let keyless_duplicates = opts.downstream_ledger.as_deref().and_then(|path| {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Some(keyless_repeats(&text)),
-            Err(e) => {
-                eprintln!("warning: cannot read the ledger {}: {e}", path.display());
-                None
-            }
-        }
-    });
     Observed {
         stats,
         effects,
         downstream_calls,
-        keyless_duplicates,
     }
-}
-
-/// Effects beyond the first of each keyless payload in a ledger file
-/// (`<name>\t<count>` per effect; a keyless call is named by its payload's
-/// hash, and every send of one request carries the same payload).
-pub fn keyless_repeats(ledger: &str) -> u64 {
-    let mut seen = std::collections::BTreeMap::<&str, u64>::new();
-    for line in ledger.lines() {
-        let name = line.split('\t').next().unwrap_or("");
-        if name.starts_with("sha256:") {
-            *seen.entry(name).or_default() += 1;
-        }
-    }
-    seen.values().map(|n| n - 1).sum()
 }
 
 /// Reads the downstream's call count every `every` until aborted.
@@ -289,9 +263,8 @@ fn summary(scenario: &Scenario, seed: u64, p: &Played, o: &Observed) -> Summary 
             calls as f64 / accepted as f64
         },
         side_effects: count(&o.effects, &["effects"]),
-        duplicate_side_effects: count(&o.effects, &["duplicate_effects"])
-            + o.keyless_duplicates.unwrap_or(0),
-        duplicate_side_effects_keyless: o.keyless_duplicates.unwrap_or(0),
+        duplicate_side_effects: count(&o.effects, &["duplicate_effects"]) + c.keyless_repeats,
+        duplicate_side_effects_keyless: c.keyless_repeats,
         breaker_transitions: 0,
         late_results: stat("late_results"),
         late_successes_used: stat("late_successes_used"),
@@ -338,13 +311,6 @@ fn summary(scenario: &Scenario, seed: u64, p: &Played, o: &Observed) -> Summary 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_keyless_payload_landing_again_is_a_repeat_and_keyed_lines_are_not_counted() {
-        let ledger = "sha256:aa\t0\nsha256:bb\t0\nsha256:aa\t0\nk1\t1\nk1\t2\nsha256:aa\t0\n";
-        assert_eq!(keyless_repeats(ledger), 2);
-        assert_eq!(keyless_repeats(""), 0);
-    }
 
     #[test]
     fn cumulative_call_counts_become_calls_per_bucket() {
