@@ -8,6 +8,7 @@
 //! - [`sim`]: scheduler, clients, downstream and faults on virtual time.
 //! - [`experiment`]: parameter sweeps that write CSVs, charts and summaries.
 //! - [`search`]: swarm testing over drawn scenarios, with liveness and shrinking.
+//! - [`loadgen`]: the simulator's clients played in real time against a live relay.
 //!
 //! Driving the relay by hand, with a clock that only moves when told:
 //!
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod decision_log;
 pub mod experiment;
 pub mod fault;
+pub mod loadgen;
 #[cfg(test)]
 mod planted;
 pub mod relay;

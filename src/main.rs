@@ -32,6 +32,10 @@ enum Command {
     Serve(Box<resilient_relay::server::ServeArgs>),
     /// Run a standalone flaky downstream service that counts side effects.
     Downstream(resilient_relay::server::DownstreamArgs),
+    /// Play a scenario's clients in real time against a live relay.
+    Loadgen(Box<cli::loadgen::LoadgenArgs>),
+    /// Run one scenario both simulated and live, and print them side by side.
+    Compare(cli::compare::CompareArgs),
 }
 
 /// `serve --help`'s last paragraph.
@@ -58,6 +62,8 @@ fn main() -> ExitCode {
         Command::Experiment(args) => done(experiment::run(&args)),
         Command::Serve(args) => resilient_relay::server::serve(&args).map(|o| o.code()),
         Command::Downstream(args) => done(resilient_relay::server::run_downstream(&args)),
+        Command::Loadgen(args) => done(cli::loadgen::run(&args)),
+        Command::Compare(args) => done(cli::compare::run(&args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -52,6 +52,30 @@ struct JsonReport<'a> {
     wall_s: f64,
 }
 
+/// Writes `trace` to `path` in `format` (`simulate` and `loadgen` alike).
+pub fn write_trace(
+    path: &std::path::Path,
+    format: TraceFormat,
+    trace: &Trace,
+    scenario: &str,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create trace file {}", path.display()))?;
+    let out = std::io::BufWriter::new(file);
+    match format {
+        TraceFormat::Jsonl => trace.write_jsonl(out),
+        TraceFormat::Chrome => {
+            let run = RunInfo {
+                scenario: scenario.to_owned(),
+                seed,
+            };
+            chrome_trace(trace, &run).write(out)
+        }
+    }
+    .with_context(|| format!("writing {}", path.display()))
+}
+
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let scenario = Scenario::load_with(&args.scenario, &args.set)?;
     let seed = args.seed.unwrap_or(scenario.seed);
@@ -81,20 +105,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         result.summary.trace_cut_at = Some(0);
     }
     if let (Some(path), Some(trace)) = (&args.trace, &result.trace) {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("cannot create trace file {}", path.display()))?;
-        let out = std::io::BufWriter::new(file);
-        match args.trace_format {
-            TraceFormat::Jsonl => trace.write_jsonl(out),
-            TraceFormat::Chrome => {
-                let run = RunInfo {
-                    scenario: scenario.name.clone(),
-                    seed,
-                };
-                chrome_trace(trace, &run).write(out)
-            }
-        }
-        .with_context(|| format!("writing {}", path.display()))?;
+        write_trace(path, args.trace_format, trace, &scenario.name, seed)?;
     }
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -2,6 +2,7 @@
 //! (goodput, retries, timeouts, calls in progress), for charts of how an
 //! overload starts and whether it ends.
 
+use super::trace::SimRecord;
 use crate::time::{ms_to_nanos, Time};
 use serde::Serialize;
 
@@ -43,6 +44,27 @@ pub enum Count {
     Call,
     Refusal,
     BudgetDenied,
+}
+
+impl Count {
+    /// What a client's record adds to, if anything (both worlds count the
+    /// clients' records the same way).
+    pub fn of_client_record(r: &SimRecord) -> Option<Count> {
+        Some(match r {
+            SimRecord::Send { send: 1, .. } => Count::FirstTry,
+            SimRecord::Send { .. } => Count::Retry,
+            SimRecord::ClientTimeout { .. } => Count::Timeout,
+            SimRecord::ClientDone {
+                outcome: "succeeded" | "replayed",
+                ..
+            } => Count::Success,
+            // Only throttling can refuse a first try (budgets and breakers
+            // govern retries): it was offered all the same.
+            SimRecord::ClientRetryDenied { send: 1, .. } => Count::FirstTryThrottled,
+            SimRecord::ClientRetryDenied { .. } => Count::BudgetDenied,
+            _ => return None,
+        })
+    }
 }
 
 /// Buckets a series keeps, at most; events past the last are not counted.

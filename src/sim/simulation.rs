@@ -948,21 +948,9 @@ impl Simulation {
 
     /// Adds a client's record to the series.
     fn count_record(&mut self, now: Time, r: &SimRecord) {
-        let what = match r {
-            SimRecord::Send { send: 1, .. } => Count::FirstTry,
-            SimRecord::Send { .. } => Count::Retry,
-            SimRecord::ClientTimeout { .. } => Count::Timeout,
-            SimRecord::ClientDone {
-                outcome: "succeeded" | "replayed",
-                ..
-            } => Count::Success,
-            // Only throttling can refuse a first try (budgets and breakers
-            // govern retries): it was offered all the same.
-            SimRecord::ClientRetryDenied { send: 1, .. } => Count::FirstTryThrottled,
-            SimRecord::ClientRetryDenied { .. } => Count::BudgetDenied,
-            _ => return,
-        };
-        self.count(now, what);
+        if let Some(what) = Count::of_client_record(r) {
+            self.count(now, what);
+        }
     }
 
     /// Performs everything the relay asked for since the last step.
