@@ -157,7 +157,10 @@ mod tests {
         // keys were kept expanded stay the same.
         let mut old = ChaCha8Rng::seed_from_u64(42);
         old.set_stream(((Domain::Call as u64) << INDEX_BITS) | 7);
-        assert_eq!(first_draws(old), first_draws(streams.stream(Domain::Call, 7)));
+        assert_eq!(
+            first_draws(old),
+            first_draws(streams.stream(Domain::Call, 7))
+        );
     }
 
     #[test]

@@ -97,7 +97,9 @@ impl Network {
             return now;
         };
         let step = u64::from(send) * CLIENT_LEGS + leg as u64;
-        let mut rng = self.streams.step_stream(Domain::ClientNetwork, request, step);
+        let mut rng = self
+            .streams
+            .step_stream(Domain::ClientNetwork, request, step);
         after(now, l.draw_ms(&mut rng))
     }
 

@@ -125,7 +125,9 @@ impl RouteMix {
         if self.table.is_empty() {
             return Routing::default();
         }
-        let mut rng = self.streams.stream(Domain::Route, request & ((1 << 48) - 1));
+        let mut rng = self
+            .streams
+            .stream(Domain::Route, request & ((1 << 48) - 1));
         let u = unit(&mut rng);
         let &(_, route, resources) = self
             .table
