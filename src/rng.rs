@@ -54,9 +54,40 @@ impl Seed {
     /// The stream for entity `index` of `domain`. Distinct `(domain, index)`
     /// pairs select distinct ChaCha streams of the same key.
     pub fn stream(self, domain: Domain, index: u64) -> Stream {
+        self.streams().stream(domain, index)
+    }
+
+    /// The seed's ChaCha key, expanded once, for a caller that makes a
+    /// stream per event (a call, a send): the same streams as
+    /// [`Seed::stream`], without expanding the key every time.
+    pub fn streams(self) -> Streams {
+        Streams {
+            key: ChaCha8Rng::seed_from_u64(self.0).get_seed(),
+        }
+    }
+}
+
+/// A [`Seed`]'s expanded key: hands out the seed's streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Streams {
+    key: [u8; 32],
+}
+
+impl Streams {
+    /// [`Seed::stream`].
+    #[inline]
+    pub fn stream(&self, domain: Domain, index: u64) -> Stream {
         debug_assert!(index < 1 << INDEX_BITS, "entity index {index} too large");
-        let mut rng = ChaCha8Rng::seed_from_u64(self.0);
+        let mut rng = ChaCha8Rng::from_seed(self.key);
         rng.set_stream(((domain as u64) << INDEX_BITS) | (index & ((1 << INDEX_BITS) - 1)));
+        rng
+    }
+
+    /// [`Seed::step_stream`].
+    #[inline]
+    pub fn step_stream(&self, domain: Domain, index: u64, step: u64) -> Stream {
+        let mut rng = self.stream(domain, index);
+        rng.set_word_pos(u128::from(step) * WORDS_PER_STEP);
         rng
     }
 }
@@ -69,9 +100,7 @@ const WORDS_PER_STEP: u128 = 64;
 impl Seed {
     /// The stream for step `step` of entity `index` of `domain`.
     pub fn step_stream(self, domain: Domain, index: u64, step: u64) -> Stream {
-        let mut rng = self.stream(domain, index);
-        rng.set_word_pos(u128::from(step) * WORDS_PER_STEP);
-        rng
+        self.streams().step_stream(domain, index, step)
     }
 }
 
@@ -110,6 +139,28 @@ mod tests {
         assert_ne!(a, first_draws(Seed(42).stream(Domain::Client, 8)));
         assert_ne!(a, first_draws(Seed(42).stream(Domain::Downstream, 7)));
         assert_ne!(a, first_draws(Seed(43).stream(Domain::Client, 7)));
+    }
+
+    #[test]
+    fn expanded_keys_give_the_seeds_streams() {
+        let seed = Seed(42);
+        let streams = seed.streams();
+        assert_eq!(
+            first_draws(streams.stream(Domain::Call, 7)),
+            first_draws(seed.stream(Domain::Call, 7))
+        );
+        assert_eq!(
+            first_draws(streams.step_stream(Domain::Call, 7, 3)),
+            first_draws(seed.step_stream(Domain::Call, 7, 3))
+        );
+        // The expansion is ChaCha8's own `seed_from_u64`: streams made before
+        // keys were kept expanded stay the same.
+        let mut old = ChaCha8Rng::seed_from_u64(42);
+        old.set_stream(((Domain::Call as u64) << INDEX_BITS) | 7);
+        assert_eq!(
+            first_draws(old),
+            first_draws(streams.stream(Domain::Call, 7))
+        );
     }
 
     #[test]

@@ -263,6 +263,23 @@ enum TimerKind {
 /// `(due, seq, job, attempt, kind)`: `seq` keeps equal times in arming order.
 type Timer = Reverse<(Time, u64, JobId, u32, TimerKind)>;
 
+/// `i mod n` for `i < 2n`, without a division (the pump asks on every step).
+fn wrap(i: usize, n: usize) -> usize {
+    if i >= n {
+        i - n
+    } else {
+        i
+    }
+}
+
+/// The earlier of two optional times.
+fn earliest(a: Option<Time>, b: Option<Time>) -> Option<Time> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn refused<P>(why: Refusal, retry_after: Option<Duration>) -> Answer<P> {
     Answer::Refused {
         why,
@@ -665,13 +682,13 @@ impl<K: Key, P: Payload> Relay<K, P> {
 
     /// [`Relay::pump`], keeping what became of the redrives it moved.
     fn pump_noting(&mut self, now: Time, tried: &mut Vec<(JobId, Result<JobId, RedriveError>)>) {
-        tried.extend(self.step_redrives(now));
+        self.step_redrives(now, tried);
         self.shed_expired(now);
         while self.workers.has_free_slot() && self.start_next(now) {}
         self.pump_hedges(now);
         // The attempts just started left room in the queue: pending
         // redrives take it before the next new request can.
-        tried.extend(self.step_redrives(now));
+        self.step_redrives(now, tried);
         self.drain_transitions();
         self.discard_stale_timers();
     }
@@ -702,7 +719,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
     fn start_next(&mut self, now: Time) -> bool {
         let n = self.routes.len();
         for i in 0..n {
-            let r = (self.next_route + i) % n;
+            let r = wrap(self.next_route + i, n);
             let route = &self.routes[r];
             if !route.has_waiting_work() || !route.slots.has_free_slot() {
                 continue;
@@ -724,7 +741,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
                 None => self.serve_queue(r),
             };
             let Some(id) = next else { continue };
-            self.next_route = (r + 1) % n;
+            self.next_route = wrap(r + 1, n);
             self.start_attempt(now, id, permit);
             return true;
         }
@@ -1097,7 +1114,6 @@ impl<K: Key, P: Payload> Relay<K, P> {
             f.remember(now, k, &response);
         }
         self.stats.succeeded += 1;
-        self.stats.job_latency.record(latency);
         let route = &mut self.stats.routes[r];
         route.succeeded += 1;
         route.job_latency.record(latency);
@@ -1290,23 +1306,23 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// When [`Relay::handle_timeout`] next has work. Idempotency records
     /// expire lazily (on look-up), so they never wake the driver.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let timer = self.timers.peek().map(|Reverse((at, ..))| *at);
-        let hedge = self.hedge.as_ref().and_then(Hedger::poll_timeout);
-        let timer = [timer, self.next_shed_at(), hedge]
-            .into_iter()
-            .flatten()
-            .min();
-        // A breaker's wake-up matters only to a route with work waiting.
-        let breaker = self
-            .routes
-            .iter()
-            .filter(|r| r.has_waiting_work())
-            .filter_map(|r| r.breaker.as_ref().and_then(Breaker::poll_timeout))
-            .min();
-        match (timer, breaker) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        // Asked after every step: the patterns that are off cost a branch.
+        let mut next = self.timers.peek().map(|Reverse((at, ..))| *at);
+        if self.shedding.is_some() {
+            next = earliest(next, self.next_shed_at());
         }
+        if let Some(h) = &self.hedge {
+            next = earliest(next, h.poll_timeout());
+        }
+        // A breaker's wake-up matters only to a route with work waiting.
+        for r in &self.routes {
+            if let Some(b) = &r.breaker {
+                if r.has_waiting_work() {
+                    next = earliest(next, b.poll_timeout());
+                }
+            }
+        }
+        next
     }
 
     /// The next thing for the driver to do or know.
@@ -1434,8 +1450,11 @@ impl<K: Key, P: Payload> Relay<K, P> {
     /// Moves pending redrives into the queue while it has room. A letter
     /// whose key is in use is left in the dead-letter queue (counted); one
     /// that found the idempotency store full waits for the next step.
-    fn step_redrives(&mut self, now: Time) -> Vec<(JobId, Result<JobId, RedriveError>)> {
-        let mut tried = Vec::new();
+    fn step_redrives(&mut self, now: Time, tried: &mut Vec<(JobId, Result<JobId, RedriveError>)>) {
+        // The common case, on every step: no redrive under way.
+        if self.dlq.redrive_pending() == 0 {
+            return;
+        }
         // Letters whose route's queue is full wait for the next step; the
         // others' routes may have room.
         let mut waiting = Vec::new();
@@ -1462,7 +1481,6 @@ impl<K: Key, P: Payload> Relay<K, P> {
         for letter in waiting {
             self.dlq.schedule(letter);
         }
-        tried
     }
 
     /// Whether a new job fits: the job table has room, serials are left and

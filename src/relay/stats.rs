@@ -14,6 +14,7 @@ use crate::time::{duration_nanos, nanos_to_ms, Time};
 use enum_map::{EnumArray, EnumMap};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -141,8 +142,6 @@ pub struct Stats {
     /// Recovered jobs that had started an attempt before the crash: they
     /// run again, and the downstream may do their work twice.
     pub redelivered_jobs: u64,
-    /// Accepted → success, per job.
-    pub job_latency: LatencyHistogram,
     /// One downstream attempt, start → outcome.
     pub attempt_latency: LatencyHistogram,
     /// Requests answered from a route's fallback (at the door, or for a job
@@ -180,7 +179,6 @@ impl Stats {
             retry_after_honoured,
             recovered_jobs,
             redelivered_jobs,
-            job_latency,
             attempt_latency,
             fallbacks,
             routes,
@@ -213,7 +211,6 @@ impl Stats {
         self.retry_after_honoured += retry_after_honoured;
         self.recovered_jobs += recovered_jobs;
         self.redelivered_jobs += redelivered_jobs;
-        self.job_latency.add(job_latency);
         self.attempt_latency.add(attempt_latency);
         self.fallbacks += fallbacks;
         if self.routes.len() < routes.len() {
@@ -221,6 +218,22 @@ impl Stats {
         }
         for (to, from) in self.routes.iter_mut().zip(routes) {
             to.absorb(from);
+        }
+    }
+
+    /// Accepted → success, per job, over every route. Each success is
+    /// recorded once, in its route's histogram; with one route (the usual
+    /// case) that histogram is the total, and several add up exactly.
+    pub fn job_latency(&self) -> Cow<'_, LatencyHistogram> {
+        match self.routes.as_slice() {
+            [only] => Cow::Borrowed(&only.job_latency),
+            routes => {
+                let mut total = LatencyHistogram::new();
+                for r in routes {
+                    total.add(&r.job_latency);
+                }
+                Cow::Owned(total)
+            }
         }
     }
 
@@ -261,7 +274,7 @@ impl Stats {
             retry_after_honoured: self.retry_after_honoured,
             recovered_jobs: self.recovered_jobs,
             redelivered_jobs: self.redelivered_jobs,
-            job_latency: self.job_latency.summary(),
+            job_latency: self.job_latency().summary(),
             attempt_latency: self.attempt_latency.summary(),
         }
     }

@@ -10,7 +10,7 @@
 //! real-time `downstream` service serves.
 
 use crate::fault::{CallPlan, DenseLedger, FaultModel};
-use crate::rng::{Domain, Seed};
+use crate::rng::{Domain, Seed, Streams};
 use crate::time::{ms_to_nanos, Time};
 use std::time::Duration;
 
@@ -20,7 +20,8 @@ pub use crate::fault::{
 };
 
 pub struct Downstream {
-    seed: Seed,
+    /// The run seed's key, expanded once: every call makes a stream.
+    streams: Streams,
     model: FaultModel,
     ledger: DenseLedger,
     duplicates_keyless: u64,
@@ -36,7 +37,7 @@ impl Downstream {
     /// route only, so the routes' draws never coincide.
     pub fn of_route(cfg: &DownstreamConfig, seed: Seed, route: u64) -> Downstream {
         Downstream {
-            seed,
+            streams: seed.streams(),
             model: FaultModel::new(cfg, seed.stream(Domain::Downstream, route)),
             ledger: DenseLedger::new(cfg.honours_idempotency_key),
             duplicates_keyless: 0,
@@ -46,7 +47,7 @@ impl Downstream {
     /// Call `step` (see [`super::network::call_step`]) of logical request
     /// `request` starts now: decide when it answers and how.
     pub fn start(&mut self, now: Time, request: u64, step: u64) -> CallPlan {
-        let mut rng = self.seed.step_stream(Domain::Call, request, step);
+        let mut rng = self.streams.step_stream(Domain::Call, request, step);
         self.model.start_drawing(now, &mut rng)
     }
 

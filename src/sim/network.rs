@@ -11,7 +11,7 @@
 
 use crate::fault::{Latency, LatencyConfig};
 use crate::relay::{ConfigError, ATTEMPTS_LIMIT};
-use crate::rng::{Domain, Seed};
+use crate::rng::{Domain, Seed, Streams};
 use crate::time::{ms_to_nanos, Time};
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +68,7 @@ pub fn call_step(send: u32, attempt: u32) -> u64 {
 
 /// The links of a run, ready to draw from.
 pub struct Network {
-    seed: Seed,
+    streams: Streams,
     client_relay: Option<Latency>,
     relay_downstream: Option<Latency>,
 }
@@ -76,7 +76,7 @@ pub struct Network {
 impl Network {
     pub fn new(cfg: &NetworkConfig, seed: Seed) -> Network {
         Network {
-            seed,
+            streams: seed.streams(),
             client_relay: cfg.client_relay.map(Latency::new),
             relay_downstream: cfg.relay_downstream.map(Latency::new),
         }
@@ -97,7 +97,9 @@ impl Network {
             return now;
         };
         let step = u64::from(send) * CLIENT_LEGS + leg as u64;
-        let mut rng = self.seed.step_stream(Domain::ClientNetwork, request, step);
+        let mut rng = self
+            .streams
+            .step_stream(Domain::ClientNetwork, request, step);
         after(now, l.draw_ms(&mut rng))
     }
 
@@ -107,7 +109,7 @@ impl Network {
         let Some(l) = &self.relay_downstream else {
             return (0.0, 0.0);
         };
-        let mut rng = self.seed.step_stream(Domain::CallNetwork, request, step);
+        let mut rng = self.streams.step_stream(Domain::CallNetwork, request, step);
         let there = l.draw_ms(&mut rng);
         (there, l.draw_ms(&mut rng))
     }

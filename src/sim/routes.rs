@@ -12,7 +12,7 @@
 use super::downstream::{Downstream, DownstreamConfig};
 use crate::fault::CallPlan;
 use crate::relay::{ensure, ConfigError, RelaySettings, RouteId, RouteStats, Routing};
-use crate::rng::{unit, Domain, Seed};
+use crate::rng::{unit, Domain, Seed, Streams};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -94,7 +94,7 @@ pub fn validate_routes(
 
 /// Where logical requests go: cumulative weights over the routes named.
 pub struct RouteMix {
-    seed: Seed,
+    streams: Streams,
     /// `(cumulative share, route, resources)`, the last share exactly 1.
     table: Vec<(f64, RouteId, u64)>,
 }
@@ -114,7 +114,10 @@ impl RouteMix {
         if let Some(last) = table.last_mut() {
             last.0 = 1.0;
         }
-        RouteMix { seed, table }
+        RouteMix {
+            streams: seed.streams(),
+            table,
+        }
     }
 
     /// The route and cache key of logical request `request`.
@@ -122,7 +125,9 @@ impl RouteMix {
         if self.table.is_empty() {
             return Routing::default();
         }
-        let mut rng = self.seed.stream(Domain::Route, request & ((1 << 48) - 1));
+        let mut rng = self
+            .streams
+            .stream(Domain::Route, request & ((1 << 48) - 1));
         let u = unit(&mut rng);
         let &(_, route, resources) = self
             .table

@@ -1232,7 +1232,7 @@ impl Simulation {
             trace: self.trace,
             calls_per_bucket: self.calls_per_bucket,
             client_latency: self.clients.stats().latency.clone(),
-            job_latency: self.relay.stats().job_latency.clone(),
+            job_latency: self.relay.stats().job_latency().into_owned(),
         }
     }
 

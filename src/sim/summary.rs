@@ -282,7 +282,7 @@ impl Summary {
             client_denied_retry_breaker: c.client_denied[Denied::RetryBreaker],
             client_denied_throttled: c.client_denied[Denied::Throttled],
             client_still_waiting,
-            latency: s.job_latency.summary(),
+            latency: s.job_latency().summary(),
             client_latency: client_latency.summary(),
             queue_depth_max: relay.queue_depth_max_seen() as u64,
             retry_lane_depth_max: relay.retry_lane_depth_max_seen() as u64,

@@ -32,7 +32,7 @@ use crate::relay::{Answer, Request};
 use crate::relay::{Backoff, BackoffState};
 use crate::relay::{Denied, DeniedCounts, RetryCause, RetryGate, RetryGateConfig, SendOutcome};
 use crate::relay::{LatencyHistogram, Refusal};
-use crate::rng::{exponential, unit, Domain, Seed};
+use crate::rng::{exponential, unit, Domain, Seed, Streams};
 use crate::time::ms_to_nanos;
 use crate::time::Time;
 use slab::Slab;
@@ -186,7 +186,8 @@ impl Ending {
 
 /// Every client population of a run.
 pub struct Clients {
-    seed: Seed,
+    /// The run seed's key, expanded once: sends and retries make streams.
+    seed: Streams,
     horizon: Option<Time>,
     sources: Vec<Source>,
     /// Requests waiting for their final answer; bounded by the populations'
@@ -208,6 +209,7 @@ impl Clients {
             .enumerate()
             .map(|(i, c)| source(c, seed, i))
             .collect();
+        let seed = seed.streams();
         let mut clients = Clients {
             seed,
             horizon,
