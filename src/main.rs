@@ -17,6 +17,8 @@ enum Command {
     Simulate(cli::simulate::SimulateArgs),
     /// Draw many scenarios, check every invariant and liveness, shrink the failures.
     Swarm(cli::swarm::SwarmArgs),
+    /// Search a scenario's relay settings: the Pareto front, and the recommendation with its margin to the cliff.
+    Tune(cli::tune::TuneArgs),
     /// Refresh the numbers LEARNING_PLAN.md quotes from results/ (or check them with --check).
     Log(cli::log::LogArgs),
     /// Run a standard workload (relay-std, relay-ovl, relay-scale) and print one JSON line of timings.
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => done(cli::simulate::run(&args)),
         Command::Swarm(args) => done(cli::swarm::run(&args)),
+        Command::Tune(args) => done(cli::tune::run(&args)),
         Command::Bench(args) => done(cli::bench::run(&args)),
         Command::Log(args) => done(cli::log::run(&args)),
         Command::Experiment(args) => done(experiment::run(&args)),

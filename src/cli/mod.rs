@@ -4,3 +4,4 @@ pub mod bench;
 pub mod log;
 pub mod simulate;
 pub mod swarm;
+pub mod tune;

@@ -4,12 +4,16 @@
 //! - [`triggers`]: what pushes a scenario over, and its calm twin;
 //! - [`verdict`]: one scenario judged: invariants, then liveness;
 //! - [`shrink`]: a failure reduced to a small one that fails the same way;
-//! - [`swarm`]: many drawn runs, in any order, each replayable alone.
+//! - [`swarm`]: many drawn runs, in any order, each replayable alone;
+//! - [`stress`]: a scenario's spike and outage variants, and its cliff;
+//! - [`tune`]: settings searched for goodput with a margin to the cliff.
 
 pub mod draw;
 pub mod shrink;
+pub mod stress;
 pub mod swarm;
 pub mod triggers;
+pub mod tune;
 pub mod verdict;
 
 pub use swarm::{run_one, run_seed, shrink_run, tally, Outcome};
