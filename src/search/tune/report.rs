@@ -147,23 +147,24 @@ pub fn pareto_chart(t: &Tuning, r: &Report) -> LineChart {
         }
     };
     let last = r.rounds.last().map(|l| l.alive.clone()).unwrap_or_default();
+    let behind: Vec<usize> = last.iter().copied().filter(|i| !r.front.contains(i)).collect();
     let (feasible, infeasible): (Vec<usize>, Vec<usize>) =
-        last.iter().partition(|i| r.scores[*i].feasible());
+        behind.iter().partition(|i| r.scores[*i].feasible());
     let dots = |name: &str, ids: &[usize]| Series {
         name: name.to_string(),
-        points: ids.iter().filter(|i| r.scores[*i].objectives.p99_ms.is_finite()).map(point).collect(),
+        points: ids
+            .iter()
+            .filter(|i| r.scores[*i].objectives.p99_ms.is_finite())
+            .map(point)
+            .collect(),
         dots: true,
     };
-    let mut front_line: Vec<ChartPoint> = r.front.iter().map(point).collect();
-    front_line.sort_by(|a, b| a.x.total_cmp(&b.x));
+    // The front is over three objectives: drawn as points, since a line
+    // through its projection would zigzag.
     let mut series = vec![
         dots("last round, infeasible", &infeasible),
-        dots("last round, feasible", &feasible),
-        Series {
-            name: "Pareto front".into(),
-            points: front_line,
-            dots: false,
-        },
+        dots("last round, dominated", &feasible),
+        dots("Pareto front (goodput, p99, amplification)", &r.front),
         dots("as written", &[0]),
     ];
     if let Some(id) = r.recommended {
