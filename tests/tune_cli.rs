@@ -61,7 +61,11 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .expect("listed")
         .map(|e| {
             let path = e.expect("entry").path();
-            let name = path.file_name().expect("named").to_string_lossy().into_owned();
+            let name = path
+                .file_name()
+                .expect("named")
+                .to_string_lossy()
+                .into_owned();
             (name, std::fs::read(&path).expect("read"))
         })
         .collect();
@@ -77,16 +81,34 @@ fn a_tiny_tune_writes_the_same_bytes_on_one_or_two_threads_and_serves() {
     let mut outputs = Vec::new();
     for jobs in ["1", "2"] {
         let out = dir.join(format!("out-{jobs}"));
-        let o = run(&["tune", file, "--jobs", jobs, "--out", out.to_str().expect("utf-8")]);
+        let o = run(&[
+            "tune",
+            file,
+            "--jobs",
+            jobs,
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
         let stdout = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(stdout.contains("recommended: candidate"), "{stdout}");
         outputs.push(files(&out));
     }
     let names: Vec<&str> = outputs[0].iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["candidates.csv", "pareto.csv", "pareto.png", "pareto.svg", "recommended.toml", "summary.md"]
+        [
+            "candidates.csv",
+            "pareto.csv",
+            "pareto.png",
+            "pareto.svg",
+            "recommended.toml",
+            "summary.md"
+        ]
     );
     assert!(outputs[0] == outputs[1], "--jobs 1 and --jobs 2 differ");
 
@@ -114,11 +136,20 @@ fn a_bad_tune_section_is_refused_at_its_line() {
     let dir = scratch("bad");
     let bad = TINY.replace("max = 400", "max = 400\nscale = \"logarithmic\"");
     let file = scenario(&dir, &bad);
-    let o = run(&["tune", file.to_str().expect("utf-8"), "--out", dir.join("out").to_str().expect("utf-8")]);
+    let o = run(&[
+        "tune",
+        file.to_str().expect("utf-8"),
+        "--out",
+        dir.join("out").to_str().expect("utf-8"),
+    ]);
     assert!(!o.status.success());
     let stderr = String::from_utf8_lossy(&o.stderr);
     let text = std::fs::read_to_string(&file).expect("read");
-    let line = text.lines().position(|l| l.starts_with("scale =")).expect("written") + 1;
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("scale ="))
+        .expect("written")
+        + 1;
     let want = format!("steady.toml:{line}:9: tune.knobs[2].scale: unknown variant `logarithmic`");
     assert!(stderr.contains(&want), "{stderr}");
     assert!(!dir.join("out").exists(), "nothing written");

@@ -136,7 +136,10 @@ fn verdict(t: &Tuning, r: &Report, out: &Path) -> anyhow::Result<()> {
         );
     }
     if !r.broken.is_empty() {
-        anyhow::bail!("{} runs broke an invariant (a bug in the relay or the simulator)", r.broken.len());
+        anyhow::bail!(
+            "{} runs broke an invariant (a bug in the relay or the simulator)",
+            r.broken.len()
+        );
     }
     let Some(id) = r.recommended else {
         anyhow::bail!(
@@ -144,7 +147,13 @@ fn verdict(t: &Tuning, r: &Report, out: &Path) -> anyhow::Result<()> {
             out.display()
         );
     };
-    println!("recommended: candidate {id}: {}", t.sets(&r.candidates[id].values).join(" "));
-    println!("  serve it with: resilient-relay serve --config {}", out.join("recommended.toml").display());
+    println!(
+        "recommended: candidate {id}: {}",
+        t.sets(&r.candidates[id].values).join(" ")
+    );
+    println!(
+        "  serve it with: resilient-relay serve --config {}",
+        out.join("recommended.toml").display()
+    );
     Ok(())
 }

@@ -261,7 +261,10 @@ mod tests {
     use crate::search::triggers::last_end;
 
     fn scenario(name: &str) -> Scenario {
-        let path = format!("{}/experiments/scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/experiments/scenarios/{name}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
         Scenario::load(std::path::Path::new(&path)).expect("valid")
     }
 

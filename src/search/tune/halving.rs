@@ -100,7 +100,10 @@ mod tests {
                         let mut common = Seed(u64::from(s)).stream(Domain::Experiment, 0);
                         let mut own = Seed(u64::from(s)).stream(Domain::Experiment, 1 + c as u64);
                         let noise = 20.0 * unit(&mut common) + 0.5 * unit(&mut own);
-                        let fresh = score.borrow_mut().insert((c, s), c as f64 + noise).is_none();
+                        let fresh = score
+                            .borrow_mut()
+                            .insert((c, s), c as f64 + noise)
+                            .is_none();
                         assert!(fresh, "run twice");
                         evaluations += 1;
                     }
@@ -115,12 +118,20 @@ mod tests {
             },
         );
         let sizes: Vec<(usize, u32)> = rounds.iter().map(|r| (r.alive.len(), r.seeds)).collect();
-        assert_eq!(sizes, vec![(32, 2), (17, 4), (10, 8)], "halved, the yardstick kept");
+        assert_eq!(
+            sizes,
+            vec![(32, 2), (17, 4), (10, 8)],
+            "halved, the yardstick kept"
+        );
         // The noise of its own (< 1) never swaps two candidates: the best
         // nine of seventeen, and the yardstick.
         let mut best: Vec<usize> = (23..32).collect();
         best.insert(0, 0);
         assert_eq!(rounds[2].alive, best);
-        assert_eq!(evaluations, 32 * 2 + 17 * 2 + 10 * 4, "earlier seeds reused");
+        assert_eq!(
+            evaluations,
+            32 * 2 + 17 * 2 + 10 * 4,
+            "earlier seeds reused"
+        );
     }
 }

@@ -83,13 +83,19 @@ impl Tuning {
     /// The stress variants that apply to this scenario.
     pub fn variants(&self) -> Vec<Stress> {
         let all = &self.spec.stress.variants;
-        all.iter().copied().filter(|v| v.applies(&self.base)).collect()
+        all.iter()
+            .copied()
+            .filter(|v| v.applies(&self.base))
+            .collect()
     }
 
     /// The `--set` overrides that make a candidate.
     pub fn sets(&self, values: &[String]) -> Vec<String> {
         let knobs = self.spec.knobs.iter();
-        knobs.zip(values).map(|(k, v)| format!("{}={v}", k.path)).collect()
+        knobs
+            .zip(values)
+            .map(|(k, v)| format!("{}={v}", k.path))
+            .collect()
     }
 }
 
@@ -183,8 +189,8 @@ pub fn candidates(t: &Tuning) -> Vec<Candidate> {
             continue;
         }
         seen.push(values.clone());
-        let scenario = Scenario::from_toml_with(&t.text, &t.origin, &t.sets(&values))
-            .map_err(|e| e.message);
+        let scenario =
+            Scenario::from_toml_with(&t.text, &t.origin, &t.sets(&values)).map_err(|e| e.message);
         out.push(Candidate { values, scenario });
     }
     out
@@ -248,7 +254,8 @@ pub fn evaluate(t: &Tuning, scenario: &Scenario, seed: u64) -> Sample {
 /// Aggregates samples (seed order) and checks the constraints.
 pub fn score(t: &Tuning, samples: &[&Sample], first_seed: u64) -> Score {
     let n = samples.len().max(1) as f64;
-    let mean = |f: fn(&Objectives) -> f64| samples.iter().map(|s| f(&s.objectives)).sum::<f64>() / n;
+    let mean =
+        |f: fn(&Objectives) -> f64| samples.iter().map(|s| f(&s.objectives)).sum::<f64>() / n;
     let objectives = Objectives {
         goodput_per_s: mean(|o| o.goodput_per_s),
         p99_ms: mean(|o| o.p99_ms),
@@ -256,39 +263,15 @@ pub fn score(t: &Tuning, samples: &[&Sample], first_seed: u64) -> Score {
     };
     let duplicates = samples.iter().map(|s| s.duplicates).sum();
     let judged = samples.iter().any(|s| !s.stress.is_empty());
-    let failed = samples.iter().enumerate().find_map(|(i, s)| {
-        let variants = t.variants();
-        let bad = s.stress.iter().zip(&variants).find_map(|(f, v)| match f {
-            Fared::Recovered => None,
-            Fared::Failed(why) => Some(format!("{v} on seed {}: {why}", first_seed + i as u64)),
-        });
-        bad
-    });
-    let c = &t.spec.constraints;
+    let failed = first_failure(t, samples, first_seed);
     let mut violations = Vec::new();
     for (i, s) in samples.iter().enumerate() {
         if let Some(what) = &s.broken {
-            violations.push(format!("invariant broken on seed {}: {what}", first_seed + i as u64));
+            let seed = first_seed + i as u64;
+            violations.push(format!("invariant broken on seed {seed}: {what}"));
         }
     }
-    if let Some(min) = c.goodput_per_s_min.filter(|&m| objectives.goodput_per_s < m) {
-        violations.push(format!("goodput {:.1}/s < {min}", objectives.goodput_per_s));
-    }
-    match c.p99_ms_max {
-        Some(max) if !(objectives.p99_ms <= max) => {
-            violations.push(format!("p99 {:.1} ms > {max}", objectives.p99_ms));
-        }
-        _ => {}
-    }
-    match c.amplification_max {
-        Some(max) if !(objectives.amplification <= max) => {
-            violations.push(format!("amplification {:.3} > {max}", objectives.amplification));
-        }
-        _ => {}
-    }
-    if duplicates > c.duplicates_max {
-        violations.push(format!("{duplicates} duplicate side effects > {}", c.duplicates_max));
-    }
+    violations.extend(missed(&t.spec.constraints, &objectives, duplicates));
     if let Some(what) = &failed {
         violations.push(format!("no recovery: {what}"));
     }
@@ -301,10 +284,48 @@ pub fn score(t: &Tuning, samples: &[&Sample], first_seed: u64) -> Score {
     }
 }
 
+/// The first variant that did not recover, on the first seed it failed.
+fn first_failure(t: &Tuning, samples: &[&Sample], first_seed: u64) -> Option<String> {
+    let variants = t.variants();
+    samples.iter().enumerate().find_map(|(i, s)| {
+        s.stress.iter().zip(&variants).find_map(|(f, v)| match f {
+            Fared::Recovered => None,
+            Fared::Failed(why) => Some(format!("{v} on seed {}: {why}", first_seed + i as u64)),
+        })
+    })
+}
+
+/// The numeric constraints a candidate's means miss, in words.
+fn missed(c: &spec::Constraints, o: &Objectives, duplicates: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(min) = c.goodput_per_s_min.filter(|&m| o.goodput_per_s < m) {
+        out.push(format!("goodput {:.1}/s < {min}", o.goodput_per_s));
+    }
+    // NaN (nothing succeeded) misses any bound.
+    let over = |v: f64, max: Option<f64>| max.filter(|&m| v.is_nan() || v > m);
+    if let Some(max) = over(o.p99_ms, c.p99_ms_max) {
+        out.push(format!("p99 {:.1} ms > {max}", o.p99_ms));
+    }
+    if let Some(max) = over(o.amplification, c.amplification_max) {
+        out.push(format!("amplification {:.3} > {max}", o.amplification));
+    }
+    if duplicates > c.duplicates_max {
+        out.push(format!(
+            "{duplicates} duplicate side effects > {}",
+            c.duplicates_max
+        ));
+    }
+    out
+}
+
 /// Best first: feasible ones by Pareto layer, then goodput; then the
 /// infeasible by how many constraints they miss, then goodput.
 pub fn rank(scores: &BTreeMap<usize, Score>, alive: &[usize]) -> Vec<usize> {
-    let feasible: Vec<usize> = alive.iter().copied().filter(|i| scores[i].feasible()).collect();
+    let feasible: Vec<usize> = alive
+        .iter()
+        .copied()
+        .filter(|i| scores[i].feasible())
+        .collect();
     let points: Vec<Objectives> = feasible.iter().map(|i| scores[i].objectives).collect();
     let layer: BTreeMap<usize, usize> = feasible.iter().copied().zip(layers(&points)).collect();
     let key = |i: &usize| {
@@ -316,7 +337,12 @@ pub fn rank(scores: &BTreeMap<usize, Score>, alive: &[usize]) -> Vec<usize> {
     ranked.sort_by(|a, b| {
         key(a)
             .cmp(&key(b))
-            .then(scores[b].objectives.goodput_per_s.total_cmp(&scores[a].objectives.goodput_per_s))
+            .then(
+                scores[b]
+                    .objectives
+                    .goodput_per_s
+                    .total_cmp(&scores[a].objectives.goodput_per_s),
+            )
             .then(a.cmp(b))
     });
     ranked
@@ -346,7 +372,10 @@ pub fn tune(t: &Tuning, sweep: &Sweep) -> Report {
             };
             let label = format!("tune: {} on {}", points.len(), seeds.end);
             let trials = sweep.run(&label, &points, &set, |&id, seed| {
-                let scenario = candidates[id].scenario.as_ref().expect("only valid ones run");
+                let scenario = candidates[id]
+                    .scenario
+                    .as_ref()
+                    .expect("only valid ones run");
                 evaluate(t, scenario, seed.0)
             });
             let mut all = samples.borrow_mut();
@@ -356,8 +385,10 @@ pub fn tune(t: &Tuning, sweep: &Sweep) -> Report {
             }
         },
         |alive, seeds| {
-            let scores: BTreeMap<usize, Score> =
-                alive.iter().map(|&p| (p, score_of(ids[p], seeds))).collect();
+            let scores: BTreeMap<usize, Score> = alive
+                .iter()
+                .map(|&p| (p, score_of(ids[p], seeds)))
+                .collect();
             rank(&scores, alive)
         },
     );
@@ -403,9 +434,17 @@ fn last_front(rounds: &[Round], scores: &BTreeMap<usize, Score>) -> Vec<usize> {
     let Some(last) = rounds.last() else {
         return Vec::new();
     };
-    let feasible: Vec<usize> = last.alive.iter().copied().filter(|i| scores[i].feasible()).collect();
+    let feasible: Vec<usize> = last
+        .alive
+        .iter()
+        .copied()
+        .filter(|i| scores[i].feasible())
+        .collect();
     let points: Vec<Objectives> = feasible.iter().map(|i| scores[i].objectives).collect();
-    let mut front: Vec<usize> = pareto::front(&points).into_iter().map(|k| feasible[k]).collect();
+    let mut front: Vec<usize> = pareto::front(&points)
+        .into_iter()
+        .map(|k| feasible[k])
+        .collect();
     front.sort_by(|a, b| {
         let (x, y) = (&scores[a].objectives, &scores[b].objectives);
         y.goodput_per_s.total_cmp(&x.goodput_per_s).then(a.cmp(b))
@@ -419,7 +458,10 @@ pub fn eligible(front: &[usize], scores: &BTreeMap<usize, Score>, within_pct: f6
         return Vec::new();
     };
     let floor = best * (1.0 - within_pct / 100.0);
-    let near = front.iter().copied().filter(|i| scores[i].objectives.goodput_per_s >= floor);
+    let near = front
+        .iter()
+        .copied()
+        .filter(|i| scores[i].objectives.goodput_per_s >= floor);
     near.take(MARGIN_CANDIDATES_MAX).collect()
 }
 
@@ -440,13 +482,26 @@ fn margins(
         .flat_map(|&id| (0..variants.len()).map(move |v| (id, v)))
         .collect();
     let st = &t.spec.stress;
-    let seeds: Vec<u64> = (0..u64::from(st.margin_seeds)).map(|i| t.seed + i).collect();
+    let seeds: Vec<u64> = (0..u64::from(st.margin_seeds))
+        .map(|i| t.seed + i)
+        .collect();
     let once = SeedSet { first: 0, count: 1 };
     let trials = sweep.run("tune: margins", &tasks, &once, |&(id, v), _| {
-        let scenario = candidates[id].scenario.as_ref().expect("only valid ones run");
+        let scenario = candidates[id]
+            .scenario
+            .as_ref()
+            .expect("only valid ones run");
         let stress = variants[v];
         let mut runs = 0;
-        let c = cliff(scenario, &stress, st.at_s, st.hi(&stress), st.margin_steps, &seeds, &mut runs);
+        let c = cliff(
+            scenario,
+            &stress,
+            st.at_s,
+            st.hi(&stress),
+            st.margin_steps,
+            &seeds,
+            &mut runs,
+        );
         (c, runs)
     });
     let none = || Margins {
@@ -459,7 +514,10 @@ fn margins(
         let (id, v) = tasks[trial.point];
         let (c, n) = trial.result;
         runs += n;
-        out.entry(id).or_insert_with(none).cliffs.push((variants[v], c));
+        out.entry(id)
+            .or_insert_with(none)
+            .cliffs
+            .push((variants[v], c));
     }
     for m in out.values_mut() {
         m.score = m

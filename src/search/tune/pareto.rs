@@ -47,11 +47,9 @@ pub fn layers(points: &[Objectives]) -> Vec<usize> {
     let mut left: Vec<usize> = (0..points.len()).collect();
     let mut depth = 0;
     while !left.is_empty() {
-        let (top, rest): (Vec<usize>, Vec<usize>) = left.iter().partition(|&&i| {
-            !left
-                .iter()
-                .any(|&j| dominates(&points[j], &points[i]))
-        });
+        let (top, rest): (Vec<usize>, Vec<usize>) = left
+            .iter()
+            .partition(|&&i| !left.iter().any(|&j| dominates(&points[j], &points[i])));
         for &i in &top {
             layer[i] = depth;
         }
@@ -76,11 +74,11 @@ mod tests {
     #[test]
     fn the_front_of_known_points() {
         let points = [
-            p(100.0, 50.0, 1.0), // front: best goodput at this latency
-            p(90.0, 20.0, 1.0),  // front: fastest
-            p(90.0, 60.0, 1.2),  // dominated by both above
-            p(100.0, 50.0, 1.5), // dominated by the first (same, but more calls)
-            p(80.0, 30.0, 0.9),  // front: fewest calls
+            p(100.0, 50.0, 1.0),   // front: best goodput at this latency
+            p(90.0, 20.0, 1.0),    // front: fastest
+            p(90.0, 60.0, 1.2),    // dominated by both above
+            p(100.0, 50.0, 1.5),   // dominated by the first (same, but more calls)
+            p(80.0, 30.0, 0.9),    // front: fewest calls
             p(0.0, f64::NAN, 0.0), // front: no calls at all (and nothing else)
         ];
         assert_eq!(front(&points), vec![0, 1, 4, 5]);

@@ -115,7 +115,11 @@ pub fn pareto_table(t: &Tuning, r: &Report) -> Table {
             Cell::fixed(o.amplification, 3),
         ]);
         row.extend(margin_cells(r, id));
-        row.push(Cell::text(if r.recommended == Some(id) { "yes" } else { "" }));
+        row.push(Cell::text(if r.recommended == Some(id) {
+            "yes"
+        } else {
+            ""
+        }));
         table.push(row);
     }
     table
@@ -132,7 +136,11 @@ fn margin_cells(r: &Report, id: usize) -> Vec<Cell> {
             .find(|(s, _)| s.axis() == axis)
             .map_or(Cell::Empty, |(_, c)| Cell::fixed(c.survived, 2))
     };
-    vec![on(Axis::SpikeFactor), on(Axis::OutageS), Cell::fixed(m.score, 3)]
+    vec![
+        on(Axis::SpikeFactor),
+        on(Axis::OutageS),
+        Cell::fixed(m.score, 3),
+    ]
 }
 
 /// Goodput against p99 for the last round, the front and the choice.
@@ -147,7 +155,11 @@ pub fn pareto_chart(t: &Tuning, r: &Report) -> LineChart {
         }
     };
     let last = r.rounds.last().map(|l| l.alive.clone()).unwrap_or_default();
-    let behind: Vec<usize> = last.iter().copied().filter(|i| !r.front.contains(i)).collect();
+    let behind: Vec<usize> = last
+        .iter()
+        .copied()
+        .filter(|i| !r.front.contains(i))
+        .collect();
     let (feasible, infeasible): (Vec<usize>, Vec<usize>) =
         behind.iter().partition(|i| r.scores[*i].feasible());
     let dots = |name: &str, ids: &[usize]| Series {
@@ -173,7 +185,9 @@ pub fn pareto_chart(t: &Tuning, r: &Report) -> LineChart {
     series.retain(|s| !s.points.is_empty());
     LineChart {
         name: "pareto".into(),
-        description: "goodput against client p99 on the last round's seeds: the front and the recommendation".into(),
+        description:
+            "goodput against client p99 on the last round's seeds: the front and the recommendation"
+                .into(),
         title: format!("tune {}: goodput against p99", t.base.name),
         x_label: "client p99 latency (ms)".into(),
         y_label: "goodput (successes/s)".into(),
@@ -198,10 +212,20 @@ pub fn recommended_toml(t: &Tuning, r: &Report, command: &str) -> Option<String>
     root.insert("relay".into(), toml::Value::Table(relay));
     let body = toml::to_string(&root).ok()?;
     let mut out = String::new();
-    let _ = writeln!(out, "# The relay settings `tune` recommends for {}.", t.base.name);
+    let _ = writeln!(
+        out,
+        "# The relay settings `tune` recommends for {}.",
+        t.base.name
+    );
     let _ = writeln!(out, "# Made by: {command}");
-    let _ = writeln!(out, "# Serve them with: resilient-relay serve --config recommended.toml");
-    let _ = writeln!(out, "# (add [server] and [downstream] sections as needed; see experiments/server/relay.toml)");
+    let _ = writeln!(
+        out,
+        "# Serve them with: resilient-relay serve --config recommended.toml"
+    );
+    let _ = writeln!(
+        out,
+        "# (add [server] and [downstream] sections as needed; see experiments/server/relay.toml)"
+    );
     out.push_str(&body);
     Some(out)
 }
@@ -235,7 +259,11 @@ pub fn summary(t: &Tuning, r: &Report, command: &str) -> String {
         md,
         "Stress variants, from {} s of the calm scenario: {}.\n",
         t.spec.stress.at_s,
-        if variants.is_empty() { "none".to_string() } else { variants.join("; ") }
+        if variants.is_empty() {
+            "none".to_string()
+        } else {
+            variants.join("; ")
+        }
     );
     let _ = writeln!(md, "Rule: {RULE}.\n");
     let _ = writeln!(md, "## Recommended\n");
@@ -263,30 +291,74 @@ fn recommended_section(md: &mut String, t: &Tuning, r: &Report, id: usize) {
     let _ = writeln!(md, "Candidate {id}, beside the scenario as written:\n");
     let _ = writeln!(md, "| setting | as written | recommended |");
     let _ = writeln!(md, "|---|---|---|");
-    for (k, (a, b)) in t.spec.knobs.iter().zip(base.values.iter().zip(&mine.values)) {
+    for (k, (a, b)) in t
+        .spec
+        .knobs
+        .iter()
+        .zip(base.values.iter().zip(&mine.values))
+    {
         let moved = if a == b { "" } else { " **moved**" };
-        let _ = writeln!(md, "| {} | {} | {}{moved} |", k.path, unquote(a), unquote(b));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {}{moved} |",
+            k.path,
+            unquote(a),
+            unquote(b)
+        );
     }
     let (sa, sb) = (&r.scores[&0], &r.scores[&id]);
     let rows: [(&str, f64, f64, usize); 3] = [
-        ("goodput (successes/s)", sa.objectives.goodput_per_s, sb.objectives.goodput_per_s, 2),
-        ("client p99 (ms)", sa.objectives.p99_ms, sb.objectives.p99_ms, 1),
-        ("amplification (calls/job)", sa.objectives.amplification, sb.objectives.amplification, 3),
+        (
+            "goodput (successes/s)",
+            sa.objectives.goodput_per_s,
+            sb.objectives.goodput_per_s,
+            2,
+        ),
+        (
+            "client p99 (ms)",
+            sa.objectives.p99_ms,
+            sb.objectives.p99_ms,
+            1,
+        ),
+        (
+            "amplification (calls/job)",
+            sa.objectives.amplification,
+            sb.objectives.amplification,
+            3,
+        ),
     ];
-    let _ = writeln!(md, "\n| on seeds {}–{} | as written | recommended |", t.seed, t.seed + u64::from(sb.seeds) - 1);
+    let _ = writeln!(
+        md,
+        "\n| on seeds {}–{} | as written | recommended |",
+        t.seed,
+        t.seed + u64::from(sb.seeds) - 1
+    );
     let _ = writeln!(md, "|---|---|---|");
     for (name, a, b, d) in rows {
         let _ = writeln!(md, "| {name} | {a:.d$} | {b:.d$} |");
     }
-    let _ = writeln!(md, "| duplicate side effects | {} | {} |", sa.duplicates, sb.duplicates);
+    let _ = writeln!(
+        md,
+        "| duplicate side effects | {} | {} |",
+        sa.duplicates, sb.duplicates
+    );
     let ok = |s: &Score| match s.recovered {
         Some(true) => "yes",
         Some(false) => "no",
         None => "not judged",
     };
-    let _ = writeln!(md, "| recovers from every variant | {} | {} |", ok(sa), ok(sb));
+    let _ = writeln!(
+        md,
+        "| recovers from every variant | {} | {} |",
+        ok(sa),
+        ok(sb)
+    );
     if sa.seeds != sb.seeds {
-        let _ = writeln!(md, "\n(The scenario as written is kept to the last round; it ran on {} seeds.)", sa.seeds);
+        let _ = writeln!(
+            md,
+            "\n(The scenario as written is kept to the last round; it ran on {} seeds.)",
+            sa.seeds
+        );
     }
     let _ = writeln!(md, "\n### Margin to the cliff\n");
     let _ = writeln!(
@@ -309,7 +381,13 @@ fn recommended_section(md: &mut String, t: &Tuning, r: &Report, id: usize) {
                     format!("{at_least}{:.2}", c.survived)
                 })
         };
-        let _ = writeln!(md, "| {} | {hi} | {} | {} |", stress.axis().name(), cell(0), cell(id));
+        let _ = writeln!(
+            md,
+            "| {} | {hi} | {} | {} |",
+            stress.axis().name(),
+            cell(0),
+            cell(id)
+        );
     }
     let _ = writeln!(md);
 }

@@ -15,7 +15,7 @@ use crate::rng::{unit, Domain, Seed};
 const PRIMES: [u64; KNOBS_MAX] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53];
 
 /// Stream of the rotation, within [`Domain::Experiment`].
-const ROTATION_STREAM: u64 = 0x74_756e_65; // "tune"
+const ROTATION_STREAM: u64 = 0x7475_6e65; // "tune"
 
 /// Significant digits of a sampled real value: a setting someone would
 /// write, and the same text in every output.
@@ -52,7 +52,13 @@ pub fn halton(count: usize, dims: usize, seed: u64) -> Vec<Vec<f64>> {
 pub fn sample(knobs: &[Knob], count: usize, seed: u64) -> Vec<Vec<String>> {
     halton(count, knobs.len(), seed)
         .into_iter()
-        .map(|u| knobs.iter().zip(u).map(|(k, u)| value(&k.range, u)).collect())
+        .map(|u| {
+            knobs
+                .iter()
+                .zip(u)
+                .map(|(k, u)| value(&k.range, u))
+                .collect()
+        })
         .collect()
 }
 
@@ -156,7 +162,10 @@ mod tests {
             assert!(ints.contains(&v), "{v} never drawn: {ints:?}");
         }
         let reals: Vec<f64> = a.iter().map(|c| c[1].parse().expect("number")).collect();
-        assert!(reals.iter().all(|v| (5.0..=5000.0).contains(v)), "{reals:?}");
+        assert!(
+            reals.iter().all(|v| (5.0..=5000.0).contains(v)),
+            "{reals:?}"
+        );
         // Log scale: each decade gets about a third of the points.
         for (lo, hi) in [(5.0, 50.0), (50.0, 500.0), (500.0, 5000.0)] {
             let n = reals.iter().filter(|v| (lo..hi).contains(*v)).count();

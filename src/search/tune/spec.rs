@@ -327,7 +327,11 @@ fn knob(k: &KnobToml) -> Result<Knob, ConfigError> {
     let range = match (&k.min, &k.max, &k.values) {
         (Some(min), Some(max), None) => numbers(*min, *max, k.scale)?,
         (None, None, Some(values)) => {
-            ensure(k.scale.is_none(), "scale", "only a min/max range has a scale")?;
+            ensure(
+                k.scale.is_none(),
+                "scale",
+                "only a min/max range has a scale",
+            )?;
             ensure(
                 (1..=VALUES_MAX).contains(&values.len()),
                 "values",
@@ -456,12 +460,7 @@ fn stress(s: &StressToml) -> Result<StressSpec, ConfigError> {
 
 /// Each end of a knob's range (each value of an enumerated one) must make a
 /// valid scenario; the error points at the end that does not.
-fn check_ends(
-    doc: &TomlDoc<'_>,
-    text: &str,
-    i: usize,
-    knob: &Knob,
-) -> Result<(), LocatedError> {
+fn check_ends(doc: &TomlDoc<'_>, text: &str, i: usize, knob: &Knob) -> Result<(), LocatedError> {
     let ends: Vec<(String, String)> = match &knob.range {
         Range::Numbers { min, max, .. } => {
             let integer = matches!(knob.range, Range::Numbers { integer: true, .. });
@@ -556,14 +555,21 @@ mod tests {
 
     #[test]
     fn bad_sections_are_refused_at_their_line() {
-        let typo = "[tune]\n[[tune.knobs]]\npath = \"relay.workers\"\nmin = 1\nmax = 4\nscal = \"log\"\n";
+        let typo =
+            "[tune]\n[[tune.knobs]]\npath = \"relay.workers\"\nmin = 1\nmax = 4\nscal = \"log\"\n";
         let err = read(typo).expect_err("typo");
-        let want = format!("s.toml:{}:1: tune.knobs[0].scal: unknown field", line_of(typo, "scal"));
+        let want = format!(
+            "s.toml:{}:1: tune.knobs[0].scal: unknown field",
+            line_of(typo, "scal")
+        );
         assert!(err.starts_with(&want), "{err}");
 
         let upside = "[tune]\n[[tune.knobs]]\npath = \"relay.workers\"\nmin = 8\nmax = 4\n";
         let err = read(upside).expect_err("max < min");
-        let want = format!("s.toml:{}:7: tune.knobs[0].max: must be ≥ min", line_of(upside, "max = 4"));
+        let want = format!(
+            "s.toml:{}:7: tune.knobs[0].max: must be ≥ min",
+            line_of(upside, "max = 4")
+        );
         assert!(err.starts_with(&want), "{err}");
 
         let refused = "[tune]\n[[tune.knobs]]\npath = \"relay.workers\"\nmin = 0\nmax = 4\n";
@@ -576,18 +582,28 @@ mod tests {
 
         let word = "[tune]\n[[tune.knobs]]\npath = \"relay.retry.backoff.kind\"\nvalues = [\"full-jiter\"]\n";
         let err = read(word).expect_err("no such backoff");
-        assert!(err.contains("tune.knobs[0].values[0]: the scenario refuses"), "{err}");
+        assert!(
+            err.contains("tune.knobs[0].values[0]: the scenario refuses"),
+            "{err}"
+        );
 
-        let text = read("[tune]\n[[tune.knobs]]\npath = \"relay.workers\"\nmin = \"few\"\nmax = 4\n")
-            .expect_err("not a number");
-        assert!(text.contains("tune.knobs[0].min: invalid type: string \"few\", expected a number"), "{text}");
+        let text =
+            read("[tune]\n[[tune.knobs]]\npath = \"relay.workers\"\nmin = \"few\"\nmax = 4\n")
+                .expect_err("not a number");
+        assert!(
+            text.contains("tune.knobs[0].min: invalid type: string \"few\", expected a number"),
+            "{text}"
+        );
 
         let err = read("").expect_err("no section");
         assert!(err.contains("no [tune] section"), "{err}");
 
         let stress = "[tune]\n[[tune.knobs]]\npath = \"relay.workers\"\nmin = 2\nmax = 4\n[tune.stress]\nspike_factor = 0.5\n";
         let err = read(stress).expect_err("a spike below 1");
-        let want = format!("s.toml:{}:16: tune.stress.spike_factor: must be > 1", line_of(stress, "spike_factor ="));
+        let want = format!(
+            "s.toml:{}:16: tune.stress.spike_factor: must be > 1",
+            line_of(stress, "spike_factor =")
+        );
         assert!(err.starts_with(&want), "{err}");
     }
 }

@@ -54,7 +54,10 @@ fn constraints_filter_and_name_what_was_missed() {
     let slow = sample(99.5, 60.0, 1.01);
     let scored = score(&t, &[&good, &slow], 1);
     assert_eq!(scored.objectives.p99_ms, 50.0, "the mean over seeds");
-    assert!(scored.feasible(), "the mean, not the worst seed, is held to p99_ms_max");
+    assert!(
+        scored.feasible(),
+        "the mean, not the worst seed, is held to p99_ms_max"
+    );
     let weak = score(&t, &[&sample(90.0, 60.0, 1.2)], 1);
     assert_eq!(
         weak.violations,
@@ -70,7 +73,11 @@ fn constraints_filter_and_name_what_was_missed() {
     let s = score(&t, &[&good, &stuck], 7);
     assert_eq!(s.recovered, Some(false));
     assert_eq!(s.violations.len(), 2, "{:?}", s.violations);
-    assert!(s.violations[1].contains("outage on seed 8: stuck"), "{:?}", s.violations);
+    assert!(
+        s.violations[1].contains("outage on seed 8: stuck"),
+        "{:?}",
+        s.violations
+    );
     assert!(s.violations[0].contains("1 duplicate side effects > 0"));
 }
 
@@ -79,11 +86,11 @@ fn ranking_puts_the_feasible_front_first_then_the_nearly_feasible() {
     let t = tuning(&format!("{TINY}[tune.constraints]\np99_ms_max = 100\n"));
     let scored = |s: Sample| score(&t, &[&s], 1);
     let scores: BTreeMap<usize, Score> = [
-        (0, scored(sample(90.0, 50.0, 1.0))),   // front
-        (1, scored(sample(95.0, 80.0, 1.0))),   // front, more goodput
-        (2, scored(sample(85.0, 60.0, 1.1))),   // dominated by 0
-        (3, scored(sample(99.0, 500.0, 1.0))),  // misses p99
-        (4, scored(sample(99.0, 500.0, 9.0))),  // misses p99 too, less goodput? same: index
+        (0, scored(sample(90.0, 50.0, 1.0))),  // front
+        (1, scored(sample(95.0, 80.0, 1.0))),  // front, more goodput
+        (2, scored(sample(85.0, 60.0, 1.1))),  // dominated by 0
+        (3, scored(sample(99.0, 500.0, 1.0))), // misses p99
+        (4, scored(sample(99.0, 500.0, 9.0))), // misses p99 too, less goodput? same: index
     ]
     .into_iter()
     .collect();
