@@ -366,23 +366,8 @@ pub fn tune(t: &Tuning, sweep: &Sweep) -> Report {
         &[0],
         |alive, seeds| {
             let points: Vec<usize> = alive.iter().map(|&p| ids[p]).collect();
-            let set = SeedSet {
-                first: t.seed + u64::from(seeds.start),
-                count: seeds.end - seeds.start,
-            };
-            let label = format!("tune: {} on {}", points.len(), seeds.end);
-            let trials = sweep.run(&label, &points, &set, |&id, seed| {
-                let scenario = candidates[id]
-                    .scenario
-                    .as_ref()
-                    .expect("only valid ones run");
-                evaluate(t, scenario, seed.0)
-            });
-            let mut all = samples.borrow_mut();
-            for trial in trials {
-                let s = (trial.seed - t.seed) as u32;
-                all.insert((points[trial.point], s), trial.result);
-            }
+            let new = run_round(t, sweep, &candidates, &points, seeds);
+            samples.borrow_mut().extend(new);
         },
         |alive, seeds| {
             let scores: BTreeMap<usize, Score> = alive
@@ -427,6 +412,33 @@ pub fn tune(t: &Tuning, sweep: &Sweep) -> Report {
         recommended,
         broken,
     }
+}
+
+/// Runs `points` on seeds `seeds` (indices from `t.seed`) in parallel,
+/// keyed by (candidate, seed index).
+fn run_round(
+    t: &Tuning,
+    sweep: &Sweep,
+    candidates: &[Candidate],
+    points: &[usize],
+    seeds: std::ops::Range<u32>,
+) -> Vec<((usize, u32), Sample)> {
+    let set = SeedSet {
+        first: t.seed + u64::from(seeds.start),
+        count: seeds.end - seeds.start,
+    };
+    let label = format!("tune: {} on {}", points.len(), seeds.end);
+    let trials = sweep.run(&label, points, &set, |&id, seed| {
+        let scenario = candidates[id].scenario.as_ref();
+        evaluate(t, scenario.expect("only valid ones run"), seed.0)
+    });
+    trials
+        .into_iter()
+        .map(|trial| {
+            let s = (trial.seed - t.seed) as u32;
+            ((points[trial.point], s), trial.result)
+        })
+        .collect()
 }
 
 /// The feasible, non-dominated candidates of the last round, most goodput first.
