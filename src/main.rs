@@ -21,6 +21,8 @@ enum Command {
     Merge(cli::merge::MergeArgs),
     /// Map where a scenario recovers from its trigger and where it stays down, over a few axes.
     Map(cli::map::MapArgs),
+    /// Search a scenario's relay settings: the Pareto front, and the recommendation with its margin to the cliff.
+    Tune(cli::tune::TuneArgs),
     /// Refresh the numbers LEARNING_PLAN.md quotes from results/ (or check them with --check).
     Log(cli::log::LogArgs),
     /// Run a standard workload (relay-std, relay-ovl, relay-scale) and print one JSON line of timings.
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Swarm(args) => done(cli::swarm::run(&args)),
         Command::Merge(args) => done(cli::merge::run(&args)),
         Command::Map(args) => done(cli::map::run(&args)),
+        Command::Tune(args) => done(cli::tune::run(&args)),
         Command::Bench(args) => done(cli::bench::run(&args)),
         Command::Log(args) => done(cli::log::run(&args)),
         Command::Experiment(args) => done(experiment::run(&args)),

@@ -8,3 +8,4 @@ pub mod map;
 pub mod merge;
 pub mod simulate;
 pub mod swarm;
+pub mod tune;

@@ -72,6 +72,8 @@ pub struct ChartPoint {
 pub struct Series {
     pub name: String,
     pub points: Vec<ChartPoint>,
+    /// Points only, no line between them (a scatter of unordered points).
+    pub dots: bool,
 }
 
 /// A chart: written as `<name>.png` and `<name>.svg`.
@@ -256,6 +258,18 @@ impl LineChart {
                 .draw_series(std::iter::once(Polygon::new(band, color.mix(0.15))))
                 .map_err(|e| self.error(e))?;
         }
+        if series.dots {
+            let dots = series
+                .points
+                .iter()
+                .map(|p| Circle::new((p.x, p.y), 5, color.filled()));
+            chart
+                .draw_series(dots)
+                .map_err(|e| self.error(e))?
+                .label(series.name.clone())
+                .legend(move |(x, y)| Circle::new((x + 12, y), 5, color.filled()));
+            return Ok(());
+        }
         let line = series.points.iter().map(|p| (p.x, p.y));
         chart
             .draw_series(LineSeries::new(line, color.stroke_width(3)))
@@ -398,6 +412,7 @@ mod tests {
             markers: false,
             legend,
             series: vec![Series {
+                dots: false,
                 name: "line".to_string(),
                 points: vec![p(10.0, 1.0), p(20.0, 2.0)],
             }],

@@ -171,6 +171,7 @@ pub fn series<P>(
         match out.iter_mut().find(|series| series.name == label) {
             Some(series) => series.points.push(point),
             None => out.push(Series {
+                dots: false,
                 name: label,
                 points: vec![point],
             }),
@@ -208,6 +209,7 @@ pub fn lines<P>(
                 .collect();
             points.sort_by(|a, b| a.x.total_cmp(&b.x));
             Series {
+                dots: false,
                 name: legend.to_string(),
                 points,
             }

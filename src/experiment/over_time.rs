@@ -126,6 +126,7 @@ pub fn lines(series: &[OverTime], bucket_ms: f64, from_s: f64) -> Vec<Series> {
     series
         .iter()
         .map(|s| Series {
+            dots: false,
             name: s.name.clone(),
             points: s
                 .buckets

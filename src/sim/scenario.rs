@@ -54,6 +54,10 @@ fn default_seed() -> u64 {
 /// experiment here, and anything longer is a typo (`1e300`).
 pub const HORIZON_S_MAX: f64 = 7.0 * 24.0 * 3600.0;
 
+/// Sections a scenario file may carry for a search over it (`tune` reads
+/// `[tune]`); the scenario itself ignores them.
+pub const SECTIONS_OF_SEARCHES: [&str; 1] = ["tune"];
+
 /// Client populations per scenario.
 const SOURCES_MAX: usize = 64;
 
@@ -117,6 +121,9 @@ impl Scenario {
         sets: &[String],
     ) -> Result<Scenario, ScenarioError> {
         let mut doc = TomlDoc::parse(origin, text)?;
+        for section in SECTIONS_OF_SEARCHES {
+            doc.table_mut().remove(section);
+        }
         let scenario = doc.read(Scenario::validate)?;
         if sets.is_empty() {
             return Ok(scenario);

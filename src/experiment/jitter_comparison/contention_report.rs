@@ -151,6 +151,7 @@ fn chart(
     let series = strategies(summaries)
         .into_iter()
         .map(|strategy| Series {
+            dots: false,
             name: strategy.name().to_string(),
             points: summaries
                 .iter()
