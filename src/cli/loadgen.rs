@@ -1,6 +1,6 @@
 //! `resilient-relay loadgen`: play a scenario's clients against a live relay.
 
-use super::simulate::{write_trace, TraceFormat};
+use super::simulate::{write_trace, TraceArgs};
 use crate::loadgen::{self, LoadgenOptions, Target};
 use crate::sim::Scenario;
 use std::io::Write;
@@ -30,14 +30,9 @@ pub struct LoadgenArgs {
     /// Change any scenario value by its path, e.g. `horizon_s=10` (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
-    /// Write the clients' timeline to this file (`simulate`'s formats).
-    #[arg(long, value_name = "FILE")]
-    pub trace: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = TraceFormat::Jsonl, value_name = "FORMAT")]
-    pub trace_format: TraceFormat,
-    /// Most trace records to keep.
-    #[arg(long, default_value_t = 5_000_000, value_name = "N")]
-    pub trace_max: usize,
+    /// The clients' timeline, in `simulate`'s formats.
+    #[command(flatten)]
+    pub trace: TraceArgs,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -88,17 +83,13 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<()> {
     opts.sends_max = args.sends_max;
     opts.in_flight_max = args.in_flight_max;
     opts.bucket_ms = args.bucket_ms;
-    opts.trace_records_max = if args.trace.is_some() {
-        args.trace_max
-    } else {
-        0
-    };
+    opts.trace_records_max = args.trace.records_max();
     #[allow(clippy::disallowed_methods)] // wall time reported beside the run
     let started = std::time::Instant::now();
     let result = loadgen::run(&scenario, &opts)?;
     let wall_s = started.elapsed().as_secs_f64();
-    if let (Some(path), Some(trace)) = (&args.trace, &result.trace) {
-        write_trace(path, args.trace_format, trace, &scenario.name, seed)?;
+    if let (Some(path), Some(trace)) = (&args.trace.path, &result.trace) {
+        write_trace(path, args.trace.format, trace, &scenario.name, seed)?;
     }
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -113,7 +104,7 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<()> {
         writeln!(out, "{}", result.summary)?;
         print_live(&mut out, &result)?;
         writeln!(out, "  wall clock              {wall_s:>12.3} s")?;
-        if let Some(path) = &args.trace {
+        if let Some(path) = &args.trace.path {
             writeln!(out, "  trace                   {}", path.display())?;
         }
     }

@@ -15,18 +15,8 @@ pub struct SimulateArgs {
     /// Seed for every random draw (default: the scenario's own `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Write the timeline to this file, in the format `--trace-format` names.
-    #[arg(long, value_name = "FILE")]
-    pub trace: Option<PathBuf>,
-    /// How `--trace` is written: `jsonl`, one JSON object per record, or
-    /// `chrome`, the Chrome trace-event format that ui.perfetto.dev and
-    /// chrome://tracing open (a track per job, per worker lane and per
-    /// request).
-    #[arg(long, value_enum, default_value_t = TraceFormat::Jsonl, value_name = "FORMAT")]
-    pub trace_format: TraceFormat,
-    /// Most trace records to keep; the trace says when it was cut.
-    #[arg(long, default_value_t = 5_000_000, value_name = "N")]
-    pub trace_max: usize,
+    #[command(flatten)]
+    pub trace: TraceArgs,
     /// Print the summary as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -34,6 +24,34 @@ pub struct SimulateArgs {
     /// (repeatable; the file as written is validated first).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
+}
+
+/// Where and how a run's timeline is written (`simulate`, `loadgen`).
+#[derive(Debug, clap::Args)]
+pub struct TraceArgs {
+    /// Write the timeline to this file, in the format `--trace-format` names.
+    #[arg(long = "trace", value_name = "FILE")]
+    pub path: Option<PathBuf>,
+    /// How `--trace` is written: `jsonl`, one JSON object per record, or
+    /// `chrome`, the Chrome trace-event format that ui.perfetto.dev and
+    /// chrome://tracing open (a track per job, per worker lane and per
+    /// request).
+    #[arg(long = "trace-format", value_enum, default_value_t = TraceFormat::Jsonl, value_name = "FORMAT")]
+    pub format: TraceFormat,
+    /// Most trace records to keep; the trace says when it was cut.
+    #[arg(long = "trace-max", default_value_t = 5_000_000, value_name = "N")]
+    pub max: usize,
+}
+
+impl TraceArgs {
+    /// Records the run keeps: none without `--trace`.
+    pub fn records_max(&self) -> usize {
+        if self.path.is_some() {
+            self.max
+        } else {
+            0
+        }
+    }
 }
 
 /// The file formats of `--trace`.
@@ -81,11 +99,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let seed = args.seed.unwrap_or(scenario.seed);
     let opts = SimOptions {
         seed,
-        trace_records_max: if args.trace.is_some() {
-            args.trace_max
-        } else {
-            0
-        },
+        trace_records_max: args.trace.records_max(),
         calls_bucket_ms: None,
         series_bucket_ms: None,
     };
@@ -99,13 +113,13 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         )
     })?;
     let wall_s = started.elapsed().as_secs_f64();
-    if args.trace.is_some() && result.trace.is_none() {
+    if args.trace.path.is_some() && result.trace.is_none() {
         // `--trace-max 0`: the run kept nothing, and the file says so.
         result.trace = Some(Trace::nothing_kept());
         result.summary.trace_cut_at = Some(0);
     }
-    if let (Some(path), Some(trace)) = (&args.trace, &result.trace) {
-        write_trace(path, args.trace_format, trace, &scenario.name, seed)?;
+    if let (Some(path), Some(trace)) = (&args.trace.path, &result.trace) {
+        write_trace(path, args.trace.format, trace, &scenario.name, seed)?;
     }
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -120,7 +134,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     } else {
         writeln!(out, "{}", result.summary)?;
         writeln!(out, "  wall clock              {:>12.3} s", wall_s)?;
-        if let Some(path) = &args.trace {
+        if let Some(path) = &args.trace.path {
             writeln!(out, "  trace                   {}", path.display())?;
         }
     }
