@@ -119,3 +119,90 @@ fn bad_axes_and_paths_say_what_is_wrong() {
         text(&o)
     );
 }
+
+fn merge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_resilient-relay"))
+        .arg("merge")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("runs")
+}
+
+/// Every file of a directory, by name, with its bytes.
+fn files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("a directory")
+        .map(|e| {
+            let path = e.expect("an entry").path();
+            let name = path.file_name().expect("a name").to_string_lossy().into();
+            (name, std::fs::read(&path).expect("readable"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn three_merged_shards_write_what_the_whole_map_writes_byte_for_byte() {
+    let root = scratch("shards");
+    let at = |name: &str| root.join(name).to_str().expect("utf-8").to_string();
+    // Two variants times two spike rates: four lines, so one shard takes two.
+    #[rustfmt::skip]
+    let common = [
+        "retry-storm", "--axis", "spike=60..120", "--axis", "duration=1..12",
+        "--steps", "2", "--seeds", "2", "--tolerance", "4",
+        "--variant", "plain", "--variant", "slow:relay.workers=8",
+    ];
+    // The whole map and the merge write to the same place (the command in
+    // summary.md names it), so the whole one is moved aside first.
+    let whole = map(&[&common[..], &["--out", &at("map")]].concat());
+    assert!(whole.status.success(), "{}", text(&whole));
+    std::fs::rename(root.join("map"), root.join("whole")).expect("moved aside");
+    for i in 1..=3 {
+        let (shard, out) = (format!("{i}/3"), at(&format!("s{i}")));
+        let o = map(&[
+            &common[..],
+            &["--shard", &shard, "--jobs", "1", "--out", &out],
+        ]
+        .concat());
+        assert!(o.status.success(), "shard {shard}: {}", text(&o));
+        assert!(
+            !root.join(format!("s{i}/map.csv")).exists(),
+            "a shard writes only rows"
+        );
+    }
+    let rows = std::fs::read_to_string(root.join("s1/rows.csv")).expect("rows");
+    assert_eq!(
+        rows.lines().count(),
+        3,
+        "shard 1/3 holds lines 0 and 3: {rows}"
+    );
+    let missing = merge(&[&at("s1"), &at("s3"), "--out", &at("map")]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing).contains("shards missing: 2/3"),
+        "{}",
+        text(&missing)
+    );
+    let merged = merge(&[&at("s3"), &at("s1"), &at("s2"), "--out", &at("map")]);
+    assert!(merged.status.success(), "{}", text(&merged));
+    let strip = |fs: Vec<(String, Vec<u8>)>| -> Vec<(String, Vec<u8>)> {
+        // meta.json records the wall time, which a merge does not have.
+        fs.into_iter().filter(|(n, _)| n != "meta.json").collect()
+    };
+    let (w, m) = (
+        strip(files(&root.join("whole"))),
+        strip(files(&root.join("map"))),
+    );
+    let names: Vec<&String> = w.iter().map(|f| &f.0).collect();
+    assert_eq!(names, m.iter().map(|f| &f.0).collect::<Vec<_>>());
+    assert!(names.len() >= 5, "{names:?}");
+    for (a, b) in w.iter().zip(&m) {
+        assert!(
+            a.1 == b.1,
+            "{} differs between the whole map and the merge",
+            a.0
+        );
+    }
+}

@@ -5,8 +5,11 @@ use crate::experiment::seeds::{SeedSet, SEEDS_PER_POINT_MAX};
 use crate::experiment::sweep::Sweep;
 use crate::search::map::axis::AxisSpec;
 use crate::search::map::bisect::Boundary;
-use crate::search::map::{self, Map, Plan, Variant};
+use crate::search::map::{self, rows, Map, Plan, Variant};
+use crate::search::shard::{self, Manifest, Rows, Shard};
+use crate::search::verdict::judge;
 use anyhow::Context;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
@@ -55,6 +58,11 @@ pub struct MapArgs {
     /// [default: results/map-<scenario>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Bisect one shard of the map's lines, e.g. `2/3`: lines 1, 4, 7, …
+    /// (counting from 0), written with a manifest to --out; `merge` then
+    /// gives the outputs of the whole map.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
 }
 
 const AXES_HELP: &str = "\
@@ -97,15 +105,7 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     let path = scenario_path(&args.scenario)?;
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {origin}"))?;
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("scenario")
-        .to_string();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("results/map-{stem}")));
+    let out = args.out.clone().unwrap_or_else(|| default_out(&origin));
     let bisect = match &args.bisect {
         None => args.axes.len().saturating_sub(1),
         Some(name) => args
@@ -116,14 +116,15 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     };
     let variants = if args.variants.is_empty() {
         vec![Variant {
-            name: stem.clone(),
+            name: stem(&origin),
             sets: Vec::new(),
         }]
     } else {
         args.variants.clone()
     };
+    let base_command = command(args, &origin);
     let plan = Plan {
-        origin: origin.clone(),
+        origin,
         text,
         sets: args.set.clone(),
         variants,
@@ -135,7 +136,7 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
             count: args.seeds,
         },
         tolerance: args.tolerance,
-        command: command(args, &origin, &out),
+        command: with_out(&base_command, &out),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = args.jobs.map_or(cores, |j| j as usize);
@@ -143,10 +144,45 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     #[allow(clippy::disallowed_methods)]
     // wall time is reported as the map's cost, never used by a run
     let started = std::time::Instant::now();
+    let shard = args.shard.unwrap_or(Shard::WHOLE);
+    if shard != Shard::WHOLE {
+        let lines = map::run_lines(&plan, &sweep, judge, shard).map_err(|e| anyhow::anyhow!(e))?;
+        return write_shard(&plan, &base_command, shard, &lines, &out);
+    }
     let result = map::run(&plan, &sweep).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let wall_s = started.elapsed().as_secs_f64();
-    write(&result, &out, &stem, wall_s, jobs)?;
-    print(&result, wall_s, jobs, &out);
+    let timing = Timing {
+        jobs,
+        wall_s: started.elapsed().as_secs_f64(),
+    };
+    finish(&result, &out, Some(timing))
+}
+
+/// How long a map took, on how many threads (a merge has none).
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub jobs: usize,
+    pub wall_s: f64,
+}
+
+/// Where a map of the scenario at `origin` goes unless told.
+pub fn default_out(origin: &str) -> PathBuf {
+    PathBuf::from(format!("results/map-{}", stem(origin)))
+}
+
+/// The scenario's name: its file name without `.toml`.
+fn stem(origin: &str) -> String {
+    Path::new(origin)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("scenario")
+        .to_string()
+}
+
+/// Writes and prints a finished map; fails if a run broke an invariant.
+pub fn finish(result: &Map, out: &Path, timing: Option<Timing>) -> anyhow::Result<()> {
+    let stem = stem(&result.plan.origin);
+    write(result, out, &stem, timing)?;
+    print(result, timing, out);
     if result.violations.is_empty() {
         return Ok(());
     }
@@ -158,7 +194,7 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
             .collect();
         println!(
             "\nvariant {} (seed {}): violation: {}\n  reproduce with: cargo run --release -- simulate {} --seed {}{sets}",
-            v.variant, v.seed, v.what, quote(&origin), v.seed
+            v.variant, v.seed, v.what, quote(&result.plan.origin), v.seed
         );
     }
     anyhow::bail!(
@@ -167,7 +203,59 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     )
 }
 
-fn write(m: &Map, out: &Path, stem: &str, wall_s: f64, jobs: usize) -> anyhow::Result<()> {
+/// A shard's lines and manifest, for `merge`.
+fn write_shard(
+    plan: &Plan,
+    base_command: &str,
+    shard: Shard,
+    lines: &[(usize, map::Points)],
+    out: &Path,
+) -> anyhow::Result<()> {
+    let points: usize = lines.iter().map(|(_, p)| p.len()).sum();
+    let manifest = Manifest {
+        search: "map".into(),
+        params: rows::params(plan, base_command),
+        runs: plan.line_count().map_err(|e| anyhow::anyhow!(e))? as u64,
+        shard: shard.index,
+        shards: shard.count,
+        rows: lines.len() as u64,
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let rows = Rows {
+        header: rows::HEADER.iter().map(|h| h.to_string()).collect(),
+        records: lines.iter().map(|(i, p)| rows::row(*i, p)).collect(),
+    };
+    shard::write(out, &manifest, &rows)?;
+    println!(
+        "map shard {shard}: {} of {} lines, {points} points, {} runs; written to {}; \
+         when every shard is done: resilient-relay merge DIR…",
+        lines.len(),
+        manifest.runs,
+        points as u64 * u64::from(plan.seeds.count),
+        out.display()
+    );
+    Ok(())
+}
+
+/// The shards' lines, finished as the whole map: what `merge` does.
+pub fn merge(
+    params: &BTreeMap<String, String>,
+    records: &[Vec<String>],
+    out: &Path,
+) -> anyhow::Result<()> {
+    let (mut plan, base_command) =
+        rows::plan_of(params).map_err(|e| anyhow::anyhow!("the shards' manifest: {e}"))?;
+    plan.command = with_out(&base_command, out);
+    let mut recorded = BTreeMap::new();
+    for r in records {
+        let (i, points) = rows::parse(r).map_err(|e| anyhow::anyhow!("the shards' rows: {e}"))?;
+        recorded.insert(i, points);
+    }
+    let result = map::assemble(&plan, &recorded).map_err(|e| anyhow::anyhow!(e))?;
+    finish(&result, out, None)
+}
+
+fn write(m: &Map, out: &Path, stem: &str, timing: Option<Timing>) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let put = |name: &str, bytes: &[u8]| {
         let path = out.join(name);
@@ -195,14 +283,21 @@ fn write(m: &Map, out: &Path, stem: &str, wall_s: f64, jobs: usize) -> anyhow::R
         "points": m.points(),
         "rounds": m.rounds,
         "crate_version": env!("CARGO_PKG_VERSION"),
-        "timing": { "jobs": jobs, "wall_s": (wall_s * 10.0).round() / 10.0 },
+        // A merge of shards has no one wall time: null.
+        "timing": timing.map(|t| serde_json::json!({
+            "jobs": t.jobs,
+            "wall_s": (t.wall_s * 10.0).round() / 10.0,
+        })),
     });
     put("meta.json", format!("{meta:#}\n").as_bytes())
 }
 
-fn print(m: &Map, wall_s: f64, jobs: usize, out: &Path) {
+fn print(m: &Map, timing: Option<Timing>, out: &Path) {
+    let took = timing.map_or(" (merged from shards)".to_string(), |t| {
+        format!(", {:.1} s on {} threads", t.wall_s, t.jobs)
+    });
     println!(
-        "map: {} runs at {} points in {} rounds, {wall_s:.1} s on {jobs} threads \
+        "map: {} runs at {} points in {} rounds{took} \
          (a full grid at this resolution: {} runs)",
         m.runs,
         m.points(),
@@ -244,7 +339,7 @@ fn print(m: &Map, wall_s: f64, jobs: usize, out: &Path) {
 }
 
 /// The command that reruns this map (without `--jobs`: it changes nothing).
-fn command(args: &MapArgs, origin: &str, out: &Path) -> String {
+fn command(args: &MapArgs, origin: &str) -> String {
     let mut c = format!("cargo run --release -- map {}", quote(origin));
     for a in &args.axes {
         c.push_str(&format!(
@@ -275,8 +370,12 @@ fn command(args: &MapArgs, origin: &str, out: &Path) -> String {
         };
         c.push_str(&format!(" --variant {}", quote(&text)));
     }
-    c.push_str(&format!(" --out {}", quote(&out.display().to_string())));
     c
+}
+
+/// `command` writing to `out`.
+fn with_out(command: &str, out: &Path) -> String {
+    format!("{command} --out {}", quote(&out.display().to_string()))
 }
 
 /// `text` as one shell word: as is when plain, else in single quotes.

@@ -13,8 +13,8 @@ pub struct MergeArgs {
     /// same search (in any order).
     #[arg(required = true, value_name = "DIR")]
     pub dirs: Vec<PathBuf>,
-    /// Where the whole search's outputs go [default: results/SEARCH, e.g.
-    /// results/swarm].
+    /// Where the whole search's outputs go [default: where the unsharded
+    /// search writes: results/swarm, results/map-<scenario>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }
@@ -24,7 +24,15 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(&manifest.search));
+        .unwrap_or_else(|| match manifest.search.as_str() {
+            "map" => crate::cli::map::default_out(
+                manifest
+                    .params
+                    .get("origin")
+                    .map_or("scenario", String::as_str),
+            ),
+            other => PathBuf::from("results").join(other),
+        });
     println!(
         "merged {} shards of a {} search: {} runs",
         args.dirs.len(),
@@ -41,6 +49,15 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
             let finish = Finish::from_params(&manifest.params)
                 .context("the shards' manifest does not describe a swarm")?;
             finish_search(&finish, &rows.records, &out)
+        }
+        "map" => {
+            anyhow::ensure!(
+                rows.header == crate::search::map::rows::HEADER,
+                "the shards' rows have columns {:?}, a map's are {:?}",
+                rows.header,
+                crate::search::map::rows::HEADER
+            );
+            crate::cli::map::merge(&manifest.params, &rows.records, &out)
         }
         other => anyhow::bail!("this version cannot finish a `{other}` search"),
     }

@@ -75,6 +75,13 @@ pub enum Unjudged {
 }
 
 impl Unjudged {
+    /// Every short name [`Unjudged::name`] gives.
+    pub const NAMES: [&'static str; 3] = [
+        "no trigger",
+        "horizon too short",
+        "over capacity without a trigger",
+    ];
+
     /// A short name, for counts.
     pub fn name(&self) -> &'static str {
         match self {

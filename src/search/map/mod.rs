@@ -10,18 +10,27 @@
 //!
 //! - [`axis`]: what an axis changes (a path, or a named trigger axis);
 //! - [`bisect`]: the search along one axis;
-//! - [`report`]: the tables, the heatmap and `summary.md`, as data.
+//! - [`report`]: the tables, the heatmap and `summary.md`, as data;
+//! - [`rows`]: a shard's lines as text, for `merge`.
+//!
+//! A map runs in two steps: [`run_lines`] bisects the lines (all of them,
+//! or a shard's), then [`assemble`] replays the bisection on the recorded
+//! tallies and builds the map. The whole run and a merge of shards take
+//! the same second step, so they give the same bytes.
 
 pub mod axis;
 pub mod bisect;
 pub mod report;
+pub mod rows;
 
+use super::shard::Shard;
 use super::verdict::{judge, Verdict};
 use crate::experiment::seeds::SeedSet;
 use crate::experiment::sweep::Sweep;
 use crate::sim::Scenario;
 use axis::{Axis, AxisSpec};
 use bisect::{Line, Step, Tally};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 /// Most axes a map takes: a grid of two beside the bisected one.
@@ -138,6 +147,11 @@ struct Prepared {
 impl Plan {
     fn build(&self, sets: &[String]) -> Result<Scenario, String> {
         Scenario::from_toml_with(&self.text, &self.origin, sets).map_err(|e| e.to_string())
+    }
+
+    /// Lines the map bisects: the runs of its search, for sharding.
+    pub fn line_count(&self) -> Result<usize, String> {
+        self.prepare().map(|p| p.lines.len())
     }
 
     fn check_shape(&self) -> Result<(), String> {
@@ -287,6 +301,9 @@ fn point_sets(
     Ok(all)
 }
 
+/// A line's evaluated points, in increasing value.
+pub type Points = Vec<(f64, Tally)>;
+
 /// Runs the map: each round's points times the seeds, judged on `sweep`.
 pub fn run(plan: &Plan, sweep: &Sweep) -> Result<Map, String> {
     run_with(plan, sweep, judge)
@@ -298,16 +315,30 @@ pub fn run_with(
     sweep: &Sweep,
     judge: impl Fn(&Scenario, u64) -> Verdict + Sync,
 ) -> Result<Map, String> {
-    let mut prepared = plan.prepare()?;
-    let mut lines = std::mem::take(&mut prepared.lines);
-    let mut search_lines: Vec<Line> = lines.iter().map(|l| l.line.clone()).collect();
-    let mut runs = 0_u64;
-    let mut violations = Vec::new();
-    let rounds = bisect::search(&mut search_lines, prepared.step, |round, asked| {
+    let lines = run_lines(plan, sweep, judge, Shard::WHOLE)?;
+    assemble(plan, &lines.into_iter().collect())
+}
+
+/// Bisects the lines `shard` owns (line `i` is run `i` of the search),
+/// and gives back each one's points by its index.
+pub fn run_lines(
+    plan: &Plan,
+    sweep: &Sweep,
+    judge: impl Fn(&Scenario, u64) -> Verdict + Sync,
+    shard: Shard,
+) -> Result<Vec<(usize, Points)>, String> {
+    let prepared = plan.prepare()?;
+    let owned: Vec<usize> = (0..prepared.lines.len())
+        .filter(|&i| shard.owns(i as u64))
+        .collect();
+    let mut search_lines: Vec<Line> = owned
+        .iter()
+        .map(|&i| prepared.lines[i].line.clone())
+        .collect();
+    bisect::search(&mut search_lines, prepared.step, |round, asked| {
         let mut scenarios = Vec::with_capacity(asked.len());
-        let mut all_sets = Vec::with_capacity(asked.len());
-        for &(i, value) in asked {
-            let sets = point_sets(&prepared, &lines[i], plan.bisect, value)?;
+        for &(k, value) in asked {
+            let sets = point_sets(&prepared, &prepared.lines[owned[k]], plan.bisect, value)?;
             scenarios.push(plan.build(&sets).map_err(|e| {
                 format!(
                     "at {} = {}: {e}",
@@ -315,11 +346,9 @@ pub fn run_with(
                     axis::number(value)
                 )
             })?);
-            all_sets.push(sets);
         }
         let label = format!("map round {}", round + 1);
         let trials = sweep.run(&label, &scenarios, &plan.seeds, |s, seed| judge(s, seed.0));
-        runs += trials.len() as u64;
         let mut tallies = vec![Tally::default(); asked.len()];
         for t in trials {
             let tally = &mut tallies[t.point];
@@ -327,31 +356,92 @@ pub fn run_with(
                 Verdict::Recovered => tally.recovered += 1,
                 Verdict::Stuck(_) => tally.stuck += 1,
                 Verdict::Unchecked(why) => tally.count_unchecked(why.name()),
-                Verdict::Violation(what) => {
-                    violations.push(Violation {
-                        variant: plan.variants[lines[asked[t.point].0].variant].name.clone(),
-                        seed: t.seed,
-                        what: what.clone(),
-                        sets: all_sets[t.point].clone(),
-                    });
-                    tally.violations.push((t.seed, what));
-                }
+                Verdict::Violation(what) => tally.violations.push((t.seed, what)),
             }
         }
         Ok::<_, String>(tallies)
     })?;
+    Ok(owned
+        .into_iter()
+        .zip(search_lines)
+        .map(|(i, l)| (i, l.points))
+        .collect())
+}
+
+/// The map from every line's recorded points: the bisection replayed on
+/// them (so the rounds and boundaries are the search's own), then the
+/// violations, line by line.
+pub fn assemble(plan: &Plan, recorded: &BTreeMap<usize, Points>) -> Result<Map, String> {
+    let prepared = plan.prepare()?;
+    let mut lines = prepared.lines.clone();
+    if let Some(extra) = recorded.keys().find(|&&i| i >= lines.len()) {
+        return Err(format!(
+            "line {extra} is recorded, the map has {} lines",
+            lines.len()
+        ));
+    }
+    let mut search_lines: Vec<Line> = lines.iter().map(|l| l.line.clone()).collect();
+    let mut used = 0;
+    let rounds = bisect::search(&mut search_lines, prepared.step, |_, asked| {
+        asked
+            .iter()
+            .map(|&(i, value)| {
+                let points = recorded.get(&i).map_or(&[][..], Vec::as_slice);
+                let found = points.iter().find(|(v, _)| v.to_bits() == value.to_bits());
+                used += 1;
+                found.map(|(_, t)| t.clone()).ok_or_else(|| {
+                    format!(
+                        "line {i} has no recorded point at {}: were its shards run with \
+                         other settings or another version?",
+                        axis::number(value)
+                    )
+                })
+            })
+            .collect::<Result<Vec<Tally>, String>>()
+    })?;
+    let recorded_points: usize = recorded.values().map(Vec::len).sum();
+    if used != recorded_points {
+        return Err(format!(
+            "{recorded_points} points are recorded, the bisection asks for {used}"
+        ));
+    }
     for (l, s) in lines.iter_mut().zip(search_lines) {
         l.line = s;
     }
+    let violations = violations(plan, &prepared, &lines)?;
+    let points: u64 = lines.iter().map(|l| l.line.points.len() as u64).sum();
     Ok(Map {
         plan: plan.clone(),
         axes: prepared.axes,
         step: prepared.step,
         lines,
         rounds,
-        runs,
+        runs: points * u64::from(plan.seeds.count),
         violations,
     })
+}
+
+/// Every broken invariant, by line, point and seed, with the overrides
+/// that rebuild its scenario.
+fn violations(
+    plan: &Plan,
+    prepared: &Prepared,
+    lines: &[MapLine],
+) -> Result<Vec<Violation>, String> {
+    let mut out = Vec::new();
+    for l in lines {
+        for (value, tally) in &l.line.points {
+            for (seed, what) in &tally.violations {
+                out.push(Violation {
+                    variant: plan.variants[l.variant].name.clone(),
+                    seed: *seed,
+                    what: what.clone(),
+                    sets: point_sets(prepared, l, plan.bisect, *value)?,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
