@@ -154,3 +154,96 @@ fn a_bad_tune_section_is_refused_at_its_line() {
     assert!(stderr.contains(&want), "{stderr}");
     assert!(!dir.join("out").exists(), "nothing written");
 }
+
+/// The tiny search run whole, then stage by stage in three shards, each
+/// stage merged into the state the next resumes from: the last merge
+/// writes the whole run's files byte for byte.
+#[test]
+fn a_tune_in_three_shards_stage_by_stage_writes_what_the_whole_run_writes() {
+    let dir = scratch("shards");
+    let file = scenario(&dir, TINY);
+    let file = file.to_str().expect("utf-8");
+    let at = |p: PathBuf| p.to_str().expect("utf-8").to_string();
+    let ok = |o: &Output| {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "{text}");
+        text
+    };
+    let whole = dir.join("whole");
+    ok(&run(&["tune", file, "--out", &at(whole.clone())]));
+    let mut state: Option<PathBuf> = None;
+    let mut stages = 0;
+    let merged = loop {
+        stages += 1;
+        assert!(
+            stages <= 10,
+            "the search should end within its rounds and margins"
+        );
+        let stage = dir.join(format!("stage-{stages}"));
+        let mut shards = Vec::new();
+        for i in 1..=3 {
+            let (shard, out) = (format!("{i}/3"), at(stage.join(format!("s{i}"))));
+            let mut args = vec![
+                "tune", file, "--jobs", "1", "--shard", &shard, "--out", &out,
+            ];
+            let resume = state.as_ref().map(|s| at(s.clone()));
+            if let Some(s) = &resume {
+                args.extend(["--resume", s.as_str()]);
+            }
+            ok(&run(&args));
+            shards.push(out);
+        }
+        let into = stage.join("merged");
+        let mut args = vec!["merge".to_string()];
+        args.extend(shards.iter().rev().cloned());
+        args.extend(["--out".to_string(), at(into.clone())]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let said = ok(&run(&refs));
+        if into.join("summary.md").exists() {
+            break into;
+        }
+        assert!(
+            said.contains("--resume"),
+            "the merge names the next step: {said}"
+        );
+        state = Some(into);
+    };
+    assert_eq!(
+        stages, 3,
+        "two halving rounds (2 and 4 seeds), then the margins"
+    );
+    let (w, m) = (files(&whole), files(&merged));
+    assert_eq!(
+        w.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        m.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for (a, b) in w.iter().zip(&m) {
+        assert!(
+            a.1 == b.1,
+            "{} differs between the whole run and the shards",
+            a.0
+        );
+    }
+    // A state resumed by another search (another first seed) is refused.
+    let first_state = at(dir.join("stage-1").join("merged"));
+    let out = at(dir.join("other"));
+    let o = run(&[
+        "tune",
+        file,
+        "--seed",
+        "99",
+        "--shard",
+        "1/3",
+        "--resume",
+        &first_state,
+        "--out",
+        &out,
+    ]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("not a state of this search"), "{stderr}");
+}

@@ -59,6 +59,7 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
             );
             crate::cli::map::merge(&manifest.params, &rows.records, &out)
         }
+        "tune" => crate::cli::tune::merge(&args.dirs, &manifest, &rows, &out),
         other => anyhow::bail!("this version cannot finish a `{other}` search"),
     }
 }

@@ -2,9 +2,12 @@
 //! front, the recommendation and its margin to the cliff.
 
 use crate::experiment::sweep::Sweep;
+use crate::search::shard::{Manifest, Rows, Shard};
+use crate::search::stages::{self, Halt, Params, Stages};
 use crate::search::tune::spec::{CANDIDATES_MAX, SEEDS_MAX};
 use crate::search::tune::{report, tune, Report, Tuning};
 use anyhow::Context;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// `tune --help`'s last paragraph.
@@ -25,7 +28,13 @@ smaller of the two, each as a share of its searched range) wins; ties go to more
 goodput, then to the lower p99.
 
 Writes candidates.csv, pareto.csv, pareto.png/.svg, recommended.toml (a [relay]
-section `serve --config` loads as it is) and summary.md.";
+section `serve --config` loads as it is) and summary.md.
+
+In shards: the search runs in stages (each halving round, then the margins), each
+stage's runs independent. `--shard I/N` runs one shard of the next stage and stops;
+`merge` of that stage's shards writes the state the next stage resumes from
+(`--resume DIR`), or, after the last stage, the outputs above, byte for byte those
+of an unsharded run. scripts/shard-parallel.sh runs the loop with GNU parallel.";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
@@ -52,6 +61,14 @@ pub struct TuneArgs {
     /// Where the results go [default: results/tune-<scenario name>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Run one shard of the search's next stage, e.g. `2/3`, write it with
+    /// a manifest to --out and stop; `merge` the stage's shards after.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+    /// The state a `merge` of the previous stage wrote: its stages are
+    /// replayed, not run [default: start at the first stage].
+    #[arg(long, value_name = "DIR", requires = "shard")]
+    pub resume: Option<PathBuf>,
 }
 
 pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
@@ -74,10 +91,13 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     let sweep = Sweep::new(jobs, true).context("cannot start the search's threads")?;
     let command = command(args, &t);
     println!("{command}");
+    if let Some(shard) = args.shard {
+        return run_shard(&t, &command, &sweep, shard, args.resume.as_deref(), &out);
+    }
     #[allow(clippy::disallowed_methods)]
     // wall time is reported as the search's cost, never used by a run
     let started = std::time::Instant::now();
-    let r = tune(&t, &sweep);
+    let r = tune(&t, &mut Stages::whole(&sweep))?;
     let wall_s = started.elapsed().as_secs_f64();
     write(&out, &t, &r, &command)?;
     println!(
@@ -87,6 +107,110 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         out.display()
     );
     verdict(&t, &r, &out)
+}
+
+/// What decides a tune's runs, for the manifests of its stages.
+fn params(t: &Tuning, command: &str) -> Params {
+    BTreeMap::from([
+        ("origin".into(), t.origin.clone()),
+        ("text".into(), t.text.clone()),
+        ("candidates".into(), t.spec.candidates.to_string()),
+        ("seeds".into(), t.spec.seeds.to_string()),
+        ("seed".into(), t.seed.to_string()),
+        ("command".into(), command.to_string()),
+    ])
+}
+
+/// The search a stage's manifest recorded, and its command.
+fn tuning_of(params: &Params) -> anyhow::Result<(Tuning, String)> {
+    let get = |key: &str| {
+        params
+            .get(key)
+            .with_context(|| format!("the shards' manifest has no `{key}`"))
+    };
+    let number = |key: &str| -> anyhow::Result<u64> {
+        get(key)?
+            .parse()
+            .with_context(|| format!("the shards' manifest: `{key}` is not a number"))
+    };
+    let mut t = Tuning::from_text(get("text")?.clone(), get("origin")?.clone())?;
+    t.spec.candidates = u32::try_from(number("candidates")?)?;
+    t.spec.seeds = u32::try_from(number("seeds")?)?;
+    t.seed = number("seed")?;
+    Ok((t, get("command")?.clone()))
+}
+
+/// Replays the stages recorded in `resume`, runs `shard`'s share of the
+/// next one and writes it to `out`.
+fn run_shard(
+    t: &Tuning,
+    command: &str,
+    sweep: &Sweep,
+    shard: Shard,
+    resume: Option<&Path>,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let params = params(t, command);
+    let recorded = match resume {
+        Some(dir) => stages::read_state(dir, "tune", &params)?,
+        None => Vec::new(),
+    };
+    let mut stages = Stages::resume(sweep, shard, recorded);
+    match tune(t, &mut stages) {
+        Ok(_) => {
+            println!(
+                "the search is complete in the state given: nothing left to run; \
+                 `merge` of its last stage wrote the results"
+            );
+            Ok(())
+        }
+        Err(Halt::Paused { stage }) => {
+            stages::write_shard(out, "tune", &params, shard, &stages)?;
+            let ran = stages.ran().map_or(0, |r| r.2.len());
+            println!(
+                "tune stage {} shard {shard}: {ran} runs written to {}; when every shard \
+                 of this stage is done: resilient-relay merge DIR… --out STATE",
+                stage + 1,
+                out.display()
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The shards of one stage: the next state, or, after the last stage,
+/// the results the unsharded search writes. What `merge` does.
+pub fn merge(dirs: &[PathBuf], manifest: &Manifest, rows: &Rows, out: &Path) -> anyhow::Result<()> {
+    let (params, recorded) = stages::merge_stage("tune", dirs, manifest, rows)?;
+    let (t, command) = tuning_of(&params)?;
+    let sweep = Sweep::new(1, false).context("cannot start a thread")?;
+    match tune(&t, &mut Stages::replay(&sweep, recorded.clone())) {
+        Ok(r) => {
+            write(out, &t, &r, &command)?;
+            println!(
+                "tune: {} candidates, {} simulations in {} stages; results in {}",
+                r.candidates.len(),
+                r.runs,
+                recorded.len(),
+                out.display()
+            );
+            verdict(&t, &r, out)
+        }
+        Err(Halt::Paused { stage }) => {
+            stages::write_state(out, "tune", &params, &recorded)?;
+            println!(
+                "tune: stage {} of the search merged into {}; next, stage {}: \
+                 {command} --shard I/N --resume {} --out DIR",
+                stage,
+                out.display(),
+                stage + 1,
+                out.display()
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The command that remakes these results (threads and place aside).

@@ -187,7 +187,7 @@ fn open_loop_phases(per_s: Option<f64>, schedule: &[RatePhase], until_s: f64) ->
 }
 
 /// How a candidate fared under one stress on one seed.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Fared {
     Recovered,
     /// Stuck, liveness not judged, or an invariant broke: the text says.
@@ -207,12 +207,14 @@ pub fn fare(s: &Scenario, stress: &Stress, at_s: f64, seed: u64, runs: &mut u64)
 }
 
 /// The largest stress along an axis that a scenario survives.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Cliff {
     /// The largest size survived on every seed (the axis's `none()` if even
     /// the smallest step failed).
+    #[serde(with = "crate::search::stages::exact")]
     pub survived: f64,
     /// The smallest size tried that failed; `None` if `hi` was survived.
+    #[serde(with = "crate::search::stages::exact_option")]
     pub failed: Option<f64>,
 }
 

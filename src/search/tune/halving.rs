@@ -28,23 +28,23 @@ pub fn seed_schedule(seeds_max: u32) -> Vec<u32> {
 }
 
 /// Runs the rounds over candidates `0..count`. `evaluate(alive, from..to)`
-/// runs the alive candidates on seeds `from..to` (those not run before);
-/// `rank(alive, seeds)` orders them best first. After each round but the
-/// last, the better half (rounded up) goes on, and so does every candidate
-/// in `pinned` (the yardstick).
-pub fn successive_halving(
+/// runs the alive candidates on seeds `from..to` (those not run before),
+/// or stops the search; `rank(alive, seeds)` orders them best first. After
+/// each round but the last, the better half (rounded up) goes on, and so
+/// does every candidate in `pinned` (the yardstick).
+pub fn successive_halving<E>(
     count: usize,
     seeds_max: u32,
     pinned: &[usize],
-    mut evaluate: impl FnMut(&[usize], std::ops::Range<u32>),
+    mut evaluate: impl FnMut(&[usize], std::ops::Range<u32>) -> Result<(), E>,
     mut rank: impl FnMut(&[usize], u32) -> Vec<usize>,
-) -> Vec<Round> {
+) -> Result<Vec<Round>, E> {
     let mut alive: Vec<usize> = (0..count).collect();
     let mut rounds = Vec::new();
     let mut done = 0;
     let schedule = seed_schedule(seeds_max);
     for (r, &seeds) in schedule.iter().enumerate() {
-        evaluate(&alive, done..seeds);
+        evaluate(&alive, done..seeds)?;
         done = seeds;
         rounds.push(Round {
             alive: alive.clone(),
@@ -64,7 +64,7 @@ pub fn successive_halving(
         next.sort_unstable();
         alive = next;
     }
-    rounds
+    Ok(rounds)
 }
 
 #[cfg(test)]
@@ -108,6 +108,7 @@ mod tests {
                         evaluations += 1;
                     }
                 }
+                Ok::<(), ()>(())
             },
             |alive, seeds| {
                 let all = score.borrow();
@@ -116,7 +117,8 @@ mod tests {
                 ranked.sort_by(|a, b| mean(*b).total_cmp(&mean(*a)));
                 ranked
             },
-        );
+        )
+        .expect("never stops");
         let sizes: Vec<(usize, u32)> = rounds.iter().map(|r| (r.alive.len(), r.seeds)).collect();
         assert_eq!(
             sizes,

@@ -23,9 +23,9 @@ pub mod report;
 pub mod space;
 pub mod spec;
 
+use super::stages::{Halt, Stages};
 use super::stress::{cliff, fare, Cliff, Fared, Stress};
 use crate::experiment::seeds::SeedSet;
-use crate::experiment::sweep::Sweep;
 use crate::sim::{simulate, Scenario, SimOptions};
 use crate::toml_doc::{LocatedError, TomlDoc};
 use halving::{successive_halving, Round};
@@ -110,7 +110,7 @@ pub struct Candidate {
 }
 
 /// One candidate on one seed.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     pub objectives: Objectives,
     pub duplicates: u64,
@@ -348,8 +348,9 @@ pub fn rank(scores: &BTreeMap<usize, Score>, alive: &[usize]) -> Vec<usize> {
     ranked
 }
 
-/// Searches; `sweep` runs the candidates of each round in parallel.
-pub fn tune(t: &Tuning, sweep: &Sweep) -> Report {
+/// Searches; `stages` runs the candidates of each round in parallel (or
+/// answers them from a record, or stops at a shard's stage).
+pub fn tune(t: &Tuning, stages: &mut Stages) -> Result<Report, Halt> {
     let candidates = candidates(t);
     let ids: Vec<usize> = (0..candidates.len())
         .filter(|&i| candidates[i].scenario.is_ok())
@@ -366,8 +367,9 @@ pub fn tune(t: &Tuning, sweep: &Sweep) -> Report {
         &[0],
         |alive, seeds| {
             let points: Vec<usize> = alive.iter().map(|&p| ids[p]).collect();
-            let new = run_round(t, sweep, &candidates, &points, seeds);
+            let new = run_round(t, stages, &candidates, &points, seeds)?;
             samples.borrow_mut().extend(new);
+            Ok(())
         },
         |alive, seeds| {
             let scores: BTreeMap<usize, Score> = alive
@@ -376,7 +378,7 @@ pub fn tune(t: &Tuning, sweep: &Sweep) -> Report {
                 .collect();
             rank(&scores, alive)
         },
-    );
+    )?;
     let rounds: Vec<Round> = rounds_of_positions
         .into_iter()
         .map(|r| Round {
@@ -392,7 +394,7 @@ pub fn tune(t: &Tuning, sweep: &Sweep) -> Report {
     }
     let front = last_front(&rounds, &scores);
     let eligible = eligible(&front, &scores, t.spec.recommend_within_pct);
-    let (margins, margin_runs) = margins(t, sweep, &candidates, &eligible);
+    let (margins, margin_runs) = margins(t, stages, &candidates, &eligible)?;
     let recommended = recommend(&eligible, &scores, &margins);
     let all = samples.into_inner();
     let broken = all
@@ -402,7 +404,7 @@ pub fn tune(t: &Tuning, sweep: &Sweep) -> Report {
             Some((id, t.seed + u64::from(s), what))
         })
         .collect();
-    Report {
+    Ok(Report {
         runs: all.values().map(|s| s.runs).sum::<u64>() + margin_runs,
         candidates,
         rounds,
@@ -411,34 +413,37 @@ pub fn tune(t: &Tuning, sweep: &Sweep) -> Report {
         margins,
         recommended,
         broken,
-    }
+    })
 }
+
+/// A sample's candidate and seed index (from `t.seed`).
+type SampleKey = (usize, u32);
 
 /// Runs `points` on seeds `seeds` (indices from `t.seed`) in parallel,
 /// keyed by (candidate, seed index).
 fn run_round(
     t: &Tuning,
-    sweep: &Sweep,
+    stages: &mut Stages,
     candidates: &[Candidate],
     points: &[usize],
     seeds: std::ops::Range<u32>,
-) -> Vec<((usize, u32), Sample)> {
+) -> Result<Vec<(SampleKey, Sample)>, Halt> {
     let set = SeedSet {
         first: t.seed + u64::from(seeds.start),
         count: seeds.end - seeds.start,
     };
     let label = format!("tune: {} on {}", points.len(), seeds.end);
-    let trials = sweep.run(&label, points, &set, |&id, seed| {
+    let trials = stages.run(&label, points, &set, |&id, seed| {
         let scenario = candidates[id].scenario.as_ref();
         evaluate(t, scenario.expect("only valid ones run"), seed.0)
-    });
-    trials
+    })?;
+    Ok(trials
         .into_iter()
         .map(|trial| {
-            let s = (trial.seed - t.seed) as u32;
+            let s = trial.seed.wrapping_sub(t.seed) as u32;
             ((points[trial.point], s), trial.result)
         })
-        .collect()
+        .collect())
 }
 
 /// The feasible, non-dominated candidates of the last round, most goodput first.
@@ -480,10 +485,10 @@ pub fn eligible(front: &[usize], scores: &BTreeMap<usize, Score>, within_pct: f6
 /// Bisects the cliff of each eligible front point and of candidate 0.
 fn margins(
     t: &Tuning,
-    sweep: &Sweep,
+    stages: &mut Stages,
     candidates: &[Candidate],
     eligible: &[usize],
-) -> (BTreeMap<usize, Margins>, u64) {
+) -> Result<(BTreeMap<usize, Margins>, u64), Halt> {
     let mut who = eligible.to_vec();
     if !who.contains(&0) {
         who.push(0);
@@ -498,7 +503,7 @@ fn margins(
         .map(|i| t.seed + i)
         .collect();
     let once = SeedSet { first: 0, count: 1 };
-    let trials = sweep.run("tune: margins", &tasks, &once, |&(id, v), _| {
+    let trials = stages.run("tune: margins", &tasks, &once, |&(id, v), _| {
         let scenario = candidates[id]
             .scenario
             .as_ref()
@@ -515,7 +520,7 @@ fn margins(
             &mut runs,
         );
         (c, runs)
-    });
+    })?;
     let none = || Margins {
         cliffs: Vec::new(),
         score: 1.0,
@@ -538,7 +543,7 @@ fn margins(
             .map(|(s, c)| share(s, c, st.hi(s)))
             .fold(1.0, f64::min);
     }
-    (out, runs)
+    Ok((out, runs))
 }
 
 /// How much of its searched range a cliff survived.

@@ -3,14 +3,17 @@
 //! at least as good on every objective and better on one.
 
 /// A candidate's objectives (means over its seeds).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Objectives {
     /// Logical requests that succeeded, per second: more is better.
+    #[serde(with = "crate::search::stages::exact")]
     pub goodput_per_s: f64,
     /// Client-observed p99 latency: less is better (NaN, when nothing
     /// succeeded, counts as worst).
+    #[serde(with = "crate::search::stages::exact")]
     pub p99_ms: f64,
     /// Downstream calls per accepted job: less is better.
+    #[serde(with = "crate::search::stages::exact")]
     pub amplification: f64,
 }
 

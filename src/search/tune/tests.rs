@@ -1,4 +1,5 @@
 use super::*;
+use crate::experiment::sweep::Sweep;
 use crate::search::stress::Fared;
 
 const STEADY: &str = include_str!("../../../experiments/scenarios/steady.toml");
@@ -102,8 +103,11 @@ fn ranking_puts_the_feasible_front_first_then_the_nearly_feasible() {
 #[test]
 fn a_tiny_run_is_the_same_for_any_thread_count_and_its_toml_serves() {
     let t = tuning(TINY);
-    let one = tune(&t, &Sweep::new(1, false).expect("pool"));
-    let two = tune(&t, &Sweep::new(2, false).expect("pool"));
+    let run = |jobs| {
+        let sweep = Sweep::new(jobs, false).expect("pool");
+        tune(&t, &mut Stages::whole(&sweep)).expect("an unsharded search ends")
+    };
+    let (one, two) = (run(1), run(2));
     let text = |r: &Report| {
         [
             report::candidates_table(&t, r).to_csv_string(),
