@@ -7,7 +7,8 @@ use crate::search::map::axis::AxisSpec;
 use crate::search::map::bisect::Boundary;
 use crate::search::map::{self, rows, Map, Plan, Variant};
 use crate::search::shard::{self, Manifest, Rows, Shard};
-use crate::search::verdict::judge;
+use crate::search::verdict::{judge_with, CalmTwins};
+use crate::sim::Scenario;
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -145,11 +146,19 @@ pub fn run(args: &MapArgs) -> anyhow::Result<()> {
     // wall time is reported as the map's cost, never used by a run
     let started = std::time::Instant::now();
     let shard = args.shard.unwrap_or(Shard::WHOLE);
+    let twins = CalmTwins::default();
+    let judge = |s: &Scenario, seed: u64| judge_with(s, seed, Some(&twins));
+    let lines = map::run_lines(&plan, &sweep, judge, shard).map_err(|e| anyhow::anyhow!(e))?;
+    println!(
+        "calm twins: {} run, {} reused (the calm run is the same along a trigger's axis)",
+        twins.ran(),
+        twins.reused()
+    );
     if shard != Shard::WHOLE {
-        let lines = map::run_lines(&plan, &sweep, judge, shard).map_err(|e| anyhow::anyhow!(e))?;
         return write_shard(&plan, &base_command, shard, &lines, &out);
     }
-    let result = map::run(&plan, &sweep).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let result =
+        map::assemble(&plan, &lines.into_iter().collect()).map_err(|e| anyhow::anyhow!(e))?;
     let timing = Timing {
         jobs,
         wall_s: started.elapsed().as_secs_f64(),

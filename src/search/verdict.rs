@@ -13,7 +13,10 @@
 
 use super::triggers::{calm, last_end, RECOVER_WITHIN_S};
 use crate::sim::{simulate, Scenario, Series, SimOptions, Stop};
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The share of the calm run's goodput a recovered run delivers.
 pub const SHARE: f64 = 0.7;
@@ -169,8 +172,63 @@ impl fmt::Display for Evidence {
     }
 }
 
+/// Most calm runs [`CalmTwins`] keeps (about 2 kB of key and 1 kB of
+/// series each).
+pub const CALM_TWINS_MAX: usize = 4096;
+
+/// A calm run's series, or what stopped it.
+type CalmRun = Arc<Result<Series, String>>;
+
+/// Calm twins already run, by scenario and seed. A map judges one line's
+/// triggers (longer or larger) against one calm scenario: its calm run is
+/// the same run at every point, so it runs once per seed.
+#[derive(Default)]
+pub struct CalmTwins {
+    runs: Mutex<BTreeMap<(String, u64), CalmRun>>,
+    ran: AtomicU64,
+    reused: AtomicU64,
+}
+
+impl CalmTwins {
+    /// Calm runs run.
+    pub fn ran(&self) -> u64 {
+        self.ran.load(Ordering::Relaxed)
+    }
+
+    /// Calm runs answered from the ones kept.
+    pub fn reused(&self) -> u64 {
+        self.reused.load(Ordering::Relaxed)
+    }
+
+    fn series(&self, calm: &Scenario, seed: u64) -> CalmRun {
+        let Ok(text) = serde_json::to_string(calm) else {
+            return Arc::new(series(calm, seed));
+        };
+        let key = (text, seed);
+        if let Some(kept) = self.runs.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            self.reused.fetch_add(1, Ordering::Relaxed);
+            return kept;
+        }
+        // Run outside the lock: two threads may run the same twin at once,
+        // and get the same series.
+        let run = Arc::new(series(calm, seed));
+        self.ran.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut kept) = self.runs.lock() {
+            if kept.len() < CALM_TWINS_MAX {
+                kept.insert(key, run.clone());
+            }
+        }
+        run
+    }
+}
+
 /// Runs `scenario` on `seed` (and its calm twin, when liveness applies).
 pub fn judge(scenario: &Scenario, seed: u64) -> Verdict {
+    judge_with(scenario, seed, None)
+}
+
+/// [`judge`], taking the calm twin from `twins` when it ran before.
+pub fn judge_with(scenario: &Scenario, seed: u64, twins: Option<&CalmTwins>) -> Verdict {
     let run = match series(scenario, seed) {
         Ok(s) => s,
         Err(what) => return Verdict::Violation(what),
@@ -183,12 +241,17 @@ pub fn judge(scenario: &Scenario, seed: u64) -> Verdict {
     if to_s - from_s < WINDOW_MIN_S {
         return Verdict::Unchecked(Unjudged::ShortHorizon { end_s: end });
     }
-    let calm_series = match series(&calm(scenario), seed) {
+    let twin = calm(scenario);
+    let calm_run = match twins {
+        Some(t) => t.series(&twin, seed),
+        None => Arc::new(series(&twin, seed)),
+    };
+    let calm_series = match calm_run.as_ref() {
         Ok(s) => s,
         Err(what) => return Verdict::Violation(format!("in the calm twin: {what}")),
     };
     let window = (from_s, to_s);
-    let (mine, theirs) = (sum(&run, window), sum(&calm_series, window));
+    let (mine, theirs) = (sum(&run, window), sum(calm_series, window));
     if theirs.successes < CALM_SUCCESSES_MIN
         || (theirs.successes as f64) < CALM_SHARE * theirs.first_tries as f64
     {
@@ -313,5 +376,27 @@ mod tests {
     #[test]
     fn too_short_a_horizon_leaves_liveness_unchecked() {
         assert!(matches!(judge(&storm(50.0), 1), Verdict::Unchecked(_)));
+    }
+
+    /// Two spike lengths share one calm twin per seed; a kept twin gives
+    /// the verdicts the twin run afresh gives.
+    #[test]
+    fn a_kept_calm_twin_is_run_once_and_judges_the_same() {
+        let twins = CalmTwins::default();
+        let longer = |until_s: f64| {
+            let mut s = storm(80.0);
+            if let crate::sim::clients::ClientsConfig::OpenLoop { schedule, .. } = &mut s.clients[0]
+            {
+                schedule[1].until_s = until_s;
+            }
+            s
+        };
+        for seed in [1, 2] {
+            for until_s in [21.0, 25.0] {
+                let s = longer(until_s);
+                assert_eq!(judge_with(&s, seed, Some(&twins)), judge(&s, seed));
+            }
+        }
+        assert_eq!((twins.ran(), twins.reused()), (2, 2));
     }
 }

@@ -24,7 +24,7 @@ pub mod report;
 pub mod rows;
 
 use super::shard::Shard;
-use super::verdict::{judge, Verdict};
+use super::verdict::{judge_with, CalmTwins, Verdict};
 use crate::experiment::seeds::SeedSet;
 use crate::experiment::sweep::Sweep;
 use crate::sim::Scenario;
@@ -304,9 +304,11 @@ fn point_sets(
 /// A line's evaluated points, in increasing value.
 pub type Points = Vec<(f64, Tally)>;
 
-/// Runs the map: each round's points times the seeds, judged on `sweep`.
+/// Runs the map: each round's points times the seeds, judged on `sweep`,
+/// each calm twin run once per seed.
 pub fn run(plan: &Plan, sweep: &Sweep) -> Result<Map, String> {
-    run_with(plan, sweep, judge)
+    let twins = CalmTwins::default();
+    run_with(plan, sweep, |s, seed| judge_with(s, seed, Some(&twins)))
 }
 
 /// [`run`] with another judge (tests put a known answer in its place).
