@@ -3,10 +3,13 @@
 //! live against them, the same scenario simulated. Every request must be
 //! answered in both worlds, and the report must be complete. How close the
 //! two worlds are is the benchmark's business (`compare_bench`), not this
-//! test's.
+//! test's. The same run is drawn (`--out`): one live run, for CI's time.
 
 use resilient_relay::cli::compare::report;
-use resilient_relay::loadgen::compare::{compare, CompareOptions};
+use resilient_relay::loadgen::compare::{
+    compare, write_files, CompareOptions, FIGURES_JSON, TIMELINE_PNG, TIMELINE_SVG,
+};
+use resilient_relay::loadgen::timeline_chart::{LIVE, SIMULATED};
 use resilient_relay::loadgen::Ending;
 use resilient_relay::sim::Scenario;
 
@@ -150,4 +153,36 @@ fn compare_answers_every_request_in_both_worlds_and_reports_everything() {
     );
     let calls: u64 = c.live.series.calls.iter().map(|&n| u64::from(n)).sum();
     assert!(calls <= c.live.summary.downstream_calls, "{calls}");
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    write_files(&c, &scenario, dir.path(), "compare compare-test.toml").expect("written");
+    let svg = std::fs::read_to_string(dir.path().join(TIMELINE_SVG)).expect("the SVG");
+    for name in [SIMULATED, LIVE] {
+        let legend = format!(">\n{name}\n</text>");
+        assert_eq!(svg.matches(&legend).count(), 2, "`{name}` in both panels' legends");
+    }
+    for title in ["downstream calls per 100 ms", "goodput per 100 ms"] {
+        assert!(svg.contains(title), "panel `{title}` missing");
+    }
+    let buckets = c.simulated_series.calls.len().min(c.live.series.calls.len());
+    assert!(buckets >= 10, "{buckets} buckets");
+    let lines = svg
+        .lines()
+        .filter(|l| l.starts_with("<polyline") && l.contains("stroke-width=\"3\""))
+        .filter(|l| l.matches(',').count() >= buckets)
+        .count();
+    assert_eq!(lines, 4, "a line per world in each panel");
+    let png = image::open(dir.path().join(TIMELINE_PNG)).expect("a PNG");
+    let pixels = png.to_rgb8();
+    let coloured = pixels.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+    assert!(
+        coloured > pixels.len() / 3 / 100,
+        "more than 1 % of the PNG drawn: {coloured} pixels"
+    );
+    let figures: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(FIGURES_JSON)).expect("figures"))
+            .expect("JSON");
+    assert_eq!(figures["seed"], seed);
+    assert_eq!(figures["timeline"], json["timeline"], "the charted series");
+    assert!(figures["command"].is_string());
 }

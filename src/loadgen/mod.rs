@@ -10,6 +10,8 @@
 //! what the relay's `/stats` and the downstream's `/effects` say at the
 //! horizon, and the clients' side of the trace.
 //!
+//! - [`timeline_chart`]: `compare`'s timelines drawn, both worlds on one
+//!   scale.
 //! - [`target`]: where the load goes (loopback unless told otherwise) and
 //!   the operator's token for `/stats`.
 
@@ -19,6 +21,7 @@ pub mod offset;
 pub mod player;
 pub mod report;
 pub mod target;
+pub mod timeline_chart;
 pub mod wire;
 
 use crate::relay::{LatencySummary, Refusal};
