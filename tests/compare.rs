@@ -9,6 +9,7 @@ use resilient_relay::cli::compare::report;
 use resilient_relay::loadgen::compare::{
     compare, write_files, CompareOptions, FIGURES_JSON, TIMELINE_PNG, TIMELINE_SVG,
 };
+use resilient_relay::loadgen::peers::Peers;
 use resilient_relay::loadgen::timeline_chart::{LIVE, SIMULATED};
 use resilient_relay::loadgen::Ending;
 use resilient_relay::sim::Scenario;
@@ -159,12 +160,20 @@ fn compare_answers_every_request_in_both_worlds_and_reports_everything() {
     let svg = std::fs::read_to_string(dir.path().join(TIMELINE_SVG)).expect("the SVG");
     for name in [SIMULATED, LIVE] {
         let legend = format!(">\n{name}\n</text>");
-        assert_eq!(svg.matches(&legend).count(), 2, "`{name}` in both panels' legends");
+        assert_eq!(
+            svg.matches(&legend).count(),
+            2,
+            "`{name}` in both panels' legends"
+        );
     }
     for title in ["downstream calls per 100 ms", "goodput per 100 ms"] {
         assert!(svg.contains(title), "panel `{title}` missing");
     }
-    let buckets = c.simulated_series.calls.len().min(c.live.series.calls.len());
+    let buckets = c
+        .simulated_series
+        .calls
+        .len()
+        .min(c.live.series.calls.len());
     assert!(buckets >= 10, "{buckets} buckets");
     let lines = svg
         .lines()
@@ -185,4 +194,63 @@ fn compare_answers_every_request_in_both_worlds_and_reports_everything() {
     assert_eq!(figures["seed"], seed);
     assert_eq!(figures["timeline"], json["timeline"], "the charted series");
     assert!(figures["command"].is_string());
+}
+
+/// Two open-loop clients (requests go to them in turn), 20 requests in
+/// half a second, no retries, and a rate limit of 3 per client per minute:
+/// each client gets 3 through and the rest of its 10 are limited. Live,
+/// each client sends from a loopback address of its own, so the relay's
+/// per-peer limit sees two peers, as the simulated relay sees two ids.
+const RATE_LIMITED: &str = r#"
+name = "compare-rate-limit"
+seed = 5
+
+[relay]
+workers = 2
+[relay.rate_limit]
+requests_max = 3
+window_ms = 60000
+
+[downstream]
+latency = { kind = "constant", ms = 1 }
+
+[[clients]]
+kind = "open-loop"
+per_s = 40
+requests_max = 20
+clients = 2
+[clients.retry]
+attempts_max = 1
+"#;
+
+#[test]
+fn each_live_client_is_its_own_peer_for_the_rate_limit() {
+    let scenario = Scenario::from_toml(RATE_LIMITED, "compare-rate-limit.toml").expect("valid");
+    let peers = Peers::new(&scenario.clients, "http://127.0.0.1:3000");
+    if peers.len() < 2 {
+        eprintln!("skipped: this host cannot send from 127.1.0.x (not Linux?)");
+        return;
+    }
+    let seed = scenario.seed;
+    let opts = CompareOptions {
+        seed,
+        bucket_ms: 100.0,
+        duration_max_s: Some(10.0),
+        progress: false,
+    };
+    let c = compare(&scenario, &opts).expect("both worlds ran");
+    let again = format!(
+        "reproduce with: cargo run -- compare <this scenario> --seed {seed} (tests/compare.rs)"
+    );
+    let (sim, live) = (&c.simulated, &c.live.summary);
+    assert_eq!(
+        (sim.accepted, sim.rate_limited_429),
+        (6, 14),
+        "simulated: 3 per client; {again}"
+    );
+    assert_eq!(
+        (live.accepted, live.rate_limited_429),
+        (sim.accepted, sim.rate_limited_429),
+        "live: two peers, 3 each (one shared peer would let 3 through in all); {again}"
+    );
 }

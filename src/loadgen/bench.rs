@@ -130,7 +130,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let spread = spread(&scenario, seed)?;
         let verdict = judge(&c, run.note, spread);
         write!(out, "{}", table(&c, &verdict))?;
-        writeln!(out, "  timeline chart: {}", dir.join(TIMELINE_SVG).display())?;
+        writeln!(
+            out,
+            "  timeline chart: {}",
+            dir.join(TIMELINE_SVG).display()
+        )?;
         if args.json {
             serde_json::to_writer(&mut out, &verdict)?;
             writeln!(out)?;

@@ -320,7 +320,13 @@ mod tests {
     #[test]
     fn cumulative_call_counts_become_calls_per_bucket() {
         let at = |ms| Time::from_millis(ms);
-        let samples = [(at(0), 0), (at(104), 3), (at(198), 3), (at(301), 10), (at(520), 12)];
+        let samples = [
+            (at(0), 0),
+            (at(104), 3),
+            (at(198), 3),
+            (at(301), 10),
+            (at(520), 12),
+        ];
         assert_eq!(
             calls_per_bucket(&samples, 100.0, 5),
             vec![3, 0, 7, 0, 2],
