@@ -3,10 +3,14 @@
 //! live against them, the same scenario simulated. Every request must be
 //! answered in both worlds, and the report must be complete. How close the
 //! two worlds are is the benchmark's business (`compare_bench`), not this
-//! test's.
+//! test's. The same run is drawn (`--out`): one live run, for CI's time.
 
 use resilient_relay::cli::compare::report;
-use resilient_relay::loadgen::compare::{compare, CompareOptions};
+use resilient_relay::loadgen::compare::{
+    compare, write_files, CompareOptions, FIGURES_JSON, TIMELINE_PNG, TIMELINE_SVG,
+};
+use resilient_relay::loadgen::peers::Peers;
+use resilient_relay::loadgen::timeline_chart::{LIVE, SIMULATED};
 use resilient_relay::loadgen::Ending;
 use resilient_relay::sim::Scenario;
 
@@ -150,4 +154,103 @@ fn compare_answers_every_request_in_both_worlds_and_reports_everything() {
     );
     let calls: u64 = c.live.series.calls.iter().map(|&n| u64::from(n)).sum();
     assert!(calls <= c.live.summary.downstream_calls, "{calls}");
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    write_files(&c, &scenario, dir.path(), "compare compare-test.toml").expect("written");
+    let svg = std::fs::read_to_string(dir.path().join(TIMELINE_SVG)).expect("the SVG");
+    for name in [SIMULATED, LIVE] {
+        let legend = format!(">\n{name}\n</text>");
+        assert_eq!(
+            svg.matches(&legend).count(),
+            2,
+            "`{name}` in both panels' legends"
+        );
+    }
+    for title in ["downstream calls per 100 ms", "goodput per 100 ms"] {
+        assert!(svg.contains(title), "panel `{title}` missing");
+    }
+    let buckets = c
+        .simulated_series
+        .calls
+        .len()
+        .min(c.live.series.calls.len());
+    assert!(buckets >= 10, "{buckets} buckets");
+    let lines = svg
+        .lines()
+        .filter(|l| l.starts_with("<polyline") && l.contains("stroke-width=\"3\""))
+        .filter(|l| l.matches(',').count() >= buckets)
+        .count();
+    assert_eq!(lines, 4, "a line per world in each panel");
+    let png = image::open(dir.path().join(TIMELINE_PNG)).expect("a PNG");
+    let pixels = png.to_rgb8();
+    let coloured = pixels.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+    assert!(
+        coloured > pixels.len() / 3 / 100,
+        "more than 1 % of the PNG drawn: {coloured} pixels"
+    );
+    let figures: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(FIGURES_JSON)).expect("figures"))
+            .expect("JSON");
+    assert_eq!(figures["seed"], seed);
+    assert_eq!(figures["timeline"], json["timeline"], "the charted series");
+    assert!(figures["command"].is_string());
+}
+
+/// Two open-loop clients (requests go to them in turn), 20 requests in
+/// half a second, no retries, and a rate limit of 3 per client per minute:
+/// each client gets 3 through and the rest of its 10 are limited. Live,
+/// each client sends from a loopback address of its own, so the relay's
+/// per-peer limit sees two peers, as the simulated relay sees two ids.
+const RATE_LIMITED: &str = r#"
+name = "compare-rate-limit"
+seed = 5
+
+[relay]
+workers = 2
+[relay.rate_limit]
+requests_max = 3
+window_ms = 60000
+
+[downstream]
+latency = { kind = "constant", ms = 1 }
+
+[[clients]]
+kind = "open-loop"
+per_s = 40
+requests_max = 20
+clients = 2
+[clients.retry]
+attempts_max = 1
+"#;
+
+#[test]
+fn each_live_client_is_its_own_peer_for_the_rate_limit() {
+    let scenario = Scenario::from_toml(RATE_LIMITED, "compare-rate-limit.toml").expect("valid");
+    let peers = Peers::new(&scenario.clients, "http://127.0.0.1:3000");
+    if peers.len() < 2 {
+        eprintln!("skipped: this host cannot send from 127.1.0.x (not Linux?)");
+        return;
+    }
+    let seed = scenario.seed;
+    let opts = CompareOptions {
+        seed,
+        bucket_ms: 100.0,
+        duration_max_s: Some(10.0),
+        progress: false,
+    };
+    let c = compare(&scenario, &opts).expect("both worlds ran");
+    let again = format!(
+        "reproduce with: cargo run -- compare <this scenario> --seed {seed} (tests/compare.rs)"
+    );
+    let (sim, live) = (&c.simulated, &c.live.summary);
+    assert_eq!(
+        (sim.accepted, sim.rate_limited_429),
+        (6, 14),
+        "simulated: 3 per client; {again}"
+    );
+    assert_eq!(
+        (live.accepted, live.rate_limited_429),
+        (sim.accepted, sim.rate_limited_429),
+        "live: two peers, 3 each (one shared peer would let 3 through in all); {again}"
+    );
 }

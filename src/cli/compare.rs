@@ -1,6 +1,6 @@
 //! `resilient-relay compare`: one scenario simulated and live, side by side.
 
-use crate::loadgen::compare::{compare, CompareOptions, Comparison, Row};
+use crate::loadgen::compare::{compare, write_files, CompareOptions, Comparison, Row};
 use crate::sim::Scenario;
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,6 +24,10 @@ pub struct CompareArgs {
     /// Stop the live run after this long (default: the horizon + 10 s).
     #[arg(long, value_name = "SECONDS")]
     pub duration_max_s: Option<f64>,
+    /// Also write the timeline chart (timeline.png, timeline.svg: calls
+    /// and goodput per bucket, simulated and live) and figures.json here.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
@@ -39,14 +43,39 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         progress: !args.json,
     };
     let c = compare(&scenario, &opts)?;
+    if let Some(dir) = &args.out {
+        write_files(&c, &scenario, dir, &command(args, opts.seed))?;
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer(&mut out, &c.json())?;
         writeln!(out)?;
     } else {
         write!(out, "{}", report(&c))?;
+        if let Some(dir) = &args.out {
+            writeln!(out, "  chart and figures written to {}", dir.display())?;
+        }
     }
     Ok(())
+}
+
+/// The command that reruns this comparison (the live half differs run to run).
+fn command(args: &CompareArgs, seed: u64) -> String {
+    let mut c = format!(
+        "resilient-relay compare {} --seed {seed} --bucket-ms {}",
+        args.scenario.display(),
+        args.bucket_ms
+    );
+    for set in &args.set {
+        c += &format!(" --set {set}");
+    }
+    if let Some(s) = args.duration_max_s {
+        c += &format!(" --duration-max-s {s}");
+    }
+    if let Some(dir) = &args.out {
+        c += &format!(" --out {}", dir.display());
+    }
+    c
 }
 
 /// The side-by-side table, the live run's health and both timelines.

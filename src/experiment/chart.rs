@@ -325,6 +325,64 @@ impl LineChart {
     }
 }
 
+/// Charts over one shared x axis, stacked top to bottom in one image
+/// (e.g. calls and goodput over the same run): each keeps its own title,
+/// y axis and legend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stacked {
+    pub name: String,
+    pub panels: Vec<LineChart>,
+}
+
+/// Most panels one image holds (each keeps at least ~375 px of height).
+pub const STACKED_PANELS_MAX: usize = 4;
+/// Height of one panel of a [`Stacked`] image.
+pub const STACKED_PANEL_HEIGHT_PX: u32 = 500;
+
+impl Stacked {
+    fn size(&self) -> (u32, u32) {
+        let n = self.panels.len().clamp(1, STACKED_PANELS_MAX) as u32;
+        (CHART_WIDTH_PX, n * STACKED_PANEL_HEIGHT_PX)
+    }
+
+    fn error(&self, reason: impl ToString) -> ChartError {
+        ChartError {
+            chart: self.name.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn write_png(&self, path: &Path) -> Result<(), ChartError> {
+        register_fonts().map_err(|reason| self.error(reason))?;
+        let root = BitMapBackend::new(path, self.size()).into_drawing_area();
+        self.draw(&root)?;
+        root.present().map_err(|e| self.error(e))
+    }
+
+    pub fn to_svg(&self) -> Result<String, ChartError> {
+        register_fonts().map_err(|reason| self.error(reason))?;
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, self.size()).into_drawing_area();
+            self.draw(&root)?;
+            root.present().map_err(|e| self.error(e))?;
+        }
+        let named = format!("font-family=\"{FONT_FAMILY}\"");
+        Ok(svg.replace(&named, &format!("font-family=\"{SVG_FONT_FAMILY}\"")))
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError> {
+        if self.panels.is_empty() || self.panels.len() > STACKED_PANELS_MAX {
+            return Err(self.error(format!("1 to {STACKED_PANELS_MAX} panels")));
+        }
+        let areas = root.split_evenly((self.panels.len(), 1));
+        for (panel, area) in self.panels.iter().zip(&areas) {
+            panel.draw(area)?;
+        }
+        Ok(())
+    }
+}
+
 /// The band around a series as one closed outline: upper edge left to
 /// right, then lower edge back.
 fn band_polygon(points: &[ChartPoint]) -> Vec<(f64, f64)> {
@@ -452,6 +510,27 @@ mod tests {
         let right = chart(None, Legend::UpperRight).to_svg().expect("svg");
         let middle = chart(None, Legend::UpperMiddle).to_svg().expect("svg");
         assert_ne!(right, middle);
+    }
+
+    #[test]
+    fn stacked_panels_share_one_image_and_keep_their_legends() {
+        let mut lower = chart(None, Legend::UpperRight);
+        lower.series[0].name = "second line".to_string();
+        let stacked = Stacked {
+            name: "s".to_string(),
+            panels: vec![chart(None, Legend::UpperRight), lower],
+        };
+        let svg = stacked.to_svg().expect("svg");
+        let height = 2 * STACKED_PANEL_HEIGHT_PX;
+        assert!(svg.contains(&format!("height=\"{height}\"")), "{svg}");
+        for name in ["line", "second line"] {
+            assert!(svg.contains(&format!(">\n{name}\n</text>")), "{name}");
+        }
+        let none = Stacked {
+            name: "none".to_string(),
+            panels: Vec::new(),
+        };
+        assert!(none.to_svg().is_err());
     }
 
     #[test]

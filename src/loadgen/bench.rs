@@ -11,9 +11,10 @@
 //! misses its tolerance but falls inside the simulator's own spread over
 //! [`SPREAD_SEEDS`] seeds is noise, not a disagreement (a p99.9 of 2,000
 //! samples is the second-largest of them). Which scenarios run, and how
-//! they are shortened, is data ([`RUNS`]).
+//! they are shortened, is data ([`RUNS`]). Each scenario's timeline chart
+//! and figures go to `--out`/<scenario>/.
 
-use super::compare::{compare, rows, CompareOptions, Comparison};
+use super::compare::{compare, rows, write_files, CompareOptions, Comparison, TIMELINE_SVG};
 use crate::sim::{simulate, Scenario, SimOptions};
 use serde::Serialize;
 use std::io::Write;
@@ -82,6 +83,9 @@ pub struct BenchArgs {
     /// Also print one JSON line per scenario.
     #[arg(long)]
     pub json: bool,
+    /// Each scenario's timeline chart and figures go to DIR/<scenario>/.
+    #[arg(long, value_name = "DIR", default_value = "target/compare_bench")]
+    pub out: PathBuf,
 }
 
 /// One scenario's verdict.
@@ -121,9 +125,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             progress: true,
         };
         let c = compare(&scenario, &opts)?;
+        let dir = args.out.join(&scenario.name);
+        write_files(&c, &scenario, &dir, &command(run, seed, &args.out))?;
         let spread = spread(&scenario, seed)?;
         let verdict = judge(&c, run.note, spread);
         write!(out, "{}", table(&c, &verdict))?;
+        writeln!(
+            out,
+            "  timeline chart: {}",
+            dir.join(TIMELINE_SVG).display()
+        )?;
         if args.json {
             serde_json::to_writer(&mut out, &verdict)?;
             writeln!(out)?;
@@ -131,6 +142,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         out.flush()?;
     }
     Ok(())
+}
+
+/// The command that reruns one scenario of the benchmark.
+fn command(run: &Run, seed: u64, out: &std::path::Path) -> String {
+    let stem = std::path::Path::new(run.file)
+        .file_stem()
+        .map_or(run.file.into(), |s| s.to_string_lossy());
+    format!(
+        "cargo run --bin compare_bench -- --only {stem} --seed {seed} --out {}",
+        out.display()
+    )
 }
 
 /// The simulator's least and greatest value of each figure over

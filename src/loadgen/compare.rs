@@ -18,8 +18,10 @@ use crate::server::config::{DownstreamConfig, Secret};
 use crate::server::flaky::Flaky;
 use crate::server::{DownstreamService, DownstreamSettings, RelayServer, Settings};
 use crate::sim::{simulate, Scenario, Series, SimOptions, Summary};
+use anyhow::Context;
 use serde::Serialize;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 /// Finished jobs the live relay remembers, so every status poll finds its job.
@@ -182,6 +184,33 @@ pub fn rows(sim: &Summary, live: &Summary) -> Vec<Row> {
         l("job p99 ms", |s| s.latency.p99_ms),
         l("job p99.9 ms", |s| s.latency.p999_ms),
     ]
+}
+
+/// The files a comparison writes into `dir`.
+pub const TIMELINE_PNG: &str = "timeline.png";
+pub const TIMELINE_SVG: &str = "timeline.svg";
+pub const FIGURES_JSON: &str = "figures.json";
+
+/// Writes the timeline chart (PNG and SVG) and, beside it, the figures
+/// `--json` prints with the command that produced them.
+pub fn write_files(
+    c: &Comparison,
+    scenario: &Scenario,
+    dir: &Path,
+    command: &str,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let put = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    };
+    let chart = super::timeline_chart::timeline(c, scenario);
+    chart.write_png(&dir.join(TIMELINE_PNG))?;
+    put(TIMELINE_SVG, chart.to_svg()?.as_bytes())?;
+    let mut figures = serde_json::to_value(c.json())?;
+    figures["command"] = command.into();
+    figures["crate_version"] = env!("CARGO_PKG_VERSION").into();
+    put(FIGURES_JSON, format!("{figures:#}\n").as_bytes())
 }
 
 /// What a scenario asks for that the live world here does not have.

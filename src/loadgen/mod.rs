@@ -10,15 +10,21 @@
 //! what the relay's `/stats` and the downstream's `/effects` say at the
 //! horizon, and the clients' side of the trace.
 //!
+//! - [`timeline_chart`]: `compare`'s timelines drawn, both worlds on one
+//!   scale.
+//! - [`peers`]: a loopback source address per client, so the relay's
+//!   per-peer rate limit sees the scenario's clients.
 //! - [`target`]: where the load goes (loopback unless told otherwise) and
 //!   the operator's token for `/stats`.
 
 pub mod bench;
 pub mod compare;
 pub mod offset;
+pub mod peers;
 pub mod player;
 pub mod report;
 pub mod target;
+pub mod timeline_chart;
 pub mod wire;
 
 use crate::relay::{LatencySummary, Refusal};

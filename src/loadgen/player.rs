@@ -17,10 +17,11 @@
 //! not to the poll that saw it.
 
 use super::offset::ClockOffset;
+use super::peers::Peers;
 use super::wire::{self, Heard, JobSeen};
 use super::LiveCounts;
 use crate::relay::{Answer, FallbackFrom, JobId, LatencyHistogram, Refusal};
-use crate::server::client::{uri, HttpClient};
+use crate::server::client::uri;
 use crate::sim::clients::{ClientOutput, ClientTimer, Clients, Outgoing, Woke};
 use crate::sim::network::{ClientLeg, Network};
 use crate::sim::series::{Count, Series, SeriesRecorder};
@@ -120,7 +121,8 @@ impl LiveClock {
 
 /// What the player's tasks share.
 struct Shared {
-    http: HttpClient,
+    /// Each client's connections, from its own loopback address if it can.
+    peers: Peers,
     target: String,
     run_tag: String,
     network: Network,
@@ -210,7 +212,7 @@ pub async fn play(scenario: &Scenario, opts: &PlayOptions) -> Played {
         start: crate::server::clock::read_monotonic(),
     };
     let shared = Arc::new(Shared {
-        http: HttpClient::new(1024 * 1024),
+        peers: Peers::new(&scenario.clients, &opts.target),
         target: opts.target.clone(),
         run_tag: opts.run_tag.clone(),
         network: Network::new(&scenario.network, seed),
@@ -558,7 +560,8 @@ async fn post(shared: &Shared, s: &SendSpec) -> Option<crate::server::client::Re
     // Keyless or not, every send of a request carries its body: the
     // relay sees one request however often it is sent.
     let body = wire::body(s.key);
-    shared.http.post_json(&target, &headers, body).await.ok()
+    let http = shared.peers.of(s.client);
+    http.post_json(&target, &headers, body).await.ok()
 }
 
 /// Polls an accepted job's status until it ends (then tells the player),
@@ -577,7 +580,7 @@ async fn follow(shared: &Shared, s: &SendSpec, status_url: &str, sent: Time, ans
         };
         tokio::time::sleep_until(clock.instant_at(due)).await;
         shared.polls.fetch_add(1, Ordering::Relaxed);
-        let seen = match shared.http.get(&target).await {
+        let seen = match shared.peers.of(s.client).get(&target).await {
             Ok(reply) => JobSeen::of(&reply),
             Err(_) => JobSeen::Unreadable,
         };

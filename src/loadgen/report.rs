@@ -152,14 +152,15 @@ async fn sample_calls(http: HttpClient, downstream: Target, every: Duration, int
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        // Dated when it was due (a bucket's end), not when it was read.
+        let due = tick.tick().await;
         let Some(calls) = get(&http, &downstream, "/admin")
             .await
             .and_then(|a| a["calls"].as_u64())
         else {
             continue;
         };
-        let at = crate::time::duration_nanos(start.elapsed());
+        let at = crate::time::duration_nanos(due.saturating_duration_since(start));
         let mut samples = into.lock().unwrap_or_else(PoisonError::into_inner);
         if samples.len() < SAMPLES_MAX {
             samples.push((Time::from_nanos(at), calls));
@@ -167,13 +168,17 @@ async fn sample_calls(http: HttpClient, downstream: Target, every: Duration, int
     }
 }
 
-/// Calls started per bucket, from cumulative samples.
+/// Calls started per bucket, from cumulative samples taken about once a
+/// bucket. A sample counts up to the bucket end nearest to it: one due at
+/// 100 ms but taken a little later still closes the first bucket (dated by
+/// its own instant, every call would land one bucket late).
 pub fn calls_per_bucket(samples: &[(Time, u64)], bucket_ms: f64, buckets: usize) -> Vec<u32> {
     let mut calls = vec![0u32; buckets];
     let bucket_ns = crate::time::ms_to_nanos(bucket_ms).max(1);
     let mut before = 0;
     for &(at, n) in samples {
-        let i = (at.as_nanos().saturating_sub(1) / bucket_ns) as usize;
+        let end = (at.as_nanos() + bucket_ns / 2) / bucket_ns;
+        let i = end.saturating_sub(1) as usize;
         if let Some(c) = calls.get_mut(i) {
             *c = c.saturating_add(u32::try_from(n.saturating_sub(before)).unwrap_or(u32::MAX));
         }
@@ -315,8 +320,18 @@ mod tests {
     #[test]
     fn cumulative_call_counts_become_calls_per_bucket() {
         let at = |ms| Time::from_millis(ms);
-        let samples = [(at(100), 3), (at(200), 3), (at(300), 10), (at(420), 12)];
-        assert_eq!(calls_per_bucket(&samples, 100.0, 5), vec![3, 0, 7, 0, 2]);
+        let samples = [
+            (at(0), 0),
+            (at(104), 3),
+            (at(198), 3),
+            (at(301), 10),
+            (at(520), 12),
+        ];
+        assert_eq!(
+            calls_per_bucket(&samples, 100.0, 5),
+            vec![3, 0, 7, 0, 2],
+            "a sample closes the bucket whose end is nearest"
+        );
         assert_eq!(
             calls_per_bucket(&samples, 100.0, 2),
             vec![3, 0],

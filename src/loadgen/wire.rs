@@ -144,7 +144,7 @@ pub fn key_header(run: &str, request: u64) -> (HeaderName, HeaderValue) {
 }
 
 /// The `X-Client-Id` label of client `client` (a label only: the relay's
-/// rate limit keys on the peer's address).
+/// rate limit keys on the peer's address, see [`super::peers`]).
 pub fn client_header(client: u64) -> (HeaderName, HeaderValue) {
     (
         HeaderName::from_static("x-client-id"),

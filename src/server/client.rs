@@ -57,21 +57,31 @@ pub struct HttpClient {
 impl HttpClient {
     /// A client that reads answers of at most `body_bytes_max` bytes.
     pub fn new(body_bytes_max: usize) -> HttpClient {
-        HttpClient::from_address(None, body_bytes_max)
+        HttpClient::from_address(None, IDLE_PER_HOST_MAX, body_bytes_max)
     }
 
     /// A client whose connections leave from `local` (say `127.0.0.2`, to
     /// be another peer on loopback).
     pub fn bound_to(local: std::net::IpAddr, body_bytes_max: usize) -> HttpClient {
-        HttpClient::from_address(Some(local), body_bytes_max)
+        HttpClient::from_address(Some(local), IDLE_PER_HOST_MAX, body_bytes_max)
     }
 
-    fn from_address(local: Option<std::net::IpAddr>, body_bytes_max: usize) -> HttpClient {
+    /// [`HttpClient::bound_to`] keeping at most `idle_max` idle connections:
+    /// one of many peers, whose pools together must stay small.
+    pub fn peer(local: std::net::IpAddr, idle_max: usize, body_bytes_max: usize) -> HttpClient {
+        HttpClient::from_address(Some(local), idle_max, body_bytes_max)
+    }
+
+    fn from_address(
+        local: Option<std::net::IpAddr>,
+        idle_max: usize,
+        body_bytes_max: usize,
+    ) -> HttpClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_local_address(local);
         let inner = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(IDLE_PER_HOST_MAX)
+            .pool_max_idle_per_host(idle_max)
             .build(connector);
         HttpClient {
             inner,
