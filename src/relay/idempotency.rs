@@ -119,9 +119,12 @@ enum Record<R> {
         job: JobId,
         fingerprint: u64,
     },
+    /// Entry `serial` of the completion order; held while `serial` is at
+    /// or above the store's `dropped_below` mark.
     Completed {
         job: JobId,
         fingerprint: u64,
+        serial: u32,
         response: R,
     },
 }
@@ -134,16 +137,39 @@ impl<R> Record<R> {
             }
         }
     }
+
+    /// Whether the store still holds this record, given its mark and how
+    /// many completed records it holds.
+    fn is_held(&self, dropped_below: u32, completed: usize) -> bool {
+        match self {
+            Record::InFlight { .. } => true,
+            Record::Completed { serial, .. } => {
+                (serial.wrapping_sub(dropped_below) as usize) < completed
+            }
+        }
+    }
 }
 
 /// Key → in flight or completed, with expiry in completion order.
+///
+/// Forgetting a record (expiry, eviction) only moves a mark: the record
+/// stays in the map, stale, until its key comes back or a sweep clears the
+/// map. Forgetting thus touches the recent end of the expiry FIFO, never the
+/// old record's place in a large map, which a store that is full would
+/// otherwise reach once per new key, on memory long out of cache.
 #[derive(Clone, Debug)]
 pub struct IdempotencyStore<K, R> {
+    /// Held records, and stale completed ones (serial below `dropped_below`).
     records: FxHashMap<K, Record<R>>,
-    /// Completed keys by expiry time. The TTL is fixed and completions come
-    /// in time order, so a FIFO is sorted. Entries whose record has since
-    /// changed are skipped when they surface.
-    expiry: VecDeque<(Time, K, JobId)>,
+    /// Completed keys by expiry time, one entry per held completed record,
+    /// the front being serial `dropped_below`. The TTL is fixed and
+    /// completions come in time order, so a FIFO is sorted.
+    expiry: VecDeque<(Time, K)>,
+    /// Completed records forgotten so far (wrapping: only the distance to
+    /// a record's serial counts, and a sweep clears stale records long
+    /// before it could wrap onto them).
+    dropped_below: u32,
+    in_flight: usize,
     ttl: Duration,
     keys_max: usize,
     when_full: KeysWhenFull,
@@ -169,8 +195,10 @@ pub struct ReplayWindow {
     pub evicted_age_min: Option<Duration>,
 }
 
-/// Stale expiry entries a look-up of the oldest record steps over at most.
-const OLDEST_SCAN_MAX: usize = 64;
+/// A full map is swept of stale records, rather than grown, once at least
+/// one in this many is stale: a sweep then costs at most this many slots
+/// per stale record it clears.
+const SWEEP_STALE_SHARE: usize = 32;
 
 impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
     pub fn new(settings: &IdempotencySettings) -> Self {
@@ -181,6 +209,8 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
         IdempotencyStore {
             records: FxHashMap::default(),
             expiry: VecDeque::new(),
+            dropped_below: 0,
+            in_flight: 0,
             ttl: settings.ttl,
             keys_max: settings.keys_max,
             when_full: settings.when_full,
@@ -196,20 +226,44 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
         if let Some(known) = self.peek(now, key, fingerprint) {
             return known;
         }
-        if self.records.len() >= self.keys_max && !self.evict_oldest_completed(now) {
+        if self.len() >= self.keys_max && !self.evict_oldest_completed(now) {
             return Begin::Full;
         }
+        self.sweep_if_full();
         self.records
             .insert(key.clone(), Record::InFlight { job, fingerprint });
-        debug_assert!(self.records.len() <= self.keys_max);
+        self.in_flight += 1;
+        debug_assert!(self.len() <= self.keys_max);
         Begin::Started
+    }
+
+    /// The record held under `key`: `None` for an absent or stale one.
+    fn held(&self, key: &K) -> Option<&Record<R>> {
+        self.records.get(key).filter(|r| self.is_held(r))
+    }
+
+    fn is_held(&self, record: &Record<R>) -> bool {
+        record.is_held(self.dropped_below, self.expiry.len())
+    }
+
+    /// Before an insert that would grow a full map, clears the stale
+    /// records instead if there are enough of them to pay for the sweep.
+    fn sweep_if_full(&mut self) {
+        let len = self.records.len();
+        let stale = len - self.len();
+        if len == self.records.capacity() && stale * SWEEP_STALE_SHARE >= len {
+            let (dropped_below, completed) = (self.dropped_below, self.expiry.len());
+            self.records
+                .retain(|_, r| r.is_held(dropped_below, completed));
+            debug_assert_eq!(self.records.len(), self.len());
+        }
     }
 
     /// What the store knows of `key`, without recording anything: `None`
     /// for a key it does not hold.
     pub fn peek(&mut self, now: Time, key: &K, fingerprint: u64) -> Option<Begin<R>> {
         self.handle_timeout(now);
-        let record = self.records.get(key)?;
+        let record = self.held(key)?;
         if record.fingerprint() != fingerprint {
             return Some(Begin::Mismatch);
         }
@@ -226,51 +280,46 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
     pub fn complete(&mut self, now: Time, key: &K, response: R) {
         #[cfg(test)]
         if crate::planted::active(crate::planted::Bug::ForgetsSuccess) {
-            self.records.remove(key);
+            self.release(key);
             return;
         }
+        let serial = self.dropped_below.wrapping_add(self.expiry.len() as u32);
         let Some(record) = self.records.get_mut(key) else {
             return;
         };
         let Record::InFlight { job, fingerprint } = *record else {
             return;
         };
-        let expires = now + self.ttl;
         *record = Record::Completed {
             job,
             fingerprint,
+            serial,
             response,
         };
-        self.expiry.push_back((expires, key.clone(), job));
+        self.in_flight -= 1;
+        self.expiry.push_back((now + self.ttl, key.clone()));
     }
 
     /// Forgets an in-flight key: its job was refused or dead-lettered.
     pub fn release(&mut self, key: &K) {
         if matches!(self.records.get(key), Some(Record::InFlight { .. })) {
             self.records.remove(key);
+            self.in_flight -= 1;
         }
     }
 
     /// Drops records whose time is up. Safe to call early or twice.
     pub fn handle_timeout(&mut self, now: Time) {
-        while self.expiry.front().is_some_and(|(t, _, _)| *t <= now) {
+        while self.expiry.front().is_some_and(|(t, _)| *t <= now) {
             self.pop_expiry();
         }
     }
 
-    /// Removes the front expiry entry's record if it is still the same one;
-    /// returns whether a record was removed. One hash look-up in the common
-    /// case: remove first, put back in the rare case the key was reused.
+    /// Forgets the oldest completed record: moves the mark past it.
     fn pop_expiry(&mut self) -> Option<K> {
-        let (_, key, job) = self.expiry.pop_front()?;
-        match self.records.remove(&key) {
-            Some(Record::Completed { job: j, .. }) if j == job => Some(key),
-            Some(other) => {
-                self.records.insert(key, other);
-                None
-            }
-            None => None,
-        }
+        let (_, key) = self.expiry.pop_front()?;
+        self.dropped_below = self.dropped_below.wrapping_add(1);
+        Some(key)
     }
 
     /// Under `evict-oldest`, forgets the oldest completed record and notes
@@ -279,17 +328,16 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
         if self.when_full == KeysWhenFull::Refuse {
             return false;
         }
-        while let Some(&(expires, ..)) = self.expiry.front() {
-            if let Some(key) = self.pop_expiry() {
-                let age = self.age(now, expires);
-                self.evicted_early += 1;
-                self.evicted_age_last = Some(age);
-                self.evicted_age_min = Some(self.evicted_age_min.map_or(age, |m| m.min(age)));
-                self.forgotten = Some(key);
-                return true;
-            }
-        }
-        false
+        let Some(&(expires, _)) = self.expiry.front() else {
+            return false;
+        };
+        let key = self.pop_expiry();
+        let age = self.age(now, expires);
+        self.evicted_early += 1;
+        self.evicted_age_last = Some(age);
+        self.evicted_age_min = Some(self.evicted_age_min.map_or(age, |m| m.min(age)));
+        self.forgotten = key;
+        true
     }
 
     /// Age at `now` of a record that expires at `expires`.
@@ -297,16 +345,9 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
         self.ttl.saturating_sub(expires.since(now))
     }
 
-    /// The front expiry entry that still names its record, looking past a
-    /// bounded number of stale ones.
+    /// The oldest completed record's expiry.
     fn oldest_completed(&self) -> Option<Time> {
-        self.expiry
-            .iter()
-            .take(OLDEST_SCAN_MAX)
-            .find(|(_, key, job)| {
-                matches!(self.records.get(key), Some(Record::Completed { job: j, .. }) if j == job)
-            })
-            .map(|(expires, ..)| *expires)
+        self.expiry.front().map(|(expires, _)| *expires)
     }
 
     /// When a full store will have room again without evicting: the oldest
@@ -331,8 +372,9 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
         self.forgotten.take()
     }
 
+    /// Records held, in flight or completed.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.in_flight + self.expiry.len()
     }
 
     /// Completed records forgotten before their TTL because the store was full.
@@ -461,6 +503,37 @@ mod tests {
             s.begin(Time::from_millis(1100), &"b", 1, J2),
             Begin::Started
         );
+    }
+
+    /// Forgotten records stay in the map until a sweep: the map must not
+    /// grow with every key ever seen, and a stale record must not answer.
+    #[test]
+    fn forgotten_records_neither_answer_nor_pile_up() {
+        let mut s: IdempotencyStore<u64, u64> = IdempotencyStore::new(
+            &IdempotencyConfig {
+                ttl_ms: 1000.0,
+                keys_max: 4,
+                ..IdempotencyConfig::default()
+            }
+            .check()
+            .expect("valid"),
+        );
+        for k in 0..10_000u64 {
+            assert_eq!(s.begin(T0, &k, 1, JobId(k)), Begin::Started, "key {k}");
+            s.complete(T0, &k, k);
+            assert!(s.len() <= 4);
+        }
+        assert!(s.records.capacity() < 64, "{}", s.records.capacity());
+        assert_eq!(s.evicted_early(), 10_000 - 4);
+        assert_eq!(s.begin(T0, &9_000, 1, JobId(1)), Begin::Started);
+        let held = Begin::Replay {
+            job: JobId(9_999),
+            response: 9_999,
+        };
+        assert_eq!(s.begin(T0, &9_999, 1, JobId(2)), held);
+        let later = Time::from_millis(1000);
+        assert_eq!(s.begin(later, &9_999, 1, JobId(3)), Begin::Started);
+        assert_eq!(s.len(), 2, "9,000 and 9,999 in flight");
     }
 
     #[test]
