@@ -1,6 +1,7 @@
 //! `resilient-relay map`: where a scenario recovers from its trigger and
 //! where it stays down, over a few axes.
 
+use crate::experiment::chart::Figure;
 use crate::experiment::seeds::{SeedSet, SEEDS_PER_POINT_MAX};
 use crate::experiment::sweep::Sweep;
 use crate::search::map::axis::AxisSpec;

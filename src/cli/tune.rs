@@ -1,6 +1,7 @@
 //! `resilient-relay tune`: search a scenario's relay settings, write the
 //! front, the recommendation and its margin to the cliff.
 
+use crate::experiment::chart::Figure;
 use crate::experiment::sweep::Sweep;
 use crate::search::shard::{Manifest, Rows, Shard};
 use crate::search::stages::{self, Halt, Params, Stages};

@@ -114,34 +114,51 @@ pub struct ChartError {
     pub reason: String,
 }
 
-impl LineChart {
-    /// Draws the chart into a PNG file at `path`.
-    pub fn write_png(&self, path: &Path) -> Result<(), ChartError> {
+/// One image drawn on any plotters backend: the PNG and SVG writers and
+/// the error naming the chart are written once, here.
+pub trait Figure {
+    /// The chart's name, for errors.
+    fn name(&self) -> &str;
+    /// Width and height in pixels.
+    fn size(&self) -> (u32, u32);
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError>;
+
+    fn error(&self, reason: impl ToString) -> ChartError {
+        ChartError {
+            chart: self.name().to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Draws the figure into a PNG file at `path`.
+    fn write_png(&self, path: &Path) -> Result<(), ChartError> {
         register_fonts().map_err(|reason| self.error(reason))?;
-        let root = BitMapBackend::new(path, (CHART_WIDTH_PX, CHART_HEIGHT_PX)).into_drawing_area();
+        let root = BitMapBackend::new(path, self.size()).into_drawing_area();
         self.draw(&root)?;
         root.present().map_err(|e| self.error(e))
     }
 
-    /// The chart as SVG text.
-    pub fn to_svg(&self) -> Result<String, ChartError> {
+    /// The figure as SVG text, naming fonts a browser without DejaVu has.
+    fn to_svg(&self) -> Result<String, ChartError> {
         register_fonts().map_err(|reason| self.error(reason))?;
         let mut svg = String::new();
         {
-            let root = SVGBackend::with_string(&mut svg, (CHART_WIDTH_PX, CHART_HEIGHT_PX))
-                .into_drawing_area();
+            let root = SVGBackend::with_string(&mut svg, self.size()).into_drawing_area();
             self.draw(&root)?;
             root.present().map_err(|e| self.error(e))?;
         }
         let named = format!("font-family=\"{FONT_FAMILY}\"");
         Ok(svg.replace(&named, &format!("font-family=\"{SVG_FONT_FAMILY}\"")))
     }
+}
 
-    fn error(&self, reason: impl ToString) -> ChartError {
-        ChartError {
-            chart: self.name.clone(),
-            reason: reason.to_string(),
-        }
+impl Figure for LineChart {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (CHART_WIDTH_PX, CHART_HEIGHT_PX)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError> {
@@ -163,7 +180,9 @@ impl LineChart {
             }
         }
     }
+}
 
+impl LineChart {
     /// Draws mesh, bands, lines, markers and legend on coordinates `y`.
     fn plot<DB, X, Y>(
         &self,
@@ -339,36 +358,14 @@ pub const STACKED_PANELS_MAX: usize = 4;
 /// Height of one panel of a [`Stacked`] image.
 pub const STACKED_PANEL_HEIGHT_PX: u32 = 500;
 
-impl Stacked {
+impl Figure for Stacked {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
     fn size(&self) -> (u32, u32) {
         let n = self.panels.len().clamp(1, STACKED_PANELS_MAX) as u32;
         (CHART_WIDTH_PX, n * STACKED_PANEL_HEIGHT_PX)
-    }
-
-    fn error(&self, reason: impl ToString) -> ChartError {
-        ChartError {
-            chart: self.name.clone(),
-            reason: reason.to_string(),
-        }
-    }
-
-    pub fn write_png(&self, path: &Path) -> Result<(), ChartError> {
-        register_fonts().map_err(|reason| self.error(reason))?;
-        let root = BitMapBackend::new(path, self.size()).into_drawing_area();
-        self.draw(&root)?;
-        root.present().map_err(|e| self.error(e))
-    }
-
-    pub fn to_svg(&self) -> Result<String, ChartError> {
-        register_fonts().map_err(|reason| self.error(reason))?;
-        let mut svg = String::new();
-        {
-            let root = SVGBackend::with_string(&mut svg, self.size()).into_drawing_area();
-            self.draw(&root)?;
-            root.present().map_err(|e| self.error(e))?;
-        }
-        let named = format!("font-family=\"{FONT_FAMILY}\"");
-        Ok(svg.replace(&named, &format!("font-family=\"{SVG_FONT_FAMILY}\"")))
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError> {

@@ -5,10 +5,9 @@
 //! colours are the line charts' (the embedded DejaVu Sans, colours that
 //! stay apart under the common colour-vision deficiencies).
 
-use super::chart::{format_tick, register_fonts, ChartError, FONT_FAMILY, SVG_FONT_FAMILY};
+use super::chart::{format_tick, ChartError, Figure, FONT_FAMILY};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use std::path::Path;
 
 /// Width of one panel, in pixels; the height is fixed.
 const PANEL_WIDTH_PX: u32 = 700;
@@ -58,36 +57,14 @@ pub struct Heatmap {
     pub panels: Vec<Panel>,
 }
 
-impl Heatmap {
+impl Figure for Heatmap {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
     fn size(&self) -> (u32, u32) {
         let panels = self.panels.len().clamp(1, PANELS_MAX) as u32;
         (panels * PANEL_WIDTH_PX + KEY_WIDTH_PX, HEIGHT_PX)
-    }
-
-    fn error(&self, reason: impl ToString) -> ChartError {
-        ChartError {
-            chart: self.name.clone(),
-            reason: reason.to_string(),
-        }
-    }
-
-    pub fn write_png(&self, path: &Path) -> Result<(), ChartError> {
-        register_fonts().map_err(|r| self.error(r))?;
-        let root = BitMapBackend::new(path, self.size()).into_drawing_area();
-        self.draw(&root)?;
-        root.present().map_err(|e| self.error(e))
-    }
-
-    pub fn to_svg(&self) -> Result<String, ChartError> {
-        register_fonts().map_err(|r| self.error(r))?;
-        let mut svg = String::new();
-        {
-            let root = SVGBackend::with_string(&mut svg, self.size()).into_drawing_area();
-            self.draw(&root)?;
-            root.present().map_err(|e| self.error(e))?;
-        }
-        let named = format!("font-family=\"{FONT_FAMILY}\"");
-        Ok(svg.replace(&named, &format!("font-family=\"{SVG_FONT_FAMILY}\"")))
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), ChartError> {
@@ -106,7 +83,9 @@ impl Heatmap {
         }
         self.draw_key(&key)
     }
+}
 
+impl Heatmap {
     fn draw_panel<DB: DrawingBackend>(
         &self,
         panel: &Panel,

@@ -8,6 +8,7 @@
 use super::definition::{Definition, Origin};
 use super::registry::Outputs;
 use super::seeds::SeedSet;
+use crate::experiment::chart::Figure;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -13,6 +13,7 @@
 
 use super::report::JsonReport;
 use super::{Ending, LiveCounts, LoadgenOptions, LoadgenResult, Target};
+use crate::experiment::chart::Figure;
 use crate::fault::Switch;
 use crate::server::config::{DownstreamConfig, Secret};
 use crate::server::flaky::Flaky;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::experiment::chart::Figure;
 use crate::experiment::sweep::Sweep;
 use crate::search::stress::Fared;
 
