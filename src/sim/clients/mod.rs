@@ -579,8 +579,7 @@ impl Clients {
     fn own(&mut self, job: JobId, slot: usize) {
         let i = job.slot();
         if i >= self.job_owner.len() {
-            self.job_owner
-                .resize((i + 1).max(self.job_owner.len() * 2), NO_OWNER);
+            self.job_owner.resize(i + 1, NO_OWNER);
         }
         self.job_owner[i] = slot as u32;
     }
