@@ -42,8 +42,7 @@ impl DenseLedger {
     pub fn record_as(&mut self, key: u64, keyed: bool) -> bool {
         let index = usize::try_from(key).unwrap_or(usize::MAX);
         if index >= self.effects.len() {
-            self.effects
-                .resize(index.saturating_add(1).max(self.effects.len() * 2), 0);
+            self.effects.resize(index.saturating_add(1), 0);
         }
         let seen = self.effects[index];
         if seen > 0 && self.honours_key && keyed {

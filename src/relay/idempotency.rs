@@ -200,15 +200,28 @@ pub struct ReplayWindow {
 /// per stale record it clears.
 const SWEEP_STALE_SHARE: usize = 32;
 
+/// Room reserved in the map for a store of `keys` records: twice the most
+/// it holds before a sweep (the records, and stale ones up to one in
+/// [`SWEEP_STALE_SHARE`]). A map more than half full that runs into the
+/// tombstones its released keys leave grows to twice its size, holding both
+/// copies while it moves; one at most half full rehashes in place.
+fn records_reserved(keys: usize) -> usize {
+    2 * (keys + keys / (SWEEP_STALE_SHARE - 1) + 1)
+}
+
 impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
     pub fn new(settings: &IdempotencySettings) -> Self {
         assert!(
             settings.keys_max >= 1,
             "checked by IdempotencyConfig::check"
         );
+        let reserved = settings.keys_max.min(super::RESERVED_MAX);
         IdempotencyStore {
-            records: FxHashMap::default(),
-            expiry: VecDeque::new(),
+            records: FxHashMap::with_capacity_and_hasher(
+                records_reserved(reserved),
+                Default::default(),
+            ),
+            expiry: VecDeque::with_capacity(reserved),
             dropped_below: 0,
             in_flight: 0,
             ttl: settings.ttl,

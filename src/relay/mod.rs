@@ -59,6 +59,7 @@ pub use queue::QueueConfig;
 pub use rate_limit::RateLimitConfig;
 pub use recovery::{RecoverError, Stored, StoredJob, StoredReplay};
 pub use relay::{Event, Finished, LateFate, Output, Relay, RouteState, Routing};
+
 pub use retry::{CallError, GiveUp, RetryConfig, ATTEMPTS_LIMIT, RETRY_AFTER_MAX};
 pub use retry_breaker::{RetryBreakerConfig, RetryBreakerWindow};
 pub use retry_budget::{
@@ -67,3 +68,9 @@ pub use retry_budget::{
 pub use retry_gate::{Denied, DeniedCounts, RetryCause, RetryGate, RetryGateConfig, SendOutcome};
 pub use route::{RouteConfig, RouteId, RouteSettings, RouteStats, ROUTES_MAX};
 pub use stats::{named, LatencyHistogram, LatencySummary, Stats, StatsSnapshot};
+
+/// Slots reserved up front at most in the job table, the idempotency store
+/// and the simulator's per-slot records. Reserved room costs address space,
+/// not memory, until it is used, while a table that doubles as it fills
+/// holds its old and new copies at once.
+pub const RESERVED_MAX: usize = 1 << 20;

@@ -362,7 +362,7 @@ impl<K: Key, P: Payload> Relay<K, P> {
         Relay {
             jobs_max: s.jobs_max,
             history_max: s.history_max,
-            jobs: Slab::with_capacity(s.jobs_max.min(1 << 16)),
+            jobs: Slab::with_capacity(s.jobs_max.min(super::RESERVED_MAX)),
             serial: 0,
             routes: s
                 .routes

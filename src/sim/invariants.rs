@@ -111,6 +111,15 @@ impl Checker {
         }
     }
 
+    /// Reserves room for `slots` job slots, so the per-slot vectors never
+    /// reallocate while a run fills them.
+    pub fn with_slots(mut self, slots: usize) -> Checker {
+        self.live.reserve(slots);
+        self.in_lane.reserve(slots);
+        self.called.reserve(slots);
+        self
+    }
+
     /// The checker for a relay restarted from `stored`: what it must know
     /// is what the store kept (its unfinished jobs, queued or, if they had
     /// started, in the retry lane; its replays), nothing of the crashed
@@ -208,9 +217,8 @@ impl Checker {
         self.queued_in += 1;
         let i = job.slot();
         if i >= self.live.len() {
-            let len = (i + 1).max(self.live.len() * 2);
-            self.live.resize(len, 0);
-            self.in_lane.resize(len, false);
+            self.live.resize(i + 1, 0);
+            self.in_lane.resize(i + 1, false);
         }
         if self.live[i] != 0 {
             return fail(
@@ -308,8 +316,7 @@ impl Checker {
     pub fn key_succeeded(&mut self, at: Time, key: u64) {
         let Ok(i) = usize::try_from(key) else { return };
         if i >= self.succeeded_ns.len() {
-            self.succeeded_ns
-                .resize(i.saturating_add(1).max(self.succeeded_ns.len() * 2), 0);
+            self.succeeded_ns.resize(i.saturating_add(1), 0);
         }
         self.succeeded_ns[i] = at.as_nanos().saturating_add(1);
     }
@@ -468,7 +475,7 @@ impl Checker {
     fn mark(slots: &mut Vec<u64>, job: JobId) {
         let i = job.slot();
         if i >= slots.len() {
-            slots.resize((i + 1).max(slots.len() * 2), 0);
+            slots.resize(i + 1, 0);
         }
         slots[i] = job.0 + 1;
     }

@@ -292,6 +292,7 @@ impl Simulation {
             seed.stream(Domain::Store, 0),
         );
         let horizon = (scenario.horizon_s > 0.0).then(|| Time::from_secs_f64(scenario.horizon_s));
+        let slots_reserved = scenario.relay.jobs_max.min(crate::relay::RESERVED_MAX);
         let mut sim = Simulation {
             scenario_name: scenario.name.clone(),
             seed: opts.seed,
@@ -312,7 +313,7 @@ impl Simulation {
             mix: RouteMix::new(&scenario.routes, &relay_settings, seed),
             clients: Clients::new(&scenario.clients, seed, horizon),
             relay_wake: None,
-            checker: Checker::new(scenario.relay.idempotency.ttl_ms),
+            checker: Checker::new(scenario.relay.idempotency.ttl_ms).with_slots(slots_reserved),
             trace: (opts.trace_records_max > 0).then(|| Trace::new(opts.trace_records_max)),
             c: Counters::default(),
             bucket_ns: opts.calls_bucket_ms.map(|ms| ms_to_nanos(ms).max(1)),
@@ -320,7 +321,7 @@ impl Simulation {
             network: Network::new(&scenario.network, seed),
             requests_in_transit: Slab::new(),
             answers_in_transit: Slab::new(),
-            origins: Vec::new(),
+            origins: Vec::with_capacity(slots_reserved),
             series: opts.series_bucket_ms.map(SeriesRecorder::new),
             relay_settings,
             store,
@@ -832,8 +833,7 @@ impl Simulation {
     fn set_origin(&mut self, o: Origin) {
         let i = o.job.slot();
         if i >= self.origins.len() {
-            self.origins
-                .resize((i + 1).max(self.origins.len() * 2), None);
+            self.origins.resize(i + 1, None);
         }
         // A job that ended in memory but not yet in the store may come back
         // after a crash: keep its origin while a new job uses its slot.

@@ -35,6 +35,7 @@ use crate::relay::{LatencyHistogram, Refusal};
 use crate::rng::{exponential, unit, Domain, Seed, Streams};
 use crate::time::ms_to_nanos;
 use crate::time::Time;
+use rustc_hash::FxHashMap;
 use slab::Slab;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -153,10 +154,6 @@ struct Logical {
     backoff: BackoffState,
     /// The job this request waits on, or [`NO_JOB`].
     job: JobId,
-    /// News of a job's end that overtook the answer accepting it (the two
-    /// cross the network separately): the outcome, applied when the answer
-    /// naming that job arrives. At most one; a later one replaces it.
-    early_news: Option<(JobId, bool)>,
 }
 
 const NO_MEMBER: u32 = u32::MAX;
@@ -196,6 +193,12 @@ pub struct Clients {
     next_key: u64,
     /// Job slot → logical request slot.
     job_owner: Vec<u32>,
+    /// Logical request slot → news of a job's end that overtook the answer
+    /// accepting it (the two cross the network separately): the outcome,
+    /// applied when the answer naming that job arrives. At most one per
+    /// waiting request (a later one replaces it); rare, so kept apart from
+    /// the requests rather than as room in each.
+    early_news: FxHashMap<usize, (JobId, bool)>,
     out: VecDeque<ClientOutput>,
     stats: ClientStats,
 }
@@ -217,6 +220,7 @@ impl Clients {
             requests: Slab::new(),
             next_key: 0,
             job_owner: Vec::new(),
+            early_news: FxHashMap::default(),
             out: VecDeque::new(),
             stats: ClientStats::default(),
         };
@@ -329,7 +333,7 @@ impl Clients {
             Answer::Accepted { job } => {
                 self.own(*job, slot);
                 self.requests[slot].job = *job;
-                if let Some((early, succeeded)) = self.requests[slot].early_news.take() {
+                if let Some((early, succeeded)) = self.early_news.remove(&slot) {
                     if early == *job {
                         self.job_outcome(now, slot, succeeded);
                         return;
@@ -408,7 +412,7 @@ impl Clients {
         if l.job == job {
             self.job_outcome(now, slot, succeeded);
         } else if l.job == NO_JOB {
-            l.early_news = Some((job, succeeded));
+            self.early_news.insert(slot, (job, succeeded));
         }
     }
 
@@ -536,7 +540,6 @@ impl Clients {
             cause: RetryCause::Error,
             backoff: BackoffState::default(),
             job: NO_JOB,
-            early_news: None,
         });
         if let Some(d) = self.sources[usize::from(source)].deadline {
             let timer = ClientTimer::Deadline {
@@ -579,8 +582,7 @@ impl Clients {
     fn own(&mut self, job: JobId, slot: usize) {
         let i = job.slot();
         if i >= self.job_owner.len() {
-            self.job_owner
-                .resize((i + 1).max(self.job_owner.len() * 2), NO_OWNER);
+            self.job_owner.resize(i + 1, NO_OWNER);
         }
         self.job_owner[i] = slot as u32;
     }
@@ -630,6 +632,7 @@ impl Clients {
     /// The client has its final answer (or gave up); closed-loop clients think and go again.
     fn done(&mut self, now: Time, slot: usize, ending: Ending) {
         let l = self.requests.remove(slot);
+        self.early_news.remove(&slot);
         let latency = now.since(l.created);
         self.stats.done_last = now;
         if ending == Ending::Abandoned {
