@@ -7,10 +7,12 @@
 //! another. ChaCha8 is named explicitly because `StdRng` may change between
 //! `rand` versions, and the determinism contract is byte-for-byte.
 
+mod chacha8;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-pub use rand_chacha::ChaCha8Rng as Stream;
+pub use chacha8::Stream;
 
 /// Who a stream belongs to. The discriminant is part of the stream id, so
 /// reordering these variants changes every run: append only.
@@ -77,25 +79,29 @@ impl Streams {
     /// [`Seed::stream`].
     #[inline]
     pub fn stream(&self, domain: Domain, index: u64) -> Stream {
-        debug_assert!(index < 1 << INDEX_BITS, "entity index {index} too large");
-        let mut rng = ChaCha8Rng::from_seed(self.key);
-        rng.set_stream(((domain as u64) << INDEX_BITS) | (index & ((1 << INDEX_BITS) - 1)));
-        rng
+        self.at(domain, index, 0)
     }
 
     /// [`Seed::step_stream`].
     #[inline]
     pub fn step_stream(&self, domain: Domain, index: u64, step: u64) -> Stream {
-        let mut rng = self.stream(domain, index);
-        rng.set_word_pos(u128::from(step) * WORDS_PER_STEP);
-        rng
+        debug_assert!(step < 1 << 58, "step {step} too large");
+        self.at(domain, index, step * WORDS_PER_STEP)
+    }
+
+    /// The stream of `(domain, index)`, from word `pos`.
+    #[inline]
+    fn at(&self, domain: Domain, index: u64, pos: u64) -> Stream {
+        debug_assert!(index < 1 << INDEX_BITS, "entity index {index} too large");
+        let id = ((domain as u64) << INDEX_BITS) | (index & ((1 << INDEX_BITS) - 1));
+        Stream::new(&self.key, id, pos)
     }
 }
 
 /// Words of stream reserved for each step of an entity (one send, one
 /// request): every step starts at its own position, so the draws of step `k`
 /// never depend on how many draws earlier steps made.
-const WORDS_PER_STEP: u128 = 64;
+const WORDS_PER_STEP: u64 = 64;
 
 impl Seed {
     /// The stream for step `step` of entity `index` of `domain`.
@@ -120,7 +126,7 @@ pub fn exponential(rng: &mut Stream, mean: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn first_draws(mut s: Stream) -> Vec<u64> {
+    fn first_draws(mut s: impl Rng) -> Vec<u64> {
         (0..4).map(|_| s.random::<u64>()).collect()
     }
 
@@ -158,8 +164,13 @@ mod tests {
         let mut old = ChaCha8Rng::seed_from_u64(42);
         old.set_stream(((Domain::Call as u64) << INDEX_BITS) | 7);
         assert_eq!(
-            first_draws(old),
+            first_draws(old.clone()),
             first_draws(streams.stream(Domain::Call, 7))
+        );
+        old.set_word_pos(3 * 64);
+        assert_eq!(
+            first_draws(old),
+            first_draws(streams.step_stream(Domain::Call, 7, 3))
         );
     }
 
