@@ -40,9 +40,10 @@ impl fmt::Display for Violation {
 }
 
 pub struct Checker {
-    /// Job slot → the live job's id + 1 (0: free). Slots are dense, so this
-    /// is a vector, not a set.
-    live: Vec<u64>,
+    /// Job slot → the live job's [`mark`] (0: free). Slots are dense, so
+    /// this is a vector, not a set; the slot is the index, so the mark
+    /// names the job by its serial alone (4 bytes a slot, not 8).
+    live: Vec<u32>,
     live_count: usize,
     /// Job slot → waiting in the retry lane (its backoff ended).
     in_lane: Vec<bool>,
@@ -62,10 +63,10 @@ pub struct Checker {
     last_failed: Option<(JobId, u32)>,
     /// A successful answer the relay has not yet accounted for.
     success: Option<PendingSuccess>,
-    /// Job slot → 1 + the id of the last job called from it (0: none), and
-    /// of the last job shed from it: a job shed by age is never called.
-    called: Vec<u64>,
-    shed: Vec<u64>,
+    /// Job slot → the [`mark`] of the last job called from it (0: none),
+    /// and of the last job shed from it: a job shed by age is never called.
+    called: Vec<u32>,
+    shed: Vec<u32>,
     /// The job shed in this step whose end must follow.
     shed_pending: Option<JobId>,
     /// The hedge the relay announced; its call comes next.
@@ -82,6 +83,13 @@ struct PendingSuccess {
 }
 
 type Check = Result<(), Violation>;
+
+/// A job as its slot's entries name it: its serial + 1, so that 0 is free.
+/// The relay never hands out serial `u32::MAX` (its serials are exhausted
+/// there), so the sum fits.
+fn mark(job: JobId) -> u32 {
+    job.serial().saturating_add(1)
+}
 
 fn fail(at: Time, what: String) -> Check {
     Err(Violation { at, what })
@@ -197,7 +205,7 @@ impl Checker {
     }
 
     fn is_live(&self, job: JobId) -> bool {
-        self.live.get(job.slot()) == Some(&(job.0 + 1))
+        self.live.get(job.slot()) == Some(&mark(job))
     }
 
     /// Takes `job` out of the retry lane if it waits there.
@@ -225,11 +233,11 @@ impl Checker {
                 at,
                 format!(
                     "job {job} accepted while job {} holds its slot",
-                    JobId(self.live[i] - 1)
+                    JobId::new(self.live[i] - 1, i)
                 ),
             );
         }
-        self.live[i] = job.0 + 1;
+        self.live[i] = mark(job);
         self.live_count += 1;
         Ok(())
     }
@@ -237,7 +245,7 @@ impl Checker {
     pub fn finished(&mut self, at: Time, job: JobId) -> Check {
         self.checks += 1;
         match self.live.get_mut(job.slot()) {
-            Some(held) if *held == job.0 + 1 => {
+            Some(held) if *held == mark(job) => {
                 *held = 0;
                 self.live_count -= 1;
                 self.leave_lane(job);
@@ -360,7 +368,7 @@ impl Checker {
         if Self::holds(&self.shed, call.job) {
             return fail(at, format!("job {} was called after it was shed", call.job));
         }
-        Self::mark(&mut self.called, call.job);
+        Self::note(&mut self.called, call.job);
         key.map_or(Ok(()), |key| self.key_not_completed(at, key))
     }
 
@@ -468,16 +476,16 @@ impl Checker {
         Ok(())
     }
 
-    fn holds(slots: &[u64], job: JobId) -> bool {
-        slots.get(job.slot()) == Some(&(job.0 + 1))
+    fn holds(slots: &[u32], job: JobId) -> bool {
+        slots.get(job.slot()) == Some(&mark(job))
     }
 
-    fn mark(slots: &mut Vec<u64>, job: JobId) {
+    fn note(slots: &mut Vec<u32>, job: JobId) {
         let i = job.slot();
         if i >= slots.len() {
             slots.resize(i + 1, 0);
         }
-        slots[i] = job.0 + 1;
+        slots[i] = mark(job);
     }
 
     /// A job left the queue shed by age: it must be live, never called, and
@@ -491,7 +499,7 @@ impl Checker {
         if Self::holds(&self.called, job) {
             return fail(at, format!("job {job} shed by age after it was called"));
         }
-        Self::mark(&mut self.shed, job);
+        Self::note(&mut self.shed, job);
         self.shed_pending = Some(job);
         Ok(())
     }

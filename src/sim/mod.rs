@@ -7,6 +7,7 @@ pub mod clients;
 pub mod downstream;
 pub mod invariants;
 pub mod network;
+mod origins;
 pub mod routes;
 pub mod scenario;
 pub mod scheduler;

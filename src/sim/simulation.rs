@@ -12,6 +12,7 @@
 use super::clients::{ClientOutput, ClientTimer, Clients, Outgoing, Woke};
 use super::invariants::{Checker, Violation};
 use super::network::{after, call_step, ClientLeg, Network};
+use super::origins::{Origin, Origins};
 use super::routes::{Downstreams, RouteMix, RouteSummary};
 use super::scenario::Scenario;
 use super::scheduler::Scheduler;
@@ -205,21 +206,6 @@ fn draw_index(key: u64, job: JobId) -> u64 {
     i & ((1 << 48) - 1)
 }
 
-/// Where a job came from: the send that created it.
-#[derive(Clone, Copy, Debug)]
-struct Origin {
-    job: JobId,
-    request: u64,
-    send: u32,
-    /// The client's slot for that logical request.
-    slot: u32,
-    keyed: bool,
-    /// The id the client knows the job by: `job`, unless another replica
-    /// adopted it (under a new slot, which may be the old one).
-    client_job: JobId,
-    adopted: bool,
-}
-
 /// The relay's answer on its way to a client.
 #[derive(Debug)]
 struct AnswerInTransit {
@@ -255,7 +241,7 @@ pub struct Simulation {
     requests_in_transit: Slab<Outgoing>,
     answers_in_transit: Slab<AnswerInTransit>,
     /// Job slot → the send that created the job living there.
-    origins: Vec<Option<Origin>>,
+    origins: Origins,
     series: Option<SeriesRecorder>,
     relay_settings: RelaySettings,
     store: SimStore<Effect>,
@@ -321,7 +307,7 @@ impl Simulation {
             network: Network::new(&scenario.network, seed),
             requests_in_transit: Slab::new(),
             answers_in_transit: Slab::new(),
-            origins: Vec::with_capacity(slots_reserved),
+            origins: Origins::with_slots(slots_reserved),
             series: opts.series_bucket_ms.map(SeriesRecorder::new),
             relay_settings,
             store,
@@ -831,27 +817,19 @@ impl Simulation {
     }
 
     fn set_origin(&mut self, o: Origin) {
-        let i = o.job.slot();
-        if i >= self.origins.len() {
-            self.origins.resize(i + 1, None);
-        }
         // A job that ended in memory but not yet in the store may come back
         // after a crash: keep its origin while a new job uses its slot.
-        if let Some(old) = self.origins[i].filter(|old| old.job != o.job) {
+        if let Some(old) = self.origins.set(o) {
             if self.store.durable.holds(old.job) {
                 self.displaced.insert(old.job, old);
             }
         }
-        self.origins[i] = Some(o);
     }
 
     /// The send that created `job`, if the clients created it.
     fn origin(&self, job: JobId) -> Option<Origin> {
         self.origins
-            .get(job.slot())
-            .copied()
-            .flatten()
-            .filter(|o| o.job == job)
+            .get(job)
             .or_else(|| self.displaced.get(&job).copied())
     }
 
