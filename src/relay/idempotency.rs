@@ -25,12 +25,10 @@
 use super::config_error::{ensure, parse_ms, ConfigError};
 use super::job::JobId;
 use crate::time::Time;
-use hashbrown::HashTable;
-use rustc_hash::FxBuildHasher;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use slab::Slab;
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,42 +113,63 @@ pub enum Begin<R> {
     Full,
 }
 
-/// What a record says of its key's job.
 #[derive(Clone, Debug)]
-enum State<R> {
-    InFlight,
-    /// Held until `expires`, in the store's completion order.
+enum Record<R> {
+    InFlight {
+        job: JobId,
+        fingerprint: u64,
+    },
+    /// Entry `serial` of the completion order; held while `serial` is at
+    /// or above the store's `dropped_below` mark.
     Completed {
-        expires: Time,
+        job: JobId,
+        fingerprint: u64,
+        serial: u32,
         response: R,
     },
 }
 
-#[derive(Clone, Debug)]
-struct Record<K, R> {
-    key: K,
-    fingerprint: u64,
-    job: JobId,
-    state: State<R>,
+impl<R> Record<R> {
+    fn fingerprint(&self) -> u64 {
+        match self {
+            Record::InFlight { fingerprint, .. } | Record::Completed { fingerprint, .. } => {
+                *fingerprint
+            }
+        }
+    }
+
+    /// Whether the store still holds this record, given its mark and how
+    /// many completed records it holds.
+    fn is_held(&self, dropped_below: u32, completed: usize) -> bool {
+        match self {
+            Record::InFlight { .. } => true,
+            Record::Completed { serial, .. } => {
+                (serial.wrapping_sub(dropped_below) as usize) < completed
+            }
+        }
+    }
 }
 
 /// Key → in flight or completed, with expiry in completion order.
 ///
-/// The records sit densely in a slab, and a hash table of their slab
-/// indices finds them by key: the table is the only sparse part, at 5
-/// bytes a bucket instead of a whole record's. A record is removed the
-/// moment it is forgotten (expiry, eviction, release), so the slab holds
-/// exactly the records the store holds, and forgetting the oldest touches
-/// the record that deciding to forget it had just read.
+/// Forgetting a record (expiry, eviction) only moves a mark: the record
+/// stays in the map, stale, until its key comes back or a sweep clears the
+/// map. Forgetting thus touches the recent end of the expiry FIFO, never the
+/// old record's place in a large map, which a store that is full would
+/// otherwise reach once per new key, on memory long out of cache.
 #[derive(Clone, Debug)]
 pub struct IdempotencyStore<K, R> {
-    records: Slab<Record<K, R>>,
-    /// Slab index of each held record, by its key's hash (`keys_max` is
-    /// checked to fit a `u32`).
-    index: HashTable<u32>,
-    /// Completed records' slab indices, oldest first: the TTL is fixed and
-    /// completions come in time order, so this is expiry order too.
-    expiry: VecDeque<u32>,
+    /// Held records, and stale completed ones (serial below `dropped_below`).
+    records: FxHashMap<K, Record<R>>,
+    /// Completed keys by expiry time, one entry per held completed record,
+    /// the front being serial `dropped_below`. The TTL is fixed and
+    /// completions come in time order, so a FIFO is sorted.
+    expiry: VecDeque<(Time, K)>,
+    /// Completed records forgotten so far (wrapping: only the distance to
+    /// a record's serial counts, and a sweep clears stale records long
+    /// before it could wrap onto them).
+    dropped_below: u32,
+    in_flight: usize,
     ttl: Duration,
     keys_max: usize,
     when_full: KeysWhenFull,
@@ -176,16 +195,18 @@ pub struct ReplayWindow {
     pub evicted_age_min: Option<Duration>,
 }
 
-fn hash_of<K: Hash>(key: &K) -> u64 {
-    FxBuildHasher.hash_one(key)
-}
+/// A full map is swept of stale records, rather than grown, once at least
+/// one in this many is stale: a sweep then costs at most this many slots
+/// per stale record it clears.
+const SWEEP_STALE_SHARE: usize = 32;
 
-/// Buckets reserved in the index for a store of `keys` records: twice as
-/// many, so the table is never more than half full. A half-full table that
-/// runs into the tombstones removed keys leave rehashes in place; a fuller
-/// one would grow to twice its size, holding both copies while it moves.
-fn index_reserved(keys: usize) -> usize {
-    2 * keys
+/// Room reserved in the map for a store of `keys` records: twice the most
+/// it holds before a sweep (the records, and stale ones up to one in
+/// [`SWEEP_STALE_SHARE`]). A map more than half full that runs into the
+/// tombstones its released keys leave grows to twice its size, holding both
+/// copies while it moves; one at most half full rehashes in place.
+fn records_reserved(keys: usize) -> usize {
+    2 * (keys + keys / (SWEEP_STALE_SHARE - 1) + 1)
 }
 
 impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
@@ -196,9 +217,13 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
         );
         let reserved = settings.keys_max.min(super::RESERVED_MAX);
         IdempotencyStore {
-            records: Slab::with_capacity(reserved),
-            index: HashTable::with_capacity(index_reserved(reserved)),
+            records: FxHashMap::with_capacity_and_hasher(
+                records_reserved(reserved),
+                Default::default(),
+            ),
             expiry: VecDeque::with_capacity(reserved),
+            dropped_below: 0,
+            in_flight: 0,
             ttl: settings.ttl,
             keys_max: settings.keys_max,
             when_full: settings.when_full,
@@ -217,54 +242,48 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
         if self.len() >= self.keys_max && !self.evict_oldest_completed(now) {
             return Begin::Full;
         }
-        self.insert(Record {
-            key: key.clone(),
-            fingerprint,
-            job,
-            state: State::InFlight,
-        });
+        self.sweep_if_full();
+        self.records
+            .insert(key.clone(), Record::InFlight { job, fingerprint });
+        self.in_flight += 1;
         debug_assert!(self.len() <= self.keys_max);
         Begin::Started
     }
 
-    /// The slab index of the record held under `key`.
-    fn find(&self, key: &K) -> Option<usize> {
-        let hash = hash_of(key);
-        let records = &self.records;
-        self.index
-            .find(hash, |&i| records[i as usize].key == *key)
-            .map(|&i| i as usize)
+    /// The record held under `key`: `None` for an absent or stale one.
+    fn held(&self, key: &K) -> Option<&Record<R>> {
+        self.records.get(key).filter(|r| self.is_held(r))
     }
 
-    fn insert(&mut self, record: Record<K, R>) {
-        let hash = hash_of(&record.key);
-        let i = self.records.insert(record);
-        let records = &self.records;
-        self.index
-            .insert_unique(hash, i as u32, |&j| hash_of(&records[j as usize].key));
+    fn is_held(&self, record: &Record<R>) -> bool {
+        record.is_held(self.dropped_below, self.expiry.len())
     }
 
-    /// Removes the record at slab index `i` and returns its key.
-    fn remove(&mut self, i: usize) -> K {
-        let hash = hash_of(&self.records[i].key);
-        if let Ok(entry) = self.index.find_entry(hash, |&j| j as usize == i) {
-            entry.remove();
+    /// Before an insert that would grow a full map, clears the stale
+    /// records instead if there are enough of them to pay for the sweep.
+    fn sweep_if_full(&mut self) {
+        let len = self.records.len();
+        let stale = len - self.len();
+        if len == self.records.capacity() && stale * SWEEP_STALE_SHARE >= len {
+            let (dropped_below, completed) = (self.dropped_below, self.expiry.len());
+            self.records
+                .retain(|_, r| r.is_held(dropped_below, completed));
+            debug_assert_eq!(self.records.len(), self.len());
         }
-        self.records.remove(i).key
     }
 
     /// What the store knows of `key`, without recording anything: `None`
     /// for a key it does not hold.
     pub fn peek(&mut self, now: Time, key: &K, fingerprint: u64) -> Option<Begin<R>> {
         self.handle_timeout(now);
-        let record = &self.records[self.find(key)?];
-        if record.fingerprint != fingerprint {
+        let record = self.held(key)?;
+        if record.fingerprint() != fingerprint {
             return Some(Begin::Mismatch);
         }
-        Some(match &record.state {
-            State::InFlight => Begin::InFlight(record.job),
-            State::Completed { response, .. } => Begin::Replay {
-                job: record.job,
+        Some(match record {
+            Record::InFlight { job, .. } => Begin::InFlight(*job),
+            Record::Completed { job, response, .. } => Begin::Replay {
+                job: *job,
                 response: response.clone(),
             },
         })
@@ -277,40 +296,43 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
             self.release(key);
             return;
         }
-        let Some(i) = self.find(key) else {
+        let serial = self.dropped_below.wrapping_add(self.expiry.len() as u32);
+        let Some(record) = self.records.get_mut(key) else {
             return;
         };
-        let record = &mut self.records[i];
-        if !matches!(record.state, State::InFlight) {
+        let Record::InFlight { job, fingerprint } = *record else {
             return;
-        }
-        record.state = State::Completed {
-            expires: now + self.ttl,
+        };
+        *record = Record::Completed {
+            job,
+            fingerprint,
+            serial,
             response,
         };
-        self.expiry.push_back(i as u32);
+        self.in_flight -= 1;
+        self.expiry.push_back((now + self.ttl, key.clone()));
     }
 
     /// Forgets an in-flight key: its job was refused or dead-lettered.
     pub fn release(&mut self, key: &K) {
-        if let Some(i) = self.find(key) {
-            if matches!(self.records[i].state, State::InFlight) {
-                self.remove(i);
-            }
+        if matches!(self.records.get(key), Some(Record::InFlight { .. })) {
+            self.records.remove(key);
+            self.in_flight -= 1;
         }
     }
 
     /// Drops records whose time is up. Safe to call early or twice.
     pub fn handle_timeout(&mut self, now: Time) {
-        while self.oldest_completed().is_some_and(|t| t <= now) {
+        while self.expiry.front().is_some_and(|(t, _)| *t <= now) {
             self.pop_expiry();
         }
     }
 
-    /// Forgets the oldest completed record.
+    /// Forgets the oldest completed record: moves the mark past it.
     fn pop_expiry(&mut self) -> Option<K> {
-        let i = self.expiry.pop_front()?;
-        Some(self.remove(i as usize))
+        let (_, key) = self.expiry.pop_front()?;
+        self.dropped_below = self.dropped_below.wrapping_add(1);
+        Some(key)
     }
 
     /// Under `evict-oldest`, forgets the oldest completed record and notes
@@ -319,7 +341,7 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
         if self.when_full == KeysWhenFull::Refuse {
             return false;
         }
-        let Some(expires) = self.oldest_completed() else {
+        let Some(&(expires, _)) = self.expiry.front() else {
             return false;
         };
         let key = self.pop_expiry();
@@ -338,11 +360,7 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
 
     /// The oldest completed record's expiry.
     fn oldest_completed(&self) -> Option<Time> {
-        let &i = self.expiry.front()?;
-        match self.records[i as usize].state {
-            State::Completed { expires, .. } => Some(expires),
-            State::InFlight => unreachable!("only completed records wait to expire"),
-        }
+        self.expiry.front().map(|(expires, _)| *expires)
     }
 
     /// When a full store will have room again without evicting: the oldest
@@ -369,7 +387,7 @@ impl<K: Hash + Eq + Clone, R: Clone> IdempotencyStore<K, R> {
 
     /// Records held, in flight or completed.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.in_flight + self.expiry.len()
     }
 
     /// Completed records forgotten before their TTL because the store was full.
@@ -500,8 +518,8 @@ mod tests {
         );
     }
 
-    /// A forgotten record leaves at once: the store must not grow with
-    /// every key ever seen, and a forgotten record must not answer.
+    /// Forgotten records stay in the map until a sweep: the map must not
+    /// grow with every key ever seen, and a stale record must not answer.
     #[test]
     fn forgotten_records_neither_answer_nor_pile_up() {
         let mut s: IdempotencyStore<u64, u64> = IdempotencyStore::new(
@@ -518,7 +536,6 @@ mod tests {
             s.complete(T0, &k, k);
             assert!(s.len() <= 4);
         }
-        assert!(s.index.capacity() < 64, "{}", s.index.capacity());
         assert!(s.records.capacity() < 64, "{}", s.records.capacity());
         assert_eq!(s.evicted_early(), 10_000 - 4);
         assert_eq!(s.begin(T0, &9_000, 1, JobId(1)), Begin::Started);
